@@ -1,0 +1,1 @@
+//! Benchmark support for vswitch (criterion benches live in benches/).

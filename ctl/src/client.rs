@@ -1,0 +1,80 @@
+//! A blocking client for the control socket.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::proto::{Command, PROTOCOL_VERSION, Reply, Request, Response};
+
+/// Why a request could not be completed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to vswitchd at {path}: {source} (is vswitchd running?)")]
+    Connect { path: PathBuf, source: io::Error },
+    #[error("control socket I/O failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("vswitchd closed the connection without answering")]
+    Closed,
+    #[error("malformed response from vswitchd: {0}")]
+    Malformed(String),
+    #[error("vswitchd speaks protocol version {0}, this client speaks {PROTOCOL_VERSION}")]
+    Version(u32),
+    /// The daemon refused the request; the message is the daemon's.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A connection to vswitchd.
+pub struct Client {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Client {
+    /// Connects to the daemon's control socket.
+    pub fn connect(path: &Path) -> Result<Self, ClientError> {
+        let stream = UnixStream::connect(path)
+            .map_err(|source| ClientError::Connect { path: path.to_path_buf(), source })?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let writer = stream.try_clone()?;
+        Ok(Client { reader: BufReader::new(stream), writer })
+    }
+
+    /// Sends one command and waits for its reply.
+    pub fn call(&mut self, command: Command) -> Result<Reply, ClientError> {
+        let mut line = serde_json::to_string(&Request::new(command))
+            .map_err(|e| ClientError::Malformed(e.to_string()))?;
+        line.push('\n');
+        self.writer.write_all(line.as_bytes())?;
+        let resp = self.raw_line()?;
+        let resp: Response =
+            serde_json::from_str(&resp).map_err(|e| ClientError::Malformed(e.to_string()))?;
+        if resp.version != PROTOCOL_VERSION {
+            return Err(ClientError::Version(resp.version));
+        }
+        match (resp.ok, resp.reply, resp.error) {
+            (true, Some(reply), _) => Ok(reply),
+            (true, None, _) => Ok(Reply::Done),
+            (false, _, Some(e)) => Err(ClientError::Refused(e)),
+            (false, _, None) => Err(ClientError::Refused("request failed".into())),
+        }
+    }
+
+    /// Sends a raw line (for tests of malformed input) and returns the raw response line.
+    pub fn call_raw(&mut self, line: &str) -> Result<String, ClientError> {
+        self.writer.write_all(line.as_bytes())?;
+        if !line.ends_with('\n') {
+            self.writer.write_all(b"\n")?;
+        }
+        self.raw_line()
+    }
+
+    fn raw_line(&mut self) -> Result<String, ClientError> {
+        let mut resp = String::new();
+        if self.reader.read_line(&mut resp)? == 0 {
+            return Err(ClientError::Closed);
+        }
+        Ok(resp)
+    }
+}

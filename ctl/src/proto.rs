@@ -1,0 +1,374 @@
+//! Request and response types of the control protocol.
+//!
+//! Wire format: one JSON object per line in each direction.
+//!
+//! ```text
+//! → {"version":1,"command":{"op":"port_add","args":{"name":"pod1","type":"afxdp"}}}
+//! ← {"version":1,"ok":true,"reply":{"kind":"done"}}
+//! ← {"version":1,"ok":false,"error":"port 'pod1' already exists"}
+//! ```
+//!
+//! The enums here are the public interface of the daemon: adding a command
+//! means adding a variant, and serde keeps both ends honest.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::mac::MacAddr;
+
+/// Version of this protocol. Bumped on any incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// One request from a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    pub version: u32,
+    pub command: Command,
+}
+
+impl Request {
+    /// A request in the current protocol version.
+    pub fn new(command: Command) -> Self {
+        Request { version: PROTOCOL_VERSION, command }
+    }
+}
+
+/// Every command the daemon understands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", content = "args", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// Overview: daemon, workers, ports, FDB summary.
+    Show,
+    PortAdd(PortSpec),
+    PortDel { name: String },
+    PortList,
+    FdbShow,
+    FdbAdd { mac: MacAddr, port: String },
+    FdbDel { mac: MacAddr },
+    FdbFlush,
+    /// Counters of one port, or of every port when `port` is `None`.
+    Stats {
+        #[serde(default)]
+        port: Option<String>,
+    },
+}
+
+/// Kind of port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PortType {
+    /// An existing interface (typically a veth host end) attached through AF_XDP.
+    #[default]
+    Afxdp,
+    /// A TAP device created by the switch.
+    Tap,
+}
+
+/// XDP attach mode requested for an AF_XDP port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XdpMode {
+    /// Native (driver) XDP if the driver supports it, else generic.
+    #[default]
+    Auto,
+    /// Native (driver) XDP only.
+    Native,
+    /// Generic (skb) XDP only.
+    Generic,
+    /// Native XDP with zero-copy AF_XDP only.
+    Zerocopy,
+}
+
+/// What a client asks for when it adds a port. This is also what the state
+/// file stores, so a restarted daemon recreates exactly this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSpec {
+    pub name: String,
+    #[serde(rename = "type", default)]
+    pub port_type: PortType,
+    #[serde(default)]
+    pub mode: XdpMode,
+    /// For TAP ports: the MAC of the device (the pod's MAC when moved into a pod).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
+    /// For TAP ports: network namespace to move the device into, either a
+    /// name under /run/netns or a path such as /proc/PID/ns/net.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    /// For TAP ports moved into a namespace: the device's name there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
+}
+
+impl PortSpec {
+    /// An AF_XDP port on interface `name` with default settings.
+    pub fn afxdp(name: &str) -> Self {
+        PortSpec {
+            name: name.to_string(),
+            port_type: PortType::Afxdp,
+            mode: XdpMode::Auto,
+            mac: None,
+            netns: None,
+            ifname: None,
+        }
+    }
+}
+
+/// One response to one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub version: u32,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<Reply>,
+}
+
+impl Response {
+    /// A successful response.
+    pub fn ok(reply: Reply) -> Self {
+        Response { version: PROTOCOL_VERSION, ok: true, error: None, reply: Some(reply) }
+    }
+
+    /// A failed response with a one-line message.
+    pub fn error(msg: impl fmt::Display) -> Self {
+        Response { version: PROTOCOL_VERSION, ok: false, error: Some(msg.to_string()), reply: None }
+    }
+}
+
+/// The payload of a successful response. `vswitchctl -o json` prints the
+/// `data` member, so these shapes are the stable JSON output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "data", rename_all = "snake_case")]
+pub enum Reply {
+    /// The command changed (or confirmed) state; nothing to print.
+    Done,
+    Show(ShowReply),
+    Ports(Vec<PortInfo>),
+    Fdb(Vec<FdbEntry>),
+    Stats(Vec<PortStats>),
+}
+
+/// `show`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShowReply {
+    pub daemon: DaemonInfo,
+    pub workers: Vec<WorkerInfo>,
+    pub ports: Vec<PortInfo>,
+    pub fdb: FdbSummary,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    /// vswitchd's package version.
+    pub version: String,
+    pub protocol: u32,
+    pub pid: u32,
+    pub uptime_secs: u64,
+    pub socket: String,
+    pub state_file: String,
+    /// `busy` or `adaptive`.
+    pub poll: String,
+    pub mac_aging_secs: u64,
+    pub mac_limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub id: usize,
+    /// The core the worker is pinned to.
+    pub core: usize,
+    /// Names of the ports this worker polls.
+    pub ports: Vec<String>,
+    pub frames: FramePoolInfo,
+    /// Loop iterations since start (shows the worker is alive).
+    pub loops: u64,
+}
+
+/// Accounting of one worker's packet buffers (its UMEM). While the worker
+/// runs, `free + in_rings + in_flight == total`; a leak or a double use
+/// shows up as a mismatch or as non-zero `errors`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FramePoolInfo {
+    pub total: u64,
+    /// In the worker's free list.
+    pub free: u64,
+    /// Lent to the kernel: fill rings, TX rings not yet completed.
+    pub in_rings: u64,
+    /// Held by the worker or in transit to another worker.
+    pub in_flight: u64,
+    /// Frames returned twice or descriptors the kernel handed back that
+    /// were not lent out. Always zero unless something is badly wrong.
+    pub errors: u64,
+    /// Whether this pool is an AF_XDP UMEM (false: plain memory, AF_XDP unavailable).
+    pub umem: bool,
+}
+
+/// Operational state of a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PortState {
+    Up,
+    Down,
+}
+
+impl fmt::Display for PortState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PortState::Up => "up",
+            PortState::Down => "down",
+        })
+    }
+}
+
+impl fmt::Display for PortType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PortType::Afxdp => "afxdp",
+            PortType::Tap => "tap",
+        })
+    }
+}
+
+impl fmt::Display for XdpMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            XdpMode::Auto => "auto",
+            XdpMode::Native => "native",
+            XdpMode::Generic => "generic",
+            XdpMode::Zerocopy => "zerocopy",
+        })
+    }
+}
+
+/// One port as `port list` and `show` report it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PortInfo {
+    pub name: String,
+    pub id: u16,
+    #[serde(rename = "type")]
+    pub port_type: PortType,
+    /// The mode that was asked for.
+    pub requested_mode: XdpMode,
+    /// The mode in use: `native`, `generic` (AF_XDP), `tap`, or `none` while down.
+    pub mode: String,
+    /// AF_XDP only: whether the socket runs zero-copy (false: copy mode).
+    pub zero_copy: bool,
+    pub state: PortState,
+    /// Why the port is down, if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Index of the worker that polls this port.
+    pub worker: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<MacAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
+    /// MAC addresses currently learned on this port.
+    pub learned_macs: u32,
+}
+
+/// Summary of the forwarding database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbSummary {
+    pub static_entries: u32,
+    pub learned_entries: u32,
+}
+
+/// How an FDB entry came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FdbKind {
+    Static,
+    Learned,
+}
+
+impl fmt::Display for FdbKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FdbKind::Static => "static",
+            FdbKind::Learned => "learned",
+        })
+    }
+}
+
+/// One entry of `fdb show`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FdbEntry {
+    pub mac: MacAddr,
+    pub port: String,
+    pub kind: FdbKind,
+    /// Seconds since a frame from this MAC was last seen (learned entries only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_secs: Option<u64>,
+}
+
+/// Counters of one port, summed over workers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortStats {
+    pub name: String,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Every drop reason (snake_case name) with its count, zeros included.
+    pub drops: BTreeMap<String, u64>,
+}
+
+impl PortStats {
+    /// Sum of all drop counters.
+    pub fn drops_total(&self) -> u64 {
+        self.drops.values().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_wire_shape() {
+        let r = Request::new(Command::PortDel { name: "p1".into() });
+        let j = serde_json::to_string(&r).unwrap();
+        assert_eq!(j, r#"{"version":1,"command":{"op":"port_del","args":{"name":"p1"}}}"#);
+        assert_eq!(serde_json::from_str::<Request>(&j).unwrap(), r);
+        let show = serde_json::to_string(&Request::new(Command::Show)).unwrap();
+        assert_eq!(show, r#"{"version":1,"command":{"op":"show"}}"#);
+    }
+
+    #[test]
+    fn port_spec_defaults() {
+        let j = r#"{"version":1,"command":{"op":"port_add","args":{"name":"p1"}}}"#;
+        let r: Request = serde_json::from_str(j).unwrap();
+        assert_eq!(r.command, Command::PortAdd(PortSpec::afxdp("p1")));
+    }
+
+    #[test]
+    fn rejects_unknown_and_malformed() {
+        for bad in [
+            r#"{"version":1,"command":{"op":"explode"}}"#,
+            r#"{"version":1,"command":{"op":"port_add","args":{"name":"p","bogus":1}}}"#,
+            r#"{"version":1,"command":{"op":"fdb_add","args":{"mac":"nope","port":"p"}}}"#,
+            r#"{"version":1}"#,
+            r#"not json"#,
+        ] {
+            assert!(serde_json::from_str::<Request>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn response_round_trip() {
+        let r = Response::error("port 'x' does not exist");
+        let j = serde_json::to_string(&r).unwrap();
+        assert_eq!(j, r#"{"version":1,"ok":false,"error":"port 'x' does not exist"}"#);
+        let ok = serde_json::to_string(&Response::ok(Reply::Done)).unwrap();
+        assert_eq!(ok, r#"{"version":1,"ok":true,"reply":{"kind":"done"}}"#);
+    }
+}

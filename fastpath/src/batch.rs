@@ -1,0 +1,106 @@
+//! A batch of frames moving through the pipeline together.
+
+use crate::drop::DropReason;
+use crate::{MacKey, PortId};
+
+/// Most frames in one batch (one RX burst).
+pub const BATCH_SIZE: usize = 64;
+
+/// What happens to a frame; stages refine it, the output stage carries it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not decided yet.
+    Pending,
+    /// Send on one port.
+    Unicast(PortId),
+    /// Send on every other port.
+    Flood,
+    /// Drop, counted on the ingress port under this reason.
+    Drop(DropReason),
+}
+
+/// One frame of a batch: where its bytes are and what was learnt about it.
+#[derive(Debug, Clone, Copy)]
+pub struct Pkt {
+    /// Canonical frame address in the worker's pool.
+    pub addr: u32,
+    pub len: u32,
+    pub in_port: PortId,
+    pub verdict: Verdict,
+    /// Destination and source MAC, filled by the parse stage.
+    pub dst: MacKey,
+    pub src: MacKey,
+}
+
+impl Pkt {
+    /// A frame just received.
+    #[inline]
+    pub fn new(addr: u32, len: u32, in_port: PortId) -> Self {
+        Pkt { addr, len, in_port, verdict: Verdict::Pending, dst: 0, src: 0 }
+    }
+
+    /// True while no stage has decided to drop the frame.
+    #[inline]
+    pub fn alive(&self) -> bool {
+        !matches!(self.verdict, Verdict::Drop(_))
+    }
+}
+
+/// Up to [`BATCH_SIZE`] frames, all from one ingress port.
+pub struct Batch {
+    pkts: [Pkt; BATCH_SIZE],
+    len: usize,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Batch { pkts: [Pkt::new(0, 0, 0); BATCH_SIZE], len: 0 }
+    }
+
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.len == BATCH_SIZE
+    }
+
+    #[inline]
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Appends a frame; returns false (and does nothing) when full.
+    #[inline]
+    pub fn push(&mut self, pkt: Pkt) -> bool {
+        if self.len == BATCH_SIZE {
+            return false;
+        }
+        self.pkts[self.len] = pkt;
+        self.len += 1;
+        true
+    }
+
+    #[inline]
+    pub fn pkts(&self) -> &[Pkt] {
+        &self.pkts[..self.len]
+    }
+
+    #[inline]
+    pub fn pkts_mut(&mut self) -> &mut [Pkt] {
+        &mut self.pkts[..self.len]
+    }
+}

@@ -1,0 +1,80 @@
+//! Why a frame was dropped.
+//!
+//! The snake_case names are stable: counters, the CLI and metrics use them.
+
+/// Every way a frame can end without being sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Shorter than an Ethernet header.
+    Runt = 0,
+    /// Headers that do not parse, or a frame longer than the port accepts.
+    Malformed,
+    /// Source MAC is multicast/broadcast or all zeros.
+    InvalidSrcMac,
+    /// Flooded, but there is no other port to flood to.
+    NoDestination,
+    /// The destination is the port the frame came in on.
+    SamePort,
+    /// The ingress port already has its maximum of learned MACs.
+    MacLimit,
+    /// The output port is down.
+    PortDown,
+    /// The output port's TX ring (or queue) is full.
+    TxRingFull,
+    /// No free buffer for a copy (flooding, TAP receive).
+    NoBuffer,
+}
+
+impl DropReason {
+    /// Number of reasons (size of counter arrays).
+    pub const COUNT: usize = 9;
+
+    /// All reasons, in counter order.
+    pub const ALL: [DropReason; Self::COUNT] = [
+        DropReason::Runt,
+        DropReason::Malformed,
+        DropReason::InvalidSrcMac,
+        DropReason::NoDestination,
+        DropReason::SamePort,
+        DropReason::MacLimit,
+        DropReason::PortDown,
+        DropReason::TxRingFull,
+        DropReason::NoBuffer,
+    ];
+
+    /// The stable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Runt => "runt",
+            DropReason::Malformed => "malformed",
+            DropReason::InvalidSrcMac => "invalid_src_mac",
+            DropReason::NoDestination => "no_destination",
+            DropReason::SamePort => "same_port",
+            DropReason::MacLimit => "mac_limit",
+            DropReason::PortDown => "port_down",
+            DropReason::TxRingFull => "tx_ring_full",
+            DropReason::NoBuffer => "no_buffer",
+        }
+    }
+
+    /// Index into counter arrays.
+    #[inline]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_is_in_index_order_with_unique_names() {
+        let mut names = std::collections::HashSet::new();
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            assert!(names.insert(r.name()));
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! vswitch's data plane.
+//!
+//! A worker thread owns a [`pool::FramePool`] (its AF_XDP UMEM) and a set of
+//! [`port::Port`]s. It busy-polls them: receive a burst of up to
+//! [`batch::BATCH_SIZE`] frames, run the burst through the pipeline stages,
+//! transmit per output port, then give the kernel fresh buffers and reap
+//! completed transmissions.
+//!
+//! The pipeline (one file per stage under [`stage`]):
+//!
+//! ```text
+//! parse → learn → forward → output
+//! ```
+//!
+//! Each stage loops over the whole batch and sets a per-frame
+//! [`batch::Verdict`]. A frame ends sent on one or more ports or dropped with
+//! a [`drop::DropReason`], counted on a port. A bad frame is never an error
+//! that travels upward.
+//!
+//! Configuration reaches workers as an immutable [`snapshot::Snapshot`]
+//! published through `ArcSwap`; a worker loads it once per batch, so a batch
+//! sees one consistent version. Learned MAC addresses are owned by the
+//! controller's [`fdb::MacTable`]; workers report what they see over a bounded
+//! channel and read the published [`fdb::FdbView`].
+//!
+//! Invariants:
+//! - The forwarding path never blocks, allocates or takes a lock per packet.
+//! - Every frame of a pool is, at any time, in exactly one place: the free
+//!   list, a kernel ring, the worker's batch, or in transit to another worker.
+//! - `unsafe` lives in [`pool`] (raw frame memory), [`port::afxdp`],
+//!   [`port::tap`] and [`sys`] (the OS), each block with a `SAFETY:` note.
+
+pub mod batch;
+pub mod clock;
+pub mod counters;
+pub mod drop;
+pub mod fdb;
+pub mod handoff;
+pub mod pipeline;
+pub mod pool;
+pub mod port;
+pub mod snapshot;
+pub mod stage;
+pub mod sys;
+pub mod worker;
+
+/// Index of a port, stable for the port's lifetime; also indexes counters.
+pub type PortId = u16;
+
+/// Most ports one switch can hold.
+pub const MAX_PORTS: usize = 1024;
+
+/// A MAC address packed into the low 48 bits of a u64 (first octet most
+/// significant), the key of the forwarding tables.
+pub type MacKey = u64;
+
+/// Packs six octets into a [`MacKey`].
+#[inline]
+pub fn mac_key(m: &[u8; 6]) -> MacKey {
+    u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
+}
+
+/// Unpacks a [`MacKey`].
+#[inline]
+pub fn mac_octets(k: MacKey) -> [u8; 6] {
+    let b = k.to_be_bytes();
+    [b[2], b[3], b[4], b[5], b[6], b[7]]
+}

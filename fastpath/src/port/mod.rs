@@ -1,0 +1,49 @@
+//! Ports: where frames enter and leave the switch.
+//!
+//! Every kind of port implements [`Port`]; the worker does not know which
+//! kind it polls. Frames always live in the worker's [`FramePool`]: a port
+//! receives into pool frames and transmits from them.
+
+pub mod afxdp;
+pub mod memory;
+pub mod tap;
+
+use std::os::fd::RawFd;
+
+use crate::pool::FramePool;
+use crate::stage::output::TxFrame;
+
+/// The port's interface is gone (deleted, its namespace destroyed) or failed
+/// for good. The worker marks the port down and stops polling it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PortGone(pub String);
+
+/// How a port runs, for `port list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortMode {
+    /// `native`, `generic`, `tap` or `memory`.
+    pub mode: &'static str,
+    pub zero_copy: bool,
+}
+
+/// A source and sink of Ethernet frames owned by one worker.
+pub trait Port: Send {
+    /// Receives up to `out.len()` frames into pool frames. Each received
+    /// frame is reported as `(addr, len)` and is held by the worker.
+    fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [(u32, u32)]) -> Result<usize, PortGone>;
+
+    /// Transmits a prefix of `frames` and returns its length. The port owns
+    /// the frames it accepted; the caller still holds (and must free) the rest.
+    fn tx_burst(&mut self, pool: &mut FramePool, frames: &[TxFrame]) -> Result<usize, PortGone>;
+
+    /// Housekeeping between bursts: reap completed transmissions, give the
+    /// kernel fresh receive buffers, wake the kernel where it asks for it.
+    fn maintain(&mut self, pool: &mut FramePool) -> Result<(), PortGone>;
+
+    /// A descriptor to sleep on in adaptive polling (readable = frames waiting).
+    fn poll_fd(&self) -> Option<RawFd>;
+
+    /// How the port runs.
+    fn mode(&self) -> PortMode;
+}

@@ -1,0 +1,101 @@
+//! TAP ports: a TAP device created by the switch.
+//!
+//! The device can be created directly inside a pod's network namespace under
+//! the pod's interface name, so a pod needs no veth. Receiving and
+//! transmitting are one read(2)/write(2) per frame, straight into and out of
+//! the worker's pool frames: the kernel's copy is the only one.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use tun_tap::{Iface, Mode};
+
+use super::{Port, PortGone, PortMode};
+use crate::pool::{FRAME_CAPACITY, FramePool};
+use crate::stage::output::TxFrame;
+use crate::sys;
+
+/// A TAP device owned by the switch; deleted when the port is dropped.
+pub struct TapPort {
+    iface: Iface,
+}
+
+impl TapPort {
+    /// Creates TAP device `ifname`, inside network namespace `netns` when
+    /// given, sets its MAC (if given) and brings it up.
+    pub fn create(ifname: &str, netns: Option<&str>, mac: Option<[u8; 6]>) -> io::Result<Self> {
+        if !sys::valid_ifname(ifname) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid interface name '{ifname}'")));
+        }
+        let name = ifname.to_string();
+        let make = move || -> io::Result<Iface> {
+            if sys::if_index(&name).is_some() {
+                return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("interface '{name}' already exists")));
+            }
+            let iface = Iface::without_packet_info(&name, Mode::Tap)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot create TAP '{name}': {e}")))?;
+            sys::configure_link(&name, mac)?;
+            Ok(iface)
+        };
+        let iface = match netns {
+            Some(ns) => sys::in_netns(ns, make)?,
+            None => make()?,
+        };
+        iface.set_non_blocking()?;
+        Ok(TapPort { iface })
+    }
+}
+
+fn gone(e: io::Error) -> PortGone {
+    PortGone(format!("TAP device failed: {e}"))
+}
+
+impl Port for TapPort {
+    fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [(u32, u32)]) -> Result<usize, PortGone> {
+        let mut n = 0;
+        while n < out.len() {
+            let Some(addr) = pool.alloc() else { break };
+            match self.iface.recv(pool.data_mut(addr, FRAME_CAPACITY)) {
+                Ok(len) => {
+                    out[n] = (addr, len as u32);
+                    n += 1;
+                }
+                Err(e) => {
+                    pool.free(addr);
+                    match e.kind() {
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => break,
+                        _ => return Err(gone(e)),
+                    }
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    fn tx_burst(&mut self, pool: &mut FramePool, frames: &[TxFrame]) -> Result<usize, PortGone> {
+        for (i, f) in frames.iter().enumerate() {
+            match self.iface.send(pool.data(f.addr, f.len)) {
+                Ok(_) => pool.free(f.addr),
+                Err(e) => match e.raw_os_error() {
+                    // Queue full, or the device is administratively down:
+                    // the rest of the burst is dropped by the caller.
+                    Some(libc::EAGAIN | libc::ENOBUFS | libc::EIO | libc::EINTR) => return Ok(i),
+                    _ => return Err(gone(e)),
+                },
+            }
+        }
+        Ok(frames.len())
+    }
+
+    fn maintain(&mut self, _pool: &mut FramePool) -> Result<(), PortGone> {
+        Ok(())
+    }
+
+    fn poll_fd(&self) -> Option<RawFd> {
+        Some(self.iface.as_raw_fd())
+    }
+
+    fn mode(&self) -> PortMode {
+        PortMode { mode: "tap", zero_copy: false }
+    }
+}

@@ -1,0 +1,9 @@
+//! Pipeline stages, one file each, each a loop over the batch.
+//!
+//! A stage only looks at frames that are still alive and either leaves the
+//! verdict alone or refines it; dropping is a verdict, never an error.
+
+pub mod forward;
+pub mod learn;
+pub mod output;
+pub mod parse;

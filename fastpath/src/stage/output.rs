@@ -1,0 +1,120 @@
+//! Stage 4: carry out the verdicts.
+//!
+//! Dropped frames are counted on their ingress port and freed. Unicast
+//! frames are queued on their output port's list. A flood is queued on every
+//! up port but the ingress one: the last target gets the original frame, the
+//! others a copy (the only copy on the L2 path); when no buffer is free for a
+//! copy, that copy is dropped as `no_buffer`.
+//!
+//! The worker then transmits each list in one burst (or hands it to the
+//! port's owning worker), see [`crate::worker`].
+
+use crate::batch::{Batch, Verdict};
+use crate::counters::WorkerCounters;
+use crate::drop::DropReason;
+use crate::pool::FramePool;
+use crate::snapshot::Snapshot;
+use crate::{MAX_PORTS, PortId};
+
+/// A frame queued for transmission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxFrame {
+    pub addr: u32,
+    pub len: u32,
+}
+
+/// Per-port lists of frames to send, and which lists are non-empty.
+pub struct Outputs {
+    lists: Vec<Vec<TxFrame>>,
+    dirty: Vec<PortId>,
+}
+
+impl Default for Outputs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Outputs {
+    pub fn new() -> Self {
+        Outputs { lists: (0..MAX_PORTS).map(|_| Vec::new()).collect(), dirty: Vec::with_capacity(MAX_PORTS) }
+    }
+
+    /// Queues a frame on `port`.
+    #[inline]
+    pub fn push(&mut self, port: PortId, f: TxFrame) {
+        let list = &mut self.lists[usize::from(port) % MAX_PORTS];
+        if list.is_empty() {
+            if list.capacity() == 0 {
+                // Once per port for the life of the worker, not per packet.
+                list.reserve(crate::batch::BATCH_SIZE);
+            }
+            self.dirty.push(port);
+        }
+        list.push(f);
+    }
+
+    /// Takes the next non-empty list. The caller must `clear` the list
+    /// (keeping its capacity) once it has sent or freed every frame.
+    #[inline]
+    pub fn next_dirty(&mut self) -> Option<(PortId, &mut Vec<TxFrame>)> {
+        let port = self.dirty.pop()?;
+        Some((port, &mut self.lists[usize::from(port) % MAX_PORTS]))
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.dirty.is_empty()
+    }
+}
+
+/// Queues or drops every frame of the batch according to its verdict.
+#[inline]
+pub fn run(
+    batch: &Batch,
+    snap: &Snapshot,
+    pool: &mut FramePool,
+    outputs: &mut Outputs,
+    counters: &WorkerCounters,
+) {
+    for p in batch.pkts() {
+        match p.verdict {
+            Verdict::Unicast(port) => outputs.push(port, TxFrame { addr: p.addr, len: p.len }),
+            Verdict::Flood => {
+                let mut last: Option<PortId> = None;
+                for &target in &snap.flood {
+                    if target == p.in_port {
+                        continue;
+                    }
+                    if let Some(prev) = last {
+                        match pool.copy_frame(p.addr, p.len) {
+                            Some(addr) => outputs.push(prev, TxFrame { addr, len: p.len }),
+                            None => counters.port(p.in_port).drop(DropReason::NoBuffer, 1),
+                        }
+                    }
+                    last = Some(target);
+                }
+                match last {
+                    Some(port) => outputs.push(port, TxFrame { addr: p.addr, len: p.len }),
+                    None => {
+                        // The flood list changed between forward and output
+                        // stages cannot happen (one snapshot per batch), but
+                        // an empty list is still handled as a drop.
+                        counters.port(p.in_port).drop(DropReason::NoDestination, 1);
+                        pool.free(p.addr);
+                    }
+                }
+            }
+            Verdict::Drop(reason) => {
+                counters.port(p.in_port).drop(reason, 1);
+                pool.free(p.addr);
+            }
+            Verdict::Pending => {
+                // Every stage sets a verdict for live frames; a frame left
+                // pending has had no decision, so it goes nowhere.
+                counters.port(p.in_port).drop(DropReason::NoDestination, 1);
+                pool.free(p.addr);
+            }
+        }
+    }
+}

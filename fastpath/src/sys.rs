@@ -1,0 +1,159 @@
+//! Small wrappers over the OS: interface lookup and configuration, network
+//! namespaces, AF_XDP socket options. Nothing here runs per packet.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+/// Longest interface name Linux accepts.
+pub const IFNAME_MAX: usize = 15;
+
+/// Checks an interface name the way the kernel does (1–15 bytes, no '/',
+/// no whitespace, not "." or "..").
+pub fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= IFNAME_MAX
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+}
+
+/// The ifindex of `name` in the calling thread's namespace.
+pub fn if_index(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (idx != 0).then_some(idx)
+}
+
+/// Where a namespace given as a name or a path lives.
+pub fn netns_path(ns: &str) -> PathBuf {
+    if ns.contains('/') { PathBuf::from(ns) } else { PathBuf::from("/run/netns").join(ns) }
+}
+
+/// Runs `f` on a fresh thread that has entered network namespace `ns`.
+/// Descriptors `f` creates (a TAP, a socket) keep working after the thread
+/// ends, bound to that namespace.
+pub fn in_netns<T, F>(ns: &str, f: F) -> io::Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> io::Result<T> + Send + 'static,
+{
+    let path = netns_path(ns);
+    let file = File::open(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("network namespace '{ns}' ({}): {e}", path.display())))?;
+    let ns = ns.to_string();
+    std::thread::Builder::new()
+        .name("vswitch-netns".into())
+        .spawn(move || {
+            // SAFETY: `file` is an open descriptor; setns only changes the
+            // namespace of this (short-lived, single-purpose) thread.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            if rc != 0 {
+                let e = io::Error::last_os_error();
+                return Err(io::Error::new(e.kind(), format!("cannot enter network namespace '{ns}': {e}")));
+            }
+            f()
+        })?
+        .join()
+        .map_err(|_| io::Error::other("namespace thread panicked"))?
+}
+
+fn ifreq(name: &str) -> io::Result<libc::ifreq> {
+    if !valid_ifname(name) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid interface name '{name}'")));
+    }
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    Ok(req)
+}
+
+fn ctl_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn ioctl(sock: &OwnedFd, op: libc::c_ulong, req: &mut libc::ifreq, what: &str, name: &str) -> io::Result<()> {
+    // SAFETY: `req` is a valid ifreq for this request and outlives the call.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), op as _, req as *mut libc::ifreq) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("{what} on '{name}': {e}")));
+    }
+    Ok(())
+}
+
+/// Sets the MAC of interface `name` (if given) and brings it up, in the
+/// calling thread's namespace.
+pub fn configure_link(name: &str, mac: Option<[u8; 6]>) -> io::Result<()> {
+    let sock = ctl_socket()?;
+    if let Some(mac) = mac {
+        let mut req = ifreq(name)?;
+        // SAFETY: writing the hwaddr member of the union, which this request uses.
+        unsafe {
+            req.ifr_ifru.ifru_hwaddr.sa_family = libc::ARPHRD_ETHER;
+            for (d, s) in req.ifr_ifru.ifru_hwaddr.sa_data.iter_mut().zip(mac) {
+                *d = s as libc::c_char;
+            }
+        }
+        ioctl(&sock, libc::SIOCSIFHWADDR, &mut req, "set MAC", name)?;
+    }
+    let mut req = ifreq(name)?;
+    ioctl(&sock, libc::SIOCGIFFLAGS, &mut req, "get flags", name)?;
+    // SAFETY: SIOCGIFFLAGS filled the flags member.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    ioctl(&sock, libc::SIOCSIFFLAGS, &mut req, "set up", name)
+}
+
+/// Whether an AF_XDP socket runs in zero-copy mode.
+pub fn xsk_zero_copy(fd: RawFd) -> bool {
+    #[repr(C)]
+    struct XdpOptions {
+        flags: u32,
+    }
+    let mut opts = XdpOptions { flags: 0 };
+    let mut len = std::mem::size_of::<XdpOptions>() as libc::socklen_t;
+    // SAFETY: `opts` and `len` are valid for writes of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(fd, libc::SOL_XDP, libc::XDP_OPTIONS, (&mut opts as *mut XdpOptions).cast(), &mut len)
+    };
+    rc == 0 && opts.flags & libc::XDP_OPTIONS_ZEROCOPY != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names() {
+        assert!(valid_ifname("eth0"));
+        assert!(valid_ifname("a-very-long-nam"));
+        assert!(!valid_ifname("a-very-long-name"));
+        assert!(!valid_ifname(""));
+        assert!(!valid_ifname("a/b"));
+        assert!(!valid_ifname("a b"));
+        assert!(!valid_ifname(".."));
+    }
+
+    #[test]
+    fn netns_paths() {
+        assert_eq!(netns_path("pod1"), PathBuf::from("/run/netns/pod1"));
+        assert_eq!(netns_path("/proc/1/ns/net"), PathBuf::from("/proc/1/ns/net"));
+    }
+
+    #[test]
+    fn loopback_exists() {
+        assert!(if_index("lo").is_some());
+        assert!(if_index("no-such-if0").is_none());
+    }
+}

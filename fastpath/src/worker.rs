@@ -1,0 +1,432 @@
+//! A poll-mode worker: one thread, pinned to one core, owning a frame pool
+//! and the ports assigned to it.
+//!
+//! One loop iteration:
+//!
+//! ```text
+//! commands → for each port: rx burst → pipeline → tx bursts
+//!          → frames handed over by other workers → frames they gave back
+//!          → per port: reap completions, refill fill ring, wakeups
+//! ```
+//!
+//! Concurrency rules:
+//! - Only this worker touches its pool, its ports' rings and its counters'
+//!   writes. The controller reaches it through the command channel and reads
+//!   [`WorkerStatus`] and [`WorkerCounters`].
+//! - The worker never waits for the controller: it loads the snapshot without
+//!   locking, learning reports are `try_send` on a bounded channel.
+
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::batch::{BATCH_SIZE, Batch, Pkt};
+use crate::clock;
+use crate::counters::WorkerCounters;
+use crate::drop::DropReason;
+use crate::fdb::LearnEvent;
+use crate::handoff::{HANDOFF_DEPTH, HandoffDesc, Mesh};
+use crate::pipeline;
+use crate::pool::FramePool;
+use crate::port::{Port, PortGone};
+use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::stage::learn::Learner;
+use crate::stage::output::{Outputs, TxFrame};
+use crate::{MAX_PORTS, PortId};
+
+/// How an idle worker waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollMode {
+    /// Spin without pause (lowest latency, one core always busy).
+    Busy,
+    /// After a run of empty polls, sleep in poll(2) on the ports for up to a
+    /// millisecond at a time.
+    Adaptive,
+}
+
+/// Empty loop iterations before an adaptive worker sleeps.
+const IDLE_SPINS: u32 = 200;
+/// Longest sleep of an adaptive worker, in milliseconds.
+const IDLE_SLEEP_MS: i32 = 1;
+
+/// Requests from the controller.
+pub enum WorkerCmd {
+    /// Start polling a port (already opened by the controller).
+    AddPort { id: PortId, port: Box<dyn Port> },
+    /// Stop polling a port and close it; `done` is signalled afterwards.
+    DelPort { id: PortId, done: Sender<()> },
+    /// Leave the loop.
+    Stop,
+}
+
+/// Reports to the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerEvent {
+    /// A port's interface disappeared or failed; the worker stopped polling it.
+    PortGone { id: PortId, reason: String },
+}
+
+/// What a worker publishes about itself (written by the worker, read by the controller).
+#[derive(Default)]
+pub struct WorkerStatus {
+    pub loops: AtomicU64,
+    pub frames_total: AtomicU64,
+    pub frames_free: AtomicU64,
+    pub frames_in_rings: AtomicU64,
+    pub frames_in_flight: AtomicU64,
+    pub frame_errors: AtomicU64,
+    pub learn_overflows: AtomicU64,
+}
+
+struct Slot {
+    id: PortId,
+    port: Box<dyn Port>,
+    up: bool,
+}
+
+const NO_SLOT: u16 = u16::MAX;
+
+/// Everything a worker owns.
+pub struct Worker {
+    id: usize,
+    pool: FramePool,
+    ports: Vec<Slot>,
+    slot_of: Vec<u16>,
+    snapshot: SharedSnapshot,
+    counters: Arc<WorkerCounters>,
+    status: Arc<WorkerStatus>,
+    learner: Learner,
+    outputs: Outputs,
+    batch: Batch,
+    rx: [(u32, u32); BATCH_SIZE],
+    cmds: Receiver<WorkerCmd>,
+    events: Sender<WorkerEvent>,
+    mesh: Arc<Mesh>,
+    in_transit: Vec<usize>,
+    poll: PollMode,
+    pollfds: Vec<libc::pollfd>,
+    idle: u32,
+    loops: u64,
+    gone: Vec<(usize, PortGone)>,
+}
+
+/// The channels and shared state a worker is built from.
+pub struct WorkerParts {
+    pub id: usize,
+    pub pool: FramePool,
+    pub snapshot: SharedSnapshot,
+    pub counters: Arc<WorkerCounters>,
+    pub status: Arc<WorkerStatus>,
+    pub learn_tx: Sender<LearnEvent>,
+    pub cmds: Receiver<WorkerCmd>,
+    pub events: Sender<WorkerEvent>,
+    pub mesh: Arc<Mesh>,
+    pub poll: PollMode,
+}
+
+impl Worker {
+    pub fn new(p: WorkerParts) -> Self {
+        let workers = p.mesh.workers();
+        let w = Worker {
+            id: p.id,
+            pool: p.pool,
+            ports: Vec::new(),
+            slot_of: vec![NO_SLOT; MAX_PORTS],
+            snapshot: p.snapshot,
+            counters: p.counters,
+            status: p.status,
+            learner: Learner::new(p.learn_tx),
+            outputs: Outputs::new(),
+            batch: Batch::new(),
+            rx: [(0, 0); BATCH_SIZE],
+            cmds: p.cmds,
+            events: p.events,
+            mesh: p.mesh,
+            in_transit: vec![0; workers],
+            poll: p.poll,
+            pollfds: Vec::new(),
+            idle: 0,
+            loops: 0,
+            gone: Vec::new(),
+        };
+        w.publish_status();
+        w
+    }
+
+    /// The worker's pool (tests and benches inspect it).
+    pub fn pool(&self) -> &FramePool {
+        &self.pool
+    }
+
+    /// The worker's pool, writable (benches preload frames).
+    pub fn pool_mut(&mut self) -> &mut FramePool {
+        &mut self.pool
+    }
+
+    /// Runs until told to stop or the controller goes away.
+    pub fn run(mut self) {
+        loop {
+            if !self.handle_commands() {
+                break;
+            }
+            let work = self.run_once();
+            if work == 0 {
+                self.idle_wait();
+            } else {
+                self.idle = 0;
+            }
+        }
+        self.publish_status();
+    }
+
+    /// Applies pending controller commands; false when the worker must stop.
+    pub fn handle_commands(&mut self) -> bool {
+        loop {
+            match self.cmds.try_recv() {
+                Ok(WorkerCmd::AddPort { id, port }) => self.add_port(id, port),
+                Ok(WorkerCmd::DelPort { id, done }) => {
+                    self.del_port(id);
+                    let _ = done.send(());
+                }
+                Ok(WorkerCmd::Stop) => return false,
+                Err(crossbeam_channel::TryRecvError::Empty) => return true,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    /// Adds a port directly (tests and benches; the daemon uses commands).
+    pub fn add_port(&mut self, id: PortId, port: Box<dyn Port>) {
+        if usize::from(id) >= MAX_PORTS || self.slot_of[usize::from(id)] != NO_SLOT {
+            return;
+        }
+        self.slot_of[usize::from(id)] = self.ports.len() as u16;
+        self.ports.push(Slot { id, port, up: true });
+        self.rebuild_pollfds();
+    }
+
+    fn del_port(&mut self, id: PortId) {
+        let Some(&slot) = self.slot_of.get(usize::from(id)) else { return };
+        if slot == NO_SLOT {
+            return;
+        }
+        let removed = self.ports.swap_remove(usize::from(slot));
+        self.slot_of[usize::from(id)] = NO_SLOT;
+        if let Some(moved) = self.ports.get(usize::from(slot)) {
+            self.slot_of[usize::from(moved.id)] = slot;
+        }
+        // Close the socket first: only then can the kernel no longer write
+        // into the frames it still holds, and they can go back to the pool.
+        drop(removed);
+        self.pool.reclaim_port(id);
+        self.rebuild_pollfds();
+        self.publish_status();
+    }
+
+    fn rebuild_pollfds(&mut self) {
+        self.pollfds = self
+            .ports
+            .iter()
+            .filter(|s| s.up)
+            .filter_map(|s| s.port.poll_fd())
+            .map(|fd: RawFd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
+            .collect();
+    }
+
+    fn idle_wait(&mut self) {
+        self.idle = self.idle.saturating_add(1);
+        if self.poll == PollMode::Busy || self.idle < IDLE_SPINS {
+            std::hint::spin_loop();
+            return;
+        }
+        if self.idle == IDLE_SPINS {
+            self.publish_status();
+        }
+        if self.pollfds.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(IDLE_SLEEP_MS as u64));
+            return;
+        }
+        // SAFETY: `pollfds` is a valid array of `len` pollfd structures.
+        unsafe { libc::poll(self.pollfds.as_mut_ptr(), self.pollfds.len() as libc::nfds_t, IDLE_SLEEP_MS) };
+    }
+
+    /// One iteration of the poll loop; returns the number of frames handled.
+    pub fn run_once(&mut self) -> usize {
+        let snap = self.snapshot.load_full();
+        let now = clock::now_ms();
+        let mut work = 0;
+        for i in 0..self.ports.len() {
+            if !self.ports[i].up {
+                continue;
+            }
+            let id = self.ports[i].id;
+            let n = match self.ports[i].port.rx_burst(&mut self.pool, &mut self.rx) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.gone.push((i, e));
+                    continue;
+                }
+            };
+            if n == 0 {
+                continue;
+            }
+            work += n;
+            let mut bytes = 0u64;
+            for &(addr, len) in &self.rx[..n] {
+                self.batch.push(Pkt::new(addr, len, id));
+                bytes += u64::from(len);
+            }
+            self.counters.port(id).rx(n as u64, bytes);
+            pipeline::process(
+                &mut self.batch,
+                &snap,
+                &mut self.pool,
+                &mut self.learner,
+                &mut self.outputs,
+                &self.counters,
+                now,
+            );
+            self.flush(&snap);
+        }
+        work += self.receive_handoffs(&snap);
+        self.reclaim_returned();
+        for i in 0..self.ports.len() {
+            if self.ports[i].up
+                && let Err(e) = self.ports[i].port.maintain(&mut self.pool)
+            {
+                self.gone.push((i, e));
+            }
+        }
+        self.handle_gone();
+        self.loops += 1;
+        if self.loops % 1024 == 0 {
+            self.publish_status();
+        }
+        work
+    }
+
+    /// Sends every queued list: on a local port, or to the owning worker.
+    fn flush(&mut self, snap: &Snapshot) {
+        while let Some((port, list)) = self.outputs.next_dirty() {
+            let slot = self.slot_of[usize::from(port) % MAX_PORTS];
+            let counters = self.counters.port(port);
+            if slot != NO_SLOT && self.ports[usize::from(slot)].up {
+                let sent = match self.ports[usize::from(slot)].port.tx_burst(&mut self.pool, list) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        self.gone.push((usize::from(slot), e));
+                        0
+                    }
+                };
+                let bytes: u64 = list[..sent].iter().map(|f| u64::from(f.len)).sum();
+                counters.tx(sent as u64, bytes);
+                for f in &list[sent..] {
+                    self.pool.free(f.addr);
+                }
+                counters.drop(DropReason::TxRingFull, (list.len() - sent) as u64);
+            } else if let Some(e) = snap.port(port).filter(|e| e.up && e.worker != self.id && e.worker < self.in_transit.len()) {
+                let w = e.worker;
+                let queue = self.mesh.forward(self.id, w);
+                for f in list.iter() {
+                    let desc = HandoffDesc { addr: f.addr, len: f.len, port };
+                    if self.in_transit[w] < HANDOFF_DEPTH && queue.push(desc).is_ok() {
+                        self.pool.mark_handoff(f.addr);
+                        self.in_transit[w] += 1;
+                    } else {
+                        self.pool.free(f.addr);
+                        counters.drop(DropReason::TxRingFull, 1);
+                    }
+                }
+            } else {
+                for f in list.iter() {
+                    self.pool.free(f.addr);
+                }
+                counters.drop(DropReason::PortDown, list.len() as u64);
+            }
+            list.clear();
+        }
+    }
+
+    /// Copies frames other workers handed over into this pool and sends them.
+    fn receive_handoffs(&mut self, snap: &Snapshot) -> usize {
+        let mut work = 0;
+        for src in 0..self.mesh.workers() {
+            if src == self.id {
+                continue;
+            }
+            let mesh = self.mesh.clone();
+            let queue = mesh.forward(src, self.id);
+            let mut n = 0;
+            while n < BATCH_SIZE {
+                let Some(d) = queue.pop() else { break };
+                n += 1;
+                match self.pool.alloc() {
+                    Some(addr) => {
+                        // SAFETY: `src` handed us this frame and does not
+                        // touch it until we push its address back below.
+                        let bytes = unsafe { mesh.view(src).read(d.addr, d.len) };
+                        let dst = self.pool.data_mut(addr, bytes.len() as u32);
+                        let len = dst.len().min(bytes.len());
+                        dst[..len].copy_from_slice(&bytes[..len]);
+                        self.outputs.push(d.port, TxFrame { addr, len: len as u32 });
+                    }
+                    None => self.counters.port(d.port).drop(DropReason::NoBuffer, 1),
+                }
+                // Cannot fail: `src` never has more frames in transit to us
+                // than the return queue holds.
+                let _ = mesh.back(src, self.id).push(d.addr);
+            }
+            if n > 0 {
+                work += n;
+                self.flush(snap);
+            }
+        }
+        work
+    }
+
+    /// Frees frames that other workers have finished copying.
+    fn reclaim_returned(&mut self) {
+        for dst in 0..self.in_transit.len() {
+            if self.in_transit[dst] == 0 {
+                continue;
+            }
+            while let Some(addr) = self.mesh.back(self.id, dst).pop() {
+                self.pool.free(addr);
+                self.in_transit[dst] -= 1;
+            }
+        }
+    }
+
+    fn handle_gone(&mut self) {
+        if self.gone.is_empty() {
+            return;
+        }
+        let gone = std::mem::take(&mut self.gone);
+        for (slot, e) in &gone {
+            let Some(s) = self.ports.get_mut(*slot) else { continue };
+            if s.up {
+                s.up = false;
+                tracing::warn!(port = s.id, "port down: {e}");
+                let _ = self.events.try_send(WorkerEvent::PortGone { id: s.id, reason: e.0.clone() });
+            }
+        }
+        self.gone = gone;
+        self.gone.clear();
+        self.rebuild_pollfds();
+    }
+
+    /// Publishes pool accounting and liveness for the controller.
+    pub fn publish_status(&self) {
+        let c = self.pool.counts();
+        let s = &self.status;
+        s.loops.store(self.loops, Relaxed);
+        s.frames_total.store(u64::from(c.total), Relaxed);
+        s.frames_free.store(u64::from(c.free), Relaxed);
+        s.frames_in_rings.store(u64::from(c.lent), Relaxed);
+        s.frames_in_flight.store(u64::from(c.worker + c.handoff), Relaxed);
+        s.frame_errors.store(c.errors, Relaxed);
+        s.learn_overflows.store(self.learner.overflows, Relaxed);
+    }
+}

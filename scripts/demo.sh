@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# The demo: builds vswitch, starts vswitchd, attaches three pods (two through
+# AF_XDP on veth pairs, one through a TAP device), pings between every pair,
+# runs iperf3 TCP transfers through the switch, prints `vswitchctl show` and
+# `vswitchctl stats`, and removes everything again, also on failure or Ctrl-C.
+#
+# Run as root on Debian: scripts/demo.sh
+#
+# Environment: VSWITCHD_ARGS adds arguments to vswitchd (for example
+# "--cores 1"); IPERF_SECS sets the length of each transfer (default 5).
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+cd "$REPO_ROOT"
+
+IPERF_SECS=${IPERF_SECS:-5}
+# Pod name, attachment, address, MAC.
+PODS=(
+    "vsdemo-a afxdp 10.244.1.11 02:00:0a:f4:01:0b"
+    "vsdemo-b afxdp 10.244.1.12 02:00:0a:f4:01:0c"
+    "vsdemo-c tap   10.244.1.13 02:00:0a:f4:01:0d"
+)
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+die() {
+    echo "demo.sh: error: $*" >&2
+    exit 1
+}
+
+[[ $(id -u) -eq 0 ]] || die "run as root (the demo creates network namespaces and attaches XDP programs)"
+
+step "Installing dependencies"
+"$SCRIPT_DIR/deps.sh"
+if ! command -v cargo >/dev/null 2>&1; then
+    export PATH=$HOME/.cargo/bin:$PATH
+fi
+
+step "Building (cargo build --release)"
+cargo build --release
+
+VSWITCHD=$REPO_ROOT/target/release/vswitchd
+export VSWITCHCTL=$REPO_ROOT/target/release/vswitchctl
+WORKDIR=$(mktemp -d /tmp/vswitch-demo.XXXXXX)
+export VSWITCH_SOCKET=$WORKDIR/vswitchd.sock
+STATE=$WORKDIR/state.json
+LOG=$WORKDIR/vswitchd.log
+VSWITCHD_PID=""
+SERVER_PIDS=()
+
+ctl() { "$VSWITCHCTL" --socket "$VSWITCH_SOCKET" "$@"; }
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    step "Cleaning up"
+    for pid in "${SERVER_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for spec in "${PODS[@]}"; do
+        read -r name _ <<<"$spec"
+        "$SCRIPT_DIR/pod.sh" del "$name" 2>/dev/null || true
+    done
+    if [[ -n $VSWITCHD_PID ]] && kill -0 "$VSWITCHD_PID" 2>/dev/null; then
+        kill -TERM "$VSWITCHD_PID"
+        for _ in $(seq 50); do
+            kill -0 "$VSWITCHD_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$VSWITCHD_PID" 2>/dev/null; then
+            echo "demo.sh: vswitchd did not exit on SIGTERM; killing it" >&2
+            kill -KILL "$VSWITCHD_PID" 2>/dev/null || true
+        fi
+        wait "$VSWITCHD_PID" 2>/dev/null || true
+    fi
+    if [[ $rc -ne 0 && -s $LOG ]]; then
+        echo "--- last lines of the vswitchd log ($LOG) ---" >&2
+        tail -n 30 "$LOG" >&2
+    fi
+    rm -rf "$WORKDIR"
+    if [[ $rc -eq 0 ]]; then
+        echo "demo finished"
+    else
+        echo "demo FAILED (exit status $rc)" >&2
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Leftovers of an interrupted earlier run would make pod creation fail.
+for spec in "${PODS[@]}"; do
+    read -r name _ <<<"$spec"
+    if [[ -e /run/netns/$name ]] || ip link show dev "$name" >/dev/null 2>&1; then
+        "$SCRIPT_DIR/pod.sh" del "$name" >/dev/null 2>&1 || true
+    fi
+done
+
+step "Starting vswitchd (socket $VSWITCH_SOCKET, log $LOG)"
+# shellcheck disable=SC2086 # VSWITCHD_ARGS is a list of words on purpose.
+"$VSWITCHD" --socket "$VSWITCH_SOCKET" --state "$STATE" --poll adaptive ${VSWITCHD_ARGS:-} 2>"$LOG" &
+VSWITCHD_PID=$!
+for _ in $(seq 100); do
+    ctl show >/dev/null 2>&1 && break
+    kill -0 "$VSWITCHD_PID" 2>/dev/null || die "vswitchd exited during start-up"
+    sleep 0.1
+done
+ctl show >/dev/null || die "vswitchd did not answer on $VSWITCH_SOCKET within 10 s"
+
+step "Creating pods"
+for spec in "${PODS[@]}"; do
+    read -r name kind ip mac <<<"$spec"
+    args=(add "$name" --ip "$ip/24" --mac "$mac")
+    [[ $kind == tap ]] && args+=(--tap)
+    echo "pod $name: $ip on $kind"
+    "$SCRIPT_DIR/pod.sh" "${args[@]}"
+done
+ctl port list
+
+step "Pinging between every pair of pods"
+for from in "${PODS[@]}"; do
+    read -r fname fkind _ <<<"$from"
+    for to in "${PODS[@]}"; do
+        read -r tname tkind tip _ <<<"$to"
+        [[ $fname == "$tname" ]] && continue
+        printf '%-9s (%-5s) -> %-9s (%-5s) %-12s ' "$fname" "$fkind" "$tname" "$tkind" "$tip"
+        if out=$(ip netns exec "$fname" ping -c 3 -i 0.2 -W 1 "$tip" 2>&1); then
+            grep -E 'packets transmitted|rtt' <<<"$out" | tr '\n' ' '
+            echo
+        else
+            echo "FAILED"
+            echo "$out" >&2
+            die "ping $fname -> $tname ($tip) failed"
+        fi
+    done
+done
+
+# iperf3 from pod $1 to pod $2 (address $3).
+iperf() {
+    local from=$1 to=$2 ip=$3
+    ip netns exec "$to" iperf3 -s -1 >/dev/null 2>&1 &
+    SERVER_PIDS+=($!)
+    for _ in $(seq 50); do
+        [[ -n $(ip netns exec "$to" ss -Hltn 'sport = :5201' 2>/dev/null) ]] && break
+        sleep 0.1
+    done
+    timeout $((IPERF_SECS + 20)) ip netns exec "$from" iperf3 -c "$ip" -t "$IPERF_SECS" --connect-timeout 3000 ||
+        die "iperf3 $from -> $to failed"
+}
+
+step "iperf3 TCP, ${IPERF_SECS}s: vsdemo-a (AF_XDP) -> vsdemo-b (AF_XDP)"
+iperf vsdemo-a vsdemo-b 10.244.1.12
+step "iperf3 TCP, ${IPERF_SECS}s: vsdemo-a (AF_XDP) -> vsdemo-c (TAP)"
+iperf vsdemo-a vsdemo-c 10.244.1.13
+
+step "vswitchctl show"
+ctl show
+step "vswitchctl stats"
+ctl stats
+step "vswitchctl fdb show"
+ctl fdb show

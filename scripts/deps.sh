@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Installs what building and testing vswitch needs on a Debian machine, as root.
+#
+# Idempotent: apt runs only when a package is missing, rustup only when a
+# component is missing, and bpffs is mounted only when it is not already.
+set -euo pipefail
+
+PACKAGES=(
+    # xsk-rs builds libxdp/libbpf from source.
+    clang llvm libelf-dev zlib1g-dev m4 pkg-config libpcap-dev
+    # Pods, traffic and inspection in tests and the demo.
+    iproute2 ethtool iperf3 iputils-ping tcpdump netcat-openbsd
+)
+
+log() { echo "deps.sh: $*" >&2; }
+
+if [[ $(id -u) -ne 0 ]]; then
+    log "warning: not root; cannot install packages or mount bpffs (tests that need root will skip)"
+fi
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    if [[ $status != "install ok installed" ]]; then
+        missing+=("$pkg")
+    fi
+done
+
+if ((${#missing[@]} > 0)); then
+    if [[ $(id -u) -ne 0 ]]; then
+        log "error: missing packages: ${missing[*]} (run this script as root to install them)"
+        exit 1
+    fi
+    log "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1 && [[ -x $HOME/.cargo/bin/cargo ]]; then
+    export PATH=$HOME/.cargo/bin:$PATH
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    log "error: cargo not found; install Rust (https://rustup.rs) first"
+    exit 1
+fi
+
+if command -v rustup >/dev/null 2>&1; then
+    installed=$(rustup component list --installed 2>/dev/null || true)
+    for comp in clippy rustfmt; do
+        if ! grep -q "^${comp}" <<<"$installed"; then
+            log "adding rustup component $comp"
+            rustup component add "$comp"
+        fi
+    done
+else
+    for tool in clippy-driver rustfmt; do
+        command -v "$tool" >/dev/null 2>&1 || log "warning: $tool not found and rustup is not available"
+    done
+fi
+
+# libxdp pins XDP programs in bpffs when it is there and falls back when it
+# is not, so a failure to mount is not fatal.
+if [[ $(id -u) -eq 0 ]] && ! mountpoint -q /sys/fs/bpf 2>/dev/null; then
+    mkdir -p /sys/fs/bpf 2>/dev/null || true
+    if mount -t bpf bpf /sys/fs/bpf 2>/dev/null; then
+        log "mounted bpffs at /sys/fs/bpf"
+    else
+        log "note: could not mount bpffs at /sys/fs/bpf (libxdp falls back without it)"
+    fi
+fi

@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Creates or removes a "pod": a network namespace with an eth0 attached to vswitchd.
+#
+#   pod.sh add NAME --ip ADDR/PREFIX [--mac MAC] [--gw ADDR] [--tap] [--socket PATH]
+#   pod.sh del NAME [--socket PATH]
+#
+# veth mode (default): a veth pair NAME <-> eth0, eth0 inside netns NAME, and
+# the host end NAME attached to the switch through AF_XDP
+# (`vswitchctl port add NAME`). TX checksum offload is turned off on eth0:
+# frames that cross AF_XDP must carry finished checksums, or TCP stalls.
+#
+# TAP mode (--tap): vswitchd creates a TAP device, moves it into netns NAME
+# and renames it to eth0 (`vswitchctl port add NAME --type tap --netns NAME
+# --ifname eth0`).
+#
+# Either way the script then assigns the address and the default route
+# inside the namespace. `del` detaches the port from the switch (ignoring a
+# port that is already gone) and deletes the namespace and the veth.
+#
+# Environment: VSWITCHCTL overrides the vswitchctl binary (default:
+# target/release/vswitchctl in this repository, else vswitchctl from PATH);
+# VSWITCH_SOCKET sets the control socket when --socket is not given.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+PROG=$(basename "$0")
+
+usage() {
+    cat >&2 <<USAGE
+usage: $PROG add NAME --ip ADDR/PREFIX [--mac MAC] [--gw ADDR] [--tap] [--socket PATH]
+       $PROG del NAME [--socket PATH]
+
+  NAME      pod name: the network namespace, and the host-side interface
+            (veth host end or TAP) attached to vswitchd; at most 15 characters
+  --ip      address of the pod's eth0, with prefix length (e.g. 10.244.1.11/24)
+  --mac     MAC address of the pod's eth0 (default: kernel/vswitchd chooses)
+  --gw      default gateway inside the pod
+  --tap     attach through a TAP device created by vswitchd instead of a veth
+  --socket  vswitchd control socket (default: \$VSWITCH_SOCKET or vswitchctl's default)
+USAGE
+    exit 2
+}
+
+die() {
+    echo "$PROG: error: $*" >&2
+    exit 1
+}
+
+find_vswitchctl() {
+    if [[ -n ${VSWITCHCTL:-} ]]; then
+        [[ -x $VSWITCHCTL ]] || command -v "$VSWITCHCTL" >/dev/null 2>&1 ||
+            die "VSWITCHCTL=$VSWITCHCTL is not an executable"
+        echo "$VSWITCHCTL"
+    elif [[ -x $REPO_ROOT/target/release/vswitchctl ]]; then
+        echo "$REPO_ROOT/target/release/vswitchctl"
+    elif command -v vswitchctl >/dev/null 2>&1; then
+        command -v vswitchctl
+    else
+        die "vswitchctl not found: build it with 'cargo build --release' or set VSWITCHCTL"
+    fi
+}
+
+ctl() {
+    local args=()
+    [[ -n $SOCKET ]] && args+=(--socket "$SOCKET")
+    "$CTL" "${args[@]}" "$@"
+}
+
+netns_exists() {
+    [[ -e /run/netns/$1 ]]
+}
+
+# Waits until interface $2 exists in netns $1 (a TAP moved there by vswitchd).
+wait_for_link_in_netns() {
+    local ns=$1 ifname=$2 i
+    for ((i = 0; i < 50; i++)); do
+        ip -n "$ns" link show dev "$ifname" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+[[ $# -ge 2 ]] || usage
+ACTION=$1
+NAME=$2
+shift 2
+IP=""
+MAC=""
+GW=""
+TAP=0
+SOCKET=${VSWITCH_SOCKET:-}
+
+while [[ $# -gt 0 ]]; do
+    case $1 in
+    --ip) [[ $# -ge 2 ]] || usage; IP=$2; shift 2 ;;
+    --mac) [[ $# -ge 2 ]] || usage; MAC=$2; shift 2 ;;
+    --gw) [[ $# -ge 2 ]] || usage; GW=$2; shift 2 ;;
+    --socket) [[ $# -ge 2 ]] || usage; SOCKET=$2; shift 2 ;;
+    --tap) TAP=1; shift ;;
+    -h | --help) usage ;;
+    *) echo "$PROG: unknown argument '$1'" >&2; usage ;;
+    esac
+done
+
+[[ $NAME =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$ ]] ||
+    die "invalid pod name '$NAME': 1-15 characters of letters, digits, '_', '.', '-'"
+[[ $(id -u) -eq 0 ]] || die "must run as root (creates network namespaces and interfaces)"
+
+add_pod() {
+    [[ -n $IP ]] || { echo "$PROG: add needs --ip ADDR/PREFIX" >&2; usage; }
+    [[ $IP == */* ]] || die "--ip '$IP' needs a prefix length, e.g. $IP/24"
+    if [[ -n $MAC ]] && ! [[ $MAC =~ ^([0-9A-Fa-f]{1,2}[:-]){5}[0-9A-Fa-f]{1,2}$ ]]; then
+        die "invalid MAC address '$MAC'"
+    fi
+    netns_exists "$NAME" && die "network namespace '$NAME' already exists"
+    if [[ $TAP -eq 0 ]] && ip link show dev "$NAME" >/dev/null 2>&1; then
+        die "interface '$NAME' already exists in this namespace"
+    fi
+    CTL=$(find_vswitchctl)
+
+    ip netns add "$NAME" || die "cannot create network namespace '$NAME'"
+    # From here on, any failure (a failed command or die) removes what was created.
+    trap 'rollback' EXIT
+    ip -n "$NAME" link set lo up
+
+    if [[ $TAP -eq 0 ]]; then
+        ip link add "$NAME" type veth peer name eth0 netns "$NAME" ||
+            die "cannot create veth pair $NAME <-> $NAME/eth0"
+        # AF_XDP delivers the frames as they are: the pod must finish its checksums.
+        ip netns exec "$NAME" ethtool -K eth0 tx off >/dev/null ||
+            die "cannot turn off TX checksum offload on $NAME/eth0"
+        if [[ -n $MAC ]]; then
+            ip -n "$NAME" link set dev eth0 address "$MAC" || die "cannot set MAC $MAC on $NAME/eth0"
+        fi
+        ip -n "$NAME" link set dev eth0 up
+        # The host end is a switch port, not an interface of the host's stack.
+        sysctl -qw "net.ipv6.conf.$NAME.disable_ipv6=1" 2>/dev/null || true
+        ip link set dev "$NAME" up
+        ctl port add "$NAME" || die "vswitchctl port add $NAME failed"
+    else
+        local args=(port add "$NAME" --type tap --netns "$NAME" --ifname eth0)
+        [[ -n $MAC ]] && args+=(--mac "$MAC")
+        ctl "${args[@]}" || die "vswitchctl port add $NAME --type tap failed"
+        wait_for_link_in_netns "$NAME" eth0 ||
+            die "vswitchd did not move its TAP into netns '$NAME' as eth0"
+        ip -n "$NAME" link set dev eth0 up
+    fi
+
+    ip -n "$NAME" addr add "$IP" dev eth0 || die "cannot add address $IP to $NAME/eth0"
+    if [[ -n $GW ]]; then
+        ip -n "$NAME" route add default via "$GW" dev eth0 || die "cannot add default route via $GW"
+    fi
+    trap - EXIT
+}
+
+rollback() {
+    echo "$PROG: removing partly created pod '$NAME'" >&2
+    if [[ -n ${CTL:-} ]]; then
+        ctl port del "$NAME" >/dev/null 2>&1 || true
+    fi
+    ip netns del "$NAME" 2>/dev/null || true
+    ip link del dev "$NAME" 2>/dev/null || true
+}
+
+del_pod() {
+    [[ -z $IP && -z $MAC && -z $GW && $TAP -eq 0 ]] || true # accepted and ignored
+    CTL=$(find_vswitchctl 2>/dev/null) || CTL=""
+    if [[ -n $CTL ]]; then
+        # The port may already be gone (or the daemon stopped): not an error.
+        ctl port del "$NAME" >/dev/null 2>&1 || true
+    fi
+    local existed=0
+    if netns_exists "$NAME"; then
+        existed=1
+        ip netns del "$NAME" || die "cannot delete network namespace '$NAME'"
+    fi
+    # Deleting the namespace destroys eth0 and with it the veth pair, but the
+    # kernel does it asynchronously; delete the host end explicitly too.
+    if ip link show dev "$NAME" >/dev/null 2>&1; then
+        existed=1
+        ip link del dev "$NAME" 2>/dev/null || true
+    fi
+    if [[ $existed -eq 0 ]]; then
+        echo "$PROG: pod '$NAME' does not exist (nothing to delete)" >&2
+    fi
+}
+
+case $ACTION in
+add) add_pod ;;
+del) del_pod ;;
+*) echo "$PROG: unknown action '$ACTION'" >&2; usage ;;
+esac

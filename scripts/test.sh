@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, then checks formatting, lints
+# and runs every test of the workspace in release mode.
+#
+# Run as root on Debian: scripts/test.sh
+# The integration tests in switch/tests/ attach XDP programs and create
+# network namespaces, so they need root; run as another user they print
+# "skipped" and pass.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$SCRIPT_DIR/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Installing dependencies"
+"$SCRIPT_DIR/deps.sh"
+if ! command -v cargo >/dev/null 2>&1; then
+    export PATH=$HOME/.cargo/bin:$PATH
+fi
+
+step "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+# The integration tests run target/release/vswitchctl, which lives in another
+# crate: cargo test builds only the binaries of the crate under test.
+step "cargo build --release --workspace --bins"
+cargo build --release --workspace --bins
+
+step "cargo test --workspace --release"
+cargo test --workspace --release
+
+step "all checks passed"

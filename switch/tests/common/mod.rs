@@ -1,0 +1,745 @@
+//! Harness of the integration tests: a real vswitchd, real pods.
+//!
+//! A [`TestEnv`] owns everything one test creates on the machine: a
+//! temporary directory with the daemon's socket, state file and log, the
+//! vswitchd process, the pods (network namespaces with an `eth0` attached
+//! to the switch, created by `scripts/pod.sh` so the script is tested too)
+//! and background processes such as iperf3 servers. Its `Drop` removes all
+//! of it, so a failing test cleans up as well as a passing one; when the
+//! test failed it also prints the end of vswitchd's log.
+//!
+//! The tests need root (namespaces, XDP). Run as another user,
+//! [`TestEnv::new`] returns `None` and the test prints "skipped" and passes.
+//!
+//! `vswitchctl` belongs to the `ctl` crate, and `cargo test` builds only the
+//! binaries of the crate under test, so the harness expects it next to
+//! vswitchd in the same target directory: `cargo build --release` (or
+//! `cargo build --workspace` for debug tests) first, as `scripts/test.sh`
+//! does. The `VSWITCHCTL` environment variable overrides the path.
+//!
+//! Tests of one test binary run one at a time (a global lock held by each
+//! `TestEnv`): several switches and iperf3 runs at once on a small CI
+//! machine would measure the machine, not the switch.
+//!
+//! Names: every object a test creates starts with a tag `vt<pid%1000><n>`
+//! (n counts the environments of one process), so tests never collide and
+//! leftovers are easy to spot (`ip netns list | grep ^vt`). Pod names are the
+//! tag plus a one- or two-letter suffix, within the 15 characters an
+//! interface name may have.
+
+#![allow(dead_code)] // Each test binary uses a different part of the harness.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ctl::{FdbEntry, MacAddr, PortInfo, PortStats, ShowReply};
+use serde::de::DeserializeOwned;
+
+/// Every drop reason name `stats` must report (zeros included).
+pub const DROP_REASONS: [&str; 9] = [
+    "runt",
+    "malformed",
+    "invalid_src_mac",
+    "no_destination",
+    "same_port",
+    "mac_limit",
+    "port_down",
+    "tx_ring_full",
+    "no_buffer",
+];
+
+/// How long vswitchd may take to answer its socket after start.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long vswitchd may take to exit after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+static SERIAL: Mutex<()> = Mutex::new(());
+static NEXT_ENV: AtomicU32 = AtomicU32::new(0);
+
+/// How a pod is attached to the switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// A veth pair; the host end is an AF_XDP port.
+    Afxdp,
+    /// A TAP device created by vswitchd and moved into the pod.
+    Tap,
+}
+
+impl Attach {
+    /// The port type `port list` reports for this attachment.
+    pub fn port_type(self) -> ctl::PortType {
+        match self {
+            Attach::Afxdp => ctl::PortType::Afxdp,
+            Attach::Tap => ctl::PortType::Tap,
+        }
+    }
+}
+
+/// A pod: network namespace `name` whose `eth0` is switch port `name`.
+#[derive(Debug, Clone)]
+pub struct Pod {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub mac: MacAddr,
+    pub attach: Attach,
+}
+
+impl Pod {
+    /// `ADDR/PREFIX` of the pod's eth0.
+    pub fn cidr(&self) -> String {
+        format!("{}/{}", self.ip, self.prefix)
+    }
+}
+
+/// What one run of a command printed.
+#[derive(Debug)]
+pub struct CmdResult {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CmdResult {
+    fn from_output(o: Output) -> Self {
+        CmdResult {
+            status: o.status,
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+}
+
+/// Runs a command to completion, panicking with a clear message when it
+/// cannot be started at all (a missing tool).
+pub fn run_cmd(cmd: &mut Command) -> CmdResult {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (scripts/deps.sh installs the tools)"));
+    CmdResult::from_output(out)
+}
+
+/// Runs a command and panics with its output if it fails.
+pub fn run_ok(cmd: &mut Command) -> CmdResult {
+    let r = run_cmd(cmd);
+    assert!(
+        r.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        r.status,
+        r.stdout,
+        r.stderr
+    );
+    r
+}
+
+/// `ip <args>` in the node's namespace.
+pub fn ip(args: &[&str]) -> CmdResult {
+    run_cmd(Command::new("ip").args(args))
+}
+
+/// `ip netns exec <ns> <args>`.
+pub fn netns_exec(ns: &str, args: &[&str]) -> CmdResult {
+    run_cmd(Command::new("ip").args(["netns", "exec", ns]).args(args))
+}
+
+/// Whether this process runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .is_some_and(|euid| euid == "0")
+}
+
+/// Cores this process may run on (its affinity mask).
+pub fn allowed_cores() -> Vec<usize> {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let list =
+        status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap_or("0").trim();
+    let mut cores = Vec::new();
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
+                cores.extend(a..=b);
+            }
+            None => cores.push(part.parse().unwrap()),
+        }
+    }
+    if cores.is_empty() {
+        cores.push(0);
+    }
+    cores
+}
+
+/// A `--cores` list of `n` cores for vswitchd, or `None` when the machine
+/// has fewer. `VSWITCH_TEST_CORES` overrides the choice for one worker.
+pub fn pick_cores(n: usize) -> Option<String> {
+    if n == 1
+        && let Ok(c) = std::env::var("VSWITCH_TEST_CORES")
+    {
+        return Some(c);
+    }
+    let cores = allowed_cores();
+    if cores.len() < n {
+        return None;
+    }
+    Some(cores[..n].iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","))
+}
+
+/// Path of the vswitchd binary under test.
+pub fn vswitchd_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_vswitchd"))
+}
+
+/// Path of vswitchctl: `$VSWITCHCTL`, else next to vswitchd.
+pub fn vswitchctl_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("VSWITCHCTL") {
+        return PathBuf::from(p);
+    }
+    let p = vswitchd_bin().with_file_name("vswitchctl");
+    assert!(
+        p.exists(),
+        "vswitchctl not found at {}: it belongs to the ctl crate, which `cargo test -p switch` does \
+         not build; run `cargo build --release --workspace` (or `cargo build --workspace` for a debug \
+         test run) first, as scripts/test.sh does, or set VSWITCHCTL",
+        p.display()
+    );
+    p
+}
+
+/// Path of scripts/pod.sh in this repository.
+pub fn pod_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pod.sh")
+}
+
+/// Polls `f` every 50 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Options for starting vswitchd.
+#[derive(Debug, Clone)]
+pub struct DaemonOpts {
+    /// `--cores`.
+    pub cores: String,
+    /// Further arguments (`--mac-aging`, `--mac-limit`, ...).
+    pub extra: Vec<String>,
+}
+
+impl Default for DaemonOpts {
+    fn default() -> Self {
+        DaemonOpts { cores: pick_cores(1).unwrap(), extra: Vec::new() }
+    }
+}
+
+/// A running vswitchd.
+pub struct Daemon {
+    child: Child,
+    pub socket: PathBuf,
+    pub state: PathBuf,
+    pub log: PathBuf,
+    pub opts: DaemonOpts,
+}
+
+impl Daemon {
+    /// Starts vswitchd with `--poll adaptive` and waits until its socket answers.
+    pub fn start(dir: &Path, opts: DaemonOpts) -> Daemon {
+        let socket = dir.join("vswitchd.sock");
+        let state = dir.join("state.json");
+        let log = dir.join("vswitchd.log");
+        let mut logf = OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        writeln!(
+            logf,
+            "=== test harness: starting vswitchd --cores {} {:?}",
+            opts.cores, opts.extra
+        )
+        .unwrap();
+        let child = Command::new(vswitchd_bin())
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--state")
+            .arg(&state)
+            .args(["--poll", "adaptive", "--cores", &opts.cores])
+            .args(&opts.extra)
+            .env_remove("VSWITCH_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(logf.try_clone().unwrap())
+            .stderr(logf)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", vswitchd_bin().display()));
+        let mut d = Daemon { child, socket, state, log, opts };
+        let started = Instant::now();
+        loop {
+            if let Some(status) = d.child.try_wait().unwrap() {
+                panic!("vswitchd exited during start-up ({status}); log:\n{}", d.log_tail(40));
+            }
+            if d.socket.exists() && d.ctl(&["show"]).success() {
+                break;
+            }
+            assert!(
+                started.elapsed() < START_TIMEOUT,
+                "vswitchd did not answer `vswitchctl show` within {START_TIMEOUT:?}; log:\n{}",
+                d.log_tail(40)
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Sends `signal` (a name such as "TERM") to vswitchd.
+    pub fn signal(&self, signal: &str) {
+        run_cmd(Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()));
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_for(timeout, || self.child.try_wait().unwrap())
+    }
+
+    /// Stops vswitchd with SIGTERM and returns its exit status; panics if it
+    /// does not exit within [`STOP_TIMEOUT`].
+    pub fn stop(mut self) -> ExitStatus {
+        self.signal("TERM");
+        match self.wait_exit(STOP_TIMEOUT) {
+            Some(status) => status,
+            None => panic!(
+                "vswitchd did not exit within {STOP_TIMEOUT:?} of SIGTERM; log:\n{}",
+                self.log_tail(40)
+            ),
+        }
+    }
+
+    /// Kills vswitchd with SIGKILL (a crash) and reaps it.
+    pub fn crash(mut self) {
+        self.signal("KILL");
+        self.wait_exit(STOP_TIMEOUT).expect("vswitchd survived SIGKILL");
+    }
+
+    /// The last `n` lines of the daemon's log.
+    pub fn log_tail(&self, n: usize) -> String {
+        log_tail(&self.log, n)
+    }
+
+    /// Runs `vswitchctl --socket <ours> <args>`.
+    pub fn ctl(&self, args: &[&str]) -> CmdResult {
+        run_cmd(
+            Command::new(vswitchctl_bin())
+                .arg("--socket")
+                .arg(&self.socket)
+                .args(args)
+                .env_remove("VSWITCH_SOCKET"),
+        )
+    }
+
+    /// Runs vswitchctl and panics (with the daemon's log) if it fails.
+    pub fn ctl_ok(&self, args: &[&str]) -> CmdResult {
+        let r = self.ctl(args);
+        assert!(
+            r.success(),
+            "vswitchctl {args:?} failed ({}): {}\nvswitchd log:\n{}",
+            r.status,
+            r.stderr.trim(),
+            self.log_tail(20)
+        );
+        r
+    }
+
+    /// Runs `vswitchctl -o json <args>` and parses its output as `T`.
+    pub fn ctl_json<T: DeserializeOwned>(&self, args: &[&str]) -> T {
+        let mut full = vec!["-o", "json"];
+        full.extend_from_slice(args);
+        let r = self.ctl_ok(&full);
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| {
+            panic!("vswitchctl {full:?} printed JSON that does not parse: {e}\n{}", r.stdout)
+        })
+    }
+
+    /// Runs `vswitchctl -o json <args>` and returns the raw JSON value.
+    pub fn ctl_value(&self, args: &[&str]) -> serde_json::Value {
+        self.ctl_json(args)
+    }
+
+    pub fn port_list(&self) -> Vec<PortInfo> {
+        self.ctl_json(&["port", "list"])
+    }
+
+    pub fn port(&self, name: &str) -> PortInfo {
+        self.port_list()
+            .into_iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("port {name} missing from `port list`"))
+    }
+
+    pub fn stats(&self) -> Vec<PortStats> {
+        self.ctl_json(&["stats"])
+    }
+
+    pub fn port_stats(&self, name: &str) -> PortStats {
+        self.stats()
+            .into_iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("port {name} missing from `stats`"))
+    }
+
+    pub fn fdb(&self) -> Vec<FdbEntry> {
+        self.ctl_json(&["fdb", "show"])
+    }
+
+    pub fn show(&self) -> ShowReply {
+        self.ctl_json(&["show"])
+    }
+
+    /// Waits until `port list` shows every named port up (ports are
+    /// attached by their worker, which may take a moment after `port add`).
+    pub fn wait_ports_up(&self, names: &[&str]) {
+        let ok = wait_for(Duration::from_secs(10), || {
+            let ports = self.port_list();
+            names
+                .iter()
+                .all(|n| ports.iter().any(|p| p.name == *n && p.state == ctl::PortState::Up))
+                .then_some(())
+        });
+        assert!(
+            ok.is_some(),
+            "ports {names:?} not all up within 10 s: {:#?}\nvswitchd log:\n{}",
+            self.port_list(),
+            self.log_tail(20)
+        );
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        self.signal("TERM");
+        if self.wait_exit(STOP_TIMEOUT).is_none() {
+            eprintln!("vswitchd did not exit on SIGTERM; killing it");
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn log_tail(path: &Path, n: usize) -> String {
+    let mut s = String::new();
+    if let Ok(mut f) = File::open(path) {
+        let _ = f.read_to_string(&mut s);
+    }
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Everything one test creates; see the module documentation.
+pub struct TestEnv {
+    pub name: String,
+    pub tag: String,
+    pub dir: PathBuf,
+    daemon: Option<Daemon>,
+    pods: Vec<Pod>,
+    background: Vec<Child>,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl TestEnv {
+    /// A fresh environment for test `name`, or `None` (after printing why)
+    /// when the test cannot run here because it is not root.
+    pub fn new(name: &str) -> Option<TestEnv> {
+        if !is_root() {
+            eprintln!("skipped {name}: integration tests need root (network namespaces, XDP)");
+            return None;
+        }
+        let serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let n = NEXT_ENV.fetch_add(1, Ordering::Relaxed);
+        let tag = format!("vt{}{}", std::process::id() % 1000, n);
+        assert!(tag.len() <= 13, "tag {tag} leaves no room for pod suffixes");
+        let dir = std::env::temp_dir().join(format!("vswitch-test-{tag}"));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Some(TestEnv {
+            name: name.to_string(),
+            tag,
+            dir,
+            daemon: None,
+            pods: Vec::new(),
+            background: Vec::new(),
+            _serial: serial,
+        })
+    }
+
+    /// Starts vswitchd with default options (one worker, adaptive polling).
+    pub fn start_daemon(&mut self) -> &Daemon {
+        self.start_daemon_with(DaemonOpts::default())
+    }
+
+    /// Starts vswitchd on this environment's socket and state file.
+    pub fn start_daemon_with(&mut self, opts: DaemonOpts) -> &Daemon {
+        assert!(self.daemon.is_none(), "vswitchd already running");
+        self.daemon = Some(Daemon::start(&self.dir, opts));
+        self.daemon.as_ref().unwrap()
+    }
+
+    /// The running daemon.
+    pub fn daemon(&self) -> &Daemon {
+        self.daemon.as_ref().expect("vswitchd is not running")
+    }
+
+    pub fn daemon_mut(&mut self) -> &mut Daemon {
+        self.daemon.as_mut().expect("vswitchd is not running")
+    }
+
+    /// Takes the daemon out of the environment (to stop or crash it).
+    pub fn take_daemon(&mut self) -> Daemon {
+        self.daemon.take().expect("vswitchd is not running")
+    }
+
+    /// Path of the state file (whether or not the daemon runs).
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    /// Shorthand for `self.daemon().ctl(args)`.
+    pub fn ctl(&self, args: &[&str]) -> CmdResult {
+        self.daemon().ctl(args)
+    }
+
+    /// Creates pod `<tag><suffix>` with `scripts/pod.sh add` and waits for
+    /// its port to be up. Pod `i` of a test gets 10.77.0.(11+i)/24 and MAC
+    /// 02:76:<tag hash>:<i>.
+    pub fn add_pod(&mut self, suffix: &str, attach: Attach) -> Pod {
+        let name = format!("{}{suffix}", self.tag);
+        assert!(name.len() <= 15, "pod name {name} longer than an interface name may be");
+        let i = u8::try_from(self.pods.len()).unwrap();
+        let h = self.tag.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+        let hb = h.to_be_bytes();
+        let pod = Pod {
+            name: name.clone(),
+            ip: Ipv4Addr::new(10, 77, 0, 11 + i),
+            prefix: 24,
+            mac: MacAddr([0x02, 0x76, hb[1], hb[2], hb[3], i + 1]),
+            attach,
+        };
+        remove_pod_objects(&name); // leftovers of a crashed earlier run
+        let mut cmd = Command::new(pod_script());
+        cmd.args(["add", &name, "--ip", &pod.cidr(), "--mac", &pod.mac.to_string()])
+            .arg("--socket")
+            .arg(&self.daemon().socket)
+            .env("VSWITCHCTL", vswitchctl_bin())
+            .env_remove("VSWITCH_SOCKET");
+        if attach == Attach::Tap {
+            cmd.arg("--tap");
+        }
+        // Registered before it exists, so a half-created pod is removed too.
+        self.pods.push(pod.clone());
+        let r = run_cmd(&mut cmd);
+        assert!(
+            r.success(),
+            "pod.sh add {name} ({attach:?}) failed: {}{}\nvswitchd log:\n{}",
+            r.stdout,
+            r.stderr,
+            self.daemon().log_tail(20)
+        );
+        self.daemon().wait_ports_up(&[&name]);
+        pod
+    }
+
+    /// Deletes a pod's network namespace behind the switch's back (the
+    /// veth goes with it), as a container runtime tearing a pod down would.
+    pub fn delete_netns(&self, pod: &Pod) {
+        let r = ip(&["netns", "del", &pod.name]);
+        assert!(r.success(), "ip netns del {}: {}", pod.name, r.stderr);
+    }
+
+    /// Spawns a background process that the environment kills on drop.
+    pub fn spawn_background(&mut self, cmd: &mut Command) -> &mut Child {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
+        self.background.push(child);
+        self.background.last_mut().unwrap()
+    }
+
+    /// Pings `to` from inside `from`: first until one reply arrives (ARP and
+    /// MAC learning settle, up to ~10 s), then `ping -c 3 -W 1`, which must
+    /// get every reply.
+    pub fn ping(&self, from: &Pod, to: &Pod) {
+        let target = to.ip.to_string();
+        let first = wait_for(Duration::from_secs(10), || {
+            netns_exec(&from.name, &["ping", "-c", "1", "-W", "1", &target]).success().then_some(())
+        });
+        assert!(
+            first.is_some(),
+            "no ping reply from {} ({:?}, {}) to {} ({:?}, {}) within 10 s\nport list: {}\n\
+             stats: {}\nvswitchd log:\n{}",
+            from.name,
+            from.attach,
+            from.ip,
+            to.name,
+            to.attach,
+            to.ip,
+            self.ctl(&["port", "list"]).stdout,
+            self.ctl(&["stats"]).stdout,
+            self.daemon().log_tail(20)
+        );
+        let r = netns_exec(&from.name, &["ping", "-c", "3", "-i", "0.2", "-W", "1", &target]);
+        assert!(
+            r.success() && r.stdout.contains(" 0% packet loss"),
+            "ping {} -> {} lost packets after the first reply:\n{}{}",
+            from.name,
+            to.name,
+            r.stdout,
+            r.stderr
+        );
+    }
+
+    /// Pings in both directions between every pair of `pods`.
+    pub fn ping_all(&self, pods: &[&Pod]) {
+        for a in pods {
+            for b in pods {
+                if a.name != b.name {
+                    self.ping(a, b);
+                }
+            }
+        }
+    }
+
+    /// Runs an iperf3 TCP transfer of `secs` seconds from `from` to `to`
+    /// and returns the bytes the receiver got.
+    pub fn iperf(&mut self, from: &Pod, to: &Pod, secs: u32) -> u64 {
+        self.spawn_background(
+            Command::new("ip")
+                .args(["netns", "exec", &to.name])
+                .args(["iperf3", "-s", "-1", "-p", "5201"]),
+        );
+        let listening = wait_for(Duration::from_secs(5), || {
+            let r = netns_exec(&to.name, &["ss", "-Hltn", "sport = :5201"]);
+            (!r.stdout.trim().is_empty()).then_some(())
+        });
+        assert!(listening.is_some(), "iperf3 server in {} did not start listening", to.name);
+        let limit = (secs + 20).to_string();
+        let r = run_cmd(
+            Command::new("timeout").args([&limit, "ip", "netns", "exec", &from.name]).args([
+                "iperf3",
+                "-c",
+                &to.ip.to_string(),
+                "-p",
+                "5201",
+                "-t",
+                &secs.to_string(),
+                "--connect-timeout",
+                "3000",
+                "-J",
+            ]),
+        );
+        let what =
+            format!("iperf3 {} ({:?}) -> {} ({:?})", from.name, from.attach, to.name, to.attach);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{what} printed no JSON ({e}; exit {}; a TCP stall hits the {limit} s timeout):\n{}{}\n\
+                 stats: {}\nvswitchd log:\n{}",
+                r.status,
+                r.stdout,
+                r.stderr,
+                self.ctl(&["stats"]).stdout,
+                self.daemon().log_tail(20)
+            )
+        });
+        if let Some(err) = v.get("error") {
+            panic!(
+                "{what} failed: {err}\nstats: {}\nvswitchd log:\n{}",
+                self.ctl(&["stats"]).stdout,
+                self.daemon().log_tail(20)
+            );
+        }
+        let bytes = v["end"]["sum_received"]["bytes"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{what}: no end.sum_received.bytes in:\n{v:#}"));
+        eprintln!("{what}: {bytes} bytes in {secs} s");
+        bytes
+    }
+}
+
+/// Removes pod `name`'s namespace and host interface, ignoring errors.
+fn remove_pod_objects(name: &str) {
+    if Path::new("/run/netns").join(name).exists() {
+        let _ = ip(&["netns", "del", name]);
+    }
+    // Deleting the namespace destroys the veth, but asynchronously.
+    if ip(&["link", "show", "dev", name]).success() {
+        let _ = ip(&["link", "del", "dev", name]);
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let failed = thread::panicking();
+        for child in &mut self.background {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if failed {
+            if let Some(d) = &self.daemon {
+                eprintln!(
+                    "--- {} failed; vswitchd log ({}), last lines:\n{}",
+                    self.name,
+                    d.log.display(),
+                    d.log_tail(60)
+                );
+            } else {
+                eprintln!(
+                    "--- {} failed; vswitchd log, last lines:\n{}",
+                    self.name,
+                    log_tail(&self.dir.join("vswitchd.log"), 60)
+                );
+            }
+        }
+        // Ports first, while the daemon still runs, then the daemon, then
+        // whatever kernel objects are left.
+        if let Some(d) = &self.daemon {
+            for pod in &self.pods {
+                let _ = d.ctl(&["port", "del", &pod.name]);
+            }
+        }
+        drop(self.daemon.take());
+        for pod in &self.pods {
+            remove_pod_objects(&pod.name);
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
