@@ -10,6 +10,8 @@ PACKAGES=(
     clang llvm libelf-dev zlib1g-dev m4 pkg-config libpcap-dev
     # Pods, traffic and inspection in tests and the demo.
     iproute2 ethtool iperf3 iputils-ping tcpdump netcat-openbsd
+    # The integration tests send hand-made frames through an AF_PACKET socket.
+    python3-minimal
 )
 
 log() { echo "deps.sh: $*" >&2; }

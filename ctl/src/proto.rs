@@ -32,22 +32,37 @@ pub struct Request {
 impl Request {
     /// A request in the current protocol version.
     pub fn new(command: Command) -> Self {
-        Request { version: PROTOCOL_VERSION, command }
+        Request {
+            version: PROTOCOL_VERSION,
+            command,
+        }
     }
 }
 
 /// Every command the daemon understands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", content = "args", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    tag = "op",
+    content = "args",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
 pub enum Command {
     /// Overview: daemon, workers, ports, FDB summary.
     Show,
     PortAdd(PortSpec),
-    PortDel { name: String },
+    PortDel {
+        name: String,
+    },
     PortList,
     FdbShow,
-    FdbAdd { mac: MacAddr, port: String },
-    FdbDel { mac: MacAddr },
+    FdbAdd {
+        mac: MacAddr,
+        port: String,
+    },
+    FdbDel {
+        mac: MacAddr,
+    },
     FdbFlush,
     /// Counters of one port, or of every port when `port` is `None`.
     Stats {
@@ -132,12 +147,22 @@ pub struct Response {
 impl Response {
     /// A successful response.
     pub fn ok(reply: Reply) -> Self {
-        Response { version: PROTOCOL_VERSION, ok: true, error: None, reply: Some(reply) }
+        Response {
+            version: PROTOCOL_VERSION,
+            ok: true,
+            error: None,
+            reply: Some(reply),
+        }
     }
 
     /// A failed response with a one-line message.
     pub fn error(msg: impl fmt::Display) -> Self {
-        Response { version: PROTOCOL_VERSION, ok: false, error: Some(msg.to_string()), reply: None }
+        Response {
+            version: PROTOCOL_VERSION,
+            ok: false,
+            error: Some(msg.to_string()),
+            reply: None,
+        }
     }
 }
 
@@ -337,7 +362,10 @@ mod tests {
     fn request_wire_shape() {
         let r = Request::new(Command::PortDel { name: "p1".into() });
         let j = serde_json::to_string(&r).unwrap();
-        assert_eq!(j, r#"{"version":1,"command":{"op":"port_del","args":{"name":"p1"}}}"#);
+        assert_eq!(
+            j,
+            r#"{"version":1,"command":{"op":"port_del","args":{"name":"p1"}}}"#
+        );
         assert_eq!(serde_json::from_str::<Request>(&j).unwrap(), r);
         let show = serde_json::to_string(&Request::new(Command::Show)).unwrap();
         assert_eq!(show, r#"{"version":1,"command":{"op":"show"}}"#);
@@ -367,7 +395,10 @@ mod tests {
     fn response_round_trip() {
         let r = Response::error("port 'x' does not exist");
         let j = serde_json::to_string(&r).unwrap();
-        assert_eq!(j, r#"{"version":1,"ok":false,"error":"port 'x' does not exist"}"#);
+        assert_eq!(
+            j,
+            r#"{"version":1,"ok":false,"error":"port 'x' does not exist"}"#
+        );
         let ok = serde_json::to_string(&Response::ok(Reply::Done)).unwrap();
         assert_eq!(ok, r#"{"version":1,"ok":true,"reply":{"kind":"done"}}"#);
     }

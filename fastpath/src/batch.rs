@@ -36,7 +36,14 @@ impl Pkt {
     /// A frame just received.
     #[inline]
     pub fn new(addr: u32, len: u32, in_port: PortId) -> Self {
-        Pkt { addr, len, in_port, verdict: Verdict::Pending, dst: 0, src: 0 }
+        Pkt {
+            addr,
+            len,
+            in_port,
+            verdict: Verdict::Pending,
+            dst: 0,
+            src: 0,
+        }
     }
 
     /// True while no stage has decided to drop the frame.
@@ -60,7 +67,10 @@ impl Default for Batch {
 
 impl Batch {
     pub fn new() -> Self {
-        Batch { pkts: [Pkt::new(0, 0, 0); BATCH_SIZE], len: 0 }
+        Batch {
+            pkts: [Pkt::new(0, 0, 0); BATCH_SIZE],
+            len: 0,
+        }
     }
 
     #[inline]

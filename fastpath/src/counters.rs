@@ -120,7 +120,9 @@ impl Default for WorkerCounters {
 
 impl WorkerCounters {
     pub fn new() -> Self {
-        let ports = (0..MAX_PORTS).map(|_| CachePadded::new(PortCounterBlock::default())).collect();
+        let ports = (0..MAX_PORTS)
+            .map(|_| CachePadded::new(PortCounterBlock::default()))
+            .collect();
         WorkerCounters { ports }
     }
 
@@ -144,7 +146,10 @@ mod tests {
         w.port(3).rx(1, 64);
         w.port(3).tx(5, 320);
         let d = w.port(3).read().since(&base);
-        assert_eq!((d.rx_packets, d.rx_bytes, d.tx_packets, d.tx_bytes), (1, 64, 5, 320));
+        assert_eq!(
+            (d.rx_packets, d.rx_bytes, d.tx_packets, d.tx_bytes),
+            (1, 64, 5, 320)
+        );
         assert_eq!(d.drop_count(DropReason::Runt), 0);
         assert_eq!(w.port(3).read().drop_count(DropReason::Runt), 1);
         assert_eq!(w.port(4).read(), PortCounterValues::default());

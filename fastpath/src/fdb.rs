@@ -174,7 +174,14 @@ impl MacTable {
         };
         *self.count_mut(port) += 1;
         let seen = Arc::new(AtomicU64::new(now));
-        self.entries.insert(mac, Entry { port, kind: EntryKind::Learned, seen });
+        self.entries.insert(
+            mac,
+            Entry {
+                port,
+                kind: EntryKind::Learned,
+                seen,
+            },
+        );
         outcome
     }
 
@@ -182,7 +189,14 @@ impl MacTable {
     pub fn add_static(&mut self, mac: MacKey, port: PortId) {
         self.remove(mac);
         let seen = Arc::new(AtomicU64::new(0));
-        self.entries.insert(mac, Entry { port, kind: EntryKind::Static, seen });
+        self.entries.insert(
+            mac,
+            Entry {
+                port,
+                kind: EntryKind::Static,
+                seen,
+            },
+        );
     }
 
     /// Removes an entry of either kind; returns its kind.
@@ -249,7 +263,11 @@ impl MacTable {
 
     /// Numbers of (static, learned) entries.
     pub fn summary(&self) -> (usize, usize) {
-        let learned = self.learned_per_port.iter().map(|c| *c as usize).sum::<usize>();
+        let learned = self
+            .learned_per_port
+            .iter()
+            .map(|c| *c as usize)
+            .sum::<usize>();
         (self.entries.len() - learned, learned)
     }
 
@@ -259,7 +277,11 @@ impl MacTable {
             .entries
             .iter()
             .map(|(mac, e)| {
-                let slot = FdbSlot { port: e.port, is_static: e.kind == EntryKind::Static, seen: e.seen.clone() };
+                let slot = FdbSlot {
+                    port: e.port,
+                    is_static: e.kind == EntryKind::Static,
+                    seen: e.seen.clone(),
+                };
                 (*mac, slot)
             })
             .collect();
@@ -303,7 +325,11 @@ mod tests {
         assert_eq!(t.learn(2, 1, 0), LearnOutcome::New);
         assert!(t.is_full(1));
         assert_eq!(t.learn(3, 1, 0), LearnOutcome::LimitReached);
-        assert_eq!(t.learn(3, 2, 0), LearnOutcome::New, "other ports unaffected");
+        assert_eq!(
+            t.learn(3, 2, 0),
+            LearnOutcome::New,
+            "other ports unaffected"
+        );
         t.remove(1);
         assert!(!t.is_full(1));
     }

@@ -23,8 +23,9 @@ use std::io;
 use std::num::NonZeroU32;
 use std::ptr::NonNull;
 
+use xsk_rs::FrameDesc;
+pub use xsk_rs::Umem;
 use xsk_rs::config::{FrameSize, QueueSize, UmemConfig};
-use xsk_rs::{FrameDesc, Umem};
 
 use crate::PortId;
 
@@ -107,12 +108,19 @@ impl FramePool {
         // The region starts HEADROOM bytes before the first frame's data.
         let base = NonNull::new(first.wrapping_sub(HEADROOM as usize))
             .ok_or_else(|| io::Error::other("null UMEM region"))?;
-        Ok(Self::with_base(base, count.get(), Backing::Umem { umem, descs }))
+        Ok(Self::with_base(
+            base,
+            count.get(),
+            Backing::Umem { umem, descs },
+        ))
     }
 
     fn with_base(base: NonNull<u8>, count: u32, backing: Backing) -> Self {
         // Free list in reverse so that the first allocations get low addresses.
-        let free = (0..count).rev().map(|i| i * FRAME_SIZE + HEADROOM).collect();
+        let free = (0..count)
+            .rev()
+            .map(|i| i * FRAME_SIZE + HEADROOM)
+            .collect();
         FramePool {
             base,
             count,
@@ -296,7 +304,13 @@ impl FramePool {
         let base = self.base.as_ptr();
         // SAFETY: both are canonical frame addresses of this pool (one held,
         // one just allocated, so distinct) and `len` fits a frame.
-        unsafe { std::ptr::copy_nonoverlapping(base.add(addr as usize), base.add(new as usize), len as usize) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                base.add(addr as usize),
+                base.add(new as usize),
+                len as usize,
+            )
+        };
         Some(new)
     }
 
@@ -304,14 +318,17 @@ impl FramePool {
     pub fn write_frame(&mut self, bytes: &[u8]) -> Option<(u32, u32)> {
         let addr = self.alloc()?;
         let len = bytes.len().min(FRAME_CAPACITY as usize);
-        self.data_mut(addr, len as u32).copy_from_slice(&bytes[..len]);
+        self.data_mut(addr, len as u32)
+            .copy_from_slice(&bytes[..len]);
         Some((addr, len as u32))
     }
 
     /// The AF_XDP descriptor for a frame, for the TX and fill rings.
     #[inline]
     pub fn xsk_desc(&self, addr: u32, len: u32) -> Option<FrameDesc> {
-        let Backing::Umem { umem, descs } = &self.backing else { return None };
+        let Backing::Umem { umem, descs } = &self.backing else {
+            return None;
+        };
         let mut d = *descs.get(self.index(addr)?)?;
         // SAFETY: `d` describes a frame of this UMEM held by the worker; the
         // cursor only records the length in the descriptor.
@@ -321,7 +338,10 @@ impl FramePool {
 
     /// A read-only handle on the region for other workers (handoff).
     pub fn view(&self) -> PoolView {
-        PoolView { base: self.base, len: self.count as usize * FRAME_SIZE as usize }
+        PoolView {
+            base: self.base,
+            len: self.count as usize * FRAME_SIZE as usize,
+        }
     }
 }
 
@@ -377,10 +397,24 @@ mod tests {
         assert_eq!(a, HEADROOM);
         let b = p.alloc().unwrap();
         p.lend(b, 7);
-        assert_eq!(p.counts(), PoolCounts { total: 4, free: 2, lent: 1, worker: 1, handoff: 0, errors: 0 });
+        assert_eq!(
+            p.counts(),
+            PoolCounts {
+                total: 4,
+                free: 2,
+                lent: 1,
+                worker: 1,
+                handoff: 0,
+                errors: 0
+            }
+        );
         assert_eq!(p.reclaim(b, 8), None, "wrong port");
         assert_eq!(p.counts().errors, 1);
-        assert_eq!(p.reclaim(b + 10, 7), Some(b), "offset within the frame is canonicalised");
+        assert_eq!(
+            p.reclaim(b + 10, 7),
+            Some(b),
+            "offset within the frame is canonicalised"
+        );
         p.free(b);
         p.free(b);
         assert_eq!(p.counts().errors, 2, "double free detected");

@@ -44,14 +44,28 @@ impl Snapshot {
 
     /// Builds a snapshot from port entries (any order) and an FDB view.
     pub fn build(generation: u64, entries: Vec<PortEntry>, fdb: FdbView) -> Self {
-        let size = entries.iter().map(|e| usize::from(e.id) + 1).max().unwrap_or(0);
+        let size = entries
+            .iter()
+            .map(|e| usize::from(e.id) + 1)
+            .max()
+            .unwrap_or(0);
         let mut ports = vec![None; size];
         for e in entries {
             let id = usize::from(e.id);
             ports[id] = Some(e);
         }
-        let flood = ports.iter().flatten().filter(|p| p.up).map(|p| p.id).collect();
-        Snapshot { generation, ports, flood, fdb }
+        let flood = ports
+            .iter()
+            .flatten()
+            .filter(|p| p.up)
+            .map(|p| p.id)
+            .collect();
+        Snapshot {
+            generation,
+            ports,
+            flood,
+            fdb,
+        }
     }
 }
 

@@ -17,7 +17,9 @@ pub fn valid_ifname(name: &str) -> bool {
         && name.len() <= IFNAME_MAX
         && name != "."
         && name != ".."
-        && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':')
 }
 
 /// The ifindex of `name` in the calling thread's namespace.
@@ -30,7 +32,11 @@ pub fn if_index(name: &str) -> Option<u32> {
 
 /// Where a namespace given as a name or a path lives.
 pub fn netns_path(ns: &str) -> PathBuf {
-    if ns.contains('/') { PathBuf::from(ns) } else { PathBuf::from("/run/netns").join(ns) }
+    if ns.contains('/') {
+        PathBuf::from(ns)
+    } else {
+        PathBuf::from("/run/netns").join(ns)
+    }
 }
 
 /// Runs `f` on a fresh thread that has entered network namespace `ns`.
@@ -42,8 +48,12 @@ where
     F: FnOnce() -> io::Result<T> + Send + 'static,
 {
     let path = netns_path(ns);
-    let file = File::open(&path)
-        .map_err(|e| io::Error::new(e.kind(), format!("network namespace '{ns}' ({}): {e}", path.display())))?;
+    let file = File::open(&path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("network namespace '{ns}' ({}): {e}", path.display()),
+        )
+    })?;
     let ns = ns.to_string();
     std::thread::Builder::new()
         .name("vswitch-netns".into())
@@ -53,7 +63,10 @@ where
             let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
             if rc != 0 {
                 let e = io::Error::last_os_error();
-                return Err(io::Error::new(e.kind(), format!("cannot enter network namespace '{ns}': {e}")));
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot enter network namespace '{ns}': {e}"),
+                ));
             }
             f()
         })?
@@ -63,7 +76,10 @@ where
 
 fn ifreq(name: &str) -> io::Result<libc::ifreq> {
     if !valid_ifname(name) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid interface name '{name}'")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid interface name '{name}'"),
+        ));
     }
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
@@ -83,7 +99,13 @@ fn ctl_socket() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn ioctl(sock: &OwnedFd, op: libc::c_ulong, req: &mut libc::ifreq, what: &str, name: &str) -> io::Result<()> {
+fn ioctl(
+    sock: &OwnedFd,
+    op: libc::c_ulong,
+    req: &mut libc::ifreq,
+    what: &str,
+    name: &str,
+) -> io::Result<()> {
     // SAFETY: `req` is a valid ifreq for this request and outlives the call.
     let rc = unsafe { libc::ioctl(sock.as_raw_fd(), op as _, req as *mut libc::ifreq) };
     if rc < 0 {
@@ -125,7 +147,13 @@ pub fn xsk_zero_copy(fd: RawFd) -> bool {
     let mut len = std::mem::size_of::<XdpOptions>() as libc::socklen_t;
     // SAFETY: `opts` and `len` are valid for writes of the sizes given.
     let rc = unsafe {
-        libc::getsockopt(fd, libc::SOL_XDP, libc::XDP_OPTIONS, (&mut opts as *mut XdpOptions).cast(), &mut len)
+        libc::getsockopt(
+            fd,
+            libc::SOL_XDP,
+            libc::XDP_OPTIONS,
+            (&mut opts as *mut XdpOptions).cast(),
+            &mut len,
+        )
     };
     rc == 0 && opts.flags & libc::XDP_OPTIONS_ZEROCOPY != 0
 }
@@ -148,7 +176,10 @@ mod tests {
     #[test]
     fn netns_paths() {
         assert_eq!(netns_path("pod1"), PathBuf::from("/run/netns/pod1"));
-        assert_eq!(netns_path("/proc/1/ns/net"), PathBuf::from("/proc/1/ns/net"));
+        assert_eq!(
+            netns_path("/proc/1/ns/net"),
+            PathBuf::from("/proc/1/ns/net")
+        );
     }
 
     #[test]

@@ -208,7 +208,9 @@ impl Worker {
     }
 
     fn del_port(&mut self, id: PortId) {
-        let Some(&slot) = self.slot_of.get(usize::from(id)) else { return };
+        let Some(&slot) = self.slot_of.get(usize::from(id)) else {
+            return;
+        };
         if slot == NO_SLOT {
             return;
         }
@@ -231,7 +233,11 @@ impl Worker {
             .iter()
             .filter(|s| s.up)
             .filter_map(|s| s.port.poll_fd())
-            .map(|fd: RawFd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
+            .map(|fd: RawFd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
             .collect();
     }
 
@@ -249,7 +255,13 @@ impl Worker {
             return;
         }
         // SAFETY: `pollfds` is a valid array of `len` pollfd structures.
-        unsafe { libc::poll(self.pollfds.as_mut_ptr(), self.pollfds.len() as libc::nfds_t, IDLE_SLEEP_MS) };
+        unsafe {
+            libc::poll(
+                self.pollfds.as_mut_ptr(),
+                self.pollfds.len() as libc::nfds_t,
+                IDLE_SLEEP_MS,
+            )
+        };
     }
 
     /// One iteration of the poll loop; returns the number of frames handled.
@@ -313,7 +325,10 @@ impl Worker {
             let slot = self.slot_of[usize::from(port) % MAX_PORTS];
             let counters = self.counters.port(port);
             if slot != NO_SLOT && self.ports[usize::from(slot)].up {
-                let sent = match self.ports[usize::from(slot)].port.tx_burst(&mut self.pool, list) {
+                let sent = match self.ports[usize::from(slot)]
+                    .port
+                    .tx_burst(&mut self.pool, list)
+                {
                     Ok(n) => n,
                     Err(e) => {
                         self.gone.push((usize::from(slot), e));
@@ -326,11 +341,18 @@ impl Worker {
                     self.pool.free(f.addr);
                 }
                 counters.drop(DropReason::TxRingFull, (list.len() - sent) as u64);
-            } else if let Some(e) = snap.port(port).filter(|e| e.up && e.worker != self.id && e.worker < self.in_transit.len()) {
+            } else if let Some(e) = snap
+                .port(port)
+                .filter(|e| e.up && e.worker != self.id && e.worker < self.in_transit.len())
+            {
                 let w = e.worker;
                 let queue = self.mesh.forward(self.id, w);
                 for f in list.iter() {
-                    let desc = HandoffDesc { addr: f.addr, len: f.len, port };
+                    let desc = HandoffDesc {
+                        addr: f.addr,
+                        len: f.len,
+                        port,
+                    };
                     if self.in_transit[w] < HANDOFF_DEPTH && queue.push(desc).is_ok() {
                         self.pool.mark_handoff(f.addr);
                         self.in_transit[w] += 1;
@@ -370,7 +392,13 @@ impl Worker {
                         let dst = self.pool.data_mut(addr, bytes.len() as u32);
                         let len = dst.len().min(bytes.len());
                         dst[..len].copy_from_slice(&bytes[..len]);
-                        self.outputs.push(d.port, TxFrame { addr, len: len as u32 });
+                        self.outputs.push(
+                            d.port,
+                            TxFrame {
+                                addr,
+                                len: len as u32,
+                            },
+                        );
                     }
                     None => self.counters.port(d.port).drop(DropReason::NoBuffer, 1),
                 }
@@ -405,11 +433,16 @@ impl Worker {
         }
         let gone = std::mem::take(&mut self.gone);
         for (slot, e) in &gone {
-            let Some(s) = self.ports.get_mut(*slot) else { continue };
+            let Some(s) = self.ports.get_mut(*slot) else {
+                continue;
+            };
             if s.up {
                 s.up = false;
                 tracing::warn!(port = s.id, "port down: {e}");
-                let _ = self.events.try_send(WorkerEvent::PortGone { id: s.id, reason: e.0.clone() });
+                let _ = self.events.try_send(WorkerEvent::PortGone {
+                    id: s.id,
+                    reason: e.0.clone(),
+                });
             }
         }
         self.gone = gone;
@@ -425,7 +458,8 @@ impl Worker {
         s.frames_total.store(u64::from(c.total), Relaxed);
         s.frames_free.store(u64::from(c.free), Relaxed);
         s.frames_in_rings.store(u64::from(c.lent), Relaxed);
-        s.frames_in_flight.store(u64::from(c.worker + c.handoff), Relaxed);
+        s.frames_in_flight
+            .store(u64::from(c.worker + c.handoff), Relaxed);
         s.frame_errors.store(c.errors, Relaxed);
         s.learn_overflows.store(self.learner.overflows, Relaxed);
     }

@@ -1,1 +1,132 @@
-fn main() {}
+//! vswitchd: a per-node userspace virtual switch for Kubernetes pods.
+//!
+//! The main thread parses arguments, starts the workers, restores the state
+//! file, then becomes the controller: it serves the control socket and owns
+//! the configuration. See ARCHITECTURE.md for the big picture.
+
+mod controller;
+mod server;
+mod state;
+mod workers;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::{Parser, ValueEnum};
+use fastpath::fdb::{DEFAULT_AGING_SECS, DEFAULT_MAC_LIMIT};
+use fastpath::snapshot::{self, Snapshot};
+use fastpath::worker::PollMode;
+
+use crate::controller::{Controller, Settings};
+use crate::workers::Workers;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Poll {
+    /// Spin on the queues (lowest latency; each worker keeps its core busy).
+    Busy,
+    /// Sleep in poll(2) after a run of empty polls.
+    Adaptive,
+}
+
+/// The vswitch daemon.
+#[derive(Debug, Parser)]
+#[command(name = "vswitchd", version, about)]
+struct Args {
+    /// Control socket path.
+    #[arg(long, default_value = ctl::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// State file path (configuration restored on start).
+    #[arg(long, default_value = ctl::DEFAULT_STATE)]
+    state: PathBuf,
+    /// Cores to run one worker each on, e.g. `1,3` or `0-3` (default: the last core).
+    #[arg(long)]
+    cores: Option<String>,
+    /// How workers wait when there is no traffic.
+    #[arg(long, value_enum, default_value_t = Poll::Busy)]
+    poll: Poll,
+    /// Seconds before an idle learned MAC is forgotten.
+    #[arg(long, default_value_t = DEFAULT_AGING_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    mac_aging: u64,
+    /// Most MACs learned on one port.
+    #[arg(long, default_value_t = DEFAULT_MAC_LIMIT)]
+    mac_limit: u32,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn install_signal_handlers() {
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe;
+    // ignoring SIGPIPE makes writes to closed clients return EPIPE instead.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let available: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    let cores = match &args.cores {
+        Some(list) => workers::parse_cores(list).map_err(anyhow::Error::msg)?,
+        None => vec![available.last().copied().unwrap_or(0)],
+    };
+    if let Some(c) = cores
+        .iter()
+        .find(|c| !available.is_empty() && !available.contains(c))
+    {
+        anyhow::bail!("core {c} is not available (cores: {available:?})");
+    }
+    let poll = match args.poll {
+        Poll::Busy => PollMode::Busy,
+        Poll::Adaptive => PollMode::Adaptive,
+    };
+    let saved = state::load(&args.state)?;
+    let listener = server::bind(&args.socket).map_err(|e| {
+        anyhow::anyhow!("cannot bind control socket {}: {e}", args.socket.display())
+    })?;
+    install_signal_handlers();
+
+    let shared = snapshot::shared(Snapshot::default());
+    let workers = Workers::start(&cores, poll, &shared)?;
+    let settings = Settings {
+        socket: args.socket.clone(),
+        state: args.state.clone(),
+        poll,
+        mac_aging_secs: args.mac_aging,
+        mac_limit: args.mac_limit,
+    };
+    let mut ctl = Controller::new(settings, workers, shared);
+    ctl.restore(saved);
+    tracing::info!(socket = %args.socket.display(), cores = ?cores, "vswitchd ready");
+    let result = server::run(&mut ctl, listener, &STOP);
+    tracing::info!("vswitchd stopping");
+    ctl.shutdown();
+    let _ = std::fs::remove_file(&args.socket);
+    result.map_err(Into::into)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vswitchd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

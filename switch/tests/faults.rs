@@ -31,7 +31,10 @@ fn interface_disappears(env: &mut TestEnv, gone: &Pod, others: [&Pod; 2]) {
         )
     });
     assert_eq!(p.mode, "none", "a down port reports mode 'none': {p:#?}");
-    assert!(env.daemon_mut().is_running(), "vswitchd died when an interface disappeared");
+    assert!(
+        env.daemon_mut().is_running(),
+        "vswitchd died when an interface disappeared"
+    );
 
     env.ping_all(&others);
 
@@ -88,7 +91,12 @@ fn send_raw(pod: &Pod, frames: &[String]) {
     let mut args = vec!["python3", "-c", SCRIPT];
     args.extend(frames.iter().map(String::as_str));
     let r = netns_exec(&pod.name, &args);
-    assert!(r.success(), "sending raw frames from {} failed: {}", pod.name, r.stderr);
+    assert!(
+        r.success(),
+        "sending raw frames from {} failed: {}",
+        pod.name,
+        r.stderr
+    );
 }
 
 fn hex(mac: &ctl::MacAddr) -> String {
@@ -100,7 +108,9 @@ fn hex(mac: &ctl::MacAddr) -> String {
 /// forwarding goes on.
 #[test]
 fn bad_frames_are_dropped_and_counted() {
-    let Some(mut env) = TestEnv::new("bad_frames_are_dropped_and_counted") else { return };
+    let Some(mut env) = TestEnv::new("bad_frames_are_dropped_and_counted") else {
+        return;
+    };
     env.start_daemon();
     let a = env.add_pod("a", Attach::Afxdp);
     let b = env.add_pod("b", Attach::Afxdp);

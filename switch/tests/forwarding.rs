@@ -24,56 +24,83 @@ fn two_pods(env: &mut TestEnv, a: Attach, b: Attach) -> (Pod, Pod) {
 
 #[test]
 fn ping_between_afxdp_pods() {
-    let Some(mut env) = TestEnv::new("ping_between_afxdp_pods") else { return };
+    let Some(mut env) = TestEnv::new("ping_between_afxdp_pods") else {
+        return;
+    };
     let (a, b) = two_pods(&mut env, Attach::Afxdp, Attach::Afxdp);
     env.ping_all(&[&a, &b]);
 }
 
 #[test]
 fn ping_between_tap_pods() {
-    let Some(mut env) = TestEnv::new("ping_between_tap_pods") else { return };
+    let Some(mut env) = TestEnv::new("ping_between_tap_pods") else {
+        return;
+    };
     let (a, b) = two_pods(&mut env, Attach::Tap, Attach::Tap);
     env.ping_all(&[&a, &b]);
 }
 
 #[test]
 fn ping_between_afxdp_and_tap_pods() {
-    let Some(mut env) = TestEnv::new("ping_between_afxdp_and_tap_pods") else { return };
+    let Some(mut env) = TestEnv::new("ping_between_afxdp_and_tap_pods") else {
+        return;
+    };
     let (a, b) = two_pods(&mut env, Attach::Afxdp, Attach::Tap);
     env.ping_all(&[&a, &b]);
 }
 
 #[test]
 fn tcp_between_afxdp_pods() {
-    let Some(mut env) = TestEnv::new("tcp_between_afxdp_pods") else { return };
+    let Some(mut env) = TestEnv::new("tcp_between_afxdp_pods") else {
+        return;
+    };
     let (a, b) = two_pods(&mut env, Attach::Afxdp, Attach::Afxdp);
     env.ping(&a, &b);
     for (from, to) in [(&a, &b), (&b, &a)] {
         let bytes = env.iperf(from, to, IPERF_SECS);
-        assert!(bytes > MIN_IPERF_BYTES, "only {bytes} bytes from {} to {}", from.name, to.name);
+        assert!(
+            bytes > MIN_IPERF_BYTES,
+            "only {bytes} bytes from {} to {}",
+            from.name,
+            to.name
+        );
     }
 }
 
 #[test]
 fn tcp_between_tap_pods() {
-    let Some(mut env) = TestEnv::new("tcp_between_tap_pods") else { return };
+    let Some(mut env) = TestEnv::new("tcp_between_tap_pods") else {
+        return;
+    };
     let (a, b) = two_pods(&mut env, Attach::Tap, Attach::Tap);
     env.ping(&a, &b);
     for (from, to) in [(&a, &b), (&b, &a)] {
         let bytes = env.iperf(from, to, IPERF_SECS);
-        assert!(bytes > MIN_IPERF_BYTES, "only {bytes} bytes from {} to {}", from.name, to.name);
+        assert!(
+            bytes > MIN_IPERF_BYTES,
+            "only {bytes} bytes from {} to {}",
+            from.name,
+            to.name
+        );
     }
 }
 
 #[test]
 fn tcp_between_afxdp_and_tap_pods() {
-    let Some(mut env) = TestEnv::new("tcp_between_afxdp_and_tap_pods") else { return };
+    let Some(mut env) = TestEnv::new("tcp_between_afxdp_and_tap_pods") else {
+        return;
+    };
     let (a, t) = two_pods(&mut env, Attach::Afxdp, Attach::Tap);
     env.ping(&a, &t);
     // Both directions: AF_XDP RX -> TAP write, and TAP read -> AF_XDP TX.
     for (from, to) in [(&a, &t), (&t, &a)] {
         let bytes = env.iperf(from, to, IPERF_SECS);
-        assert!(bytes > MIN_IPERF_BYTES, "only {bytes} bytes from {} to {}", from.name, to.name);
+        assert!(
+            bytes > MIN_IPERF_BYTES,
+            "only {bytes} bytes from {} to {}",
+            from.name,
+            to.name
+        );
     }
 }
 
@@ -82,7 +109,10 @@ fn tcp_between_afxdp_and_tap_pods() {
 fn assert_frames_accounted(env: &TestEnv, totals_before: &[u64]) {
     let show = env.daemon().show();
     let totals: Vec<u64> = show.workers.iter().map(|w| w.frames.total).collect();
-    assert_eq!(totals, totals_before, "a worker's frame pool changed size under load");
+    assert_eq!(
+        totals, totals_before,
+        "a worker's frame pool changed size under load"
+    );
     let balanced = wait_for(Duration::from_secs(2), || {
         let show = env.daemon().show();
         show.workers
@@ -100,13 +130,19 @@ fn assert_frames_accounted(env: &TestEnv, totals_before: &[u64]) {
         show.workers
     );
     for w in &show.workers {
-        assert_eq!(w.frames.errors, 0, "worker {} reports frame errors: {:?}", w.id, w.frames);
+        assert_eq!(
+            w.frames.errors, 0,
+            "worker {} reports frame errors: {:?}",
+            w.id, w.frames
+        );
     }
 }
 
 #[test]
 fn frame_accounting_survives_load() {
-    let Some(mut env) = TestEnv::new("frame_accounting_survives_load") else { return };
+    let Some(mut env) = TestEnv::new("frame_accounting_survives_load") else {
+        return;
+    };
     env.start_daemon();
     let a = env.add_pod("a", Attach::Afxdp);
     let b = env.add_pod("b", Attach::Afxdp);
@@ -115,8 +151,16 @@ fn frame_accounting_survives_load() {
     let show = env.daemon().show();
     assert_eq!(show.workers.len(), 1);
     let w = &show.workers[0];
-    assert!(w.frames.umem, "the worker polling AF_XDP ports has no UMEM: {:?}", w.frames);
-    assert!(w.frames.total > 0, "the worker's frame pool is empty: {:?}", w.frames);
+    assert!(
+        w.frames.umem,
+        "the worker polling AF_XDP ports has no UMEM: {:?}",
+        w.frames
+    );
+    assert!(
+        w.frames.total > 0,
+        "the worker's frame pool is empty: {:?}",
+        w.frames
+    );
     let totals: Vec<u64> = show.workers.iter().map(|w| w.frames.total).collect();
 
     env.ping_all(&[&a, &b, &t]);
@@ -132,23 +176,40 @@ fn frame_accounting_survives_load() {
 /// (a copy between two UMEMs) in both directions.
 #[test]
 fn two_workers_forward_between_their_ports() {
-    let Some(mut env) = TestEnv::new("two_workers_forward_between_their_ports") else { return };
+    let Some(mut env) = TestEnv::new("two_workers_forward_between_their_ports") else {
+        return;
+    };
     let Some(cores) = pick_cores(2) else {
         eprintln!("skipped two_workers_forward_between_their_ports: fewer than 2 usable cores");
         return;
     };
-    env.start_daemon_with(DaemonOpts { cores, extra: Vec::new() });
-    let pods: Vec<Pod> =
-        [("a", Attach::Afxdp), ("b", Attach::Afxdp), ("c", Attach::Afxdp), ("t", Attach::Tap)]
-            .into_iter()
-            .map(|(s, k)| env.add_pod(s, k))
-            .collect();
+    env.start_daemon_with(DaemonOpts {
+        cores,
+        extra: Vec::new(),
+    });
+    let pods: Vec<Pod> = [
+        ("a", Attach::Afxdp),
+        ("b", Attach::Afxdp),
+        ("c", Attach::Afxdp),
+        ("t", Attach::Tap),
+    ]
+    .into_iter()
+    .map(|(s, k)| env.add_pod(s, k))
+    .collect();
 
     let show = env.daemon().show();
-    assert_eq!(show.workers.len(), 2, "--cores with two cores must start two workers");
+    assert_eq!(
+        show.workers.len(),
+        2,
+        "--cores with two cores must start two workers"
+    );
     let cores: Vec<usize> = show.workers.iter().map(|w| w.core).collect();
     assert_eq!(
-        cores.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","),
+        cores
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
         env.daemon().opts.cores,
         "workers are not pinned to the cores asked for"
     );
@@ -164,7 +225,10 @@ fn two_workers_forward_between_their_ports() {
     polled.sort();
     let mut names: Vec<&String> = pods.iter().map(|p| &p.name).collect();
     names.sort();
-    assert_eq!(polled, names, "every port must be polled by exactly one worker");
+    assert_eq!(
+        polled, names,
+        "every port must be polled by exactly one worker"
+    );
     let totals: Vec<u64> = show.workers.iter().map(|w| w.frames.total).collect();
 
     let refs: Vec<&Pod> = pods.iter().collect();
@@ -176,7 +240,11 @@ fn two_workers_forward_between_their_ports() {
     let (x, y) = pods
         .iter()
         .filter(|p| p.attach == Attach::Afxdp)
-        .flat_map(|x| pods.iter().filter(|p| p.attach == Attach::Afxdp).map(move |y| (x, y)))
+        .flat_map(|x| {
+            pods.iter()
+                .filter(|p| p.attach == Attach::Afxdp)
+                .map(move |y| (x, y))
+        })
         .find(|(x, y)| worker_of(x) != worker_of(y))
         .expect("no two AF_XDP ports on different workers");
     assert!(env.iperf(x, y, IPERF_SECS) > MIN_IPERF_BYTES);

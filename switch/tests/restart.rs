@@ -40,7 +40,10 @@ fn config_of(ports: &[PortInfo]) -> Vec<String> {
 
 /// Whether `pod`'s eth0 exists, and whether it still has its address.
 fn eth0_state(pod: &Pod) -> (bool, bool) {
-    let r = netns_exec(&pod.name, &["ip", "-o", "-4", "addr", "show", "dev", "eth0"]);
+    let r = netns_exec(
+        &pod.name,
+        &["ip", "-o", "-4", "addr", "show", "dev", "eth0"],
+    );
     let exists = netns_exec(&pod.name, &["ip", "link", "show", "dev", "eth0"]).success();
     (exists, r.stdout.contains(&format!("{}/", pod.ip)))
 }
@@ -63,7 +66,11 @@ fn check_restored(env: &mut TestEnv, pods: &[Pod], before: &[PortInfo]) {
     let names: Vec<&str> = pods.iter().map(|p| p.name.as_str()).collect();
     let d = env.daemon();
     d.wait_ports_up(&names);
-    assert_eq!(config_of(&d.port_list()), config_of(before), "ports not restored as configured");
+    assert_eq!(
+        config_of(&d.port_list()),
+        config_of(before),
+        "ports not restored as configured"
+    );
     for p in d.port_list() {
         assert_eq!(p.state, PortState::Up, "{p:#?}");
     }
@@ -105,9 +112,17 @@ fn check_restored(env: &mut TestEnv, pods: &[Pod], before: &[PortInfo]) {
                         "TAP pod {}: eth0 re-created without its address; adding it again",
                         pod.name
                     );
-                    let r =
-                        netns_exec(&pod.name, &["ip", "addr", "add", &pod.cidr(), "dev", "eth0"]);
-                    assert!(r.success(), "re-adding {} to {}: {}", pod.cidr(), pod.name, r.stderr);
+                    let r = netns_exec(
+                        &pod.name,
+                        &["ip", "addr", "add", &pod.cidr(), "dev", "eth0"],
+                    );
+                    assert!(
+                        r.success(),
+                        "re-adding {} to {}: {}",
+                        pod.cidr(),
+                        pod.name,
+                        r.stderr
+                    );
                 }
                 let r = netns_exec(&pod.name, &["ip", "link", "set", "dev", "eth0", "up"]);
                 assert!(r.success(), "{}", r.stderr);
@@ -119,20 +134,27 @@ fn check_restored(env: &mut TestEnv, pods: &[Pod], before: &[PortInfo]) {
 
 #[test]
 fn ports_come_back_after_sigterm() {
-    let Some(mut env) = TestEnv::new("ports_come_back_after_sigterm") else { return };
+    let Some(mut env) = TestEnv::new("ports_come_back_after_sigterm") else {
+        return;
+    };
     let pods = setup(&mut env);
     let before = env.daemon().port_list();
     let d: Daemon = env.take_daemon();
     let status = d.stop();
     assert!(status.success(), "vswitchd exited with {status} on SIGTERM");
     let (exists, _) = eth0_state(&pods[2]);
-    eprintln!("after SIGTERM: TAP pod eth0 {}", if exists { "still exists" } else { "is gone" });
+    eprintln!(
+        "after SIGTERM: TAP pod eth0 {}",
+        if exists { "still exists" } else { "is gone" }
+    );
     check_restored(&mut env, &pods, &before);
 }
 
 #[test]
 fn ports_come_back_after_crash() {
-    let Some(mut env) = TestEnv::new("ports_come_back_after_crash") else { return };
+    let Some(mut env) = TestEnv::new("ports_come_back_after_crash") else {
+        return;
+    };
     let pods = setup(&mut env);
     let before = env.daemon().port_list();
     env.take_daemon().crash();

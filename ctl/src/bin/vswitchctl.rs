@@ -124,7 +124,7 @@ enum FdbCmd {
     },
     /// Remove an entry.
     Del { mac: MacAddr },
-    /// Remove every learned entry.
+    /// Remove entries from the forwarding database.
     Flush,
 }
 

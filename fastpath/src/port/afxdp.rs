@@ -66,15 +66,25 @@ pub struct AttachError {
 
 impl AfXdpPort {
     /// Binds an AF_XDP socket to queue 0 of `ifname`, using the pool's UMEM.
-    pub fn open(ifname: &str, id: PortId, mode: AttachMode, pool_umem: &xsk_rs::Umem) -> Result<Self, AttachError> {
-        let err = |reason: String| AttachError { ifname: ifname.to_string(), reason };
+    pub fn open(
+        ifname: &str,
+        id: PortId,
+        mode: AttachMode,
+        pool_umem: &xsk_rs::Umem,
+    ) -> Result<Self, AttachError> {
+        let err = |reason: String| AttachError {
+            ifname: ifname.to_string(),
+            reason,
+        };
         if !sys::valid_ifname(ifname) {
             return Err(err("invalid interface name".into()));
         }
         if sys::if_index(ifname).is_none() {
             return Err(err("no such interface".into()));
         }
-        let iface = ifname.parse().map_err(|_| err("invalid interface name".into()))?;
+        let iface = ifname
+            .parse()
+            .map_err(|_| err("invalid interface name".into()))?;
         let attempts: &[(bool, BindFlags)] = match mode {
             AttachMode::Auto => &[(true, BindFlags::empty()), (false, BindFlags::XDP_COPY)],
             AttachMode::Native => &[(true, BindFlags::empty())],
@@ -84,7 +94,11 @@ impl AfXdpPort {
         let ring = QueueSize::new(XSK_RING_SIZE).map_err(|e| err(e.to_string()))?;
         let mut failures = Vec::new();
         for &(native, bind) in attempts {
-            let xdp = if native { XdpFlags::XDP_FLAGS_DRV_MODE } else { XdpFlags::XDP_FLAGS_SKB_MODE };
+            let xdp = if native {
+                XdpFlags::XDP_FLAGS_DRV_MODE
+            } else {
+                XdpFlags::XDP_FLAGS_SKB_MODE
+            };
             let config = SocketConfig::builder()
                 .rx_queue_size(ring)
                 .tx_queue_size(ring)
@@ -140,7 +154,9 @@ impl AfXdpPort {
 
     fn refill(&mut self, pool: &mut FramePool) {
         while self.in_fill < FILL_TARGET && pool.available() > POOL_RESERVE {
-            let want = (FILL_TARGET - self.in_fill).min(BATCH_SIZE as u32).min(pool.available() - POOL_RESERVE);
+            let want = (FILL_TARGET - self.in_fill)
+                .min(BATCH_SIZE as u32)
+                .min(pool.available() - POOL_RESERVE);
             let want = self.fq.nb_free(want).min(want) as usize;
             if want == 0 {
                 break;
@@ -174,7 +190,11 @@ impl AfXdpPort {
 }
 
 impl Port for AfXdpPort {
-    fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [(u32, u32)]) -> Result<usize, PortGone> {
+    fn rx_burst(
+        &mut self,
+        pool: &mut FramePool,
+        out: &mut [(u32, u32)],
+    ) -> Result<usize, PortGone> {
         let max = out.len().min(self.scratch.len());
         // SAFETY: the RX ring returns frames this port lent to its fill ring.
         let n = unsafe { self.rx.consume(&mut self.scratch[..max]) };
@@ -182,7 +202,9 @@ impl Port for AfXdpPort {
         for d in &self.scratch[..n] {
             let raw = d.addr() as u32;
             let len = d.lengths().data() as u32;
-            let Some(canon) = pool.reclaim(raw, self.id) else { continue };
+            let Some(canon) = pool.reclaim(raw, self.id) else {
+                continue;
+            };
             self.in_fill -= 1;
             match pool.normalize(raw, canon, len) {
                 Some(len) => {
@@ -201,7 +223,9 @@ impl Port for AfXdpPort {
         let n = want.min(room);
         let mut k = 0;
         for f in &frames[..n] {
-            let Some(d) = pool.xsk_desc(f.addr, f.len) else { break };
+            let Some(d) = pool.xsk_desc(f.addr, f.len) else {
+                break;
+            };
             self.scratch[k] = d;
             k += 1;
         }
@@ -214,7 +238,9 @@ impl Port for AfXdpPort {
         }
         self.in_tx += produced as u32;
         if produced > 0 && self.tx.needs_wakeup() {
-            self.tx.wakeup().map_err(|e| PortGone(format!("AF_XDP transmit failed: {e}")))?;
+            self.tx
+                .wakeup()
+                .map_err(|e| PortGone(format!("AF_XDP transmit failed: {e}")))?;
         }
         Ok(produced)
     }
@@ -225,7 +251,9 @@ impl Port for AfXdpPort {
             // Copy-mode TX runs inside the kick; frames still pending after a
             // full ring need another kick to make progress.
             if self.in_tx > 0 && self.tx.needs_wakeup() {
-                self.tx.wakeup().map_err(|e| PortGone(format!("AF_XDP transmit failed: {e}")))?;
+                self.tx
+                    .wakeup()
+                    .map_err(|e| PortGone(format!("AF_XDP transmit failed: {e}")))?;
             }
         }
         self.refill(pool);
@@ -241,7 +269,9 @@ impl Port for AfXdpPort {
     }
 
     fn mode(&self) -> PortMode {
-        PortMode { mode: if self.native { "native" } else { "generic" }, zero_copy: self.zero_copy }
+        PortMode {
+            mode: if self.native { "native" } else { "generic" },
+            zero_copy: self.zero_copy,
+        }
     }
-
 }

@@ -42,17 +42,30 @@ impl MemPort {
     /// A port driven by a test through the returned handle.
     pub fn new(id: PortId) -> (Self, MemHandle) {
         let wire = MemHandle::default();
-        (MemPort { id, wire: Some(wire.clone()), reflect: VecDeque::new() }, wire)
+        (
+            MemPort {
+                id,
+                wire: Some(wire.clone()),
+                reflect: VecDeque::new(),
+            },
+            wire,
+        )
     }
 
     /// A reflecting port (benchmarks): lock-free, no copies.
     pub fn reflector(id: PortId) -> Self {
-        MemPort { id, wire: None, reflect: VecDeque::with_capacity(8192) }
+        MemPort {
+            id,
+            wire: None,
+            reflect: VecDeque::with_capacity(8192),
+        }
     }
 
     /// Puts a frame in a reflector's receive queue, as if it had been sent to it.
     pub fn preload(&mut self, pool: &mut FramePool, bytes: &[u8]) -> bool {
-        let Some((addr, len)) = pool.write_frame(bytes) else { return false };
+        let Some((addr, len)) = pool.write_frame(bytes) else {
+            return false;
+        };
         pool.lend(addr, self.id);
         self.reflect.push_back((addr, len));
         true
@@ -60,12 +73,20 @@ impl MemPort {
 }
 
 impl Port for MemPort {
-    fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [(u32, u32)]) -> Result<usize, PortGone> {
+    fn rx_burst(
+        &mut self,
+        pool: &mut FramePool,
+        out: &mut [(u32, u32)],
+    ) -> Result<usize, PortGone> {
         let Some(wire) = &self.wire else {
             let mut n = 0;
             while n < out.len() {
-                let Some((addr, len)) = self.reflect.pop_front() else { break };
-                let Some(addr) = pool.reclaim(addr, self.id) else { continue };
+                let Some((addr, len)) = self.reflect.pop_front() else {
+                    break;
+                };
+                let Some(addr) = pool.reclaim(addr, self.id) else {
+                    continue;
+                };
                 out[n] = (addr, len);
                 n += 1;
             }
@@ -77,8 +98,12 @@ impl Port for MemPort {
         }
         let mut n = 0;
         while n < out.len() {
-            let Some(bytes) = w.inbox.pop_front() else { break };
-            let Some(frame) = pool.write_frame(&bytes) else { break };
+            let Some(bytes) = w.inbox.pop_front() else {
+                break;
+            };
+            let Some(frame) = pool.write_frame(&bytes) else {
+                break;
+            };
             // A frame longer than the pool's frames is passed on with its
             // true length so that the parse stage counts it as malformed.
             out[n] = (frame.0, frame.1.max(bytes.len() as u32));
@@ -121,6 +146,9 @@ impl Port for MemPort {
     }
 
     fn mode(&self) -> PortMode {
-        PortMode { mode: "memory", zero_copy: true }
+        PortMode {
+            mode: "memory",
+            zero_copy: true,
+        }
     }
 }

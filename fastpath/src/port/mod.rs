@@ -31,7 +31,8 @@ pub struct PortMode {
 pub trait Port: Send {
     /// Receives up to `out.len()` frames into pool frames. Each received
     /// frame is reported as `(addr, len)` and is held by the worker.
-    fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [(u32, u32)]) -> Result<usize, PortGone>;
+    fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [(u32, u32)])
+    -> Result<usize, PortGone>;
 
     /// Transmits a prefix of `frames` and returns its length. The port owns
     /// the frames it accepted; the caller still holds (and must free) the rest.

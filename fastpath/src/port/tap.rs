@@ -25,15 +25,22 @@ impl TapPort {
     /// given, sets its MAC (if given) and brings it up.
     pub fn create(ifname: &str, netns: Option<&str>, mac: Option<[u8; 6]>) -> io::Result<Self> {
         if !sys::valid_ifname(ifname) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid interface name '{ifname}'")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid interface name '{ifname}'"),
+            ));
         }
         let name = ifname.to_string();
         let make = move || -> io::Result<Iface> {
             if sys::if_index(&name).is_some() {
-                return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("interface '{name}' already exists")));
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!("interface '{name}' already exists"),
+                ));
             }
-            let iface = Iface::without_packet_info(&name, Mode::Tap)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot create TAP '{name}': {e}")))?;
+            let iface = Iface::without_packet_info(&name, Mode::Tap).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot create TAP '{name}': {e}"))
+            })?;
             sys::configure_link(&name, mac)?;
             Ok(iface)
         };
@@ -51,7 +58,11 @@ fn gone(e: io::Error) -> PortGone {
 }
 
 impl Port for TapPort {
-    fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [(u32, u32)]) -> Result<usize, PortGone> {
+    fn rx_burst(
+        &mut self,
+        pool: &mut FramePool,
+        out: &mut [(u32, u32)],
+    ) -> Result<usize, PortGone> {
         let mut n = 0;
         while n < out.len() {
             let Some(addr) = pool.alloc() else { break };
@@ -96,6 +107,9 @@ impl Port for TapPort {
     }
 
     fn mode(&self) -> PortMode {
-        PortMode { mode: "tap", zero_copy: false }
+        PortMode {
+            mode: "tap",
+            zero_copy: false,
+        }
     }
 }

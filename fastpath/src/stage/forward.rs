@@ -17,7 +17,11 @@ pub fn run(batch: &mut Batch, snap: &Snapshot) {
         if !p.alive() {
             continue;
         }
-        let known = if p.dst & GROUP_BIT == 0 { snap.fdb.get(p.dst) } else { None };
+        let known = if p.dst & GROUP_BIT == 0 {
+            snap.fdb.get(p.dst)
+        } else {
+            None
+        };
         p.verdict = match known {
             Some(slot) if slot.port == p.in_port => Verdict::Drop(DropReason::SamePort),
             Some(slot) => match snap.port(slot.port) {

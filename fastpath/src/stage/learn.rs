@@ -29,7 +29,11 @@ pub struct Learner {
 
 impl Learner {
     pub fn new(tx: Sender<LearnEvent>) -> Self {
-        Learner { tx, recent: Box::new([(u64::MAX, 0, 0); CACHE_SLOTS]), overflows: 0 }
+        Learner {
+            tx,
+            recent: Box::new([(u64::MAX, 0, 0); CACHE_SLOTS]),
+            overflows: 0,
+        }
     }
 
     #[inline]
@@ -65,7 +69,13 @@ pub fn run(batch: &mut Batch, snap: &Snapshot, learner: &mut Learner, now: u64) 
                 if full {
                     p.verdict = Verdict::Drop(DropReason::MacLimit);
                 } else {
-                    learner.report(LearnEvent { mac: p.src, port: p.in_port }, now);
+                    learner.report(
+                        LearnEvent {
+                            mac: p.src,
+                            port: p.in_port,
+                        },
+                        now,
+                    );
                 }
             }
         }

@@ -37,7 +37,10 @@ impl Default for Outputs {
 
 impl Outputs {
     pub fn new() -> Self {
-        Outputs { lists: (0..MAX_PORTS).map(|_| Vec::new()).collect(), dirty: Vec::with_capacity(MAX_PORTS) }
+        Outputs {
+            lists: (0..MAX_PORTS).map(|_| Vec::new()).collect(),
+            dirty: Vec::with_capacity(MAX_PORTS),
+        }
     }
 
     /// Queues a frame on `port`.
@@ -79,7 +82,13 @@ pub fn run(
 ) {
     for p in batch.pkts() {
         match p.verdict {
-            Verdict::Unicast(port) => outputs.push(port, TxFrame { addr: p.addr, len: p.len }),
+            Verdict::Unicast(port) => outputs.push(
+                port,
+                TxFrame {
+                    addr: p.addr,
+                    len: p.len,
+                },
+            ),
             Verdict::Flood => {
                 let mut last: Option<PortId> = None;
                 for &target in &snap.flood {
@@ -95,7 +104,13 @@ pub fn run(
                     last = Some(target);
                 }
                 match last {
-                    Some(port) => outputs.push(port, TxFrame { addr: p.addr, len: p.len }),
+                    Some(port) => outputs.push(
+                        port,
+                        TxFrame {
+                            addr: p.addr,
+                            len: p.len,
+                        },
+                    ),
                     None => {
                         // The flood list changed between forward and output
                         // stages cannot happen (one snapshot per batch), but

@@ -52,8 +52,19 @@ mod tests {
     #[test]
     fn extracts_macs_and_flags_bad_frames() {
         let mut pool = FramePool::heap(8);
-        let good = [[0x02, 0, 0, 0, 0, 2].as_slice(), &[0x02, 0, 0, 0, 0, 1], &[0x08, 0x00], &[0; 46]].concat();
-        let mcast_src = [[0xff; 6].as_slice(), &[0x01, 0, 0x5e, 0, 0, 1], &[0x08, 0x00]].concat();
+        let good = [
+            [0x02, 0, 0, 0, 0, 2].as_slice(),
+            &[0x02, 0, 0, 0, 0, 1],
+            &[0x08, 0x00],
+            &[0; 46],
+        ]
+        .concat();
+        let mcast_src = [
+            [0xff; 6].as_slice(),
+            &[0x01, 0, 0x5e, 0, 0, 1],
+            &[0x08, 0x00],
+        ]
+        .concat();
         let zero_src = [[0xff; 6].as_slice(), &[0; 6], &[0x08, 0x00]].concat();
         let runt = [0u8; 13];
         let mut b = batch_of(&mut pool, &[&good, &mcast_src, &zero_src, &runt, &[]]);

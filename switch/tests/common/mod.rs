@@ -167,8 +167,11 @@ pub fn is_root() -> bool {
 /// Cores this process may run on (its affinity mask).
 pub fn allowed_cores() -> Vec<usize> {
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let list =
-        status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap_or("0").trim();
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .unwrap_or("0")
+        .trim();
     let mut cores = Vec::new();
     for part in list.split(',').filter(|p| !p.is_empty()) {
         match part.split_once('-') {
@@ -197,7 +200,13 @@ pub fn pick_cores(n: usize) -> Option<String> {
     if cores.len() < n {
         return None;
     }
-    Some(cores[..n].iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","))
+    Some(
+        cores[..n]
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    )
 }
 
 /// Path of the vswitchd binary under test.
@@ -251,7 +260,10 @@ pub struct DaemonOpts {
 
 impl Default for DaemonOpts {
     fn default() -> Self {
-        DaemonOpts { cores: pick_cores(1).unwrap(), extra: Vec::new() }
+        DaemonOpts {
+            cores: pick_cores(1).unwrap(),
+            extra: Vec::new(),
+        }
     }
 }
 
@@ -270,7 +282,11 @@ impl Daemon {
         let socket = dir.join("vswitchd.sock");
         let state = dir.join("state.json");
         let log = dir.join("vswitchd.log");
-        let mut logf = OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let mut logf = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         writeln!(
             logf,
             "=== test harness: starting vswitchd --cores {} {:?}",
@@ -290,11 +306,20 @@ impl Daemon {
             .stderr(logf)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", vswitchd_bin().display()));
-        let mut d = Daemon { child, socket, state, log, opts };
+        let mut d = Daemon {
+            child,
+            socket,
+            state,
+            log,
+            opts,
+        };
         let started = Instant::now();
         loop {
             if let Some(status) = d.child.try_wait().unwrap() {
-                panic!("vswitchd exited during start-up ({status}); log:\n{}", d.log_tail(40));
+                panic!(
+                    "vswitchd exited during start-up ({status}); log:\n{}",
+                    d.log_tail(40)
+                );
             }
             if d.socket.exists() && d.ctl(&["show"]).success() {
                 break;
@@ -318,9 +343,15 @@ impl Daemon {
         self.child.try_wait().unwrap().is_none()
     }
 
-    /// Sends `signal` (a name such as "TERM") to vswitchd.
-    pub fn signal(&self, signal: &str) {
-        run_cmd(Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()));
+    /// Sends `signal` (such as `libc::SIGTERM`) to vswitchd.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.pid()).unwrap();
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours;
+        // the pid is our own unreaped child, so it cannot name another process.
+        let rc = unsafe { libc::kill(pid, signal) };
+        if rc != 0 {
+            eprintln!("kill({pid}, {signal}): {}", std::io::Error::last_os_error());
+        }
     }
 
     /// Waits up to `timeout` for the process to exit.
@@ -331,7 +362,7 @@ impl Daemon {
     /// Stops vswitchd with SIGTERM and returns its exit status; panics if it
     /// does not exit within [`STOP_TIMEOUT`].
     pub fn stop(mut self) -> ExitStatus {
-        self.signal("TERM");
+        self.signal(libc::SIGTERM);
         match self.wait_exit(STOP_TIMEOUT) {
             Some(status) => status,
             None => panic!(
@@ -343,8 +374,9 @@ impl Daemon {
 
     /// Kills vswitchd with SIGKILL (a crash) and reaps it.
     pub fn crash(mut self) {
-        self.signal("KILL");
-        self.wait_exit(STOP_TIMEOUT).expect("vswitchd survived SIGKILL");
+        self.signal(libc::SIGKILL);
+        self.wait_exit(STOP_TIMEOUT)
+            .expect("vswitchd survived SIGKILL");
     }
 
     /// The last `n` lines of the daemon's log.
@@ -382,7 +414,10 @@ impl Daemon {
         full.extend_from_slice(args);
         let r = self.ctl_ok(&full);
         serde_json::from_str(&r.stdout).unwrap_or_else(|e| {
-            panic!("vswitchctl {full:?} printed JSON that does not parse: {e}\n{}", r.stdout)
+            panic!(
+                "vswitchctl {full:?} printed JSON that does not parse: {e}\n{}",
+                r.stdout
+            )
         })
     }
 
@@ -428,7 +463,11 @@ impl Daemon {
             let ports = self.port_list();
             names
                 .iter()
-                .all(|n| ports.iter().any(|p| p.name == *n && p.state == ctl::PortState::Up))
+                .all(|n| {
+                    ports
+                        .iter()
+                        .any(|p| p.name == *n && p.state == ctl::PortState::Up)
+                })
                 .then_some(())
         });
         assert!(
@@ -445,7 +484,7 @@ impl Drop for Daemon {
         if self.child.try_wait().ok().flatten().is_some() {
             return;
         }
-        self.signal("TERM");
+        self.signal(libc::SIGTERM);
         if self.wait_exit(STOP_TIMEOUT).is_none() {
             eprintln!("vswitchd did not exit on SIGTERM; killing it");
             let _ = self.child.kill();
@@ -482,7 +521,9 @@ impl TestEnv {
             eprintln!("skipped {name}: integration tests need root (network namespaces, XDP)");
             return None;
         }
-        let serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let serial = SERIAL
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let n = NEXT_ENV.fetch_add(1, Ordering::Relaxed);
         let tag = format!("vt{}{}", std::process::id() % 1000, n);
         assert!(tag.len() <= 13, "tag {tag} leaves no room for pod suffixes");
@@ -541,9 +582,15 @@ impl TestEnv {
     /// 02:76:<tag hash>:<i>.
     pub fn add_pod(&mut self, suffix: &str, attach: Attach) -> Pod {
         let name = format!("{}{suffix}", self.tag);
-        assert!(name.len() <= 15, "pod name {name} longer than an interface name may be");
+        assert!(
+            name.len() <= 15,
+            "pod name {name} longer than an interface name may be"
+        );
         let i = u8::try_from(self.pods.len()).unwrap();
-        let h = self.tag.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+        let h = self
+            .tag
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
         let hb = h.to_be_bytes();
         let pod = Pod {
             name: name.clone(),
@@ -554,11 +601,18 @@ impl TestEnv {
         };
         remove_pod_objects(&name); // leftovers of a crashed earlier run
         let mut cmd = Command::new(pod_script());
-        cmd.args(["add", &name, "--ip", &pod.cidr(), "--mac", &pod.mac.to_string()])
-            .arg("--socket")
-            .arg(&self.daemon().socket)
-            .env("VSWITCHCTL", vswitchctl_bin())
-            .env_remove("VSWITCH_SOCKET");
+        cmd.args([
+            "add",
+            &name,
+            "--ip",
+            &pod.cidr(),
+            "--mac",
+            &pod.mac.to_string(),
+        ])
+        .arg("--socket")
+        .arg(&self.daemon().socket)
+        .env("VSWITCHCTL", vswitchctl_bin())
+        .env_remove("VSWITCH_SOCKET");
         if attach == Attach::Tap {
             cmd.arg("--tap");
         }
@@ -601,7 +655,9 @@ impl TestEnv {
     pub fn ping(&self, from: &Pod, to: &Pod) {
         let target = to.ip.to_string();
         let first = wait_for(Duration::from_secs(10), || {
-            netns_exec(&from.name, &["ping", "-c", "1", "-W", "1", &target]).success().then_some(())
+            netns_exec(&from.name, &["ping", "-c", "1", "-W", "1", &target])
+                .success()
+                .then_some(())
         });
         assert!(
             first.is_some(),
@@ -617,7 +673,10 @@ impl TestEnv {
             self.ctl(&["stats"]).stdout,
             self.daemon().log_tail(20)
         );
-        let r = netns_exec(&from.name, &["ping", "-c", "3", "-i", "0.2", "-W", "1", &target]);
+        let r = netns_exec(
+            &from.name,
+            &["ping", "-c", "3", "-i", "0.2", "-W", "1", &target],
+        );
         assert!(
             r.success() && r.stdout.contains(" 0% packet loss"),
             "ping {} -> {} lost packets after the first reply:\n{}{}",
@@ -651,24 +710,43 @@ impl TestEnv {
             let r = netns_exec(&to.name, &["ss", "-Hltn", "sport = :5201"]);
             (!r.stdout.trim().is_empty()).then_some(())
         });
-        assert!(listening.is_some(), "iperf3 server in {} did not start listening", to.name);
+        assert!(
+            listening.is_some(),
+            "iperf3 server in {} did not start listening",
+            to.name
+        );
         let limit = (secs + 20).to_string();
         let r = run_cmd(
-            Command::new("timeout").args([&limit, "ip", "netns", "exec", &from.name]).args([
-                "iperf3",
-                "-c",
-                &to.ip.to_string(),
-                "-p",
-                "5201",
-                "-t",
-                &secs.to_string(),
-                "--connect-timeout",
-                "3000",
-                "-J",
-            ]),
+            Command::new("timeout")
+                .args([&limit, "ip", "netns", "exec", &from.name])
+                .args([
+                    "iperf3",
+                    "-c",
+                    &to.ip.to_string(),
+                    "-p",
+                    "5201",
+                    "-t",
+                    &secs.to_string(),
+                    "--connect-timeout",
+                    "3000",
+                    "-J",
+                ]),
         );
-        let what =
-            format!("iperf3 {} ({:?}) -> {} ({:?})", from.name, from.attach, to.name, to.attach);
+        // The one-off server exits after its client; wait for it, so that the
+        // next transfer to this pod does not find the old one still listening.
+        let server = self.background.last_mut().unwrap();
+        if wait_for(Duration::from_secs(5), || {
+            server.try_wait().unwrap().map(|_| ())
+        })
+        .is_none()
+        {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        let what = format!(
+            "iperf3 {} ({:?}) -> {} ({:?})",
+            from.name, from.attach, to.name, to.attach
+        );
         let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| {
             panic!(
                 "{what} printed no JSON ({e}; exit {}; a TCP stall hits the {limit} s timeout):\n{}{}\n\

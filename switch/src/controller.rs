@@ -1,0 +1,634 @@
+//! The controller: the model of the switch's configuration and the one place
+//! that changes it.
+//!
+//! A request goes: validate → apply (open the port, update the model) →
+//! persist the state file → build a snapshot → publish. A request that fails
+//! at any step changes nothing, in memory or on disk. Port objects reach the
+//! owning worker over its command channel; removal waits until the worker has
+//! closed the port.
+//!
+//! The controller also owns the learned MAC table: it drains the workers'
+//! learning reports, ages entries and republishes when something changed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use ctl::{
+    Command, DaemonInfo, FdbEntry, FdbKind, FdbSummary, FramePoolInfo, MacAddr, PortInfo, PortSpec,
+    PortState, PortStats, PortType, Reply, ShowReply, WorkerInfo, XdpMode,
+};
+use fastpath::counters::PortCounterValues;
+use fastpath::drop::DropReason;
+use fastpath::fdb::{EntryKind, MacTable};
+use fastpath::port::afxdp::{AfXdpPort, AttachMode};
+use fastpath::port::tap::TapPort;
+use fastpath::port::{Port, PortMode};
+use fastpath::snapshot::{PortEntry, SharedSnapshot, Snapshot};
+use fastpath::worker::{PollMode, WorkerCmd, WorkerEvent};
+use fastpath::{MAX_PORTS, PortId, clock, mac_key, mac_octets, sys};
+
+use crate::state::{self, State, StaticMac};
+use crate::workers::Workers;
+
+/// How long a port removal waits for its worker.
+const DEL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often interfaces and MAC ages are checked.
+const HOUSEKEEPING: Duration = Duration::from_millis(500);
+
+/// Daemon settings that do not change at run time.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub socket: PathBuf,
+    pub state: PathBuf,
+    pub poll: PollMode,
+    pub mac_aging_secs: u64,
+    pub mac_limit: u32,
+}
+
+/// A request that cannot be carried out; the message is shown to the user.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+fn refuse<T>(msg: impl Into<String>) -> Result<T, Refused> {
+    Err(Refused(msg.into()))
+}
+
+struct PortRecord {
+    spec: PortSpec,
+    id: PortId,
+    worker: usize,
+    up: bool,
+    error: Option<String>,
+    mode: Option<PortMode>,
+    /// For AF_XDP ports: the ifindex attached, to notice the interface going away.
+    ifindex: Option<u32>,
+}
+
+/// The switch's configuration and the workers that run it.
+pub struct Controller {
+    settings: Settings,
+    started: Instant,
+    ports: BTreeMap<String, PortRecord>,
+    ids: Vec<Option<String>>,
+    static_fdb: BTreeMap<MacAddr, String>,
+    macs: MacTable,
+    workers: Workers,
+    snapshot: SharedSnapshot,
+    generation: u64,
+    baselines: HashMap<PortId, PortCounterValues>,
+    last_housekeeping: Instant,
+}
+
+fn attach_mode(m: XdpMode) -> AttachMode {
+    match m {
+        XdpMode::Auto => AttachMode::Auto,
+        XdpMode::Native => AttachMode::Native,
+        XdpMode::Generic => AttachMode::Generic,
+        XdpMode::Zerocopy => AttachMode::ZeroCopy,
+    }
+}
+
+impl Controller {
+    pub fn new(settings: Settings, workers: Workers, snapshot: SharedSnapshot) -> Self {
+        let macs = MacTable::new(settings.mac_aging_secs, settings.mac_limit);
+        Controller {
+            settings,
+            started: Instant::now(),
+            ports: BTreeMap::new(),
+            ids: vec![None; MAX_PORTS],
+            static_fdb: BTreeMap::new(),
+            macs,
+            workers,
+            snapshot,
+            generation: 0,
+            baselines: HashMap::new(),
+            last_housekeeping: Instant::now(),
+        }
+    }
+
+    /// Recreates the configuration of a state file. Ports that cannot be
+    /// opened now (their interface is missing) are kept, down, with the reason.
+    pub fn restore(&mut self, st: State) {
+        for spec in st.ports {
+            if let Err(e) = self.validate_port(&spec) {
+                tracing::error!(port = %spec.name, "state file port skipped: {e}");
+                continue;
+            }
+            let Some(id) = self.free_id() else { break };
+            let worker = self.pick_worker();
+            let (up, error, mode, ifindex, port) = match self.open_port(&spec, id, worker) {
+                Ok((port, ifindex)) => (true, None, Some(port.mode()), ifindex, Some(port)),
+                Err(e) => {
+                    tracing::warn!(port = %spec.name, "restored port is down: {e}");
+                    (false, Some(e.0), None, None, None)
+                }
+            };
+            self.insert_port(
+                PortRecord {
+                    spec,
+                    id,
+                    worker,
+                    up,
+                    error,
+                    mode,
+                    ifindex,
+                },
+                port,
+            );
+        }
+        for s in st.fdb {
+            match self.ports.get(&s.port) {
+                Some(r) if !s.mac.is_multicast() && !s.mac.is_zero() => {
+                    self.macs.add_static(mac_key(&s.mac.0), r.id);
+                    self.static_fdb.insert(s.mac, s.port);
+                }
+                _ => tracing::error!("state file FDB entry {} → {} skipped", s.mac, s.port),
+            }
+        }
+        self.publish();
+    }
+
+    /// Serves one request.
+    pub fn handle(&mut self, cmd: Command) -> Result<Reply, Refused> {
+        self.drain_worker_reports();
+        match cmd {
+            Command::Show => Ok(Reply::Show(self.show())),
+            Command::PortList => Ok(Reply::Ports(self.port_infos())),
+            Command::PortAdd(spec) => self.port_add(spec),
+            Command::PortDel { name } => self.port_del(&name),
+            Command::FdbShow => Ok(Reply::Fdb(self.fdb_entries())),
+            Command::FdbAdd { mac, port } => self.fdb_add(mac, &port),
+            Command::FdbDel { mac } => self.fdb_del(mac),
+            Command::FdbFlush => {
+                if self.macs.flush_learned() > 0 {
+                    self.publish();
+                }
+                Ok(Reply::Done)
+            }
+            Command::Stats { port } => self.stats(port.as_deref()),
+        }
+    }
+
+    /// Periodic work: learning reports, port failures, aging, interface checks.
+    pub fn tick(&mut self) {
+        let mut changed = self.drain_worker_reports();
+        if self.last_housekeeping.elapsed() >= HOUSEKEEPING {
+            self.last_housekeeping = Instant::now();
+            changed |= self.macs.age(clock::now_ms()) > 0;
+            changed |= self.check_interfaces();
+        }
+        if changed {
+            self.publish();
+        }
+    }
+
+    /// Stops the workers (closing every port).
+    pub fn shutdown(&mut self) {
+        self.workers.stop();
+    }
+
+    fn drain_worker_reports(&mut self) -> bool {
+        let mut changed = false;
+        let now = clock::now_ms();
+        while let Ok(ev) = self.workers.learn_rx.try_recv() {
+            // Ignore reports about ports removed since the frame arrived.
+            if self
+                .ids
+                .get(usize::from(ev.port))
+                .is_some_and(Option::is_some)
+            {
+                changed |= self.macs.learn(ev.mac, ev.port, now).changed();
+            }
+        }
+        while let Ok(WorkerEvent::PortGone { id, reason }) = self.workers.events_rx.try_recv() {
+            if let Some(rec) = self.record_by_id(id) {
+                tracing::warn!(port = %rec.spec.name, "port down: {reason}");
+                rec.up = false;
+                rec.error = Some(reason);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    fn check_interfaces(&mut self) -> bool {
+        let mut changed = false;
+        for rec in self.ports.values_mut() {
+            if rec.up
+                && rec.spec.port_type == PortType::Afxdp
+                && sys::if_index(&rec.spec.name) != rec.ifindex
+            {
+                rec.up = false;
+                rec.error = Some(format!("interface '{}' disappeared", rec.spec.name));
+                tracing::warn!(port = %rec.spec.name, "port down: interface disappeared");
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    fn record_by_id(&mut self, id: PortId) -> Option<&mut PortRecord> {
+        let name = self.ids.get(usize::from(id))?.as_ref()?;
+        self.ports.get_mut(name)
+    }
+
+    fn free_id(&self) -> Option<PortId> {
+        self.ids
+            .iter()
+            .position(Option::is_none)
+            .map(|i| i as PortId)
+    }
+
+    fn pick_worker(&self) -> usize {
+        let mut load = vec![0usize; self.workers.handles.len()];
+        for r in self.ports.values() {
+            load[r.worker] += 1;
+        }
+        (0..load.len()).min_by_key(|&w| (load[w], w)).unwrap_or(0)
+    }
+
+    fn validate_port(&self, spec: &PortSpec) -> Result<(), Refused> {
+        if !sys::valid_ifname(&spec.name) {
+            return refuse(format!(
+                "invalid port name '{}': 1-15 characters, no '/', ':' or whitespace",
+                spec.name
+            ));
+        }
+        if self.ports.contains_key(&spec.name) {
+            return refuse(format!("port '{}' already exists", spec.name));
+        }
+        match spec.port_type {
+            PortType::Afxdp => {
+                if spec.mac.is_some() || spec.netns.is_some() || spec.ifname.is_some() {
+                    return refuse(
+                        "--mac, --netns and --ifname apply to TAP ports only (use --type tap)",
+                    );
+                }
+            }
+            PortType::Tap => {
+                if spec.mode != XdpMode::Auto {
+                    return refuse("--mode applies to AF_XDP ports only");
+                }
+                if spec.ifname.is_some() && spec.netns.is_none() {
+                    return refuse("--ifname requires --netns");
+                }
+                if let Some(ifname) = &spec.ifname
+                    && !sys::valid_ifname(ifname)
+                {
+                    return refuse(format!("invalid interface name '{ifname}'"));
+                }
+                if let Some(mac) = spec.mac
+                    && (mac.is_multicast() || mac.is_zero())
+                {
+                    return refuse(format!("MAC {mac} is not a unicast address"));
+                }
+                if let Some(ns) = &spec.netns {
+                    let path = sys::netns_path(ns);
+                    if !path.exists() {
+                        return refuse(format!(
+                            "network namespace '{ns}' not found ({})",
+                            path.display()
+                        ));
+                    }
+                }
+                if let Some(other) = self.ports.values().find(|r| {
+                    r.spec.port_type == PortType::Tap
+                        && r.spec.netns == spec.netns
+                        && tap_ifname(&r.spec) == tap_ifname(spec)
+                }) {
+                    return refuse(format!(
+                        "port '{}' already has a TAP named '{}' in that namespace",
+                        other.spec.name,
+                        tap_ifname(spec)
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn open_port(
+        &self,
+        spec: &PortSpec,
+        id: PortId,
+        worker: usize,
+    ) -> Result<(Box<dyn Port>, Option<u32>), Refused> {
+        match spec.port_type {
+            PortType::Afxdp => {
+                let umem = match &self.workers.handles[worker].umem {
+                    Ok(u) => u,
+                    Err(e) => return refuse(e.clone()),
+                };
+                let port = AfXdpPort::open(&spec.name, id, attach_mode(spec.mode), umem)
+                    .map_err(|e| Refused(e.to_string()))?;
+                Ok((Box::new(port), sys::if_index(&spec.name)))
+            }
+            PortType::Tap => {
+                let port = TapPort::create(
+                    tap_ifname(spec),
+                    spec.netns.as_deref(),
+                    spec.mac.map(|m| m.0),
+                )
+                .map_err(|e| Refused(format!("cannot create TAP port '{}': {e}", spec.name)))?;
+                Ok((Box::new(port), None))
+            }
+        }
+    }
+
+    fn insert_port(&mut self, rec: PortRecord, port: Option<Box<dyn Port>>) {
+        let id = rec.id;
+        // Counters of a reused id start from zero for the new port.
+        self.baselines.insert(id, self.sum_counters(id));
+        if let Some(port) = port {
+            let _ = self.workers.handles[rec.worker]
+                .cmds
+                .send(WorkerCmd::AddPort { id, port });
+        }
+        self.ids[usize::from(id)] = Some(rec.spec.name.clone());
+        self.ports.insert(rec.spec.name.clone(), rec);
+    }
+
+    fn state(&self) -> State {
+        State {
+            version: state::STATE_VERSION,
+            ports: self.ports.values().map(|r| r.spec.clone()).collect(),
+            fdb: self
+                .static_fdb
+                .iter()
+                .map(|(mac, port)| StaticMac {
+                    mac: *mac,
+                    port: port.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn persist(&self, st: &State) -> Result<(), Refused> {
+        state::save(&self.settings.state, st).map_err(|e| {
+            Refused(format!(
+                "cannot write state file {}: {e}",
+                self.settings.state.display()
+            ))
+        })
+    }
+
+    fn port_add(&mut self, spec: PortSpec) -> Result<Reply, Refused> {
+        self.validate_port(&spec)?;
+        let Some(id) = self.free_id() else {
+            return refuse(format!("too many ports (at most {MAX_PORTS})"));
+        };
+        let worker = self.pick_worker();
+        let (port, ifindex) = self.open_port(&spec, id, worker)?;
+        let mut st = self.state();
+        st.ports.push(spec.clone());
+        // On failure `port` is dropped here, which closes it again.
+        self.persist(&st)?;
+        let mode = Some(port.mode());
+        tracing::info!(port = %spec.name, id, worker, mode = mode.as_ref().map(|m| m.mode), "port added");
+        self.insert_port(
+            PortRecord {
+                spec,
+                id,
+                worker,
+                up: true,
+                error: None,
+                mode,
+                ifindex,
+            },
+            Some(port),
+        );
+        self.publish();
+        Ok(Reply::Done)
+    }
+
+    fn port_del(&mut self, name: &str) -> Result<Reply, Refused> {
+        let Some(rec) = self.ports.get(name) else {
+            return refuse(format!("port '{name}' does not exist"));
+        };
+        let (id, worker) = (rec.id, rec.worker);
+        let mut st = self.state();
+        st.ports.retain(|p| p.name != name);
+        st.fdb.retain(|s| s.port != name);
+        self.persist(&st)?;
+        // Unpublish first so no worker sends to the port any more, then
+        // have the owner close it.
+        self.ports.remove(name);
+        self.ids[usize::from(id)] = None;
+        self.static_fdb.retain(|_, p| p != name);
+        self.macs.remove_port(id);
+        self.publish();
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        if self.workers.handles[worker]
+            .cmds
+            .send(WorkerCmd::DelPort { id, done: done_tx })
+            .is_ok()
+            && done_rx.recv_timeout(DEL_TIMEOUT).is_err()
+        {
+            tracing::error!(port = name, "worker did not confirm port removal in time");
+        }
+        tracing::info!(port = name, "port removed");
+        Ok(Reply::Done)
+    }
+
+    fn fdb_add(&mut self, mac: MacAddr, port: &str) -> Result<Reply, Refused> {
+        if mac.is_multicast() || mac.is_zero() {
+            return refuse(format!("MAC {mac} is not a unicast address"));
+        }
+        let Some(rec) = self.ports.get(port) else {
+            return refuse(format!("port '{port}' does not exist"));
+        };
+        let id = rec.id;
+        let mut st = self.state();
+        st.fdb.retain(|s| s.mac != mac);
+        st.fdb.push(StaticMac {
+            mac,
+            port: port.to_string(),
+        });
+        st.fdb.sort_by_key(|s| s.mac);
+        self.persist(&st)?;
+        self.static_fdb.insert(mac, port.to_string());
+        self.macs.add_static(mac_key(&mac.0), id);
+        self.publish();
+        Ok(Reply::Done)
+    }
+
+    fn fdb_del(&mut self, mac: MacAddr) -> Result<Reply, Refused> {
+        let key = mac_key(&mac.0);
+        match self.macs.get(key) {
+            None => refuse(format!("no FDB entry for {mac}")),
+            Some((_, EntryKind::Learned)) => {
+                self.macs.remove(key);
+                self.publish();
+                Ok(Reply::Done)
+            }
+            Some((_, EntryKind::Static)) => {
+                let mut st = self.state();
+                st.fdb.retain(|s| s.mac != mac);
+                self.persist(&st)?;
+                self.static_fdb.remove(&mac);
+                self.macs.remove(key);
+                self.publish();
+                Ok(Reply::Done)
+            }
+        }
+    }
+
+    /// Builds and publishes a snapshot of the current model.
+    fn publish(&mut self) {
+        self.generation += 1;
+        let entries = self
+            .ports
+            .values()
+            .map(|r| PortEntry {
+                id: r.id,
+                worker: r.worker,
+                up: r.up,
+                learn_full: self.macs.is_full(r.id),
+            })
+            .collect();
+        let snap = Snapshot::build(self.generation, entries, self.macs.view());
+        self.snapshot.store(Arc::new(snap));
+    }
+
+    fn sum_counters(&self, id: PortId) -> PortCounterValues {
+        let mut total = PortCounterValues::default();
+        for h in &self.workers.handles {
+            total.add(&h.counters.port(id).read());
+        }
+        total
+    }
+
+    fn port_stats(&self, rec: &PortRecord) -> PortStats {
+        let base = self.baselines.get(&rec.id).copied().unwrap_or_default();
+        let v = self.sum_counters(rec.id).since(&base);
+        PortStats {
+            name: rec.spec.name.clone(),
+            rx_packets: v.rx_packets,
+            rx_bytes: v.rx_bytes,
+            tx_packets: v.tx_packets,
+            tx_bytes: v.tx_bytes,
+            drops: DropReason::ALL
+                .iter()
+                .map(|r| (r.name().to_string(), v.drop_count(*r)))
+                .collect(),
+        }
+    }
+
+    fn stats(&self, port: Option<&str>) -> Result<Reply, Refused> {
+        match port {
+            Some(name) => match self.ports.get(name) {
+                Some(rec) => Ok(Reply::Stats(vec![self.port_stats(rec)])),
+                None => refuse(format!("port '{name}' does not exist")),
+            },
+            None => Ok(Reply::Stats(
+                self.ports.values().map(|r| self.port_stats(r)).collect(),
+            )),
+        }
+    }
+
+    fn port_infos(&self) -> Vec<PortInfo> {
+        self.ports
+            .values()
+            .map(|r| PortInfo {
+                name: r.spec.name.clone(),
+                id: r.id,
+                port_type: r.spec.port_type,
+                requested_mode: r.spec.mode,
+                mode: match (&r.mode, r.up) {
+                    (Some(m), true) => m.mode.to_string(),
+                    _ => "none".to_string(),
+                },
+                zero_copy: r.mode.as_ref().is_some_and(|m| m.zero_copy),
+                state: if r.up { PortState::Up } else { PortState::Down },
+                error: r.error.clone(),
+                worker: r.worker,
+                mac: r.spec.mac,
+                netns: r.spec.netns.clone(),
+                ifname: r.spec.ifname.clone(),
+                learned_macs: self.macs.learned_on(r.id),
+            })
+            .collect()
+    }
+
+    fn fdb_entries(&self) -> Vec<FdbEntry> {
+        self.macs
+            .entries(clock::now_ms())
+            .into_iter()
+            .filter_map(|row| {
+                let port = self.ids.get(usize::from(row.port))?.clone()?;
+                Some(FdbEntry {
+                    mac: MacAddr(mac_octets(row.mac)),
+                    port,
+                    kind: match row.kind {
+                        EntryKind::Static => FdbKind::Static,
+                        EntryKind::Learned => FdbKind::Learned,
+                    },
+                    age_secs: row.idle_ms.map(|ms| ms / 1000),
+                })
+            })
+            .collect()
+    }
+
+    fn show(&self) -> ShowReply {
+        let (static_entries, learned_entries) = self.macs.summary();
+        let workers = self
+            .workers
+            .handles
+            .iter()
+            .enumerate()
+            .map(|(id, h)| {
+                let s = &h.status;
+                WorkerInfo {
+                    id,
+                    core: h.core,
+                    ports: self
+                        .ports
+                        .values()
+                        .filter(|r| r.worker == id)
+                        .map(|r| r.spec.name.clone())
+                        .collect(),
+                    frames: FramePoolInfo {
+                        total: s.frames_total.load(Relaxed),
+                        free: s.frames_free.load(Relaxed),
+                        in_rings: s.frames_in_rings.load(Relaxed),
+                        in_flight: s.frames_in_flight.load(Relaxed),
+                        errors: s.frame_errors.load(Relaxed),
+                        umem: h.umem.is_ok(),
+                    },
+                    loops: s.loops.load(Relaxed),
+                }
+            })
+            .collect();
+        ShowReply {
+            daemon: DaemonInfo {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                protocol: ctl::PROTOCOL_VERSION,
+                pid: std::process::id(),
+                uptime_secs: self.started.elapsed().as_secs(),
+                socket: self.settings.socket.display().to_string(),
+                state_file: self.settings.state.display().to_string(),
+                poll: match self.settings.poll {
+                    PollMode::Busy => "busy".into(),
+                    PollMode::Adaptive => "adaptive".into(),
+                },
+                mac_aging_secs: self.settings.mac_aging_secs,
+                mac_limit: self.settings.mac_limit,
+            },
+            workers,
+            ports: self.port_infos(),
+            fdb: FdbSummary {
+                static_entries: static_entries as u32,
+                learned_entries: learned_entries as u32,
+            },
+        }
+    }
+}
+
+/// The device name of a TAP port: `--ifname` inside a namespace, else the port name.
+fn tap_ifname(spec: &PortSpec) -> &str {
+    spec.ifname.as_deref().unwrap_or(&spec.name)
+}
