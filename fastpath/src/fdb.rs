@@ -239,6 +239,15 @@ impl MacTable {
         before - self.entries.len()
     }
 
+    /// Forgets the MACs learned on `port` (it went down); static entries stay.
+    pub fn remove_learned_on(&mut self, port: PortId) -> usize {
+        let before = self.entries.len();
+        self.entries
+            .retain(|_, e| e.port != port || e.kind == EntryKind::Static);
+        *self.count_mut(port) = 0;
+        before - self.entries.len()
+    }
+
     /// The entry for `mac`.
     pub fn get(&self, mac: MacKey) -> Option<(PortId, EntryKind)> {
         self.entries.get(&mac).map(|e| (e.port, e.kind))

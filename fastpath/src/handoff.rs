@@ -22,7 +22,10 @@ pub const HANDOFF_DEPTH: usize = 512;
 pub struct HandoffDesc {
     pub addr: u32,
     pub len: u32,
+    /// Output port (owned by the receiving worker).
     pub port: PortId,
+    /// Ingress port, for counting a drop.
+    pub in_port: PortId,
 }
 
 /// The queues between every pair of workers.

@@ -84,6 +84,8 @@ struct Slot {
     id: PortId,
     port: Box<dyn Port>,
     up: bool,
+    /// The controller has been told this port is gone.
+    reported: bool,
 }
 
 const NO_SLOT: u16 = u16::MAX;
@@ -203,7 +205,12 @@ impl Worker {
             return;
         }
         self.slot_of[usize::from(id)] = self.ports.len() as u16;
-        self.ports.push(Slot { id, port, up: true });
+        self.ports.push(Slot {
+            id,
+            port,
+            up: true,
+            reported: false,
+        });
         self.rebuild_pollfds();
     }
 
@@ -313,34 +320,44 @@ impl Worker {
         }
         self.handle_gone();
         self.loops += 1;
-        if self.loops % 1024 == 0 {
+        if self.loops.is_multiple_of(1024) {
             self.publish_status();
         }
         work
     }
 
     /// Sends every queued list: on a local port, or to the owning worker.
+    ///
+    /// Drops are counted on the frame's ingress port, except `tx_ring_full`,
+    /// which is counted on the port whose ring (or handoff queue) was full.
     fn flush(&mut self, snap: &Snapshot) {
         while let Some((port, list)) = self.outputs.next_dirty() {
-            let slot = self.slot_of[usize::from(port) % MAX_PORTS];
-            let counters = self.counters.port(port);
-            if slot != NO_SLOT && self.ports[usize::from(slot)].up {
-                let sent = match self.ports[usize::from(slot)]
-                    .port
-                    .tx_burst(&mut self.pool, list)
-                {
-                    Ok(n) => n,
+            let slot = usize::from(self.slot_of[usize::from(port) % MAX_PORTS]);
+            let local_up = slot != usize::from(NO_SLOT) && self.ports[slot].up;
+            if local_up {
+                let (sent, failed) = match self.ports[slot].port.tx_burst(&mut self.pool, list) {
+                    Ok(n) => (n, false),
                     Err(e) => {
-                        self.gone.push((usize::from(slot), e));
-                        0
+                        // Stop using the port at once, not only at the end
+                        // of this iteration.
+                        self.ports[slot].up = false;
+                        self.gone.push((slot, e));
+                        (0, true)
                     }
                 };
                 let bytes: u64 = list[..sent].iter().map(|f| u64::from(f.len)).sum();
-                counters.tx(sent as u64, bytes);
+                self.counters.port(port).tx(sent as u64, bytes);
                 for f in &list[sent..] {
                     self.pool.free(f.addr);
+                    if failed {
+                        self.counters.port(f.in_port).drop(DropReason::PortDown, 1);
+                    }
                 }
-                counters.drop(DropReason::TxRingFull, (list.len() - sent) as u64);
+                if !failed {
+                    self.counters
+                        .port(port)
+                        .drop(DropReason::TxRingFull, (list.len() - sent) as u64);
+                }
             } else if let Some(e) = snap
                 .port(port)
                 .filter(|e| e.up && e.worker != self.id && e.worker < self.in_transit.len())
@@ -352,20 +369,21 @@ impl Worker {
                         addr: f.addr,
                         len: f.len,
                         port,
+                        in_port: f.in_port,
                     };
                     if self.in_transit[w] < HANDOFF_DEPTH && queue.push(desc).is_ok() {
                         self.pool.mark_handoff(f.addr);
                         self.in_transit[w] += 1;
                     } else {
                         self.pool.free(f.addr);
-                        counters.drop(DropReason::TxRingFull, 1);
+                        self.counters.port(port).drop(DropReason::TxRingFull, 1);
                     }
                 }
             } else {
                 for f in list.iter() {
                     self.pool.free(f.addr);
+                    self.counters.port(f.in_port).drop(DropReason::PortDown, 1);
                 }
-                counters.drop(DropReason::PortDown, list.len() as u64);
             }
             list.clear();
         }
@@ -397,10 +415,11 @@ impl Worker {
                             TxFrame {
                                 addr,
                                 len: len as u32,
+                                in_port: d.in_port,
                             },
                         );
                     }
-                    None => self.counters.port(d.port).drop(DropReason::NoBuffer, 1),
+                    None => self.counters.port(d.in_port).drop(DropReason::NoBuffer, 1),
                 }
                 // Cannot fail: `src` never has more frames in transit to us
                 // than the return queue holds.
@@ -436,8 +455,9 @@ impl Worker {
             let Some(s) = self.ports.get_mut(*slot) else {
                 continue;
             };
-            if s.up {
-                s.up = false;
+            s.up = false;
+            if !s.reported {
+                s.reported = true;
                 tracing::warn!(port = s.id, "port down: {e}");
                 let _ = self.events.try_send(WorkerEvent::PortGone {
                     id: s.id,

@@ -81,6 +81,8 @@ pub struct Controller {
     generation: u64,
     baselines: HashMap<PortId, PortCounterValues>,
     last_housekeeping: Instant,
+    /// Ports opened but not yet handed to their worker (see `publish`).
+    pending_adds: Vec<(usize, PortId, Box<dyn Port>)>,
 }
 
 fn attach_mode(m: XdpMode) -> AttachMode {
@@ -107,6 +109,7 @@ impl Controller {
             generation: 0,
             baselines: HashMap::new(),
             last_housekeeping: Instant::now(),
+            pending_adds: Vec::new(),
         }
     }
 
@@ -180,6 +183,7 @@ impl Controller {
             self.last_housekeeping = Instant::now();
             changed |= self.macs.age(clock::now_ms()) > 0;
             changed |= self.check_interfaces();
+            changed |= self.revive_ports();
         }
         if changed {
             self.publish();
@@ -209,23 +213,89 @@ impl Controller {
                 tracing::warn!(port = %rec.spec.name, "port down: {reason}");
                 rec.up = false;
                 rec.error = Some(reason);
+                let worker = rec.worker;
+                self.retire(id, worker);
                 changed = true;
             }
         }
         changed
     }
 
+    /// Marks ports down whose interface or namespace has gone away.
     fn check_interfaces(&mut self) -> bool {
+        let mut retired = Vec::new();
+        for rec in self.ports.values_mut().filter(|r| r.up) {
+            let why = match (&rec.spec.port_type, &rec.spec.netns) {
+                (PortType::Afxdp, _) if sys::if_index(&rec.spec.name) != rec.ifindex => {
+                    format!("interface '{}' disappeared", rec.spec.name)
+                }
+                // A TAP keeps its namespace alive, so the namespace is gone
+                // for users once its name (or its process) is gone.
+                (PortType::Tap, Some(ns)) if !sys::netns_path(ns).exists() => {
+                    format!("network namespace '{ns}' disappeared")
+                }
+                _ => continue,
+            };
+            tracing::warn!(port = %rec.spec.name, "port down: {why}");
+            rec.up = false;
+            rec.error = Some(why);
+            retired.push((rec.id, rec.worker));
+        }
+        for (id, worker) in &retired {
+            self.retire(*id, *worker);
+        }
+        !retired.is_empty()
+    }
+
+    /// Has the owning worker close a port that went down, releasing its
+    /// buffers and (for a TAP) the namespace it pins. The port stays
+    /// configured, down, until `port del`.
+    fn retire(&mut self, id: PortId, worker: usize) {
+        let (done, _) = crossbeam_channel::bounded(1);
+        let _ = self.workers.handles[worker]
+            .cmds
+            .try_send(WorkerCmd::DelPort { id, done });
+        self.macs.remove_learned_on(id);
+    }
+
+    /// Re-attaches down ports whose interface (or namespace) is back, as a
+    /// bridge does when a link comes back.
+    fn revive_ports(&mut self) -> bool {
+        let candidates: Vec<String> = self
+            .ports
+            .values()
+            .filter(|r| !r.up)
+            .filter(|r| match (&r.spec.port_type, &r.spec.netns) {
+                (PortType::Afxdp, _) => sys::if_index(&r.spec.name).is_some(),
+                (PortType::Tap, Some(ns)) => sys::netns_path(ns).exists(),
+                (PortType::Tap, None) => true,
+            })
+            .map(|r| r.spec.name.clone())
+            .collect();
         let mut changed = false;
-        for rec in self.ports.values_mut() {
-            if rec.up
-                && rec.spec.port_type == PortType::Afxdp
-                && sys::if_index(&rec.spec.name) != rec.ifindex
-            {
-                rec.up = false;
-                rec.error = Some(format!("interface '{}' disappeared", rec.spec.name));
-                tracing::warn!(port = %rec.spec.name, "port down: interface disappeared");
-                changed = true;
+        for name in candidates {
+            let Some(rec) = self.ports.get(&name) else {
+                continue;
+            };
+            match self.open_port(&rec.spec, rec.id, rec.worker) {
+                Ok((port, ifindex)) => {
+                    let (id, worker) = (rec.id, rec.worker);
+                    tracing::info!(port = %name, "port back up");
+                    let mode = Some(port.mode());
+                    if let Some(rec) = self.ports.get_mut(&name) {
+                        rec.up = true;
+                        rec.error = None;
+                        rec.mode = mode;
+                        rec.ifindex = ifindex;
+                    }
+                    self.pending_adds.push((worker, id, port));
+                    changed = true;
+                }
+                Err(e) => {
+                    if let Some(rec) = self.ports.get_mut(&name) {
+                        rec.error = Some(e.0);
+                    }
+                }
             }
         }
         changed
@@ -344,9 +414,7 @@ impl Controller {
         // Counters of a reused id start from zero for the new port.
         self.baselines.insert(id, self.sum_counters(id));
         if let Some(port) = port {
-            let _ = self.workers.handles[rec.worker]
-                .cmds
-                .send(WorkerCmd::AddPort { id, port });
+            self.pending_adds.push((rec.worker, id, port));
         }
         self.ids[usize::from(id)] = Some(rec.spec.name.clone());
         self.ports.insert(rec.spec.name.clone(), rec);
@@ -492,6 +560,13 @@ impl Controller {
             .collect();
         let snap = Snapshot::build(self.generation, entries, self.macs.view());
         self.snapshot.store(Arc::new(snap));
+        // New ports start polling only once the snapshot knows them, so
+        // their first frames are forwarded like any other.
+        for (worker, id, port) in self.pending_adds.drain(..) {
+            let _ = self.workers.handles[worker]
+                .cmds
+                .send(WorkerCmd::AddPort { id, port });
+        }
     }
 
     fn sum_counters(&self, id: PortId) -> PortCounterValues {

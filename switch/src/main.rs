@@ -69,7 +69,24 @@ fn install_signal_handlers() {
     }
 }
 
+/// Lifts the locked-memory limit: libbpf and AF_XDP UMEM registration are
+/// charged against it on some kernels, and the default (8 MiB) is too small.
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit only reads the struct passed by reference.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        tracing::debug!(
+            "could not raise RLIMIT_MEMLOCK: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
+    raise_memlock_limit();
     let available: Vec<usize> = core_affinity::get_core_ids()
         .unwrap_or_default()
         .into_iter()

@@ -97,7 +97,9 @@ impl Port for MemPort {
             return Err(PortGone("memory port unplugged".into()));
         }
         let mut n = 0;
-        while n < out.len() {
+        // Stop while frames wait rather than lose one: a real port leaves
+        // them in the kernel's queue when the pool is empty.
+        while n < out.len() && pool.available() > 0 {
             let Some(bytes) = w.inbox.pop_front() else {
                 break;
             };

@@ -65,7 +65,9 @@ pub fn run(batch: &mut Batch, snap: &Snapshot, learner: &mut Learner, now: u64) 
             }
             Some(slot) if slot.is_static => {}
             _ => {
-                let full = snap.port(p.in_port).is_none_or(|e| e.learn_full);
+                // A port not yet in the snapshot is not full; the controller
+                // ignores reports about ports it does not know.
+                let full = snap.port(p.in_port).is_some_and(|e| e.learn_full);
                 if full {
                     p.verdict = Verdict::Drop(DropReason::MacLimit);
                 } else {

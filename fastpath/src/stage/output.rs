@@ -1,6 +1,8 @@
 //! Stage 4: carry out the verdicts.
 //!
-//! Dropped frames are counted on their ingress port and freed. Unicast
+//! Dropped frames are counted on their ingress port and freed (the one
+//! exception, `tx_ring_full`, is counted on the port that could not take
+//! the frame). Unicast
 //! frames are queued on their output port's list. A flood is queued on every
 //! up port but the ingress one: the last target gets the original frame, the
 //! others a copy (the only copy on the L2 path); when no buffer is free for a
@@ -21,6 +23,8 @@ use crate::{MAX_PORTS, PortId};
 pub struct TxFrame {
     pub addr: u32,
     pub len: u32,
+    /// Where the frame came in, for counting a drop at transmit time.
+    pub in_port: PortId,
 }
 
 /// Per-port lists of frames to send, and which lists are non-empty.
@@ -87,6 +91,7 @@ pub fn run(
                 TxFrame {
                     addr: p.addr,
                     len: p.len,
+                    in_port: p.in_port,
                 },
             ),
             Verdict::Flood => {
@@ -97,7 +102,14 @@ pub fn run(
                     }
                     if let Some(prev) = last {
                         match pool.copy_frame(p.addr, p.len) {
-                            Some(addr) => outputs.push(prev, TxFrame { addr, len: p.len }),
+                            Some(addr) => outputs.push(
+                                prev,
+                                TxFrame {
+                                    addr,
+                                    len: p.len,
+                                    in_port: p.in_port,
+                                },
+                            ),
                             None => counters.port(p.in_port).drop(DropReason::NoBuffer, 1),
                         }
                     }
@@ -109,6 +121,7 @@ pub fn run(
                         TxFrame {
                             addr: p.addr,
                             len: p.len,
+                            in_port: p.in_port,
                         },
                     ),
                     None => {
