@@ -158,6 +158,46 @@ pub fn xsk_zero_copy(fd: RawFd) -> bool {
     rc == 0 && opts.flags & libc::XDP_OPTIONS_ZEROCOPY != 0
 }
 
+unsafe extern "C" {
+    // libbpf is linked in through libxdp-sys, whose bindings omit this.
+    fn libbpf_set_print(f: Option<LibPrintFn>) -> Option<LibPrintFn>;
+}
+
+type LibPrintFn =
+    unsafe extern "C" fn(libc::c_int, *const libc::c_char, *mut libc::c_void) -> libc::c_int;
+
+unsafe extern "C" fn quiet(
+    _: libc::c_int,
+    _: *const libc::c_char,
+    _: *mut libc::c_void,
+) -> libc::c_int {
+    0
+}
+
+unsafe extern "C" fn quiet_libxdp_print(
+    _: libxdp_sys::libxdp_print_level,
+    _: *const libc::c_char,
+    _: *mut libxdp_sys::__va_list_tag,
+) -> libc::c_int {
+    0
+}
+
+/// Silences libbpf's and libxdp's own messages on stderr (for example the
+/// notice that the multi-program dispatcher is unavailable and a single
+/// program is loaded instead). Attach failures still reach the user through
+/// our errors. Set `VSWITCH_LIBXDP_LOG=1` to keep the libraries' messages.
+pub fn quiet_libxdp() {
+    if std::env::var_os("VSWITCH_LIBXDP_LOG").is_some() {
+        return;
+    }
+    // SAFETY: both setters only store the callback pointer; the callbacks
+    // match the C signatures (level, format, va_list) and ignore their arguments.
+    unsafe {
+        libbpf_set_print(Some(quiet));
+        libxdp_sys::libxdp_set_print(Some(quiet_libxdp_print));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

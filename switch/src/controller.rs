@@ -356,15 +356,6 @@ impl Controller {
                 {
                     return refuse(format!("MAC {mac} is not a unicast address"));
                 }
-                if let Some(ns) = &spec.netns {
-                    let path = sys::netns_path(ns);
-                    if !path.exists() {
-                        return refuse(format!(
-                            "network namespace '{ns}' not found ({})",
-                            path.display()
-                        ));
-                    }
-                }
                 if let Some(other) = self.ports.values().find(|r| {
                     r.spec.port_type == PortType::Tap
                         && r.spec.netns == spec.netns
@@ -446,6 +437,17 @@ impl Controller {
 
     fn port_add(&mut self, spec: PortSpec) -> Result<Reply, Refused> {
         self.validate_port(&spec)?;
+        // Checked here rather than in `validate_port`, which also vets
+        // restored ports: a restored port whose namespace is gone is kept, down.
+        if let Some(ns) = &spec.netns {
+            let path = sys::netns_path(ns);
+            if !path.exists() {
+                return refuse(format!(
+                    "network namespace '{ns}' not found ({})",
+                    path.display()
+                ));
+            }
+        }
         let Some(id) = self.free_id() else {
             return refuse(format!("too many ports (at most {MAX_PORTS})"));
         };

@@ -113,6 +113,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     install_signal_handlers();
 
     let shared = snapshot::shared(Snapshot::default());
+    fastpath::sys::quiet_libxdp();
     let workers = Workers::start(&cores, poll, &shared)?;
     let settings = Settings {
         socket: args.socket.clone(),
@@ -134,6 +135,7 @@ fn run(args: Args) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
