@@ -325,6 +325,13 @@ pub fn stats_text(stats: &[PortStats]) -> String {
         for (reason, count) in s.drops.iter().filter(|(_, c)| **c != 0) {
             drops.row([s.name.clone(), reason.clone(), count.to_string()]);
         }
+        // The kernel's AF_XDP counters, except the wakeup hints
+        // (fill/tx ring empty), which are normal when idle.
+        if let Some(x) = &s.xdp {
+            for (name, count) in x.named().into_iter().take(4).filter(|(_, c)| *c != 0) {
+                drops.row([s.name.clone(), format!("xdp.{name}"), count.to_string()]);
+            }
+        }
     }
     let mut out = t.render();
     if !drops.is_empty() {
@@ -385,6 +392,7 @@ mod tests {
                 .iter()
                 .map(|(r, c)| (r.to_string(), *c))
                 .collect::<BTreeMap<_, _>>(),
+            xdp: None,
         }
     }
 

@@ -345,6 +345,39 @@ pub struct PortStats {
     pub tx_bytes: u64,
     /// Every drop reason (snake_case name) with its count, zeros included.
     pub drops: BTreeMap<String, u64>,
+    /// AF_XDP ports: the kernel's own counters of the socket (frames the
+    /// kernel could not hand to the switch, descriptors it rejected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xdp: Option<XdpStats>,
+}
+
+/// The kernel's statistics of an AF_XDP socket (`XDP_STATISTICS`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XdpStats {
+    /// Dropped by the kernel for other reasons (e.g. frame too large).
+    pub rx_dropped: u64,
+    pub rx_invalid_descs: u64,
+    pub tx_invalid_descs: u64,
+    /// Dropped because the RX ring was full (the switch fell behind).
+    pub rx_ring_full: u64,
+    /// Times the kernel found the fill ring empty.
+    pub rx_fill_ring_empty: u64,
+    /// Times the kernel found the TX ring empty when woken.
+    pub tx_ring_empty: u64,
+}
+
+impl XdpStats {
+    /// The counters with their names, in a fixed order.
+    pub fn named(&self) -> [(&'static str, u64); 6] {
+        [
+            ("rx_dropped", self.rx_dropped),
+            ("rx_invalid_descs", self.rx_invalid_descs),
+            ("tx_invalid_descs", self.tx_invalid_descs),
+            ("rx_ring_full", self.rx_ring_full),
+            ("rx_fill_ring_empty", self.rx_fill_ring_empty),
+            ("tx_ring_empty", self.tx_ring_empty),
+        ]
+    }
 }
 
 impl PortStats {

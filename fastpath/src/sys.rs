@@ -137,6 +137,25 @@ pub fn configure_link(name: &str, mac: Option<[u8; 6]>) -> io::Result<()> {
     ioctl(&sock, libc::SIOCSIFFLAGS, &mut req, "set up", name)
 }
 
+/// The kernel's counters of an AF_XDP socket, in `struct xdp_statistics`
+/// order: rx_dropped, rx_invalid_descs, tx_invalid_descs, rx_ring_full,
+/// rx_fill_ring_empty_descs, tx_ring_empty_descs.
+pub fn xsk_statistics(fd: RawFd) -> Option<[u64; 6]> {
+    let mut stats = [0u64; 6];
+    let mut len = std::mem::size_of_val(&stats) as libc::socklen_t;
+    // SAFETY: `stats` and `len` are valid for writes of the sizes given.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_XDP,
+            libc::XDP_STATISTICS,
+            stats.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(stats)
+}
+
 /// Whether an AF_XDP socket runs in zero-copy mode.
 pub fn xsk_zero_copy(fd: RawFd) -> bool {
     #[repr(C)]

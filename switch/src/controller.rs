@@ -11,6 +11,7 @@
 //! learning reports, ages entries and republishes when something changed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use ctl::{
     Command, DaemonInfo, FdbEntry, FdbKind, FdbSummary, FramePoolInfo, MacAddr, PortInfo, PortSpec,
-    PortState, PortStats, PortType, Reply, ShowReply, WorkerInfo, XdpMode,
+    PortState, PortStats, PortType, Reply, ShowReply, WorkerInfo, XdpMode, XdpStats,
 };
 use fastpath::counters::PortCounterValues;
 use fastpath::drop::DropReason;
@@ -66,6 +67,8 @@ struct PortRecord {
     mode: Option<PortMode>,
     /// For AF_XDP ports: the ifindex attached, to notice the interface going away.
     ifindex: Option<u32>,
+    /// For AF_XDP ports that are open: the socket, for the kernel's statistics.
+    xsk_fd: Option<RawFd>,
 }
 
 /// The switch's configuration and the workers that run it.
@@ -139,6 +142,7 @@ impl Controller {
                     error,
                     mode,
                     ifindex,
+                    xsk_fd: port.as_ref().and_then(|p| p.xsk_fd()),
                 },
                 port,
             );
@@ -256,6 +260,10 @@ impl Controller {
             .cmds
             .try_send(WorkerCmd::DelPort { id, done });
         self.macs.remove_learned_on(id);
+        // The worker closes the socket: its descriptor is no longer ours to read.
+        if let Some(rec) = self.record_by_id(id) {
+            rec.xsk_fd = None;
+        }
     }
 
     /// Re-attaches down ports whose interface (or namespace) is back, as a
@@ -287,6 +295,7 @@ impl Controller {
                         rec.error = None;
                         rec.mode = mode;
                         rec.ifindex = ifindex;
+                        rec.xsk_fd = port.xsk_fd();
                     }
                     self.pending_adds.push((worker, id, port));
                     changed = true;
@@ -468,6 +477,7 @@ impl Controller {
                 error: None,
                 mode,
                 ifindex,
+                xsk_fd: port.xsk_fd(),
             },
             Some(port),
         );
@@ -592,6 +602,14 @@ impl Controller {
                 .iter()
                 .map(|r| (r.name().to_string(), v.drop_count(*r)))
                 .collect(),
+            xdp: rec.xsk_fd.and_then(sys::xsk_statistics).map(|k| XdpStats {
+                rx_dropped: k[0],
+                rx_invalid_descs: k[1],
+                tx_invalid_descs: k[2],
+                rx_ring_full: k[3],
+                rx_fill_ring_empty: k[4],
+                tx_ring_empty: k[5],
+            }),
         }
     }
 

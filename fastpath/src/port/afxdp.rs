@@ -268,6 +268,10 @@ impl Port for AfXdpPort {
         Some(self.fd)
     }
 
+    fn xsk_fd(&self) -> Option<RawFd> {
+        Some(self.fd)
+    }
+
     fn mode(&self) -> PortMode {
         PortMode {
             mode: if self.native { "native" } else { "generic" },

@@ -47,4 +47,9 @@ pub trait Port: Send {
 
     /// How the port runs.
     fn mode(&self) -> PortMode;
+
+    /// The AF_XDP socket, for reading the kernel's statistics.
+    fn xsk_fd(&self) -> Option<RawFd> {
+        None
+    }
 }
