@@ -520,6 +520,10 @@ mod tests {
             tx_packets: 0,
             tx_bytes: 0,
             drops: [("no_destination".to_string(), 3)].into_iter().collect(),
+            xdp: Some(ctl::XdpStats {
+                rx_ring_full: 7,
+                ..Default::default()
+            }),
         }];
         for format in ["text", "json"] {
             let (path, daemon) = fake_daemon(format, Response::ok(Reply::Stats(stats.clone())));
@@ -534,7 +538,20 @@ mod tests {
             let _ = std::fs::remove_file(&path);
             let text = got.unwrap();
             match format {
-                "text" => assert!(text.contains("  pod1  no_destination  3\n"), "{text}"),
+                "text" => {
+                    let rows: Vec<Vec<&str>> = text
+                        .lines()
+                        .map(|l| l.split_whitespace().collect())
+                        .collect();
+                    assert!(
+                        rows.contains(&vec!["pod1", "no_destination", "3"]),
+                        "{text}"
+                    );
+                    assert!(
+                        rows.contains(&vec!["pod1", "xdp.rx_ring_full", "7"]),
+                        "{text}"
+                    );
+                }
                 _ => assert_eq!(
                     serde_json::from_str::<Vec<PortStats>>(&text).unwrap(),
                     stats
