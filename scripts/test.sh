@@ -30,7 +30,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo build --release --workspace --bins"
 cargo build --release --workspace --bins
 
+# --no-fail-fast: one CI run reports every failing test binary, not just the first.
 step "cargo test --workspace --release"
-cargo test --workspace --release
+cargo test --workspace --release --no-fail-fast
 
 step "all checks passed"

@@ -1,10 +1,9 @@
 //! A worker's packet buffers: fixed-size frames in one memory region.
 //!
-//! With AF_XDP the region is the worker's UMEM, shared by all of the worker's
-//! AF_XDP sockets (XDP_SHARED_UMEM), so forwarding between two AF_XDP ports
-//! hands a descriptor from one socket's RX ring to another's TX ring without
-//! copying. Without AF_XDP (unit tests, benches, a kernel without AF_XDP) the
-//! region is plain memory with the same layout.
+//! The region is page-aligned memory that every AF_XDP port of the worker
+//! registers as its UMEM, so forwarding between two AF_XDP ports hands a
+//! descriptor from one socket's RX ring to another's TX ring without copying.
+//! TAP and in-memory ports read into and write from the same frames.
 //!
 //! A frame is named by its *address*: the byte offset of its packet data in
 //! the region. Every frame has an owner, tracked in a side array so that a
@@ -19,13 +18,7 @@
 //! All `unsafe` about raw frame memory is in this file.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
-use std::io;
-use std::num::NonZeroU32;
 use std::ptr::NonNull;
-
-use xsk_rs::FrameDesc;
-pub use xsk_rs::Umem;
-use xsk_rs::config::{FrameSize, QueueSize, UmemConfig};
 
 use crate::PortId;
 
@@ -41,11 +34,6 @@ pub const XSK_RING_SIZE: u32 = 2048;
 const FREE: u16 = u16::MAX;
 const WORKER: u16 = u16::MAX - 1;
 const HANDOFF: u16 = u16::MAX - 2;
-
-enum Backing {
-    Heap(Layout),
-    Umem { umem: Umem, descs: Vec<FrameDesc> },
-}
 
 /// Counts of where a pool's frames are.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -68,7 +56,7 @@ pub struct FramePool {
     lent: u32,
     handoff: u32,
     errors: u64,
-    backing: Backing,
+    layout: Layout,
 }
 
 // SAFETY: the pool exclusively owns its region (heap allocation or UMEM
@@ -76,46 +64,14 @@ pub struct FramePool {
 unsafe impl Send for FramePool {}
 
 impl FramePool {
-    /// A pool of `count` frames in plain memory.
-    pub fn heap(count: u32) -> Self {
+    /// A pool of `count` frames.
+    pub fn new(count: u32) -> Self {
         let count = count.max(1);
         let layout = Layout::from_size_align(count as usize * FRAME_SIZE as usize, 4096)
             .expect("pool layout fits in memory");
         // SAFETY: the layout has non-zero size.
         let ptr = unsafe { alloc_zeroed(layout) };
         let base = NonNull::new(ptr).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
-        Self::with_base(base, count, Backing::Heap(layout))
-    }
-
-    /// A pool of `count` frames in a new AF_XDP UMEM.
-    pub fn umem(count: u32) -> io::Result<Self> {
-        let count = NonZeroU32::new(count.max(64)).expect("non-zero");
-        let ring = QueueSize::new(XSK_RING_SIZE).map_err(|e| io::Error::other(e.to_string()))?;
-        let config = UmemConfig::builder()
-            .frame_size(FrameSize::new(FRAME_SIZE).map_err(|e| io::Error::other(e.to_string()))?)
-            .fill_queue_size(ring)
-            .comp_queue_size(ring)
-            .build()
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        let (umem, mut descs) =
-            Umem::new(config, count, false).map_err(|e| io::Error::other(e.to_string()))?;
-        if descs.first().map(|d| d.addr()) != Some(HEADROOM as usize) {
-            return Err(io::Error::other("unexpected UMEM frame layout"));
-        }
-        // SAFETY: descs[0] belongs to this UMEM and nothing else uses it yet;
-        // we only take the address of its data segment.
-        let first = unsafe { umem.data_mut(&mut descs[0]).contents_mut().as_mut_ptr() };
-        // The region starts HEADROOM bytes before the first frame's data.
-        let base = NonNull::new(first.wrapping_sub(HEADROOM as usize))
-            .ok_or_else(|| io::Error::other("null UMEM region"))?;
-        Ok(Self::with_base(
-            base,
-            count.get(),
-            Backing::Umem { umem, descs },
-        ))
-    }
-
-    fn with_base(base: NonNull<u8>, count: u32, backing: Backing) -> Self {
         // Free list in reverse so that the first allocations get low addresses.
         let free = (0..count)
             .rev()
@@ -129,16 +85,13 @@ impl FramePool {
             lent: 0,
             handoff: 0,
             errors: 0,
-            backing,
+            layout,
         }
     }
 
-    /// The UMEM behind this pool, if it is one.
-    pub fn xsk_umem(&self) -> Option<&Umem> {
-        match &self.backing {
-            Backing::Umem { umem, .. } => Some(umem),
-            Backing::Heap(_) => None,
-        }
+    /// Same as [`FramePool::new`] (kept for tests and benches).
+    pub fn heap(count: u32) -> Self {
+        Self::new(count)
     }
 
     /// Number of frames.
@@ -323,19 +276,6 @@ impl FramePool {
         Some((addr, len as u32))
     }
 
-    /// The AF_XDP descriptor for a frame, for the TX and fill rings.
-    #[inline]
-    pub fn xsk_desc(&self, addr: u32, len: u32) -> Option<FrameDesc> {
-        let Backing::Umem { umem, descs } = &self.backing else {
-            return None;
-        };
-        let mut d = *descs.get(self.index(addr)?)?;
-        // SAFETY: `d` describes a frame of this UMEM held by the worker; the
-        // cursor only records the length in the descriptor.
-        unsafe { umem.data_mut(&mut d).cursor().set_pos(len as usize) };
-        Some(d)
-    }
-
     /// A read-only handle on the region for other workers (handoff).
     pub fn view(&self) -> PoolView {
         PoolView {
@@ -347,11 +287,9 @@ impl FramePool {
 
 impl Drop for FramePool {
     fn drop(&mut self) {
-        if let Backing::Heap(layout) = self.backing {
-            // SAFETY: allocated in `heap` with this layout, freed once.
-            unsafe { dealloc(self.base.as_ptr(), layout) };
-        }
-        // A UMEM region is unmapped by xsk-rs when its last user drops.
+        // SAFETY: allocated in `new` with this layout, freed once. Ports that
+        // registered the region as UMEM are dropped before the pool.
+        unsafe { dealloc(self.base.as_ptr(), self.layout) };
     }
 }
 
@@ -369,6 +307,21 @@ unsafe impl Send for PoolView {}
 unsafe impl Sync for PoolView {}
 
 impl PoolView {
+    /// Start of the region (for registering it as an AF_XDP UMEM).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.base.as_ptr()
+    }
+
+    /// Length of the region in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for an empty region (never, for a real pool).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// The bytes of a frame handed off by the view's owner.
     ///
     /// # Safety

@@ -156,6 +156,21 @@ pub fn xsk_statistics(fd: RawFd) -> Option<[u64; 6]> {
     (rc == 0).then_some(stats)
 }
 
+/// Checks that this kernel (and our privileges) allow AF_XDP sockets.
+pub fn af_xdp_available() -> Result<(), String> {
+    // SAFETY: plain socket(2) call; the result is checked and closed.
+    let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(format!(
+            "AF_XDP is unavailable: {}",
+            io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: `fd` is a descriptor we just opened and own.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    Ok(())
+}
+
 /// Whether an AF_XDP socket runs in zero-copy mode.
 pub fn xsk_zero_copy(fd: RawFd) -> bool {
     #[repr(C)]

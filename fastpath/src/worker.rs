@@ -114,6 +114,14 @@ pub struct Worker {
     gone: Vec<(usize, PortGone)>,
 }
 
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // AF_XDP ports registered the pool's memory as their UMEM: close
+        // them before the pool (a later field) is freed.
+        self.ports.clear();
+    }
+}
+
 /// The channels and shared state a worker is built from.
 pub struct WorkerParts {
     pub id: usize,

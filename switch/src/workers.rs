@@ -7,7 +7,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use fastpath::counters::WorkerCounters;
 use fastpath::fdb::LearnEvent;
 use fastpath::handoff::Mesh;
-use fastpath::pool::{FramePool, Umem};
+use fastpath::pool::{FramePool, PoolView};
 use fastpath::snapshot::SharedSnapshot;
 use fastpath::worker::{PollMode, Worker, WorkerCmd, WorkerEvent, WorkerParts, WorkerStatus};
 
@@ -22,8 +22,9 @@ pub struct WorkerHandle {
     pub cmds: Sender<WorkerCmd>,
     pub status: Arc<WorkerStatus>,
     pub counters: Arc<WorkerCounters>,
-    /// The worker's UMEM, for opening AF_XDP sockets; `Err` says why there is none.
-    pub umem: Result<Umem, String>,
+    /// The worker's frame memory, which AF_XDP ports register as their UMEM;
+    /// `Err` says why AF_XDP cannot be used.
+    pub umem: Result<PoolView, String>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -43,21 +44,15 @@ impl Workers {
     ) -> std::io::Result<Self> {
         let (learn_tx, learn_rx) = bounded(LEARN_QUEUE);
         let (events_tx, events_rx) = bounded(1024);
-        let mut pools = Vec::new();
-        let mut umems = Vec::new();
-        for _ in cores {
-            match FramePool::umem(POOL_FRAMES) {
-                Ok(pool) => {
-                    umems.push(Ok(pool.xsk_umem().cloned().expect("umem-backed pool")));
-                    pools.push(pool);
-                }
-                Err(e) => {
-                    tracing::warn!("AF_XDP unavailable ({e}); AF_XDP ports cannot be added");
-                    umems.push(Err(format!("AF_XDP is unavailable: {e}")));
-                    pools.push(FramePool::heap(POOL_FRAMES));
-                }
-            }
+        let af_xdp = fastpath::sys::af_xdp_available();
+        if let Err(e) = &af_xdp {
+            tracing::warn!("{e}; AF_XDP ports cannot be added");
         }
+        let pools: Vec<FramePool> = cores.iter().map(|_| FramePool::new(POOL_FRAMES)).collect();
+        let umems: Vec<Result<PoolView, String>> = pools
+            .iter()
+            .map(|p| af_xdp.clone().map(|()| p.view()))
+            .collect();
         let mesh = Arc::new(Mesh::new(pools.iter().map(FramePool::view).collect()));
         let mut handles = Vec::new();
         for (id, ((pool, umem), &core)) in pools.into_iter().zip(umems).zip(cores).enumerate() {

@@ -1,6 +1,17 @@
-//! AF_XDP ports (xsk-rs): an existing interface, typically the host end of a
-//! pod's veth, attached with an XDP program that redirects its frames to an
-//! AF_XDP socket bound to the worker's shared UMEM.
+//! AF_XDP ports: an existing interface, typically the host end of a pod's
+//! veth, attached with an XDP program that redirects its frames to an
+//! AF_XDP socket whose UMEM is the worker's frame pool.
+//!
+//! Every port of a worker registers the *same* memory region (the worker's
+//! [`FramePool`]) as its UMEM, so a frame address means the same bytes on
+//! every port and forwarding between two AF_XDP ports moves a descriptor from
+//! one socket's RX ring to another's TX ring without copying. Each port owns
+//! its own UMEM registration, fill ring and completion ring. (libxdp's
+//! XDP_SHARED_UMEM mode, which xsk-rs exposes, lets the first socket reuse
+//! the UMEM's own descriptor; that socket can then never be unbound without
+//! destroying the UMEM and every other port on it, so a deleted port's
+//! interface could not be attached again. One registration per port avoids
+//! that; the kernel pins the region's pages once per registration.)
 //!
 //! Buffer life cycle (each step updates the pool's owner array, so a frame
 //! is never lost or used twice):
@@ -13,15 +24,19 @@
 //! need_wakeup is on: the worker only makes a syscall when the kernel says
 //! it is needed (always for TX on veth, which transmits inside the kick).
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::ffi::CString;
+use std::os::fd::RawFd;
+use std::ptr;
 
-use xsk_rs::config::{BindFlags, QueueSize, SocketConfig, XdpFlags};
-use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue};
+use libxdp_sys::{
+    xdp_desc, xsk_ring_cons, xsk_ring_prod, xsk_socket, xsk_socket_config,
+    xsk_socket_config__bindgen_ty_1, xsk_umem, xsk_umem_config,
+};
 
 use super::{Port, PortGone, PortMode};
 use crate::PortId;
 use crate::batch::BATCH_SIZE;
-use crate::pool::{FramePool, XSK_RING_SIZE};
+use crate::pool::{FRAME_SIZE, FramePool, PoolView, XSK_RING_SIZE};
 use crate::stage::output::TxFrame;
 use crate::sys;
 
@@ -36,25 +51,18 @@ pub enum AttachMode {
     ZeroCopy,
 }
 
+/// How often, and how long apart, a bind that finds the queue busy is retried.
+const BUSY_RETRIES: u32 = 50;
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Frames each port keeps in its fill ring.
 const FILL_TARGET: u32 = 1024;
 /// Frames the pool keeps back from fill rings for copies and TAP receive.
 const POOL_RESERVE: u32 = 512;
 
-/// An AF_XDP socket on one interface queue.
-pub struct AfXdpPort {
-    id: PortId,
-    tx: TxQueue,
-    rx: RxQueue,
-    fq: FillQueue,
-    cq: CompQueue,
-    fd: RawFd,
-    native: bool,
-    zero_copy: bool,
-    in_fill: u32,
-    in_tx: u32,
-    scratch: Vec<FrameDesc>,
-}
+// From linux/if_link.h (not in libxdp-sys's bindings).
+const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
 
 /// Why a port could not be attached, with the attempts made.
 #[derive(Debug, thiserror::Error)]
@@ -64,13 +72,134 @@ pub struct AttachError {
     pub reason: String,
 }
 
+/// The libxdp objects of one port; deleted socket first, then UMEM.
+struct Xsk {
+    umem: *mut xsk_umem,
+    socket: *mut xsk_socket,
+    // libxdp keeps pointers to the fill and completion ring structures until
+    // the UMEM is deleted, so they live in boxes that do not move.
+    fq: Box<xsk_ring_prod>,
+    cq: Box<xsk_ring_cons>,
+    rx: Box<xsk_ring_cons>,
+    tx: Box<xsk_ring_prod>,
+}
+
+impl Drop for Xsk {
+    fn drop(&mut self) {
+        // SAFETY: both pointers came from successful libxdp create calls and
+        // are deleted exactly once, the socket before its UMEM.
+        unsafe {
+            if !self.socket.is_null() {
+                libxdp_sys::xsk_socket__delete(self.socket);
+            }
+            if !self.umem.is_null() {
+                libxdp_sys::xsk_umem__delete(self.umem);
+            }
+        }
+    }
+}
+
+fn zeroed_ring<T>() -> Box<T> {
+    // SAFETY: the ring structs are plain integers and raw pointers, for which
+    // all-zero is a valid (empty, unmapped) value; libxdp initialises them.
+    Box::new(unsafe { std::mem::zeroed() })
+}
+
+fn errno_text(rc: i32) -> String {
+    std::io::Error::from_raw_os_error(-rc).to_string()
+}
+
+impl Xsk {
+    /// Registers `region` as a UMEM and binds a socket to queue 0 of `ifname`.
+    fn create(
+        ifname: &CString,
+        region: &PoolView,
+        xdp_flags: u32,
+        bind_flags: u32,
+    ) -> Result<Self, (i32, String)> {
+        let mut x = Xsk {
+            umem: ptr::null_mut(),
+            socket: ptr::null_mut(),
+            fq: zeroed_ring(),
+            cq: zeroed_ring(),
+            rx: zeroed_ring(),
+            tx: zeroed_ring(),
+        };
+        let ucfg = xsk_umem_config {
+            fill_size: XSK_RING_SIZE,
+            comp_size: XSK_RING_SIZE,
+            frame_size: FRAME_SIZE,
+            frame_headroom: 0,
+            flags: 0,
+        };
+        // SAFETY: the region is page-aligned memory owned by the worker's
+        // pool, which outlives every port of that worker (the worker drops
+        // its ports before its pool); the ring structs are boxed.
+        let rc = unsafe {
+            libxdp_sys::xsk_umem__create(
+                &mut x.umem,
+                region.as_ptr().cast(),
+                region.len() as u64,
+                &mut *x.fq,
+                &mut *x.cq,
+                &ucfg,
+            )
+        };
+        if rc != 0 {
+            x.umem = ptr::null_mut();
+            return Err((rc, format!("UMEM registration failed: {}", errno_text(rc))));
+        }
+        let scfg = xsk_socket_config {
+            rx_size: XSK_RING_SIZE,
+            tx_size: XSK_RING_SIZE,
+            __bindgen_anon_1: xsk_socket_config__bindgen_ty_1 { libxdp_flags: 0 },
+            xdp_flags,
+            bind_flags: (bind_flags | libxdp_sys::XDP_USE_NEED_WAKEUP) as u16,
+        };
+        // SAFETY: `umem` is live, `ifname` is NUL-terminated, the rings are
+        // boxed; the daemon binds each interface at most once.
+        let rc = unsafe {
+            libxdp_sys::xsk_socket__create(
+                &mut x.socket,
+                ifname.as_ptr(),
+                0,
+                x.umem,
+                &mut *x.rx,
+                &mut *x.tx,
+                &scfg,
+            )
+        };
+        if rc != 0 {
+            x.socket = ptr::null_mut();
+            return Err((rc, errno_text(rc)));
+        }
+        Ok(x)
+    }
+}
+
+/// An AF_XDP socket on queue 0 of one interface.
+pub struct AfXdpPort {
+    id: PortId,
+    xsk: Xsk,
+    fd: RawFd,
+    native: bool,
+    zero_copy: bool,
+    in_fill: u32,
+    in_tx: u32,
+}
+
+// SAFETY: the libxdp objects and rings are only used by the one thread that
+// owns the port at a time (created by the controller, then moved to its worker).
+unsafe impl Send for AfXdpPort {}
+
 impl AfXdpPort {
-    /// Binds an AF_XDP socket to queue 0 of `ifname`, using the pool's UMEM.
+    /// Binds an AF_XDP socket to queue 0 of `ifname` with the worker's
+    /// pool region as UMEM, trying the attach modes `mode` allows.
     pub fn open(
         ifname: &str,
         id: PortId,
         mode: AttachMode,
-        pool_umem: &xsk_rs::Umem,
+        region: &PoolView,
     ) -> Result<Self, AttachError> {
         let err = |reason: String| AttachError {
             ifname: ifname.to_string(),
@@ -82,110 +211,130 @@ impl AfXdpPort {
         if sys::if_index(ifname).is_none() {
             return Err(err("no such interface".into()));
         }
-        let iface = ifname
-            .parse()
-            .map_err(|_| err("invalid interface name".into()))?;
-        let attempts: &[(bool, BindFlags)] = match mode {
-            AttachMode::Auto => &[(true, BindFlags::empty()), (false, BindFlags::XDP_COPY)],
-            AttachMode::Native => &[(true, BindFlags::empty())],
-            AttachMode::Generic => &[(false, BindFlags::XDP_COPY)],
-            AttachMode::ZeroCopy => &[(true, BindFlags::XDP_ZEROCOPY)],
+        let name = CString::new(ifname).map_err(|_| err("invalid interface name".into()))?;
+        let attempts: &[(bool, u32)] = match mode {
+            AttachMode::Auto => &[(true, 0), (false, libxdp_sys::XDP_COPY)],
+            AttachMode::Native => &[(true, 0)],
+            AttachMode::Generic => &[(false, libxdp_sys::XDP_COPY)],
+            AttachMode::ZeroCopy => &[(true, libxdp_sys::XDP_ZEROCOPY)],
         };
-        let ring = QueueSize::new(XSK_RING_SIZE).map_err(|e| err(e.to_string()))?;
         let mut failures = Vec::new();
         for &(native, bind) in attempts {
             let xdp = if native {
-                XdpFlags::XDP_FLAGS_DRV_MODE
+                XDP_FLAGS_DRV_MODE
             } else {
-                XdpFlags::XDP_FLAGS_SKB_MODE
+                XDP_FLAGS_SKB_MODE
             };
-            let config = SocketConfig::builder()
-                .rx_queue_size(ring)
-                .tx_queue_size(ring)
-                .xdp_flags(xdp)
-                .bind_flags(bind | BindFlags::XDP_USE_NEED_WAKEUP)
-                .build();
-            // SAFETY: the daemon binds each (interface, queue 0) pair at most
-            // once (port names are unique and name the interface), so this
-            // pair is not bound already and no inhibit flag is needed.
-            match unsafe { Socket::new(config, pool_umem, &iface, 0) } {
-                Ok((tx, rx, Some((fq, cq)))) => {
-                    let fd = rx.fd().as_raw_fd();
+            let label = if native { "native" } else { "generic" };
+            // A socket closed moments ago (the port was just deleted) keeps
+            // its queue busy until the kernel's deferred cleanup has run.
+            let mut result = Xsk::create(&name, region, xdp, bind);
+            for _ in 0..BUSY_RETRIES {
+                match &result {
+                    Err((rc, _)) if *rc == -libc::EBUSY => {
+                        std::thread::sleep(BUSY_WAIT);
+                        result = Xsk::create(&name, region, xdp, bind);
+                    }
+                    _ => break,
+                }
+            }
+            match result.map_err(|(_, msg)| msg) {
+                Ok(xsk) => {
+                    // SAFETY: the socket pointer is live.
+                    let fd = unsafe { libxdp_sys::xsk_socket__fd(xsk.socket) };
+                    if mode == AttachMode::ZeroCopy && !sys::xsk_zero_copy(fd) {
+                        failures.push(format!("{label}: the kernel gave a copy-mode socket"));
+                        continue;
+                    }
                     return Ok(AfXdpPort {
                         id,
-                        tx,
-                        rx,
-                        fq,
-                        cq,
+                        xsk,
                         fd,
                         native,
                         zero_copy: sys::xsk_zero_copy(fd),
                         in_fill: 0,
                         in_tx: 0,
-                        scratch: vec![FrameDesc::default(); BATCH_SIZE],
                     });
                 }
-                Ok((_, _, None)) => failures.push("queue 0 is already bound".to_string()),
-                Err(e) => {
-                    let m = if native { "native" } else { "generic" };
-                    failures.push(format!("{m}: {e}"));
-                }
+                Err(e) => failures.push(format!("{label}: {e}")),
             }
         }
         Err(err(failures.join("; ")))
     }
 
-    fn reap_completions(&mut self, pool: &mut FramePool) {
-        loop {
-            // SAFETY: the completion ring returns descriptors of frames this
-            // port lent to its TX ring; they belong to the pool's UMEM.
-            let n = unsafe { self.cq.consume(&mut self.scratch) };
-            for d in &self.scratch[..n] {
-                if let Some(addr) = pool.reclaim(d.addr() as u32, self.id) {
-                    pool.free(addr);
-                    self.in_tx -= 1;
+    fn kick_tx(&self) -> Result<(), PortGone> {
+        // SAFETY: the TX ring is live and owned by this port.
+        if unsafe { libxdp_sys::xsk_ring_prod__needs_wakeup(&*self.xsk.tx) } == 0 {
+            return Ok(());
+        }
+        // SAFETY: a zero-length sendto on our own socket; the kernel
+        // transmits what the TX ring holds.
+        let rc =
+            unsafe { libc::sendto(self.fd, ptr::null(), 0, libc::MSG_DONTWAIT, ptr::null(), 0) };
+        if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::ENOBUFS | libc::EAGAIN | libc::EBUSY | libc::ENETDOWN | libc::EINTR) => {
                 }
+                _ => return Err(PortGone(format!("AF_XDP transmit failed: {e}"))),
             }
-            if n < self.scratch.len() {
-                break;
+        }
+        Ok(())
+    }
+
+    fn reap_completions(&mut self, pool: &mut FramePool) {
+        let mut idx = 0u32;
+        // SAFETY: the completion ring is live; entries in [idx, idx+n) are
+        // readable until released.
+        let n =
+            unsafe { libxdp_sys::xsk_ring_cons__peek(&mut *self.xsk.cq, XSK_RING_SIZE, &mut idx) };
+        for i in 0..n {
+            // SAFETY: within the peeked range.
+            let addr = unsafe {
+                *libxdp_sys::xsk_ring_cons__comp_addr(&*self.xsk.cq, idx.wrapping_add(i))
+            };
+            if let Some(a) = pool.reclaim(addr as u32, self.id) {
+                pool.free(a);
+                self.in_tx -= 1;
             }
+        }
+        if n > 0 {
+            // SAFETY: releases exactly the entries peeked above.
+            unsafe { libxdp_sys::xsk_ring_cons__release(&mut *self.xsk.cq, n) };
         }
     }
 
     fn refill(&mut self, pool: &mut FramePool) {
-        while self.in_fill < FILL_TARGET && pool.available() > POOL_RESERVE {
-            let want = (FILL_TARGET - self.in_fill)
-                .min(BATCH_SIZE as u32)
-                .min(pool.available() - POOL_RESERVE);
-            let want = self.fq.nb_free(want).min(want) as usize;
-            if want == 0 {
-                break;
-            }
-            let mut n = 0;
-            while n < want {
-                let Some(addr) = pool.alloc() else { break };
-                let Some(d) = pool.xsk_desc(addr, 0) else {
-                    pool.free(addr);
-                    break;
-                };
-                self.scratch[n] = d;
-                n += 1;
-            }
-            // SAFETY: the descriptors are frames of this UMEM just taken from
-            // the free list; nobody else uses them until the kernel returns them.
-            let produced = unsafe { self.fq.produce(&self.scratch[..n]) };
-            for (i, d) in self.scratch[..n].iter().enumerate() {
-                if i < produced {
-                    pool.lend(d.addr() as u32, self.id);
-                } else {
-                    pool.free(d.addr() as u32);
-                }
-            }
-            self.in_fill += produced as u32;
-            if produced < want {
-                break;
-            }
+        let spare = pool.available().saturating_sub(POOL_RESERVE);
+        let want = FILL_TARGET.saturating_sub(self.in_fill).min(spare);
+        if want == 0 {
+            return;
         }
+        // SAFETY: the fill ring is live and owned by this port.
+        let want = unsafe { libxdp_sys::xsk_prod_nb_free(&mut *self.xsk.fq, want) }.min(want);
+        let mut idx = 0u32;
+        if want == 0 {
+            return;
+        }
+        // SAFETY: reserves `want` slots (known to be free), which we fill
+        // and submit below.
+        let reserved =
+            unsafe { libxdp_sys::xsk_ring_prod__reserve(&mut *self.xsk.fq, want, &mut idx) };
+        if reserved != want {
+            return;
+        }
+        for i in 0..want {
+            let addr = pool.alloc().expect("checked available above");
+            pool.lend(addr, self.id);
+            // SAFETY: within the reserved range.
+            unsafe {
+                *libxdp_sys::xsk_ring_prod__fill_addr(&mut *self.xsk.fq, idx.wrapping_add(i)) =
+                    u64::from(addr)
+            };
+        }
+        // SAFETY: submits exactly the slots reserved and written above.
+        unsafe { libxdp_sys::xsk_ring_prod__submit(&mut *self.xsk.fq, want) };
+        self.in_fill += want;
     }
 }
 
@@ -195,18 +344,21 @@ impl Port for AfXdpPort {
         pool: &mut FramePool,
         out: &mut [(u32, u32)],
     ) -> Result<usize, PortGone> {
-        let max = out.len().min(self.scratch.len());
-        // SAFETY: the RX ring returns frames this port lent to its fill ring.
-        let n = unsafe { self.rx.consume(&mut self.scratch[..max]) };
+        let max = out.len().min(BATCH_SIZE) as u32;
+        let mut idx = 0u32;
+        // SAFETY: the RX ring is live; peeked entries are readable until released.
+        let n = unsafe { libxdp_sys::xsk_ring_cons__peek(&mut *self.xsk.rx, max, &mut idx) };
         let mut kept = 0;
-        for d in &self.scratch[..n] {
-            let raw = d.addr() as u32;
-            let len = d.lengths().data() as u32;
+        for i in 0..n {
+            // SAFETY: within the peeked range.
+            let d: xdp_desc =
+                unsafe { *libxdp_sys::xsk_ring_cons__rx_desc(&*self.xsk.rx, idx.wrapping_add(i)) };
+            let raw = d.addr as u32;
             let Some(canon) = pool.reclaim(raw, self.id) else {
                 continue;
             };
             self.in_fill -= 1;
-            match pool.normalize(raw, canon, len) {
+            match pool.normalize(raw, canon, d.len) {
                 Some(len) => {
                     out[kept] = (canon, len);
                     kept += 1;
@@ -214,35 +366,49 @@ impl Port for AfXdpPort {
                 None => pool.free(canon),
             }
         }
+        if n > 0 {
+            // SAFETY: releases exactly the entries peeked above.
+            unsafe { libxdp_sys::xsk_ring_cons__release(&mut *self.xsk.rx, n) };
+        }
         Ok(kept)
     }
 
     fn tx_burst(&mut self, pool: &mut FramePool, frames: &[TxFrame]) -> Result<usize, PortGone> {
-        let want = frames.len().min(self.scratch.len());
-        let room = self.tx.nb_free(want as u32) as usize;
-        let n = want.min(room);
-        let mut k = 0;
-        for f in &frames[..n] {
-            let Some(d) = pool.xsk_desc(f.addr, f.len) else {
-                break;
-            };
-            self.scratch[k] = d;
-            k += 1;
+        let want = frames.len().min(XSK_RING_SIZE as usize) as u32;
+        // SAFETY: the TX ring is live and owned by this port.
+        let n = unsafe { libxdp_sys::xsk_prod_nb_free(&mut *self.xsk.tx, want) }.min(want);
+        let mut idx = 0u32;
+        if n == 0 {
+            self.kick_tx()?;
+            return Ok(0);
         }
-        // SAFETY: the descriptors are frames of this UMEM held by the worker;
-        // they are marked lent to this port below and not touched until the
-        // completion ring returns them.
-        let produced = unsafe { self.tx.produce(&self.scratch[..k]) };
-        for f in &frames[..produced] {
+        // SAFETY: reserves `n` slots (known to be free), which we fill and
+        // submit below.
+        let reserved =
+            unsafe { libxdp_sys::xsk_ring_prod__reserve(&mut *self.xsk.tx, n, &mut idx) };
+        if reserved != n {
+            self.kick_tx()?;
+            return Ok(0);
+        }
+        for (i, f) in frames[..n as usize].iter().enumerate() {
             pool.lend(f.addr, self.id);
+            // SAFETY: within the reserved range.
+            unsafe {
+                *libxdp_sys::xsk_ring_prod__tx_desc(
+                    &mut *self.xsk.tx,
+                    idx.wrapping_add(i as u32),
+                ) = xdp_desc {
+                    addr: u64::from(f.addr),
+                    len: f.len,
+                    options: 0,
+                };
+            }
         }
-        self.in_tx += produced as u32;
-        if produced > 0 && self.tx.needs_wakeup() {
-            self.tx
-                .wakeup()
-                .map_err(|e| PortGone(format!("AF_XDP transmit failed: {e}")))?;
-        }
-        Ok(produced)
+        // SAFETY: submits exactly the slots reserved and written above.
+        unsafe { libxdp_sys::xsk_ring_prod__submit(&mut *self.xsk.tx, n) };
+        self.in_tx += n;
+        self.kick_tx()?;
+        Ok(n as usize)
     }
 
     fn maintain(&mut self, pool: &mut FramePool) -> Result<(), PortGone> {
@@ -250,16 +416,25 @@ impl Port for AfXdpPort {
             self.reap_completions(pool);
             // Copy-mode TX runs inside the kick; frames still pending after a
             // full ring need another kick to make progress.
-            if self.in_tx > 0 && self.tx.needs_wakeup() {
-                self.tx
-                    .wakeup()
-                    .map_err(|e| PortGone(format!("AF_XDP transmit failed: {e}")))?;
+            if self.in_tx > 0 {
+                self.kick_tx()?;
             }
         }
         self.refill(pool);
-        if self.fq.needs_wakeup() {
-            // A zero-timeout poll tells the driver there are fill buffers again.
-            let _ = self.fq.wakeup(self.rx.fd_mut(), 0);
+        // SAFETY: the fill ring is live.
+        if unsafe { libxdp_sys::xsk_ring_prod__needs_wakeup(&*self.xsk.fq) } != 0 {
+            // SAFETY: a zero-length, non-blocking recvfrom on our own socket
+            // tells the driver there are fill buffers again.
+            unsafe {
+                libc::recvfrom(
+                    self.fd,
+                    ptr::null_mut(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                )
+            };
         }
         Ok(())
     }

@@ -15,7 +15,8 @@
 //! binaries of the crate under test, so the harness expects it next to
 //! vswitchd in the same target directory: `cargo build --release` (or
 //! `cargo build --workspace` for debug tests) first, as `scripts/test.sh`
-//! does. The `VSWITCHCTL` environment variable overrides the path.
+//! does. The `VSWITCHCTL` and `VSWITCHD` environment variables override the
+//! paths (to test installed binaries, or a copy while the tree is rebuilt).
 //!
 //! Tests of one test binary run one at a time (a global lock held by each
 //! `TestEnv`): several switches and iperf3 runs at once on a small CI
@@ -209,9 +210,12 @@ pub fn pick_cores(n: usize) -> Option<String> {
     )
 }
 
-/// Path of the vswitchd binary under test.
+/// Path of the vswitchd binary under test: `$VSWITCHD`, else the one cargo built.
 pub fn vswitchd_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_vswitchd"))
+    match std::env::var_os("VSWITCHD") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_vswitchd")),
+    }
 }
 
 /// Path of vswitchctl: `$VSWITCHCTL`, else next to vswitchd.
@@ -219,7 +223,7 @@ pub fn vswitchctl_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("VSWITCHCTL") {
         return PathBuf::from(p);
     }
-    let p = vswitchd_bin().with_file_name("vswitchctl");
+    let p = Path::new(env!("CARGO_BIN_EXE_vswitchd")).with_file_name("vswitchctl");
     assert!(
         p.exists(),
         "vswitchctl not found at {}: it belongs to the ctl crate, which `cargo test -p switch` does \
