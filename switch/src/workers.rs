@@ -12,7 +12,7 @@ use fastpath::snapshot::SharedSnapshot;
 use fastpath::worker::{PollMode, Worker, WorkerCmd, WorkerEvent, WorkerParts, WorkerStatus};
 
 /// Frames in each worker's pool (2 KiB each).
-pub const POOL_FRAMES: u32 = 16 * 1024;
+pub const POOL_FRAMES: u32 = 32 * 1024;
 /// Depth of the learning channel shared by all workers.
 pub const LEARN_QUEUE: usize = 4096;
 

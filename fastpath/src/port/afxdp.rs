@@ -56,7 +56,7 @@ const BUSY_RETRIES: u32 = 50;
 const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Frames each port keeps in its fill ring.
-const FILL_TARGET: u32 = 1024;
+const FILL_TARGET: u32 = XSK_RING_SIZE;
 /// Frames the pool keeps back from fill rings for copies and TAP receive.
 const POOL_RESERVE: u32 = 512;
 
