@@ -24,7 +24,6 @@
 //! Every scenario can check itself ([`Rig::check_clean`]): a benchmark that
 //! drops, leaks or learns is measuring something other than its name says.
 
-use std::os::fd::RawFd;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -144,14 +143,6 @@ impl Port for FrameSource {
         FrameSink.tx_burst(pool, frames)
     }
 
-    fn maintain(&mut self, _pool: &mut FramePool) -> Result<(), PortGone> {
-        Ok(())
-    }
-
-    fn poll_fd(&self) -> Option<RawFd> {
-        None
-    }
-
     fn mode(&self) -> PortMode {
         PortMode {
             mode: "memory",
@@ -178,14 +169,6 @@ impl Port for FrameSink {
             pool.free(f.addr);
         }
         Ok(frames.len())
-    }
-
-    fn maintain(&mut self, _pool: &mut FramePool) -> Result<(), PortGone> {
-        Ok(())
-    }
-
-    fn poll_fd(&self) -> Option<RawFd> {
-        None
     }
 
     fn mode(&self) -> PortMode {

@@ -7,7 +7,6 @@
 //! a fixed set of frames circulating through the pipeline.
 
 use std::collections::VecDeque;
-use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 
 use super::{Port, PortGone, PortMode};
@@ -137,14 +136,6 @@ impl Port for MemPort {
             pool.free(f.addr);
         }
         Ok(n)
-    }
-
-    fn maintain(&mut self, _pool: &mut FramePool) -> Result<(), PortGone> {
-        Ok(())
-    }
-
-    fn poll_fd(&self) -> Option<RawFd> {
-        None
     }
 
     fn mode(&self) -> PortMode {

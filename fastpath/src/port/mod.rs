@@ -40,10 +40,16 @@ pub trait Port: Send {
 
     /// Housekeeping between bursts: reap completed transmissions, give the
     /// kernel fresh receive buffers, wake the kernel where it asks for it.
-    fn maintain(&mut self, pool: &mut FramePool) -> Result<(), PortGone>;
+    /// Ports whose transmissions complete at once need nothing here.
+    fn maintain(&mut self, _pool: &mut FramePool) -> Result<(), PortGone> {
+        Ok(())
+    }
 
-    /// A descriptor to sleep on in adaptive polling (readable = frames waiting).
-    fn poll_fd(&self) -> Option<RawFd>;
+    /// A descriptor to sleep on in adaptive polling (readable = frames
+    /// waiting); `None` for ports the kernel cannot wake us for.
+    fn poll_fd(&self) -> Option<RawFd> {
+        None
+    }
 
     /// How the port runs.
     fn mode(&self) -> PortMode;

@@ -98,10 +98,6 @@ impl Port for TapPort {
         Ok(frames.len())
     }
 
-    fn maintain(&mut self, _pool: &mut FramePool) -> Result<(), PortGone> {
-        Ok(())
-    }
-
     fn poll_fd(&self) -> Option<RawFd> {
         Some(self.iface.as_raw_fd())
     }
