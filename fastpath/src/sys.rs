@@ -171,6 +171,18 @@ pub fn af_xdp_available() -> Result<(), String> {
     Ok(())
 }
 
+/// Sets or clears TUNSETPERSIST on a TAP descriptor.
+pub fn set_tap_persist(fd: RawFd, persist: bool) -> io::Result<()> {
+    // _IOW('T', 203, int) from linux/if_tun.h.
+    const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
+    // SAFETY: TUNSETPERSIST takes its argument by value; `fd` is a TAP.
+    let rc = unsafe { libc::ioctl(fd, TUNSETPERSIST as _, libc::c_ulong::from(persist)) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Whether an AF_XDP socket runs in zero-copy mode.
 pub fn xsk_zero_copy(fd: RawFd) -> bool {
     #[repr(C)]

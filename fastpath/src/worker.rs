@@ -229,7 +229,8 @@ impl Worker {
         if slot == NO_SLOT {
             return;
         }
-        let removed = self.ports.swap_remove(usize::from(slot));
+        let mut removed = self.ports.swap_remove(usize::from(slot));
+        removed.port.on_remove();
         self.slot_of[usize::from(id)] = NO_SLOT;
         if let Some(moved) = self.ports.get(usize::from(slot)) {
             self.slot_of[usize::from(moved.id)] = slot;

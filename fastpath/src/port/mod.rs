@@ -54,6 +54,10 @@ pub trait Port: Send {
     /// How the port runs.
     fn mode(&self) -> PortMode;
 
+    /// The port is being removed from the switch for good (not at shutdown):
+    /// release what would otherwise outlive it, such as a persistent TAP.
+    fn on_remove(&mut self) {}
+
     /// The AF_XDP socket, for reading the kernel's statistics.
     fn xsk_fd(&self) -> Option<RawFd> {
         None

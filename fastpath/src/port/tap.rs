@@ -23,6 +23,12 @@ pub struct TapPort {
 impl TapPort {
     /// Creates TAP device `ifname`, inside network namespace `netns` when
     /// given, sets its MAC (if given) and brings it up.
+    ///
+    /// The device is made persistent, so that it outlives a restart of the
+    /// daemon with its addresses and routes (the pod's network keeps its
+    /// configuration, only the carrier drops meanwhile); a TAP of that name
+    /// left by an earlier run is attached again. [`Port::on_remove`] clears
+    /// the flag, so `port del` deletes the device.
     pub fn create(ifname: &str, netns: Option<&str>, mac: Option<[u8; 6]>) -> io::Result<Self> {
         if !sys::valid_ifname(ifname) {
             return Err(io::Error::new(
@@ -32,15 +38,21 @@ impl TapPort {
         }
         let name = ifname.to_string();
         let make = move || -> io::Result<Iface> {
-            if sys::if_index(&name).is_some() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    format!("interface '{name}' already exists"),
-                ));
-            }
+            let existed = sys::if_index(&name).is_some();
             let iface = Iface::without_packet_info(&name, Mode::Tap).map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot create TAP '{name}': {e}"))
+                if existed {
+                    io::Error::new(
+                        e.kind(),
+                        format!("interface '{name}' exists and is not a free TAP device: {e}"),
+                    )
+                } else {
+                    io::Error::new(e.kind(), format!("cannot create TAP '{name}': {e}"))
+                }
             })?;
+            if existed {
+                tracing::info!(ifname = %name, "attached to an existing TAP device");
+            }
+            sys::set_tap_persist(iface.as_raw_fd(), true)?;
             sys::configure_link(&name, mac)?;
             Ok(iface)
         };
@@ -100,6 +112,13 @@ impl Port for TapPort {
 
     fn poll_fd(&self) -> Option<RawFd> {
         Some(self.iface.as_raw_fd())
+    }
+
+    fn on_remove(&mut self) {
+        // Without the flag the kernel deletes the device when we close it.
+        if let Err(e) = sys::set_tap_persist(self.iface.as_raw_fd(), false) {
+            tracing::warn!("cannot make TAP non-persistent, it stays after removal: {e}");
+        }
     }
 
     fn mode(&self) -> PortMode {
