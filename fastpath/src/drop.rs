@@ -22,13 +22,16 @@ pub enum DropReason {
     PortDown,
     /// The output port's TX ring (or queue) is full.
     TxRingFull,
-    /// No free buffer for a copy (flooding, TAP receive).
+    /// No free buffer for a copy (flooding, handoff to another worker).
     NoBuffer,
+    /// Destination in 01:80:c2:00:00:00/44 (STP, LACP, LLDP, pause…):
+    /// link-local control frames that a bridge must not forward.
+    LinkLocal,
 }
 
 impl DropReason {
     /// Number of reasons (size of counter arrays).
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
 
     /// All reasons, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -41,6 +44,7 @@ impl DropReason {
         DropReason::PortDown,
         DropReason::TxRingFull,
         DropReason::NoBuffer,
+        DropReason::LinkLocal,
     ];
 
     /// The stable name.
@@ -55,6 +59,7 @@ impl DropReason {
             DropReason::PortDown => "port_down",
             DropReason::TxRingFull => "tx_ring_full",
             DropReason::NoBuffer => "no_buffer",
+            DropReason::LinkLocal => "link_local",
         }
     }
 

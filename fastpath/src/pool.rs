@@ -155,10 +155,12 @@ impl FramePool {
     /// Marks a worker-held frame as lent to `port` (placed in a kernel ring).
     #[inline]
     pub fn lend(&mut self, addr: u32, port: PortId) {
-        if let Some(idx) = self.index(addr) {
-            debug_assert_eq!(self.owner[idx], WORKER);
-            self.owner[idx] = port;
-            self.lent += 1;
+        match self.index(addr) {
+            Some(idx) if self.owner[idx] == WORKER => {
+                self.owner[idx] = port;
+                self.lent += 1;
+            }
+            _ => self.errors += 1,
         }
     }
 
@@ -198,10 +200,12 @@ impl FramePool {
     /// Marks a worker-held frame as in transit to another worker.
     #[inline]
     pub fn mark_handoff(&mut self, addr: u32) {
-        if let Some(idx) = self.index(addr) {
-            debug_assert_eq!(self.owner[idx], WORKER);
-            self.owner[idx] = HANDOFF;
-            self.handoff += 1;
+        match self.index(addr) {
+            Some(idx) if self.owner[idx] == WORKER => {
+                self.owner[idx] = HANDOFF;
+                self.handoff += 1;
+            }
+            _ => self.errors += 1,
         }
     }
 
@@ -209,8 +213,15 @@ impl FramePool {
     /// the canonical offset) so it starts at the canonical address `canon`.
     /// Returns the length kept, or `None` if `addr`/`len` fall outside the frame.
     pub fn normalize(&mut self, addr: u32, canon: u32, len: u32) -> Option<u32> {
+        if self.index(canon).is_none() || canon % FRAME_SIZE != HEADROOM {
+            return None;
+        }
         let frame_start = canon - HEADROOM;
-        if addr < frame_start || addr + len > frame_start + FRAME_SIZE || len > FRAME_CAPACITY {
+        let end = addr.checked_add(len);
+        if addr < frame_start
+            || end.is_none_or(|end| end > frame_start + FRAME_SIZE)
+            || len > FRAME_CAPACITY
+        {
             return None;
         }
         if addr != canon {
@@ -253,6 +264,10 @@ impl FramePool {
     #[inline]
     pub fn copy_frame(&mut self, addr: u32, len: u32) -> Option<u32> {
         let len = len.min(FRAME_CAPACITY);
+        if self.index(addr).is_none() || addr % FRAME_SIZE != HEADROOM {
+            self.errors += 1;
+            return None;
+        }
         let new = self.alloc()?;
         let base = self.base.as_ptr();
         // SAFETY: both are canonical frame addresses of this pool (one held,

@@ -39,6 +39,55 @@ pub fn netns_path(ns: &str) -> PathBuf {
     }
 }
 
+/// Opens network namespace `ns`: a name under /run/netns, or an absolute
+/// path such as /proc/PID/ns/net. Anything that is not a namespace file
+/// (a FIFO, a device, a regular file) is refused without side effects.
+pub fn open_netns(ns: &str) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let invalid = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("network namespace '{ns}': {why}"),
+        )
+    };
+    if ns.contains('/') {
+        if !ns.starts_with('/') {
+            return Err(invalid("a path must be absolute"));
+        }
+    } else if ns.is_empty()
+        || ns == "."
+        || ns == ".."
+        || !ns
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    {
+        return Err(invalid("a name may hold letters, digits, '_', '.' and '-'"));
+    }
+    let path = netns_path(ns);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(&path)
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("network namespace '{ns}' ({}): {e}", path.display()),
+            )
+        })?;
+    // SAFETY: statfs is plain data; fstatfs fills it for an open descriptor.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `file` is open and `st` is valid for writes.
+    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) };
+    const NSFS_MAGIC: libc::c_long = 0x6e73_6673;
+    if rc != 0 || st.f_type as libc::c_long != NSFS_MAGIC {
+        return Err(invalid(&format!(
+            "{} is not a namespace file",
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
 /// Runs `f` on a fresh thread that has entered network namespace `ns`.
 /// Descriptors `f` creates (a TAP, a socket) keep working after the thread
 /// ends, bound to that namespace.
@@ -47,13 +96,7 @@ where
     T: Send + 'static,
     F: FnOnce() -> io::Result<T> + Send + 'static,
 {
-    let path = netns_path(ns);
-    let file = File::open(&path).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("network namespace '{ns}' ({}): {e}", path.display()),
-        )
-    })?;
+    let file = open_netns(ns)?;
     let ns = ns.to_string();
     std::thread::Builder::new()
         .name("vswitch-netns".into())

@@ -56,7 +56,14 @@ pub enum WorkerCmd {
     /// Start polling a port (already opened by the controller).
     AddPort { id: PortId, port: Box<dyn Port> },
     /// Stop polling a port and close it; `done` is signalled afterwards.
-    DelPort { id: PortId, done: Sender<()> },
+    /// `remove`: the port leaves the configuration (`port del`), so it also
+    /// releases what would outlive it (a persistent TAP); false when a port
+    /// that went down is only closed.
+    DelPort {
+        id: PortId,
+        done: Sender<()>,
+        remove: bool,
+    },
     /// Leave the loop.
     Stop,
 }
@@ -86,6 +93,8 @@ struct Slot {
     up: bool,
     /// The controller has been told this port is gone.
     reported: bool,
+    /// Why the port stopped.
+    down_reason: Option<String>,
 }
 
 const NO_SLOT: u16 = u16::MAX;
@@ -96,7 +105,11 @@ pub struct Worker {
     pool: FramePool,
     ports: Vec<Slot>,
     slot_of: Vec<u16>,
-    snapshot: SharedSnapshot,
+    /// Where the controller publishes; read through a cache that only
+    /// touches the shared reference count when a new snapshot appears.
+    snapshot: arc_swap::Cache<SharedSnapshot, Arc<Snapshot>>,
+    /// The snapshot in use (taken out for the duration of an iteration).
+    current: Option<Arc<Snapshot>>,
     counters: Arc<WorkerCounters>,
     status: Arc<WorkerStatus>,
     learner: Learner,
@@ -112,6 +125,8 @@ pub struct Worker {
     idle: u32,
     loops: u64,
     gone: Vec<(usize, PortGone)>,
+    /// Some port went down and the controller has not been told yet.
+    unreported: bool,
 }
 
 impl Drop for Worker {
@@ -144,7 +159,8 @@ impl Worker {
             pool: p.pool,
             ports: Vec::new(),
             slot_of: vec![NO_SLOT; MAX_PORTS],
-            snapshot: p.snapshot,
+            current: Some(p.snapshot.load_full()),
+            snapshot: arc_swap::Cache::new(p.snapshot),
             counters: p.counters,
             status: p.status,
             learner: Learner::new(p.learn_tx),
@@ -160,6 +176,7 @@ impl Worker {
             idle: 0,
             loops: 0,
             gone: Vec::new(),
+            unreported: false,
         };
         w.publish_status();
         w
@@ -175,8 +192,10 @@ impl Worker {
         &mut self.pool
     }
 
-    /// Runs until told to stop or the controller goes away.
-    pub fn run(mut self) {
+    /// Runs until told to stop or the controller goes away, then returns
+    /// the worker so that the caller decides when its pool is freed: other
+    /// workers may still read frames handed over from it until they stop too.
+    pub fn run(mut self) -> Self {
         loop {
             if !self.handle_commands() {
                 break;
@@ -189,6 +208,7 @@ impl Worker {
             }
         }
         self.publish_status();
+        self
     }
 
     /// Applies pending controller commands; false when the worker must stop.
@@ -196,8 +216,8 @@ impl Worker {
         loop {
             match self.cmds.try_recv() {
                 Ok(WorkerCmd::AddPort { id, port }) => self.add_port(id, port),
-                Ok(WorkerCmd::DelPort { id, done }) => {
-                    self.del_port(id);
+                Ok(WorkerCmd::DelPort { id, done, remove }) => {
+                    self.del_port(id, remove);
                     let _ = done.send(());
                 }
                 Ok(WorkerCmd::Stop) => return false,
@@ -209,8 +229,13 @@ impl Worker {
 
     /// Adds a port directly (tests and benches; the daemon uses commands).
     pub fn add_port(&mut self, id: PortId, port: Box<dyn Port>) {
-        if usize::from(id) >= MAX_PORTS || self.slot_of[usize::from(id)] != NO_SLOT {
+        if usize::from(id) >= MAX_PORTS {
             return;
+        }
+        if self.slot_of[usize::from(id)] != NO_SLOT {
+            // The controller reopened a port this worker still holds (its
+            // close request was lost): the new port replaces the old one.
+            self.del_port(id, false);
         }
         self.slot_of[usize::from(id)] = self.ports.len() as u16;
         self.ports.push(Slot {
@@ -218,11 +243,12 @@ impl Worker {
             port,
             up: true,
             reported: false,
+            down_reason: None,
         });
         self.rebuild_pollfds();
     }
 
-    fn del_port(&mut self, id: PortId) {
+    fn del_port(&mut self, id: PortId, remove: bool) {
         let Some(&slot) = self.slot_of.get(usize::from(id)) else {
             return;
         };
@@ -230,7 +256,9 @@ impl Worker {
             return;
         }
         let mut removed = self.ports.swap_remove(usize::from(slot));
-        removed.port.on_remove();
+        if remove {
+            removed.port.on_remove();
+        }
         self.slot_of[usize::from(id)] = NO_SLOT;
         if let Some(moved) = self.ports.get(usize::from(slot)) {
             self.slot_of[usize::from(moved.id)] = slot;
@@ -282,7 +310,14 @@ impl Worker {
 
     /// One iteration of the poll loop; returns the number of frames handled.
     pub fn run_once(&mut self) -> usize {
-        let snap = self.snapshot.load_full();
+        let mut snap = self
+            .current
+            .take()
+            .expect("snapshot is put back after each iteration");
+        let latest = self.snapshot.load();
+        if !Arc::ptr_eq(latest, &snap) {
+            snap = Arc::clone(latest);
+        }
         let now = clock::now_ms();
         let mut work = 0;
         for i in 0..self.ports.len() {
@@ -328,6 +363,7 @@ impl Worker {
             }
         }
         self.handle_gone();
+        self.current = Some(snap);
         self.loops += 1;
         if self.loops.is_multiple_of(1024) {
             self.publish_status();
@@ -354,6 +390,7 @@ impl Worker {
                         (0, true)
                     }
                 };
+                let failed = failed || (sent < list.len() && self.ports[slot].port.link_down());
                 let bytes: u64 = list[..sent].iter().map(|f| u64::from(f.len)).sum();
                 self.counters.port(port).tx(sent as u64, bytes);
                 for f in &list[sent..] {
@@ -403,6 +440,10 @@ impl Worker {
         let mut work = 0;
         for src in 0..self.mesh.workers() {
             if src == self.id {
+                continue;
+            }
+            // Look before cloning: the clone writes a shared reference count.
+            if self.mesh.forward(src, self.id).is_empty() {
                 continue;
             }
             let mesh = self.mesh.clone();
@@ -456,7 +497,7 @@ impl Worker {
     }
 
     fn handle_gone(&mut self) {
-        if self.gone.is_empty() {
+        if self.gone.is_empty() && !self.unreported {
             return;
         }
         let gone = std::mem::take(&mut self.gone);
@@ -464,18 +505,25 @@ impl Worker {
             let Some(s) = self.ports.get_mut(*slot) else {
                 continue;
             };
-            s.up = false;
-            if !s.reported {
-                s.reported = true;
+            if s.up {
                 tracing::warn!(port = s.id, "port down: {e}");
-                let _ = self.events.try_send(WorkerEvent::PortGone {
-                    id: s.id,
-                    reason: e.0.clone(),
-                });
+                s.up = false;
+                s.down_reason = Some(e.0.clone());
             }
         }
         self.gone = gone;
         self.gone.clear();
+        // Tell the controller; a report that does not fit in the channel is
+        // retried on the next iteration.
+        self.unreported = false;
+        for s in self.ports.iter_mut().filter(|s| !s.up && !s.reported) {
+            let reason = s.down_reason.clone().unwrap_or_default();
+            s.reported = self
+                .events
+                .try_send(WorkerEvent::PortGone { id: s.id, reason })
+                .is_ok();
+            self.unreported |= !s.reported;
+        }
         self.rebuild_pollfds();
     }
 

@@ -242,3 +242,24 @@ fn frames_that_find_no_free_buffer_are_kept_or_counted() {
     sw.run();
     sw.assert_no_leaks();
 }
+
+#[test]
+fn link_local_control_frames_are_not_forwarded() {
+    let mut sw = TestSwitch::with_ports(3);
+    // STP (…:00), LACP (…:02), LLDP (…:0e): never forwarded; …:10 is an
+    // ordinary multicast group and floods.
+    for (tag, last) in [(1u16, 0x00u8), (2, 0x02), (3, 0x0e)] {
+        sw.inject(0, frame([0x01, 0x80, 0xc2, 0, 0, last], mac(0xa), tag));
+    }
+    sw.inject(0, frame([0x01, 0x80, 0xc2, 0, 0, 0x10], mac(0xa), 4));
+    sw.run();
+    for id in [1, 2] {
+        assert_eq!(
+            sw.take_sent(id),
+            vec![frame([0x01, 0x80, 0xc2, 0, 0, 0x10], mac(0xa), 4)],
+            "port {id}"
+        );
+    }
+    sw.assert_drops(&[(0, DropReason::LinkLocal, 3)]);
+    sw.assert_no_leaks();
+}

@@ -36,6 +36,8 @@ use crate::workers::Workers;
 
 /// How long a port removal waits for its worker.
 const DEL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait between attempts to re-attach a down port.
+const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(30);
 /// How often interfaces and MAC ages are checked.
 const HOUSEKEEPING: Duration = Duration::from_millis(500);
 
@@ -69,6 +71,9 @@ struct PortRecord {
     ifindex: Option<u32>,
     /// For AF_XDP ports that are open: the socket, for the kernel's statistics.
     xsk_fd: Option<RawFd>,
+    /// While down: when to try re-attaching next, and the current back-off.
+    retry_at: Instant,
+    retry_backoff: Duration,
 }
 
 /// The switch's configuration and the workers that run it.
@@ -143,6 +148,8 @@ impl Controller {
                     mode,
                     ifindex,
                     xsk_fd: port.as_ref().and_then(|p| p.xsk_fd()),
+                    retry_at: Instant::now(),
+                    retry_backoff: Duration::ZERO,
                 },
                 port,
             );
@@ -161,7 +168,11 @@ impl Controller {
 
     /// Serves one request.
     pub fn handle(&mut self, cmd: Command) -> Result<Reply, Refused> {
-        self.drain_worker_reports();
+        // What the workers reported must reach the data plane even if the
+        // command itself changes nothing.
+        if self.drain_worker_reports() {
+            self.publish();
+        }
         match cmd {
             Command::Show => Ok(Reply::Show(self.show())),
             Command::PortList => Ok(Reply::Ports(self.port_infos())),
@@ -256,9 +267,13 @@ impl Controller {
     /// configured, down, until `port del`.
     fn retire(&mut self, id: PortId, worker: usize) {
         let (done, _) = crossbeam_channel::bounded(1);
-        let _ = self.workers.handles[worker]
-            .cmds
-            .try_send(WorkerCmd::DelPort { id, done });
+        // A blocking send: the worker must stop using the port; the channel
+        // only fills up if the worker is stuck.
+        let _ = self.workers.handles[worker].cmds.send(WorkerCmd::DelPort {
+            id,
+            done,
+            remove: false,
+        });
         self.macs.remove_learned_on(id);
         // The worker closes the socket: its descriptor is no longer ours to read.
         if let Some(rec) = self.record_by_id(id) {
@@ -272,7 +287,7 @@ impl Controller {
         let candidates: Vec<String> = self
             .ports
             .values()
-            .filter(|r| !r.up)
+            .filter(|r| !r.up && r.retry_at <= Instant::now())
             .filter(|r| match (&r.spec.port_type, &r.spec.netns) {
                 (PortType::Afxdp, _) => sys::if_index(&r.spec.name).is_some(),
                 (PortType::Tap, Some(ns)) => sys::netns_path(ns).exists(),
@@ -296,12 +311,18 @@ impl Controller {
                         rec.mode = mode;
                         rec.ifindex = ifindex;
                         rec.xsk_fd = port.xsk_fd();
+                        rec.retry_backoff = Duration::ZERO;
                     }
                     self.pending_adds.push((worker, id, port));
                     changed = true;
                 }
                 Err(e) => {
                     if let Some(rec) = self.ports.get_mut(&name) {
+                        // Back off so that a port that keeps failing does
+                        // not keep the control loop busy.
+                        rec.retry_backoff =
+                            (rec.retry_backoff * 2).clamp(HOUSEKEEPING, MAX_RETRY_BACKOFF);
+                        rec.retry_at = Instant::now() + rec.retry_backoff;
                         rec.error = Some(e.0);
                     }
                 }
@@ -449,23 +470,20 @@ impl Controller {
         // Checked here rather than in `validate_port`, which also vets
         // restored ports: a restored port whose namespace is gone is kept, down.
         if let Some(ns) = &spec.netns {
-            let path = sys::netns_path(ns);
-            if !path.exists() {
-                return refuse(format!(
-                    "network namespace '{ns}' not found ({})",
-                    path.display()
-                ));
-            }
+            sys::open_netns(ns).map_err(|e| Refused(e.to_string()))?;
         }
         let Some(id) = self.free_id() else {
             return refuse(format!("too many ports (at most {MAX_PORTS})"));
         };
         let worker = self.pick_worker();
-        let (port, ifindex) = self.open_port(&spec, id, worker)?;
+        let (mut port, ifindex) = self.open_port(&spec, id, worker)?;
         let mut st = self.state();
         st.ports.push(spec.clone());
-        // On failure `port` is dropped here, which closes it again.
-        self.persist(&st)?;
+        if let Err(e) = self.persist(&st) {
+            // Closing the port undoes it, but for a TAP it created.
+            port.abandon();
+            return Err(e);
+        }
         let mode = Some(port.mode());
         tracing::info!(port = %spec.name, id, worker, mode = mode.as_ref().map(|m| m.mode), "port added");
         self.insert_port(
@@ -478,6 +496,8 @@ impl Controller {
                 mode,
                 ifindex,
                 xsk_fd: port.xsk_fd(),
+                retry_at: Instant::now(),
+                retry_backoff: Duration::ZERO,
             },
             Some(port),
         );
@@ -504,7 +524,11 @@ impl Controller {
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         if self.workers.handles[worker]
             .cmds
-            .send(WorkerCmd::DelPort { id, done: done_tx })
+            .send(WorkerCmd::DelPort {
+                id,
+                done: done_tx,
+                remove: true,
+            })
             .is_ok()
             && done_rx.recv_timeout(DEL_TIMEOUT).is_err()
         {

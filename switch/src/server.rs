@@ -22,6 +22,8 @@ use crate::controller::Controller;
 const LISTENER: Token = Token(0);
 /// Longest request line accepted.
 const MAX_LINE: usize = 1 << 20;
+/// Most unread response bytes kept for one client before it is dropped.
+const MAX_OUTPUT: usize = 16 << 20;
 /// Longest time the loop sleeps.
 const TICK: Duration = Duration::from_millis(10);
 
@@ -99,8 +101,13 @@ pub fn run(ctl: &mut Controller, mut listener: UnixListener, stop: &AtomicBool) 
                         Ok((mut stream, _)) => {
                             let token = Token(next);
                             next += 1;
-                            poll.registry()
-                                .register(&mut stream, token, Interest::READABLE)?;
+                            if let Err(e) =
+                                poll.registry()
+                                    .register(&mut stream, token, Interest::READABLE)
+                            {
+                                tracing::warn!("cannot watch a control connection: {e}");
+                                continue;
+                            }
                             conns.insert(
                                 token,
                                 Conn {
@@ -134,13 +141,15 @@ pub fn run(ctl: &mut Controller, mut listener: UnixListener, stop: &AtomicBool) 
             } else {
                 Interest::READABLE | Interest::WRITABLE
             };
-            if done {
-                if let Some(mut c) = conns.remove(&token) {
-                    let _ = poll.registry().deregister(&mut c.stream);
-                }
-            } else {
-                poll.registry()
-                    .reregister(&mut conn.stream, token, interest)?;
+            // A connection that cannot be watched any more is dropped; the
+            // daemon goes on.
+            let drop_conn = done
+                || poll
+                    .registry()
+                    .reregister(&mut conn.stream, token, interest)
+                    .is_err();
+            if drop_conn && let Some(mut c) = conns.remove(&token) {
+                let _ = poll.registry().deregister(&mut c.stream);
             }
         }
         ctl.tick();
@@ -156,7 +165,12 @@ fn read_requests(ctl: &mut Controller, conn: &mut Conn) {
                 conn.closing = true;
                 break;
             }
-            Ok(n) => conn.inbuf.extend_from_slice(&buf[..n]),
+            Ok(n) => {
+                conn.inbuf.extend_from_slice(&buf[..n]);
+                if conn.inbuf.len() > MAX_LINE && !conn.inbuf.contains(&b'\n') {
+                    break;
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => {
@@ -183,6 +197,12 @@ fn read_requests(ctl: &mut Controller, conn: &mut Conn) {
 }
 
 fn respond(conn: &mut Conn, resp: &Response) {
+    if conn.outbuf.len() > MAX_OUTPUT {
+        // The client sends requests but does not read the answers.
+        conn.closing = true;
+        conn.outbuf.clear();
+        return;
+    }
     let mut out = serde_json::to_vec(resp).unwrap_or_else(|e| {
         serde_json::to_vec(&Response::error(format!("cannot encode response: {e}")))
             .unwrap_or_default()

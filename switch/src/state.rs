@@ -96,7 +96,14 @@ pub fn save(path: &Path, state: &State) -> io::Result<()> {
         f.sync_all()?;
     }
     fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()?;
+    // The new state is in place: failing to make the rename durable must not
+    // turn into a refusal of a change that has already happened.
+    if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::warn!(
+            "state file {} written, but syncing its directory failed: {e}",
+            path.display()
+        );
+    }
     Ok(())
 }
 

@@ -25,7 +25,7 @@ pub struct WorkerHandle {
     /// The worker's frame memory, which AF_XDP ports register as their UMEM;
     /// `Err` says why AF_XDP cannot be used.
     pub umem: Result<PoolView, String>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<JoinHandle<Worker>>,
 }
 
 /// All workers and the channels they report on.
@@ -77,7 +77,7 @@ impl Workers {
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                         tracing::warn!(worker = id, core, "could not pin worker to its core");
                     }
-                    worker.run();
+                    worker.run()
                 })?;
             handles.push(WorkerHandle {
                 core,
@@ -95,16 +95,23 @@ impl Workers {
         })
     }
 
-    /// Stops every worker and waits for it.
+    /// Stops every worker and waits for it. The workers (and their pools)
+    /// are dropped only once all have stopped: until then a worker may still
+    /// be copying a frame another worker handed it.
     pub fn stop(&mut self) {
         for h in &self.handles {
             let _ = h.cmds.send(WorkerCmd::Stop);
         }
+        let mut stopped = Vec::new();
         for h in &mut self.handles {
             if let Some(t) = h.thread.take() {
-                let _ = t.join();
+                match t.join() {
+                    Ok(worker) => stopped.push(worker),
+                    Err(_) => tracing::error!(core = h.core, "a worker panicked"),
+                }
             }
         }
+        drop(stopped);
     }
 }
 

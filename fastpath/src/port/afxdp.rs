@@ -27,6 +27,8 @@
 use std::ffi::CString;
 use std::os::fd::RawFd;
 use std::ptr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use libxdp_sys::{
     xdp_desc, xsk_ring_cons, xsk_ring_prod, xsk_socket, xsk_socket_config,
@@ -53,7 +55,7 @@ pub enum AttachMode {
 
 /// How often, and how long apart, a bind that finds the queue busy is retried.
 const BUSY_RETRIES: u32 = 50;
-const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
+const BUSY_WAIT: Duration = Duration::from_millis(20);
 
 /// Frames each port keeps in its fill ring.
 const FILL_TARGET: u32 = XSK_RING_SIZE;
@@ -72,8 +74,21 @@ pub struct AttachError {
     pub reason: String,
 }
 
+/// Interfaces whose socket this process closed recently: their queue may
+/// stay busy for a moment while the kernel's deferred cleanup runs.
+static RECENTLY_CLOSED: Mutex<Vec<(String, Instant)>> = Mutex::new(Vec::new());
+/// How long after a close a busy queue is assumed to be ours still.
+const CLOSE_GRACE: Duration = Duration::from_secs(3);
+
+fn closed_recently(ifname: &str) -> bool {
+    let mut list = RECENTLY_CLOSED.lock().unwrap_or_else(|e| e.into_inner());
+    list.retain(|(_, at)| at.elapsed() < CLOSE_GRACE);
+    list.iter().any(|(n, _)| n == ifname)
+}
+
 /// The libxdp objects of one port; deleted socket first, then UMEM.
 struct Xsk {
+    ifname: String,
     umem: *mut xsk_umem,
     socket: *mut xsk_socket,
     // libxdp keeps pointers to the fill and completion ring structures until
@@ -86,6 +101,11 @@ struct Xsk {
 
 impl Drop for Xsk {
     fn drop(&mut self) {
+        if !self.socket.is_null() {
+            // Not per packet: once per port close.
+            let mut list = RECENTLY_CLOSED.lock().unwrap_or_else(|e| e.into_inner());
+            list.push((self.ifname.clone(), Instant::now()));
+        }
         // SAFETY: both pointers came from successful libxdp create calls and
         // are deleted exactly once, the socket before its UMEM.
         unsafe {
@@ -118,6 +138,7 @@ impl Xsk {
         bind_flags: u32,
     ) -> Result<Self, (i32, String)> {
         let mut x = Xsk {
+            ifname: ifname.to_string_lossy().into_owned(),
             umem: ptr::null_mut(),
             socket: ptr::null_mut(),
             fq: zeroed_ring(),
@@ -186,6 +207,8 @@ pub struct AfXdpPort {
     zero_copy: bool,
     in_fill: u32,
     in_tx: u32,
+    /// A kick that failed after its frames were queued, reported by `maintain`.
+    failed: Option<PortGone>,
 }
 
 // SAFETY: the libxdp objects and rings are only used by the one thread that
@@ -226,10 +249,16 @@ impl AfXdpPort {
                 XDP_FLAGS_SKB_MODE
             };
             let label = if native { "native" } else { "generic" };
-            // A socket closed moments ago (the port was just deleted) keeps
-            // its queue busy until the kernel's deferred cleanup has run.
+            // A socket we closed moments ago (the port was just deleted)
+            // keeps its queue busy until the kernel's deferred cleanup has
+            // run; a queue busy for any other reason fails at once.
             let mut result = Xsk::create(&name, region, xdp, bind);
-            for _ in 0..BUSY_RETRIES {
+            let retries = if closed_recently(ifname) {
+                BUSY_RETRIES
+            } else {
+                0
+            };
+            for _ in 0..retries {
                 match &result {
                     Err((rc, _)) if *rc == -libc::EBUSY => {
                         std::thread::sleep(BUSY_WAIT);
@@ -254,6 +283,7 @@ impl AfXdpPort {
                         zero_copy: sys::xsk_zero_copy(fd),
                         in_fill: 0,
                         in_tx: 0,
+                        failed: None,
                     });
                 }
                 Err(e) => failures.push(format!("{label}: {e}")),
@@ -407,11 +437,18 @@ impl Port for AfXdpPort {
         // SAFETY: submits exactly the slots reserved and written above.
         unsafe { libxdp_sys::xsk_ring_prod__submit(&mut *self.xsk.tx, n) };
         self.in_tx += n;
-        self.kick_tx()?;
+        // The frames are the kernel's now whatever the kick says: report
+        // them sent, and a failed kick from `maintain`.
+        if let Err(e) = self.kick_tx() {
+            self.failed = Some(e);
+        }
         Ok(n as usize)
     }
 
     fn maintain(&mut self, pool: &mut FramePool) -> Result<(), PortGone> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         if self.in_tx > 0 {
             self.reap_completions(pool);
             // Copy-mode TX runs inside the kick; frames still pending after a

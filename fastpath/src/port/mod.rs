@@ -58,6 +58,16 @@ pub trait Port: Send {
     /// release what would otherwise outlive it, such as a persistent TAP.
     fn on_remove(&mut self) {}
 
+    /// The port was opened for a request that then failed: undo what would
+    /// outlive it (a TAP device this port created).
+    fn abandon(&mut self) {}
+
+    /// True when frames the port did not take were refused because its link
+    /// is down rather than because its queue is full.
+    fn link_down(&self) -> bool {
+        false
+    }
+
     /// The AF_XDP socket, for reading the kernel's statistics.
     fn xsk_fd(&self) -> Option<RawFd> {
         None

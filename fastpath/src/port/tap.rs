@@ -18,6 +18,10 @@ use crate::sys;
 /// A TAP device owned by the switch; deleted when the port is dropped.
 pub struct TapPort {
     iface: Iface,
+    /// This port created the device (rather than re-attaching to one).
+    created: bool,
+    /// The last write failed with EIO: the device is administratively down.
+    link_down: bool,
 }
 
 impl TapPort {
@@ -37,7 +41,7 @@ impl TapPort {
             ));
         }
         let name = ifname.to_string();
-        let make = move || -> io::Result<Iface> {
+        let make = move || -> io::Result<(Iface, bool)> {
             let existed = sys::if_index(&name).is_some();
             let iface = Iface::without_packet_info(&name, Mode::Tap).map_err(|e| {
                 if existed {
@@ -52,16 +56,26 @@ impl TapPort {
             if existed {
                 tracing::info!(ifname = %name, "attached to an existing TAP device");
             }
-            sys::set_tap_persist(iface.as_raw_fd(), true)?;
             sys::configure_link(&name, mac)?;
-            Ok(iface)
+            // Only once the device is fully set up: on an error above, a
+            // device we created disappears with `iface`.
+            sys::set_tap_persist(iface.as_raw_fd(), true)?;
+            Ok((iface, !existed))
         };
-        let iface = match netns {
+        let (iface, created) = match netns {
             Some(ns) => sys::in_netns(ns, make)?,
             None => make()?,
         };
-        iface.set_non_blocking()?;
-        Ok(TapPort { iface })
+        let mut port = TapPort {
+            iface,
+            created,
+            link_down: false,
+        };
+        if let Err(e) = port.iface.set_non_blocking() {
+            port.abandon();
+            return Err(e);
+        }
+        Ok(port)
     }
 }
 
@@ -98,11 +112,18 @@ impl Port for TapPort {
     fn tx_burst(&mut self, pool: &mut FramePool, frames: &[TxFrame]) -> Result<usize, PortGone> {
         for (i, f) in frames.iter().enumerate() {
             match self.iface.send(pool.data(f.addr, f.len)) {
-                Ok(_) => pool.free(f.addr),
+                Ok(_) => {
+                    pool.free(f.addr);
+                    self.link_down = false;
+                }
                 Err(e) => match e.raw_os_error() {
                     // Queue full, or the device is administratively down:
                     // the rest of the burst is dropped by the caller.
-                    Some(libc::EAGAIN | libc::ENOBUFS | libc::EIO | libc::EINTR) => return Ok(i),
+                    Some(libc::EAGAIN | libc::ENOBUFS | libc::EINTR) => return Ok(i),
+                    Some(libc::EIO) => {
+                        self.link_down = true;
+                        return Ok(i);
+                    }
                     _ => return Err(gone(e)),
                 },
             }
@@ -112,6 +133,16 @@ impl Port for TapPort {
 
     fn poll_fd(&self) -> Option<RawFd> {
         Some(self.iface.as_raw_fd())
+    }
+
+    fn abandon(&mut self) {
+        if self.created {
+            self.on_remove();
+        }
+    }
+
+    fn link_down(&self) -> bool {
+        self.link_down
     }
 
     fn on_remove(&mut self) {

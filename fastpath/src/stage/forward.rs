@@ -3,18 +3,28 @@
 //! Group destinations (broadcast, multicast) and unknown unicast flood; a
 //! known destination goes to its port, unless that is the ingress port
 //! (`same_port`) or the port is down (`port_down`). A flood with nowhere to
-//! go is `no_destination`.
+//! go is `no_destination`. IEEE 802.1D link-local destinations
+//! (01:80:c2:00:00:00 to :0f: STP, LACP, LLDP, pause) are never forwarded
+//! (`link_local`), as a Linux or Open vSwitch bridge does by default.
 
 use crate::batch::{Batch, Verdict};
 use crate::drop::DropReason;
 use crate::snapshot::Snapshot;
 use crate::stage::parse::GROUP_BIT;
 
+/// 01:80:c2:00:00:00, the first of the 16 reserved link-local addresses.
+const LINK_LOCAL_PREFIX: u64 = 0x0180_c200_0000;
+const LINK_LOCAL_MASK: u64 = 0xf;
+
 /// Decides where every live frame of the batch goes.
 #[inline]
 pub fn run(batch: &mut Batch, snap: &Snapshot) {
     for p in batch.pkts_mut() {
         if !p.alive() {
+            continue;
+        }
+        if p.dst & !LINK_LOCAL_MASK == LINK_LOCAL_PREFIX {
+            p.verdict = Verdict::Drop(DropReason::LinkLocal);
             continue;
         }
         let known = if p.dst & GROUP_BIT == 0 {

@@ -180,7 +180,11 @@ impl TestSwitch {
         self.publish();
         let (done_tx, done_rx) = bounded(1);
         self.cmds[p.worker]
-            .send(WorkerCmd::DelPort { id, done: done_tx })
+            .send(WorkerCmd::DelPort {
+                id,
+                done: done_tx,
+                remove: true,
+            })
             .expect("worker command channel open");
         assert!(
             self.workers[p.worker].handle_commands(),

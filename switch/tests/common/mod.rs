@@ -44,7 +44,7 @@ use ctl::{FdbEntry, MacAddr, PortInfo, PortStats, ShowReply};
 use serde::de::DeserializeOwned;
 
 /// Every drop reason name `stats` must report (zeros included).
-pub const DROP_REASONS: [&str; 9] = [
+pub const DROP_REASONS: [&str; 10] = [
     "runt",
     "malformed",
     "invalid_src_mac",
@@ -54,6 +54,7 @@ pub const DROP_REASONS: [&str; 9] = [
     "port_down",
     "tx_ring_full",
     "no_buffer",
+    "link_local",
 ];
 
 /// How long vswitchd may take to answer its socket after start.
