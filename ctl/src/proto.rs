@@ -51,8 +51,11 @@ pub enum Command {
     /// Overview: daemon, workers, ports, FDB summary.
     Show,
     PortAdd(PortSpec),
+    /// Removes a port; with `if_exists`, a missing port is not an error.
     PortDel {
         name: String,
+        #[serde(default, skip_serializing_if = "is_false")]
+        if_exists: bool,
     },
     PortList,
     FdbShow,
@@ -117,6 +120,14 @@ pub struct PortSpec {
     /// For TAP ports moved into a namespace: the device's name there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ifname: Option<String>,
+    /// Request option, never stored: a port of that name with exactly these
+    /// settings already existing is not an error (idempotent add).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub may_exist: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl PortSpec {
@@ -129,6 +140,7 @@ impl PortSpec {
             mac: None,
             netns: None,
             ifname: None,
+            may_exist: false,
         }
     }
 }
@@ -393,7 +405,10 @@ mod tests {
 
     #[test]
     fn request_wire_shape() {
-        let r = Request::new(Command::PortDel { name: "p1".into() });
+        let r = Request::new(Command::PortDel {
+            name: "p1".into(),
+            if_exists: false,
+        });
         let j = serde_json::to_string(&r).unwrap();
         assert_eq!(
             j,

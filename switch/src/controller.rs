@@ -177,7 +177,12 @@ impl Controller {
             Command::Show => Ok(Reply::Show(self.show())),
             Command::PortList => Ok(Reply::Ports(self.port_infos())),
             Command::PortAdd(spec) => self.port_add(spec),
-            Command::PortDel { name } => self.port_del(&name),
+            Command::PortDel { name, if_exists } => {
+                if if_exists && !self.ports.contains_key(&name) {
+                    return Ok(Reply::Done);
+                }
+                self.port_del(&name)
+            }
             Command::FdbShow => Ok(Reply::Fdb(self.fdb_entries())),
             Command::FdbAdd { mac, port } => self.fdb_add(mac, &port),
             Command::FdbDel { mac } => self.fdb_del(mac),
@@ -465,7 +470,20 @@ impl Controller {
         })
     }
 
-    fn port_add(&mut self, spec: PortSpec) -> Result<Reply, Refused> {
+    fn port_add(&mut self, mut spec: PortSpec) -> Result<Reply, Refused> {
+        let may_exist = std::mem::take(&mut spec.may_exist);
+        if let Some(rec) = self.ports.get(&spec.name)
+            && may_exist
+        {
+            return if rec.spec == spec {
+                Ok(Reply::Done)
+            } else {
+                refuse(format!(
+                    "port '{}' already exists with other settings",
+                    spec.name
+                ))
+            };
+        }
         self.validate_port(&spec)?;
         // Checked here rather than in `validate_port`, which also vets
         // restored ports: a restored port whose namespace is gone is kept, down.

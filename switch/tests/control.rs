@@ -667,3 +667,41 @@ fn port_del_hands_the_interface_back() {
     d.wait_ports_up(&[&a.name]);
     env.ping_all(&[&a, &b]);
 }
+
+/// `port add --may-exist` and `port del --if-exists` make the commands
+/// idempotent, as a CNI plugin retrying ADD and DEL needs; without the flags
+/// the repeats are refused; either way nothing changes.
+#[test]
+fn may_exist_and_if_exists_make_port_commands_idempotent() {
+    let Some(mut env) = TestEnv::new("may_exist_and_if_exists") else {
+        return;
+    };
+    env.start_daemon();
+    let a = env.add_pod("a", Attach::Afxdp);
+    let d = env.daemon();
+    let before = snapshot(d);
+
+    d.ctl_ok(&["port", "add", &a.name, "--may-exist"]);
+    assert_eq!(
+        snapshot(d),
+        before,
+        "--may-exist of an identical port changed state"
+    );
+    assert_failure(&d.ctl(&["port", "add", &a.name]), "repeated port add");
+    assert_failure(
+        &d.ctl(&["port", "add", &a.name, "--mode", "generic", "--may-exist"]),
+        "--may-exist with other settings",
+    );
+    assert_eq!(snapshot(d), before);
+
+    d.ctl_ok(&["port", "del", "no-such-port", "--if-exists"]);
+    assert_failure(
+        &d.ctl(&["port", "del", "no-such-port"]),
+        "port del of a missing port",
+    );
+    assert_eq!(snapshot(d), before);
+
+    d.ctl_ok(&["port", "del", &a.name, "--if-exists"]);
+    assert!(d.port_list().iter().all(|p| p.name != a.name));
+    d.ctl_ok(&["port", "del", &a.name, "--if-exists"]);
+}

@@ -79,6 +79,9 @@ enum PortCmd {
     Del {
         #[arg(value_parser = NonEmptyStringValueParser::new())]
         name: String,
+        /// Succeed when the port does not exist.
+        #[arg(long)]
+        if_exists: bool,
     },
     /// List ports.
     List,
@@ -110,6 +113,10 @@ struct PortAddArgs {
     /// Name of the TAP device inside --netns (tap only).
     #[arg(long, value_name = "IF", requires = "netns", value_parser = NonEmptyStringValueParser::new())]
     ifname: Option<String>,
+
+    /// Succeed when a port of this name already exists with the same settings.
+    #[arg(long)]
+    may_exist: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,7 +199,10 @@ impl Cmd {
         Ok(match self {
             Cmd::Show => Command::Show,
             Cmd::Port(PortCmd::Add(args)) => Command::PortAdd(args.to_spec()?),
-            Cmd::Port(PortCmd::Del { name }) => Command::PortDel { name: name.clone() },
+            Cmd::Port(PortCmd::Del { name, if_exists }) => Command::PortDel {
+                name: name.clone(),
+                if_exists: *if_exists,
+            },
             Cmd::Port(PortCmd::List) => Command::PortList,
             Cmd::Fdb(FdbCmd::Show) => Command::FdbShow,
             Cmd::Fdb(FdbCmd::Add { mac, port }) => Command::FdbAdd {
@@ -236,6 +246,7 @@ impl PortAddArgs {
             mac: self.mac,
             netns: self.netns.clone(),
             ifname: self.ifname.clone(),
+            may_exist: self.may_exist,
         })
     }
 }
@@ -362,7 +373,22 @@ mod tests {
                 vec!["port", "del", "veth1"],
                 Command::PortDel {
                     name: "veth1".into(),
+                    if_exists: false,
                 },
+            ),
+            (
+                vec!["port", "del", "veth1", "--if-exists"],
+                Command::PortDel {
+                    name: "veth1".into(),
+                    if_exists: true,
+                },
+            ),
+            (
+                vec!["port", "add", "veth1", "--may-exist"],
+                Command::PortAdd(PortSpec {
+                    may_exist: true,
+                    ..PortSpec::afxdp("veth1")
+                }),
             ),
             (vec!["port", "list"], Command::PortList),
             (vec!["fdb", "show"], Command::FdbShow),
@@ -413,6 +439,7 @@ mod tests {
             mac: Some("02:00:00:00:00:09".parse().unwrap()),
             netns: Some("/proc/42/ns/net".into()),
             ifname: Some("eth0".into()),
+            may_exist: false,
         };
         assert_eq!(got, Ok(Command::PortAdd(want)));
         let got = command(&["port", "add", "veth1", "--mode", "zerocopy"]);
