@@ -242,7 +242,8 @@ pub struct FramePoolInfo {
     /// Frames returned twice or descriptors the kernel handed back that
     /// were not lent out. Always zero unless something is badly wrong.
     pub errors: u64,
-    /// Whether this pool is an AF_XDP UMEM (false: plain memory, AF_XDP unavailable).
+    /// Whether AF_XDP ports can use this pool as their UMEM (false: AF_XDP
+    /// is unavailable on this kernel or to this process).
     pub umem: bool,
 }
 

@@ -28,8 +28,9 @@
 //! - Every frame of a pool is, at any time, in exactly one place: the free
 //!   list, a kernel ring, the worker's batch, or in transit to another worker.
 //! - `unsafe` lives in [`pool`] (raw frame memory), [`port::afxdp`] and
-//!   [`sys`] (the OS), plus a poll(2) in [`worker`] and the clock read in
-//!   [`clock`]; each block carries a `SAFETY:` note.
+//!   [`sys`] (the OS), plus a poll(2) in [`worker`], the eventfd in
+//!   [`handoff`] and the clock read in [`clock`]; each block carries a
+//!   `SAFETY:` note.
 
 pub mod batch;
 pub mod clock;

@@ -277,6 +277,7 @@ impl Worker {
             .iter()
             .filter(|s| s.up)
             .filter_map(|s| s.port.poll_fd())
+            .chain(self.mesh.waker(self.id).fd())
             .map(|fd: RawFd| libc::pollfd {
                 fd,
                 events: libc::POLLIN,
@@ -294,18 +295,23 @@ impl Worker {
         if self.idle == IDLE_SPINS {
             self.publish_status();
         }
-        if self.pollfds.is_empty() {
-            std::thread::sleep(std::time::Duration::from_millis(IDLE_SLEEP_MS as u64));
-            return;
+        let waker = self.mesh.waker(self.id);
+        waker.going_to_sleep();
+        if !self.mesh.has_frames_for(self.id) {
+            if self.pollfds.is_empty() {
+                std::thread::sleep(std::time::Duration::from_millis(IDLE_SLEEP_MS as u64));
+            } else {
+                // SAFETY: `pollfds` is a valid array of `len` pollfd structures.
+                unsafe {
+                    libc::poll(
+                        self.pollfds.as_mut_ptr(),
+                        self.pollfds.len() as libc::nfds_t,
+                        IDLE_SLEEP_MS,
+                    )
+                };
+            }
         }
-        // SAFETY: `pollfds` is a valid array of `len` pollfd structures.
-        unsafe {
-            libc::poll(
-                self.pollfds.as_mut_ptr(),
-                self.pollfds.len() as libc::nfds_t,
-                IDLE_SLEEP_MS,
-            )
-        };
+        waker.woke();
     }
 
     /// One iteration of the poll loop; returns the number of frames handled.
@@ -425,6 +431,7 @@ impl Worker {
                         self.counters.port(port).drop(DropReason::TxRingFull, 1);
                     }
                 }
+                self.mesh.waker(w).wake();
             } else {
                 for f in list.iter() {
                     self.pool.free(f.addr);
