@@ -94,12 +94,7 @@ fn no_destination_when_flooding_with_no_other_up_port() {
 #[test]
 fn same_port_when_the_destination_lives_behind_the_ingress_port() {
     let mut sw = TestSwitch::with_ports(3);
-    sw.inject(0, frame(BROADCAST, mac(0xb), 1));
-    sw.run();
-    sw.learn();
-    for id in sw.port_ids() {
-        sw.take_sent(id);
-    }
+    sw.teach(0, mac(0xb));
     // A and B share a hub on port 0; the switch must not echo A's frame.
     sw.inject(0, frame(mac(0xb), mac(0xa), 2));
     sw.run();
@@ -182,12 +177,7 @@ fn port_down_when_the_destination_port_is_down() {
 fn tx_ring_full_when_the_output_port_accepts_less_than_a_burst() {
     let mut sw = TestSwitch::with_ports(3);
     let (a, b) = (mac(0xa), mac(0xb));
-    sw.inject(1, frame(BROADCAST, b, 0));
-    sw.run();
-    sw.learn();
-    for id in sw.port_ids() {
-        sw.take_sent(id);
-    }
+    sw.teach(1, b);
     sw.wire(1).lock().unwrap().tx_limit = Some(1);
 
     for tag in 1..=5 {

@@ -12,22 +12,10 @@ use fastpath::clock;
 use fastpath::fdb::{EntryKind, LearnEvent, LearnOutcome};
 use fastpath::pool::FRAME_CAPACITY;
 
-/// Teaches the switch that `m` lives behind `port` (a broadcast from it),
-/// publishes, and forgets the flood copies.
-fn teach(sw: &mut TestSwitch, port: u16, m: [u8; 6]) {
-    sw.inject(port, frame(BROADCAST, m, 0xffff));
-    sw.run();
-    sw.learn();
-    for id in sw.port_ids() {
-        sw.take_sent(id);
-    }
-    assert_eq!(sw.table.get(key(m)), Some((port, EntryKind::Learned)));
-}
-
 #[test]
 fn known_unicast_goes_only_to_the_learned_port_unchanged() {
     let mut sw = TestSwitch::with_ports(4);
-    teach(&mut sw, 2, mac(0xb));
+    sw.teach(2, mac(0xb));
     let before = sw.stats(2);
 
     // Several sizes, from a bare header to the largest frame a pool holds.
@@ -155,7 +143,7 @@ fn a_new_mac_is_reported_once_per_burst_not_per_frame() {
 fn a_mac_that_moves_is_relearned_and_traffic_follows_it() {
     let mut sw = TestSwitch::with_ports(3);
     let (a, b) = (mac(0xa), mac(0xb));
-    teach(&mut sw, 0, a);
+    sw.teach(0, a);
 
     sw.inject(1, frame(a, b, 1));
     sw.run();

@@ -12,12 +12,7 @@ use fastpath::worker::WorkerEvent;
 fn a_gone_port_is_reported_and_the_others_keep_forwarding() {
     let mut sw = TestSwitch::with_ports(3);
     let (a, b) = (mac(0xa), mac(0xb));
-    sw.inject(1, frame(BROADCAST, b, 0));
-    sw.run();
-    sw.learn();
-    for id in sw.port_ids() {
-        sw.take_sent(id);
-    }
+    sw.teach(1, b);
 
     sw.wire(2).lock().unwrap().gone = true;
     sw.run();

@@ -214,10 +214,9 @@ fn json_output_reports_ports_counters_and_fdb() {
 
 #[test]
 fn static_fdb_entries_and_flush() {
-    let Some(mut env) = TestEnv::new("static_fdb_entries_and_flush") else {
+    let Some(mut env) = TestEnv::with_daemon("static_fdb_entries_and_flush") else {
         return;
     };
-    env.start_daemon();
     let a = env.add_pod("a", Attach::Afxdp);
     let b = env.add_pod("b", Attach::Tap);
     let d = env.daemon();
@@ -337,10 +336,9 @@ fn assert_failure(r: &CmdResult, what: &str) {
 
 #[test]
 fn bad_requests_change_nothing() {
-    let Some(mut env) = TestEnv::new("bad_requests_change_nothing") else {
+    let Some(mut env) = TestEnv::with_daemon("bad_requests_change_nothing") else {
         return;
     };
-    env.start_daemon();
     let a = env.add_pod("a", Attach::Afxdp);
     let t = env.add_pod("t", Attach::Tap);
     let tag = env.tag.clone();
@@ -492,10 +490,9 @@ fn bad_requests_change_nothing() {
 /// port behind that silently runs in copy mode or stays down.
 #[test]
 fn zerocopy_on_veth_is_refused() {
-    let Some(mut env) = TestEnv::new("zerocopy_on_veth_is_refused") else {
+    let Some(mut env) = TestEnv::with_daemon("zerocopy_on_veth_is_refused") else {
         return;
     };
-    env.start_daemon();
     // A pod, so that the state file exists.
     let _a = env.add_pod("a", Attach::Afxdp);
     // A second veth whose host end is not attached yet.
@@ -622,10 +619,9 @@ fn mac_limit_drops_and_counts_extra_macs() {
 /// device disappears from the pod.
 #[test]
 fn port_del_hands_the_interface_back() {
-    let Some(mut env) = TestEnv::new("port_del_hands_the_interface_back") else {
+    let Some(mut env) = TestEnv::with_daemon("port_del_hands_the_interface_back") else {
         return;
     };
-    env.start_daemon();
     let a = env.add_pod("a", Attach::Afxdp);
     let b = env.add_pod("b", Attach::Afxdp);
     let t = env.add_pod("t", Attach::Tap);
@@ -673,10 +669,9 @@ fn port_del_hands_the_interface_back() {
 /// the repeats are refused; either way nothing changes.
 #[test]
 fn may_exist_and_if_exists_make_port_commands_idempotent() {
-    let Some(mut env) = TestEnv::new("may_exist_and_if_exists") else {
+    let Some(mut env) = TestEnv::with_daemon("may_exist_and_if_exists") else {
         return;
     };
-    env.start_daemon();
     let a = env.add_pod("a", Attach::Afxdp);
     let d = env.daemon();
     let before = snapshot(d);

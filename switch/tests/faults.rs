@@ -108,10 +108,9 @@ fn hex(mac: &ctl::MacAddr) -> String {
 /// forwarding goes on.
 #[test]
 fn bad_frames_are_dropped_and_counted() {
-    let Some(mut env) = TestEnv::new("bad_frames_are_dropped_and_counted") else {
+    let Some(mut env) = TestEnv::with_daemon("bad_frames_are_dropped_and_counted") else {
         return;
     };
-    env.start_daemon();
     let a = env.add_pod("a", Attach::Afxdp);
     let b = env.add_pod("b", Attach::Afxdp);
     let t = env.add_pod("t", Attach::Tap);

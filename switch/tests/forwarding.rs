@@ -140,10 +140,9 @@ fn assert_frames_accounted(env: &TestEnv, totals_before: &[u64]) {
 
 #[test]
 fn frame_accounting_survives_load() {
-    let Some(mut env) = TestEnv::new("frame_accounting_survives_load") else {
+    let Some(mut env) = TestEnv::with_daemon("frame_accounting_survives_load") else {
         return;
     };
-    env.start_daemon();
     let a = env.add_pod("a", Attach::Afxdp);
     let b = env.add_pod("b", Attach::Afxdp);
     let t = env.add_pod("t", Attach::Tap);

@@ -224,6 +224,22 @@ impl TestSwitch {
         self.learn_rx.try_iter().collect()
     }
 
+    /// Teaches the switch that `m` lives behind `port` (a broadcast from it),
+    /// publishes, and forgets the flood copies.
+    pub fn teach(&mut self, port: PortId, m: [u8; 6]) {
+        self.inject(port, frame(BROADCAST, m, 0xffff));
+        self.run();
+        self.learn();
+        for id in self.port_ids() {
+            self.take_sent(id);
+        }
+        assert_eq!(
+            self.table.get(mac_key(&m)),
+            Some((port, fastpath::fdb::EntryKind::Learned)),
+            "{m:02x?} was not learned on port {port}"
+        );
+    }
+
     /// The controller's learning step: feeds every pending learn event into
     /// the table (stamped with the workers' clock) and publishes.
     pub fn learn(&mut self) -> Vec<(LearnEvent, LearnOutcome)> {

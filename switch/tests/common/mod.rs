@@ -546,6 +546,13 @@ impl TestEnv {
         })
     }
 
+    /// `new` followed by `start_daemon`: the usual start of a test.
+    pub fn with_daemon(name: &str) -> Option<TestEnv> {
+        let mut env = TestEnv::new(name)?;
+        env.start_daemon();
+        Some(env)
+    }
+
     /// Starts vswitchd with default options (one worker, adaptive polling).
     pub fn start_daemon(&mut self) -> &Daemon {
         self.start_daemon_with(DaemonOpts::default())
