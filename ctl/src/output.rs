@@ -12,7 +12,8 @@
 use std::fmt::Write as _;
 
 use crate::proto::{
-    DaemonInfo, FdbEntry, FdbSummary, PortInfo, PortStats, Reply, ShowReply, WorkerInfo,
+    AddrInfo, DaemonInfo, FdbEntry, FdbSummary, NeighInfo, PortInfo, PortStats, Reply, RouteInfo,
+    ShowReply, WorkerInfo,
 };
 
 /// Placeholder for a cell that has no value.
@@ -152,6 +153,9 @@ pub fn json(reply: &Reply) -> Result<String, serde_json::Error> {
         Reply::Ports(ports) => serde_json::to_string_pretty(ports)?,
         Reply::Fdb(entries) => serde_json::to_string_pretty(entries)?,
         Reply::Stats(stats) => serde_json::to_string_pretty(stats)?,
+        Reply::Addrs(addrs) => serde_json::to_string_pretty(addrs)?,
+        Reply::Routes(routes) => serde_json::to_string_pretty(routes)?,
+        Reply::Neighbours(neighbours) => serde_json::to_string_pretty(neighbours)?,
     };
     text.push('\n');
     Ok(text)
@@ -165,6 +169,9 @@ pub fn text(reply: &Reply) -> String {
         Reply::Ports(ports) => ports_text(ports),
         Reply::Fdb(entries) => fdb_text(entries),
         Reply::Stats(stats) => stats_text(stats),
+        Reply::Addrs(addrs) => addrs_text(addrs),
+        Reply::Routes(routes) => routes_text(routes),
+        Reply::Neighbours(neighbours) => neighbours_text(neighbours),
     }
 }
 
@@ -196,6 +203,7 @@ pub fn daemon_text(d: &DaemonInfo) -> String {
     t.row(["poll mode", d.poll.as_str()]);
     t.row(["mac aging".to_string(), duration(d.mac_aging_secs)]);
     t.row(["mac limit".to_string(), d.mac_limit.to_string()]);
+    t.row(["router mac".to_string(), d.router_mac.to_string()]);
     t.render()
 }
 
@@ -230,27 +238,32 @@ pub fn workers_text(workers: &[WorkerInfo]) -> String {
 }
 
 /// `port list`, and the ports table of `show`. Ports that are down with a
-/// reason get one line each below the table.
+/// reason get one line each below the table. IPS comes last because it is
+/// the one column whose width varies a lot (several, possibly IPv6, addresses).
 pub fn ports_text(ports: &[PortInfo]) -> String {
     let mut t = Table::new(&[
         ("name", Align::Left),
         ("type", Align::Left),
+        ("role", Align::Left),
         ("mode", Align::Left),
         ("state", Align::Left),
         ("worker", Align::Right),
         ("mac", Align::Left),
         ("learned", Align::Right),
+        ("ips", Align::Left),
     ]);
     let mut errors = Table::headless(&[Align::Left, Align::Left]).indent(2);
     for p in ports {
         t.row([
             p.name.clone(),
             p.port_type.to_string(),
+            p.role.to_string(),
             port_mode(p),
             p.state.to_string(),
             p.worker.to_string(),
             p.mac.map(|m| m.to_string()).unwrap_or_default(),
             p.learned_macs.to_string(),
+            comma_list(&p.ips),
         ]);
         if let Some(e) = &p.error {
             errors.row([p.name.as_str(), e.as_str()]);
@@ -272,6 +285,15 @@ fn port_mode(p: &PortInfo) -> String {
     } else {
         p.mode.clone()
     }
+}
+
+/// Items joined with commas and no spaces, so that the list stays one cell.
+fn comma_list<T: ToString>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// `fdb show`.
@@ -299,6 +321,58 @@ pub fn fdb_summary_text(fdb: &FdbSummary) -> String {
         "FDB: {} static, {} learned\n",
         fdb.static_entries, fdb.learned_entries
     )
+}
+
+/// `addr list`: the switch's router addresses, each with the MAC it answers
+/// ARP/ND with.
+pub fn addrs_text(addrs: &[AddrInfo]) -> String {
+    let mut t = Table::new(&[("address", Align::Left), ("mac", Align::Left)]);
+    for a in addrs {
+        t.row([a.addr.to_string(), a.mac.to_string()]);
+    }
+    t.render()
+}
+
+/// `route list`: every route the data plane uses, in the daemon's order.
+pub fn routes_text(routes: &[RouteInfo]) -> String {
+    let mut t = Table::new(&[
+        ("prefix", Align::Left),
+        ("via", Align::Left),
+        ("dev", Align::Left),
+        ("encap", Align::Left),
+        ("origin", Align::Left),
+    ]);
+    for r in routes {
+        t.row([
+            r.prefix.to_string(),
+            r.via.map(|v| v.to_string()).unwrap_or_default(),
+            r.dev.clone().unwrap_or_default(),
+            r.encap.map(|e| e.to_string()).unwrap_or_default(),
+            r.origin.to_string(),
+        ]);
+    }
+    t.render()
+}
+
+/// `neigh list`. AGE is shown only for learned (reachable) entries.
+pub fn neighbours_text(neighbours: &[NeighInfo]) -> String {
+    let mut t = Table::new(&[
+        ("ip", Align::Left),
+        ("mac", Align::Left),
+        ("port", Align::Left),
+        ("state", Align::Left),
+        ("age", Align::Right),
+    ]);
+    for n in neighbours {
+        t.row([
+            n.ip.to_string(),
+            n.mac.to_string(),
+            n.port.clone(),
+            n.state.to_string(),
+            n.age_secs.map(duration).unwrap_or_default(),
+        ]);
+    }
+    t.render()
 }
 
 /// `stats`: one row per port, then one line per non-zero drop reason of
@@ -361,7 +435,10 @@ mod tests {
 
     use super::*;
     use crate::mac::MacAddr;
-    use crate::proto::{FdbKind, FramePoolInfo, PortState, PortType, XdpMode};
+    use crate::proto::{
+        Encap, FdbKind, FramePoolInfo, NeighState, PortRole, PortState, PortType, RouteOrigin,
+        XdpMode,
+    };
 
     fn port(name: &str, mac: Option<&str>, learned: u32) -> PortInfo {
         PortInfo {
@@ -378,6 +455,8 @@ mod tests {
             netns: None,
             ifname: None,
             learned_macs: learned,
+            ips: Vec::new(),
+            role: PortRole::Pod,
         }
     }
 
@@ -404,6 +483,15 @@ mod tests {
             .collect()
     }
 
+    /// Byte offsets just past the end of each whitespace-separated word.
+    fn word_ends(line: &str) -> Vec<usize> {
+        word_starts(line)
+            .into_iter()
+            .zip(line.split_whitespace())
+            .map(|(start, word)| start + word.len())
+            .collect()
+    }
+
     #[test]
     fn table_aligns_columns_to_widest_cell() {
         let mut t = Table::new(&[("name", Align::Left), ("count", Align::Right)]);
@@ -424,6 +512,11 @@ mod tests {
 
     #[test]
     fn ports_table_is_aligned_with_upper_case_header() {
+        let mut pod1 = port("pod1", Some("02:00:00:00:00:01"), 3);
+        pod1.ips = vec![
+            "10.244.1.5".parse().unwrap(),
+            "fd00:10:244:1::5".parse().unwrap(),
+        ];
         let mut down = port("pod-with-long-name", None, 0);
         down.state = PortState::Down;
         down.mode = "none".to_string();
@@ -431,29 +524,46 @@ mod tests {
         let mut zc = port("eth1", Some("02:00:00:00:00:0a"), 7);
         zc.zero_copy = true;
         zc.worker = 1;
-        let text = ports_text(&[port("pod1", Some("02:00:00:00:00:01"), 3), down, zc]);
+        zc.role = PortRole::Uplink;
+        let text = ports_text(&[pod1, down, zc]);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0].split_whitespace().collect::<Vec<_>>(),
-            ["NAME", "TYPE", "MODE", "STATE", "WORKER", "MAC", "LEARNED"]
+            [
+                "NAME", "TYPE", "ROLE", "MODE", "STATE", "WORKER", "MAC", "LEARNED", "IPS"
+            ]
         );
-        // Every left-aligned column starts at the same offset on every row.
-        let header = word_starts(lines[0]);
+        let (header_starts, header_ends) = (word_starts(lines[0]), word_ends(lines[0]));
         for row in &lines[1..4] {
-            let starts = word_starts(row);
-            assert_eq!(starts.len(), 7, "{row}");
-            for col in [0, 1, 2, 3, 5] {
-                assert_eq!(starts[col], header[col], "column {col} of {row:?}");
+            let (starts, ends) = (word_starts(row), word_ends(row));
+            assert_eq!(starts.len(), 9, "{row}");
+            // Every left-aligned column starts at the same offset on every row.
+            for col in [0, 1, 2, 3, 4, 6, 8] {
+                assert_eq!(starts[col], header_starts[col], "column {col} of {row:?}");
             }
             // Right-aligned columns end where their header ends.
-            assert_eq!(row.len(), lines[0].len(), "{row:?}");
+            for col in [5, 7] {
+                assert_eq!(ends[col], header_ends[col], "column {col} of {row:?}");
+            }
         }
         assert!(lines[1].starts_with("pod1 "));
+        assert!(lines[1].contains(" pod "), "{}", lines[1]);
+        assert!(
+            lines[1].ends_with(" 10.244.1.5,fd00:10:244:1::5"),
+            "IPs are comma-joined: {}",
+            lines[1]
+        );
         assert!(
             lines[2].contains(" - "),
             "missing MAC shows as '-': {}",
             lines[2]
         );
+        assert!(
+            lines[2].ends_with(" -"),
+            "no IPs shows as '-': {}",
+            lines[2]
+        );
+        assert!(lines[3].contains(" uplink "), "{}", lines[3]);
         assert!(lines[3].contains(" zerocopy "), "{}", lines[3]);
         assert_eq!(lines[4], "");
         assert_eq!(
@@ -465,6 +575,95 @@ mod tests {
             text.lines().all(|l| l == l.trim_end()),
             "no trailing spaces"
         );
+    }
+
+    #[test]
+    fn addrs_keep_host_bits() {
+        let addrs = [
+            AddrInfo {
+                addr: "10.244.1.1/24".parse().unwrap(),
+                mac: "02:00:5e:00:01:01".parse().unwrap(),
+            },
+            AddrInfo {
+                addr: "fd00:10:244:1::1/64".parse().unwrap(),
+                mac: "02:00:5e:00:01:01".parse().unwrap(),
+            },
+        ];
+        let expected = "\
+ADDRESS              MAC
+10.244.1.1/24        02:00:5e:00:01:01
+fd00:10:244:1::1/64  02:00:5e:00:01:01
+";
+        assert_eq!(addrs_text(&addrs), expected);
+        assert_eq!(addrs_text(&[]), "ADDRESS  MAC\n");
+    }
+
+    fn route(prefix: &str, via: Option<&str>, dev: Option<&str>, origin: RouteOrigin) -> RouteInfo {
+        RouteInfo {
+            prefix: prefix.parse().unwrap(),
+            via: via.map(|v| v.parse().unwrap()),
+            dev: dev.map(str::to_string),
+            encap: None,
+            origin,
+        }
+    }
+
+    #[test]
+    fn routes_show_dash_for_what_a_route_lacks() {
+        let mut vxlan = route(
+            "10.244.2.0/24",
+            Some("192.168.50.2"),
+            None,
+            RouteOrigin::Static,
+        );
+        vxlan.encap = Some(Encap::Vxlan { vni: 42 });
+        let routes = [
+            route(
+                "10.244.1.0/24",
+                None,
+                Some("bridge"),
+                RouteOrigin::Connected,
+            ),
+            route("10.244.1.1/32", None, None, RouteOrigin::Local),
+            route("10.244.1.5/32", None, Some("pod1"), RouteOrigin::Pod),
+            vxlan,
+            route("0.0.0.0/0", Some("192.168.50.1"), None, RouteOrigin::Static),
+        ];
+        let expected = "\
+PREFIX         VIA           DEV     ENCAP         ORIGIN
+10.244.1.0/24  -             bridge  -             connected
+10.244.1.1/32  -             -       -             local
+10.244.1.5/32  -             pod1    -             pod
+10.244.2.0/24  192.168.50.2  -       vxlan vni 42  static
+0.0.0.0/0      192.168.50.1  -       -             static
+";
+        assert_eq!(routes_text(&routes), expected);
+    }
+
+    #[test]
+    fn neighbours_show_age_only_for_learned_entries() {
+        let neighbours = [
+            NeighInfo {
+                ip: "10.244.1.5".parse().unwrap(),
+                mac: "02:00:00:00:00:05".parse().unwrap(),
+                port: "pod1".into(),
+                state: NeighState::Permanent,
+                age_secs: None,
+            },
+            NeighInfo {
+                ip: "192.168.50.2".parse().unwrap(),
+                mac: "02:00:00:00:01:02".parse().unwrap(),
+                port: "uplink0".into(),
+                state: NeighState::Reachable,
+                age_secs: Some(70),
+            },
+        ];
+        let expected = "\
+IP            MAC                PORT     STATE        AGE
+10.244.1.5    02:00:00:00:00:05  pod1     permanent      -
+192.168.50.2  02:00:00:00:01:02  uplink0  reachable  1m10s
+";
+        assert_eq!(neighbours_text(&neighbours), expected);
     }
 
     #[test]
@@ -534,6 +733,7 @@ MAC                PORT     KIND       AGE
                 poll: "adaptive".into(),
                 mac_aging_secs: 300,
                 mac_limit: 4096,
+                router_mac: "02:00:5e:00:01:01".parse().unwrap(),
             },
             workers: vec![WorkerInfo {
                 id: 0,
@@ -565,10 +765,11 @@ MAC                PORT     KIND       AGE
             "poll mode   adaptive\n",
             "mac aging   5m00s\n",
             "mac limit   4096\n",
+            "router mac  02:00:5e:00:01:01\n",
             "ID  CORE  PORTS      POOL  FRAMES  FREE  IN_RINGS  IN_FLIGHT  ERRORS\n",
             " 0     2  pod1,pod2  umem    4096  4000        64         32       0\n",
-            "NAME  TYPE   MODE    STATE  WORKER  MAC  LEARNED\n",
-            "pod2  afxdp  native  up          0  -          0\n",
+            "NAME  TYPE   ROLE  MODE    STATE  WORKER  MAC  LEARNED  IPS\n",
+            "pod2  afxdp  pod   native  up          0  -          0  -\n",
             "FDB: 2 static, 5 learned\n",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
@@ -590,7 +791,51 @@ MAC                PORT     KIND       AGE
         let p = json(&Reply::Ports(vec![port("pod1", None, 0)])).unwrap();
         let v: serde_json::Value = serde_json::from_str(&p).unwrap();
         assert_eq!(v[0]["type"], "afxdp");
+        assert_eq!(v[0]["role"], "pod");
         assert!(v[0].get("mac").is_none());
+        assert!(v[0].get("ips").is_none());
+    }
+
+    #[test]
+    fn l3_replies_print_their_payload() {
+        let mut r = route(
+            "10.244.2.0/24",
+            Some("192.168.50.2"),
+            None,
+            RouteOrigin::Static,
+        );
+        r.encap = Some(Encap::Vxlan { vni: 42 });
+        let v: serde_json::Value =
+            serde_json::from_str(&json(&Reply::Routes(vec![r.clone()])).unwrap()).unwrap();
+        assert_eq!(v[0]["prefix"], "10.244.2.0/24");
+        assert_eq!(v[0]["via"], "192.168.50.2");
+        assert!(v[0].get("dev").is_none());
+        assert_eq!(v[0]["encap"]["type"], "vxlan");
+        assert_eq!(v[0]["encap"]["vni"], 42);
+        assert_eq!(v[0]["origin"], "static");
+        assert!(text(&Reply::Routes(vec![r])).contains(" vxlan vni 42 "));
+
+        let a = AddrInfo {
+            addr: "10.244.1.1/24".parse().unwrap(),
+            mac: "02:00:5e:00:01:01".parse().unwrap(),
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&json(&Reply::Addrs(vec![a.clone()])).unwrap()).unwrap();
+        assert_eq!(v[0]["addr"], "10.244.1.1/24");
+        assert!(text(&Reply::Addrs(vec![a])).contains("10.244.1.1/24"));
+
+        let n = NeighInfo {
+            ip: "10.244.1.5".parse().unwrap(),
+            mac: "02:00:00:00:00:05".parse().unwrap(),
+            port: "pod1".into(),
+            state: NeighState::Reachable,
+            age_secs: Some(3),
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&json(&Reply::Neighbours(vec![n.clone()])).unwrap()).unwrap();
+        assert_eq!(v[0]["state"], "reachable");
+        assert_eq!(v[0]["age_secs"], 3);
+        assert!(text(&Reply::Neighbours(vec![n])).contains(" reachable "));
     }
 
     #[test]

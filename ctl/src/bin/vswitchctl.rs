@@ -11,19 +11,24 @@
 //! refused, broken reply).
 
 use std::io::{self, Write};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::str::FromStr;
 
 use clap::builder::NonEmptyStringValueParser;
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ctl::output::{self, one_line};
-use ctl::{Client, Command, MacAddr, PortSpec, PortType, Reply, XdpMode};
+use ctl::{Client, Command, Encap, MacAddr, PortSpec, PortType, Reply, RouteSpec, XdpMode};
+use ipnet::{IpNet, Ipv4Net};
 
 /// Exit code of a request that failed.
 const EXIT_REQUEST_FAILED: u8 = 1;
 /// Exit code of bad arguments (clap uses the same for its own errors).
 const EXIT_USAGE: u8 = 2;
+/// The largest VXLAN network identifier (24 bits); 0 is not used.
+const VNI_MAX: i64 = 0xff_ffff;
 
 /// Control the vswitch daemon (vswitchd).
 #[derive(Debug, Parser)]
@@ -69,6 +74,15 @@ enum Cmd {
         #[arg(value_parser = NonEmptyStringValueParser::new())]
         port: Option<String>,
     },
+    /// Add, remove or list the switch's own router (gateway) addresses.
+    #[command(subcommand)]
+    Addr(AddrCmd),
+    /// Add, remove or list routes.
+    #[command(subcommand)]
+    Route(RouteCmd),
+    /// Show the neighbour (ARP/ND) table.
+    #[command(subcommand)]
+    Neigh(NeighCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +128,21 @@ struct PortAddArgs {
     #[arg(long, value_name = "IF", requires = "netns", value_parser = NonEmptyStringValueParser::new())]
     ifname: Option<String>,
 
+    /// An address of the pod behind this port, without a prefix length
+    /// (IPv4 or IPv6; repeat for each). The switch routes it to the port and
+    /// drops frames from the port with any other source address.
+    #[arg(long = "ip", value_name = "ADDR", value_parser = pod_ip)]
+    ips: Vec<IpAddr>,
+
+    /// The node's uplink NIC (routed, not part of the pod bridge).
+    #[arg(long, conflicts_with = "host")]
+    uplink: bool,
+
+    /// A port in the node's own namespace: the kernel's leg into the pod
+    /// network (routed, not part of the pod bridge).
+    #[arg(long)]
+    host: bool,
+
     /// Succeed when a port of this name already exists with the same settings.
     #[arg(long)]
     may_exist: bool,
@@ -133,6 +162,89 @@ enum FdbCmd {
     Del { mac: MacAddr },
     /// Remove entries from the forwarding database.
     Flush,
+}
+
+#[derive(Debug, Subcommand)]
+enum AddrCmd {
+    /// Give the switch a router address. ADDR/PREFIX keeps its host bits:
+    /// 10.244.1.1/24 is the address 10.244.1.1 on the subnet 10.244.1.0/24,
+    /// which becomes a connected route.
+    Add {
+        #[arg(value_name = "ADDR/PREFIX", value_parser = router_addr)]
+        addr: IpNet,
+        /// Succeed when the address already exists.
+        #[arg(long)]
+        may_exist: bool,
+    },
+    /// Remove a router address and its connected route.
+    Del {
+        #[arg(value_name = "ADDR/PREFIX", value_parser = router_addr)]
+        addr: IpNet,
+        /// Succeed when the address does not exist.
+        #[arg(long)]
+        if_exists: bool,
+    },
+    /// List router addresses.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum RouteCmd {
+    /// Add a static route: `route add 10.244.2.0/24 via 192.168.50.2`
+    /// or `route add 10.244.9.0/24 dev uplink0`.
+    Add(RouteAddArgs),
+    /// Remove a static route.
+    Del {
+        /// Destination prefix, or `default` for 0.0.0.0/0.
+        #[arg(value_name = "CIDR", value_parser = route_prefix)]
+        prefix: IpNet,
+        /// Succeed when the route does not exist.
+        #[arg(long)]
+        if_exists: bool,
+    },
+    /// List every route the switch uses, static or not.
+    List,
+}
+
+#[derive(Debug, Args)]
+struct RouteAddArgs {
+    /// Destination prefix with host bits zero, or `default` for 0.0.0.0/0.
+    #[arg(value_name = "CIDR", value_parser = route_prefix)]
+    prefix: IpNet,
+
+    /// Where the traffic goes, as in `ip route`: `via NEXTHOP` (an address
+    /// in a connected subnet) or `dev PORT` (directly on that port's link).
+    #[arg(value_name = "via NEXTHOP | dev PORT", num_args = 0..)]
+    target: Vec<String>,
+
+    /// Encapsulate towards the next hop.
+    #[arg(long, value_name = "TYPE", value_enum)]
+    encap: Option<CliEncap>,
+
+    /// VXLAN network identifier (1-16777215), with --encap vxlan.
+    #[arg(
+        long,
+        value_name = "N",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u32).range(1..=VNI_MAX)
+    )]
+    vni: Option<u32>,
+
+    /// Succeed when the same route already exists.
+    #[arg(long)]
+    may_exist: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum NeighCmd {
+    /// List learned and configured neighbours.
+    List,
+}
+
+/// [`Encap`] types as a command-line value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CliEncap {
+    Vxlan,
 }
 
 /// [`PortType`] as a command-line value. The protocol crate keeps no clap
@@ -212,6 +324,22 @@ impl Cmd {
             Cmd::Fdb(FdbCmd::Del { mac }) => Command::FdbDel { mac: *mac },
             Cmd::Fdb(FdbCmd::Flush) => Command::FdbFlush,
             Cmd::Stats { port } => Command::Stats { port: port.clone() },
+            Cmd::Addr(AddrCmd::Add { addr, may_exist }) => Command::AddrAdd {
+                addr: *addr,
+                may_exist: *may_exist,
+            },
+            Cmd::Addr(AddrCmd::Del { addr, if_exists }) => Command::AddrDel {
+                addr: *addr,
+                if_exists: *if_exists,
+            },
+            Cmd::Addr(AddrCmd::List) => Command::AddrList,
+            Cmd::Route(RouteCmd::Add(args)) => Command::RouteAdd(args.to_spec()?),
+            Cmd::Route(RouteCmd::Del { prefix, if_exists }) => Command::RouteDel {
+                prefix: *prefix,
+                if_exists: *if_exists,
+            },
+            Cmd::Route(RouteCmd::List) => Command::RouteList,
+            Cmd::Neigh(NeighCmd::List) => Command::NeighList,
         })
     }
 }
@@ -246,9 +374,151 @@ impl PortAddArgs {
             mac: self.mac,
             netns: self.netns.clone(),
             ifname: self.ifname.clone(),
+            ips: self.ips.clone(),
+            uplink: self.uplink,
+            host: self.host,
             may_exist: self.may_exist,
         })
     }
+}
+
+impl RouteAddArgs {
+    fn to_spec(&self) -> Result<RouteSpec, Failure> {
+        let (via, dev) = route_target(&self.target).map_err(Failure::Usage)?;
+        if let Some(via) = via
+            && via.is_ipv4() != matches!(self.prefix, IpNet::V4(_))
+        {
+            let (hop, net) = if via.is_ipv4() {
+                ("IPv4", "IPv6")
+            } else {
+                ("IPv6", "IPv4")
+            };
+            // `default` means 0.0.0.0/0, so an IPv6 default route needs ::/0.
+            let hint = if via.is_ipv6() && self.prefix.prefix_len() == 0 {
+                "; the IPv6 default route is ::/0"
+            } else {
+                ""
+            };
+            return Err(Failure::Usage(format!(
+                "next hop {via} is {hop} but {} is {net}{hint}",
+                self.prefix
+            )));
+        }
+        let encap = match (self.encap, self.vni) {
+            (None, None) => None,
+            (Some(CliEncap::Vxlan), Some(vni)) => Some(Encap::Vxlan { vni }),
+            (Some(CliEncap::Vxlan), None) => {
+                return Err(Failure::Usage(format!(
+                    "--encap vxlan needs --vni N (1-{VNI_MAX})"
+                )));
+            }
+            (None, Some(_)) => {
+                return Err(Failure::Usage(
+                    "--vni applies only with --encap vxlan".to_string(),
+                ));
+            }
+        };
+        if encap.is_some() && via.is_none() {
+            return Err(Failure::Usage(
+                "--encap needs 'via NEXTHOP': the tunnel ends at the next hop".to_string(),
+            ));
+        }
+        Ok(RouteSpec {
+            prefix: self.prefix,
+            via,
+            dev,
+            encap,
+            may_exist: self.may_exist,
+        })
+    }
+}
+
+/// The destination of `route add` from its `ip route`-style keyword pairs:
+/// exactly one of `via NEXTHOP` and `dev PORT`.
+fn route_target(words: &[String]) -> Result<(Option<IpAddr>, Option<String>), String> {
+    const EXPECTED: &str = "expected 'via NEXTHOP' or 'dev PORT' after the prefix";
+    let mut via = None;
+    let mut dev = None;
+    let mut words = words.iter().map(String::as_str);
+    while let Some(keyword) = words.next() {
+        // A keyword where a value belongs means the value is missing.
+        let value = words.next().filter(|v| !matches!(*v, "via" | "dev" | ""));
+        match keyword {
+            "via" => {
+                let value =
+                    value.ok_or("'via' needs a next-hop address, such as 'via 192.168.50.2'")?;
+                if via.is_some() {
+                    return Err("'via' is given twice".to_string());
+                }
+                let hop = value.parse::<IpAddr>().map_err(|_| {
+                    format!("invalid next hop '{value}': expected an IPv4 or IPv6 address")
+                })?;
+                via = Some(hop);
+            }
+            "dev" => {
+                let value = value.ok_or("'dev' needs a port name, such as 'dev uplink0'")?;
+                if dev.is_some() {
+                    return Err("'dev' is given twice".to_string());
+                }
+                dev = Some(value.to_string());
+            }
+            other => return Err(format!("unknown keyword '{other}'; {EXPECTED}")),
+        }
+    }
+    match (via, dev) {
+        (None, None) => Err(format!("missing destination; {EXPECTED}")),
+        (Some(_), Some(_)) => Err("give either 'via NEXTHOP' or 'dev PORT', not both".to_string()),
+        target => Ok(target),
+    }
+}
+
+/// Parses a router address `ADDR/PREFIX`, keeping its host bits.
+fn router_addr(s: &str) -> Result<IpNet, String> {
+    if let Ok(addr) = s.parse::<IpAddr>() {
+        let example = if addr.is_ipv4() { 24 } else { 64 };
+        return Err(format!(
+            "missing prefix length; give the address with its subnet, such as {addr}/{example}"
+        ));
+    }
+    IpNet::from_str(s).map_err(|_| {
+        "expected an address with its prefix length, such as 10.244.1.1/24".to_string()
+    })
+}
+
+/// Parses a route destination: a prefix whose host bits are zero, or
+/// `default` for 0.0.0.0/0.
+fn route_prefix(s: &str) -> Result<IpNet, String> {
+    if s == "default" {
+        return Ok(IpNet::V4(Ipv4Net::default()));
+    }
+    if let Ok(addr) = s.parse::<IpAddr>() {
+        let host = if addr.is_ipv4() { 32 } else { 128 };
+        return Err(format!(
+            "missing prefix length; for a route to this one address give {addr}/{host}"
+        ));
+    }
+    let prefix = IpNet::from_str(s)
+        .map_err(|_| "expected a prefix such as 10.244.2.0/24, or 'default'".to_string())?;
+    if prefix.trunc() != prefix {
+        return Err(format!(
+            "{prefix} has host bits set; did you mean {}?",
+            prefix.trunc()
+        ));
+    }
+    Ok(prefix)
+}
+
+/// Parses a pod address for `port add --ip`: a plain address, no prefix.
+fn pod_ip(s: &str) -> Result<IpAddr, String> {
+    if let Some((addr, _)) = s.split_once('/')
+        && addr.parse::<IpAddr>().is_ok()
+    {
+        return Err(format!(
+            "a pod address takes no prefix length; give --ip {addr}"
+        ));
+    }
+    s.parse()
+        .map_err(|_| "expected an IPv4 or IPv6 address such as 10.244.1.5".to_string())
 }
 
 /// Validates, sends the one request, and returns the text to print.
@@ -431,6 +701,10 @@ mod tests {
             "/proc/42/ns/net",
             "--ifname",
             "eth0",
+            "--ip",
+            "10.244.1.5",
+            "--ip",
+            "fd00:10:244:1::5",
         ]);
         let want = PortSpec {
             name: "tap0".into(),
@@ -439,6 +713,12 @@ mod tests {
             mac: Some("02:00:00:00:00:09".parse().unwrap()),
             netns: Some("/proc/42/ns/net".into()),
             ifname: Some("eth0".into()),
+            ips: vec![
+                "10.244.1.5".parse().unwrap(),
+                "fd00:10:244:1::5".parse().unwrap(),
+            ],
+            uplink: false,
+            host: false,
             may_exist: false,
         };
         assert_eq!(got, Ok(Command::PortAdd(want)));
@@ -514,6 +794,440 @@ mod tests {
         assert!(
             line.starts_with("incomplete command, usage: vswitchctl fdb "),
             "{line}"
+        );
+    }
+
+    /// The one-line message a usage error prints, from clap or from our own checks.
+    fn usage_error(args: &[&str]) -> String {
+        match parse(args) {
+            Err(e) => {
+                assert_eq!(e.exit_code(), i32::from(EXIT_USAGE), "{args:?}");
+                usage_line(&e)
+            }
+            Ok(cli) => match cli.command.to_command() {
+                Err(Failure::Usage(m)) => m,
+                other => panic!("{args:?} must be a usage error, got {other:?}"),
+            },
+        }
+    }
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn static_route(prefix: &str) -> RouteSpec {
+        RouteSpec {
+            prefix: net(prefix),
+            via: None,
+            dev: None,
+            encap: None,
+            may_exist: false,
+        }
+    }
+
+    #[test]
+    fn port_add_roles() {
+        let got = command(&["port", "add", "eth1", "--uplink", "--ip", "192.168.50.1"]);
+        let want = PortSpec {
+            uplink: true,
+            ips: vec![ip("192.168.50.1")],
+            ..PortSpec::afxdp("eth1")
+        };
+        assert_eq!(got, Ok(Command::PortAdd(want)));
+        let got = command(&["port", "add", "vsw0", "--type", "tap", "--host"]);
+        let want = PortSpec {
+            port_type: PortType::Tap,
+            host: true,
+            ..PortSpec::afxdp("vsw0")
+        };
+        assert_eq!(got, Ok(Command::PortAdd(want)));
+        let line = usage_error(&["port", "add", "p", "--uplink", "--host"]);
+        assert!(
+            line.contains("'--uplink' cannot be used with '--host'"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn port_add_ip_takes_a_plain_address() {
+        let line = usage_error(&["port", "add", "p", "--ip", "10.244.1.5/24"]);
+        assert!(
+            line.contains("a pod address takes no prefix length; give --ip 10.244.1.5"),
+            "{line}"
+        );
+        let line = usage_error(&["port", "add", "p", "--ip", "pod1"]);
+        assert!(
+            line.contains("invalid value 'pod1' for '--ip <ADDR>'"),
+            "{line}"
+        );
+        assert!(line.contains("expected an IPv4 or IPv6 address"), "{line}");
+    }
+
+    #[test]
+    fn addr_commands_keep_host_bits() {
+        let cases: Vec<(Vec<&str>, Command)> = vec![
+            (
+                vec!["addr", "add", "10.244.1.1/24"],
+                Command::AddrAdd {
+                    addr: net("10.244.1.1/24"),
+                    may_exist: false,
+                },
+            ),
+            (
+                vec!["addr", "add", "fd00:10:244:1::1/64", "--may-exist"],
+                Command::AddrAdd {
+                    addr: net("fd00:10:244:1::1/64"),
+                    may_exist: true,
+                },
+            ),
+            (
+                vec!["addr", "del", "10.244.1.1/24", "--if-exists"],
+                Command::AddrDel {
+                    addr: net("10.244.1.1/24"),
+                    if_exists: true,
+                },
+            ),
+            (vec!["addr", "list"], Command::AddrList),
+            (vec!["neigh", "list"], Command::NeighList),
+            (vec!["route", "list"], Command::RouteList),
+        ];
+        for (args, want) in cases {
+            assert_eq!(command(&args), Ok(want), "{args:?}");
+        }
+        // The host bits survive parsing: this is the address .1, not the subnet.
+        match command(&["addr", "add", "10.244.1.1/24"]) {
+            Ok(Command::AddrAdd { addr, .. }) => {
+                assert_eq!(addr.addr(), ip("10.244.1.1"));
+                assert_eq!(addr.prefix_len(), 24);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn addr_without_prefix_is_a_usage_error() {
+        let line = usage_error(&["addr", "add", "10.244.1.1"]);
+        assert!(
+            line.contains("missing prefix length") && line.contains("such as 10.244.1.1/24"),
+            "{line}"
+        );
+        let line = usage_error(&["addr", "del", "fd00::1"]);
+        assert!(line.contains("such as fd00::1/64"), "{line}");
+        for bad in ["10.244.1.1/33", "10.244.1/24", "gateway"] {
+            let line = usage_error(&["addr", "add", bad]);
+            assert!(
+                line.contains(&format!("invalid value '{bad}' for '<ADDR/PREFIX>'")),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn route_add_via_and_dev() {
+        let cases: Vec<(Vec<&str>, RouteSpec)> = vec![
+            (
+                vec!["route", "add", "10.244.2.0/24", "via", "192.168.50.2"],
+                RouteSpec {
+                    via: Some(ip("192.168.50.2")),
+                    ..static_route("10.244.2.0/24")
+                },
+            ),
+            (
+                vec![
+                    "route",
+                    "add",
+                    "10.244.9.0/24",
+                    "dev",
+                    "uplink0",
+                    "--may-exist",
+                ],
+                RouteSpec {
+                    dev: Some("uplink0".into()),
+                    may_exist: true,
+                    ..static_route("10.244.9.0/24")
+                },
+            ),
+            (
+                vec![
+                    "route",
+                    "add",
+                    "10.244.2.0/24",
+                    "via",
+                    "192.168.50.2",
+                    "--encap",
+                    "vxlan",
+                    "--vni",
+                    "16777215",
+                ],
+                RouteSpec {
+                    via: Some(ip("192.168.50.2")),
+                    encap: Some(Encap::Vxlan { vni: 16_777_215 }),
+                    ..static_route("10.244.2.0/24")
+                },
+            ),
+            (
+                // Options may come before the keyword pair too.
+                vec![
+                    "route",
+                    "add",
+                    "--encap",
+                    "vxlan",
+                    "--vni",
+                    "1",
+                    "10.244.2.0/24",
+                    "via",
+                    "192.168.50.2",
+                ],
+                RouteSpec {
+                    via: Some(ip("192.168.50.2")),
+                    encap: Some(Encap::Vxlan { vni: 1 }),
+                    ..static_route("10.244.2.0/24")
+                },
+            ),
+            (
+                vec!["route", "add", "default", "via", "192.168.50.1"],
+                RouteSpec {
+                    via: Some(ip("192.168.50.1")),
+                    ..static_route("0.0.0.0/0")
+                },
+            ),
+            (
+                vec!["route", "add", "0.0.0.0/0", "via", "192.168.50.1"],
+                RouteSpec {
+                    via: Some(ip("192.168.50.1")),
+                    ..static_route("0.0.0.0/0")
+                },
+            ),
+            (
+                vec!["route", "add", "fd00:10:244:2::/64", "via", "fd00::2"],
+                RouteSpec {
+                    via: Some(ip("fd00::2")),
+                    ..static_route("fd00:10:244:2::/64")
+                },
+            ),
+        ];
+        for (args, want) in cases {
+            assert_eq!(command(&args), Ok(Command::RouteAdd(want)), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn route_del_accepts_default() {
+        for (arg, prefix) in [
+            ("default", "0.0.0.0/0"),
+            ("0.0.0.0/0", "0.0.0.0/0"),
+            ("10.244.2.0/24", "10.244.2.0/24"),
+        ] {
+            assert_eq!(
+                command(&["route", "del", arg]),
+                Ok(Command::RouteDel {
+                    prefix: net(prefix),
+                    if_exists: false
+                })
+            );
+        }
+        assert_eq!(
+            command(&["route", "del", "default", "--if-exists"]),
+            Ok(Command::RouteDel {
+                prefix: net("0.0.0.0/0"),
+                if_exists: true
+            })
+        );
+    }
+
+    #[test]
+    fn route_add_keyword_errors() {
+        let prefix = ["route", "add", "10.244.2.0/24"];
+        for (words, needle) in [
+            (
+                &[][..],
+                "missing destination; expected 'via NEXTHOP' or 'dev PORT'",
+            ),
+            (&["via"][..], "'via' needs a next-hop address"),
+            (&["dev"][..], "'dev' needs a port name"),
+            (&["dev", ""][..], "'dev' needs a port name"),
+            (&["via", "dev", "p1"][..], "'via' needs a next-hop address"),
+            (
+                &["gw", "192.168.50.2"][..],
+                "unknown keyword 'gw'; expected 'via NEXTHOP' or 'dev PORT'",
+            ),
+            (
+                &["via", "192.168.50.2", "dev", "uplink0"][..],
+                "either 'via NEXTHOP' or 'dev PORT', not both",
+            ),
+            (
+                &["via", "192.168.50.2", "via", "192.168.50.3"][..],
+                "'via' is given twice",
+            ),
+            (&["dev", "a", "dev", "b"][..], "'dev' is given twice"),
+            (
+                &["via", "node2"][..],
+                "invalid next hop 'node2': expected an IPv4 or IPv6 address",
+            ),
+            (
+                &["via", "fd00::2"][..],
+                "next hop fd00::2 is IPv6 but 10.244.2.0/24 is IPv4",
+            ),
+        ] {
+            let args: Vec<&str> = prefix.iter().chain(words).copied().collect();
+            let line = usage_error(&args);
+            assert!(line.contains(needle), "{args:?}: {line}");
+        }
+        let line = usage_error(&["route", "add", "default", "via", "fd00::1"]);
+        assert!(
+            line.ends_with("0.0.0.0/0 is IPv4; the IPv6 default route is ::/0"),
+            "{line}"
+        );
+        assert_eq!(
+            command(&["route", "add", "::/0", "via", "fd00::1"]),
+            Ok(Command::RouteAdd(RouteSpec {
+                via: Some(ip("fd00::1")),
+                ..static_route("::/0")
+            }))
+        );
+        let line = usage_error(&["route", "add", "fd00::/64", "via", "10.0.0.1"]);
+        assert!(
+            line.contains("next hop 10.0.0.1 is IPv4 but fd00::/64 is IPv6"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn route_add_encap_errors() {
+        let base = ["route", "add", "10.244.2.0/24", "via", "192.168.50.2"];
+        for (extra, needle) in [
+            (
+                &["--encap", "vxlan"][..],
+                "--encap vxlan needs --vni N (1-16777215)",
+            ),
+            (
+                &["--vni", "42"][..],
+                "--vni applies only with --encap vxlan",
+            ),
+            (
+                &["--encap", "vxlan", "--vni", "0"][..],
+                "0 is not in 1..=16777215",
+            ),
+            (
+                &["--encap", "vxlan", "--vni", "16777216"][..],
+                "16777216 is not in 1..=16777215",
+            ),
+            (
+                &["--encap", "vxlan", "--vni", "-1"][..],
+                "-1 is not in 1..=16777215",
+            ),
+            (
+                &["--encap", "gre", "--vni", "1"][..],
+                "possible values: vxlan",
+            ),
+        ] {
+            let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+            let line = usage_error(&args);
+            assert!(line.contains(needle), "{args:?}: {line}");
+        }
+        let line = usage_error(&[
+            "route",
+            "add",
+            "10.244.2.0/24",
+            "dev",
+            "uplink0",
+            "--encap",
+            "vxlan",
+            "--vni",
+            "7",
+        ]);
+        assert!(line.contains("--encap needs 'via NEXTHOP'"), "{line}");
+    }
+
+    #[test]
+    fn route_prefix_errors() {
+        for verb in ["add", "del"] {
+            let usage_error = |prefix: &str| {
+                let mut args = vec!["route", verb, prefix];
+                if verb == "add" {
+                    args.extend(["via", "192.168.50.2"]);
+                }
+                usage_error(&args)
+            };
+            let line = usage_error("10.244.2.1/24");
+            assert!(
+                line.contains("10.244.2.1/24 has host bits set; did you mean 10.244.2.0/24?"),
+                "{line}"
+            );
+            let line = usage_error("fd00::1/64");
+            assert!(line.contains("did you mean fd00::/64?"), "{line}");
+            let line = usage_error("10.0.0.5");
+            assert!(
+                line.contains("missing prefix length") && line.contains("10.0.0.5/32"),
+                "{line}"
+            );
+            let line = usage_error("Default");
+            assert!(
+                line.contains("expected a prefix such as 10.244.2.0/24, or 'default'"),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn l3_usage_errors_are_one_line() {
+        for args in [
+            &["addr", "add", "10.244.1.1"][..],
+            &["port", "add", "p", "--uplink", "--host"][..],
+            &["route", "add", "10.244.2.1/24", "via", "192.168.50.2"][..],
+            &[
+                "route",
+                "add",
+                "10.244.2.0/24",
+                "via",
+                "1.2.3.4",
+                "--vni",
+                "0",
+            ][..],
+            &["route", "add"][..],
+            &["route"][..],
+            &["neigh"][..],
+        ] {
+            let err = parse(args).expect_err("must not parse");
+            assert_eq!(err.exit_code(), i32::from(EXIT_USAGE), "{args:?}");
+            let line = usage_line(&err);
+            assert!(!line.contains('\n') && !line.is_empty(), "{line:?}");
+            assert!(!line.starts_with("error:"), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn route_add_round_trip_through_a_fake_daemon() {
+        let (path, daemon) = fake_daemon("route", Response::ok(Reply::Done));
+        let sock = path.to_str().unwrap();
+        let got = run(&parse(&[
+            "--socket",
+            sock,
+            "route",
+            "add",
+            "10.244.2.0/24",
+            "via",
+            "192.168.50.2",
+            "--encap",
+            "vxlan",
+            "--vni",
+            "42",
+        ])
+        .unwrap());
+        let request = daemon.join().unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(got, Ok(String::new()));
+        assert_eq!(
+            request.command,
+            Command::RouteAdd(RouteSpec {
+                via: Some(ip("192.168.50.2")),
+                encap: Some(Encap::Vxlan { vni: 42 }),
+                ..static_route("10.244.2.0/24")
+            })
         );
     }
 
