@@ -8,6 +8,8 @@ set -euo pipefail
 PACKAGES=(
     # xsk-rs builds libxdp/libbpf from source.
     clang llvm libelf-dev zlib1g-dev m4 pkg-config libpcap-dev
+    # fastpath/build.rs compiles the uplink's XDP program against <bpf/bpf_helpers.h>.
+    libbpf-dev
     # Pods, traffic and inspection in tests and the demo.
     iproute2 ethtool iperf3 iputils-ping tcpdump netcat-openbsd
     # The integration tests send hand-made frames through an AF_PACKET socket.

@@ -136,6 +136,7 @@ impl Xsk {
         region: &PoolView,
         xdp_flags: u32,
         bind_flags: u32,
+        libxdp_flags: u32,
     ) -> Result<Self, (i32, String)> {
         let mut x = Xsk {
             ifname: ifname.to_string_lossy().into_owned(),
@@ -173,7 +174,7 @@ impl Xsk {
         let scfg = xsk_socket_config {
             rx_size: XSK_RING_SIZE,
             tx_size: XSK_RING_SIZE,
-            __bindgen_anon_1: xsk_socket_config__bindgen_ty_1 { libxdp_flags: 0 },
+            __bindgen_anon_1: xsk_socket_config__bindgen_ty_1 { libxdp_flags },
             xdp_flags,
             bind_flags: (bind_flags | libxdp_sys::XDP_USE_NEED_WAKEUP) as u16,
         };
@@ -224,6 +225,32 @@ impl AfXdpPort {
         mode: AttachMode,
         region: &PoolView,
     ) -> Result<Self, AttachError> {
+        Self::open_with(ifname, id, mode, region, 0)
+    }
+
+    /// Like [`AfXdpPort::open`], but libxdp loads no XDP program: the socket
+    /// receives only what the program already attached to `ifname` redirects
+    /// to it (the uplink's [`super::uplink::UplinkProgram`], once the socket
+    /// is registered there). `mode` must be the mode that program runs in
+    /// (`Native`, or `ZeroCopy` under a native program, or `Generic`): it
+    /// decides the socket's bind flags and the mode the port reports.
+    pub fn open_without_program(
+        ifname: &str,
+        id: PortId,
+        mode: AttachMode,
+        region: &PoolView,
+    ) -> Result<Self, AttachError> {
+        let inhibit = libxdp_sys::XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;
+        Self::open_with(ifname, id, mode, region, inhibit)
+    }
+
+    fn open_with(
+        ifname: &str,
+        id: PortId,
+        mode: AttachMode,
+        region: &PoolView,
+        libxdp_flags: u32,
+    ) -> Result<Self, AttachError> {
         let err = |reason: String| AttachError {
             ifname: ifname.to_string(),
             reason,
@@ -252,7 +279,7 @@ impl AfXdpPort {
             // A socket we closed moments ago (the port was just deleted)
             // keeps its queue busy until the kernel's deferred cleanup has
             // run; a queue busy for any other reason fails at once.
-            let mut result = Xsk::create(&name, region, xdp, bind);
+            let mut result = Xsk::create(&name, region, xdp, bind, libxdp_flags);
             let retries = if closed_recently(ifname) {
                 BUSY_RETRIES
             } else {
@@ -262,7 +289,7 @@ impl AfXdpPort {
                 match &result {
                     Err((rc, _)) if *rc == -libc::EBUSY => {
                         std::thread::sleep(BUSY_WAIT);
-                        result = Xsk::create(&name, region, xdp, bind);
+                        result = Xsk::create(&name, region, xdp, bind, libxdp_flags);
                     }
                     _ => break,
                 }

@@ -7,6 +7,7 @@
 pub mod afxdp;
 pub mod memory;
 pub mod tap;
+pub mod uplink;
 
 use std::os::fd::RawFd;
 
