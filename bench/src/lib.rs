@@ -201,15 +201,7 @@ impl Rig {
     pub fn new(ports: &[PortId], fdb: &MacTable) -> Self {
         let pool = FramePool::heap(POOL_FRAMES);
         let mesh = Arc::new(Mesh::new(vec![pool.view()]));
-        let entries = ports
-            .iter()
-            .map(|&id| PortEntry {
-                id,
-                worker: 0,
-                up: true,
-                learn_full: false,
-            })
-            .collect();
+        let entries = ports.iter().map(|&id| PortEntry::new(id, 0)).collect();
         let snapshot = snapshot::shared(Snapshot::build(1, entries, fdb.view()));
         let counters = Arc::new(WorkerCounters::new());
         let (learn_tx, learn_rx) = crossbeam_channel::bounded(1024);

@@ -13,7 +13,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::mac::MacAddr;
@@ -72,6 +74,65 @@ pub enum Command {
         #[serde(default)]
         port: Option<String>,
     },
+    /// Gives the switch a router address (`10.244.1.1/24`): it answers ARP
+    /// and ping for it, and the subnet becomes a connected route into the
+    /// pod bridge.
+    AddrAdd {
+        addr: IpNet,
+        #[serde(default, skip_serializing_if = "is_false")]
+        may_exist: bool,
+    },
+    AddrDel {
+        addr: IpNet,
+        #[serde(default, skip_serializing_if = "is_false")]
+        if_exists: bool,
+    },
+    AddrList,
+    RouteAdd(RouteSpec),
+    RouteDel {
+        prefix: IpNet,
+        #[serde(default, skip_serializing_if = "is_false")]
+        if_exists: bool,
+    },
+    RouteList,
+    NeighList,
+}
+
+/// A static route as a client asks for it and the state file stores it.
+/// Exactly one of `via` and `dev` is set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Destination prefix; host bits must be zero.
+    pub prefix: IpNet,
+    /// Next hop, inside a connected subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<IpAddr>,
+    /// Output port: the destination is on the link of that port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<String>,
+    /// Encapsulation towards `via` (VXLAN across nodes without a shared L2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encap: Option<Encap>,
+    /// Request option, never stored: the same route already existing is not an error.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub may_exist: bool,
+}
+
+/// Tunnel encapsulation of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Encap {
+    /// VXLAN (RFC 7348) over UDP 4789 with this VNI (24 bits).
+    Vxlan { vni: u32 },
+}
+
+impl fmt::Display for Encap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Encap::Vxlan { vni } => write!(f, "vxlan vni {vni}"),
+        }
+    }
 }
 
 /// Kind of port.
@@ -120,6 +181,21 @@ pub struct PortSpec {
     /// For TAP ports moved into a namespace: the device's name there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ifname: Option<String>,
+    /// The pod's addresses behind this port. The switch installs a host
+    /// route to each and enforces port security: frames whose source MAC
+    /// (needs `mac`) or source IP is not the pod's are dropped as
+    /// `spoofed_source`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<IpAddr>,
+    /// The node's uplink NIC: only pod, switch and Service traffic is taken
+    /// from it (an XDP program passes the rest to the kernel). Routed, not
+    /// part of the pod bridge.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub uplink: bool,
+    /// A TAP in the node's own namespace: the kernel's leg into the pod
+    /// network. Routed, not part of the pod bridge.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub host: bool,
     /// Request option, never stored: a port of that name with exactly these
     /// settings already existing is not an error (idempotent add).
     #[serde(default, skip_serializing_if = "is_false")]
@@ -140,6 +216,9 @@ impl PortSpec {
             mac: None,
             netns: None,
             ifname: None,
+            ips: Vec::new(),
+            uplink: false,
+            host: false,
             may_exist: false,
         }
     }
@@ -189,6 +268,89 @@ pub enum Reply {
     Ports(Vec<PortInfo>),
     Fdb(Vec<FdbEntry>),
     Stats(Vec<PortStats>),
+    Addrs(Vec<AddrInfo>),
+    Routes(Vec<RouteInfo>),
+    Neighbours(Vec<NeighInfo>),
+}
+
+/// One of the switch's router addresses (`addr list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddrInfo {
+    pub addr: IpNet,
+    pub mac: MacAddr,
+}
+
+/// Where a route came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteOrigin {
+    /// The subnet of a router address (`addr add`).
+    Connected,
+    /// The switch's own address (answered locally).
+    Local,
+    /// A pod's address (`port add --ip`).
+    Pod,
+    /// Added by the switch for an uplink or host port.
+    Port,
+    /// `route add`.
+    Static,
+}
+
+impl fmt::Display for RouteOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RouteOrigin::Connected => "connected",
+            RouteOrigin::Local => "local",
+            RouteOrigin::Pod => "pod",
+            RouteOrigin::Port => "port",
+            RouteOrigin::Static => "static",
+        })
+    }
+}
+
+/// One route of `route list`: every route the data plane uses, static or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteInfo {
+    pub prefix: IpNet,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<IpAddr>,
+    /// Output port, or `bridge` for the pod bridge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encap: Option<Encap>,
+    pub origin: RouteOrigin,
+}
+
+/// State of a neighbour entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NeighState {
+    /// Learned from ARP/ND and confirmed recently.
+    Reachable,
+    /// Declared by configuration (a pod's `--ip` with `--mac`, a host port).
+    Permanent,
+}
+
+impl fmt::Display for NeighState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NeighState::Reachable => "reachable",
+            NeighState::Permanent => "permanent",
+        })
+    }
+}
+
+/// One entry of `neigh list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighInfo {
+    pub ip: IpAddr,
+    pub mac: MacAddr,
+    pub port: String,
+    pub state: NeighState,
+    /// Seconds since the entry was last confirmed (learned entries only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_secs: Option<u64>,
 }
 
 /// `show`.
@@ -213,6 +375,8 @@ pub struct DaemonInfo {
     pub poll: String,
     pub mac_aging_secs: u64,
     pub mac_limit: u32,
+    /// The MAC the switch routes with (gateway MAC of every router address).
+    pub router_mac: MacAddr,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -311,6 +475,46 @@ pub struct PortInfo {
     pub ifname: Option<String>,
     /// MAC addresses currently learned on this port.
     pub learned_macs: u32,
+    /// The pod's addresses (port security and host routes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<IpAddr>,
+    /// `pod`, `uplink` or `host`.
+    pub role: PortRole,
+}
+
+/// What a port is to the switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PortRole {
+    /// A member of the pod bridge.
+    Pod,
+    /// The node's NIC (routed).
+    Uplink,
+    /// The node kernel's leg into the pod network (routed).
+    Host,
+}
+
+impl fmt::Display for PortRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PortRole::Pod => "pod",
+            PortRole::Uplink => "uplink",
+            PortRole::Host => "host",
+        })
+    }
+}
+
+impl PortSpec {
+    /// The role these settings give the port.
+    pub fn role(&self) -> PortRole {
+        if self.uplink {
+            PortRole::Uplink
+        } else if self.host {
+            PortRole::Host
+        } else {
+            PortRole::Pod
+        }
+    }
 }
 
 /// Summary of the forwarding database.

@@ -17,6 +17,12 @@ pub enum Verdict {
     Flood,
     /// Drop, counted on the ingress port under this reason.
     Drop(DropReason),
+    /// The switch itself was the recipient (an ARP reply to it): freed, not
+    /// a drop.
+    Consumed,
+    /// Moved out of the batch to wait for neighbour resolution; the frame
+    /// is no longer the batch's to free.
+    Held,
 }
 
 /// One frame of a batch: where its bytes are and what was learnt about it.
@@ -30,6 +36,8 @@ pub struct Pkt {
     /// Destination and source MAC, filled by the parse stage.
     pub dst: MacKey,
     pub src: MacKey,
+    /// EtherType, filled by the parse stage.
+    pub ethertype: u16,
 }
 
 impl Pkt {
@@ -43,13 +51,23 @@ impl Pkt {
             verdict: Verdict::Pending,
             dst: 0,
             src: 0,
+            ethertype: 0,
         }
     }
 
     /// True while no stage has decided to drop the frame.
     #[inline]
     pub fn alive(&self) -> bool {
-        !matches!(self.verdict, Verdict::Drop(_))
+        !matches!(
+            self.verdict,
+            Verdict::Drop(_) | Verdict::Consumed | Verdict::Held
+        )
+    }
+
+    /// True while no stage has decided anything about the frame.
+    #[inline]
+    pub fn pending(&self) -> bool {
+        self.verdict == Verdict::Pending
     }
 }
 

@@ -27,11 +27,30 @@ pub enum DropReason {
     /// Destination in 01:80:c2:00:00:00/44 (STP, LACP, LLDP, pause…):
     /// link-local control frames that a bridge must not forward.
     LinkLocal,
+    /// From a pod port, with a source MAC or IP (or ARP sender) that is not
+    /// the pod's.
+    SpoofedSource,
+    /// Routed with a TTL of 0 or 1 (ICMP time exceeded sent).
+    TtlExpired,
+    /// No route to the destination (ICMP destination unreachable sent).
+    NoRoute,
+    /// Larger than the output MTU (ICMP fragmentation needed sent if DF).
+    FragNeeded,
+    /// The next hop did not answer ARP in time.
+    NeighborUnresolved,
+    /// Too many packets already waiting for neighbour resolution.
+    NeighborQueueFull,
+    /// IPv4 header with options (not routed).
+    IpOptions,
+    /// IPv4 fragment (not routed).
+    IpFragment,
+    /// Addressed to the router with a protocol it does not handle.
+    Unsupported,
 }
 
 impl DropReason {
     /// Number of reasons (size of counter arrays).
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 19;
 
     /// All reasons, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -45,6 +64,15 @@ impl DropReason {
         DropReason::TxRingFull,
         DropReason::NoBuffer,
         DropReason::LinkLocal,
+        DropReason::SpoofedSource,
+        DropReason::TtlExpired,
+        DropReason::NoRoute,
+        DropReason::FragNeeded,
+        DropReason::NeighborUnresolved,
+        DropReason::NeighborQueueFull,
+        DropReason::IpOptions,
+        DropReason::IpFragment,
+        DropReason::Unsupported,
     ];
 
     /// The stable name.
@@ -60,6 +88,15 @@ impl DropReason {
             DropReason::TxRingFull => "tx_ring_full",
             DropReason::NoBuffer => "no_buffer",
             DropReason::LinkLocal => "link_local",
+            DropReason::SpoofedSource => "spoofed_source",
+            DropReason::TtlExpired => "ttl_expired",
+            DropReason::NoRoute => "no_route",
+            DropReason::FragNeeded => "frag_needed",
+            DropReason::NeighborUnresolved => "neighbor_unresolved",
+            DropReason::NeighborQueueFull => "neighbor_queue_full",
+            DropReason::IpOptions => "ip_options",
+            DropReason::IpFragment => "ip_fragment",
+            DropReason::Unsupported => "unsupported",
         }
     }
 

@@ -9,8 +9,14 @@
 //! The pipeline (one file per stage under [`stage`]):
 //!
 //! ```text
-//! parse → learn → forward → output
+//! parse → security → learn → arp → route → forward → output
 //! ```
+//!
+//! The switch is a bridge of pod ports with a router attached: frames
+//! between pods on one subnet are switched (learn, forward); frames to the
+//! router's MAC, and everything from routed ports (the node's uplink, the
+//! host port), are routed ([`stage::arp`], [`stage::route`], tables in
+//! [`route`] and [`neigh`], per-worker state in [`router`]).
 //!
 //! Each stage loops over the whole batch and sets a per-frame
 //! [`batch::Verdict`]. A frame ends sent on one or more ports or dropped with
@@ -38,12 +44,16 @@ pub mod counters;
 pub mod drop;
 pub mod fdb;
 pub mod handoff;
+pub mod neigh;
 pub mod pipeline;
 pub mod pool;
 pub mod port;
+pub mod route;
+pub mod router;
 pub mod snapshot;
 pub mod stage;
 pub mod sys;
+pub mod wire;
 pub mod worker;
 
 /// Index of a port, stable for the port's lifetime; also indexes counters.

@@ -3,26 +3,43 @@
 use crate::batch::Batch;
 use crate::counters::WorkerCounters;
 use crate::pool::FramePool;
+use crate::router::Router;
 use crate::snapshot::Snapshot;
 use crate::stage::learn::Learner;
 use crate::stage::output::Outputs;
-use crate::stage::{forward, learn, output, parse};
+use crate::stage::route::RouteCtx;
+use crate::stage::{arp, forward, learn, output, parse, route, security};
 
-/// Runs one batch from one ingress port through the L2 pipeline. Afterwards
-/// every frame of the batch is either queued in `outputs` or freed and
-/// counted as a drop.
+/// Runs one batch through the pipeline. Afterwards every frame of the batch
+/// is queued in `outputs`, held by the router (waiting for a neighbour), or
+/// freed (counted as a drop unless the switch itself consumed it).
+#[allow(clippy::too_many_arguments)]
 #[inline]
 pub fn process(
     batch: &mut Batch,
     snap: &Snapshot,
     pool: &mut FramePool,
     learner: &mut Learner,
+    router: &mut Router,
     outputs: &mut Outputs,
     counters: &WorkerCounters,
     now: u64,
 ) {
     parse::run(batch, pool);
+    security::run(batch, snap, pool);
     learn::run(batch, snap, learner, now);
+    arp::run(batch, snap, pool, router, now);
+    route::run(
+        batch,
+        &mut RouteCtx {
+            snap,
+            pool,
+            outputs,
+            counters,
+            router,
+            now,
+        },
+    );
     forward::run(batch, snap);
     output::run(batch, snap, pool, outputs, counters);
     batch.clear();

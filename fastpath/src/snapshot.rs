@@ -8,8 +8,37 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::PortId;
 use crate::fdb::FdbView;
+use crate::neigh::NeighView;
+use crate::route::RouteTable;
+use crate::{MacKey, PortId};
+
+/// What a port is to the switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PortRole {
+    /// A member of the pod bridge (flooded to, MACs learned).
+    #[default]
+    Pod,
+    /// The node's NIC: routed, never flooded to.
+    Uplink,
+    /// The node kernel's leg into the pod network: routed, never flooded to;
+    /// the switch answers every ARP request from it (proxy ARP).
+    Host,
+}
+
+/// Port security of a pod port: what the pod behind it may send as.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortGuard {
+    /// The only source MAC allowed, if declared.
+    pub mac: Option<MacKey>,
+    /// The only IPv4 source addresses allowed.
+    pub v4: Vec<u32>,
+    /// The IPv6 source addresses allowed besides link-local ones.
+    pub v6: Vec<u128>,
+}
+
+/// Default MTU of a port whose interface MTU is not known.
+pub const DEFAULT_MTU: u16 = 1500;
 
 /// A port as the data plane sees it.
 #[derive(Debug, Clone)]
@@ -22,6 +51,71 @@ pub struct PortEntry {
     /// The port has reached its learned-MAC limit: frames from new source
     /// MACs are dropped.
     pub learn_full: bool,
+    pub role: PortRole,
+    /// Largest IP packet the port carries (routed packets above it get
+    /// ICMP "fragmentation needed").
+    pub mtu: u16,
+    /// Port security, for pod ports declared with addresses.
+    pub guard: Option<Arc<PortGuard>>,
+}
+
+impl PortEntry {
+    /// An up pod port with default settings.
+    pub fn new(id: PortId, worker: usize) -> Self {
+        PortEntry {
+            id,
+            worker,
+            up: true,
+            learn_full: false,
+            role: PortRole::Pod,
+            mtu: DEFAULT_MTU,
+            guard: None,
+        }
+    }
+}
+
+/// The router's configuration as the data plane sees it.
+#[derive(Debug, Clone, Default)]
+pub struct L3Config {
+    pub router_mac: MacKey,
+    pub routes: RouteTable,
+    /// The switch's IPv4 addresses with their prefix lengths.
+    pub addrs4: Vec<(u32, u8)>,
+    /// Smallest MTU of the pod ports (the bridge as one link).
+    pub bridge_mtu: u16,
+}
+
+impl L3Config {
+    /// False while there is nothing to route: frames then skip the L3
+    /// stages entirely, and the switch is a plain L2 bridge.
+    #[inline]
+    pub fn enabled(&self) -> bool {
+        !self.routes.is_empty()
+    }
+
+    /// The switch address to speak from towards `peer`: the one whose subnet
+    /// holds `peer`, else the first one.
+    #[inline]
+    pub fn source_for(&self, peer: u32) -> Option<u32> {
+        self.addrs4
+            .iter()
+            .find(|(a, len)| {
+                use crate::route::LpmKey;
+                a.masked(*len) == peer.masked(*len)
+            })
+            .or(self.addrs4.first())
+            .map(|(a, _)| *a)
+    }
+
+    /// The switch address in the subnet of `peer`, if any.
+    #[inline]
+    pub fn on_subnet(&self, peer: u32) -> Option<u32> {
+        use crate::route::LpmKey;
+        self.addrs4
+            .iter()
+            .find(|(a, len)| a.masked(*len) == peer.masked(*len))
+            .map(|(a, _)| *a)
+    }
 }
 
 /// Everything a worker needs to forward, as of one configuration version.
@@ -30,9 +124,11 @@ pub struct Snapshot {
     pub generation: u64,
     /// Indexed by port id.
     pub ports: Vec<Option<PortEntry>>,
-    /// Ports that are up, in id order: flood targets.
+    /// Pod ports that are up, in id order: flood targets.
     pub flood: Vec<PortId>,
     pub fdb: FdbView,
+    pub l3: Arc<L3Config>,
+    pub neigh: Arc<NeighView>,
 }
 
 impl Snapshot {
@@ -57,7 +153,7 @@ impl Snapshot {
         let flood = ports
             .iter()
             .flatten()
-            .filter(|p| p.up)
+            .filter(|p| p.up && p.role == PortRole::Pod)
             .map(|p| p.id)
             .collect();
         Snapshot {
@@ -65,6 +161,8 @@ impl Snapshot {
             ports,
             flood,
             fdb,
+            l3: Arc::default(),
+            neigh: Arc::default(),
         }
     }
 }

@@ -317,3 +317,191 @@ mod tests {
         assert!(if_index("no-such-if0").is_none());
     }
 }
+
+/// The MTU of interface `name` in the calling thread's namespace.
+pub fn mtu(name: &str) -> io::Result<u32> {
+    let sock = ctl_socket()?;
+    let mut req = ifreq(name)?;
+    ioctl(&sock, libc::SIOCGIFMTU, &mut req, "get MTU", name)?;
+    // SAFETY: SIOCGIFMTU filled the mtu member.
+    let m = unsafe { req.ifr_ifru.ifru_mtu };
+    Ok(u32::try_from(m).unwrap_or(0))
+}
+
+/// The MAC address of interface `name` in the calling thread's namespace.
+pub fn hw_addr(name: &str) -> io::Result<[u8; 6]> {
+    let sock = ctl_socket()?;
+    let mut req = ifreq(name)?;
+    ioctl(&sock, libc::SIOCGIFHWADDR, &mut req, "get MAC", name)?;
+    let mut mac = [0u8; 6];
+    // SAFETY: SIOCGIFHWADDR filled the hwaddr member.
+    let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+    for (m, d) in mac.iter_mut().zip(data) {
+        *m = d as u8;
+    }
+    Ok(mac)
+}
+
+/// One address of an interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IfAddr {
+    pub ifname: String,
+    pub addr: std::net::IpAddr,
+    pub prefix_len: u8,
+}
+
+/// Every IPv4 and IPv6 address of the calling thread's namespace.
+pub fn if_addrs() -> io::Result<Vec<IfAddr>> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head that we free below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, alive
+        // until freeifaddrs; its address pointers are null or point to
+        // sockaddrs of the family they announce.
+        unsafe {
+            let ifa = &*cur;
+            cur = ifa.ifa_next;
+            if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+                continue;
+            }
+            let name = std::ffi::CStr::from_ptr(ifa.ifa_name)
+                .to_string_lossy()
+                .into_owned();
+            let family = i32::from((*ifa.ifa_addr).sa_family);
+            let (addr, prefix_len) = if family == libc::AF_INET {
+                let a = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+                let len = if ifa.ifa_netmask.is_null() {
+                    32
+                } else {
+                    let m = &*(ifa.ifa_netmask as *const libc::sockaddr_in);
+                    u32::from_be(m.sin_addr.s_addr).count_ones() as u8
+                };
+                (IpAddr::V4(ip), len)
+            } else if family == libc::AF_INET6 {
+                let a = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+                let len = if ifa.ifa_netmask.is_null() {
+                    128
+                } else {
+                    let m = &*(ifa.ifa_netmask as *const libc::sockaddr_in6);
+                    u128::from_be_bytes(m.sin6_addr.s6_addr).count_ones() as u8
+                };
+                (IpAddr::V6(ip), len)
+            } else {
+                continue;
+            };
+            out.push(IfAddr {
+                ifname: name,
+                addr,
+                prefix_len,
+            });
+        }
+    }
+    // SAFETY: `head` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
+}
+
+/// Adds or replaces (`add`) or deletes a kernel route `dst/len dev ifindex`
+/// (scope link) in the calling thread's namespace, through rtnetlink.
+pub fn kernel_route(add: bool, dst: std::net::IpAddr, len: u8, ifindex: u32) -> io::Result<()> {
+    use std::net::IpAddr;
+    let (family, addr): (u8, Vec<u8>) = match dst {
+        IpAddr::V4(a) => (libc::AF_INET as u8, a.octets().to_vec()),
+        IpAddr::V6(a) => (libc::AF_INET6 as u8, a.octets().to_vec()),
+    };
+    // nlmsghdr (16) + rtmsg (12) + RTA_DST + RTA_OIF, all 4-byte aligned.
+    let mut msg: Vec<u8> = Vec::with_capacity(64);
+    let flags = libc::NLM_F_REQUEST
+        | libc::NLM_F_ACK
+        | if add {
+            libc::NLM_F_CREATE | libc::NLM_F_REPLACE
+        } else {
+            0
+        };
+    let kind = if add {
+        libc::RTM_NEWROUTE
+    } else {
+        libc::RTM_DELROUTE
+    };
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // length, patched below
+    msg.extend_from_slice(&kind.to_ne_bytes());
+    msg.extend_from_slice(&(flags as u16).to_ne_bytes());
+    msg.extend_from_slice(&1u32.to_ne_bytes()); // sequence
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it
+    // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags.
+    msg.extend_from_slice(&[
+        family,
+        len,
+        0,
+        0,
+        libc::RT_TABLE_MAIN,
+        libc::RTPROT_STATIC,
+        libc::RT_SCOPE_LINK,
+        libc::RTN_UNICAST,
+    ]);
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    let mut attr = |kind: u16, data: &[u8]| {
+        let alen = 4 + data.len();
+        msg.extend_from_slice(&(alen as u16).to_ne_bytes());
+        msg.extend_from_slice(&kind.to_ne_bytes());
+        msg.extend_from_slice(data);
+        msg.resize(msg.len().next_multiple_of(4), 0);
+    };
+    attr(libc::RTA_DST, &addr);
+    attr(libc::RTA_OIF, &ifindex.to_ne_bytes());
+    let total = msg.len() as u32;
+    msg[..4].copy_from_slice(&total.to_ne_bytes());
+
+    // SAFETY: plain socket creation; the descriptor is owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_ROUTE,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: an all-zero sockaddr_nl addresses the kernel.
+    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    kernel.nl_family = libc::AF_NETLINK as u16;
+    // SAFETY: `msg` and `kernel` are valid for the lengths given.
+    let sent = unsafe {
+        libc::sendto(
+            sock.as_raw_fd(),
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            (&kernel as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as u32,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut buf = [0u8; 512];
+    // SAFETY: `buf` is valid for writes of its length.
+    let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // The acknowledgement is an NLMSG_ERROR whose error code 0 means success.
+    if n >= 20 && u16::from_ne_bytes([buf[4], buf[5]]) == libc::NLMSG_ERROR as u16 {
+        let code = i32::from_ne_bytes([buf[16], buf[17], buf[18], buf[19]]);
+        if code != 0 {
+            return Err(io::Error::from_raw_os_error(-code));
+        }
+    }
+    Ok(())
+}

@@ -31,6 +31,7 @@ use crate::handoff::{HANDOFF_DEPTH, HandoffDesc, Mesh};
 use crate::pipeline;
 use crate::pool::FramePool;
 use crate::port::{Port, PortGone};
+use crate::router::Router;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::stage::learn::Learner;
 use crate::stage::output::{Outputs, TxFrame};
@@ -73,6 +74,8 @@ pub enum WorkerCmd {
 pub enum WorkerEvent {
     /// A port's interface disappeared or failed; the worker stopped polling it.
     PortGone { id: PortId, reason: String },
+    /// ARP said where a neighbour is (see [`crate::neigh`]).
+    Neighbour(crate::neigh::NeighEvent),
 }
 
 /// What a worker publishes about itself (written by the worker, read by the controller).
@@ -113,6 +116,7 @@ pub struct Worker {
     counters: Arc<WorkerCounters>,
     status: Arc<WorkerStatus>,
     learner: Learner,
+    router: Router,
     outputs: Outputs,
     batch: Batch,
     rx: [(u32, u32); BATCH_SIZE],
@@ -164,6 +168,7 @@ impl Worker {
             counters: p.counters,
             status: p.status,
             learner: Learner::new(p.learn_tx),
+            router: Router::new(p.events.clone()),
             outputs: Outputs::new(),
             batch: Batch::new(),
             rx: [(0, 0); BATCH_SIZE],
@@ -321,7 +326,8 @@ impl Worker {
             .take()
             .expect("snapshot is put back after each iteration");
         let latest = self.snapshot.load();
-        if !Arc::ptr_eq(latest, &snap) {
+        let fresh = !Arc::ptr_eq(latest, &snap);
+        if fresh {
             snap = Arc::clone(latest);
         }
         let now = clock::now_ms();
@@ -353,11 +359,15 @@ impl Worker {
                 &snap,
                 &mut self.pool,
                 &mut self.learner,
+                &mut self.router,
                 &mut self.outputs,
                 &self.counters,
                 now,
             );
             self.flush(&snap);
+        }
+        if self.router.retry_due(fresh, now) {
+            work += self.retry_held(&snap, now);
         }
         work += self.receive_handoffs(&snap);
         self.reclaim_returned();
@@ -375,6 +385,26 @@ impl Worker {
             self.publish_status();
         }
         work
+    }
+
+    /// Runs frames that wait for a neighbour through the pipeline again.
+    fn retry_held(&mut self, snap: &Snapshot, now: u64) -> usize {
+        self.router
+            .take_held(&mut self.batch, &mut self.pool, &self.counters, now);
+        let n = self.batch.len();
+        pipeline::process(
+            &mut self.batch,
+            snap,
+            &mut self.pool,
+            &mut self.learner,
+            &mut self.router,
+            &mut self.outputs,
+            &self.counters,
+            now,
+        );
+        self.router.retried();
+        self.flush(snap);
+        n
     }
 
     /// Sends every queued list: on a local port, or to the owning worker.

@@ -10,7 +10,8 @@
 //! The controller also owns the learned MAC table: it drains the workers'
 //! learning reports, ages entries and republishes when something changed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,19 +19,25 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use ctl::{
-    Command, DaemonInfo, FdbEntry, FdbKind, FdbSummary, FramePoolInfo, MacAddr, PortInfo, PortSpec,
-    PortState, PortStats, PortType, Reply, ShowReply, WorkerInfo, XdpMode, XdpStats,
+    AddrInfo, Command, DaemonInfo, FdbEntry, FdbKind, FdbSummary, FramePoolInfo, MacAddr,
+    NeighInfo, NeighState, PortInfo, PortRole as CtlRole, PortSpec, PortState, PortStats, PortType,
+    Reply, RouteSpec, ShowReply, WorkerInfo, XdpMode, XdpStats,
 };
 use fastpath::counters::PortCounterValues;
 use fastpath::drop::DropReason;
 use fastpath::fdb::{EntryKind, MacTable};
+use fastpath::neigh::{NeighTable, NeighView};
 use fastpath::port::afxdp::{AfXdpPort, AttachMode};
 use fastpath::port::tap::TapPort;
 use fastpath::port::{Port, PortMode};
+use fastpath::route::NextHop;
+use fastpath::snapshot::{DEFAULT_MTU, L3Config, PortGuard, PortRole};
 use fastpath::snapshot::{PortEntry, SharedSnapshot, Snapshot};
 use fastpath::worker::{PollMode, WorkerCmd, WorkerEvent};
-use fastpath::{MAX_PORTS, PortId, clock, mac_key, mac_octets, sys};
+use fastpath::{MAX_PORTS, MacKey, PortId, clock, mac_key, mac_octets, sys};
+use ipnet::IpNet;
 
+use crate::l3::{self, BuiltRoute, PortView, RouterModel};
 use crate::state::{self, State, StaticMac};
 use crate::workers::Workers;
 
@@ -49,6 +56,9 @@ pub struct Settings {
     pub poll: PollMode,
     pub mac_aging_secs: u64,
     pub mac_limit: u32,
+    /// `--router-mac`: overrides the state file's.
+    pub router_mac: Option<MacAddr>,
+    pub neigh_timeout_secs: u64,
 }
 
 /// A request that cannot be carried out; the message is shown to the user.
@@ -74,6 +84,18 @@ struct PortRecord {
     /// While down: when to try re-attaching next, and the current back-off.
     retry_at: Instant,
     retry_backoff: Duration,
+    /// What the router needs to know about the interface (see `PortFacts`).
+    facts: PortFacts,
+}
+
+/// What the router learns about a port's interface when it opens it.
+#[derive(Debug, Clone, Default)]
+struct PortFacts {
+    mtu: u16,
+    /// Host port: the MAC of the node kernel's side.
+    peer_mac: Option<MacKey>,
+    /// Uplink: the node's subnets on the NIC.
+    links: Vec<IpNet>,
 }
 
 /// The switch's configuration and the workers that run it.
@@ -91,6 +113,33 @@ pub struct Controller {
     last_housekeeping: Instant,
     /// Ports opened but not yet handed to their worker (see `publish`).
     pending_adds: Vec<(usize, PortId, Box<dyn Port>)>,
+    router: RouterModel,
+    router_mac: MacAddr,
+    neigh: NeighTable,
+    /// The router's part of the snapshot, rebuilt when `l3_dirty`.
+    l3: Arc<L3Config>,
+    routes_built: Vec<BuiltRoute>,
+    l3_dirty: bool,
+    neigh_view: Arc<NeighView>,
+    /// Kernel routes installed through the host port.
+    kernel_routes: BTreeSet<IpNet>,
+    /// The node's addresses as last seen (the host port's routes).
+    node_addrs: Vec<IpAddr>,
+}
+
+/// A random locally administered unicast MAC.
+fn random_mac() -> MacAddr {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    let b = h.finish().to_be_bytes();
+    MacAddr([(b[0] & 0xfc) | 0x02, b[1], b[2], b[3], b[4], b[5]])
 }
 
 fn attach_mode(m: XdpMode) -> AttachMode {
@@ -105,6 +154,8 @@ fn attach_mode(m: XdpMode) -> AttachMode {
 impl Controller {
     pub fn new(settings: Settings, workers: Workers, snapshot: SharedSnapshot) -> Self {
         let macs = MacTable::new(settings.mac_aging_secs, settings.mac_limit);
+        let router_mac = settings.router_mac.unwrap_or_else(random_mac);
+        let neigh = NeighTable::new(settings.neigh_timeout_secs);
         Controller {
             settings,
             started: Instant::now(),
@@ -118,12 +169,34 @@ impl Controller {
             baselines: HashMap::new(),
             last_housekeeping: Instant::now(),
             pending_adds: Vec::new(),
+            router: RouterModel::default(),
+            router_mac,
+            neigh,
+            l3: Arc::default(),
+            routes_built: Vec::new(),
+            l3_dirty: true,
+            neigh_view: Arc::default(),
+            kernel_routes: BTreeSet::new(),
+            node_addrs: Vec::new(),
         }
     }
 
     /// Recreates the configuration of a state file. Ports that cannot be
     /// opened now (their interface is missing) are kept, down, with the reason.
     pub fn restore(&mut self, st: State) {
+        if self.settings.router_mac.is_none()
+            && let Some(mac) = st.router_mac
+        {
+            self.router_mac = mac;
+        }
+        for a in &st.addrs {
+            match self.router.check_addr(*a, &self.port_views()) {
+                Ok(()) => {
+                    self.router.addrs.insert(*a);
+                }
+                Err(e) => tracing::error!("state file address {a} skipped: {e}"),
+            }
+        }
         for spec in st.ports {
             if let Err(e) = self.validate_port(&spec) {
                 tracing::error!(port = %spec.name, "state file port skipped: {e}");
@@ -138,6 +211,7 @@ impl Controller {
                     (false, Some(e.0), None, None, None)
                 }
             };
+            let facts = port_facts(&spec);
             self.insert_port(
                 PortRecord {
                     spec,
@@ -150,9 +224,23 @@ impl Controller {
                     xsk_fd: port.as_ref().and_then(|p| p.xsk_fd()),
                     retry_at: Instant::now(),
                     retry_backoff: Duration::ZERO,
+                    facts,
                 },
                 port,
             );
+        }
+        for r in st.routes {
+            match self.router.check_route(&r, &self.port_views()) {
+                Ok(()) => {
+                    self.router.routes.insert(r.prefix, r);
+                }
+                Err(e) => tracing::error!("state file route {} skipped: {e}", r.prefix),
+            }
+        }
+        self.l3_dirty = true;
+        // Keep the router MAC chosen now.
+        if let Err(e) = self.persist(&self.state()) {
+            tracing::warn!("{e}");
         }
         for s in st.fdb {
             match self.ports.get(&s.port) {
@@ -193,6 +281,27 @@ impl Controller {
                 Ok(Reply::Done)
             }
             Command::Stats { port } => self.stats(port.as_deref()),
+            Command::AddrAdd { addr, may_exist } => self.addr_add(addr, may_exist),
+            Command::AddrDel { addr, if_exists } => self.addr_del(addr, if_exists),
+            Command::AddrList => Ok(Reply::Addrs(
+                self.router
+                    .addrs
+                    .iter()
+                    .map(|a| AddrInfo {
+                        addr: *a,
+                        mac: self.router_mac,
+                    })
+                    .collect(),
+            )),
+            Command::RouteAdd(spec) => self.route_add(spec),
+            Command::RouteDel { prefix, if_exists } => self.route_del(prefix, if_exists),
+            Command::RouteList => {
+                self.rebuild_l3();
+                Ok(Reply::Routes(
+                    self.routes_built.iter().map(|r| r.info.clone()).collect(),
+                ))
+            }
+            Command::NeighList => Ok(Reply::Neighbours(self.neigh_infos())),
         }
     }
 
@@ -202,6 +311,11 @@ impl Controller {
         if self.last_housekeeping.elapsed() >= HOUSEKEEPING {
             self.last_housekeeping = Instant::now();
             changed |= self.macs.age(clock::now_ms()) > 0;
+            if self.neigh.age(clock::now_ms()) > 0 {
+                self.neigh_view = self.neigh.view();
+                changed = true;
+            }
+            changed |= self.refresh_node_addrs();
             changed |= self.check_interfaces();
             changed |= self.revive_ports();
         }
@@ -228,17 +342,32 @@ impl Controller {
                 changed |= self.macs.learn(ev.mac, ev.port, now).changed();
             }
         }
-        while let Ok(WorkerEvent::PortGone { id, reason }) = self.workers.events_rx.try_recv() {
-            if let Some(rec) = self.record_by_id(id) {
-                tracing::warn!(port = %rec.spec.name, "port down: {reason}");
-                rec.up = false;
-                rec.error = Some(reason);
-                let worker = rec.worker;
-                self.retire(id, worker);
-                changed = true;
+        let mut views = None;
+        let mut neigh_changed = false;
+        while let Ok(ev) = self.workers.events_rx.try_recv() {
+            match ev {
+                WorkerEvent::PortGone { id, reason } => {
+                    if let Some(rec) = self.record_by_id(id) {
+                        tracing::warn!(port = %rec.spec.name, "port down: {reason}");
+                        rec.up = false;
+                        rec.error = Some(reason);
+                        let worker = rec.worker;
+                        self.retire(id, worker);
+                        changed = true;
+                    }
+                }
+                WorkerEvent::Neighbour(n) => {
+                    let views = views.get_or_insert_with(|| self.port_views());
+                    if self.router.accept_neighbour(&n, views) {
+                        neigh_changed |= self.neigh.learn(n, now);
+                    }
+                }
             }
         }
-        changed
+        if neigh_changed {
+            self.neigh_view = self.neigh.view();
+        }
+        changed || neigh_changed
     }
 
     /// Marks ports down whose interface or namespace has gone away.
@@ -280,6 +409,9 @@ impl Controller {
             remove: false,
         });
         self.macs.remove_learned_on(id);
+        if self.neigh.remove_port(id) > 0 {
+            self.neigh_view = self.neigh.view();
+        }
         // The worker closes the socket: its descriptor is no longer ours to read.
         if let Some(rec) = self.record_by_id(id) {
             rec.xsk_fd = None;
@@ -317,7 +449,9 @@ impl Controller {
                         rec.ifindex = ifindex;
                         rec.xsk_fd = port.xsk_fd();
                         rec.retry_backoff = Duration::ZERO;
+                        rec.facts = port_facts(&rec.spec);
                     }
+                    self.l3_dirty = true;
                     self.pending_adds.push((worker, id, port));
                     changed = true;
                 }
@@ -366,17 +500,54 @@ impl Controller {
         if self.ports.contains_key(&spec.name) {
             return refuse(format!("port '{}' already exists", spec.name));
         }
+        if spec.uplink && spec.host {
+            return refuse("a port is either --uplink or --host, not both");
+        }
+        if !spec.ips.is_empty() {
+            if spec.uplink || spec.host {
+                return refuse("--ip declares a pod's addresses: not for --uplink or --host ports");
+            }
+            self.router
+                .check_pod_ips(&spec.ips, &self.port_views())
+                .map_err(Refused)?;
+        }
+        let role = spec.role();
+        if role != ctl::PortRole::Pod
+            && let Some(other) = self.ports.values().find(|r| r.spec.role() == role)
+        {
+            return refuse(format!(
+                "port '{}' is already the {role} port (one per switch)",
+                other.spec.name
+            ));
+        }
         match spec.port_type {
             PortType::Afxdp => {
-                if spec.mac.is_some() || spec.netns.is_some() || spec.ifname.is_some() {
+                if spec.netns.is_some() || spec.ifname.is_some() {
+                    return refuse("--netns and --ifname apply to TAP ports only (use --type tap)");
+                }
+                if spec.mac.is_some() && spec.ips.is_empty() {
                     return refuse(
-                        "--mac, --netns and --ifname apply to TAP ports only (use --type tap)",
+                        "--mac on an AF_XDP port declares the pod's MAC and needs --ip \
+                         (a TAP port's --mac sets the device's MAC)",
                     );
+                }
+                if spec.host {
+                    return refuse("a host port is a TAP: use --type tap --host");
                 }
             }
             PortType::Tap => {
                 if spec.mode != XdpMode::Auto {
                     return refuse("--mode applies to AF_XDP ports only");
+                }
+                if spec.uplink {
+                    return refuse(
+                        "an uplink is the node's NIC, attached through AF_XDP (not --type tap)",
+                    );
+                }
+                if spec.host && (spec.netns.is_some() || spec.ifname.is_some()) {
+                    return refuse(
+                        "a host port lives in the node's own namespace: no --netns/--ifname",
+                    );
                 }
                 if spec.ifname.is_some() && spec.netns.is_none() {
                     return refuse("--ifname requires --netns");
@@ -458,6 +629,9 @@ impl Controller {
                     port: port.clone(),
                 })
                 .collect(),
+            router_mac: Some(self.router_mac),
+            addrs: self.router.addrs.iter().copied().collect(),
+            routes: self.router.routes.values().cloned().collect(),
         }
     }
 
@@ -504,6 +678,7 @@ impl Controller {
         }
         let mode = Some(port.mode());
         tracing::info!(port = %spec.name, id, worker, mode = mode.as_ref().map(|m| m.mode), "port added");
+        let facts = port_facts(&spec);
         self.insert_port(
             PortRecord {
                 spec,
@@ -516,9 +691,11 @@ impl Controller {
                 xsk_fd: port.xsk_fd(),
                 retry_at: Instant::now(),
                 retry_backoff: Duration::ZERO,
+                facts,
             },
             Some(port),
         );
+        self.l3_dirty = true;
         self.publish();
         Ok(Reply::Done)
     }
@@ -527,6 +704,17 @@ impl Controller {
         let Some(rec) = self.ports.get(name) else {
             return refuse(format!("port '{name}' does not exist"));
         };
+        if let Some(r) = self
+            .router
+            .routes
+            .values()
+            .find(|r| r.dev.as_deref() == Some(name))
+        {
+            return refuse(format!(
+                "route {} goes out of port '{name}'; delete the route first",
+                r.prefix
+            ));
+        }
         let (id, worker) = (rec.id, rec.worker);
         let mut st = self.state();
         st.ports.retain(|p| p.name != name);
@@ -538,6 +726,9 @@ impl Controller {
         self.ids[usize::from(id)] = None;
         self.static_fdb.retain(|_, p| p != name);
         self.macs.remove_port(id);
+        self.neigh.remove_port(id);
+        self.neigh_view = self.neigh.view();
+        self.l3_dirty = true;
         self.publish();
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         if self.workers.handles[worker]
@@ -602,6 +793,7 @@ impl Controller {
     /// Builds and publishes a snapshot of the current model.
     fn publish(&mut self) {
         self.generation += 1;
+        self.rebuild_l3();
         let entries = self
             .ports
             .values()
@@ -610,9 +802,16 @@ impl Controller {
                 worker: r.worker,
                 up: r.up,
                 learn_full: self.macs.is_full(r.id),
+                role: role_of(&r.spec),
+                mtu: r.facts.mtu,
+                guard: guard_of(&r.spec),
             })
             .collect();
-        let snap = Snapshot::build(self.generation, entries, self.macs.view());
+        let snap = Snapshot {
+            l3: self.l3.clone(),
+            neigh: self.neigh_view.clone(),
+            ..Snapshot::build(self.generation, entries, self.macs.view())
+        };
         self.snapshot.store(Arc::new(snap));
         // New ports start polling only once the snapshot knows them, so
         // their first frames are forwarded like any other.
@@ -687,6 +886,8 @@ impl Controller {
                 netns: r.spec.netns.clone(),
                 ifname: r.spec.ifname.clone(),
                 learned_macs: self.macs.learned_on(r.id),
+                ips: r.spec.ips.clone(),
+                role: r.spec.role(),
             })
             .collect()
     }
@@ -754,6 +955,7 @@ impl Controller {
                 },
                 mac_aging_secs: self.settings.mac_aging_secs,
                 mac_limit: self.settings.mac_limit,
+                router_mac: self.router_mac,
             },
             workers,
             ports: self.port_infos(),
@@ -768,4 +970,314 @@ impl Controller {
 /// The device name of a TAP port: `--ifname` inside a namespace, else the port name.
 fn tap_ifname(spec: &PortSpec) -> &str {
     spec.ifname.as_deref().unwrap_or(&spec.name)
+}
+
+fn role_of(spec: &PortSpec) -> PortRole {
+    match spec.role() {
+        CtlRole::Pod => PortRole::Pod,
+        CtlRole::Uplink => PortRole::Uplink,
+        CtlRole::Host => PortRole::Host,
+    }
+}
+
+/// Port security of a pod port declared with addresses.
+fn guard_of(spec: &PortSpec) -> Option<Arc<PortGuard>> {
+    if spec.ips.is_empty() {
+        return None;
+    }
+    let mut g = PortGuard {
+        mac: spec.mac.map(|m| mac_key(&m.0)),
+        ..PortGuard::default()
+    };
+    for ip in &spec.ips {
+        match ip {
+            IpAddr::V4(a) => g.v4.push(u32::from(*a)),
+            IpAddr::V6(a) => g.v6.push(u128::from(*a)),
+        }
+    }
+    Some(Arc::new(g))
+}
+
+/// Reads what the router needs from a port's interface (in the daemon's
+/// namespace; a TAP moved into a pod has the default MTU).
+fn port_facts(spec: &PortSpec) -> PortFacts {
+    let mut f = PortFacts {
+        mtu: DEFAULT_MTU,
+        ..PortFacts::default()
+    };
+    if spec.netns.is_none()
+        && let Ok(m) = sys::mtu(&spec.name)
+    {
+        f.mtu = u16::try_from(m).unwrap_or(u16::MAX);
+    }
+    if spec.host {
+        f.peer_mac = sys::hw_addr(&spec.name).ok().map(|m| mac_key(&m));
+    }
+    if spec.uplink {
+        f.links = sys::if_addrs()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a.ifname == spec.name)
+            .filter(|a| !matches!(a.addr, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80))
+            .filter_map(|a| IpNet::new(a.addr, a.prefix_len).ok().map(|n| n.trunc()))
+            .collect();
+    }
+    f
+}
+
+impl Controller {
+    /// What the router model needs to know about every port.
+    fn port_views(&self) -> Vec<PortView> {
+        self.ports
+            .values()
+            .map(|r| PortView {
+                name: r.spec.name.clone(),
+                id: r.id,
+                role: role_of(&r.spec),
+                pod_mac: r.spec.mac.filter(|_| r.spec.role() == CtlRole::Pod),
+                ips: r.spec.ips.clone(),
+                peer_mac: r.facts.peer_mac,
+                links: r.facts.links.clone(),
+                node_addrs: if r.spec.host {
+                    self.node_addrs.clone()
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect()
+    }
+
+    /// Rebuilds the routing table and the router's snapshot part, if the
+    /// configuration changed since the last build.
+    fn rebuild_l3(&mut self) {
+        if !self.l3_dirty {
+            return;
+        }
+        self.l3_dirty = false;
+        if self.ports.values().any(|r| r.spec.host) {
+            self.node_addrs = self.current_node_addrs();
+        }
+        let views = self.port_views();
+        self.routes_built = self.router.build(&views);
+        let bridge_mtu = self
+            .ports
+            .values()
+            .filter(|r| r.spec.role() == CtlRole::Pod)
+            .map(|r| r.facts.mtu)
+            .min()
+            .unwrap_or(DEFAULT_MTU);
+        self.l3 = Arc::new(L3Config {
+            router_mac: mac_key(&self.router_mac.0),
+            routes: l3::table(&self.routes_built),
+            addrs4: self
+                .router
+                .addrs
+                .iter()
+                .filter_map(|a| match a {
+                    IpNet::V4(n) => Some((u32::from(n.addr()), n.prefix_len())),
+                    IpNet::V6(_) => None,
+                })
+                .collect(),
+            bridge_mtu,
+        });
+        self.sync_kernel_routes();
+    }
+
+    /// The node's own addresses that pods reach through the host port.
+    fn current_node_addrs(&self) -> Vec<IpAddr> {
+        let host: Vec<&str> = self
+            .ports
+            .values()
+            .filter(|r| r.spec.host)
+            .map(|r| r.spec.name.as_str())
+            .collect();
+        let mut v: Vec<IpAddr> = sys::if_addrs()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a.ifname != "lo" && !host.contains(&a.ifname.as_str()))
+            .map(|a| a.addr)
+            .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80))
+            .filter(|ip| !self.router.addrs.iter().any(|a| a.trunc().contains(ip)))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Notices the node's addresses changing (housekeeping).
+    fn refresh_node_addrs(&mut self) -> bool {
+        if !self.ports.values().any(|r| r.spec.host) {
+            return false;
+        }
+        let now = self.current_node_addrs();
+        if now == self.node_addrs {
+            return false;
+        }
+        self.l3_dirty = true;
+        true
+    }
+
+    /// Gives the node's kernel a route to every router subnet through the
+    /// host port (and removes the ones it no longer needs).
+    fn sync_kernel_routes(&mut self) {
+        let Some(host) = self.ports.values().find(|r| r.spec.host && r.up) else {
+            self.kernel_routes.clear();
+            return;
+        };
+        let Some(ifindex) = sys::if_index(&host.spec.name) else {
+            return;
+        };
+        let want: BTreeSet<IpNet> = self.router.addrs.iter().map(IpNet::trunc).collect();
+        for net in self.kernel_routes.difference(&want) {
+            if let Err(e) = sys::kernel_route(false, net.addr(), net.prefix_len(), ifindex) {
+                tracing::debug!("removing kernel route {net}: {e}");
+            }
+        }
+        for net in &want {
+            if let Err(e) = sys::kernel_route(true, net.addr(), net.prefix_len(), ifindex) {
+                tracing::warn!("kernel route {net} dev {}: {e}", host.spec.name);
+            }
+        }
+        self.kernel_routes = want;
+    }
+
+    fn addr_add(&mut self, addr: IpNet, may_exist: bool) -> Result<Reply, Refused> {
+        if self.router.addrs.contains(&addr) {
+            return if may_exist {
+                Ok(Reply::Done)
+            } else {
+                refuse(format!("address {addr} already exists"))
+            };
+        }
+        self.router
+            .check_addr(addr, &self.port_views())
+            .map_err(Refused)?;
+        let mut st = self.state();
+        st.addrs.push(addr);
+        st.addrs.sort();
+        self.persist(&st)?;
+        self.router.addrs.insert(addr);
+        self.l3_dirty = true;
+        self.publish();
+        Ok(Reply::Done)
+    }
+
+    fn addr_del(&mut self, addr: IpNet, if_exists: bool) -> Result<Reply, Refused> {
+        if !self.router.addrs.contains(&addr) {
+            return if if_exists {
+                Ok(Reply::Done)
+            } else {
+                refuse(format!("address {addr} does not exist"))
+            };
+        }
+        self.router
+            .check_addr_del(addr, &self.port_views())
+            .map_err(Refused)?;
+        let mut st = self.state();
+        st.addrs.retain(|a| *a != addr);
+        self.persist(&st)?;
+        self.router.addrs.remove(&addr);
+        let views = self.port_views();
+        let router = &self.router;
+        // Neighbours learned on the subnet are no longer the router's.
+        self.neigh.retain(|ip, n| {
+            router.accept_neighbour(
+                &fastpath::neigh::NeighEvent {
+                    ip,
+                    mac: n.mac,
+                    port: n.port,
+                },
+                &views,
+            )
+        });
+        self.neigh_view = self.neigh.view();
+        self.l3_dirty = true;
+        self.publish();
+        Ok(Reply::Done)
+    }
+
+    fn route_add(&mut self, mut spec: RouteSpec) -> Result<Reply, Refused> {
+        let may_exist = std::mem::take(&mut spec.may_exist);
+        if let Some(existing) = self.router.routes.get(&spec.prefix) {
+            return if may_exist && *existing == spec {
+                Ok(Reply::Done)
+            } else if may_exist {
+                refuse(format!(
+                    "a route to {} already exists with other settings",
+                    spec.prefix
+                ))
+            } else {
+                refuse(format!("a route to {} already exists", spec.prefix))
+            };
+        }
+        self.router
+            .check_route(&spec, &self.port_views())
+            .map_err(Refused)?;
+        let mut st = self.state();
+        st.routes.push(spec.clone());
+        st.routes.sort_by_key(|r| r.prefix);
+        self.persist(&st)?;
+        self.router.routes.insert(spec.prefix, spec);
+        self.l3_dirty = true;
+        self.publish();
+        Ok(Reply::Done)
+    }
+
+    fn route_del(&mut self, prefix: IpNet, if_exists: bool) -> Result<Reply, Refused> {
+        if !self.router.routes.contains_key(&prefix) {
+            if if_exists {
+                return Ok(Reply::Done);
+            }
+            let why = if self.routes_built.iter().any(|r| r.prefix == prefix) {
+                " (only static routes can be deleted; this one comes from an address or a port)"
+            } else {
+                ""
+            };
+            return refuse(format!("no static route to {prefix}{why}"));
+        }
+        let mut st = self.state();
+        st.routes.retain(|r| r.prefix != prefix);
+        self.persist(&st)?;
+        self.router.routes.remove(&prefix);
+        self.l3_dirty = true;
+        self.publish();
+        Ok(Reply::Done)
+    }
+
+    fn neigh_infos(&self) -> Vec<NeighInfo> {
+        let now = clock::now_ms();
+        let name = |id: PortId| {
+            self.ids
+                .get(usize::from(id))
+                .cloned()
+                .flatten()
+                .unwrap_or_default()
+        };
+        let mut out: Vec<NeighInfo> = self
+            .neigh
+            .entries()
+            .map(|(ip, n)| NeighInfo {
+                ip,
+                mac: MacAddr(mac_octets(n.mac)),
+                port: name(n.port),
+                state: NeighState::Reachable,
+                age_secs: Some(now.saturating_sub(n.confirmed) / 1000),
+            })
+            .collect();
+        for r in &self.routes_built {
+            if let NextHop::Peer { port, mac } = r.hop
+                && r.prefix.prefix_len() == r.prefix.max_prefix_len()
+            {
+                out.push(NeighInfo {
+                    ip: r.prefix.addr(),
+                    mac: MacAddr(mac_octets(mac)),
+                    port: name(port),
+                    state: NeighState::Permanent,
+                    age_secs: None,
+                });
+            }
+        }
+        out.sort_by_key(|n| n.ip);
+        out
+    }
 }

@@ -5,6 +5,7 @@
 //! the configuration. See ARCHITECTURE.md for the big picture.
 
 mod controller;
+mod l3;
 mod server;
 mod state;
 mod workers;
@@ -51,6 +52,13 @@ struct Args {
     /// Most MACs learned on one port.
     #[arg(long, default_value_t = DEFAULT_MAC_LIMIT)]
     mac_limit: u32,
+    /// The MAC the switch routes with (default: the one in the state file,
+    /// else a random locally administered address, then kept).
+    #[arg(long)]
+    router_mac: Option<ctl::MacAddr>,
+    /// Seconds before a neighbour not confirmed by ARP is forgotten.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    neigh_timeout: u64,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -121,6 +129,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         poll,
         mac_aging_secs: args.mac_aging,
         mac_limit: args.mac_limit,
+        router_mac: args.router_mac,
+        neigh_timeout_secs: args.neigh_timeout,
     };
     let mut ctl = Controller::new(settings, workers, shared);
     ctl.restore(saved);

@@ -8,7 +8,8 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::Path;
 
-use ctl::{MacAddr, PortSpec};
+use ctl::{MacAddr, PortSpec, RouteSpec};
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 /// Version of the state file format.
@@ -29,6 +30,14 @@ pub struct State {
     pub ports: Vec<PortSpec>,
     #[serde(default)]
     pub fdb: Vec<StaticMac>,
+    /// The MAC the switch routes with; chosen at first start and kept, so
+    /// pods' ARP caches stay right across restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router_mac: Option<MacAddr>,
+    #[serde(default)]
+    pub addrs: Vec<IpNet>,
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
 }
 
 impl Default for State {
@@ -37,6 +46,9 @@ impl Default for State {
             version: STATE_VERSION,
             ports: Vec::new(),
             fdb: Vec::new(),
+            router_mac: None,
+            addrs: Vec::new(),
+            routes: Vec::new(),
         }
     }
 }

@@ -348,8 +348,10 @@ impl PortAddArgs {
     fn to_spec(&self) -> Result<PortSpec, Failure> {
         match self.port_type {
             CliPortType::Afxdp => {
+                // On an AF_XDP port, --mac declares the MAC of the pod
+                // behind it (port security), which only makes sense with --ip.
                 let tap_only = [
-                    ("--mac", self.mac.is_some()),
+                    ("--mac", self.mac.is_some() && self.ips.is_empty()),
                     ("--netns", self.netns.is_some()),
                     ("--ifname", self.ifname.is_some()),
                 ];

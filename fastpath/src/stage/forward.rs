@@ -20,7 +20,8 @@ const LINK_LOCAL_MASK: u64 = 0xf;
 #[inline]
 pub fn run(batch: &mut Batch, snap: &Snapshot) {
     for p in batch.pkts_mut() {
-        if !p.alive() {
+        // Frames the router already sent somewhere keep their verdict.
+        if !p.pending() {
             continue;
         }
         if p.dst & !LINK_LOCAL_MASK == LINK_LOCAL_PREFIX {

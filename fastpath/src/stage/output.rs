@@ -94,55 +94,63 @@ pub fn run(
                     in_port: p.in_port,
                 },
             ),
-            Verdict::Flood => {
-                let mut last: Option<PortId> = None;
-                for &target in &snap.flood {
-                    if target == p.in_port {
-                        continue;
-                    }
-                    if let Some(prev) = last {
-                        match pool.copy_frame(p.addr, p.len) {
-                            Some(addr) => outputs.push(
-                                prev,
-                                TxFrame {
-                                    addr,
-                                    len: p.len,
-                                    in_port: p.in_port,
-                                },
-                            ),
-                            None => counters.port(p.in_port).drop(DropReason::NoBuffer, 1),
-                        }
-                    }
-                    last = Some(target);
-                }
-                match last {
-                    Some(port) => outputs.push(
-                        port,
-                        TxFrame {
-                            addr: p.addr,
-                            len: p.len,
-                            in_port: p.in_port,
-                        },
-                    ),
-                    None => {
-                        // The flood list changed between forward and output
-                        // stages cannot happen (one snapshot per batch), but
-                        // an empty list is still handled as a drop.
-                        counters.port(p.in_port).drop(DropReason::NoDestination, 1);
-                        pool.free(p.addr);
-                    }
-                }
-            }
+            Verdict::Flood => flood(snap, pool, outputs, counters, p.addr, p.len, p.in_port),
             Verdict::Drop(reason) => {
                 counters.port(p.in_port).drop(reason, 1);
                 pool.free(p.addr);
             }
+            Verdict::Consumed => pool.free(p.addr),
+            Verdict::Held => {}
             Verdict::Pending => {
                 // Every stage sets a verdict for live frames; a frame left
                 // pending has had no decision, so it goes nowhere.
                 counters.port(p.in_port).drop(DropReason::NoDestination, 1);
                 pool.free(p.addr);
             }
+        }
+    }
+}
+
+/// Queues a frame on every pod port that is up except `in_port`: the last
+/// target gets the frame itself, the others a copy; a copy without a free
+/// buffer is dropped as `no_buffer`.
+#[inline]
+pub fn flood(
+    snap: &Snapshot,
+    pool: &mut FramePool,
+    outputs: &mut Outputs,
+    counters: &WorkerCounters,
+    addr: u32,
+    len: u32,
+    in_port: PortId,
+) {
+    let mut last: Option<PortId> = None;
+    for &target in &snap.flood {
+        if target == in_port {
+            continue;
+        }
+        if let Some(prev) = last {
+            match pool.copy_frame(addr, len) {
+                Some(copy) => outputs.push(
+                    prev,
+                    TxFrame {
+                        addr: copy,
+                        len,
+                        in_port,
+                    },
+                ),
+                None => counters.port(in_port).drop(DropReason::NoBuffer, 1),
+            }
+        }
+        last = Some(target);
+    }
+    match last {
+        Some(port) => outputs.push(port, TxFrame { addr, len, in_port }),
+        None => {
+            // Nowhere to go (the flood list is the snapshot's, so this only
+            // happens when no other pod port is up).
+            counters.port(in_port).drop(DropReason::NoDestination, 1);
+            pool.free(addr);
         }
     }
 }

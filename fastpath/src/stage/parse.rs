@@ -1,6 +1,6 @@
 //! Stage 1: parse the Ethernet header.
 //!
-//! Fills each frame's destination and source MAC. Frames too short for an
+//! Fills each frame's destination and source MAC and EtherType. Frames too short for an
 //! Ethernet header are `runt`; longer than the largest frame a port may
 //! carry, `malformed`; with a group or all-zero source address,
 //! `invalid_src_mac`.
@@ -29,6 +29,7 @@ pub fn run(batch: &mut Batch, pool: &FramePool) {
         };
         p.dst = mac_key(&eth.destination());
         p.src = mac_key(&eth.source());
+        p.ethertype = eth.ether_type().0;
         if p.src & GROUP_BIT != 0 || p.src == 0 {
             p.verdict = Verdict::Drop(DropReason::InvalidSrcMac);
         }

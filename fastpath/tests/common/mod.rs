@@ -29,9 +29,10 @@ use fastpath::counters::{PortCounterValues, WorkerCounters};
 use fastpath::drop::DropReason;
 use fastpath::fdb::{DEFAULT_AGING_SECS, DEFAULT_MAC_LIMIT, LearnEvent, LearnOutcome, MacTable};
 use fastpath::handoff::Mesh;
+use fastpath::neigh::NeighTable;
 use fastpath::pool::FramePool;
 use fastpath::port::memory::{MemHandle, MemPort};
-use fastpath::snapshot::{self, PortEntry, SharedSnapshot, Snapshot};
+use fastpath::snapshot::{self, L3Config, PortEntry, SharedSnapshot, Snapshot};
 use fastpath::worker::{PollMode, Worker, WorkerCmd, WorkerEvent, WorkerParts, WorkerStatus};
 use fastpath::{MacKey, PortId, mac_key};
 
@@ -64,6 +65,8 @@ struct TestPort {
     /// Whether published snapshots list the port at all.
     listed: bool,
     wire: MemHandle,
+    /// Role, MTU and port security as published.
+    entry: PortEntry,
 }
 
 /// Workers, their ports, and the controller state the test drives.
@@ -73,6 +76,10 @@ pub struct TestSwitch {
     shared: SharedSnapshot,
     /// The controller's authoritative table; publish after changing it.
     pub table: MacTable,
+    /// The router configuration to publish (routes, addresses, router MAC).
+    pub l3: L3Config,
+    /// The controller's neighbour table; see [`TestSwitch::learn`].
+    pub neighbours: NeighTable,
     ports: BTreeMap<PortId, TestPort>,
     generation: u64,
     learn_rx: Receiver<LearnEvent>,
@@ -121,6 +128,11 @@ impl TestSwitch {
             counters,
             shared,
             table: MacTable::new(cfg.aging_secs, cfg.mac_limit),
+            l3: L3Config {
+                bridge_mtu: snapshot::DEFAULT_MTU,
+                ..L3Config::default()
+            },
+            neighbours: NeighTable::new(300),
             ports: BTreeMap::new(),
             generation: 0,
             learn_rx,
@@ -164,6 +176,7 @@ impl TestSwitch {
                 up: true,
                 listed: false,
                 wire: wire.clone(),
+                entry: PortEntry::new(id, worker),
             },
         );
         assert!(prev.is_none(), "port {id} added twice");
@@ -194,6 +207,28 @@ impl TestSwitch {
         p.wire
     }
 
+    /// Changes how port `id` is published (role, MTU, port security), and publishes.
+    pub fn configure_port(&mut self, id: PortId, f: impl FnOnce(&mut PortEntry)) {
+        f(&mut self.ports.get_mut(&id).expect("known port").entry);
+        self.publish();
+    }
+
+    /// Records the neighbour reports among `events` as the controller
+    /// does (without its subnet checks) and publishes; returns the others.
+    pub fn learn_neighbours(&mut self, events: Vec<WorkerEvent>) -> Vec<WorkerEvent> {
+        let mut rest = Vec::new();
+        for ev in events {
+            match ev {
+                WorkerEvent::Neighbour(n) => {
+                    self.neighbours.learn(n, clock::now_ms());
+                }
+                other => rest.push(other),
+            }
+        }
+        self.publish();
+        rest
+    }
+
     /// Sets whether the snapshot shows port `id` as up, and publishes.
     pub fn set_port_up(&mut self, id: PortId, up: bool) {
         self.ports.get_mut(&id).expect("known port").up = up;
@@ -213,9 +248,14 @@ impl TestSwitch {
                 worker: p.worker,
                 up: p.up,
                 learn_full: self.table.is_full(id),
+                ..p.entry.clone()
             })
             .collect();
-        let snap = Snapshot::build(self.generation, entries, self.table.view());
+        let snap = Snapshot {
+            l3: Arc::new(self.l3.clone()),
+            neigh: self.neighbours.view(),
+            ..Snapshot::build(self.generation, entries, self.table.view())
+        };
         self.shared.store(Arc::new(snap));
     }
 

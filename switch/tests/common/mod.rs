@@ -44,7 +44,7 @@ use ctl::{FdbEntry, MacAddr, PortInfo, PortStats, ShowReply};
 use serde::de::DeserializeOwned;
 
 /// Every drop reason name `stats` must report (zeros included).
-pub const DROP_REASONS: [&str; 10] = [
+pub const DROP_REASONS: [&str; 19] = [
     "runt",
     "malformed",
     "invalid_src_mac",
@@ -55,6 +55,15 @@ pub const DROP_REASONS: [&str; 10] = [
     "tx_ring_full",
     "no_buffer",
     "link_local",
+    "spoofed_source",
+    "ttl_expired",
+    "no_route",
+    "frag_needed",
+    "neighbor_unresolved",
+    "neighbor_queue_full",
+    "ip_options",
+    "ip_fragment",
+    "unsupported",
 ];
 
 /// How long vswitchd may take to answer its socket after start.

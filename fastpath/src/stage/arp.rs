@@ -1,0 +1,85 @@
+//! Stage 4: ARP.
+//!
+//! Runs only while the switch routes (it has addresses or routes). For
+//! every ARP frame the sender's address is reported to the controller as a
+//! neighbour. Requests for one of the switch's addresses are answered in
+//! place (the frame becomes the reply and goes back out the ingress port),
+//! and so is every request arriving on the host port: the node's kernel
+//! reaches all pods through the switch (proxy ARP). Replies addressed to
+//! the switch are consumed. Other ARP frames on the pod bridge are left to
+//! L2; on routed ports (uplink) they are not the switch's business and are
+//! consumed. A frame that is not Ethernet/IPv4 ARP is `malformed`.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::batch::{Batch, Verdict};
+use crate::drop::DropReason;
+use crate::pool::FramePool;
+use crate::route::NextHop;
+use crate::router::Router;
+use crate::snapshot::{PortRole, Snapshot};
+use crate::wire::{ETH_LEN, ETHERTYPE_ARP, arp, read_u16, read_u32, write_macs, write_u16};
+use crate::{mac_key, mac_octets};
+
+/// Handles every pending ARP frame of the batch.
+#[inline]
+pub fn run(
+    batch: &mut Batch,
+    snap: &Snapshot,
+    pool: &mut FramePool,
+    router: &mut Router,
+    now: u64,
+) {
+    let l3 = &*snap.l3;
+    if !l3.enabled() {
+        return;
+    }
+    for p in batch.pkts_mut() {
+        if !p.pending() || p.ethertype != ETHERTYPE_ARP {
+            continue;
+        }
+        let role = snap.port(p.in_port).map_or(PortRole::Pod, |e| e.role);
+        let frame = pool.data_mut(p.addr, p.len);
+        if frame.len() < ETH_LEN + arp::LEN {
+            p.verdict = Verdict::Drop(DropReason::Malformed);
+            continue;
+        }
+        let a = &mut frame[ETH_LEN..ETH_LEN + arp::LEN];
+        // Ethernet hardware, IPv4 protocol, 6- and 4-byte addresses.
+        if a[..6] != [0, 1, 8, 0, 6, 4] {
+            p.verdict = Verdict::Drop(DropReason::Malformed);
+            continue;
+        }
+        let oper = read_u16(a, arp::OPER);
+        let mut sha = [0u8; 6];
+        sha.copy_from_slice(&a[arp::SHA..arp::SHA + 6]);
+        let sha = mac_key(&sha);
+        let spa = read_u32(a, arp::SPA);
+        let tpa = read_u32(a, arp::TPA);
+        if spa != 0 && sha == p.src && role != PortRole::Host {
+            router.report(IpAddr::V4(Ipv4Addr::from(spa)), sha, p.in_port, now);
+        }
+        p.verdict = match oper {
+            arp::REQUEST => {
+                let ours = matches!(l3.routes.v4.lookup(tpa), Some(NextHop::Local));
+                if ours || role == PortRole::Host {
+                    // The request becomes the reply, in place.
+                    write_u16(a, arp::OPER, arp::REPLY);
+                    a[arp::THA..arp::THA + 6].copy_from_slice(&mac_octets(sha));
+                    a[arp::TPA..arp::TPA + 4].copy_from_slice(&spa.to_be_bytes());
+                    a[arp::SHA..arp::SHA + 6].copy_from_slice(&mac_octets(l3.router_mac));
+                    a[arp::SPA..arp::SPA + 4].copy_from_slice(&tpa.to_be_bytes());
+                    write_macs(frame, sha, l3.router_mac);
+                    Verdict::Unicast(p.in_port)
+                } else if role == PortRole::Pod {
+                    Verdict::Pending
+                } else {
+                    Verdict::Consumed
+                }
+            }
+            arp::REPLY if p.dst == l3.router_mac || role != PortRole::Pod => Verdict::Consumed,
+            arp::REPLY => Verdict::Pending,
+            _ => Verdict::Drop(DropReason::Malformed),
+        };
+    }
+}

@@ -1,0 +1,169 @@
+//! Stage 2: port security.
+//!
+//! A pod port declared with addresses (`port add --ip … --mac …`) only lets
+//! through frames the pod may send: its own source MAC, IPv4 packets from
+//! its IPv4 addresses, ARP whose sender is the pod (or an address probe from
+//! 0.0.0.0), IPv6 packets from its IPv6 addresses, a link-local address or
+//! the unspecified address (duplicate address detection). Everything else
+//! is `spoofed_source`. Ports without declared addresses are not checked.
+
+use crate::batch::{Batch, Verdict};
+use crate::drop::DropReason;
+use crate::mac_key;
+use crate::pool::FramePool;
+use crate::snapshot::{PortGuard, Snapshot};
+use crate::wire::{ETH_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, arp, ipv4, read_u32};
+
+/// Checks every live frame from a guarded port.
+#[inline]
+pub fn run(batch: &mut Batch, snap: &Snapshot, pool: &FramePool) {
+    for p in batch.pkts_mut() {
+        if !p.alive() {
+            continue;
+        }
+        let Some(guard) = snap.port(p.in_port).and_then(|e| e.guard.as_deref()) else {
+            continue;
+        };
+        let verdict = check(guard, p.src, p.ethertype, pool.data(p.addr, p.len));
+        if let Some(reason) = verdict {
+            p.verdict = Verdict::Drop(reason);
+        }
+    }
+}
+
+/// Why the frame may not pass, if it may not.
+#[inline]
+fn check(guard: &PortGuard, src: u64, ethertype: u16, frame: &[u8]) -> Option<DropReason> {
+    if guard.mac.is_some_and(|m| m != src) {
+        return Some(DropReason::SpoofedSource);
+    }
+    match ethertype {
+        ETHERTYPE_IPV4 => {
+            if frame.len() < ETH_LEN + ipv4::MIN_LEN {
+                return Some(DropReason::Malformed);
+            }
+            let ip_src = read_u32(frame, ETH_LEN + ipv4::SRC);
+            (!guard.v4.contains(&ip_src)).then_some(DropReason::SpoofedSource)
+        }
+        ETHERTYPE_ARP => {
+            if frame.len() < ETH_LEN + arp::LEN {
+                return Some(DropReason::Malformed);
+            }
+            let a = &frame[ETH_LEN..];
+            let mut sha = [0u8; 6];
+            sha.copy_from_slice(&a[arp::SHA..arp::SHA + 6]);
+            let spa = read_u32(a, arp::SPA);
+            let sender_ok = mac_key(&sha) == src && (spa == 0 || guard.v4.contains(&spa));
+            (!sender_ok).then_some(DropReason::SpoofedSource)
+        }
+        ETHERTYPE_IPV6 => {
+            if frame.len() < ETH_LEN + 40 {
+                return Some(DropReason::Malformed);
+            }
+            let mut b = [0u8; 16];
+            b.copy_from_slice(&frame[ETH_LEN + 8..ETH_LEN + 24]);
+            let ip_src = u128::from_be_bytes(b);
+            let link_local = ip_src >> 118 == 0x3fa; // fe80::/10
+            let ok = ip_src == 0 || link_local || guard.v6.contains(&ip_src);
+            (!ok).then_some(DropReason::SpoofedSource)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    const POD_MAC: [u8; 6] = [2, 0, 0, 0, 0, 7];
+
+    fn guard() -> PortGuard {
+        PortGuard {
+            mac: Some(mac_key(&POD_MAC)),
+            v4: vec![0x0af4_0107],
+            v6: vec![0xfd00_0000_0000_0000_0000_0000_0000_0007],
+        }
+    }
+
+    fn ipv4_from(mac: [u8; 6], src: [u8; 4]) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2(mac, [2, 0, 0, 0, 0, 1])
+            .ipv4(src, [10, 244, 1, 1], 64)
+            .udp(1, 2)
+            .write(&mut out, &[0; 8])
+            .unwrap();
+        out
+    }
+
+    fn ipv6_from(src: [u8; 16]) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2(POD_MAC, [2, 0, 0, 0, 0, 1])
+            .ipv6(src, [0xfd; 16], 64)
+            .udp(1, 2)
+            .write(&mut out, &[0; 8])
+            .unwrap();
+        out
+    }
+
+    fn arp_from(sha: [u8; 6], spa: [u8; 4]) -> Vec<u8> {
+        let mut f = vec![0u8; 60];
+        crate::wire::write_arp(
+            &mut f,
+            0xffff_ffff_ffff,
+            arp::REQUEST,
+            mac_key(&sha),
+            spa.into(),
+            0,
+            [10, 244, 1, 1].into(),
+        );
+        f
+    }
+
+    fn verdict(frame: &[u8]) -> Option<DropReason> {
+        let src = mac_key(frame[6..12].try_into().unwrap());
+        let et = u16::from_be_bytes([frame[12], frame[13]]);
+        check(&guard(), src, et, frame)
+    }
+
+    #[test]
+    fn the_pod_itself_passes() {
+        assert_eq!(verdict(&ipv4_from(POD_MAC, [10, 244, 1, 7])), None);
+        assert_eq!(verdict(&arp_from(POD_MAC, [10, 244, 1, 7])), None);
+        assert_eq!(verdict(&arp_from(POD_MAC, [0, 0, 0, 0])), None, "probe");
+        let mut own6 = [0u8; 16];
+        own6[0] = 0xfd;
+        own6[15] = 7;
+        assert_eq!(verdict(&ipv6_from(own6)), None);
+        let mut ll = [0u8; 16];
+        ll[0] = 0xfe;
+        ll[1] = 0x80;
+        ll[15] = 9;
+        assert_eq!(verdict(&ipv6_from(ll)), None, "link-local");
+        assert_eq!(verdict(&ipv6_from([0; 16])), None, "DAD");
+    }
+
+    #[test]
+    fn spoofs_are_caught() {
+        let s = Some(DropReason::SpoofedSource);
+        assert_eq!(verdict(&ipv4_from(POD_MAC, [10, 244, 1, 8])), s, "other IP");
+        assert_eq!(
+            verdict(&ipv4_from([2, 0, 0, 0, 0, 8], [10, 244, 1, 7])),
+            s,
+            "other MAC"
+        );
+        assert_eq!(
+            verdict(&arp_from(POD_MAC, [10, 244, 1, 1])),
+            s,
+            "ARP for the gateway's IP"
+        );
+        let mut f = arp_from(POD_MAC, [10, 244, 1, 7]);
+        f[ETH_LEN + arp::SHA + 5] = 9;
+        assert_eq!(verdict(&f), s, "ARP sender MAC differs from the frame's");
+        assert_eq!(verdict(&ipv6_from([0xfd; 16])), s);
+        assert_eq!(
+            verdict(&ipv4_from(POD_MAC, [10, 244, 1, 7])[..30]),
+            Some(DropReason::Malformed)
+        );
+    }
+}
