@@ -180,6 +180,38 @@ pub fn configure_link(name: &str, mac: Option<[u8; 6]>) -> io::Result<()> {
     ioctl(&sock, libc::SIOCSIFFLAGS, &mut req, "set up", name)
 }
 
+/// Whether interface `name` is in promiscuous mode.
+pub fn is_promisc(name: &str) -> io::Result<bool> {
+    let sock = ctl_socket()?;
+    let mut req = ifreq(name)?;
+    ioctl(&sock, libc::SIOCGIFFLAGS, &mut req, "get flags", name)?;
+    // SAFETY: SIOCGIFFLAGS filled the flags member.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    Ok(flags & libc::IFF_PROMISC as libc::c_short != 0)
+}
+
+/// Turns promiscuous mode of interface `name` on or off.
+pub fn set_promisc(name: &str, on: bool) -> io::Result<()> {
+    let sock = ctl_socket()?;
+    let mut req = ifreq(name)?;
+    ioctl(&sock, libc::SIOCGIFFLAGS, &mut req, "get flags", name)?;
+    // SAFETY: SIOCGIFFLAGS filled the flags member.
+    unsafe {
+        if on {
+            req.ifr_ifru.ifru_flags |= libc::IFF_PROMISC as libc::c_short;
+        } else {
+            req.ifr_ifru.ifru_flags &= !(libc::IFF_PROMISC as libc::c_short);
+        }
+    }
+    ioctl(
+        &sock,
+        libc::SIOCSIFFLAGS,
+        &mut req,
+        "set promiscuous mode",
+        name,
+    )
+}
+
 /// The kernel's counters of an AF_XDP socket, in `struct xdp_statistics`
 /// order: rx_dropped, rx_invalid_descs, tx_invalid_descs, rx_ring_full,
 /// rx_fill_ring_empty_descs, tx_ring_empty_descs.

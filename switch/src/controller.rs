@@ -29,6 +29,7 @@ use fastpath::fdb::{EntryKind, MacTable};
 use fastpath::neigh::{NeighTable, NeighView};
 use fastpath::port::afxdp::{AfXdpPort, AttachMode};
 use fastpath::port::tap::TapPort;
+use fastpath::port::uplink::{UplinkAttach, UplinkProgram};
 use fastpath::port::{Port, PortMode};
 use fastpath::route::NextHop;
 use fastpath::snapshot::{DEFAULT_MTU, L3Config, PortGuard, PortRole};
@@ -125,6 +126,10 @@ pub struct Controller {
     kernel_routes: BTreeSet<IpNet>,
     /// The node's addresses as last seen (the host port's routes).
     node_addrs: Vec<IpAddr>,
+    /// The uplink's XDP program, while the uplink is open.
+    uplink: Option<UplinkProgram>,
+    /// The interface the switch made promiscuous (to turn it back).
+    promisc: Option<String>,
 }
 
 /// A random locally administered unicast MAC.
@@ -178,6 +183,8 @@ impl Controller {
             neigh_view: Arc::default(),
             kernel_routes: BTreeSet::new(),
             node_addrs: Vec::new(),
+            uplink: None,
+            promisc: None,
         }
     }
 
@@ -327,6 +334,8 @@ impl Controller {
     /// Stops the workers (closing every port).
     pub fn shutdown(&mut self) {
         self.workers.stop();
+        // The sockets are closed: hand the uplink back to the kernel whole.
+        self.release_uplink();
     }
 
     fn drain_worker_reports(&mut self) -> bool {
@@ -437,9 +446,9 @@ impl Controller {
             let Some(rec) = self.ports.get(&name) else {
                 continue;
             };
-            match self.open_port(&rec.spec, rec.id, rec.worker) {
+            let (spec, id, worker) = (rec.spec.clone(), rec.id, rec.worker);
+            match self.open_port(&spec, id, worker) {
                 Ok((port, ifindex)) => {
-                    let (id, worker) = (rec.id, rec.worker);
                     tracing::info!(port = %name, "port back up");
                     let mode = Some(port.mode());
                     if let Some(rec) = self.ports.get_mut(&name) {
@@ -578,13 +587,59 @@ impl Controller {
         Ok(())
     }
 
+    /// Opens a port's interface. An uplink also gets its XDP program, which
+    /// the controller keeps in `self.uplink` (replacing an old one).
     fn open_port(
-        &self,
+        &mut self,
         spec: &PortSpec,
         id: PortId,
         worker: usize,
     ) -> Result<(Box<dyn Port>, Option<u32>), Refused> {
         match spec.port_type {
+            PortType::Afxdp if spec.uplink => {
+                let umem = match &self.workers.handles[worker].umem {
+                    Ok(u) => u,
+                    Err(e) => return refuse(e.clone()),
+                };
+                let Some(ifindex) = sys::if_index(&spec.name) else {
+                    return refuse(format!("interface '{}' does not exist", spec.name));
+                };
+                let attach = match spec.mode {
+                    XdpMode::Auto => UplinkAttach::Auto,
+                    XdpMode::Native | XdpMode::Zerocopy => UplinkAttach::Native,
+                    XdpMode::Generic => UplinkAttach::Generic,
+                };
+                // Drop an old program first: attaching replaces it anyway,
+                // and its Drop must not detach the new one afterwards.
+                self.uplink = None;
+                let prog = UplinkProgram::attach(ifindex, attach)
+                    .map_err(|e| Refused(format!("uplink '{}': {e}", spec.name)))?;
+                let mode = match spec.mode {
+                    XdpMode::Zerocopy => AttachMode::ZeroCopy,
+                    _ => prog.mode().socket_mode(),
+                };
+                let port = AfXdpPort::open_without_program(&spec.name, id, mode, umem)
+                    .map_err(|e| Refused(e.to_string()))?;
+                let fd = port
+                    .xsk_fd()
+                    .ok_or_else(|| Refused("uplink socket has no descriptor".into()))?;
+                prog.register_socket(0, fd)
+                    .and_then(|()| prog.set_router_mac(self.router_mac.0))
+                    .map_err(|e| Refused(format!("uplink '{}': {e}", spec.name)))?;
+                // The switch answers on the wire with its own MAC: a real NIC
+                // must not filter frames addressed to it.
+                if !sys::is_promisc(&spec.name).unwrap_or(true) {
+                    match sys::set_promisc(&spec.name, true) {
+                        Ok(()) => self.promisc = Some(spec.name.clone()),
+                        Err(e) => {
+                            tracing::warn!(port = %spec.name, "cannot set promiscuous mode: {e}")
+                        }
+                    }
+                }
+                self.uplink = Some(prog);
+                self.l3_dirty = true;
+                Ok((Box::new(port), Some(ifindex)))
+            }
             PortType::Afxdp => {
                 let umem = match &self.workers.handles[worker].umem {
                     Ok(u) => u,
@@ -742,6 +797,13 @@ impl Controller {
             && done_rx.recv_timeout(DEL_TIMEOUT).is_err()
         {
             tracing::error!(port = name, "worker did not confirm port removal in time");
+        }
+        if self
+            .uplink
+            .as_ref()
+            .is_some_and(|p| Some(p.ifindex()) == sys::if_index(name))
+        {
+            self.release_uplink();
         }
         tracing::info!(port = name, "port removed");
         Ok(Reply::Done)
@@ -1081,6 +1143,49 @@ impl Controller {
             bridge_mtu,
         });
         self.sync_kernel_routes();
+        self.sync_uplink();
+    }
+
+    /// Detaches the uplink's XDP program and undoes promiscuous mode.
+    fn release_uplink(&mut self) {
+        self.uplink = None;
+        if let Some(name) = self.promisc.take()
+            && let Err(e) = sys::set_promisc(&name, false)
+        {
+            tracing::debug!(port = %name, "turning promiscuous mode off: {e}");
+        }
+    }
+
+    /// Tells the uplink's XDP program which destinations are the switch's:
+    /// router addresses and subnets, pods, and static routes that lead to
+    /// pods. Routes out of the uplink or to the node (host port) are not:
+    /// that traffic belongs to the node's kernel.
+    fn sync_uplink(&mut self) {
+        let Some(prog) = self.uplink.as_mut() else {
+            return;
+        };
+        let uplink_id = self.ports.values().find(|r| r.spec.uplink).map(|r| r.id);
+        let host_id = self.ports.values().find(|r| r.spec.host).map(|r| r.id);
+        let away = |port: PortId| Some(port) == uplink_id || Some(port) == host_id;
+        let prefixes: Vec<(IpAddr, u8)> = self
+            .routes_built
+            .iter()
+            .filter(|r| match r.hop {
+                NextHop::Local => true,
+                NextHop::Peer { port, .. } => !away(port),
+                NextHop::Resolve { link, .. } => match link {
+                    fastpath::route::Link::Bridge => true,
+                    fastpath::route::Link::Port(port) => !away(port),
+                },
+            })
+            .map(|r| (r.prefix.addr(), r.prefix.prefix_len()))
+            .collect();
+        if let Err(e) = prog.set_prefixes(&prefixes) {
+            tracing::error!("uplink program: {e}");
+        }
+        if let Err(e) = prog.set_router_mac(self.router_mac.0) {
+            tracing::error!("uplink program: {e}");
+        }
     }
 
     /// The node's own addresses that pods reach through the host port.
