@@ -33,6 +33,9 @@ pub enum NextHop {
     /// Send to a neighbour known from configuration: a pod declared with
     /// `--ip`/`--mac`, or the kernel side of the host port.
     Peer { port: PortId, mac: MacKey },
+    /// Encapsulate in VXLAN to the remote node `vtep` (IPv4); the outer
+    /// packet is routed by a lookup of `vtep` in the same table.
+    Vxlan { vtep: u32, vni: u32 },
 }
 
 /// A key type of a [`Lpm`]: an address as an unsigned integer.

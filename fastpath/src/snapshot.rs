@@ -83,6 +83,12 @@ pub struct L3Config {
     pub addrs4: Vec<(u32, u8)>,
     /// Smallest MTU of the pod ports (the bridge as one link).
     pub bridge_mtu: u16,
+    /// The node's IPv4 address on the uplink: source of VXLAN packets.
+    pub vtep_src: Option<u32>,
+    /// The node's IPv4 addresses on the uplink: VXLAN is taken there.
+    pub vteps: Vec<u32>,
+    /// VNIs the switch decapsulates (those of its VXLAN routes).
+    pub vnis: Vec<u32>,
 }
 
 impl L3Config {

@@ -52,6 +52,17 @@ pub mod icmp {
     }
 }
 
+/// VXLAN (RFC 7348) over IPv4/UDP.
+pub mod vxlan {
+    /// UDP destination port.
+    pub const PORT: u16 = 4789;
+    /// Outer Ethernet + IPv4 + UDP + VXLAN headers.
+    pub const OVERHEAD: usize = 14 + 20 + 8 + 8;
+    /// The "VNI present" flag in the first byte of the VXLAN header.
+    pub const FLAG_VNI: u8 = 0x08;
+    pub const PROTO_UDP: u8 = 17;
+}
+
 /// Offsets inside an Ethernet/IPv4 ARP packet (after the Ethernet header).
 pub mod arp {
     pub const LEN: usize = 28;
@@ -197,6 +208,43 @@ pub fn ipv4_icmp_error_in_place(
     ETH_LEN + total
 }
 
+/// Wraps the Ethernet frame `frame[..inner_len]` in Ethernet/IPv4/UDP/VXLAN
+/// headers, in place (the frame moves back by [`vxlan::OVERHEAD`] bytes;
+/// `frame` must hold `inner_len + OVERHEAD`). The UDP checksum is zero, as
+/// RFC 7348 allows over IPv4; `sport` should spread flows (ECMP entropy).
+#[allow(clippy::too_many_arguments)]
+pub fn vxlan_encap_in_place(
+    frame: &mut [u8],
+    inner_len: usize,
+    eth_dst: MacKey,
+    eth_src: MacKey,
+    src: u32,
+    dst: u32,
+    sport: u16,
+    vni: u32,
+) -> usize {
+    frame.copy_within(..inner_len, vxlan::OVERHEAD);
+    write_macs(frame, eth_dst, eth_src);
+    write_u16(frame, 12, ETHERTYPE_IPV4);
+    let ip_total = inner_len + vxlan::OVERHEAD - ETH_LEN;
+    write_ipv4_header(
+        &mut frame[ETH_LEN..],
+        ip_total as u16,
+        vxlan::PROTO_UDP,
+        src,
+        dst,
+    );
+    let udp = &mut frame[ETH_LEN + ipv4::MIN_LEN..];
+    write_u16(udp, 0, sport);
+    write_u16(udp, 2, vxlan::PORT);
+    write_u16(udp, 4, (ip_total - ipv4::MIN_LEN) as u16);
+    write_u16(udp, 6, 0);
+    let vx = &mut udp[8..16];
+    vx.copy_from_slice(&[vxlan::FLAG_VNI, 0, 0, 0, 0, 0, 0, 0]);
+    write_u32(vx, 4, vni << 8);
+    inner_len + vxlan::OVERHEAD
+}
+
 /// Writes a 20-byte IPv4 header (TTL 64, DF clear) with its checksum.
 pub fn write_ipv4_header(ip: &mut [u8], total_len: u16, proto: u8, src: u32, dst: u32) {
     ip[0] = 0x45;
@@ -280,6 +328,42 @@ mod tests {
         assert_eq!(a.sender_protocol_addr(), &[10, 0, 0, 1]);
         assert_eq!(a.target_protocol_addr(), &[10, 0, 0, 9]);
         assert_eq!(a.sender_hw_addr(), &[2, 0xaa, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn vxlan_encapsulation_parses() {
+        let inner = udp_frame(63, b"inner payload");
+        let mut f = vec![0u8; 2048];
+        f[..inner.len()].copy_from_slice(&inner);
+        let n = vxlan_encap_in_place(
+            &mut f,
+            inner.len(),
+            0x0200_0000_00bb,
+            0x0200_0000_00aa,
+            0xc0a8_3201,
+            0xc0a8_3c02,
+            50000,
+            42,
+        );
+        assert_eq!(n, inner.len() + vxlan::OVERHEAD);
+        let p = SlicedPacket::from_ethernet(&f[..n]).unwrap();
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+            panic!()
+        };
+        assert_eq!(ip.header().destination(), [192, 168, 60, 2]);
+        assert_eq!(
+            ip.header().header_checksum(),
+            ip.header().to_header().calc_header_checksum()
+        );
+        let Some(etherparse::TransportSlice::Udp(udp)) = &p.transport else {
+            panic!()
+        };
+        assert_eq!(udp.destination_port(), vxlan::PORT);
+        assert_eq!(usize::from(udp.length()), n - ETH_LEN - 20);
+        let vx = udp.payload();
+        assert_eq!(vx[0], vxlan::FLAG_VNI);
+        assert_eq!(read_u32(vx, 4) >> 8, 42);
+        assert_eq!(&vx[8..], &inner[..]);
     }
 
     #[test]

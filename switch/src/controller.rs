@@ -97,6 +97,8 @@ struct PortFacts {
     peer_mac: Option<MacKey>,
     /// Uplink: the node's subnets on the NIC.
     links: Vec<IpNet>,
+    /// Uplink: the node's addresses on the NIC.
+    link_addrs: Vec<IpAddr>,
 }
 
 /// The switch's configuration and the workers that run it.
@@ -1076,13 +1078,17 @@ fn port_facts(spec: &PortSpec) -> PortFacts {
         f.peer_mac = sys::hw_addr(&spec.name).ok().map(|m| mac_key(&m));
     }
     if spec.uplink {
-        f.links = sys::if_addrs()
+        let addrs: Vec<_> = sys::if_addrs()
             .unwrap_or_default()
             .into_iter()
             .filter(|a| a.ifname == spec.name)
             .filter(|a| !matches!(a.addr, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80))
+            .collect();
+        f.links = addrs
+            .iter()
             .filter_map(|a| IpNet::new(a.addr, a.prefix_len).ok().map(|n| n.trunc()))
             .collect();
+        f.link_addrs = addrs.iter().map(|a| a.addr).collect();
     }
     f
 }
@@ -1121,6 +1127,16 @@ impl Controller {
         }
         let views = self.port_views();
         self.routes_built = self.router.build(&views);
+        let vteps: Vec<u32> = self
+            .ports
+            .values()
+            .filter(|r| r.spec.uplink)
+            .flat_map(|r| r.facts.link_addrs.iter())
+            .filter_map(|a| match a {
+                IpAddr::V4(v4) => Some(u32::from(*v4)),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
         let bridge_mtu = self
             .ports
             .values()
@@ -1141,6 +1157,17 @@ impl Controller {
                 })
                 .collect(),
             bridge_mtu,
+            vtep_src: vteps.first().copied(),
+            vteps,
+            vnis: self
+                .router
+                .routes
+                .values()
+                .filter_map(|r| match r.encap {
+                    Some(ctl::Encap::Vxlan { vni }) => Some(vni),
+                    None => None,
+                })
+                .collect(),
         });
         self.sync_kernel_routes();
         self.sync_uplink();
@@ -1172,6 +1199,7 @@ impl Controller {
             .iter()
             .filter(|r| match r.hop {
                 NextHop::Local => true,
+                NextHop::Vxlan { .. } => false,
                 NextHop::Peer { port, .. } => !away(port),
                 NextHop::Resolve { link, .. } => match link {
                     fastpath::route::Link::Bridge => true,
@@ -1184,6 +1212,15 @@ impl Controller {
             tracing::error!("uplink program: {e}");
         }
         if let Err(e) = prog.set_router_mac(self.router_mac.0) {
+            tracing::error!("uplink program: {e}");
+        }
+        let vteps: Vec<std::net::Ipv4Addr> = self
+            .l3
+            .vteps
+            .iter()
+            .map(|&a| std::net::Ipv4Addr::from(a))
+            .collect();
+        if let Err(e) = prog.set_vxlan_addrs(&vteps) {
             tracing::error!("uplink program: {e}");
         }
     }

@@ -135,6 +135,27 @@ impl RouterModel {
             return Err(format!("a route to {p} already exists"));
         }
         match (spec.via, &spec.dev) {
+            (Some(via), None) if spec.encap.is_some() => {
+                if !via.is_ipv4() || !p.addr().is_ipv4() {
+                    return Err("VXLAN routes are IPv4 (prefix and remote node)".into());
+                }
+                let t = table(&self.build(ports));
+                let through_uplink = match t.lookup(via) {
+                    Some(NextHop::Resolve {
+                        link: Link::Port(id),
+                        ..
+                    }) => ports
+                        .iter()
+                        .any(|pv| pv.id == *id && pv.role == PortRole::Uplink),
+                    _ => false,
+                };
+                if !through_uplink {
+                    return Err(format!(
+                        "VXLAN endpoint {via} is not reachable through the uplink \
+                         (add the uplink port, or a route to {via} via a gateway on it)"
+                    ));
+                }
+            }
             (Some(via), None) => {
                 if is_v4(via) != is_v4(p.addr()) {
                     return Err(format!("next hop {via} is not of the family of {p}"));
@@ -164,7 +185,6 @@ impl RouterModel {
             if vni == 0 || vni > 0x00ff_ffff {
                 return Err(format!("VNI {vni} is not in 1..=16777215"));
             }
-            return Err("VXLAN encapsulation is not implemented yet".into());
         }
         Ok(())
     }
@@ -288,6 +308,15 @@ impl RouterModel {
         }
         for r in self.routes.values() {
             let hop = match (r.via, &r.dev) {
+                (Some(IpAddr::V4(vtep)), _) if r.encap.is_some() => {
+                    let Some(ctl::Encap::Vxlan { vni }) = r.encap else {
+                        continue;
+                    };
+                    Some(NextHop::Vxlan {
+                        vtep: u32::from(vtep),
+                        vni,
+                    })
+                }
                 (Some(via), _) => self.resolve_via(via, ports),
                 (None, Some(dev)) => ports.iter().find(|p| &p.name == dev).map(dev_hop),
                 (None, None) => None,
@@ -557,6 +586,39 @@ mod tests {
         // Without the uplink, the static route has no way out: left out.
         let built = m.build(&ports[..1]);
         assert!(!built.iter().any(|b| b.info.origin == RouteOrigin::Static));
+    }
+
+    #[test]
+    fn vxlan_routes_need_a_way_out_of_the_uplink() {
+        let mut m = RouterModel::default();
+        m.addrs.insert(net("10.244.1.1/24"));
+        let ports = [pod("p1", 1, "10.244.1.5"), uplink(9)];
+        let mut vx = route("10.244.2.0/24", Some("192.168.60.2"), None);
+        vx.encap = Some(ctl::Encap::Vxlan { vni: 42 });
+        let e = m.check_route(&vx, &ports).unwrap_err();
+        assert!(e.contains("not reachable through the uplink"), "{e}");
+        let underlay = route("192.168.60.0/24", Some("192.168.50.254"), None);
+        m.check_route(&underlay, &ports).unwrap();
+        m.routes.insert(underlay.prefix, underlay);
+        m.check_route(&vx, &ports).unwrap();
+        m.routes.insert(vx.prefix, vx.clone());
+        let t = table(&m.build(&ports));
+        assert_eq!(
+            t.lookup(ip("10.244.2.7")),
+            Some(&NextHop::Vxlan {
+                vtep: 0xc0a8_3c02,
+                vni: 42
+            })
+        );
+        vx.prefix = net("10.244.3.0/24");
+        vx.via = Some(ip("10.244.1.7"));
+        assert!(
+            m.check_route(&vx, &ports).is_err(),
+            "a VTEP on the pod bridge"
+        );
+        vx.encap = Some(ctl::Encap::Vxlan { vni: 0 });
+        vx.via = Some(ip("192.168.60.3"));
+        assert!(m.check_route(&vx, &ports).unwrap_err().contains("VNI"));
     }
 
     #[test]

@@ -4,14 +4,15 @@
 //! only refreshes its timestamp. Otherwise the worker reports it to the
 //! controller (which owns the table), unless the ingress port is at its
 //! learned-MAC limit, in which case the frame is dropped as `mac_limit`.
-//! MACs held by static entries are never re-learned.
+//! MACs held by static entries are never re-learned. Nothing is learned on
+//! routed ports (uplink, host port): they are not part of the bridge.
 
 use crossbeam_channel::Sender;
 
 use crate::batch::{Batch, Verdict};
 use crate::drop::DropReason;
 use crate::fdb::LearnEvent;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{PortRole, Snapshot};
 
 const CACHE_SLOTS: usize = 256;
 /// A report for the same MAC and port is not repeated within this time.
@@ -66,8 +67,13 @@ pub fn run(batch: &mut Batch, snap: &Snapshot, learner: &mut Learner, now: u64) 
             Some(slot) if slot.is_static => {}
             _ => {
                 // A port not yet in the snapshot is not full; the controller
-                // ignores reports about ports it does not know.
-                let full = snap.port(p.in_port).is_some_and(|e| e.learn_full);
+                // ignores reports about ports it does not know. Routed ports
+                // (uplink, host) are not part of the bridge: nothing to learn.
+                let entry = snap.port(p.in_port);
+                if entry.is_some_and(|e| e.role != PortRole::Pod) {
+                    continue;
+                }
+                let full = entry.is_some_and(|e| e.learn_full);
                 if full {
                     p.verdict = Verdict::Drop(DropReason::MacLimit);
                 } else {

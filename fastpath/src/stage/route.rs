@@ -17,16 +17,23 @@
 //!   the bridge, on to L2 forwarding). A next hop without a neighbour entry
 //!   makes the worker send an ARP request and hold the packet.
 //!
+//! Routes with VXLAN encapsulation wrap the routed packet in
+//! Ethernet/IPv4/UDP/VXLAN towards the remote node; VXLAN arriving on the
+//! uplink for one of the node's addresses with a known VNI is unwrapped and
+//! the inner packet routed.
+//!
 //! ICMP errors are written over the offending frame itself and sent back
 //! out its ingress port; the frame is counted as a drop under its reason.
 //! They are rate-limited per worker.
 
 use std::net::Ipv4Addr;
 
+use crate::MacKey;
 use crate::batch::{Batch, Pkt, Verdict};
 use crate::counters::WorkerCounters;
 use crate::drop::DropReason;
 use crate::neigh::ip4_key;
+use crate::pool::FRAME_CAPACITY;
 use crate::pool::FramePool;
 use crate::route::{Link, NextHop};
 use crate::router::Router;
@@ -34,8 +41,12 @@ use crate::snapshot::{L3Config, PortRole, Snapshot};
 use crate::stage::output::Outputs;
 use crate::wire::{
     ETH_LEN, ETHERTYPE_IPV4, checksum, checksum_update, icmp, ipv4, ipv4_decrement_ttl,
-    ipv4_icmp_error_in_place, read_u16, read_u32, write_macs, write_u16, write_u32,
+    ipv4_icmp_error_in_place, read_u16, read_u32, vxlan, vxlan_encap_in_place, write_macs,
+    write_u16, write_u32,
 };
+
+/// A neighbour in use is asked again once its confirmation is this old.
+const NEIGH_REFRESH_MS: u64 = 30_000;
 
 /// Everything the stage needs besides the batch.
 pub struct RouteCtx<'a> {
@@ -64,14 +75,20 @@ pub fn run(batch: &mut Batch, cx: &mut RouteCtx<'_>) {
             continue; // switched, not routed
         }
         p.verdict = match p.ethertype {
-            ETHERTYPE_IPV4 => route_v4(p, l3, role, cx),
+            ETHERTYPE_IPV4 => route_v4(p, l3, role, true, cx),
             _ => Verdict::Drop(DropReason::Unsupported),
         };
     }
 }
 
 #[inline]
-fn route_v4(p: &mut Pkt, l3: &L3Config, role: PortRole, cx: &mut RouteCtx<'_>) -> Verdict {
+fn route_v4(
+    p: &mut Pkt,
+    l3: &L3Config,
+    role: PortRole,
+    may_decap: bool,
+    cx: &mut RouteCtx<'_>,
+) -> Verdict {
     let snap = cx.snap;
     let frame = cx.pool.data(p.addr, p.len);
     if frame.len() < ETH_LEN + ipv4::MIN_LEN {
@@ -95,6 +112,15 @@ fn route_v4(p: &mut Pkt, l3: &L3Config, role: PortRole, cx: &mut RouteCtx<'_>) -
     }
     let dst = read_u32(ip, ipv4::DST);
     let ttl = ip[ipv4::TTL];
+    if may_decap
+        && role == PortRole::Uplink
+        && ip[ipv4::PROTO] == vxlan::PROTO_UDP
+        && total >= ipv4::MIN_LEN + 8
+        && read_u16(ip, ipv4::MIN_LEN + 2) == vxlan::PORT
+        && l3.vteps.contains(&dst)
+    {
+        return decap_v4(p, total, cx);
+    }
     let Some(&hop) = l3.routes.v4.lookup(dst) else {
         return icmp_error(
             p,
@@ -123,6 +149,7 @@ fn route_v4(p: &mut Pkt, l3: &L3Config, role: PortRole, cx: &mut RouteCtx<'_>) -
     // Where it goes and to which MAC.
     let (verdict, mac, mtu) = match hop {
         NextHop::Local => unreachable!("handled above"),
+        NextHop::Vxlan { vtep, vni } => return encap_v4(p, total, frag, vtep, vni, cx),
         NextHop::Peer { port, mac } => match snap.port(port) {
             Some(e) if e.up => (Verdict::Unicast(port), mac, e.mtu),
             _ => return Verdict::Drop(DropReason::PortDown),
@@ -133,76 +160,193 @@ fn route_v4(p: &mut Pkt, l3: &L3Config, role: PortRole, cx: &mut RouteCtx<'_>) -
                 Some(std::net::IpAddr::V6(_)) => return Verdict::Drop(DropReason::NoRoute),
                 None => dst,
             };
-            let (verdict, mtu) = match link {
-                Link::Bridge => (Verdict::Pending, l3.bridge_mtu),
-                Link::Port(port) => match snap.port(port) {
-                    Some(e) if e.up => (Verdict::Unicast(port), e.mtu),
-                    _ => return Verdict::Drop(DropReason::PortDown),
-                },
-            };
-            match snap.neigh.get(&ip4_key(target)) {
-                Some(n) => {
-                    // Ask again before the entry ages out while in use.
-                    let stale_after = 30_000;
-                    if cx.now.saturating_sub(n.confirmed) > stale_after {
-                        let (pool, outputs) = (&mut *cx.pool, &mut *cx.outputs);
-                        cx.router.ask_v4(
-                            snap,
-                            pool,
-                            outputs,
-                            cx.counters,
-                            target,
-                            link,
-                            Some(n.mac),
-                            p.in_port,
-                            cx.now,
-                        );
-                    }
-                    (verdict, n.mac, mtu)
-                }
-                None => {
-                    let (pool, outputs) = (&mut *cx.pool, &mut *cx.outputs);
-                    cx.router.ask_v4(
-                        snap,
-                        pool,
-                        outputs,
-                        cx.counters,
-                        target,
-                        link,
-                        None,
-                        p.in_port,
-                        cx.now,
-                    );
-                    return if cx.router.hold(p, cx.now) {
-                        Verdict::Held
-                    } else {
-                        Verdict::Drop(DropReason::NeighborQueueFull)
-                    };
-                }
+            match resolve(p, link, target, cx) {
+                Ok(r) => r,
+                Err(v) => return v,
             }
         }
     };
     if total > usize::from(mtu) {
-        if frag & ipv4::DF != 0 {
-            return icmp_error(
-                p,
-                total,
-                cx,
-                icmp::DEST_UNREACHABLE,
-                icmp::FRAG_NEEDED,
-                u32::from(mtu),
-                DropReason::FragNeeded,
-            );
-        }
-        return Verdict::Drop(DropReason::FragNeeded);
+        return too_big(p, total, frag, mtu, cx);
     }
-    let _ = role;
     let frame = cx.pool.data_mut(p.addr, p.len);
     ipv4_decrement_ttl(&mut frame[ETH_LEN..]);
     write_macs(frame, mac, l3.router_mac);
     p.dst = mac;
     p.src = l3.router_mac;
     verdict
+}
+
+/// The port (or bridge), MAC and MTU of neighbour `target` on `link`; when
+/// it is not known yet, an ARP request goes out and the packet is held.
+#[inline]
+fn resolve(
+    p: &Pkt,
+    link: Link,
+    target: u32,
+    cx: &mut RouteCtx<'_>,
+) -> Result<(Verdict, MacKey, u16), Verdict> {
+    let snap = cx.snap;
+    let (verdict, mtu) = match link {
+        Link::Bridge => (Verdict::Pending, snap.l3.bridge_mtu),
+        Link::Port(port) => match snap.port(port) {
+            Some(e) if e.up => (Verdict::Unicast(port), e.mtu),
+            _ => return Err(Verdict::Drop(DropReason::PortDown)),
+        },
+    };
+    let (pool, outputs) = (&mut *cx.pool, &mut *cx.outputs);
+    match snap.neigh.get(&ip4_key(target)) {
+        Some(n) => {
+            // Ask again before the entry ages out while in use.
+            if cx.now.saturating_sub(n.confirmed) > NEIGH_REFRESH_MS {
+                cx.router.ask_v4(
+                    snap,
+                    pool,
+                    outputs,
+                    cx.counters,
+                    target,
+                    link,
+                    Some(n.mac),
+                    p.in_port,
+                    cx.now,
+                );
+            }
+            Ok((verdict, n.mac, mtu))
+        }
+        None => {
+            cx.router.ask_v4(
+                snap,
+                pool,
+                outputs,
+                cx.counters,
+                target,
+                link,
+                None,
+                p.in_port,
+                cx.now,
+            );
+            Err(if cx.router.hold(p, cx.now) {
+                Verdict::Held
+            } else {
+                Verdict::Drop(DropReason::NeighborQueueFull)
+            })
+        }
+    }
+}
+
+/// A packet larger than the output MTU: ICMP "fragmentation needed" if it
+/// may not be fragmented, else dropped (the switch does not fragment).
+#[inline]
+fn too_big(p: &mut Pkt, total: usize, frag: u16, mtu: u16, cx: &mut RouteCtx<'_>) -> Verdict {
+    if frag & ipv4::DF != 0 {
+        return icmp_error(
+            p,
+            total,
+            cx,
+            icmp::DEST_UNREACHABLE,
+            icmp::FRAG_NEEDED,
+            u32::from(mtu),
+            DropReason::FragNeeded,
+        );
+    }
+    Verdict::Drop(DropReason::FragNeeded)
+}
+
+/// Sends the packet to another node inside VXLAN: the outer packet goes to
+/// `vtep` by the route the table has for it (out of the uplink).
+#[inline]
+fn encap_v4(
+    p: &mut Pkt,
+    total: usize,
+    frag: u16,
+    vtep: u32,
+    vni: u32,
+    cx: &mut RouteCtx<'_>,
+) -> Verdict {
+    let l3 = &*cx.snap.l3;
+    let Some(src) = l3.vtep_src else {
+        return Verdict::Drop(DropReason::NoRoute);
+    };
+    let outer = match l3.routes.v4.lookup(vtep) {
+        Some(&NextHop::Resolve {
+            link: link @ Link::Port(_),
+            gw,
+        }) => match gw {
+            Some(std::net::IpAddr::V4(g)) => (link, u32::from(g)),
+            Some(std::net::IpAddr::V6(_)) => return Verdict::Drop(DropReason::NoRoute),
+            None => (link, vtep),
+        },
+        _ => return Verdict::Drop(DropReason::NoRoute),
+    };
+    let (verdict, mac, mtu) = match resolve(p, outer.0, outer.1, cx) {
+        Ok(r) => r,
+        Err(v) => return v,
+    };
+    let inner_mtu = mtu.saturating_sub(vxlan::OVERHEAD as u16);
+    if total > usize::from(inner_mtu) {
+        return too_big(p, total, frag, inner_mtu, cx);
+    }
+    let inner_len = ETH_LEN + total;
+    let frame = cx.pool.data_mut(p.addr, FRAME_CAPACITY);
+    if frame.len() < inner_len + vxlan::OVERHEAD {
+        return Verdict::Drop(DropReason::FragNeeded);
+    }
+    ipv4_decrement_ttl(&mut frame[ETH_LEN..]);
+    // The inner Ethernet header only carries the packet: the far switch
+    // routes whatever arrives from its uplink, whatever the inner MACs.
+    write_macs(frame, l3.router_mac, l3.router_mac);
+    // Source port from the inner addresses and ports: flows spread over
+    // ECMP paths, each flow keeps its path (RFC 7348 section 5).
+    let flow = &frame[ETH_LEN + ipv4::SRC..ETH_LEN + ipv4::MIN_LEN + 4];
+    let mut h: u32 = 0x9e37_79b9;
+    for c in flow.chunks_exact(4) {
+        h = (h ^ u32::from_be_bytes([c[0], c[1], c[2], c[3]])).wrapping_mul(0x0100_0193);
+    }
+    let sport = 49152 | (h ^ (h >> 16)) as u16 & 0x3fff;
+    let len = vxlan_encap_in_place(frame, inner_len, mac, l3.router_mac, src, vtep, sport, vni);
+    p.len = len as u32;
+    p.dst = mac;
+    p.src = l3.router_mac;
+    verdict
+}
+
+/// Takes the packet out of its VXLAN envelope (in place) and routes the
+/// inner packet as if it had arrived on the uplink.
+#[inline]
+fn decap_v4(p: &mut Pkt, total: usize, cx: &mut RouteCtx<'_>) -> Verdict {
+    let l3 = &*cx.snap.l3;
+    let frame = cx.pool.data_mut(p.addr, p.len);
+    let udp = ETH_LEN + ipv4::MIN_LEN;
+    let end = ETH_LEN + total;
+    if end < vxlan::OVERHEAD + ETH_LEN
+        || usize::from(read_u16(frame, udp + 4)) != total - ipv4::MIN_LEN
+    {
+        return Verdict::Drop(DropReason::Malformed);
+    }
+    let vx = udp + 8;
+    if frame[vx] & vxlan::FLAG_VNI == 0 {
+        return Verdict::Drop(DropReason::Malformed);
+    }
+    let vni = read_u32(frame, vx + 4) >> 8;
+    if !l3.vnis.contains(&vni) {
+        return Verdict::Drop(DropReason::Unsupported);
+    }
+    frame.copy_within(vxlan::OVERHEAD..end, 0);
+    let inner_len = end - vxlan::OVERHEAD;
+    p.len = inner_len as u32;
+    p.dst = read_mac(frame, 0);
+    p.src = read_mac(frame, 6);
+    p.ethertype = read_u16(frame, 12);
+    if p.ethertype != ETHERTYPE_IPV4 {
+        return Verdict::Drop(DropReason::Unsupported);
+    }
+    route_v4(p, l3, PortRole::Uplink, false, cx)
+}
+
+fn read_mac(frame: &[u8], at: usize) -> MacKey {
+    let mut m = [0u8; 6];
+    m.copy_from_slice(&frame[at..at + 6]);
+    crate::mac_key(&m)
 }
 
 /// A packet for one of the switch's own addresses.
