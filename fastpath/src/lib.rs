@@ -9,7 +9,7 @@
 //! The pipeline (one file per stage under [`stage`]):
 //!
 //! ```text
-//! parse → security → learn → arp → route → forward → output
+//! parse → security → learn → arp → nd → route → forward → output
 //! ```
 //!
 //! The switch is a bridge of pod ports with a router attached: frames

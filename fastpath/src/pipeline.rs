@@ -8,7 +8,7 @@ use crate::snapshot::Snapshot;
 use crate::stage::learn::Learner;
 use crate::stage::output::Outputs;
 use crate::stage::route::RouteCtx;
-use crate::stage::{arp, forward, learn, output, parse, route, security};
+use crate::stage::{arp, forward, learn, nd, output, parse, route, security};
 
 /// Runs one batch through the pipeline. Afterwards every frame of the batch
 /// is queued in `outputs`, held by the router (waiting for a neighbour), or
@@ -29,6 +29,7 @@ pub fn process(
     security::run(batch, snap, pool);
     learn::run(batch, snap, learner, now);
     arp::run(batch, snap, pool, router, now);
+    nd::run(batch, snap, pool, router, now);
     route::run(
         batch,
         &mut RouteCtx {

@@ -181,6 +181,78 @@ impl Router {
         }
     }
 
+    /// Sends a neighbour solicitation for IPv6 `target` on `link`, unless
+    /// one went out recently; from the switch's link-local address, so the
+    /// answer comes back to the router MAC on any link.
+    #[allow(clippy::too_many_arguments)]
+    pub fn ask_v6(
+        &mut self,
+        snap: &Snapshot,
+        pool: &mut FramePool,
+        outputs: &mut Outputs,
+        counters: &WorkerCounters,
+        target: u128,
+        link: Link,
+        known: Option<MacKey>,
+        in_port: PortId,
+        now: u64,
+    ) {
+        if !self.may_ask(target, now) {
+            return;
+        }
+        let Some(addr) = pool.alloc() else {
+            counters.port(in_port).drop(DropReason::NoBuffer, 1);
+            return;
+        };
+        let (dst, eth_dst) = match known {
+            Some(mac) => (target, mac),
+            None => {
+                let sn = wire::ipv6::solicited_node(target);
+                (sn, wire::ipv6::multicast_mac(sn))
+            }
+        };
+        let frame = pool.data_mut(addr, 128);
+        let len = wire::write_neighbor_solicit(
+            frame,
+            eth_dst,
+            snap.l3.router_mac,
+            snap.l3.link_local,
+            dst,
+            target,
+        ) as u32;
+        self.send(
+            snap, pool, outputs, counters, link, known, addr, len, in_port,
+        );
+    }
+
+    /// Sends a frame the router wrote to a neighbour on `link`.
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &mut self,
+        snap: &Snapshot,
+        pool: &mut FramePool,
+        outputs: &mut Outputs,
+        counters: &WorkerCounters,
+        link: Link,
+        known: Option<MacKey>,
+        addr: u32,
+        len: u32,
+        in_port: PortId,
+    ) {
+        // The frame is sent "from" the port of the frame that needed it,
+        // so a flood does not go back there and drops count on that port.
+        match (link, known) {
+            (Link::Port(port), _) => outputs.push(port, TxFrame { addr, len, in_port }),
+            (Link::Bridge, Some(mac)) => match snap.fdb.get(mac) {
+                Some(slot) => outputs.push(slot.port, TxFrame { addr, len, in_port }),
+                None => output::flood(snap, pool, outputs, counters, addr, len, in_port),
+            },
+            (Link::Bridge, None) => {
+                output::flood(snap, pool, outputs, counters, addr, len, in_port)
+            }
+        }
+    }
+
     /// Sends an ARP request for `target` on `link`, unless one went out
     /// recently. `known` is the MAC the neighbour had (a refresh asks it
     /// directly instead of broadcasting).
@@ -226,17 +298,8 @@ impl Router {
             0,
             Ipv4Addr::from(target),
         ) as u32;
-        // The request is sent "from" the port of the frame that needed it,
-        // so a flood does not go back there and drops count on that port.
-        match (link, known) {
-            (Link::Port(port), _) => outputs.push(port, TxFrame { addr, len, in_port }),
-            (Link::Bridge, Some(mac)) => match snap.fdb.get(mac) {
-                Some(slot) => outputs.push(slot.port, TxFrame { addr, len, in_port }),
-                None => output::flood(snap, pool, outputs, counters, addr, len, in_port),
-            },
-            (Link::Bridge, None) => {
-                output::flood(snap, pool, outputs, counters, addr, len, in_port)
-            }
-        }
+        self.send(
+            snap, pool, outputs, counters, link, known, addr, len, in_port,
+        );
     }
 }

@@ -81,6 +81,11 @@ pub struct L3Config {
     pub routes: RouteTable,
     /// The switch's IPv4 addresses with their prefix lengths.
     pub addrs4: Vec<(u32, u8)>,
+    /// The switch's IPv6 addresses with their prefix lengths.
+    pub addrs6: Vec<(u128, u8)>,
+    /// The switch's IPv6 link-local address (from the router MAC): the
+    /// source of its neighbour solicitations.
+    pub link_local: u128,
     /// Smallest MTU of the pod ports (the bridge as one link).
     pub bridge_mtu: u16,
     /// The node's IPv4 address on the uplink: source of VXLAN packets.
@@ -110,6 +115,17 @@ impl L3Config {
                 a.masked(*len) == peer.masked(*len)
             })
             .or(self.addrs4.first())
+            .map(|(a, _)| *a)
+    }
+
+    /// The IPv6 address to speak from towards `peer`.
+    #[inline]
+    pub fn source_for6(&self, peer: u128) -> Option<u128> {
+        use crate::route::LpmKey;
+        self.addrs6
+            .iter()
+            .find(|(a, len)| a.masked(*len) == peer.masked(*len))
+            .or(self.addrs6.first())
             .map(|(a, _)| *a)
     }
 

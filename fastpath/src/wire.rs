@@ -34,6 +34,208 @@ pub mod ipv4 {
     pub const PROTO_ICMP: u8 = 1;
 }
 
+/// Offsets and constants of IPv6 and ICMPv6 (RFC 8200, 4443, 4861).
+pub mod ipv6 {
+    pub const HDR_LEN: usize = 40;
+    pub const PAYLOAD_LEN: usize = 4;
+    pub const NEXT_HEADER: usize = 6;
+    pub const HOP_LIMIT: usize = 7;
+    pub const SRC: usize = 8;
+    pub const DST: usize = 24;
+    pub const PROTO_ICMPV6: u8 = 58;
+    /// ICMPv6 types.
+    pub const DEST_UNREACHABLE: u8 = 1;
+    pub const PACKET_TOO_BIG: u8 = 2;
+    pub const TIME_EXCEEDED: u8 = 3;
+    pub const ECHO_REQUEST: u8 = 128;
+    pub const ECHO_REPLY: u8 = 129;
+    pub const NEIGHBOR_SOLICIT: u8 = 135;
+    pub const NEIGHBOR_ADVERT: u8 = 136;
+    /// Neighbour discovery options.
+    pub const OPT_SOURCE_LLA: u8 = 1;
+    pub const OPT_TARGET_LLA: u8 = 2;
+    /// NA flags (first byte after the checksum).
+    pub const NA_ROUTER: u8 = 0x80;
+    pub const NA_SOLICITED: u8 = 0x40;
+    pub const NA_OVERRIDE: u8 = 0x20;
+    /// Smallest MTU of IPv6: the most an ICMPv6 error may take.
+    pub const MIN_MTU: usize = 1280;
+    /// Neighbour discovery messages carry this hop limit (RFC 4861 7.1).
+    pub const ND_HOP_LIMIT: u8 = 255;
+    /// fe80::/10
+    #[inline]
+    pub fn is_link_local(a: u128) -> bool {
+        a >> 118 == 0x3fa
+    }
+    #[inline]
+    pub fn is_multicast(a: u128) -> bool {
+        a >> 120 == 0xff
+    }
+    /// The solicited-node multicast address of `a` (ff02::1:ffXX:XXXX).
+    #[inline]
+    pub fn solicited_node(a: u128) -> u128 {
+        0xff02_0000_0000_0000_0000_0001_ff00_0000 | (a & 0xff_ffff)
+    }
+    /// The Ethernet multicast address of IPv6 multicast `a` (33:33 + low 32 bits).
+    #[inline]
+    pub fn multicast_mac(a: u128) -> u64 {
+        0x3333_0000_0000 | (a as u64 & 0xffff_ffff)
+    }
+    /// The modified EUI-64 link-local address of a MAC.
+    #[inline]
+    pub fn link_local_of(mac: u64) -> u128 {
+        let m = crate::mac_octets(mac);
+        let iid = u64::from_be_bytes([m[0] ^ 0x02, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]]);
+        (0xfe80u128 << 112) | u128::from(iid)
+    }
+}
+
+/// Reads an IPv6 address.
+#[inline]
+pub fn read_u128(b: &[u8], at: usize) -> u128 {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&b[at..at + 16]);
+    u128::from_be_bytes(a)
+}
+
+#[inline]
+pub fn write_u128(b: &mut [u8], at: usize, v: u128) {
+    b[at..at + 16].copy_from_slice(&v.to_be_bytes());
+}
+
+/// The ICMPv6 checksum of `msg` (checksum field zero) between `src` and `dst`.
+pub fn icmpv6_checksum(src: u128, dst: u128, msg: &[u8]) -> u16 {
+    let mut acc = sum(&src.to_be_bytes(), 0);
+    acc = sum(&dst.to_be_bytes(), acc);
+    acc += msg.len() as u32;
+    acc += u32::from(ipv6::PROTO_ICMPV6);
+    fold(sum(msg, acc))
+}
+
+/// Writes an IPv6 header.
+pub fn write_ipv6_header(
+    ip: &mut [u8],
+    payload_len: u16,
+    next: u8,
+    hop_limit: u8,
+    src: u128,
+    dst: u128,
+) {
+    write_u32(ip, 0, 0x6000_0000);
+    write_u16(ip, ipv6::PAYLOAD_LEN, payload_len);
+    ip[ipv6::NEXT_HEADER] = next;
+    ip[ipv6::HOP_LIMIT] = hop_limit;
+    write_u128(ip, ipv6::SRC, src);
+    write_u128(ip, ipv6::DST, dst);
+}
+
+/// Writes a whole Ethernet + IPv6 + ICMPv6 neighbour solicitation for
+/// `target` (with our link-layer address) and returns its length.
+pub fn write_neighbor_solicit(
+    frame: &mut [u8],
+    eth_dst: MacKey,
+    mac: MacKey,
+    src: u128,
+    dst: u128,
+    target: u128,
+) -> usize {
+    const MSG: usize = 24 + 8;
+    write_macs(frame, eth_dst, mac);
+    write_u16(frame, 12, ETHERTYPE_IPV6);
+    write_ipv6_header(
+        &mut frame[ETH_LEN..],
+        MSG as u16,
+        ipv6::PROTO_ICMPV6,
+        ipv6::ND_HOP_LIMIT,
+        src,
+        dst,
+    );
+    let m = &mut frame[ETH_LEN + ipv6::HDR_LEN..ETH_LEN + ipv6::HDR_LEN + MSG];
+    m.fill(0);
+    m[0] = ipv6::NEIGHBOR_SOLICIT;
+    write_u128(m, 8, target);
+    m[24] = ipv6::OPT_SOURCE_LLA;
+    m[25] = 1;
+    m[26..32].copy_from_slice(&crate::mac_octets(mac));
+    let c = icmpv6_checksum(src, dst, m);
+    write_u16(m, 2, c);
+    ETH_LEN + ipv6::HDR_LEN + MSG
+}
+
+/// Writes a neighbour advertisement for `target` (at `mac`) to `dst` over
+/// whatever `frame` held; returns the frame length.
+#[allow(clippy::too_many_arguments)]
+pub fn write_neighbor_advert(
+    frame: &mut [u8],
+    eth_dst: MacKey,
+    mac: MacKey,
+    dst: u128,
+    target: u128,
+    flags: u8,
+) -> usize {
+    const MSG: usize = 24 + 8;
+    write_macs(frame, eth_dst, mac);
+    write_u16(frame, 12, ETHERTYPE_IPV6);
+    write_ipv6_header(
+        &mut frame[ETH_LEN..],
+        MSG as u16,
+        ipv6::PROTO_ICMPV6,
+        ipv6::ND_HOP_LIMIT,
+        target,
+        dst,
+    );
+    let m = &mut frame[ETH_LEN + ipv6::HDR_LEN..ETH_LEN + ipv6::HDR_LEN + MSG];
+    m.fill(0);
+    m[0] = ipv6::NEIGHBOR_ADVERT;
+    m[4] = flags;
+    write_u128(m, 8, target);
+    m[24] = ipv6::OPT_TARGET_LLA;
+    m[25] = 1;
+    m[26..32].copy_from_slice(&crate::mac_octets(mac));
+    let c = icmpv6_checksum(target, dst, m);
+    write_u16(m, 2, c);
+    ETH_LEN + ipv6::HDR_LEN + MSG
+}
+
+/// Turns the IPv6 packet at `frame[ETH_LEN..ETH_LEN + ip_len]` into an
+/// ICMPv6 error about it, in place (as much of the packet as fits in the
+/// IPv6 minimum MTU is quoted). Returns the new frame length.
+#[allow(clippy::too_many_arguments)]
+pub fn ipv6_icmp_error_in_place(
+    frame: &mut [u8],
+    ip_len: usize,
+    eth_dst: MacKey,
+    eth_src: MacKey,
+    src: u128,
+    icmp_type: u8,
+    code: u8,
+    rest: u32,
+) -> usize {
+    const HDRS: usize = ipv6::HDR_LEN + 8;
+    let quoted = ip_len.min(ipv6::MIN_MTU - HDRS);
+    let dst = read_u128(frame, ETH_LEN + ipv6::SRC);
+    frame.copy_within(ETH_LEN..ETH_LEN + quoted, ETH_LEN + HDRS);
+    write_macs(frame, eth_dst, eth_src);
+    write_u16(frame, 12, ETHERTYPE_IPV6);
+    let msg_len = 8 + quoted;
+    write_ipv6_header(
+        &mut frame[ETH_LEN..],
+        msg_len as u16,
+        ipv6::PROTO_ICMPV6,
+        64,
+        src,
+        dst,
+    );
+    let msg = &mut frame[ETH_LEN + ipv6::HDR_LEN..ETH_LEN + ipv6::HDR_LEN + msg_len];
+    msg[0] = icmp_type;
+    msg[1] = code;
+    write_u16(msg, 2, 0);
+    write_u32(msg, 4, rest);
+    let c = icmpv6_checksum(src, dst, msg);
+    write_u16(msg, 2, c);
+    ETH_LEN + ipv6::HDR_LEN + msg_len
+}
+
 /// ICMPv4 types and codes the router uses.
 pub mod icmp {
     pub const ECHO_REPLY: u8 = 0;
@@ -364,6 +566,104 @@ mod tests {
         assert_eq!(vx[0], vxlan::FLAG_VNI);
         assert_eq!(read_u32(vx, 4) >> 8, 42);
         assert_eq!(&vx[8..], &inner[..]);
+    }
+
+    fn udp6_frame(hop: u8, payload: &[u8]) -> Vec<u8> {
+        let mut src = [0u8; 16];
+        src[0] = 0xfd;
+        src[15] = 5;
+        let mut dst = src;
+        dst[7] = 2;
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(src, dst, hop)
+            .udp(1000, 2000);
+        let mut out = Vec::new();
+        b.write(&mut out, payload).unwrap();
+        out
+    }
+
+    #[test]
+    fn ipv6_helpers() {
+        assert!(ipv6::is_link_local(0xfe80u128 << 112 | 1));
+        assert!(!ipv6::is_link_local(0xfd00u128 << 112));
+        let a: u128 = 0xfd00_0000_0000_0000_0000_0000_00ab_cdef;
+        assert_eq!(
+            ipv6::solicited_node(a),
+            0xff02_0000_0000_0000_0000_0001_ffab_cdef
+        );
+        assert_eq!(
+            ipv6::multicast_mac(ipv6::solicited_node(a)),
+            0x3333_ffab_cdef
+        );
+        let ll = ipv6::link_local_of(0x0200_0000_00aa);
+        assert_eq!(ll, 0xfe80_0000_0000_0000_0000_00ff_fe00_00aa);
+    }
+
+    #[test]
+    fn neighbor_messages_parse_with_valid_checksums() {
+        let mut f = [0u8; 128];
+        let src = ipv6::link_local_of(0x0200_0000_00aa);
+        let target: u128 = 0xfd00_0000_0000_0000_0000_0000_0000_0005;
+        let dst = ipv6::solicited_node(target);
+        let n = write_neighbor_solicit(
+            &mut f,
+            ipv6::multicast_mac(dst),
+            0x0200_0000_00aa,
+            src,
+            dst,
+            target,
+        );
+        let p = SlicedPacket::from_ethernet(&f[..n]).unwrap();
+        let Some(etherparse::TransportSlice::Icmpv6(icmp)) = p.transport else {
+            panic!("{:?}", p.transport)
+        };
+        assert_eq!(icmp.type_u8(), 135);
+        assert_eq!(icmpv6_checksum(src, dst, icmp.slice()), 0);
+        let mut f = [0u8; 128];
+        let n = write_neighbor_advert(
+            &mut f,
+            0x0200_0000_0005,
+            0x0200_0000_00aa,
+            src,
+            target,
+            ipv6::NA_SOLICITED,
+        );
+        let p = SlicedPacket::from_ethernet(&f[..n]).unwrap();
+        let Some(etherparse::TransportSlice::Icmpv6(icmp)) = p.transport else {
+            panic!()
+        };
+        assert_eq!(icmp.type_u8(), 136);
+        assert_eq!(icmpv6_checksum(target, src, icmp.slice()), 0);
+    }
+
+    #[test]
+    fn icmpv6_error_quotes_the_packet() {
+        let orig = udp6_frame(1, &[9u8; 1400]);
+        let mut f = vec![0u8; 2048];
+        f[..orig.len()].copy_from_slice(&orig);
+        let src: u128 = 0xfd00_0000_0000_0000_0000_0000_0000_0001;
+        let n = ipv6_icmp_error_in_place(
+            &mut f,
+            orig.len() - ETH_LEN,
+            0x0200_0000_0001,
+            0x02aa_0000_0001,
+            src,
+            ipv6::TIME_EXCEEDED,
+            0,
+            0,
+        );
+        assert_eq!(n, ETH_LEN + ipv6::MIN_MTU);
+        let p = SlicedPacket::from_ethernet(&f[..n]).unwrap();
+        let Some(etherparse::TransportSlice::Icmpv6(icmp)) = p.transport else {
+            panic!()
+        };
+        assert!(matches!(
+            icmp.icmp_type(),
+            etherparse::Icmpv6Type::TimeExceeded(_)
+        ));
+        let dst = read_u128(&orig, ETH_LEN + ipv6::SRC);
+        assert_eq!(icmpv6_checksum(src, dst, icmp.slice()), 0);
+        assert_eq!(&icmp.payload()[..40], &orig[ETH_LEN..ETH_LEN + 40]);
     }
 
     #[test]

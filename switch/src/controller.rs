@@ -1156,6 +1156,16 @@ impl Controller {
                     IpNet::V6(_) => None,
                 })
                 .collect(),
+            addrs6: self
+                .router
+                .addrs
+                .iter()
+                .filter_map(|a| match a {
+                    IpNet::V6(n) => Some((u128::from(n.addr()), n.prefix_len())),
+                    IpNet::V4(_) => None,
+                })
+                .collect(),
+            link_local: fastpath::wire::ipv6::link_local_of(mac_key(&self.router_mac.0)),
             bridge_mtu,
             vtep_src: vteps.first().copied(),
             vteps,
@@ -1246,8 +1256,20 @@ impl Controller {
         v
     }
 
-    /// Notices the node's addresses changing (housekeeping).
+    /// Notices the node's addresses changing (housekeeping): the uplink's
+    /// subnets and VXLAN addresses, the host port's routes.
     fn refresh_node_addrs(&mut self) -> bool {
+        for rec in self.ports.values_mut().filter(|r| r.spec.uplink && r.up) {
+            let now = port_facts(&rec.spec);
+            if now.links != rec.facts.links || now.link_addrs != rec.facts.link_addrs {
+                tracing::info!(port = %rec.spec.name, links = ?now.links, "uplink addresses changed");
+                rec.facts = now;
+                self.l3_dirty = true;
+            }
+        }
+        if self.l3_dirty {
+            return true;
+        }
         if !self.ports.values().any(|r| r.spec.host) {
             return false;
         }

@@ -136,8 +136,8 @@ impl RouterModel {
         }
         match (spec.via, &spec.dev) {
             (Some(via), None) if spec.encap.is_some() => {
-                if !via.is_ipv4() || !p.addr().is_ipv4() {
-                    return Err("VXLAN routes are IPv4 (prefix and remote node)".into());
+                if !via.is_ipv4() {
+                    return Err("a VXLAN endpoint is an IPv4 address (the remote node's)".into());
                 }
                 let t = table(&self.build(ports));
                 let through_uplink = match t.lookup(via) {

@@ -387,7 +387,10 @@ impl PortAddArgs {
 impl RouteAddArgs {
     fn to_spec(&self) -> Result<RouteSpec, Failure> {
         let (via, dev) = route_target(&self.target).map_err(Failure::Usage)?;
+        // A VXLAN endpoint is the remote node's (IPv4) address whatever
+        // the family of the routed prefix.
         if let Some(via) = via
+            && self.encap.is_none()
             && via.is_ipv4() != matches!(self.prefix, IpNet::V4(_))
         {
             let (hop, net) = if via.is_ipv4() {

@@ -6,7 +6,9 @@
 pub mod arp;
 pub mod forward;
 pub mod learn;
+pub mod nd;
 pub mod output;
 pub mod parse;
 pub mod route;
+pub mod route6;
 pub mod security;

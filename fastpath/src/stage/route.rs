@@ -1,4 +1,4 @@
-//! Stage 5: IPv4 routing.
+//! Stage 6: IPv4 routing (IPv6 in [`crate::stage::route6`]).
 //!
 //! Runs only while the switch routes. Takes IPv4 packets addressed to the
 //! router's MAC, and every packet from a routed port (uplink, host port).
@@ -26,13 +26,13 @@
 //! out its ingress port; the frame is counted as a drop under its reason.
 //! They are rate-limited per worker.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use crate::MacKey;
 use crate::batch::{Batch, Pkt, Verdict};
 use crate::counters::WorkerCounters;
 use crate::drop::DropReason;
-use crate::neigh::ip4_key;
+use crate::neigh::ip_key;
 use crate::pool::FRAME_CAPACITY;
 use crate::pool::FramePool;
 use crate::route::{Link, NextHop};
@@ -40,9 +40,9 @@ use crate::router::Router;
 use crate::snapshot::{L3Config, PortRole, Snapshot};
 use crate::stage::output::Outputs;
 use crate::wire::{
-    ETH_LEN, ETHERTYPE_IPV4, checksum, checksum_update, icmp, ipv4, ipv4_decrement_ttl,
-    ipv4_icmp_error_in_place, read_u16, read_u32, vxlan, vxlan_encap_in_place, write_macs,
-    write_u16, write_u32,
+    ETH_LEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6, checksum, checksum_update, icmp, ipv4,
+    ipv4_decrement_ttl, ipv4_icmp_error_in_place, ipv6, read_u16, read_u32, vxlan,
+    vxlan_encap_in_place, write_macs, write_u16, write_u32,
 };
 
 /// A neighbour in use is asked again once its confirmation is this old.
@@ -76,6 +76,7 @@ pub fn run(batch: &mut Batch, cx: &mut RouteCtx<'_>) {
         }
         p.verdict = match p.ethertype {
             ETHERTYPE_IPV4 => route_v4(p, l3, role, true, cx),
+            ETHERTYPE_IPV6 => crate::stage::route6::route_v6(p, l3, cx),
             _ => Verdict::Drop(DropReason::Unsupported),
         };
     }
@@ -149,16 +150,20 @@ fn route_v4(
     // Where it goes and to which MAC.
     let (verdict, mac, mtu) = match hop {
         NextHop::Local => unreachable!("handled above"),
-        NextHop::Vxlan { vtep, vni } => return encap_v4(p, total, frag, vtep, vni, cx),
+        NextHop::Vxlan { vtep, vni } => {
+            return encap(p, total, vtep, vni, cx, |p, mtu, cx| {
+                too_big(p, total, frag, mtu, cx)
+            });
+        }
         NextHop::Peer { port, mac } => match snap.port(port) {
             Some(e) if e.up => (Verdict::Unicast(port), mac, e.mtu),
             _ => return Verdict::Drop(DropReason::PortDown),
         },
         NextHop::Resolve { link, gw } => {
             let target = match gw {
-                Some(std::net::IpAddr::V4(g)) => u32::from(g),
-                Some(std::net::IpAddr::V6(_)) => return Verdict::Drop(DropReason::NoRoute),
-                None => dst,
+                Some(g @ IpAddr::V4(_)) => g,
+                Some(IpAddr::V6(_)) => return Verdict::Drop(DropReason::NoRoute),
+                None => IpAddr::V4(Ipv4Addr::from(dst)),
             };
             match resolve(p, link, target, cx) {
                 Ok(r) => r,
@@ -180,10 +185,10 @@ fn route_v4(
 /// The port (or bridge), MAC and MTU of neighbour `target` on `link`; when
 /// it is not known yet, an ARP request goes out and the packet is held.
 #[inline]
-fn resolve(
+pub(crate) fn resolve(
     p: &Pkt,
     link: Link,
-    target: u32,
+    target: IpAddr,
     cx: &mut RouteCtx<'_>,
 ) -> Result<(Verdict, MacKey, u16), Verdict> {
     let snap = cx.snap;
@@ -194,37 +199,42 @@ fn resolve(
             _ => return Err(Verdict::Drop(DropReason::PortDown)),
         },
     };
-    let (pool, outputs) = (&mut *cx.pool, &mut *cx.outputs);
-    match snap.neigh.get(&ip4_key(target)) {
+    let (pool, outputs, counters, now) = (&mut *cx.pool, &mut *cx.outputs, cx.counters, cx.now);
+    let ask = |router: &mut Router, pool: &mut FramePool, outputs: &mut Outputs, known| match target
+    {
+        IpAddr::V4(a) => router.ask_v4(
+            snap,
+            pool,
+            outputs,
+            counters,
+            u32::from(a),
+            link,
+            known,
+            p.in_port,
+            now,
+        ),
+        IpAddr::V6(a) => router.ask_v6(
+            snap,
+            pool,
+            outputs,
+            counters,
+            u128::from(a),
+            link,
+            known,
+            p.in_port,
+            now,
+        ),
+    };
+    match snap.neigh.get(&ip_key(target)) {
         Some(n) => {
             // Ask again before the entry ages out while in use.
-            if cx.now.saturating_sub(n.confirmed) > NEIGH_REFRESH_MS {
-                cx.router.ask_v4(
-                    snap,
-                    pool,
-                    outputs,
-                    cx.counters,
-                    target,
-                    link,
-                    Some(n.mac),
-                    p.in_port,
-                    cx.now,
-                );
+            if now.saturating_sub(n.confirmed) > NEIGH_REFRESH_MS {
+                ask(cx.router, pool, outputs, Some(n.mac));
             }
             Ok((verdict, n.mac, mtu))
         }
         None => {
-            cx.router.ask_v4(
-                snap,
-                pool,
-                outputs,
-                cx.counters,
-                target,
-                link,
-                None,
-                p.in_port,
-                cx.now,
-            );
+            ask(cx.router, pool, outputs, None);
             Err(if cx.router.hold(p, cx.now) {
                 Verdict::Held
             } else {
@@ -252,16 +262,18 @@ fn too_big(p: &mut Pkt, total: usize, frag: u16, mtu: u16, cx: &mut RouteCtx<'_>
     Verdict::Drop(DropReason::FragNeeded)
 }
 
-/// Sends the packet to another node inside VXLAN: the outer packet goes to
-/// `vtep` by the route the table has for it (out of the uplink).
+/// Sends the IPv4 or IPv6 packet (`total` bytes after the Ethernet header)
+/// to another node inside VXLAN: the outer packet goes to `vtep` by the
+/// route the table has for it (out of the uplink). `too_big` answers a
+/// packet that does not fit.
 #[inline]
-fn encap_v4(
+pub(crate) fn encap(
     p: &mut Pkt,
     total: usize,
-    frag: u16,
     vtep: u32,
     vni: u32,
     cx: &mut RouteCtx<'_>,
+    too_big: impl FnOnce(&mut Pkt, u16, &mut RouteCtx<'_>) -> Verdict,
 ) -> Verdict {
     let l3 = &*cx.snap.l3;
     let Some(src) = l3.vtep_src else {
@@ -272,9 +284,9 @@ fn encap_v4(
             link: link @ Link::Port(_),
             gw,
         }) => match gw {
-            Some(std::net::IpAddr::V4(g)) => (link, u32::from(g)),
-            Some(std::net::IpAddr::V6(_)) => return Verdict::Drop(DropReason::NoRoute),
-            None => (link, vtep),
+            Some(g @ IpAddr::V4(_)) => (link, g),
+            Some(IpAddr::V6(_)) => return Verdict::Drop(DropReason::NoRoute),
+            None => (link, IpAddr::V4(Ipv4Addr::from(vtep))),
         },
         _ => return Verdict::Drop(DropReason::NoRoute),
     };
@@ -284,19 +296,24 @@ fn encap_v4(
     };
     let inner_mtu = mtu.saturating_sub(vxlan::OVERHEAD as u16);
     if total > usize::from(inner_mtu) {
-        return too_big(p, total, frag, inner_mtu, cx);
+        return too_big(p, inner_mtu, cx);
     }
     let inner_len = ETH_LEN + total;
     let frame = cx.pool.data_mut(p.addr, FRAME_CAPACITY);
     if frame.len() < inner_len + vxlan::OVERHEAD {
         return Verdict::Drop(DropReason::FragNeeded);
     }
-    ipv4_decrement_ttl(&mut frame[ETH_LEN..]);
+    if p.ethertype == ETHERTYPE_IPV6 {
+        frame[ETH_LEN + ipv6::HOP_LIMIT] -= 1;
+    } else {
+        ipv4_decrement_ttl(&mut frame[ETH_LEN..]);
+    }
     // The inner Ethernet header only carries the packet: the far switch
     // routes whatever arrives from its uplink, whatever the inner MACs.
     write_macs(frame, l3.router_mac, l3.router_mac);
     // Source port from the inner addresses and ports: flows spread over
     // ECMP paths, each flow keeps its path (RFC 7348 section 5).
+    // (IPv4: addresses and ports; IPv6: parts of the addresses.)
     let flow = &frame[ETH_LEN + ipv4::SRC..ETH_LEN + ipv4::MIN_LEN + 4];
     let mut h: u32 = 0x9e37_79b9;
     for c in flow.chunks_exact(4) {
@@ -337,10 +354,11 @@ fn decap_v4(p: &mut Pkt, total: usize, cx: &mut RouteCtx<'_>) -> Verdict {
     p.dst = read_mac(frame, 0);
     p.src = read_mac(frame, 6);
     p.ethertype = read_u16(frame, 12);
-    if p.ethertype != ETHERTYPE_IPV4 {
-        return Verdict::Drop(DropReason::Unsupported);
+    match p.ethertype {
+        ETHERTYPE_IPV4 => route_v4(p, l3, PortRole::Uplink, false, cx),
+        ETHERTYPE_IPV6 => crate::stage::route6::route_v6(p, l3, cx),
+        _ => Verdict::Drop(DropReason::Unsupported),
     }
-    route_v4(p, l3, PortRole::Uplink, false, cx)
 }
 
 fn read_mac(frame: &[u8], at: usize) -> MacKey {

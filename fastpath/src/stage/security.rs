@@ -4,15 +4,18 @@
 //! through frames the pod may send: its own source MAC, IPv4 packets from
 //! its IPv4 addresses, ARP whose sender is the pod (or an address probe from
 //! 0.0.0.0), IPv6 packets from its IPv6 addresses, a link-local address or
-//! the unspecified address (duplicate address detection). Everything else
-//! is `spoofed_source`. Ports without declared addresses are not checked.
+//! the unspecified address (duplicate address detection), and neighbour
+//! advertisements only for those addresses. Everything else is
+//! `spoofed_source`. Ports without declared addresses are not checked.
 
 use crate::batch::{Batch, Verdict};
 use crate::drop::DropReason;
 use crate::mac_key;
 use crate::pool::FramePool;
 use crate::snapshot::{PortGuard, Snapshot};
-use crate::wire::{ETH_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, arp, ipv4, read_u32};
+use crate::wire::{
+    ETH_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, arp, ipv4, ipv6, read_u32, read_u128,
+};
 
 /// Checks every live frame from a guarded port.
 #[inline]
@@ -63,9 +66,21 @@ fn check(guard: &PortGuard, src: u64, ethertype: u16, frame: &[u8]) -> Option<Dr
             let mut b = [0u8; 16];
             b.copy_from_slice(&frame[ETH_LEN + 8..ETH_LEN + 24]);
             let ip_src = u128::from_be_bytes(b);
-            let link_local = ip_src >> 118 == 0x3fa; // fe80::/10
-            let ok = ip_src == 0 || link_local || guard.v6.contains(&ip_src);
-            (!ok).then_some(DropReason::SpoofedSource)
+            let own = |a: u128| ipv6::is_link_local(a) || guard.v6.contains(&a);
+            if !(ip_src == 0 || own(ip_src)) {
+                return Some(DropReason::SpoofedSource);
+            }
+            // A neighbour advertisement speaks for its target address: the
+            // pod may only advertise its own.
+            let msg = ETH_LEN + ipv6::HDR_LEN;
+            if frame[ETH_LEN + ipv6::NEXT_HEADER] == ipv6::PROTO_ICMPV6
+                && frame.len() >= msg + 24
+                && frame[msg] == ipv6::NEIGHBOR_ADVERT
+                && !own(read_u128(frame, msg + 8))
+            {
+                return Some(DropReason::SpoofedSource);
+            }
+            None
         }
         _ => None,
     }
