@@ -238,12 +238,17 @@ impl Controller {
                 port,
             );
         }
+        // Routes were checked when they were added. A next hop that cannot
+        // be reached now (its uplink is missing) keeps the route configured
+        // but out of the table, as a down port stays configured.
         for r in st.routes {
-            match self.router.check_route(&r, &self.port_views()) {
-                Ok(()) => {
-                    self.router.routes.insert(r.prefix, r);
-                }
-                Err(e) => tracing::error!("state file route {} skipped: {e}", r.prefix),
+            let valid = r.prefix == r.prefix.trunc()
+                && (r.via.is_some() != r.dev.is_some())
+                && !self.router.routes.contains_key(&r.prefix);
+            if valid {
+                self.router.routes.insert(r.prefix, r);
+            } else {
+                tracing::error!("state file route {} skipped: not a valid route", r.prefix);
             }
         }
         self.l3_dirty = true;
