@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# The demo: builds vswitch, starts vswitchd, attaches three pods (two through
-# AF_XDP on veth pairs, one through a TAP device), pings between every pair,
-# runs iperf3 TCP transfers through the switch, prints `vswitchctl show` and
-# `vswitchctl stats`, and removes everything again, also on failure or Ctrl-C.
+# The demo: builds vswitch, starts vswitchd, gives its router one gateway
+# address on each of two pod subnets, attaches four pods (two through AF_XDP
+# on veth pairs, two through TAP devices; three on 10.244.1.0/24, one on
+# 10.244.2.0/24), pings between every pair (switched within a subnet, routed
+# through the gateways across subnets) and the gateways themselves, runs
+# iperf3 TCP transfers through the switch (switched and routed), prints
+# `vswitchctl show`, `addr list`, `route list`, `neigh list`, `stats` and
+# `fdb show`, and removes everything again, also on failure or Ctrl-C.
 #
 # Run as root on Debian: scripts/demo.sh
 #
@@ -15,11 +19,14 @@ REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 cd "$REPO_ROOT"
 
 IPERF_SECS=${IPERF_SECS:-5}
-# Pod name, attachment, address, MAC.
+# The switch's router (gateway) addresses: one per pod subnet.
+GATEWAYS=(10.244.1.1/24 10.244.2.1/24)
+# Pod name, attachment, address/prefix, gateway, MAC.
 PODS=(
-    "vsdemo-a afxdp 10.244.1.11 02:00:0a:f4:01:0b"
-    "vsdemo-b afxdp 10.244.1.12 02:00:0a:f4:01:0c"
-    "vsdemo-c tap   10.244.1.13 02:00:0a:f4:01:0d"
+    "vsdemo-a afxdp 10.244.1.11/24 10.244.1.1 02:00:0a:f4:01:0b"
+    "vsdemo-b afxdp 10.244.1.12/24 10.244.1.1 02:00:0a:f4:01:0c"
+    "vsdemo-c tap   10.244.1.13/24 10.244.1.1 02:00:0a:f4:01:0d"
+    "vsdemo-d tap   10.244.2.14/24 10.244.2.1 02:00:0a:f4:02:0e"
 )
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
@@ -108,31 +115,61 @@ for _ in $(seq 100); do
 done
 ctl show >/dev/null || die "vswitchd did not answer on $VSWITCH_SOCKET within 10 s"
 
+step "Giving the router a gateway address on each pod subnet"
+for gw in "${GATEWAYS[@]}"; do
+    echo "vswitchctl addr add $gw"
+    ctl addr add "$gw"
+done
+ctl addr list
+
 step "Creating pods"
 for spec in "${PODS[@]}"; do
-    read -r name kind ip mac <<<"$spec"
-    args=(add "$name" --ip "$ip/24" --mac "$mac")
+    read -r name kind cidr gw mac <<<"$spec"
+    args=(add "$name" --ip "$cidr" --gw "$gw" --mac "$mac")
     [[ $kind == tap ]] && args+=(--tap)
-    echo "pod $name: $ip on $kind"
+    echo "pod $name: $cidr on $kind, default route via $gw"
     "$SCRIPT_DIR/pod.sh" "${args[@]}"
 done
 ctl port list
 
-step "Pinging between every pair of pods"
+# The /24 subnet of an address with prefix: 10.244.1.11/24 -> 10.244.1.
+subnet() { local a=${1%%/*}; echo "${a%.*}"; }
+
+# Pings $3 from pod $1; prints the summary and the TTL of the replies (64:
+# switched; 63: routed by the switch, one hop).
+ping_from() {
+    local from=$1 label=$2 to=$3 out
+    printf '%-43s %-12s ' "$label" "$to"
+    # The first packet of a routed flow may wait for the switch to resolve
+    # the next hop (ARP); it is held, not lost.
+    if out=$(ip netns exec "$from" ping -c 3 -i 0.2 -W 2 "$to" 2>&1); then
+        local ttl sent received avg
+        ttl=$(grep -o 'ttl=[0-9]*' <<<"$out" | head -n 1)
+        read -r sent _ _ received _ < <(grep 'packets transmitted' <<<"$out" | tr -d ,)
+        avg=$(sed -n 's#^rtt [^=]*= [^/]*/\([^/]*\)/.*#\1#p' <<<"$out")
+        printf '%s  %s/%s replies  rtt avg %s ms\n' "$ttl" "$received" "$sent" "$avg"
+    else
+        echo "FAILED"
+        echo "$out" >&2
+        die "ping $from -> $to failed"
+    fi
+}
+
+step "Pinging each pod's gateway (the switch answers)"
+for spec in "${PODS[@]}"; do
+    read -r name kind _ gw _ <<<"$spec"
+    ping_from "$name" "$(printf '%-9s (%-5s) -> gateway' "$name" "$kind")" "$gw"
+done
+
+step "Pinging between every pair of pods (switched within a subnet, routed across)"
 for from in "${PODS[@]}"; do
-    read -r fname fkind _ <<<"$from"
+    read -r fname fkind fcidr _ <<<"$from"
     for to in "${PODS[@]}"; do
-        read -r tname tkind tip _ <<<"$to"
+        read -r tname tkind tcidr _ <<<"$to"
         [[ $fname == "$tname" ]] && continue
-        printf '%-9s (%-5s) -> %-9s (%-5s) %-12s ' "$fname" "$fkind" "$tname" "$tkind" "$tip"
-        if out=$(ip netns exec "$fname" ping -c 3 -i 0.2 -W 1 "$tip" 2>&1); then
-            grep -E 'packets transmitted|rtt' <<<"$out" | tr '\n' ' '
-            echo
-        else
-            echo "FAILED"
-            echo "$out" >&2
-            die "ping $fname -> $tname ($tip) failed"
-        fi
+        how=switched
+        [[ $(subnet "$fcidr") != "$(subnet "$tcidr")" ]] && how=routed
+        ping_from "$fname" "$(printf '%-9s (%-5s) -> %-9s (%-5s) %-8s' "$fname" "$fkind" "$tname" "$tkind" "$how")" "${tcidr%%/*}"
     done
 done
 
@@ -149,13 +186,19 @@ iperf() {
         die "iperf3 $from -> $to failed"
 }
 
-step "iperf3 TCP, ${IPERF_SECS}s: vsdemo-a (AF_XDP) -> vsdemo-b (AF_XDP)"
+step "iperf3 TCP, ${IPERF_SECS}s, switched: vsdemo-a (AF_XDP) -> vsdemo-b (AF_XDP)"
 iperf vsdemo-a vsdemo-b 10.244.1.12
-step "iperf3 TCP, ${IPERF_SECS}s: vsdemo-a (AF_XDP) -> vsdemo-c (TAP)"
+step "iperf3 TCP, ${IPERF_SECS}s, switched: vsdemo-a (AF_XDP) -> vsdemo-c (TAP)"
 iperf vsdemo-a vsdemo-c 10.244.1.13
+step "iperf3 TCP, ${IPERF_SECS}s, routed 10.244.1.0/24 -> 10.244.2.0/24: vsdemo-a (AF_XDP) -> vsdemo-d (TAP)"
+iperf vsdemo-a vsdemo-d 10.244.2.14
 
 step "vswitchctl show"
 ctl show
+step "vswitchctl route list"
+ctl route list
+step "vswitchctl neigh list"
+ctl neigh list
 step "vswitchctl stats"
 ctl stats
 step "vswitchctl fdb show"
