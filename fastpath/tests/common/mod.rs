@@ -424,6 +424,12 @@ impl TestSwitch {
         }
     }
 
+    /// Frames the workers hold between runs: with memory ports, those are
+    /// the packets waiting for a neighbour to be resolved.
+    pub fn frames_held(&self) -> u32 {
+        self.workers.iter().map(|w| w.pool().counts().worker).sum()
+    }
+
     /// Asserts pool consistency and that, the switch being idle, every frame
     /// is back in its free list: memory ports hold no frames, so anything
     /// else is a leak.
@@ -477,6 +483,32 @@ pub fn frame_len(dst: [u8; 6], src: [u8; 6], tag: u16, len: usize) -> Vec<u8> {
         i += 1;
     }
     f
+}
+
+/// The Internet checksum (RFC 1071), written here rather than taken from
+/// the crate under test, for frames that tests break on purpose.
+pub fn internet_checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Rewrites the IPv4 header checksum of the Ethernet frame `f` after a test
+/// changed header bytes; does nothing if the header (by its IHL) does not fit.
+pub fn fix_ipv4_checksum(f: &mut [u8]) {
+    let Some(&first) = f.get(14) else { return };
+    let ihl = usize::from(first & 0x0f) * 4;
+    if ihl < 12 || f.len() < 14 + ihl {
+        return;
+    }
+    f[24..26].copy_from_slice(&[0, 0]);
+    let c = internet_checksum(&f[14..14 + ihl]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
 }
 
 /// A small deterministic PRNG (xorshift64*), so that random tests replay.
