@@ -150,11 +150,12 @@ impl Router {
         batch: &mut Batch,
         pool: &mut FramePool,
         counters: &WorkerCounters,
+        max: usize,
         now: u64,
     ) {
         self.retrying.clear();
         self.next_retry = now + RETRY_INTERVAL_MS;
-        let take = self.held.len().min(crate::batch::BATCH_SIZE);
+        let take = self.held.len().min(crate::batch::BATCH_SIZE).min(max);
         for (mut p, since) in self.held.drain(..take) {
             if now.saturating_sub(since) >= RESOLVE_TIMEOUT_MS {
                 counters
@@ -172,13 +173,6 @@ impl Router {
     /// Ends a retry pass (frames held again have taken their deadlines).
     pub fn retried(&mut self) {
         self.retrying.clear();
-    }
-
-    /// Frees every held frame (the worker is stopping).
-    pub fn release(&mut self, pool: &mut FramePool) {
-        for (p, _) in self.held.drain(..) {
-            pool.free(p.addr);
-        }
     }
 
     /// Sends a neighbour solicitation for IPv6 `target` on `link`, unless

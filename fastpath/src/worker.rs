@@ -388,23 +388,35 @@ impl Worker {
     }
 
     /// Runs frames that wait for a neighbour through the pipeline again.
+    /// Every frame held now is tried once (frames held again go to the
+    /// back of the queue), a batch at a time.
     fn retry_held(&mut self, snap: &Snapshot, now: u64) -> usize {
-        self.router
-            .take_held(&mut self.batch, &mut self.pool, &self.counters, now);
-        let n = self.batch.len();
-        pipeline::process(
-            &mut self.batch,
-            snap,
-            &mut self.pool,
-            &mut self.learner,
-            &mut self.router,
-            &mut self.outputs,
-            &self.counters,
-            now,
-        );
-        self.router.retried();
-        self.flush(snap);
-        n
+        let mut left = self.router.held();
+        let mut work = 0;
+        while left > 0 {
+            let before = self.router.held();
+            self.router
+                .take_held(&mut self.batch, &mut self.pool, &self.counters, left, now);
+            let taken = before - self.router.held();
+            if taken == 0 {
+                break;
+            }
+            left -= taken;
+            work += self.batch.len();
+            pipeline::process(
+                &mut self.batch,
+                snap,
+                &mut self.pool,
+                &mut self.learner,
+                &mut self.router,
+                &mut self.outputs,
+                &self.counters,
+                now,
+            );
+            self.router.retried();
+            self.flush(snap);
+        }
+        work
     }
 
     /// Sends every queued list: on a local port, or to the owning worker.

@@ -744,7 +744,6 @@ fn an_uplink_next_hop_is_probed_on_the_uplink_only() {
 }
 
 #[test]
-#[ignore = "bug: only one batch (64) of held packets is retried per new snapshot; the rest wait for the 100 ms retry timer (worker.rs retry_held / router.rs take_held)"]
 fn every_held_packet_is_released_by_the_snapshot_that_resolves_it() {
     let mut sw = routed_switch_with(Config {
         pools: vec![1024],
@@ -1176,7 +1175,6 @@ fn pod_frames_are_never_bridged_onto_the_uplink() {
 }
 
 #[test]
-#[ignore = "bug: stage/route.rs routes every frame from a routed port whatever its Ethernet destination, so link broadcast/multicast from the host port or uplink is sent to the default route and TTL-1 multicast gets ICMP time exceeded"]
 fn link_broadcast_and_multicast_from_routed_ports_are_not_routed() {
     let mut sw = routed_switch();
     add_pod_routes(&mut sw);

@@ -1178,10 +1178,7 @@ impl Controller {
                 .router
                 .routes
                 .values()
-                .filter_map(|r| match r.encap {
-                    Some(ctl::Encap::Vxlan { vni }) => Some(vni),
-                    None => None,
-                })
+                .filter_map(|r| r.encap.map(|ctl::Encap::Vxlan { vni }| vni))
                 .collect(),
         });
         self.sync_kernel_routes();

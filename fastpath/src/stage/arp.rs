@@ -62,7 +62,11 @@ pub fn run(
         p.verdict = match oper {
             arp::REQUEST => {
                 let ours = matches!(l3.routes.v4.lookup(tpa), Some(NextHop::Local));
-                if ours || role == PortRole::Host {
+                // The host port gets every address answered (proxy ARP),
+                // but not its own duplicate-address probes (sender 0.0.0.0)
+                // or announcements (sender = target).
+                let proxy = role == PortRole::Host && spa != 0 && spa != tpa;
+                if ours || proxy {
                     // The request becomes the reply, in place.
                     write_u16(a, arp::OPER, arp::REPLY);
                     a[arp::THA..arp::THA + 6].copy_from_slice(&mac_octets(sha));

@@ -94,7 +94,9 @@ pub fn run(
         p.verdict = if icmp_type == ipv6::NEIGHBOR_SOLICIT {
             let ours = target == l3.link_local
                 || matches!(l3.routes.v6.lookup(target), Some(NextHop::Local));
-            if ours || role == PortRole::Host {
+            // Proxy for the host port, but not its duplicate address detection.
+            let proxy = role == PortRole::Host && src != 0;
+            if ours || proxy {
                 // Answer in place. A solicitation from the unspecified
                 // address (duplicate address detection) is answered to all
                 // nodes, unsolicited.

@@ -39,6 +39,7 @@ use crate::route::{Link, NextHop};
 use crate::router::Router;
 use crate::snapshot::{L3Config, PortRole, Snapshot};
 use crate::stage::output::Outputs;
+use crate::stage::parse::GROUP_BIT;
 use crate::wire::{
     ETH_LEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6, checksum, checksum_update, icmp, ipv4,
     ipv4_decrement_ttl, ipv4_icmp_error_in_place, ipv6, read_u16, read_u32, vxlan,
@@ -71,8 +72,16 @@ pub fn run(batch: &mut Batch, cx: &mut RouteCtx<'_>) {
             continue;
         }
         let role = snap.port(p.in_port).map_or(PortRole::Pod, |e| e.role);
-        if p.dst != l3.router_mac && role == PortRole::Pod {
-            continue; // switched, not routed
+        if p.dst != l3.router_mac {
+            if role == PortRole::Pod {
+                continue; // switched, not routed
+            }
+            // Broadcast and multicast from a routed port (the node's mDNS,
+            // SSDP, DHCP...) is link-local traffic: never routed.
+            if p.dst & GROUP_BIT != 0 {
+                p.verdict = Verdict::Drop(DropReason::Unsupported);
+                continue;
+            }
         }
         p.verdict = match p.ethertype {
             ETHERTYPE_IPV4 => route_v4(p, l3, role, true, cx),
@@ -113,6 +122,10 @@ fn route_v4(
     }
     let dst = read_u32(ip, ipv4::DST);
     let ttl = ip[ipv4::TTL];
+    // Multicast (224/4), class E and the limited broadcast are not routed.
+    if dst >> 28 >= 0xe {
+        return Verdict::Drop(DropReason::Unsupported);
+    }
     if may_decap
         && role == PortRole::Uplink
         && ip[ipv4::PROTO] == vxlan::PROTO_UDP
@@ -135,6 +148,20 @@ fn route_v4(
     };
     if hop == NextHop::Local {
         return local_v4(p, total, cx);
+    }
+    // Directed broadcasts to a connected subnet are not forwarded (RFC 2644).
+    if matches!(
+        hop,
+        NextHop::Resolve {
+            link: Link::Bridge,
+            gw: None
+        }
+    ) && l3
+        .addrs4
+        .iter()
+        .any(|&(a, len)| len < 31 && dst == a | (u32::MAX >> len))
+    {
+        return Verdict::Drop(DropReason::Unsupported);
     }
     if ttl <= 1 {
         return icmp_error(
@@ -426,8 +453,8 @@ fn icmp_error(
     };
     if is_icmp_error
         || src == 0
-        || src == u32::MAX
-        || src >> 28 == 0xe
+        || src >> 28 >= 0xe
+        || p.dst & GROUP_BIT != 0
         || !cx.router.icmp_allowed(cx.now)
     {
         return Verdict::Drop(reason);

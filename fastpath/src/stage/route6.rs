@@ -165,7 +165,12 @@ fn icmp6_error(
         && ip.len() > ipv6::HDR_LEN
         && ip[ipv6::HDR_LEN] < 128;
     let from = l3.source_for6(src).unwrap_or(l3.link_local);
-    if is_error || src == 0 || ipv6::is_multicast(src) || !cx.router.icmp_allowed(cx.now) {
+    if is_error
+        || src == 0
+        || ipv6::is_multicast(src)
+        || p.dst & crate::stage::parse::GROUP_BIT != 0
+        || !cx.router.icmp_allowed(cx.now)
+    {
         return Verdict::Drop(reason);
     }
     cx.counters.port(p.in_port).drop(reason, 1);
