@@ -48,8 +48,41 @@ pub struct Neigh {
     pub confirmed: u64,
 }
 
-/// The published neighbours.
-pub type NeighView = FxHashMap<u128, Neigh>;
+/// The published neighbours. IPv4 has its own map with 4-byte keys: the
+/// lookup is on every routed packet and the entries are smaller, so more
+/// of them stay in cache.
+#[derive(Debug, Clone, Default)]
+pub struct NeighView {
+    v4: FxHashMap<u32, Neigh>,
+    v6: FxHashMap<u128, Neigh>,
+}
+
+impl NeighView {
+    #[inline]
+    pub fn get(&self, ip: IpAddr) -> Option<&Neigh> {
+        match ip {
+            IpAddr::V4(a) => self.v4.get(&u32::from(a)),
+            IpAddr::V6(a) => self.v6.get(&u128::from(a)),
+        }
+    }
+
+    #[inline]
+    pub fn get4(&self, ip: u32) -> Option<&Neigh> {
+        self.v4.get(&ip)
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.get(ip).is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 /// The controller's neighbour table.
 #[derive(Debug)]
@@ -117,12 +150,14 @@ impl NeighTable {
     }
 
     pub fn view(&self) -> Arc<NeighView> {
-        Arc::new(
-            self.entries
-                .iter()
-                .map(|(ip, n)| (ip_key(*ip), *n))
-                .collect(),
-        )
+        let mut v = NeighView::default();
+        for (ip, n) in &self.entries {
+            match ip {
+                IpAddr::V4(a) => v.v4.insert(u32::from(*a), *n),
+                IpAddr::V6(a) => v.v6.insert(u128::from(*a), *n),
+            };
+        }
+        Arc::new(v)
     }
 }
 
@@ -156,7 +191,8 @@ mod tests {
             "confirmation after a quarter of the timeout"
         );
         let v = t.view();
-        assert_eq!(v.get(&ip4_key(0x0a00_0005)).map(|n| n.port), Some(3));
+        assert_eq!(v.get4(0x0a00_0005).map(|n| n.port), Some(3));
+        assert_eq!(v.get(ip).map(|n| n.port), Some(3));
         assert_eq!(t.age(17_500 + 59_999), 0);
         assert_eq!(t.age(17_500 + 60_000), 1);
         assert!(t.view().is_empty());

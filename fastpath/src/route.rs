@@ -4,7 +4,9 @@
 //! routes, published inside the snapshot, read by the route stage. Each
 //! table keeps one hash map per prefix length that occurs, longest first, so
 //! a lookup costs one masked hash probe per distinct length (typically /32,
-//! /24 and /0: three probes) whatever the number of routes.
+//! /24 and /0: three probes) whatever the number of routes. IPv4, the hot
+//! case, is then compiled into a DIR-16-8-8 trie ([`Dir4`]: at most three
+//! dependent array reads) when the table is frozen for publishing.
 //!
 //! Invariant: a table is immutable once published; a change builds a new one.
 
@@ -134,25 +136,141 @@ impl<K: LpmKey, V> Lpm<K, V> {
     }
 }
 
+/// A multibit trie over IPv4 with strides 16, 8 and 8 (DIR-16-8-8): a
+/// lookup is one to three dependent array reads, whatever the number of
+/// routes. Built from a finished [`Lpm`] by controlled prefix expansion.
+#[derive(Debug, Clone)]
+pub struct Dir4<V> {
+    /// Indexed by the top 16 bits.
+    top: Box<[u32]>,
+    /// Tables of 256 indexed by the next 8 bits, then the last 8.
+    mid: Vec<[u32; 256]>,
+    low: Vec<[u32; 256]>,
+    values: Vec<V>,
+}
+
+/// An entry: 0 no route, `CHILD | i` table `i` of the next level, else
+/// the value index + 1.
+const CHILD: u32 = 1 << 31;
+
+impl<V: Clone> Dir4<V> {
+    /// Builds the trie holding exactly the routes of `lpm`.
+    pub fn build(lpm: &Lpm<u32, V>) -> Self {
+        let mut d = Dir4 {
+            top: vec![0u32; 1 << 16].into_boxed_slice(),
+            mid: Vec::new(),
+            low: Vec::new(),
+            values: Vec::with_capacity(lpm.len()),
+        };
+        // Shortest prefixes first, so that longer ones overwrite them, and
+        // every child table starts as a copy of the entry it replaces.
+        for (len, routes) in lpm.levels.iter().rev() {
+            let len = u32::from(*len);
+            for (&addr, v) in routes {
+                d.values.push(v.clone());
+                let e = d.values.len() as u32;
+                if len <= 16 {
+                    let first = (addr >> 16) as usize;
+                    let n = 1usize << (16 - len);
+                    d.top[first..first + n].fill(e);
+                    continue;
+                }
+                let t = d.child_of_top((addr >> 16) as usize);
+                if len <= 24 {
+                    let first = ((addr >> 8) & 0xff) as usize;
+                    let n = 1usize << (24 - len);
+                    d.mid[t][first..first + n].fill(e);
+                    continue;
+                }
+                let u = d.child_of_mid(t, ((addr >> 8) & 0xff) as usize);
+                let first = (addr & 0xff) as usize;
+                let n = 1usize << (32 - len);
+                d.low[u][first..first + n].fill(e);
+            }
+        }
+        d
+    }
+
+    fn child_of_top(&mut self, i: usize) -> usize {
+        let e = self.top[i];
+        if e & CHILD != 0 {
+            return (e & !CHILD) as usize;
+        }
+        self.mid.push([e; 256]);
+        let t = self.mid.len() - 1;
+        self.top[i] = CHILD | t as u32;
+        t
+    }
+
+    fn child_of_mid(&mut self, t: usize, i: usize) -> usize {
+        let e = self.mid[t][i];
+        if e & CHILD != 0 {
+            return (e & !CHILD) as usize;
+        }
+        self.low.push([e; 256]);
+        let u = self.low.len() - 1;
+        self.mid[t][i] = CHILD | u as u32;
+        u
+    }
+
+    /// The value of the longest prefix containing `addr`.
+    #[inline]
+    pub fn lookup(&self, addr: u32) -> Option<&V> {
+        let mut e = self.top[(addr >> 16) as usize];
+        if e & CHILD != 0 {
+            e = self.mid[(e & !CHILD) as usize][((addr >> 8) & 0xff) as usize];
+            if e & CHILD != 0 {
+                e = self.low[(e & !CHILD) as usize][(addr & 0xff) as usize];
+            }
+        }
+        if e == 0 {
+            None
+        } else {
+            self.values.get(e as usize - 1)
+        }
+    }
+}
+
 /// The routes of both families.
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
     pub v4: Lpm<u32, NextHop>,
     pub v6: Lpm<u128, NextHop>,
+    /// The IPv4 routes as a trie for fast lookups; built by [`RouteTable::freeze`].
+    dir4: Option<Dir4<NextHop>>,
 }
 
 impl RouteTable {
+    /// Adds a route. Until [`RouteTable::freeze`] is called again, IPv4
+    /// lookups use the slower per-length hash tables.
     pub fn insert(&mut self, addr: IpAddr, len: u8, hop: NextHop) {
         match addr {
-            IpAddr::V4(a) => self.v4.insert(u32::from(a), len, hop),
+            IpAddr::V4(a) => {
+                self.dir4 = None;
+                self.v4.insert(u32::from(a), len, hop)
+            }
             IpAddr::V6(a) => self.v6.insert(u128::from(a), len, hop),
+        }
+    }
+
+    /// Builds the lookup structures; done once before the table is published.
+    pub fn freeze(&mut self) {
+        self.dir4 = Some(Dir4::build(&self.v4));
+    }
+
+    /// The IPv4 route for `addr`.
+    #[inline]
+    pub fn lookup4(&self, addr: u32) -> Option<&NextHop> {
+        match &self.dir4 {
+            Some(d) => d.lookup(addr),
+            None => self.v4.lookup(addr),
         }
     }
 
     #[inline]
     pub fn lookup(&self, addr: IpAddr) -> Option<&NextHop> {
         match addr {
-            IpAddr::V4(a) => self.v4.lookup(u32::from(a)),
+            IpAddr::V4(a) => self.lookup4(u32::from(a)),
             IpAddr::V6(a) => self.v6.lookup(u128::from(a)),
         }
     }
@@ -197,6 +315,60 @@ mod tests {
         assert_eq!(t.len(), 1, "same prefix replaced");
         assert_eq!(t.lookup(v4("192.168.5.1")), Some(&2));
         assert_eq!(t.lookup(v4("192.168.6.1")), None);
+    }
+
+    #[test]
+    fn dir4_agrees_with_the_hash_tables() {
+        let mut t: Lpm<u32, usize> = Lpm::default();
+        let mut x: u32 = 0x0af4_0000;
+        let mut probes = vec![0, u32::MAX, 0x0af4_0101];
+        for i in 0..3000usize {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            // Cluster most prefixes in 10/8 so that they nest.
+            let a = if i % 3 == 0 {
+                x
+            } else {
+                0x0a00_0000 | (x & 0x00ff_ffff)
+            };
+            let len = [0u8, 8, 12, 16, 17, 20, 23, 24, 25, 28, 31, 32][i % 12];
+            t.insert(a, len, i);
+            probes.push(a);
+            probes.push(a ^ 1);
+            probes.push(a ^ 0x100);
+            probes.push(a.wrapping_add(0x1_0000));
+        }
+        let d = Dir4::build(&t);
+        for p in probes {
+            assert_eq!(d.lookup(p), t.lookup(p), "{:#x}", p);
+        }
+        let empty: Lpm<u32, u8> = Lpm::default();
+        assert_eq!(Dir4::build(&empty).lookup(1), None);
+    }
+
+    #[test]
+    fn frozen_and_unfrozen_tables_agree() {
+        let mut t = RouteTable::default();
+        t.insert("10.0.0.0".parse().unwrap(), 8, NextHop::Local);
+        t.insert(
+            "10.1.2.3".parse().unwrap(),
+            32,
+            NextHop::Resolve {
+                link: Link::Bridge,
+                gw: None,
+            },
+        );
+        let probe = |t: &RouteTable| {
+            ["10.1.2.3", "10.1.2.4", "11.0.0.1"].map(|a| t.lookup(a.parse().unwrap()).copied())
+        };
+        let before = probe(&t);
+        t.freeze();
+        assert_eq!(probe(&t), before);
+        t.insert("11.0.0.0".parse().unwrap(), 8, NextHop::Local);
+        assert_eq!(
+            t.lookup("11.0.0.1".parse().unwrap()),
+            Some(&NextHop::Local),
+            "insert drops the stale trie"
+        );
     }
 
     #[test]

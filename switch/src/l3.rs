@@ -371,6 +371,7 @@ pub fn table(routes: &[BuiltRoute]) -> RouteTable {
     for r in routes {
         t.insert(r.prefix.addr(), r.prefix.prefix_len(), r.hop);
     }
+    t.freeze();
     t
 }
 

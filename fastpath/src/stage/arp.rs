@@ -61,7 +61,7 @@ pub fn run(
         }
         p.verdict = match oper {
             arp::REQUEST => {
-                let ours = matches!(l3.routes.v4.lookup(tpa), Some(NextHop::Local));
+                let ours = matches!(l3.routes.lookup4(tpa), Some(NextHop::Local));
                 // The host port gets every address answered (proxy ARP),
                 // but not its own duplicate-address probes (sender 0.0.0.0)
                 // or announcements (sender = target).

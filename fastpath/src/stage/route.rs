@@ -32,7 +32,6 @@ use crate::MacKey;
 use crate::batch::{Batch, Pkt, Verdict};
 use crate::counters::WorkerCounters;
 use crate::drop::DropReason;
-use crate::neigh::ip_key;
 use crate::pool::FRAME_CAPACITY;
 use crate::pool::FramePool;
 use crate::route::{Link, NextHop};
@@ -135,7 +134,7 @@ fn route_v4(
     {
         return decap_v4(p, total, cx);
     }
-    let Some(&hop) = l3.routes.v4.lookup(dst) else {
+    let Some(&hop) = l3.routes.lookup4(dst) else {
         return icmp_error(
             p,
             total,
@@ -252,7 +251,7 @@ pub(crate) fn resolve(
             now,
         ),
     };
-    match snap.neigh.get(&ip_key(target)) {
+    match snap.neigh.get(target) {
         Some(n) => {
             // Ask again before the entry ages out while in use.
             if now.saturating_sub(n.confirmed) > NEIGH_REFRESH_MS {
@@ -306,7 +305,7 @@ pub(crate) fn encap(
     let Some(src) = l3.vtep_src else {
         return Verdict::Drop(DropReason::NoRoute);
     };
-    let outer = match l3.routes.v4.lookup(vtep) {
+    let outer = match l3.routes.lookup4(vtep) {
         Some(&NextHop::Resolve {
             link: link @ Link::Port(_),
             gw,

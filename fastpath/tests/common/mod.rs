@@ -251,8 +251,11 @@ impl TestSwitch {
                 ..p.entry.clone()
             })
             .collect();
+        // Published tables are frozen, as the controller's are.
+        let mut l3 = self.l3.clone();
+        l3.routes.freeze();
         let snap = Snapshot {
-            l3: Arc::new(self.l3.clone()),
+            l3: Arc::new(l3),
             neigh: self.neighbours.view(),
             ..Snapshot::build(self.generation, entries, self.table.view())
         };
