@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Creates or removes a "pod": a network namespace with an eth0 attached to vswitchd.
 #
-#   pod.sh add NAME --ip ADDR/PREFIX [--mac MAC] [--gw ADDR] [--tap] [--socket PATH]
-#   pod.sh del NAME [--socket PATH]
+#   pod.sh add NAME --ip ADDR/PREFIX [--mac MAC] [--gw ADDR] [--tap] [--port-security]
+#              [--node NODE] [--socket PATH]
+#   pod.sh del NAME [--node NODE] [--socket PATH]
 #
 # veth mode (default): a veth pair NAME <-> eth0, eth0 inside netns NAME, and
 # the host end NAME attached to the switch through AF_XDP
@@ -14,7 +15,18 @@
 # --ifname eth0`).
 #
 # Either way the script then assigns the address and the default route
-# inside the namespace. `del` detaches the port from the switch (ignoring a
+# inside the namespace.
+#
+# --port-security declares the pod's address (and --mac, if given) to the
+# switch: `vswitchctl port add NAME --ip ADDR [--mac MAC]`. The switch then
+# routes ADDR straight to the port and drops frames from the pod with any
+# other source MAC or IP (`spoofed_source`). Without it the switch learns the
+# pod like any L2 station.
+#
+# --node NODE puts the pod on a simulated node (scripts/node.sh): the veth
+# host end lives in network namespace NODE, where that node's vswitchd runs
+# (give its --socket); a TAP is created by that vswitchd, in NODE, and moved
+# into the pod as usual. `del` needs the same --node to find the veth host end. `del` detaches the port from the switch (ignoring a
 # port that is already gone) and deletes the namespace and the veth.
 #
 # Environment: VSWITCHCTL overrides the vswitchctl binary (default:
@@ -28,8 +40,9 @@ PROG=$(basename "$0")
 
 usage() {
     cat >&2 <<USAGE
-usage: $PROG add NAME --ip ADDR/PREFIX [--mac MAC] [--gw ADDR] [--tap] [--socket PATH]
-       $PROG del NAME [--socket PATH]
+usage: $PROG add NAME --ip ADDR/PREFIX [--mac MAC] [--gw ADDR] [--tap] [--port-security]
+                [--node NODE] [--socket PATH]
+       $PROG del NAME [--node NODE] [--socket PATH]
 
   NAME      pod name: the network namespace, and the host-side interface
             (veth host end or TAP) attached to vswitchd; at most 15 characters
@@ -37,6 +50,11 @@ usage: $PROG add NAME --ip ADDR/PREFIX [--mac MAC] [--gw ADDR] [--tap] [--socket
   --mac     MAC address of the pod's eth0 (default: kernel/vswitchd chooses)
   --gw      default gateway inside the pod
   --tap     attach through a TAP device created by vswitchd instead of a veth
+  --port-security
+            declare the address (and --mac) to the switch: host route, and
+            frames from any other source MAC/IP are dropped
+  --node    the node (network namespace, see node.sh) whose vswitchd the pod
+            is attached to; the veth host end lives there
   --socket  vswitchd control socket (default: \$VSWITCH_SOCKET or vswitchctl's default)
 USAGE
     exit 2
@@ -89,6 +107,8 @@ IP=""
 MAC=""
 GW=""
 TAP=0
+SECURE=0
+NODE=""
 SOCKET=${VSWITCH_SOCKET:-}
 
 while [[ $# -gt 0 ]]; do
@@ -98,6 +118,8 @@ while [[ $# -gt 0 ]]; do
     --gw) [[ $# -ge 2 ]] || usage; GW=$2; shift 2 ;;
     --socket) [[ $# -ge 2 ]] || usage; SOCKET=$2; shift 2 ;;
     --tap) TAP=1; shift ;;
+    --port-security) SECURE=1; shift ;;
+    --node) [[ $# -ge 2 ]] || usage; NODE=$2; shift 2 ;;
     -h | --help) usage ;;
     *) echo "$PROG: unknown argument '$1'" >&2; usage ;;
     esac
@@ -106,6 +128,28 @@ done
 [[ $NAME =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$ ]] ||
     die "invalid pod name '$NAME': 1-15 characters of letters, digits, '_', '.', '-'"
 [[ $(id -u) -eq 0 ]] || die "must run as root (creates network namespaces and interfaces)"
+if [[ -n $NODE ]]; then
+    [[ $NODE =~ ^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$ ]] || die "invalid node name '$NODE'"
+    [[ $NODE != "$NAME" ]] || die "a pod cannot be named like its node '$NODE'"
+fi
+
+# `ip` in the namespace of the veth host end: the node's, or this one.
+hostip() {
+    if [[ -n $NODE ]]; then
+        ip -n "$NODE" "$@"
+    else
+        ip "$@"
+    fi
+}
+
+# A command in the namespace of the veth host end.
+hostexec() {
+    if [[ -n $NODE ]]; then
+        ip netns exec "$NODE" "$@"
+    else
+        "$@"
+    fi
+}
 
 add_pod() {
     [[ -n $IP ]] || { echo "$PROG: add needs --ip ADDR/PREFIX" >&2; usage; }
@@ -114,8 +158,16 @@ add_pod() {
         die "invalid MAC address '$MAC'"
     fi
     netns_exists "$NAME" && die "network namespace '$NAME' already exists"
-    if [[ $TAP -eq 0 ]] && ip link show dev "$NAME" >/dev/null 2>&1; then
-        die "interface '$NAME' already exists in this namespace"
+    if [[ -n $NODE ]]; then
+        netns_exists "$NODE" || die "node '$NODE' does not exist (scripts/node.sh add $NODE ...)"
+    fi
+    if [[ $TAP -eq 0 ]] && hostip link show dev "$NAME" >/dev/null 2>&1; then
+        die "interface '$NAME' already exists in ${NODE:+node }${NODE:-this namespace}"
+    fi
+    local secure=()
+    if [[ $SECURE -eq 1 ]]; then
+        secure=(--ip "${IP%%/*}")
+        [[ -n $MAC ]] && secure+=(--mac "$MAC")
     fi
     CTL=$(find_vswitchctl)
 
@@ -125,7 +177,7 @@ add_pod() {
     ip -n "$NAME" link set lo up
 
     if [[ $TAP -eq 0 ]]; then
-        ip link add "$NAME" type veth peer name eth0 netns "$NAME" ||
+        hostip link add "$NAME" type veth peer name eth0 netns "$NAME" ||
             die "cannot create veth pair $NAME <-> $NAME/eth0"
         # AF_XDP delivers the frames as they are: the pod must finish its checksums.
         ip netns exec "$NAME" ethtool -K eth0 tx off >/dev/null ||
@@ -135,12 +187,13 @@ add_pod() {
         fi
         ip -n "$NAME" link set dev eth0 up
         # The host end is a switch port, not an interface of the host's stack.
-        sysctl -qw "net.ipv6.conf.$NAME.disable_ipv6=1" 2>/dev/null || true
-        ip link set dev "$NAME" up
-        ctl port add "$NAME" || die "vswitchctl port add $NAME failed"
+        hostexec sysctl -qw "net.ipv6.conf.$NAME.disable_ipv6=1" 2>/dev/null || true
+        hostip link set dev "$NAME" up
+        ctl port add "$NAME" "${secure[@]}" || die "vswitchctl port add $NAME failed"
     else
         local args=(port add "$NAME" --type tap --netns "$NAME" --ifname eth0)
         [[ -n $MAC ]] && args+=(--mac "$MAC")
+        [[ $SECURE -eq 1 ]] && args+=(--ip "${IP%%/*}")
         ctl "${args[@]}" || die "vswitchctl port add $NAME --type tap failed"
         wait_for_link_in_netns "$NAME" eth0 ||
             die "vswitchd did not move its TAP into netns '$NAME' as eth0"
@@ -160,11 +213,11 @@ rollback() {
         ctl port del "$NAME" >/dev/null 2>&1 || true
     fi
     ip netns del "$NAME" 2>/dev/null || true
-    ip link del dev "$NAME" 2>/dev/null || true
+    hostip link del dev "$NAME" 2>/dev/null || true
 }
 
 del_pod() {
-    [[ -z $IP && -z $MAC && -z $GW && $TAP -eq 0 ]] || true # accepted and ignored
+    [[ -z $IP && -z $MAC && -z $GW && $TAP -eq 0 && $SECURE -eq 0 ]] || true # accepted and ignored
     CTL=$(find_vswitchctl 2>/dev/null) || CTL=""
     if [[ -n $CTL ]]; then
         # The port may already be gone (or the daemon stopped): not an error.
@@ -177,9 +230,9 @@ del_pod() {
     fi
     # Deleting the namespace destroys eth0 and with it the veth pair, but the
     # kernel does it asynchronously; delete the host end explicitly too.
-    if ip link show dev "$NAME" >/dev/null 2>&1; then
+    if hostip link show dev "$NAME" >/dev/null 2>&1; then
         existed=1
-        ip link del dev "$NAME" 2>/dev/null || true
+        hostip link del dev "$NAME" 2>/dev/null || true
     fi
     if [[ $existed -eq 0 ]]; then
         echo "$PROG: pod '$NAME' does not exist (nothing to delete)" >&2

@@ -22,6 +22,14 @@
 //! `TestEnv`): several switches and iperf3 runs at once on a small CI
 //! machine would measure the machine, not the switch.
 //!
+//! Several nodes: [`TestEnv::add_node`] creates a simulated Kubernetes node
+//! with `scripts/node.sh` (a network namespace with an uplink `up0`, joined
+//! to other nodes by a veth wire or a LAN bridge), and
+//! [`TestEnv::start_node_daemon`] runs that node's own vswitchd inside it.
+//! A pod created with [`PodSpec::node`] is attached to that node's switch.
+//! Routed pods (a gateway, `--port-security`) are made with
+//! [`TestEnv::add_pod_with`].
+//!
 //! Names: every object a test creates starts with a tag `vt<pid%1000><n>`
 //! (n counts the environments of one process), so tests never collide and
 //! leftovers are easy to spot (`ip netns list | grep ^vt`). Pod names are the
@@ -101,6 +109,9 @@ pub struct Pod {
     pub prefix: u8,
     pub mac: MacAddr,
     pub attach: Attach,
+    /// The node (network namespace) whose switch the pod is attached to;
+    /// `None`: the environment's own daemon in the root namespace.
+    pub node: Option<String>,
 }
 
 impl Pod {
@@ -249,6 +260,76 @@ pub fn pod_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/pod.sh")
 }
 
+/// Path of scripts/node.sh in this repository.
+pub fn node_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/node.sh")
+}
+
+/// How a pod is made; see [`TestEnv::add_pod_with`].
+#[derive(Debug, Clone)]
+pub struct PodSpec {
+    pub suffix: String,
+    pub attach: Attach,
+    /// `ADDR/PREFIX` of the pod's eth0.
+    pub cidr: String,
+    /// Default gateway inside the pod.
+    pub gw: Option<String>,
+    /// Declare the pod's address and MAC to the switch (`pod.sh --port-security`).
+    pub port_security: bool,
+    /// The node to put the pod on (`pod.sh --node`).
+    pub node: Option<String>,
+}
+
+impl PodSpec {
+    /// A pod on the environment's own switch, no gateway, no port security.
+    pub fn new(suffix: &str, attach: Attach, cidr: &str) -> Self {
+        PodSpec {
+            suffix: suffix.to_string(),
+            attach,
+            cidr: cidr.to_string(),
+            gw: None,
+            port_security: false,
+            node: None,
+        }
+    }
+
+    pub fn gw(mut self, gw: &str) -> Self {
+        self.gw = Some(gw.to_string());
+        self
+    }
+
+    pub fn port_security(mut self) -> Self {
+        self.port_security = true;
+        self
+    }
+
+    pub fn node(mut self, node: &Node) -> Self {
+        self.node = Some(node.name.clone());
+        self
+    }
+}
+
+/// A simulated node: network namespace `name` with uplink `up0`.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    /// The node kernel's address on `up0`.
+    pub uplink_ip: Ipv4Addr,
+    /// Where its vswitchd keeps socket, state file and log.
+    pub dir: PathBuf,
+}
+
+/// How a new node is joined to the others (`scripts/node.sh add`).
+#[derive(Debug, Clone, Copy)]
+pub enum NodeLink<'a> {
+    /// Its `up0` waits for a later node to be wired to it.
+    Alone,
+    /// A veth wire to this node's free end (a node added `Alone`).
+    Wire(&'a Node),
+    /// A port of the bridge of this LAN (from [`TestEnv::add_lan`]).
+    Lan(&'a str),
+}
+
 /// Polls `f` every 50 ms until it returns `Some` or `timeout` passes.
 pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
@@ -293,6 +374,12 @@ pub struct Daemon {
 impl Daemon {
     /// Starts vswitchd with `--poll adaptive` and waits until its socket answers.
     pub fn start(dir: &Path, opts: DaemonOpts) -> Daemon {
+        Daemon::start_in(dir, opts, None)
+    }
+
+    /// Starts vswitchd inside network namespace `netns` (`ip netns exec NS
+    /// vswitchd ...`, as a simulated node's switch runs), or in ours.
+    pub fn start_in(dir: &Path, opts: DaemonOpts, netns: Option<&str>) -> Daemon {
         let socket = dir.join("vswitchd.sock");
         let state = dir.join("state.json");
         let log = dir.join("vswitchd.log");
@@ -303,11 +390,21 @@ impl Daemon {
             .unwrap();
         writeln!(
             logf,
-            "=== test harness: starting vswitchd --cores {} {:?}",
-            opts.cores, opts.extra
+            "=== test harness: starting vswitchd --cores {} {:?} (netns {:?})",
+            opts.cores, opts.extra, netns
         )
         .unwrap();
-        let child = Command::new(vswitchd_bin())
+        // `ip netns exec` enters the namespace and execs vswitchd in place
+        // (no fork), so the child's pid is vswitchd's and signals reach it.
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(vswitchd_bin());
+                c
+            }
+            None => Command::new(vswitchd_bin()),
+        };
+        let child = cmd
             .arg("--socket")
             .arg(&socket)
             .arg("--state")
@@ -524,6 +621,10 @@ pub struct TestEnv {
     daemon: Option<Daemon>,
     pods: Vec<Pod>,
     background: Vec<Child>,
+    /// Namespaces of nodes and LANs (`scripts/node.sh`).
+    nodes: Vec<String>,
+    /// The switches of nodes, by node name.
+    node_daemons: Vec<(String, Daemon)>,
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -551,6 +652,8 @@ impl TestEnv {
             daemon: None,
             pods: Vec::new(),
             background: Vec::new(),
+            nodes: Vec::new(),
+            node_daemons: Vec::new(),
             _serial: serial,
         })
     }
@@ -602,11 +705,25 @@ impl TestEnv {
     /// its port to be up. Pod `i` of a test gets 10.77.0.(11+i)/24 and MAC
     /// 02:76:<tag hash>:<i>.
     pub fn add_pod(&mut self, suffix: &str, attach: Attach) -> Pod {
-        let name = format!("{}{suffix}", self.tag);
+        let i = u8::try_from(self.pods.len()).unwrap();
+        let cidr = format!("10.77.0.{}/24", 11 + u16::from(i));
+        self.add_pod_with(PodSpec::new(suffix, attach, &cidr))
+    }
+
+    /// Creates pod `<tag><suffix>` as `spec` says (address, gateway, port
+    /// security, node) and waits for its port to be up. Pod `i` of a test
+    /// gets MAC 02:76:<tag hash>:<i>.
+    pub fn add_pod_with(&mut self, spec: PodSpec) -> Pod {
+        let name = format!("{}{}", self.tag, spec.suffix);
         assert!(
             name.len() <= 15,
             "pod name {name} longer than an interface name may be"
         );
+        let (ip, prefix) = spec
+            .cidr
+            .split_once('/')
+            .map(|(a, p)| (a.parse::<Ipv4Addr>().unwrap(), p.parse::<u8>().unwrap()))
+            .unwrap_or_else(|| panic!("pod address {} is not ADDR/PREFIX", spec.cidr));
         let i = u8::try_from(self.pods.len()).unwrap();
         let h = self
             .tag
@@ -615,12 +732,14 @@ impl TestEnv {
         let hb = h.to_be_bytes();
         let pod = Pod {
             name: name.clone(),
-            ip: Ipv4Addr::new(10, 77, 0, 11 + i),
-            prefix: 24,
+            ip,
+            prefix,
             mac: MacAddr([0x02, 0x76, hb[1], hb[2], hb[3], i + 1]),
-            attach,
+            attach: spec.attach,
+            node: spec.node.clone(),
         };
-        remove_pod_objects(&name); // leftovers of a crashed earlier run
+        remove_pod_objects(&name, pod.node.as_deref()); // leftovers of a crashed earlier run
+        let socket = self.daemon_for(&pod).socket.clone();
         let mut cmd = Command::new(pod_script());
         cmd.args([
             "add",
@@ -631,24 +750,207 @@ impl TestEnv {
             &pod.mac.to_string(),
         ])
         .arg("--socket")
-        .arg(&self.daemon().socket)
+        .arg(&socket)
         .env("VSWITCHCTL", vswitchctl_bin())
         .env_remove("VSWITCH_SOCKET");
-        if attach == Attach::Tap {
+        if spec.attach == Attach::Tap {
             cmd.arg("--tap");
+        }
+        if let Some(gw) = &spec.gw {
+            cmd.args(["--gw", gw]);
+        }
+        if spec.port_security {
+            cmd.arg("--port-security");
+        }
+        if let Some(node) = &spec.node {
+            cmd.args(["--node", node]);
         }
         // Registered before it exists, so a half-created pod is removed too.
         self.pods.push(pod.clone());
         let r = run_cmd(&mut cmd);
+        let d = self.daemon_for(&pod);
         assert!(
             r.success(),
-            "pod.sh add {name} ({attach:?}) failed: {}{}\nvswitchd log:\n{}",
+            "pod.sh add {name} ({:?}) failed: {}{}\nvswitchd log:\n{}",
+            spec.attach,
             r.stdout,
             r.stderr,
-            self.daemon().log_tail(20)
+            d.log_tail(20)
         );
-        self.daemon().wait_ports_up(&[&name]);
+        d.wait_ports_up(&[&name]);
         pod
+    }
+
+    /// The daemon a pod is attached to: its node's, or the environment's own.
+    pub fn daemon_for(&self, pod: &Pod) -> &Daemon {
+        match &pod.node {
+            Some(node) => self.node_daemon(node),
+            None => self.daemon(),
+        }
+    }
+
+    /// Creates a LAN for nodes (`scripts/node.sh lan <tag><suffix>`): a
+    /// namespace with a Linux bridge. Returns its name.
+    pub fn add_lan(&mut self, suffix: &str) -> String {
+        let name = format!("{}{suffix}", self.tag);
+        remove_netns(&name);
+        self.nodes.push(name.clone());
+        run_ok(Command::new(node_script()).args(["lan", &name]));
+        name
+    }
+
+    /// Creates node `<tag><suffix>` with `scripts/node.sh add`: a network
+    /// namespace whose `up0` has `uplink_cidr` (such as 192.168.50.1/24),
+    /// joined to others as `link` says. Start its switch with
+    /// [`TestEnv::start_node_daemon`].
+    pub fn add_node(&mut self, suffix: &str, uplink_cidr: &str, link: NodeLink<'_>) -> Node {
+        let name = format!("{}{suffix}", self.tag);
+        assert!(name.len() <= 15, "node name {name} too long");
+        let uplink_ip = uplink_cidr
+            .split_once('/')
+            .and_then(|(a, _)| a.parse().ok())
+            .unwrap_or_else(|| panic!("uplink address {uplink_cidr} is not ADDR/PREFIX"));
+        remove_netns(&name);
+        self.nodes.push(name.clone());
+        let mut cmd = Command::new(node_script());
+        cmd.args(["add", &name, "--uplink-ip", uplink_cidr]);
+        match link {
+            NodeLink::Alone => {}
+            NodeLink::Wire(peer) => {
+                cmd.args(["--wire", &peer.name]);
+            }
+            NodeLink::Lan(lan) => {
+                cmd.args(["--lan", lan]);
+            }
+        }
+        run_ok(&mut cmd);
+        Node {
+            name: name.clone(),
+            uplink_ip,
+            dir: self.dir.join(&name),
+        }
+    }
+
+    /// Starts `node`'s own vswitchd inside the node's namespace, with one
+    /// worker on `cores`, on a socket and state file of its own.
+    pub fn start_node_daemon(&mut self, node: &Node, cores: &str) -> &Daemon {
+        assert!(
+            !self.node_daemons.iter().any(|(n, _)| *n == node.name),
+            "vswitchd of node {} already running",
+            node.name
+        );
+        fs::create_dir_all(&node.dir).unwrap();
+        let opts = DaemonOpts {
+            cores: cores.to_string(),
+            extra: Vec::new(),
+        };
+        let d = Daemon::start_in(&node.dir, opts, Some(&node.name));
+        self.node_daemons.push((node.name.clone(), d));
+        &self.node_daemons.last().unwrap().1
+    }
+
+    /// The running vswitchd of node `node` (a node name).
+    pub fn node_daemon(&self, node: &str) -> &Daemon {
+        self.node_daemons
+            .iter()
+            .find(|(n, _)| n == node)
+            .map(|(_, d)| d)
+            .unwrap_or_else(|| panic!("vswitchd of node {node} is not running"))
+    }
+
+    /// The running vswitchd of node `node`, if there is one.
+    pub fn try_node_daemon(&self, node: &str) -> Option<&Daemon> {
+        self.node_daemons
+            .iter()
+            .find(|(n, _)| n == node)
+            .map(|(_, d)| d)
+    }
+
+    /// Takes node `node`'s vswitchd out of the environment (to stop or crash it).
+    pub fn take_node_daemon(&mut self, node: &str) -> Daemon {
+        let i = self
+            .node_daemons
+            .iter()
+            .position(|(n, _)| n == node)
+            .unwrap_or_else(|| panic!("vswitchd of node {node} is not running"));
+        self.node_daemons.remove(i).1
+    }
+
+    /// Starts a TCP echo server in namespace `server_ns` (a pod or a node)
+    /// on `port`, connects to `addr:port` from namespace `client_ns`, sends
+    /// 1.5 kB (more than one segment) and checks that all of it comes back.
+    /// Returns the client address the server saw (proof that the source
+    /// address survived the way there).
+    pub fn tcp_exchange(
+        &mut self,
+        client_ns: &str,
+        server_ns: &str,
+        addr: Ipv4Addr,
+        port: u16,
+    ) -> String {
+        let out = self.dir.join(format!("tcp-{server_ns}-{port}.out"));
+        let _ = fs::remove_file(&out);
+        let server_py = format!(
+            "import socket\n\
+             s = socket.socket()\n\
+             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('0.0.0.0', {port}))\n\
+             s.listen(1)\n\
+             s.settimeout(30)\n\
+             c, a = s.accept()\n\
+             c.settimeout(10)\n\
+             while True:\n\
+             \x20   d = c.recv(65536)\n\
+             \x20   if not d: break\n\
+             \x20   c.sendall(d)\n\
+             print(a[0], flush=True)\n\
+             c.close()\n"
+        );
+        let outf = File::create(&out).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", server_ns, "python3", "-c", &server_py])
+            .stdin(Stdio::null())
+            .stdout(outf)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start python3 in {server_ns}: {e}"));
+        self.background.push(child);
+        let filter = format!("sport = :{port}");
+        let listening = wait_for(Duration::from_secs(10), || {
+            let r = netns_exec(server_ns, &["ss", "-Hltn", &filter]);
+            (!r.stdout.trim().is_empty()).then_some(())
+        });
+        assert!(
+            listening.is_some(),
+            "TCP server in {server_ns} did not start"
+        );
+        let client_py = format!(
+            "import socket\n\
+             c = socket.create_connection(('{addr}', {port}), timeout=10)\n\
+             msg = b'vswitch says hello through the router\\n' * 40\n\
+             c.sendall(msg)\n\
+             c.shutdown(socket.SHUT_WR)\n\
+             got = b''\n\
+             while len(got) < len(msg):\n\
+             \x20   d = c.recv(65536)\n\
+             \x20   if not d: break\n\
+             \x20   got += d\n\
+             assert got == msg, 'echo differs'\n\
+             print('ok')\n"
+        );
+        let r = run_cmd(Command::new("timeout").args([
+            "30", "ip", "netns", "exec", client_ns, "python3", "-c", &client_py,
+        ]));
+        assert!(
+            r.success() && r.stdout.trim() == "ok",
+            "TCP exchange {client_ns} -> {addr}:{port} (server in {server_ns}) failed: {}{}",
+            r.stdout,
+            r.stderr
+        );
+        let server = self.background.last_mut().unwrap();
+        let exited = wait_for(Duration::from_secs(10), || server.try_wait().unwrap());
+        assert!(exited.is_some(), "TCP server in {server_ns} did not finish");
+        fs::read_to_string(&out).unwrap().trim().to_string()
     }
 
     /// Deletes a pod's network namespace behind the switch's back (the
@@ -690,9 +992,9 @@ impl TestEnv {
             to.name,
             to.attach,
             to.ip,
-            self.ctl(&["port", "list"]).stdout,
-            self.ctl(&["stats"]).stdout,
-            self.daemon().log_tail(20)
+            self.daemon_for(from).ctl(&["port", "list"]).stdout,
+            self.daemon_for(from).ctl(&["stats"]).stdout,
+            self.daemon_for(from).log_tail(20)
         );
         let r = netns_exec(
             &from.name,
@@ -794,14 +1096,26 @@ impl TestEnv {
     }
 }
 
-/// Removes pod `name`'s namespace and host interface, ignoring errors.
-fn remove_pod_objects(name: &str) {
+/// Removes pod `name`'s namespace and host interface (in its node's
+/// namespace, if it has a node), ignoring errors.
+fn remove_pod_objects(name: &str, node: Option<&str>) {
+    remove_netns(name);
+    // Deleting the namespace destroys the veth, but asynchronously.
+    let host_ip = |args: &[&str]| match node {
+        Some(n) => ip(&[&["-n", n][..], args].concat()),
+        None => ip(args),
+    };
+    if node.is_none_or(|n| Path::new("/run/netns").join(n).exists())
+        && host_ip(&["link", "show", "dev", name]).success()
+    {
+        let _ = host_ip(&["link", "del", "dev", name]);
+    }
+}
+
+/// Deletes network namespace `name` if it exists, ignoring errors.
+fn remove_netns(name: &str) {
     if Path::new("/run/netns").join(name).exists() {
         let _ = ip(&["netns", "del", name]);
-    }
-    // Deleting the namespace destroys the veth, but asynchronously.
-    if ip(&["link", "show", "dev", name]).success() {
-        let _ = ip(&["link", "del", "dev", name]);
     }
 }
 
@@ -813,6 +1127,14 @@ impl Drop for TestEnv {
             let _ = child.wait();
         }
         if failed {
+            for (node, d) in &self.node_daemons {
+                eprintln!(
+                    "--- {} failed; vswitchd log of node {node} ({}), last lines:\n{}",
+                    self.name,
+                    d.log.display(),
+                    d.log_tail(40)
+                );
+            }
             if let Some(d) = &self.daemon {
                 eprintln!(
                     "--- {} failed; vswitchd log ({}), last lines:\n{}",
@@ -830,14 +1152,31 @@ impl Drop for TestEnv {
         }
         // Ports first, while the daemon still runs, then the daemon, then
         // whatever kernel objects are left.
-        if let Some(d) = &self.daemon {
-            for pod in &self.pods {
+        for pod in &self.pods {
+            let d = match &pod.node {
+                Some(node) => self
+                    .node_daemons
+                    .iter()
+                    .find(|(n, _)| n == node)
+                    .map(|(_, d)| d),
+                None => self.daemon.as_ref(),
+            };
+            if let Some(d) = d {
                 let _ = d.ctl(&["port", "del", &pod.name]);
             }
         }
         drop(self.daemon.take());
+        self.node_daemons.clear();
         for pod in &self.pods {
-            remove_pod_objects(&pod.name);
+            remove_pod_objects(&pod.name, pod.node.as_deref());
+        }
+        // Nodes last: their namespaces hold the pods' veth host ends.
+        for node in self.nodes.iter().rev() {
+            let r = run_cmd(Command::new(node_script()).args(["del", node]));
+            if !r.success() {
+                eprintln!("node.sh del {node}: {}", r.stderr.trim());
+                remove_netns(node);
+            }
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
