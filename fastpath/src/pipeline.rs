@@ -39,6 +39,7 @@ pub fn process(
             counters,
             router,
             now,
+            from_tunnel: false,
         },
     );
     forward::run(batch, snap);

@@ -436,6 +436,12 @@ pub fn vxlan_encap_in_place(
         src,
         dst,
     );
+    // Don't fragment: the inner MTU already leaves room for the headers, and
+    // fragments would share the ID 0 (RFC 6864).
+    let ip = &mut frame[ETH_LEN..];
+    let hc = read_u16(ip, ipv4::CHECKSUM);
+    write_u16(ip, ipv4::FLAGS_FRAG, ipv4::DF);
+    write_u16(ip, ipv4::CHECKSUM, checksum_update(hc, 0, ipv4::DF));
     let udp = &mut frame[ETH_LEN + ipv4::MIN_LEN..];
     write_u16(udp, 0, sport);
     write_u16(udp, 2, vxlan::PORT);

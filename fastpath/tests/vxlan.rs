@@ -508,8 +508,6 @@ fn ipv4_flows_spread_over_source_ports_and_each_keeps_its_own() {
 }
 
 #[test]
-#[ignore = "bug: the IPv6 flow hash covers only the low 12 bytes of the source address \
-            (stage/route.rs encap): flows from one pod all share one source port"]
 fn ipv6_flows_spread_over_source_ports() {
     let mut sw = vxlan_switch();
     let mut ports = BTreeSet::new();
@@ -532,8 +530,6 @@ fn ipv6_flows_spread_over_source_ports() {
 }
 
 #[test]
-#[ignore = "bug: for IPv4 without ports (ICMP) the flow hash takes the ICMP checksum \
-            (stage/route.rs encap), so one ping's packets change source port"]
 fn one_ping_keeps_its_source_port() {
     let mut sw = vxlan_switch();
     let ping = |seq: u16| {
@@ -637,9 +633,6 @@ fn too_big_for_the_tunnel_needs_fragmentation_at_the_uplink_mtu_less_the_overhea
 }
 
 #[test]
-#[ignore = "bug: with an uplink MTU above the frame size, a packet that fits the MTU \
-            but not the frame once wrapped is dropped without an ICMP error \
-            (stage/route.rs encap, frame.len() < inner_len + OVERHEAD)"]
 fn a_jumbo_uplink_still_reports_what_the_frames_cannot_carry() {
     let mut sw = vxlan_switch();
     sw.configure_port(UPLINK, |e| e.mtu = 9000);
@@ -725,8 +718,6 @@ fn assert_icmp_through_the_tunnel(f: &[u8]) -> Icmpv4Type {
 }
 
 #[test]
-#[ignore = "bug: ICMP errors about unwrapped packets leave the uplink unencapsulated, \
-            to the inner source MAC (stage/route.rs icmp_error, route6.rs icmp6_error)"]
 fn errors_about_unwrapped_packets_go_back_through_the_tunnel() {
     let mut sw = vxlan_switch();
     // The remote pod's packet expires here, or has no route: the remote
@@ -757,8 +748,6 @@ fn errors_about_unwrapped_packets_go_back_through_the_tunnel() {
 }
 
 #[test]
-#[ignore = "bug: echo replies to unwrapped pings leave the uplink unencapsulated, \
-            to the inner source MAC (stage/route.rs local_v4, route6.rs local_v6)"]
 fn a_remote_pod_pinging_the_router_is_answered_through_the_tunnel() {
     let mut sw = vxlan_switch();
     let mut ping = Vec::new();

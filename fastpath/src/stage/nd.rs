@@ -100,14 +100,12 @@ pub fn run(
                 // Answer in place. A solicitation from the unspecified
                 // address (duplicate address detection) is answered to all
                 // nodes, unsolicited.
+                // A proxy answer does not override (RFC 4861 7.2.8).
+                let o = if ours { ipv6::NA_OVERRIDE } else { 0 };
                 let (to, eth_to, flags) = if src == 0 {
-                    (
-                        ALL_NODES,
-                        ALL_NODES_MAC,
-                        ipv6::NA_ROUTER | ipv6::NA_OVERRIDE,
-                    )
+                    (ALL_NODES, ALL_NODES_MAC, ipv6::NA_ROUTER | o)
                 } else {
-                    let flags = ipv6::NA_ROUTER | ipv6::NA_SOLICITED | ipv6::NA_OVERRIDE;
+                    let flags = ipv6::NA_ROUTER | ipv6::NA_SOLICITED | o;
                     (src, lla.unwrap_or(p.src), flags)
                 };
                 let n = write_neighbor_advert(frame, eth_to, l3.router_mac, to, target, flags);

@@ -56,6 +56,9 @@ pub struct RouteCtx<'a> {
     pub counters: &'a WorkerCounters,
     pub router: &'a mut Router,
     pub now: u64,
+    /// The packet at hand arrived inside VXLAN: what the router answers it
+    /// with (echo reply, ICMP error) must go back through the tunnel.
+    pub from_tunnel: bool,
 }
 
 /// Routes every pending IPv4 packet of the batch that is the router's.
@@ -82,6 +85,7 @@ pub fn run(batch: &mut Batch, cx: &mut RouteCtx<'_>) {
                 continue;
             }
         }
+        cx.from_tunnel = false;
         p.verdict = match p.ethertype {
             ETHERTYPE_IPV4 => route_v4(p, l3, role, true, cx),
             ETHERTYPE_IPV6 => crate::stage::route6::route_v6(p, l3, cx),
@@ -320,7 +324,10 @@ pub(crate) fn encap(
         Ok(r) => r,
         Err(v) => return v,
     };
-    let inner_mtu = mtu.saturating_sub(vxlan::OVERHEAD as u16);
+    // What fits the uplink, and what a frame buffer can hold once wrapped.
+    let inner_mtu = mtu
+        .saturating_sub(vxlan::OVERHEAD as u16)
+        .min((FRAME_CAPACITY as usize - ETH_LEN - vxlan::OVERHEAD) as u16);
     if total > usize::from(inner_mtu) {
         return too_big(p, inner_mtu, cx);
     }
@@ -337,15 +344,9 @@ pub(crate) fn encap(
     // The inner Ethernet header only carries the packet: the far switch
     // routes whatever arrives from its uplink, whatever the inner MACs.
     write_macs(frame, l3.router_mac, l3.router_mac);
-    // Source port from the inner addresses and ports: flows spread over
-    // ECMP paths, each flow keeps its path (RFC 7348 section 5).
-    // (IPv4: addresses and ports; IPv6: parts of the addresses.)
-    let flow = &frame[ETH_LEN + ipv4::SRC..ETH_LEN + ipv4::MIN_LEN + 4];
-    let mut h: u32 = 0x9e37_79b9;
-    for c in flow.chunks_exact(4) {
-        h = (h ^ u32::from_be_bytes([c[0], c[1], c[2], c[3]])).wrapping_mul(0x0100_0193);
-    }
-    let sport = 49152 | (h ^ (h >> 16)) as u16 & 0x3fff;
+    // Source port from the inner flow: flows spread over ECMP paths, each
+    // flow keeps its path (RFC 7348 section 5).
+    let sport = 49152 | (flow_hash(&frame[ETH_LEN..ETH_LEN + total], p.ethertype) & 0x3fff) as u16;
     let len = vxlan_encap_in_place(frame, inner_len, mac, l3.router_mac, src, vtep, sport, vni);
     p.len = len as u32;
     p.dst = mac;
@@ -380,11 +381,53 @@ fn decap_v4(p: &mut Pkt, total: usize, cx: &mut RouteCtx<'_>) -> Verdict {
     p.dst = read_mac(frame, 0);
     p.src = read_mac(frame, 6);
     p.ethertype = read_u16(frame, 12);
+    cx.from_tunnel = true;
     match p.ethertype {
         ETHERTYPE_IPV4 => route_v4(p, l3, PortRole::Uplink, false, cx),
         ETHERTYPE_IPV6 => crate::stage::route6::route_v6(p, l3, cx),
         _ => Verdict::Drop(DropReason::Unsupported),
     }
+}
+
+/// A hash of a packet's flow: addresses, protocol, and the ports of TCP,
+/// UDP and SCTP (the identifier of ICMP echo). Nothing that changes from
+/// packet to packet within a flow.
+#[inline]
+fn flow_hash(ip: &[u8], ethertype: u16) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    let mut mix = |b: &[u8]| {
+        for c in b.chunks(4) {
+            let mut w = [0u8; 4];
+            w[..c.len()].copy_from_slice(c);
+            h = (h ^ u32::from_be_bytes(w)).wrapping_mul(0x0100_0193);
+        }
+    };
+    let (addrs, proto, l4) = if ethertype == ETHERTYPE_IPV6 {
+        (
+            &ip[ipv6::SRC..ipv6::DST + 16],
+            ip[ipv6::NEXT_HEADER],
+            ipv6::HDR_LEN,
+        )
+    } else {
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        (&ip[ipv4::SRC..ipv4::DST + 4], ip[ipv4::PROTO], ihl)
+    };
+    mix(addrs);
+    mix(&[proto]);
+    let ports = match proto {
+        // TCP, UDP, SCTP: both ports.
+        6 | 17 | 132 => 4,
+        // ICMP, ICMPv6 echo: the identifier follows type, code, checksum.
+        1 | 58 if ip.len() >= l4 + 6 && matches!(ip[l4], 0 | 8 | 128 | 129) => {
+            mix(&ip[l4 + 4..l4 + 6]);
+            0
+        }
+        _ => 0,
+    };
+    if ports > 0 && ip.len() >= l4 + ports {
+        mix(&ip[l4..l4 + ports]);
+    }
+    h ^ (h >> 16)
 }
 
 fn read_mac(frame: &[u8], at: usize) -> MacKey {
@@ -423,7 +466,23 @@ fn local_v4(p: &mut Pkt, total: usize, cx: &mut RouteCtx<'_>) -> Verdict {
     let ic = read_u16(ip, msg + 2);
     write_u16(ip, msg + 2, checksum_update(ic, old_type, new_type));
     write_macs(frame, p.src, router_mac);
-    Verdict::Unicast(p.in_port)
+    reply_v4(p, cx)
+}
+
+/// Sends what the router wrote over `p` back where `p` came from: out of
+/// the ingress port, or, for a packet that came inside VXLAN, by a route
+/// lookup of its (new) destination, which wraps it again.
+#[inline]
+pub(crate) fn reply_v4(p: &mut Pkt, cx: &mut RouteCtx<'_>) -> Verdict {
+    if !std::mem::take(&mut cx.from_tunnel) {
+        return Verdict::Unicast(p.in_port);
+    }
+    let l3 = &*cx.snap.l3;
+    let frame = cx.pool.data(p.addr, p.len);
+    p.dst = read_mac(frame, 0);
+    p.src = read_mac(frame, 6);
+    // The reply starts with a TTL of 64; routing takes one off.
+    route_v4(p, l3, PortRole::Uplink, false, cx)
 }
 
 /// Turns the packet into an ICMP error back to its sender (when allowed)
@@ -471,5 +530,5 @@ fn icmp_error(
         rest,
     );
     p.len = len as u32;
-    Verdict::Unicast(p.in_port)
+    reply_v4(p, cx)
 }

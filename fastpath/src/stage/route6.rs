@@ -140,7 +140,17 @@ fn local_v6(p: &mut Pkt, total: usize, cx: &mut RouteCtx<'_>) -> Verdict {
     let c = read_u16(ip, msg + 2);
     write_u16(ip, msg + 2, checksum_update(c, old, new));
     write_macs(frame, p.src, router_mac);
-    Verdict::Unicast(p.in_port)
+    reply_v6(p, cx)
+}
+
+/// As [`crate::stage::route::reply_v4`], for IPv6.
+#[inline]
+fn reply_v6(p: &mut Pkt, cx: &mut RouteCtx<'_>) -> Verdict {
+    if !std::mem::take(&mut cx.from_tunnel) {
+        return Verdict::Unicast(p.in_port);
+    }
+    let l3 = &*cx.snap.l3;
+    route_v6(p, l3, cx)
 }
 
 /// Turns the packet into an ICMPv6 error back to its sender (when allowed)
@@ -186,5 +196,5 @@ fn icmp6_error(
         rest,
     );
     p.len = len as u32;
-    Verdict::Unicast(p.in_port)
+    reply_v6(p, cx)
 }
