@@ -349,6 +349,13 @@ impl RouterModel {
         if self.addrs.iter().any(|a| a.addr() == ev.ip) {
             return false;
         }
+        // A pod declared with its MAC is a permanent neighbour already.
+        if ports
+            .iter()
+            .any(|q| q.pod_mac.is_some() && q.ips.contains(&ev.ip))
+        {
+            return false;
+        }
         let routed_here = self
             .routes
             .values()
@@ -661,6 +668,10 @@ mod tests {
         assert!(
             !m.accept_neighbour(&ev("10.244.1.77", 5), &ports),
             "unknown port"
+        );
+        assert!(
+            !m.accept_neighbour(&ev("10.244.1.5", 1), &ports),
+            "declared with its MAC: a permanent neighbour already"
         );
     }
 }
