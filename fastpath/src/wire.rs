@@ -139,6 +139,50 @@ pub fn write_neighbor_solicit(
     dst: u128,
     target: u128,
 ) -> usize {
+    let nd = Nd {
+        icmp_type: ipv6::NEIGHBOR_SOLICIT,
+        flags: 0,
+        option: ipv6::OPT_SOURCE_LLA,
+    };
+    write_nd(frame, eth_dst, mac, src, dst, target, nd)
+}
+
+/// Writes a neighbour advertisement for `target` (at `mac`) to `dst` over
+/// whatever `frame` held; returns the frame length.
+pub fn write_neighbor_advert(
+    frame: &mut [u8],
+    eth_dst: MacKey,
+    mac: MacKey,
+    dst: u128,
+    target: u128,
+    flags: u8,
+) -> usize {
+    let nd = Nd {
+        icmp_type: ipv6::NEIGHBOR_ADVERT,
+        flags,
+        option: ipv6::OPT_TARGET_LLA,
+    };
+    write_nd(frame, eth_dst, mac, target, dst, target, nd)
+}
+
+/// What distinguishes a solicitation from an advertisement.
+struct Nd {
+    icmp_type: u8,
+    flags: u8,
+    /// The link-layer address option carrying `mac`.
+    option: u8,
+}
+
+/// A neighbour discovery message with one link-layer address option.
+fn write_nd(
+    frame: &mut [u8],
+    eth_dst: MacKey,
+    mac: MacKey,
+    src: u128,
+    dst: u128,
+    target: u128,
+    nd: Nd,
+) -> usize {
     const MSG: usize = 24 + 8;
     write_macs(frame, eth_dst, mac);
     write_u16(frame, 12, ETHERTYPE_IPV6);
@@ -152,47 +196,13 @@ pub fn write_neighbor_solicit(
     );
     let m = &mut frame[ETH_LEN + ipv6::HDR_LEN..ETH_LEN + ipv6::HDR_LEN + MSG];
     m.fill(0);
-    m[0] = ipv6::NEIGHBOR_SOLICIT;
+    m[0] = nd.icmp_type;
+    m[4] = nd.flags;
     write_u128(m, 8, target);
-    m[24] = ipv6::OPT_SOURCE_LLA;
+    m[24] = nd.option;
     m[25] = 1;
     m[26..32].copy_from_slice(&crate::mac_octets(mac));
     let c = icmpv6_checksum(src, dst, m);
-    write_u16(m, 2, c);
-    ETH_LEN + ipv6::HDR_LEN + MSG
-}
-
-/// Writes a neighbour advertisement for `target` (at `mac`) to `dst` over
-/// whatever `frame` held; returns the frame length.
-#[allow(clippy::too_many_arguments)]
-pub fn write_neighbor_advert(
-    frame: &mut [u8],
-    eth_dst: MacKey,
-    mac: MacKey,
-    dst: u128,
-    target: u128,
-    flags: u8,
-) -> usize {
-    const MSG: usize = 24 + 8;
-    write_macs(frame, eth_dst, mac);
-    write_u16(frame, 12, ETHERTYPE_IPV6);
-    write_ipv6_header(
-        &mut frame[ETH_LEN..],
-        MSG as u16,
-        ipv6::PROTO_ICMPV6,
-        ipv6::ND_HOP_LIMIT,
-        target,
-        dst,
-    );
-    let m = &mut frame[ETH_LEN + ipv6::HDR_LEN..ETH_LEN + ipv6::HDR_LEN + MSG];
-    m.fill(0);
-    m[0] = ipv6::NEIGHBOR_ADVERT;
-    m[4] = flags;
-    write_u128(m, 8, target);
-    m[24] = ipv6::OPT_TARGET_LLA;
-    m[25] = 1;
-    m[26..32].copy_from_slice(&crate::mac_octets(mac));
-    let c = icmpv6_checksum(target, dst, m);
     write_u16(m, 2, c);
     ETH_LEN + ipv6::HDR_LEN + MSG
 }

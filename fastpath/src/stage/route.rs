@@ -102,7 +102,6 @@ fn route_v4(
     may_decap: bool,
     cx: &mut RouteCtx<'_>,
 ) -> Verdict {
-    let snap = cx.snap;
     let frame = cx.pool.data(p.addr, p.len);
     if frame.len() < ETH_LEN + ipv4::MIN_LEN {
         return Verdict::Drop(DropReason::Malformed);
@@ -185,17 +184,8 @@ fn route_v4(
                 too_big(p, total, frag, mtu, cx)
             });
         }
-        NextHop::Peer { port, mac } => match snap.port(port) {
-            Some(e) if e.up => (Verdict::Unicast(port), mac, e.mtu),
-            _ => return Verdict::Drop(DropReason::PortDown),
-        },
-        NextHop::Resolve { link, gw } => {
-            let target = match gw {
-                Some(g @ IpAddr::V4(_)) => g,
-                Some(IpAddr::V6(_)) => return Verdict::Drop(DropReason::NoRoute),
-                None => IpAddr::V4(Ipv4Addr::from(dst)),
-            };
-            match resolve(p, link, target, cx) {
+        NextHop::Peer { .. } | NextHop::Resolve { .. } => {
+            match next_hop(p, hop, IpAddr::V4(Ipv4Addr::from(dst)), cx) {
                 Ok(r) => r,
                 Err(v) => return v,
             }
@@ -210,6 +200,31 @@ fn route_v4(
     p.dst = mac;
     p.src = l3.router_mac;
     verdict
+}
+
+/// Where a `Peer` or `Resolve` route sends a packet to `dst`: the verdict,
+/// the next hop's MAC and the output MTU (see [`resolve`]).
+#[inline]
+pub(crate) fn next_hop(
+    p: &Pkt,
+    hop: NextHop,
+    dst: IpAddr,
+    cx: &mut RouteCtx<'_>,
+) -> Result<(Verdict, MacKey, u16), Verdict> {
+    match hop {
+        NextHop::Peer { port, mac } => match cx.snap.port(port) {
+            Some(e) if e.up => Ok((Verdict::Unicast(port), mac, e.mtu)),
+            _ => Err(Verdict::Drop(DropReason::PortDown)),
+        },
+        NextHop::Resolve { link, gw } => {
+            let target = gw.unwrap_or(dst);
+            if target.is_ipv4() != dst.is_ipv4() {
+                return Err(Verdict::Drop(DropReason::NoRoute));
+            }
+            resolve(p, link, target, cx)
+        }
+        NextHop::Local | NextHop::Vxlan { .. } => Err(Verdict::Drop(DropReason::NoRoute)),
+    }
 }
 
 /// The port (or bridge), MAC and MTU of neighbour `target` on `link`; when

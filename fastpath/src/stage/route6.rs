@@ -14,7 +14,7 @@ use crate::batch::{Pkt, Verdict};
 use crate::drop::DropReason;
 use crate::route::NextHop;
 use crate::snapshot::L3Config;
-use crate::stage::route::{RouteCtx, encap, resolve};
+use crate::stage::route::{RouteCtx, encap, next_hop};
 use crate::wire::{
     ETH_LEN, checksum_update, ipv6, ipv6_icmp_error_in_place, read_u16, read_u128, write_macs,
     write_u16, write_u128,
@@ -23,7 +23,6 @@ use crate::wire::{
 /// Routes one IPv6 packet that is the router's.
 #[inline]
 pub fn route_v6(p: &mut Pkt, l3: &L3Config, cx: &mut RouteCtx<'_>) -> Verdict {
-    let snap = cx.snap;
     let frame = cx.pool.data(p.addr, p.len);
     if frame.len() < ETH_LEN + ipv6::HDR_LEN {
         return Verdict::Drop(DropReason::Malformed);
@@ -74,17 +73,8 @@ pub fn route_v6(p: &mut Pkt, l3: &L3Config, cx: &mut RouteCtx<'_>) -> Verdict {
                 too_big(p, total, mtu, cx)
             });
         }
-        NextHop::Peer { port, mac } => match snap.port(port) {
-            Some(e) if e.up => (Verdict::Unicast(port), mac, e.mtu),
-            _ => return Verdict::Drop(DropReason::PortDown),
-        },
-        NextHop::Resolve { link, gw } => {
-            let target = match gw {
-                Some(g @ IpAddr::V6(_)) => g,
-                Some(IpAddr::V4(_)) => return Verdict::Drop(DropReason::NoRoute),
-                None => IpAddr::V6(Ipv6Addr::from(dst)),
-            };
-            match resolve(p, link, target, cx) {
+        NextHop::Peer { .. } | NextHop::Resolve { .. } => {
+            match next_hop(p, hop, IpAddr::V6(Ipv6Addr::from(dst)), cx) {
                 Ok(r) => r,
                 Err(v) => return v,
             }
