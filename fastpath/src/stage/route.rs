@@ -204,7 +204,7 @@ fn route_v4(
 
 /// Where a `Peer` or `Resolve` route sends a packet to `dst`: the verdict,
 /// the next hop's MAC and the output MTU (see [`resolve`]).
-#[inline]
+#[inline(always)]
 pub(crate) fn next_hop(
     p: &Pkt,
     hop: NextHop,
