@@ -340,6 +340,57 @@ fn nodes_reach_pods_through_the_host_port_and_the_uplink() {
         env.tcp_exchange(&na.name, &pb.name, pb.ip, 7202),
         na.uplink_ip.to_string()
     );
+
+    // Pod to the outside through its node's kernel: the switch's default
+    // route goes out of the host port; node a's kernel forwards to an
+    // address only node b's kernel has, and the reply comes back to the pod
+    // over the uplink (node b routes pod subnet a to node a, host-gw).
+    env.node_daemon(&na.name)
+        .ctl_ok(&["route", "add", "0.0.0.0/0", "dev", "vsw0"]);
+    let outside = "198.51.100.7";
+    let na_ip = na.uplink_ip.to_string();
+    let nb_ip = nb.uplink_ip.to_string();
+    for args in [
+        &[
+            "-n",
+            &nb.name,
+            "addr",
+            "add",
+            &format!("{outside}/32"),
+            "dev",
+            "lo",
+        ][..],
+        &[
+            "-n",
+            &na.name,
+            "route",
+            "add",
+            &format!("{outside}/32"),
+            "via",
+            &nb_ip,
+        ][..],
+        &[
+            "-n",
+            &nb.name,
+            "route",
+            "replace",
+            "10.244.1.0/24",
+            "via",
+            &na_ip,
+        ][..],
+    ] {
+        let r = ip(args);
+        assert!(r.success(), "ip {args:?}: {}", r.stderr);
+    }
+    let r = netns_exec(&na.name, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    assert!(r.success(), "{}", r.stderr);
+    ping_ns(
+        &env,
+        &pa.name,
+        outside,
+        10,
+        "pod to the outside via its node's kernel",
+    );
 }
 
 #[test]
