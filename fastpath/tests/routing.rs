@@ -335,34 +335,6 @@ fn parse(f: &[u8]) -> Parsed {
     out
 }
 
-/// Asserts that only the listed ports sent anything since the last take.
-#[track_caller]
-fn assert_silent_except(sw: &TestSwitch, ports: &[PortId]) {
-    for id in sw.port_ids() {
-        if !ports.contains(&id) {
-            assert_eq!(sw.sent_count(id), 0, "port {id} sent something");
-        }
-    }
-}
-
-/// Takes the one frame port `id` sent.
-#[track_caller]
-fn take_one(sw: &TestSwitch, id: PortId) -> Vec<u8> {
-    let mut sent = sw.take_sent(id);
-    assert_eq!(sent.len(), 1, "port {id} should have sent one frame");
-    sent.pop().unwrap()
-}
-
-fn neighbour_events(sw: &TestSwitch) -> Vec<NeighEvent> {
-    sw.events()
-        .into_iter()
-        .filter_map(|e| match e {
-            WorkerEvent::Neighbour(n) => Some(n),
-            WorkerEvent::PortGone { .. } => None,
-        })
-        .collect()
-}
-
 /// Asserts the ARP request the router sends for `target` from `sender`.
 #[track_caller]
 fn assert_router_asks(f: &[u8], sender: [u8; 4], target: [u8; 4]) {
@@ -399,11 +371,11 @@ fn arp_for_a_router_address_is_answered_out_the_ingress_port_only() {
         assert_eq!(a.target_hw_addr(), mac_a());
         assert_eq!(a.target_protocol_addr(), IP_A);
     }
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     // The requester is a neighbour now (reported once: the worker holds
     // back repeats).
     assert_eq!(
-        neighbour_events(&sw),
+        sw.neighbour_events(),
         vec![NeighEvent {
             ip: ip(IP_A),
             mac: key(mac_a()),
@@ -424,7 +396,7 @@ fn arp_for_another_pod_is_switched_not_answered() {
     // host port, never back.
     assert_eq!(sw.take_sent(POD_B), vec![req.clone()]);
     assert_eq!(sw.take_sent(POD_C), vec![req]);
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
 
     // C's answer to A is plain L2 too.
     sw.learn();
@@ -432,7 +404,7 @@ fn arp_for_another_pod_is_switched_not_answered() {
     sw.inject(POD_C, reply.clone());
     sw.run();
     assert_eq!(sw.take_sent(POD_A), vec![reply]);
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
 }
@@ -442,11 +414,11 @@ fn arp_reply_to_the_router_is_consumed_and_reported() {
     let mut sw = routed_switch();
     sw.inject(POD_B, arp_reply_to_router(mac_b(), IP_B, GW_B));
     sw.run();
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     assert_eq!(sw.stats(POD_B).rx_packets, 1);
     sw.assert_drops(&[]);
     assert_eq!(
-        neighbour_events(&sw),
+        sw.neighbour_events(),
         vec![NeighEvent {
             ip: ip(IP_B),
             mac: key(mac_b()),
@@ -478,9 +450,9 @@ fn the_host_port_gets_the_router_mac_for_every_address_it_asks() {
         assert_eq!(r.target_hw_addr(), host_mac());
         assert_eq!(r.target_protocol_addr(), NODE_IP);
     }
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     assert!(
-        neighbour_events(&sw).is_empty(),
+        sw.neighbour_events().is_empty(),
         "the host port's kernel is configured, not learned"
     );
 
@@ -488,11 +460,11 @@ fn the_host_port_gets_the_router_mac_for_every_address_it_asks() {
     let f = udp(host_mac(), ROUTER, NODE_IP, IP_B, 64, b"from the node");
     sw.inject(HOST, f);
     sw.run();
-    let p = parse(&take_one(&sw, POD_B));
+    let p = parse(&sw.take_one(POD_B));
     assert_eq!((p.dst, p.src), (mac_b(), ROUTER));
     assert_eq!(p.ip().time_to_live, 63);
     assert_eq!(p.udp().1, b"from the node");
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
 }
@@ -527,7 +499,7 @@ fn ping_to_a_router_address_is_answered() {
         assert_eq!(payload.as_slice(), b"are you there?");
     }
     assert_eq!(replies[0].len(), req.len());
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
 }
@@ -561,10 +533,10 @@ fn routed_between_subnets_to_a_resolved_neighbour_on_the_bridge() {
     let f = udp(mac_a(), ROUTER, IP_A, IP_B, 64, b"A to B");
     sw.inject(POD_A, f.clone());
     sw.run();
-    let out = take_one(&sw, POD_B);
+    let out = sw.take_one(POD_B);
     assert_routed(&out, mac_b(), IP_A, IP_B, 63, b"A to B");
     assert_eq!(out.len(), f.len());
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
 
     // The same from the other side: B to A, whose neighbour entry comes
     // from A's own ARP request for its gateway.
@@ -576,8 +548,8 @@ fn routed_between_subnets_to_a_resolved_neighbour_on_the_bridge() {
     sw.learn_neighbours(events);
     sw.inject(POD_B, udp(mac_b(), ROUTER, IP_B, IP_A, 2, b"B to A"));
     sw.run();
-    assert_routed(&take_one(&sw, POD_A), mac_a(), IP_B, IP_A, 1, b"B to A");
-    assert_silent_except(&sw, &[]);
+    assert_routed(&sw.take_one(POD_A), mac_a(), IP_B, IP_A, 1, b"B to A");
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
 }
@@ -591,13 +563,13 @@ fn routed_to_pods_with_configured_addresses_without_arp() {
     sw.inject(POD_A, udp(mac_a(), ROUTER, IP_A, IP_C, 17, b"to C"));
     sw.inject(POD_B, udp(mac_b(), ROUTER, IP_B, IP_A, 255, b"to A"));
     sw.run();
-    assert_routed(&take_one(&sw, POD_B), mac_b(), IP_A, IP_B, 63, b"to B");
+    assert_routed(&sw.take_one(POD_B), mac_b(), IP_A, IP_B, 63, b"to B");
     // Same subnet, but sent to the router: routed all the same.
-    assert_routed(&take_one(&sw, POD_C), mac_c(), IP_A, IP_C, 16, b"to C");
-    assert_routed(&take_one(&sw, POD_A), mac_a(), IP_B, IP_A, 254, b"to A");
-    assert_silent_except(&sw, &[]);
+    assert_routed(&sw.take_one(POD_C), mac_c(), IP_A, IP_C, 16, b"to C");
+    assert_routed(&sw.take_one(POD_A), mac_a(), IP_B, IP_A, 254, b"to A");
+    sw.assert_silent_except(&[]);
     assert!(
-        neighbour_events(&sw).is_empty(),
+        sw.neighbour_events().is_empty(),
         "no ARP for configured pods"
     );
     sw.assert_drops(&[]);
@@ -614,14 +586,14 @@ fn routed_off_the_node_and_in_from_the_uplink() {
     sw.inject(POD_A, udp(mac_a(), ROUTER, IP_A, [8, 8, 8, 8], 64, b"out"));
     sw.run();
     assert_routed(
-        &take_one(&sw, UPLINK),
+        &sw.take_one(UPLINK),
         uplink_gw_mac(),
         IP_A,
         [8, 8, 8, 8],
         63,
         b"out",
     );
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
 
     // A reply from the Internet, and a packet from another node to a pod.
     sw.inject(
@@ -641,7 +613,7 @@ fn routed_off_the_node_and_in_from_the_uplink() {
     );
     sw.run();
     assert_routed(
-        &take_one(&sw, POD_A),
+        &sw.take_one(POD_A),
         mac_a(),
         [8, 8, 8, 8],
         IP_A,
@@ -649,14 +621,14 @@ fn routed_off_the_node_and_in_from_the_uplink() {
         b"back",
     );
     assert_routed(
-        &take_one(&sw, POD_B),
+        &sw.take_one(POD_B),
         mac_b(),
         [10, 244, 7, 3],
         IP_B,
         63,
         b"other node",
     );
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
 }
@@ -680,13 +652,13 @@ fn a_packet_to_an_unresolved_neighbour_waits_for_arp_and_is_delivered() {
         assert_eq!(sent.len(), 1, "one request on each other pod port");
         assert_router_asks(&sent[0], GW_B, target);
     }
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[]);
 
     // The neighbour (behind port 1) answers; the controller records it.
     sw.inject(POD_B, arp_reply_to_router(target_mac, target, GW_B));
     sw.run();
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.learn();
     let events = sw.events();
     assert_eq!(events.len(), 1, "{events:?}");
@@ -694,8 +666,8 @@ fn a_packet_to_an_unresolved_neighbour_waits_for_arp_and_is_delivered() {
 
     // The new snapshot releases the packet at once.
     sw.run();
-    assert_routed(&take_one(&sw, POD_B), target_mac, IP_A, target, 63, b"held");
-    assert_silent_except(&sw, &[]);
+    assert_routed(&sw.take_one(POD_B), target_mac, IP_A, target, 63, b"held");
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
 }
@@ -709,8 +681,8 @@ fn an_uplink_next_hop_is_probed_on_the_uplink_only() {
 
     // An address probe (sender 0.0.0.0): the switch has no address on the
     // node network; it asks for the gateway, not the destination.
-    assert_router_asks(&take_one(&sw, UPLINK), [0, 0, 0, 0], UPLINK_GW);
-    assert_silent_except(&sw, &[]);
+    assert_router_asks(&sw.take_one(UPLINK), [0, 0, 0, 0], UPLINK_GW);
+    sw.assert_silent_except(&[]);
 
     // Linux answers a probe to the asking MAC, target address 0.0.0.0.
     sw.inject(
@@ -718,7 +690,7 @@ fn an_uplink_next_hop_is_probed_on_the_uplink_only() {
         arp_reply_to_router(uplink_gw_mac(), UPLINK_GW, [0, 0, 0, 0]),
     );
     sw.run();
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     let events = sw.events();
     assert!(
         events.contains(&WorkerEvent::Neighbour(NeighEvent {
@@ -731,14 +703,14 @@ fn an_uplink_next_hop_is_probed_on_the_uplink_only() {
     sw.learn_neighbours(events);
     sw.run();
     assert_routed(
-        &take_one(&sw, UPLINK),
+        &sw.take_one(UPLINK),
         uplink_gw_mac(),
         IP_A,
         [1, 1, 1, 1],
         63,
         b"away",
     );
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
 }
@@ -798,9 +770,9 @@ fn the_hold_queue_is_bounded_and_unanswered_packets_time_out() {
     }
     sw.run();
     // One request however many packets wait.
-    assert_router_asks(&take_one(&sw, POD_B), GW_B, silent);
-    assert_router_asks(&take_one(&sw, POD_C), GW_B, silent);
-    assert_silent_except(&sw, &[]);
+    assert_router_asks(&sw.take_one(POD_B), GW_B, silent);
+    assert_router_asks(&sw.take_one(POD_C), GW_B, silent);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[(POD_A, DropReason::NeighborQueueFull, over as u64)]);
 
     // Nobody answers. Once the resolve timeout (3 s) has passed, every held
@@ -819,7 +791,7 @@ fn the_hold_queue_is_bounded_and_unanswered_packets_time_out() {
             assert_router_asks(&f, GW_B, silent);
         }
     }
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_no_leaks();
 }
 
@@ -857,7 +829,7 @@ fn ttl_expiry_is_answered_with_time_exceeded_from_the_senders_gateway() {
     sw.inject(POD_B, from_b.clone());
     sw.run();
 
-    let (t, quoted) = assert_icmp_error(&take_one(&sw, POD_A), mac_a(), GW_A, IP_A);
+    let (t, quoted) = assert_icmp_error(&sw.take_one(POD_A), mac_a(), GW_A, IP_A);
     assert_eq!(
         t,
         Icmpv4Type::TimeExceeded(TimeExceededCode::TtlExceededInTransit)
@@ -866,13 +838,13 @@ fn ttl_expiry_is_answered_with_time_exceeded_from_the_senders_gateway() {
     assert_eq!(quoted.len(), 576 - 28);
     assert_eq!(quoted[..], from_a[14..14 + quoted.len()]);
 
-    let (t, quoted) = assert_icmp_error(&take_one(&sw, POD_B), mac_b(), GW_B, IP_B);
+    let (t, quoted) = assert_icmp_error(&sw.take_one(POD_B), mac_b(), GW_B, IP_B);
     assert_eq!(
         t,
         Icmpv4Type::TimeExceeded(TimeExceededCode::TtlExceededInTransit)
     );
     assert_eq!(quoted[..], from_b[14..], "a small datagram is quoted whole");
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[
         (POD_A, DropReason::TtlExpired, 1),
         (POD_B, DropReason::TtlExpired, 1),
@@ -886,13 +858,13 @@ fn no_route_is_answered_with_net_unreachable() {
     let f = udp(mac_a(), ROUTER, IP_A, [172, 16, 5, 5], 64, b"nowhere");
     sw.inject(POD_A, f.clone());
     sw.run();
-    let (t, quoted) = assert_icmp_error(&take_one(&sw, POD_A), mac_a(), GW_A, IP_A);
+    let (t, quoted) = assert_icmp_error(&sw.take_one(POD_A), mac_a(), GW_A, IP_A);
     assert_eq!(
         t,
         Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::Network)
     );
     assert_eq!(quoted[..], f[14..]);
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[(POD_A, DropReason::NoRoute, 1)]);
     sw.assert_no_leaks();
 }
@@ -907,13 +879,13 @@ fn too_big_for_the_output_mtu_needs_fragmentation() {
     // Exactly the MTU passes.
     sw.inject(POD_A, udp(mac_a(), ROUTER, IP_A, IP_B, 64, &payload(1000)));
     sw.run();
-    assert_eq!(parse(&take_one(&sw, POD_B)).ip().total_len, 1000);
+    assert_eq!(parse(&sw.take_one(POD_B)).ip().total_len, 1000);
 
     // One byte more, DF set: ICMP fragmentation needed with the MTU.
     let big = udp(mac_a(), ROUTER, IP_A, IP_B, 64, &payload(1001));
     sw.inject(POD_A, big.clone());
     sw.run();
-    let (t, quoted) = assert_icmp_error(&take_one(&sw, POD_A), mac_a(), GW_A, IP_A);
+    let (t, quoted) = assert_icmp_error(&sw.take_one(POD_A), mac_a(), GW_A, IP_A);
     assert_eq!(
         t,
         Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
@@ -921,14 +893,14 @@ fn too_big_for_the_output_mtu_needs_fragmentation() {
         })
     );
     assert_eq!(quoted[..28], big[14..42]);
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
 
     // DF clear: the router does not fragment, it drops.
     let mut h = header(IP_A, IP_B, 64);
     h.dont_fragment = false;
     sw.inject(POD_A, udp_with_header(mac_a(), ROUTER, h, &payload(1001)));
     sw.run();
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
 
     // On the bridge, the bridge's MTU applies.
     sw.l3.bridge_mtu = 1400;
@@ -937,14 +909,14 @@ fn too_big_for_the_output_mtu_needs_fragmentation() {
     know_neighbour(&mut sw, far, mac(0x28), POD_B);
     sw.inject(POD_A, udp(mac_a(), ROUTER, IP_A, far, 64, &payload(1401)));
     sw.run();
-    let (t, _) = assert_icmp_error(&take_one(&sw, POD_A), mac_a(), GW_A, IP_A);
+    let (t, _) = assert_icmp_error(&sw.take_one(POD_A), mac_a(), GW_A, IP_A);
     assert_eq!(
         t,
         Icmpv4Type::DestinationUnreachable(DestUnreachableHeader::FragmentationNeeded {
             next_hop_mtu: 1400
         })
     );
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[(POD_A, DropReason::FragNeeded, 3)]);
     sw.assert_no_leaks();
 }
@@ -967,14 +939,14 @@ fn icmp_errors_are_never_answered_with_icmp_errors() {
     sw.inject(POD_A, icmp_error(IP_B, 1));
     sw.inject(POD_A, icmp_error([172, 16, 5, 5], 64));
     sw.run();
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
 
     // An echo request is not an error: its expiry is reported.
     sw.inject(POD_A, ping(mac_a(), ROUTER, IP_A, IP_B, 1, 9));
     sw.run();
-    let (t, _) = assert_icmp_error(&take_one(&sw, POD_A), mac_a(), GW_A, IP_A);
+    let (t, _) = assert_icmp_error(&sw.take_one(POD_A), mac_a(), GW_A, IP_A);
     assert!(matches!(t, Icmpv4Type::TimeExceeded(_)), "{t:?}");
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[
         (POD_A, DropReason::TtlExpired, 2),
         (POD_A, DropReason::NoRoute, 1),
@@ -1001,7 +973,7 @@ fn ip_options_and_fragments_are_not_routed() {
     last.fragment_offset = IpFragOffset::try_new(185).unwrap();
     sw.inject(POD_A, udp_with_header(mac_a(), ROUTER, last, b"last"));
     sw.run();
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[
         (POD_A, DropReason::IpOptions, 1),
         (POD_A, DropReason::IpFragment, 2),
@@ -1041,13 +1013,13 @@ fn broken_ipv4_headers_are_malformed() {
         sw.inject(POD_A, f);
     }
     sw.run();
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[(POD_A, DropReason::Malformed, n)]);
 
     // The intact original is routed.
     sw.inject(POD_A, good());
     sw.run();
-    assert_routed(&take_one(&sw, POD_B), mac_b(), IP_A, IP_B, 63, &[7; 40]);
+    assert_routed(&sw.take_one(POD_B), mac_b(), IP_A, IP_B, 63, &[7; 40]);
     sw.assert_no_leaks();
 }
 
@@ -1070,7 +1042,7 @@ fn what_the_router_does_not_speak_is_unsupported() {
     // Anything non-IP from the uplink, whatever its destination.
     sw.inject(UPLINK, frame(BROADCAST, uplink_gw_mac(), 2));
     sw.run();
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[
         (POD_A, DropReason::Unsupported, 3),
         (UPLINK, DropReason::Unsupported, 1),
@@ -1094,9 +1066,9 @@ fn a_guarded_pod_may_only_send_as_itself() {
     sw.inject(POD_A, udp(mac_a(), ROUTER, IP_A, IP_B, 64, b"me"));
     sw.inject(POD_A, arp_request(mac_a(), IP_A, GW_A));
     sw.run();
-    assert_routed(&take_one(&sw, POD_B), mac_b(), IP_A, IP_B, 63, b"me");
-    assert_eq!(parse(&take_one(&sw, POD_A)).arp().sender_hw_addr(), ROUTER);
-    assert_silent_except(&sw, &[]);
+    assert_routed(&sw.take_one(POD_B), mac_b(), IP_A, IP_B, 63, b"me");
+    assert_eq!(parse(&sw.take_one(POD_A)).arp().sender_hw_addr(), ROUTER);
+    sw.assert_silent_except(&[]);
     let _ = sw.events();
 
     // Spoofs: another IP, another MAC, ARP for C's address, an ARP sender
@@ -1112,9 +1084,9 @@ fn a_guarded_pod_may_only_send_as_itself() {
     sw.inject(POD_A, arp_sha);
     sw.inject(POD_A, udp(mac_a(), mac_c(), IP_B, IP_C, 64, b"l2"));
     sw.run();
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     assert!(
-        neighbour_events(&sw).is_empty(),
+        sw.neighbour_events().is_empty(),
         "spoofed ARP poisons no neighbour"
     );
     sw.assert_drops(&[(POD_A, DropReason::SpoofedSource, 5)]);
@@ -1150,7 +1122,7 @@ fn a_frame_from_the_uplink_does_not_capture_a_pods_mac() {
     sw.inject(POD_A, f.clone());
     sw.run();
     assert_eq!(sw.take_sent(POD_C), vec![f]);
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_no_leaks();
 }
 
@@ -1200,6 +1172,6 @@ fn link_broadcast_and_multicast_from_routed_ports_are_not_routed() {
         sw.inject(port, udp(m, igmp, a, [224, 0, 0, 22], 1, b"igmp"));
     }
     sw.run();
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_no_leaks();
 }

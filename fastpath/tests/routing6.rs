@@ -348,32 +348,6 @@ fn parse(f: &[u8]) -> Parsed {
     out
 }
 
-#[track_caller]
-fn assert_silent_except(sw: &TestSwitch, ports: &[PortId]) {
-    for id in sw.port_ids() {
-        if !ports.contains(&id) {
-            assert_eq!(sw.sent_count(id), 0, "port {id} sent something");
-        }
-    }
-}
-
-#[track_caller]
-fn take_one(sw: &TestSwitch, id: PortId) -> Vec<u8> {
-    let mut sent = sw.take_sent(id);
-    assert_eq!(sent.len(), 1, "port {id} should have sent one frame");
-    sent.pop().unwrap()
-}
-
-fn neighbour_events(sw: &TestSwitch) -> Vec<NeighEvent> {
-    sw.events()
-        .into_iter()
-        .filter_map(|e| match e {
-            WorkerEvent::Neighbour(n) => Some(n),
-            WorkerEvent::PortGone { .. } => None,
-        })
-        .collect()
-}
-
 fn event(addr: u128, m: [u8; 6], port: PortId) -> NeighEvent {
     NeighEvent {
         ip: ip6(addr),
@@ -434,10 +408,10 @@ fn a_solicitation_for_a_router_address_is_answered_out_the_ingress_port() {
     for (f, target) in replies.iter().zip([GW_A, GW_B]) {
         assert_eq!(assert_advert(f, mac_a(), IP_A, target), SOLICITED);
     }
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     // The solicitor is a neighbour now (reported once: the worker holds
     // back repeats).
-    assert_eq!(neighbour_events(&sw), vec![event(IP_A, mac_a(), POD_A)]);
+    assert_eq!(sw.neighbour_events(), vec![event(IP_A, mac_a(), POD_A)]);
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
 }
@@ -447,11 +421,11 @@ fn a_solicitation_for_the_router_link_local_address_is_answered() {
     let mut sw = routed_switch();
     sw.inject(POD_C, solicit(mac_c(), ll(mac_c()), router_ll()));
     sw.run();
-    let flags = assert_advert(&take_one(&sw, POD_C), mac_c(), ll(mac_c()), router_ll());
+    let flags = assert_advert(&sw.take_one(POD_C), mac_c(), ll(mac_c()), router_ll());
     assert_eq!(flags, SOLICITED);
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     // Link-local addresses are no neighbours of the router's routes.
-    assert!(neighbour_events(&sw).is_empty());
+    assert!(sw.neighbour_events().is_empty());
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
 }
@@ -462,11 +436,11 @@ fn a_unicast_probe_without_a_link_layer_option_is_answered_to_the_frame_source()
     // Neighbour unreachability detection: unicast to the router, no SLLA.
     sw.inject(POD_B, ns_raw(mac_b(), ROUTER, IP_B, GW_B, 255, GW_B, None));
     sw.run();
-    let flags = assert_advert(&take_one(&sw, POD_B), mac_b(), IP_B, GW_B);
+    let flags = assert_advert(&sw.take_one(POD_B), mac_b(), IP_B, GW_B);
     assert_eq!(flags, SOLICITED);
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     assert!(
-        neighbour_events(&sw).is_empty(),
+        sw.neighbour_events().is_empty(),
         "no link-layer address, nothing to report"
     );
     sw.assert_drops(&[]);
@@ -483,7 +457,7 @@ fn a_solicitation_for_another_pod_is_switched_not_answered() {
     // never back.
     assert_eq!(sw.take_sent(POD_B), vec![ns.clone()]);
     assert_eq!(sw.take_sent(POD_C), vec![ns]);
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
 
     // C's answer to A is plain L2 too.
     sw.learn();
@@ -491,7 +465,7 @@ fn a_solicitation_for_another_pod_is_switched_not_answered() {
     sw.inject(POD_C, na.clone());
     sw.run();
     assert_eq!(sw.take_sent(POD_A), vec![na]);
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
 }
@@ -537,8 +511,8 @@ fn broken_neighbour_discovery_is_malformed() {
     }
     sw.inject(POD_B, bad_na);
     sw.run();
-    assert_silent_except(&sw, &[]);
-    assert!(neighbour_events(&sw).is_empty(), "nothing believed");
+    sw.assert_silent_except(&[]);
+    assert!(sw.neighbour_events().is_empty(), "nothing believed");
     sw.assert_drops(&[
         (POD_A, DropReason::Malformed, n),
         (POD_B, DropReason::Malformed, 1),
@@ -547,7 +521,7 @@ fn broken_neighbour_discovery_is_malformed() {
     // The intact solicitation is answered.
     sw.inject(POD_A, solicit(mac_a(), IP_A, GW_A));
     sw.run();
-    assert_advert(&take_one(&sw, POD_A), mac_a(), IP_A, GW_A);
+    assert_advert(&sw.take_one(POD_A), mac_a(), IP_A, GW_A);
     sw.assert_no_leaks();
 }
 
@@ -556,14 +530,14 @@ fn duplicate_address_detection_of_a_router_address_is_answered_to_all_nodes() {
     let mut sw = routed_switch();
     sw.inject(POD_C, dad(mac_c(), GW_A));
     sw.run();
-    let flags = assert_advert(&take_one(&sw, POD_C), group_mac(ALL_NODES), ALL_NODES, GW_A);
+    let flags = assert_advert(&sw.take_one(POD_C), group_mac(ALL_NODES), ALL_NODES, GW_A);
     assert!(
         !flags.solicited,
         "unsolicited: S must be clear (RFC 4861 7.2.4)"
     );
     assert!(flags.router && flags.r#override, "{flags:?}");
-    assert_silent_except(&sw, &[]);
-    assert!(neighbour_events(&sw).is_empty(), ":: is nobody");
+    sw.assert_silent_except(&[]);
+    assert!(sw.neighbour_events().is_empty(), ":: is nobody");
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
 }
@@ -583,15 +557,15 @@ fn the_host_port_gets_the_router_mac_for_every_address_it_solicits() {
         let flags = assert_advert(f, host_mac(), NODE_IP, a);
         assert!(flags.solicited && flags.router, "{flags:?}");
     }
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
 
     // The kernel's duplicate address detection of its own new address is
     // not answered (that would make the address fail), nor switched.
     sw.inject(HOST, dad(host_mac(), NODE_IP + 1));
     sw.run();
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     assert!(
-        neighbour_events(&sw).is_empty(),
+        sw.neighbour_events().is_empty(),
         "the host port's kernel is configured, not learned"
     );
     sw.assert_drops(&[]);
@@ -604,10 +578,10 @@ fn an_advertisement_to_the_router_is_consumed_and_reported() {
     let mut sw = routed_switch();
     sw.inject(POD_B, advert(mac_b(), ROUTER, IP_B, router_ll(), IP_B));
     sw.run();
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     assert_eq!(sw.stats(POD_B).rx_packets, 1);
     sw.assert_drops(&[]);
-    assert_eq!(neighbour_events(&sw), vec![event(IP_B, mac_b(), POD_B)]);
+    assert_eq!(sw.neighbour_events(), vec![event(IP_B, mac_b(), POD_B)]);
     sw.assert_no_leaks();
 }
 
@@ -648,7 +622,7 @@ fn echo_to_a_router_address_is_answered() {
         assert_eq!(payload.as_slice(), b"anyone home?");
     }
     assert_eq!(replies[0].len(), req.len());
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
 }
@@ -676,10 +650,10 @@ fn routed_between_subnets_to_resolved_neighbours() {
     let f = udp6(mac_a(), ROUTER, IP_A, IP_B, 64, b"A to B");
     sw.inject(POD_A, f.clone());
     sw.run();
-    let out = take_one(&sw, POD_B);
+    let out = sw.take_one(POD_B);
     assert_routed(&out, mac_b(), IP_A, IP_B, 63, b"A to B");
     assert_eq!(out.len(), f.len());
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
 
     // Back from B to A, whose neighbour entry comes from A's own
     // solicitation for its gateway.
@@ -691,8 +665,8 @@ fn routed_between_subnets_to_resolved_neighbours() {
     sw.learn_neighbours(events);
     sw.inject(POD_B, udp6(mac_b(), ROUTER, IP_B, IP_A, 2, b"B to A"));
     sw.run();
-    assert_routed(&take_one(&sw, POD_A), mac_a(), IP_B, IP_A, 1, b"B to A");
-    assert_silent_except(&sw, &[]);
+    assert_routed(&sw.take_one(POD_A), mac_a(), IP_B, IP_A, 1, b"B to A");
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
 }
@@ -709,7 +683,7 @@ fn a_packet_to_an_unresolved_neighbour_waits_for_a_solicitation_and_is_delivered
     // the target's solicited-node group; the ingress port is spared.
     let sn = ipv6::solicited_node(target);
     for id in [POD_B, POD_C] {
-        let p = parse(&take_one(&sw, id));
+        let p = parse(&sw.take_one(id));
         assert_eq!(
             (p.dst, p.src),
             (group_mac(sn), ROUTER),
@@ -723,7 +697,7 @@ fn a_packet_to_an_unresolved_neighbour_waits_for_a_solicitation_and_is_delivered
         assert_eq!(body[..16], octets(target));
         assert_eq!(body[16..], [&[1u8, 1][..], &ROUTER].concat(), "SLLA");
     }
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     assert_eq!(sw.frames_held(), 1, "the packet waits");
     sw.assert_drops(&[]);
 
@@ -734,7 +708,7 @@ fn a_packet_to_an_unresolved_neighbour_waits_for_a_solicitation_and_is_delivered
         advert(target_mac, ROUTER, target, router_ll(), target),
     );
     sw.run();
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.learn();
     let events = sw.events();
     assert_eq!(
@@ -745,8 +719,8 @@ fn a_packet_to_an_unresolved_neighbour_waits_for_a_solicitation_and_is_delivered
 
     // The new snapshot releases the packet at once.
     sw.run();
-    assert_routed(&take_one(&sw, POD_B), target_mac, IP_A, target, 63, b"held");
-    assert_silent_except(&sw, &[]);
+    assert_routed(&sw.take_one(POD_B), target_mac, IP_A, target, 63, b"held");
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
 }
@@ -772,18 +746,18 @@ fn an_uplink_next_hop_is_solicited_on_the_uplink_only() {
 
     // The gateway is solicited, not the destination, and only there.
     let sn = ipv6::solicited_node(gw);
-    let p = parse(&take_one(&sw, UPLINK));
+    let p = parse(&sw.take_one(UPLINK));
     assert_eq!((p.dst, p.src), (group_mac(sn), ROUTER));
     assert_eq!((p.src_ip(), p.dst_ip()), (router_ll(), sn));
     let (t, _, body) = p.icmp();
     assert_eq!(*t, Icmpv6Type::NeighborSolicitation);
     assert_eq!(body[..16], octets(gw));
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
 
     // The gateway answers; its advertisement is the router's, consumed.
     sw.inject(UPLINK, advert(gw_mac, ROUTER, gw, router_ll(), gw));
     sw.run();
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     let events = sw.events();
     assert_eq!(
         events,
@@ -791,8 +765,8 @@ fn an_uplink_next_hop_is_solicited_on_the_uplink_only() {
     );
     sw.learn_neighbours(events);
     sw.run();
-    assert_routed(&take_one(&sw, UPLINK), gw_mac, IP_A, away, 63, b"away");
-    assert_silent_except(&sw, &[]);
+    assert_routed(&sw.take_one(UPLINK), gw_mac, IP_A, away, 63, b"away");
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
 }
@@ -830,7 +804,7 @@ fn hop_limit_expiry_is_answered_with_time_exceeded_from_the_senders_gateway() {
     sw.inject(POD_B, from_b.clone());
     sw.run();
 
-    let (t, _, quoted) = assert_icmp_error(&take_one(&sw, POD_A), mac_a(), GW_A, IP_A);
+    let (t, _, quoted) = assert_icmp_error(&sw.take_one(POD_A), mac_a(), GW_A, IP_A);
     assert_eq!(
         t,
         Icmpv6Type::TimeExceeded(TimeExceededCode::HopLimitExceeded)
@@ -839,13 +813,13 @@ fn hop_limit_expiry_is_answered_with_time_exceeded_from_the_senders_gateway() {
     assert_eq!(quoted.len(), ipv6::MIN_MTU - 48);
     assert_eq!(quoted[..], from_a[14..14 + quoted.len()]);
 
-    let (t, _, quoted) = assert_icmp_error(&take_one(&sw, POD_B), mac_b(), GW_B, IP_B);
+    let (t, _, quoted) = assert_icmp_error(&sw.take_one(POD_B), mac_b(), GW_B, IP_B);
     assert_eq!(
         t,
         Icmpv6Type::TimeExceeded(TimeExceededCode::HopLimitExceeded)
     );
     assert_eq!(quoted[..], from_b[14..], "a small packet is quoted whole");
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[
         (POD_A, DropReason::TtlExpired, 1),
         (POD_B, DropReason::TtlExpired, 1),
@@ -859,14 +833,14 @@ fn no_route_is_answered_with_destination_unreachable() {
     let f = udp6(mac_a(), ROUTER, IP_A, NOWHERE, 64, b"nowhere");
     sw.inject(POD_A, f.clone());
     sw.run();
-    let (t, rest, quoted) = assert_icmp_error(&take_one(&sw, POD_A), mac_a(), GW_A, IP_A);
+    let (t, rest, quoted) = assert_icmp_error(&sw.take_one(POD_A), mac_a(), GW_A, IP_A);
     assert_eq!(
         t,
         Icmpv6Type::DestinationUnreachable(DestUnreachableCode::NoRoute)
     );
     assert_eq!(rest, [0; 4], "unused");
     assert_eq!(quoted[..], f[14..]);
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[(POD_A, DropReason::NoRoute, 1)]);
     sw.assert_no_leaks();
 }
@@ -897,9 +871,9 @@ fn too_big_for_the_output_mtu_is_answered_with_packet_too_big() {
     sw.inject(POD_A, udp6(mac_a(), ROUTER, IP_A, IP_B, 64, &payload(1280)));
     sw.inject(POD_A, udp6(mac_a(), ROUTER, IP_A, far, 64, &payload(1400)));
     sw.run();
-    assert_eq!(take_one(&sw, POD_B).len(), 14 + 1280);
-    assert_eq!(take_one(&sw, POD_C).len(), 14 + 1400);
-    assert_silent_except(&sw, &[]);
+    assert_eq!(sw.take_one(POD_B).len(), 14 + 1280);
+    assert_eq!(sw.take_one(POD_C).len(), 14 + 1400);
+    sw.assert_silent_except(&[]);
 
     // One byte more: packet too big with the MTU (a router never fragments).
     let big = udp6(mac_a(), ROUTER, IP_A, IP_B, 64, &payload(1281));
@@ -913,7 +887,7 @@ fn too_big_for_the_output_mtu_is_answered_with_packet_too_big() {
     assert_eq!(quoted[..], big[14..14 + quoted.len()]);
     let (t, _, _) = assert_icmp_error(&errors[1], mac_a(), GW_A, IP_A);
     assert_eq!(t, Icmpv6Type::PacketTooBig { mtu: 1400 });
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[(POD_A, DropReason::FragNeeded, 2)]);
     sw.assert_no_leaks();
 }
@@ -939,14 +913,14 @@ fn icmpv6_errors_are_never_answered_with_errors() {
         ),
     );
     sw.run();
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
 
     // An echo request is not an error: its expiry is reported.
     sw.inject(POD_A, ping6(mac_a(), ROUTER, IP_A, IP_B, 1, 9));
     sw.run();
-    let (t, _, _) = assert_icmp_error(&take_one(&sw, POD_A), mac_a(), GW_A, IP_A);
+    let (t, _, _) = assert_icmp_error(&sw.take_one(POD_A), mac_a(), GW_A, IP_A);
     assert!(matches!(t, Icmpv6Type::TimeExceeded(_)), "{t:?}");
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[
         (POD_A, DropReason::TtlExpired, 3),
         (POD_A, DropReason::NoRoute, 2),
@@ -970,7 +944,7 @@ fn link_local_and_multicast_destinations_are_not_routed() {
     // Nor is any of it answered with an error, even when it would expire.
     sw.inject(POD_A, udp6(mac_a(), ROUTER, IP_A, ll_b, 1, b"ll, hop 1"));
     sw.run();
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[(POD_A, DropReason::Unsupported, 5)]);
 
     // The same UDP to B's global address is routed.
@@ -1031,16 +1005,16 @@ fn a_guarded_pod_may_only_send_from_its_own_ipv6_addresses() {
     );
     sw.inject(POD_A, own_na.clone());
     sw.run();
-    assert_advert(&take_one(&sw, POD_A), mac_a(), ll(mac_a()), GW_A);
+    assert_advert(&sw.take_one(POD_A), mac_a(), ll(mac_a()), GW_A);
     let to_b = sw.take_sent(POD_B);
     assert_eq!(to_b.len(), 3, "routed, and the two flooded ND messages");
     assert_routed(&to_b[0], mac_b(), IP_A, IP_B, 63, b"me");
     assert_eq!(to_b[1..], [own_dad.clone(), own_na.clone()]);
     assert_eq!(sw.take_sent(POD_C), vec![own_dad, own_na]);
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[]);
     // The advertisement told the router where A is.
-    assert_eq!(neighbour_events(&sw), vec![event(IP_A, mac_a(), POD_A)]);
+    assert_eq!(sw.neighbour_events(), vec![event(IP_A, mac_a(), POD_A)]);
 
     // Spoofs: another global source; an advertisement (from its own
     // address, or its link-local one) for C's address; an advertisement
@@ -1053,9 +1027,9 @@ fn a_guarded_pod_may_only_send_from_its_own_ipv6_addresses() {
     );
     sw.inject(POD_A, advert(mac_a(), ROUTER, IP_A, router_ll(), GW_A));
     sw.run();
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     assert!(
-        neighbour_events(&sw).is_empty(),
+        sw.neighbour_events().is_empty(),
         "a spoofed advertisement poisons no neighbour"
     );
     sw.assert_drops(&[(POD_A, DropReason::SpoofedSource, 4)]);

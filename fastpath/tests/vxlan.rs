@@ -364,22 +364,6 @@ fn forwarded6(orig: &[u8]) -> Vec<u8> {
     ip
 }
 
-#[track_caller]
-fn assert_silent_except(sw: &TestSwitch, ports: &[PortId]) {
-    for id in sw.port_ids() {
-        if !ports.contains(&id) {
-            assert_eq!(sw.sent_count(id), 0, "port {id} sent something");
-        }
-    }
-}
-
-#[track_caller]
-fn take_one(sw: &TestSwitch, id: PortId) -> Vec<u8> {
-    let mut sent = sw.take_sent(id);
-    assert_eq!(sent.len(), 1, "port {id} should have sent one frame");
-    sent.pop().unwrap()
-}
-
 // ---------------------------------------------------------------------------
 // Encapsulation.
 
@@ -389,7 +373,7 @@ fn a_routed_ipv4_packet_leaves_the_uplink_in_vxlan() {
     let f = udp4(mac_a(), ROUTER, IP_A, REMOTE, 64, (5000, 6000), b"over");
     sw.inject(POD_A, f.clone());
     sw.run();
-    let out = take_one(&sw, UPLINK);
+    let out = sw.take_one(UPLINK);
     assert_eq!(out.len(), f.len() + vxlan::OVERHEAD);
     let o = assert_tunnelled(&out);
     assert_eq!(o.inner[12..14], [0x08, 0x00], "inner EtherType IPv4");
@@ -398,7 +382,7 @@ fn a_routed_ipv4_packet_leaves_the_uplink_in_vxlan() {
         forwarded4(&f)[..],
         "the pod's packet, TTL - 1"
     );
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
 }
@@ -409,7 +393,7 @@ fn a_routed_ipv6_packet_leaves_the_uplink_in_vxlan() {
     let f = udp6(mac_a(), ROUTER, IP6_A, REMOTE6, 64, (5000, 6000), b"over");
     sw.inject(POD_A, f.clone());
     sw.run();
-    let out = take_one(&sw, UPLINK);
+    let out = sw.take_one(UPLINK);
     assert_eq!(out.len(), f.len() + vxlan::OVERHEAD);
     let o = assert_tunnelled(&out);
     assert_eq!(o.inner[12..14], [0x86, 0xdd], "inner EtherType IPv6");
@@ -418,7 +402,7 @@ fn a_routed_ipv6_packet_leaves_the_uplink_in_vxlan() {
         forwarded6(&f)[..],
         "the pod's packet, hop - 1"
     );
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
 }
@@ -430,7 +414,7 @@ fn the_vtep_gateway_is_resolved_while_the_packet_waits() {
     sw.inject(POD_A, f.clone());
     sw.run();
     // An address probe for the gateway, on the uplink only.
-    let probe = take_one(&sw, UPLINK);
+    let probe = sw.take_one(UPLINK);
     let p = SlicedPacket::from_ethernet(&probe).unwrap();
     let Some(NetSlice::Arp(a)) = &p.net else {
         panic!("not ARP: {probe:02x?}")
@@ -438,7 +422,7 @@ fn the_vtep_gateway_is_resolved_while_the_packet_waits() {
     assert_eq!(a.operation(), ArpOperation::REQUEST);
     assert_eq!(a.sender_protocol_addr(), [0, 0, 0, 0]);
     assert_eq!(a.target_protocol_addr(), UPLINK_GW);
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     assert_eq!(sw.frames_held(), 1);
 
     let reply = ArpPacket::new(
@@ -462,9 +446,9 @@ fn the_vtep_gateway_is_resolved_while_the_packet_waits() {
     let events = sw.events();
     sw.learn_neighbours(events);
     sw.run();
-    let o = assert_tunnelled(&take_one(&sw, UPLINK));
+    let o = assert_tunnelled(&sw.take_one(UPLINK));
     assert_eq!(o.inner[14..], forwarded4(&f)[..]);
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
 }
@@ -473,7 +457,7 @@ fn the_vtep_gateway_is_resolved_while_the_packet_waits() {
 fn source_port(sw: &mut TestSwitch, f: Vec<u8>) -> u16 {
     sw.inject(POD_A, f);
     sw.run();
-    assert_tunnelled(&take_one(sw, UPLINK)).udp.source_port
+    assert_tunnelled(&sw.take_one(UPLINK)).udp.source_port
 }
 
 #[test]
@@ -566,7 +550,7 @@ fn too_big_for_the_tunnel_needs_fragmentation_at_the_uplink_mtu_less_the_overhea
     );
     sw.inject(POD_A, fits);
     sw.run();
-    let o = assert_tunnelled(&take_one(&sw, UPLINK));
+    let o = assert_tunnelled(&sw.take_one(UPLINK));
     assert_eq!(o.ip.total_len, 1500);
 
     // One byte more with DF: fragmentation needed, with the tunnel's MTU.
@@ -581,7 +565,7 @@ fn too_big_for_the_tunnel_needs_fragmentation_at_the_uplink_mtu_less_the_overhea
     );
     sw.inject(POD_A, big.clone());
     sw.run();
-    let f = take_one(&sw, POD_A);
+    let f = sw.take_one(POD_A);
     let p = SlicedPacket::from_ethernet(&f).unwrap();
     let Some(NetSlice::Ipv4(ip)) = &p.net else {
         panic!()
@@ -601,7 +585,7 @@ fn too_big_for_the_tunnel_needs_fragmentation_at_the_uplink_mtu_less_the_overhea
     );
     assert_eq!(wire::checksum(icmp.slice()), 0, "ICMP checksum");
     assert_eq!(icmp.payload()[..28], big[14..42], "quotes the packet");
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
 
     // IPv6: packet too big, with the tunnel's MTU.
     let big6 = udp6(
@@ -615,7 +599,7 @@ fn too_big_for_the_tunnel_needs_fragmentation_at_the_uplink_mtu_less_the_overhea
     );
     sw.inject(POD_A, big6);
     sw.run();
-    let f = take_one(&sw, POD_A);
+    let f = sw.take_one(POD_A);
     let p = SlicedPacket::from_ethernet(&f).unwrap();
     let Some(TransportSlice::Icmpv6(icmp)) = &p.transport else {
         panic!()
@@ -627,7 +611,7 @@ fn too_big_for_the_tunnel_needs_fragmentation_at_the_uplink_mtu_less_the_overhea
         }
     );
     assert_eq!(wire::icmpv6_checksum(GW6, IP6_A, icmp.slice()), 0);
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[(POD_A, DropReason::FragNeeded, 2)]);
     sw.assert_no_leaks();
 }
@@ -651,13 +635,13 @@ fn a_jumbo_uplink_still_reports_what_the_frames_cannot_carry() {
     };
     sw.inject(POD_A, packet(room));
     sw.run();
-    assert_tunnelled(&take_one(&sw, UPLINK));
+    assert_tunnelled(&sw.take_one(UPLINK));
 
     // One byte more (DF set) must not vanish: the sender learns a size
     // that passes, or path MTU discovery black-holes it.
     sw.inject(POD_A, packet(room + 1));
     sw.run();
-    let f = take_one(&sw, POD_A);
+    let f = sw.take_one(POD_A);
     let p = SlicedPacket::from_ethernet(&f).unwrap();
     let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else {
         panic!("not ICMP: {f:02x?}")
@@ -690,11 +674,11 @@ fn vxlan_for_the_node_is_unwrapped_and_routed_to_the_pod() {
     sw.inject(UPLINK, vxlan_in(VNI, &in4));
     sw.inject(UPLINK, vxlan_in(VNI, &in6));
     sw.run();
-    let to_a = take_one(&sw, POD_A);
+    let to_a = sw.take_one(POD_A);
     assert_delivered(&to_a, mac_a(), &forwarded4(&in4));
     assert_eq!(to_a[12..14], [0x08, 0x00]);
-    assert_delivered(&take_one(&sw, POD_B), mac_b(), &forwarded6(&in6));
-    assert_silent_except(&sw, &[]);
+    assert_delivered(&sw.take_one(POD_B), mac_b(), &forwarded6(&in6));
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
 }
@@ -743,7 +727,7 @@ fn errors_about_unwrapped_packets_go_back_through_the_tunnel() {
         assert_icmp_through_the_tunnel(&out[1]),
         Icmpv4Type::DestinationUnreachable(_)
     ));
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_no_leaks();
 }
 
@@ -758,13 +742,13 @@ fn a_remote_pod_pinging_the_router_is_answered_through_the_tunnel() {
         .unwrap();
     sw.inject(UPLINK, vxlan_in(VNI, &ping));
     sw.run();
-    let f = take_one(&sw, UPLINK);
+    let f = sw.take_one(UPLINK);
     assert_ne!(f[..6], remote_router(), "sent raw: {f:02x?}");
     assert!(matches!(
         assert_icmp_through_the_tunnel(&f),
         Icmpv4Type::EchoReply(_)
     ));
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
 }
@@ -775,7 +759,7 @@ fn vxlan_with_an_unknown_vni_is_not_unwrapped() {
     sw.inject(UPLINK, vxlan_in(VNI + 1, &inner4(IP_A, 63, b"x")));
     sw.inject(UPLINK, vxlan_in(0, &inner4(IP_A, 63, b"x")));
     sw.run();
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[(UPLINK, DropReason::Unsupported, 2)]);
     sw.assert_no_leaks();
 }
@@ -787,9 +771,9 @@ fn vxlan_to_an_address_that_is_no_vtep_is_plain_udp() {
     let f = vxlan_in_raw(IP_A, &vxlan_header(VNI), &inner4(IP_B, 63, b"x"));
     sw.inject(UPLINK, f.clone());
     sw.run();
-    let out = take_one(&sw, POD_A);
+    let out = sw.take_one(POD_A);
     assert_delivered(&out, mac_a(), &forwarded4(&f));
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[]);
 
     // VXLAN from a pod port to the node's address is routed like any
@@ -807,14 +791,14 @@ fn vxlan_to_an_address_that_is_no_vtep_is_plain_udp() {
     );
     sw.inject(POD_A, from_pod.clone());
     sw.run();
-    let out = take_one(&sw, UPLINK);
+    let out = sw.take_one(UPLINK);
     assert_eq!(out[..6], nic_mac());
     assert_eq!(
         out[14..],
         forwarded4(&from_pod)[..],
         "forwarded, not unwrapped"
     );
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
 }
@@ -856,7 +840,7 @@ fn broken_vxlan_is_malformed() {
         sw.inject(UPLINK, f);
     }
     sw.run();
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[(UPLINK, DropReason::Malformed, n)]);
 
     // Inner frames that are not IP.
@@ -881,7 +865,7 @@ fn broken_vxlan_is_malformed() {
     sw.inject(UPLINK, vxlan_in(VNI, &arp));
     sw.inject(UPLINK, vxlan_in(VNI, &frame(ROUTER, remote_router(), 9)));
     sw.run();
-    assert_silent_except(&sw, &[]);
+    sw.assert_silent_except(&[]);
     sw.assert_drops(&[
         (UPLINK, DropReason::Malformed, n),
         (UPLINK, DropReason::Unsupported, 2),
@@ -890,7 +874,7 @@ fn broken_vxlan_is_malformed() {
     // The intact packet is delivered.
     sw.inject(UPLINK, good());
     sw.run();
-    assert_delivered(&take_one(&sw, POD_A), mac_a(), &forwarded4(&inner));
+    assert_delivered(&sw.take_one(POD_A), mac_a(), &forwarded4(&inner));
     sw.assert_no_leaks();
 }
 

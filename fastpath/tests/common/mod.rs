@@ -207,6 +207,36 @@ impl TestSwitch {
         p.wire
     }
 
+    /// Asserts that only the listed ports sent anything since the last take.
+    #[track_caller]
+    pub fn assert_silent_except(&self, ports: &[PortId]) {
+        for id in self.port_ids() {
+            if !ports.contains(&id) {
+                assert_eq!(self.sent_count(id), 0, "port {id} sent something");
+            }
+        }
+    }
+
+    /// Takes the one frame port `id` sent.
+    #[track_caller]
+    pub fn take_one(&self, id: PortId) -> Vec<u8> {
+        let mut sent = self.take_sent(id);
+        assert_eq!(sent.len(), 1, "port {id} should have sent one frame");
+        sent.pop().unwrap()
+    }
+
+    /// The neighbour reports among the worker events so far (other events
+    /// are dropped).
+    pub fn neighbour_events(&self) -> Vec<fastpath::neigh::NeighEvent> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                WorkerEvent::Neighbour(n) => Some(n),
+                WorkerEvent::PortGone { .. } => None,
+            })
+            .collect()
+    }
+
     /// Changes how port `id` is published (role, MTU, port security), and publishes.
     pub fn configure_port(&mut self, id: PortId, f: impl FnOnce(&mut PortEntry)) {
         f(&mut self.ports.get_mut(&id).expect("known port").entry);
