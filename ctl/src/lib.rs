@@ -11,10 +11,12 @@ pub mod client;
 pub mod mac;
 pub mod output;
 pub mod proto;
+pub mod service;
 
 pub use client::{Client, ClientError};
 pub use mac::MacAddr;
 pub use proto::*;
+pub use service::*;
 
 /// Default path of the control socket.
 pub const DEFAULT_SOCKET: &str = "/run/vswitch/vswitchd.sock";

@@ -156,6 +156,9 @@ pub fn json(reply: &Reply) -> Result<String, serde_json::Error> {
         Reply::Addrs(addrs) => serde_json::to_string_pretty(addrs)?,
         Reply::Routes(routes) => serde_json::to_string_pretty(routes)?,
         Reply::Neighbours(neighbours) => serde_json::to_string_pretty(neighbours)?,
+        Reply::Services(services) => serde_json::to_string_pretty(services)?,
+        Reply::Conntrack(entries) => serde_json::to_string_pretty(entries)?,
+        Reply::CtStats(stats) => serde_json::to_string_pretty(stats)?,
     };
     text.push('\n');
     Ok(text)
@@ -172,6 +175,10 @@ pub fn text(reply: &Reply) -> String {
         Reply::Addrs(addrs) => addrs_text(addrs),
         Reply::Routes(routes) => routes_text(routes),
         Reply::Neighbours(neighbours) => neighbours_text(neighbours),
+        // Placeholder until the service tables land: the JSON shape.
+        Reply::Services(_) | Reply::Conntrack(_) | Reply::CtStats(_) => {
+            json(reply).unwrap_or_default()
+        }
     }
 }
 

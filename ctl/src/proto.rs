@@ -13,12 +13,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::mac::MacAddr;
+use crate::service::{CtEntry, CtStats, ServiceInfo, ServiceKey, ServiceSpec};
 
 /// Version of this protocol. Bumped on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -96,6 +97,35 @@ pub enum Command {
     },
     RouteList,
     NeighList,
+    /// Adds a Service port (`VIP:PORT/PROTO`) with its endpoints.
+    ServiceAdd(ServiceSpec),
+    /// Replaces the endpoints of a Service: `backends` are ready,
+    /// `terminating` keep their connections but get new ones only while no
+    /// endpoint is ready.
+    ServiceBackends {
+        service: ServiceKey,
+        #[serde(default)]
+        backends: Vec<SocketAddr>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        terminating: Vec<SocketAddr>,
+    },
+    ServiceDel {
+        service: ServiceKey,
+        #[serde(default, skip_serializing_if = "is_false")]
+        if_exists: bool,
+    },
+    ServiceList,
+    /// Tracked connections.
+    CtList,
+    /// Forgets every tracked connection and affinity entry.
+    CtFlush,
+    CtStats,
+    /// Applies Service commands (`service_add`, `service_backends`,
+    /// `service_del`) in order, all or nothing, with one state-file write
+    /// and one snapshot: how a controller applies thousands at once.
+    Batch {
+        commands: Vec<Command>,
+    },
 }
 
 /// A static route as a client asks for it and the state file stores it.
@@ -271,6 +301,9 @@ pub enum Reply {
     Addrs(Vec<AddrInfo>),
     Routes(Vec<RouteInfo>),
     Neighbours(Vec<NeighInfo>),
+    Services(Vec<ServiceInfo>),
+    Conntrack(Vec<CtEntry>),
+    CtStats(CtStats),
 }
 
 /// One of the switch's router addresses (`addr list`).

@@ -320,6 +320,7 @@ impl Controller {
                 ))
             }
             Command::NeighList => Ok(Reply::Neighbours(self.neigh_infos())),
+            _ => refuse("Services are not implemented yet"),
         }
     }
 
