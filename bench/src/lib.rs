@@ -34,6 +34,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
+use fastpath::conntrack::Conntrack;
 use fastpath::counters::{PortCounterValues, WorkerCounters};
 use fastpath::drop::DropReason;
 use fastpath::fdb::{DEFAULT_AGING_SECS, DEFAULT_MAC_LIMIT, LearnEvent, MacTable};
@@ -199,6 +200,8 @@ pub struct Rig {
     ports: Vec<PortId>,
     learn_rx: Receiver<LearnEvent>,
     learn_events: usize,
+    /// The Service connection table the worker uses.
+    pub conntrack: Arc<Conntrack>,
     // Held so that the worker's channels stay connected.
     _cmds: Sender<WorkerCmd>,
     _events: Receiver<WorkerEvent>,
@@ -217,6 +220,7 @@ impl Rig {
         let (learn_tx, learn_rx) = crossbeam_channel::bounded(1024);
         let (cmds_tx, cmds) = crossbeam_channel::bounded(16);
         let (events, events_rx) = crossbeam_channel::bounded(16);
+        let conntrack = Arc::new(Conntrack::default());
         let worker = Worker::new(WorkerParts {
             id: 0,
             pool,
@@ -228,9 +232,11 @@ impl Rig {
             events,
             mesh,
             poll: PollMode::Busy,
+            conntrack: conntrack.clone(),
         });
         Rig {
             worker,
+            conntrack,
             counters,
             snapshot,
             ports: ports.to_vec(),

@@ -242,8 +242,9 @@ pub struct CtEntry {
     /// The connection as the client sent it: client → VIP (or node) port.
     pub src: SocketAddr,
     pub dst: SocketAddr,
-    /// The connection as the backend sees it (after DNAT, and SNAT for
-    /// hairpin and NodePort traffic).
+    /// The reply direction: from the endpoint (`reply_src`) to the client,
+    /// or to the switch address the client was translated to for hairpin
+    /// and NodePort traffic (`reply_dst`).
     pub reply_src: SocketAddr,
     pub reply_dst: SocketAddr,
     pub service: ServiceKey,

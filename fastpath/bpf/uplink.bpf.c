@@ -9,6 +9,9 @@
 //   - it is IPv4 and its destination lies in a prefix of `dst4`, or
 //   - it is an unfragmented IPv4 UDP datagram to port 4789 (VXLAN) whose
 //     destination is one of the node's addresses in `vxlan4`, or
+//   - it is an unfragmented IPv4 TCP or UDP packet to one of the node's
+//     addresses in `vxlan4` whose protocol and destination port are a
+//     Service's NodePort (`nodeports`), or
 //   - it is IPv6 and its destination lies in a prefix of `dst6`.
 // Everything else (the node's ssh, kubelet, DNS, ARP, neighbour discovery)
 // goes to the kernel.
@@ -87,13 +90,22 @@ struct {
 	__type(value, __u8);
 } dst6 SEC(".maps");
 
-// The node's own IPv4 addresses (network order) on which VXLAN is the switch's.
+// The node's own IPv4 addresses (network order) on its uplink: VXLAN to
+// them, and NodePorts on them, are the switch's.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 64);
 	__type(key, __u32);
 	__type(value, __u8);
 } vxlan4 SEC(".maps");
+
+// NodePorts: key (protocol << 16) | port, both in host order.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} nodeports SEC(".maps");
 
 static __always_inline int to_switch(struct xdp_md *ctx)
 {
@@ -120,7 +132,7 @@ static __always_inline int ipv4_is_switch(struct iphdr *ip, void *data_end)
 {
 	struct lpm4_key key = { .prefixlen = 32 };
 	struct udphdr *udp;
-	__u32 ihl;
+	__u32 ihl, np;
 
 	__builtin_memcpy(key.addr, &ip->daddr, sizeof(key.addr));
 	if (bpf_map_lookup_elem(&dst4, &key))
@@ -129,16 +141,22 @@ static __always_inline int ipv4_is_switch(struct iphdr *ip, void *data_end)
 	// Only a whole datagram carries its UDP header where we look: a later
 	// fragment's payload would be misread, and a first fragment taken
 	// away from its rest could never be reassembled by either side.
-	if (ip->protocol != IPPROTO_UDP || (ip->frag_off & bpf_htons(IP_MF_OFFSET)))
+	if ((ip->protocol != IPPROTO_UDP && ip->protocol != IPPROTO_TCP) ||
+	    (ip->frag_off & bpf_htons(IP_MF_OFFSET)))
 		return 0;
 	ihl = ip->ihl * 4;
 	if (ihl < sizeof(*ip))
 		return 0;
+	// TCP's ports sit where UDP's do: read both through a UDP header.
 	udp = (void *)ip + ihl;
 	if ((void *)(udp + 1) > data_end)
 		return 0;
-	return udp->dest == bpf_htons(VXLAN_PORT) &&
-	       bpf_map_lookup_elem(&vxlan4, &ip->daddr) != NULL;
+	if (!bpf_map_lookup_elem(&vxlan4, &ip->daddr))
+		return 0;
+	if (ip->protocol == IPPROTO_UDP && udp->dest == bpf_htons(VXLAN_PORT))
+		return 1;
+	np = ((__u32)ip->protocol << 16) | bpf_ntohs(udp->dest);
+	return bpf_map_lookup_elem(&nodeports, &np) != NULL;
 }
 
 static __always_inline int ipv6_is_switch(struct ipv6hdr *ip6)

@@ -46,11 +46,17 @@ pub enum DropReason {
     IpFragment,
     /// Addressed to the router with a protocol it does not handle.
     Unsupported,
+    /// To a Service without endpoints, or a VIP port no Service has (TCP
+    /// reset or ICMP port unreachable sent).
+    NoEndpoints,
+    /// A new Service flow, refused because the connection table is full
+    /// of answered flows.
+    ConntrackFull,
 }
 
 impl DropReason {
     /// Number of reasons (size of counter arrays).
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 21;
 
     /// All reasons, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -73,6 +79,8 @@ impl DropReason {
         DropReason::IpOptions,
         DropReason::IpFragment,
         DropReason::Unsupported,
+        DropReason::NoEndpoints,
+        DropReason::ConntrackFull,
     ];
 
     /// The stable name.
@@ -97,6 +105,8 @@ impl DropReason {
             DropReason::IpOptions => "ip_options",
             DropReason::IpFragment => "ip_fragment",
             DropReason::Unsupported => "unsupported",
+            DropReason::NoEndpoints => "no_endpoints",
+            DropReason::ConntrackFull => "conntrack_full",
         }
     }
 

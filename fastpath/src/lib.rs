@@ -9,7 +9,7 @@
 //! The pipeline (one file per stage under [`stage`]):
 //!
 //! ```text
-//! parse → security → learn → arp → nd → route → forward → output
+//! parse → security → learn → arp → nd → service → route → forward → output
 //! ```
 //!
 //! The switch is a bridge of pod ports with a router attached: frames
@@ -40,16 +40,20 @@
 
 pub mod batch;
 pub mod clock;
+pub mod conntrack;
 pub mod counters;
 pub mod drop;
 pub mod fdb;
 pub mod handoff;
+pub mod l4;
+pub mod maglev;
 pub mod neigh;
 pub mod pipeline;
 pub mod pool;
 pub mod port;
 pub mod route;
 pub mod router;
+pub mod service;
 pub mod snapshot;
 pub mod stage;
 pub mod sys;

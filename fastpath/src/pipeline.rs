@@ -1,6 +1,7 @@
 //! The stages in order, as a few named calls per batch.
 
 use crate::batch::Batch;
+use crate::conntrack::Conntrack;
 use crate::counters::WorkerCounters;
 use crate::pool::FramePool;
 use crate::router::Router;
@@ -8,7 +9,7 @@ use crate::snapshot::Snapshot;
 use crate::stage::learn::Learner;
 use crate::stage::output::Outputs;
 use crate::stage::route::RouteCtx;
-use crate::stage::{arp, forward, learn, nd, output, parse, route, security};
+use crate::stage::{arp, forward, learn, nd, output, parse, route, security, service};
 
 /// Runs one batch through the pipeline. Afterwards every frame of the batch
 /// is queued in `outputs`, held by the router (waiting for a neighbour), or
@@ -23,6 +24,7 @@ pub fn process(
     router: &mut Router,
     outputs: &mut Outputs,
     counters: &WorkerCounters,
+    conntrack: &Conntrack,
     now: u64,
 ) {
     parse::run(batch, pool);
@@ -30,18 +32,19 @@ pub fn process(
     learn::run(batch, snap, learner, now);
     arp::run(batch, snap, pool, router, now);
     nd::run(batch, snap, pool, router, now);
-    route::run(
-        batch,
-        &mut RouteCtx {
-            snap,
-            pool,
-            outputs,
-            counters,
-            router,
-            now,
-            from_tunnel: false,
-        },
-    );
+    let mut cx = RouteCtx {
+        snap,
+        pool,
+        outputs,
+        counters,
+        router,
+        conntrack,
+        now,
+        from_tunnel: false,
+    };
+    service::run(batch, &mut cx);
+    route::run(batch, &mut cx);
+    let RouteCtx { pool, outputs, .. } = cx;
     forward::run(batch, snap);
     output::run(batch, snap, pool, outputs, counters);
     batch.clear();

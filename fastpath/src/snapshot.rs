@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use crate::fdb::FdbView;
 use crate::neigh::NeighView;
 use crate::route::RouteTable;
+use crate::service::ServiceTable;
 use crate::{MacKey, PortId};
 
 /// What a port is to the switch.
@@ -151,6 +152,7 @@ pub struct Snapshot {
     pub fdb: FdbView,
     pub l3: Arc<L3Config>,
     pub neigh: Arc<NeighView>,
+    pub services: Arc<ServiceTable>,
 }
 
 impl Snapshot {
@@ -185,6 +187,7 @@ impl Snapshot {
             fdb,
             l3: Arc::default(),
             neigh: Arc::default(),
+            services: Arc::default(),
         }
     }
 }

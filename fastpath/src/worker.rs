@@ -24,6 +24,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::batch::{BATCH_SIZE, Batch, Pkt};
 use crate::clock;
+use crate::conntrack::Conntrack;
 use crate::counters::WorkerCounters;
 use crate::drop::DropReason;
 use crate::fdb::LearnEvent;
@@ -115,6 +116,7 @@ pub struct Worker {
     current: Option<Arc<Snapshot>>,
     counters: Arc<WorkerCounters>,
     status: Arc<WorkerStatus>,
+    conntrack: Arc<Conntrack>,
     learner: Learner,
     router: Router,
     outputs: Outputs,
@@ -153,6 +155,8 @@ pub struct WorkerParts {
     pub events: Sender<WorkerEvent>,
     pub mesh: Arc<Mesh>,
     pub poll: PollMode,
+    /// The Service connection table, shared by every worker.
+    pub conntrack: Arc<Conntrack>,
 }
 
 impl Worker {
@@ -167,6 +171,7 @@ impl Worker {
             snapshot: arc_swap::Cache::new(p.snapshot),
             counters: p.counters,
             status: p.status,
+            conntrack: p.conntrack,
             learner: Learner::new(p.learn_tx),
             router: Router::new(p.events.clone()),
             outputs: Outputs::new(),
@@ -362,6 +367,7 @@ impl Worker {
                 &mut self.router,
                 &mut self.outputs,
                 &self.counters,
+                &self.conntrack,
                 now,
             );
             self.flush(&snap);
@@ -411,6 +417,7 @@ impl Worker {
                 &mut self.router,
                 &mut self.outputs,
                 &self.counters,
+                &self.conntrack,
                 now,
             );
             self.router.retried();

@@ -12,9 +12,11 @@ mod workers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, ValueEnum};
+use fastpath::conntrack::Conntrack;
 use fastpath::fdb::{DEFAULT_AGING_SECS, DEFAULT_MAC_LIMIT};
 use fastpath::snapshot::{self, Snapshot};
 use fastpath::worker::PollMode;
@@ -59,6 +61,22 @@ struct Args {
     /// Seconds before a neighbour not confirmed by ARP is forgotten.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     neigh_timeout: u64,
+    /// Most tracked Service connections (a full table evicts connections
+    /// never answered, then refuses new ones: `conntrack_full`).
+    #[arg(long, default_value_t = fastpath::conntrack::DEFAULT_LIMIT, value_parser = parse_ct_max)]
+    ct_max: usize,
+    /// Smallest Maglev table size; each Service's table is the smallest
+    /// prime at least this and at least 100 × its endpoints.
+    #[arg(long, default_value_t = fastpath::maglev::DEFAULT_MIN_SIZE, value_parser = clap::value_parser!(u32).range(2..=1_000_003))]
+    maglev_size: u32,
+}
+
+fn parse_ct_max(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if !(64..=16_777_216).contains(&n) {
+        return Err(format!("{n}: must be 64 to 16777216"));
+    }
+    Ok(n)
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -122,7 +140,8 @@ fn run(args: Args) -> anyhow::Result<()> {
 
     let shared = snapshot::shared(Snapshot::default());
     fastpath::sys::quiet_libxdp();
-    let workers = Workers::start(&cores, poll, &shared)?;
+    let conntrack = Arc::new(Conntrack::new(args.ct_max));
+    let workers = Workers::start(&cores, poll, &shared, &conntrack)?;
     let settings = Settings {
         socket: args.socket.clone(),
         state: args.state.clone(),
@@ -131,8 +150,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         mac_limit: args.mac_limit,
         router_mac: args.router_mac,
         neigh_timeout_secs: args.neigh_timeout,
+        maglev_min_size: args.maglev_size,
     };
-    let mut ctl = Controller::new(settings, workers, shared);
+    let mut ctl = Controller::new(settings, workers, shared, conntrack);
     ctl.restore(saved);
     tracing::info!(socket = %args.socket.display(), cores = ?cores, "vswitchd ready");
     let result = server::run(&mut ctl, listener, &STOP);

@@ -8,7 +8,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::Path;
 
-use ctl::{MacAddr, PortSpec, RouteSpec};
+use ctl::{MacAddr, PortSpec, RouteSpec, ServiceSpec};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +38,8 @@ pub struct State {
     pub addrs: Vec<IpNet>,
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceSpec>,
 }
 
 impl Default for State {
@@ -49,6 +51,7 @@ impl Default for State {
             router_mac: None,
             addrs: Vec::new(),
             routes: Vec::new(),
+            services: Vec::new(),
         }
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
+use fastpath::conntrack::Conntrack;
 use fastpath::counters::WorkerCounters;
 use fastpath::fdb::LearnEvent;
 use fastpath::handoff::Mesh;
@@ -41,6 +42,7 @@ impl Workers {
         cores: &[usize],
         poll: PollMode,
         snapshot: &SharedSnapshot,
+        conntrack: &Arc<Conntrack>,
     ) -> std::io::Result<Self> {
         let (learn_tx, learn_rx) = bounded(LEARN_QUEUE);
         let (events_tx, events_rx) = bounded(1024);
@@ -70,6 +72,7 @@ impl Workers {
                 events: events_tx.clone(),
                 mesh: mesh.clone(),
                 poll,
+                conntrack: conntrack.clone(),
             });
             let thread = std::thread::Builder::new()
                 .name(format!("vswitch-w{id}"))

@@ -268,6 +268,7 @@ struct Maps {
     dst4: Map,
     dst6: Map,
     vxlan4: Map,
+    nodeports: Map,
 }
 
 /// The uplink XDP program, loaded and attached to one interface; see the
@@ -281,6 +282,8 @@ pub struct UplinkProgram {
     prefixes: BTreeSet<(IpAddr, u8)>,
     /// Addresses in `vxlan4`.
     vxlan: BTreeSet<Ipv4Addr>,
+    /// NodePorts in `nodeports`, as (port, IP protocol).
+    node_ports: BTreeSet<(u16, u8)>,
     /// The network namespace `ifindex` belongs to (the attaching thread's).
     netns: File,
     // Last: closed after Drop has detached the program.
@@ -327,6 +330,7 @@ impl UplinkProgram {
             dst4: Map::find::<Lpm4Key, u8>(&obj, "dst4")?,
             dst6: Map::find::<Lpm6Key, u8>(&obj, "dst6")?,
             vxlan4: Map::find::<[u8; 4], u8>(&obj, "vxlan4")?,
+            nodeports: Map::find::<u32, u8>(&obj, "nodeports")?,
         };
 
         let attempts: &[XdpMode] = match mode {
@@ -356,6 +360,7 @@ impl UplinkProgram {
                     maps,
                     prefixes: BTreeSet::new(),
                     vxlan: BTreeSet::new(),
+                    node_ports: BTreeSet::new(),
                     netns,
                     _obj: obj,
                 });
@@ -447,6 +452,29 @@ impl UplinkProgram {
                 .vxlan4
                 .delete(&a.octets(), || format!("VXLAN address {a}"))?;
             self.vxlan.remove(&a);
+        }
+        Ok(())
+    }
+
+    /// Makes `nodeports` hold exactly `ports` (port, IP protocol): TCP and
+    /// UDP to those ports of the node's addresses (`vxlan4`) are the
+    /// switch's. Added before removed.
+    pub fn set_node_ports(&mut self, ports: &[(u16, u8)]) -> Result<(), UplinkError> {
+        let want: BTreeSet<(u16, u8)> = ports.iter().copied().collect();
+        let key = |(port, proto): (u16, u8)| u32::from(proto) << 16 | u32::from(port);
+        let new: Vec<_> = want.difference(&self.node_ports).copied().collect();
+        for p in new {
+            self.maps
+                .nodeports
+                .update(&key(p), &1u8, || format!("NodePort {}/{}", p.0, p.1))?;
+            self.node_ports.insert(p);
+        }
+        let stale: Vec<_> = self.node_ports.difference(&want).copied().collect();
+        for p in stale {
+            self.maps
+                .nodeports
+                .delete(&key(p), || format!("NodePort {}/{}", p.0, p.1))?;
+            self.node_ports.remove(&p);
         }
         Ok(())
     }

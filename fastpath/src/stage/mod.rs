@@ -12,3 +12,4 @@ pub mod parse;
 pub mod route;
 pub mod route6;
 pub mod security;
+pub mod service;

@@ -30,6 +30,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use crate::MacKey;
 use crate::batch::{Batch, Pkt, Verdict};
+use crate::conntrack::Conntrack;
 use crate::counters::WorkerCounters;
 use crate::drop::DropReason;
 use crate::pool::FRAME_CAPACITY;
@@ -55,6 +56,8 @@ pub struct RouteCtx<'a> {
     pub outputs: &'a mut Outputs,
     pub counters: &'a WorkerCounters,
     pub router: &'a mut Router,
+    /// The Service connection table (shared by all workers).
+    pub conntrack: &'a Conntrack,
     pub now: u64,
     /// The packet at hand arrived inside VXLAN: what the router answers it
     /// with (echo reply, ICMP error) must go back through the tunnel.
@@ -398,7 +401,13 @@ fn decap_v4(p: &mut Pkt, total: usize, cx: &mut RouteCtx<'_>) -> Verdict {
     p.ethertype = read_u16(frame, 12);
     cx.from_tunnel = true;
     match p.ethertype {
-        ETHERTYPE_IPV4 => route_v4(p, l3, PortRole::Uplink, false, cx),
+        ETHERTYPE_IPV4 => {
+            // Replies of Service flows come back inside the tunnel too.
+            if let Some(v) = crate::stage::service::one(p, PortRole::Uplink, cx) {
+                return v;
+            }
+            route_v4(p, l3, PortRole::Uplink, false, cx)
+        }
         ETHERTYPE_IPV6 => crate::stage::route6::route_v6(p, l3, cx),
         _ => Verdict::Drop(DropReason::Unsupported),
     }

@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 use fastpath::clock;
+use fastpath::conntrack::Conntrack;
 use fastpath::counters::{PortCounterValues, WorkerCounters};
 use fastpath::drop::DropReason;
 use fastpath::fdb::{DEFAULT_AGING_SECS, DEFAULT_MAC_LIMIT, LearnEvent, LearnOutcome, MacTable};
@@ -32,6 +33,7 @@ use fastpath::handoff::Mesh;
 use fastpath::neigh::NeighTable;
 use fastpath::pool::FramePool;
 use fastpath::port::memory::{MemHandle, MemPort};
+use fastpath::service::ServiceTable;
 use fastpath::snapshot::{self, L3Config, PortEntry, SharedSnapshot, Snapshot};
 use fastpath::worker::{PollMode, Worker, WorkerCmd, WorkerEvent, WorkerParts, WorkerStatus};
 use fastpath::{MacKey, PortId, mac_key};
@@ -47,6 +49,8 @@ pub struct Config {
     pub pools: Vec<u32>,
     pub aging_secs: u64,
     pub mac_limit: u32,
+    /// Most conntrack flows.
+    pub ct_limit: usize,
 }
 
 impl Default for Config {
@@ -55,6 +59,7 @@ impl Default for Config {
             pools: vec![256],
             aging_secs: DEFAULT_AGING_SECS,
             mac_limit: DEFAULT_MAC_LIMIT,
+            ct_limit: fastpath::conntrack::DEFAULT_LIMIT,
         }
     }
 }
@@ -80,6 +85,10 @@ pub struct TestSwitch {
     pub l3: L3Config,
     /// The controller's neighbour table; see [`TestSwitch::learn`].
     pub neighbours: NeighTable,
+    /// The Services to publish.
+    pub services: ServiceTable,
+    /// The connection table every worker shares.
+    pub conntrack: Arc<Conntrack>,
     ports: BTreeMap<PortId, TestPort>,
     generation: u64,
     learn_rx: Receiver<LearnEvent>,
@@ -102,6 +111,7 @@ impl TestSwitch {
         let shared = snapshot::shared(Snapshot::default());
         let (learn_tx, learn_rx) = bounded(1024);
         let (events_tx, events_rx) = bounded(64);
+        let conntrack = Arc::new(Conntrack::new(cfg.ct_limit));
         let mut workers = Vec::new();
         let mut counters = Vec::new();
         let mut cmds = Vec::new();
@@ -119,6 +129,7 @@ impl TestSwitch {
                 events: events_tx.clone(),
                 mesh: mesh.clone(),
                 poll: PollMode::Busy,
+                conntrack: conntrack.clone(),
             }));
             counters.push(c);
             cmds.push(cmd_tx);
@@ -126,6 +137,7 @@ impl TestSwitch {
         TestSwitch {
             workers,
             counters,
+            conntrack,
             shared,
             table: MacTable::new(cfg.aging_secs, cfg.mac_limit),
             l3: L3Config {
@@ -133,6 +145,7 @@ impl TestSwitch {
                 ..L3Config::default()
             },
             neighbours: NeighTable::new(300),
+            services: ServiceTable::default(),
             ports: BTreeMap::new(),
             generation: 0,
             learn_rx,
@@ -287,6 +300,7 @@ impl TestSwitch {
         let snap = Snapshot {
             l3: Arc::new(l3),
             neigh: self.neighbours.view(),
+            services: Arc::new(self.services.clone()),
             ..Snapshot::build(self.generation, entries, self.table.view())
         };
         self.shared.store(Arc::new(snap));

@@ -23,6 +23,7 @@ use ctl::{
     NeighInfo, NeighState, PortInfo, PortRole as CtlRole, PortSpec, PortState, PortStats, PortType,
     Reply, RouteSpec, ShowReply, WorkerInfo, XdpMode, XdpStats,
 };
+use fastpath::conntrack::Conntrack;
 use fastpath::counters::PortCounterValues;
 use fastpath::drop::DropReason;
 use fastpath::fdb::{EntryKind, MacTable};
@@ -39,6 +40,7 @@ use fastpath::{MAX_PORTS, MacKey, PortId, clock, mac_key, mac_octets, sys};
 use ipnet::IpNet;
 
 mod routing;
+mod services;
 
 use routing::{guard_of, port_facts, role_of};
 
@@ -64,6 +66,8 @@ pub struct Settings {
     /// `--router-mac`: overrides the state file's.
     pub router_mac: Option<MacAddr>,
     pub neigh_timeout_secs: u64,
+    /// Smallest Maglev table size (`--maglev-size`).
+    pub maglev_min_size: u32,
 }
 
 /// A request that cannot be carried out; the message is shown to the user.
@@ -136,6 +140,9 @@ pub struct Controller {
     uplink: Option<UplinkProgram>,
     /// The interface the switch made promiscuous (to turn it back).
     promisc: Option<String>,
+    services: services::ServiceModel,
+    /// The Service connection table the workers share.
+    conntrack: Arc<Conntrack>,
 }
 
 /// A random locally administered unicast MAC.
@@ -163,7 +170,12 @@ fn attach_mode(m: XdpMode) -> AttachMode {
 }
 
 impl Controller {
-    pub fn new(settings: Settings, workers: Workers, snapshot: SharedSnapshot) -> Self {
+    pub fn new(
+        settings: Settings,
+        workers: Workers,
+        snapshot: SharedSnapshot,
+        conntrack: Arc<Conntrack>,
+    ) -> Self {
         let macs = MacTable::new(settings.mac_aging_secs, settings.mac_limit);
         let router_mac = settings.router_mac.unwrap_or_else(random_mac);
         let neigh = NeighTable::new(settings.neigh_timeout_secs);
@@ -191,6 +203,8 @@ impl Controller {
             node_addrs: Vec::new(),
             uplink: None,
             promisc: None,
+            services: services::ServiceModel::default(),
+            conntrack,
         }
     }
 
@@ -269,6 +283,7 @@ impl Controller {
                 _ => tracing::error!("state file FDB entry {} → {} skipped", s.mac, s.port),
             }
         }
+        self.restore_services(st.services);
         self.publish();
     }
 
@@ -320,7 +335,17 @@ impl Controller {
                 ))
             }
             Command::NeighList => Ok(Reply::Neighbours(self.neigh_infos())),
-            _ => refuse("Services are not implemented yet"),
+            cmd @ (Command::ServiceAdd(_)
+            | Command::ServiceBackends { .. }
+            | Command::ServiceDel { .. }) => self.service_change(vec![cmd]),
+            Command::Batch { commands } => self.service_change(commands),
+            Command::ServiceList => Ok(self.service_list()),
+            Command::CtList => Ok(self.ct_list()),
+            Command::CtFlush => {
+                self.conntrack.flush();
+                Ok(Reply::Done)
+            }
+            Command::CtStats => Ok(self.ct_stats()),
         }
     }
 
@@ -337,6 +362,7 @@ impl Controller {
             changed |= self.refresh_node_addrs();
             changed |= self.check_interfaces();
             changed |= self.revive_ports();
+            self.conntrack.sweep(clock::now_ms());
         }
         if changed {
             self.publish();
@@ -699,6 +725,7 @@ impl Controller {
             router_mac: Some(self.router_mac),
             addrs: self.router.addrs.iter().copied().collect(),
             routes: self.router.routes.values().cloned().collect(),
+            services: self.services.specs.values().cloned().collect(),
         }
     }
 
@@ -884,6 +911,7 @@ impl Controller {
         let snap = Snapshot {
             l3: self.l3.clone(),
             neigh: self.neigh_view.clone(),
+            services: self.services.table.clone(),
             ..Snapshot::build(self.generation, entries, self.macs.view())
         };
         self.snapshot.store(Arc::new(snap));

@@ -203,6 +203,10 @@ impl Controller {
         if let Err(e) = prog.set_vxlan_addrs(&vteps) {
             tracing::error!("uplink program: {e}");
         }
+        let node_ports: Vec<(u16, u8)> = self.services.table.node_ports().collect();
+        if let Err(e) = prog.set_node_ports(&node_ports) {
+            tracing::error!("uplink program: {e}");
+        }
     }
 
     /// The node's own addresses that pods reach through the host port.

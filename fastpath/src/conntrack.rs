@@ -1,0 +1,906 @@
+//! Connection tracking for Services: which endpoint each flow goes to, and
+//! how to translate its packets both ways.
+//!
+//! A flow has two records, one per direction, each keyed by the 5-tuple
+//! its packets carry on arrival: the original direction (client → VIP)
+//! and the reply direction (endpoint → client, or → the switch address it
+//! was source-NATed to). Each record holds the tuple its packets leave
+//! with. Both point to one shared [`Flow`] whose state (last use, TCP
+//! flags seen) is updated with atomics, so the two directions may be
+//! handled by different workers.
+//!
+//! Ownership and locking: the table is shared by every worker and the
+//! controller and split into [`SHARDS`] shards by a keyed hash of the
+//! tuple, each behind its own mutex. A packet takes one shard lock for one
+//! lookup; a new flow takes two, one after the other, never nested (the
+//! one nested attempt, evicting a flow whose other record lives in another
+//! shard, only *tries* the second lock and otherwise marks the flow dead,
+//! so it is removed lazily). No lock is held while a packet is rewritten.
+//!
+//! Limits: each shard holds at most `limit / SHARDS` flows. A new flow in
+//! a full shard evicts the oldest flow that has had no reply yet (a TCP
+//! SYN, a UDP datagram never answered); if there is none, the new flow is
+//! refused (`conntrack_full`). Flows that have been answered are never
+//! evicted, so a flood of new flows cannot disturb established ones.
+//!
+//! Expiry (kernel-like timeouts, see [`timeout_ms`]) is checked on lookup
+//! and by [`Conntrack::sweep`], which the controller runs periodically.
+
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use std::collections::HashMap;
+
+use crate::service::PROTO_TCP;
+
+/// Number of shards (a power of two).
+pub const SHARDS: usize = 64;
+
+/// Default most flows (`vswitchd --ct-max`).
+pub const DEFAULT_LIMIT: usize = 262_144;
+
+/// TCP: only the client has spoken.
+pub const TCP_SYN_SENT_MS: u64 = 60_000;
+/// TCP: both sides have spoken (nf_conntrack's default is 5 days; kube-proxy
+/// sets 1 day).
+pub const TCP_ESTABLISHED_MS: u64 = 86_400_000;
+/// TCP: one side has sent a FIN.
+pub const TCP_HALF_CLOSED_MS: u64 = 120_000;
+/// TCP: both FINs or a RST seen.
+pub const TCP_CLOSED_MS: u64 = 10_000;
+/// UDP (and other datagrams) never answered.
+pub const UDP_UNREPLIED_MS: u64 = 30_000;
+/// UDP answered at least once.
+pub const UDP_REPLIED_MS: u64 = 120_000;
+
+/// TCP flag bits (byte 13 of the header).
+pub mod tcp_flags {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const ACK: u8 = 0x10;
+}
+
+// Flow state bits.
+const REPLIED: u8 = 1;
+const FIN_ORIG: u8 = 2;
+const FIN_REPLY: u8 = 4;
+const RST: u8 = 8;
+const DEAD: u8 = 16;
+
+/// A 5-tuple packed: source, destination, ports, protocol.
+#[inline]
+pub fn flow_key(src: u32, dst: u32, sport: u16, dport: u16, proto: u8) -> u128 {
+    u128::from(src) << 96
+        | u128::from(dst) << 64
+        | u128::from(sport) << 48
+        | u128::from(dport) << 32
+        | u128::from(proto)
+}
+
+/// The parts of a packed 5-tuple: (src, dst, sport, dport, proto).
+#[inline]
+pub fn flow_parts(k: u128) -> (u32, u32, u16, u16, u8) {
+    (
+        (k >> 96) as u32,
+        (k >> 64) as u32,
+        (k >> 48) as u16,
+        (k >> 32) as u16,
+        k as u8,
+    )
+}
+
+/// The addresses and ports a packet leaves with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Nat {
+    pub src: u32,
+    pub sport: u16,
+    pub dst: u32,
+    pub dport: u16,
+}
+
+/// What one flow shares between its two records.
+#[derive(Debug)]
+pub struct Flow {
+    /// Packed key of the Service ([`crate::service::service_key`]).
+    pub service: u64,
+    /// Packed endpoint ([`crate::service::endpoint`]).
+    pub backend: u64,
+    pub proto: u8,
+    bits: AtomicU8,
+    last: AtomicU64,
+}
+
+impl Flow {
+    #[inline]
+    fn bits(&self) -> u8 {
+        self.bits.load(Relaxed)
+    }
+
+    /// Whether the endpoint has answered.
+    pub fn replied(&self) -> bool {
+        self.bits() & REPLIED != 0
+    }
+
+    /// How long the flow lives without traffic, given its state.
+    pub fn timeout_ms(&self) -> u64 {
+        timeout_ms(self.proto, self.bits())
+    }
+
+    /// The flow's state for display.
+    pub fn state(&self) -> FlowState {
+        let b = self.bits();
+        if self.proto != PROTO_TCP {
+            return FlowState::Open;
+        }
+        if b & RST != 0 || b & (FIN_ORIG | FIN_REPLY) == FIN_ORIG | FIN_REPLY {
+            FlowState::Closing
+        } else if b & REPLIED != 0 {
+            FlowState::Established
+        } else {
+            FlowState::SynSent
+        }
+    }
+
+    #[inline]
+    fn expired(&self, now: u64) -> bool {
+        let b = self.bits();
+        b & DEAD != 0 || now.saturating_sub(self.last.load(Relaxed)) > timeout_ms(self.proto, b)
+    }
+
+    fn kill(&self) {
+        self.bits.fetch_or(DEAD, Relaxed);
+    }
+}
+
+/// The state of a flow as `ct list` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowState {
+    SynSent,
+    Established,
+    Closing,
+    Open,
+}
+
+/// The timeout for a flow of protocol `proto` with state bits `bits`.
+fn timeout_ms(proto: u8, bits: u8) -> u64 {
+    if proto == PROTO_TCP {
+        if bits & RST != 0 || bits & (FIN_ORIG | FIN_REPLY) == FIN_ORIG | FIN_REPLY {
+            TCP_CLOSED_MS
+        } else if bits & (FIN_ORIG | FIN_REPLY) != 0 {
+            TCP_HALF_CLOSED_MS
+        } else if bits & REPLIED != 0 {
+            TCP_ESTABLISHED_MS
+        } else {
+            TCP_SYN_SENT_MS
+        }
+    } else if bits & REPLIED != 0 {
+        UDP_REPLIED_MS
+    } else {
+        UDP_UNREPLIED_MS
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Rec {
+    orig: bool,
+    nat: Nat,
+    /// The key of the other direction's record.
+    other: u128,
+    flow: Arc<Flow>,
+}
+
+#[derive(Default)]
+struct Shard {
+    map: HashMap<u128, Rec, FlowHash>,
+    /// Original-direction records in this shard (the limit counts these).
+    flows: usize,
+    /// Keys of flows created here, oldest first: candidates for eviction
+    /// while they have had no reply. Stale keys are skipped and compacted.
+    young: VecDeque<u128>,
+}
+
+/// A keyed multiply-fold hash of a packed tuple (the key is random per
+/// process, so a pod cannot aim its flows at one bucket).
+#[derive(Clone, Copy)]
+pub struct FlowHash {
+    k0: u64,
+    k1: u64,
+}
+
+impl Default for FlowHash {
+    fn default() -> Self {
+        let r = std::collections::hash_map::RandomState::new();
+        FlowHash {
+            k0: r.hash_one(0x5eed_u64) | 1,
+            k1: r.hash_one(0xf1a5_u64) | 1,
+        }
+    }
+}
+
+impl FlowHash {
+    #[inline]
+    fn of(&self, k: u128) -> u64 {
+        let a = (k as u64) ^ self.k0;
+        let b = ((k >> 64) as u64) ^ self.k1;
+        let m = u128::from(a).wrapping_mul(u128::from(b));
+        let h = (m as u64) ^ ((m >> 64) as u64);
+        h ^ (h >> 29)
+    }
+}
+
+impl BuildHasher for FlowHash {
+    type Hasher = FlowHasher;
+    fn build_hasher(&self) -> FlowHasher {
+        FlowHasher { keys: *self, h: 0 }
+    }
+}
+
+/// Hasher for [`FlowHash`]: takes one u128 (the packed tuple).
+pub struct FlowHasher {
+    keys: FlowHash,
+    h: u64,
+}
+
+impl Hasher for FlowHasher {
+    fn finish(&self) -> u64 {
+        self.h
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by u128 keys; kept correct for any other.
+        for &b in bytes {
+            self.h = (self.h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.h = self.keys.of(u128::from(self.h));
+    }
+    fn write_u128(&mut self, k: u128) {
+        self.h = self.keys.of(k);
+    }
+}
+
+/// The result of a lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hit {
+    /// A packet of the original direction (client → Service).
+    Orig {
+        nat: Nat,
+        service: u64,
+        backend: u64,
+    },
+    /// A packet of the reply direction (endpoint → client).
+    Reply { nat: Nat },
+}
+
+/// Why a flow could not be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateError {
+    /// The shard is full of answered flows.
+    Full,
+    /// No free port to translate the client to (32 tries).
+    NoPort,
+}
+
+/// What a new flow is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct NewFlow {
+    pub proto: u8,
+    /// The client's address and port (the packet's source).
+    pub client: (u32, u16),
+    /// Where the client sent it: VIP:port, or node address:NodePort.
+    pub front: (u32, u16),
+    /// The chosen endpoint.
+    pub backend: (u32, u16),
+    /// Source-NAT the client to this address (hairpin, NodePort).
+    pub snat: Option<u32>,
+    pub service: u64,
+}
+
+/// One flow as `ct list` reports it.
+#[derive(Debug, Clone)]
+pub struct FlowView {
+    /// The original tuple (client → front).
+    pub orig: u128,
+    /// The tuple the endpoint sees, as it leaves the switch.
+    pub nat: Nat,
+    pub service: u64,
+    pub backend: u64,
+    pub proto: u8,
+    pub state: FlowState,
+    pub expires_ms: u64,
+}
+
+/// Counters of the table (`ct stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CtCounters {
+    pub entries: u64,
+    pub embryonic: u64,
+    pub limit: u64,
+    pub created: u64,
+    pub evicted: u64,
+    pub full: u64,
+    pub expired: u64,
+    pub affinity: u64,
+}
+
+type AffinityMap = HashMap<u128, (u64, u64), FlowHash>;
+
+/// The connection table, shared by every worker and the controller.
+pub struct Conntrack {
+    shards: Box<[Mutex<Shard>]>,
+    affinity: Box<[Mutex<AffinityMap>]>,
+    hash: FlowHash,
+    per_shard: usize,
+    limit: usize,
+    created: AtomicU64,
+    evicted: AtomicU64,
+    full: AtomicU64,
+    expired: AtomicU64,
+}
+
+impl Default for Conntrack {
+    fn default() -> Self {
+        Self::new(DEFAULT_LIMIT)
+    }
+}
+
+/// Locks a shard, going on if another thread panicked while holding it
+/// (the map is still consistent: no operation leaves it half-done).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Conntrack {
+    /// A table of at most `limit` flows (at least one per shard).
+    pub fn new(limit: usize) -> Self {
+        let hash = FlowHash::default();
+        let per_shard = limit.div_ceil(SHARDS).max(1);
+        let shards = (0..SHARDS)
+            .map(|_| {
+                Mutex::new(Shard {
+                    map: HashMap::with_hasher(hash),
+                    flows: 0,
+                    young: VecDeque::new(),
+                })
+            })
+            .collect();
+        let affinity = (0..SHARDS)
+            .map(|_| Mutex::new(HashMap::with_hasher(hash)))
+            .collect();
+        Conntrack {
+            shards,
+            affinity,
+            hash,
+            per_shard,
+            limit: per_shard * SHARDS,
+            created: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+            full: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+        }
+    }
+
+    /// Most flows the table holds.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    #[inline]
+    fn shard_of(&self, k: u128) -> usize {
+        (self.hash.of(k) >> 58) as usize % SHARDS
+    }
+
+    /// Looks up a packet's tuple and records what it says about the flow:
+    /// `tcp` carries the TCP flags (`None` for other protocols). An
+    /// expired or dead record is removed and reported as a miss; so is a
+    /// closing TCP flow whose client opens a new connection on the same
+    /// ports (a SYN without ACK).
+    #[inline]
+    pub fn lookup(&self, key: u128, tcp: Option<u8>, now: u64) -> Option<Hit> {
+        let mut shard = lock(&self.shards[self.shard_of(key)]);
+        let rec = shard.map.get(&key)?;
+        let flow = &rec.flow;
+        let reopened = rec.orig
+            && tcp.is_some_and(|f| f & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN)
+            && flow.state() == FlowState::Closing;
+        if flow.expired(now) || reopened {
+            let other = rec.other;
+            let orig = rec.orig;
+            flow.kill();
+            shard.map.remove(&key);
+            if orig {
+                shard.flows -= 1;
+                self.expired.fetch_add(1, Relaxed);
+            }
+            self.remove_other(&mut shard, key, other);
+            return None;
+        }
+        let mut set = if rec.orig { 0 } else { REPLIED };
+        if let Some(f) = tcp {
+            if f & tcp_flags::RST != 0 {
+                set |= RST;
+            }
+            if f & tcp_flags::FIN != 0 {
+                set |= if rec.orig { FIN_ORIG } else { FIN_REPLY };
+            }
+        }
+        if set != 0 && flow.bits() & set != set {
+            flow.bits.fetch_or(set, Relaxed);
+        }
+        if flow.last.load(Relaxed) != now {
+            flow.last.store(now, Relaxed);
+        }
+        Some(if rec.orig {
+            Hit::Orig {
+                nat: rec.nat,
+                service: flow.service,
+                backend: flow.backend,
+            }
+        } else {
+            Hit::Reply { nat: rec.nat }
+        })
+    }
+
+    /// Ends the flow whose original tuple is `key` (its endpoint is gone).
+    pub fn kill(&self, key: u128) {
+        let mut shard = lock(&self.shards[self.shard_of(key)]);
+        if let Some(rec) = shard.map.remove(&key) {
+            rec.flow.kill();
+            if rec.orig {
+                shard.flows -= 1;
+            }
+            self.remove_other(&mut shard, key, rec.other);
+        }
+    }
+
+    /// Removes the record `other` (the other direction of the flow whose
+    /// record `key` lives in the locked `shard`): directly when it lives
+    /// there too, else if its shard can be taken without waiting. Otherwise
+    /// the flow is dead and its record goes at the next lookup or sweep.
+    fn remove_other(&self, shard: &mut Shard, key: u128, other: u128) {
+        let i = self.shard_of(other);
+        if i == self.shard_of(key) {
+            if let Some(r) = shard.map.remove(&other)
+                && r.orig
+            {
+                shard.flows -= 1;
+            }
+        } else if let Ok(mut s) = self.shards[i].try_lock() {
+            if let Some(r) = s.map.remove(&other)
+                && r.orig
+            {
+                s.flows -= 1;
+            }
+        }
+    }
+
+    /// Creates a flow. The reply tuple is endpoint → client (or → `snat`);
+    /// when it is taken already, the client's port is translated to a
+    /// free one. Returns the translation of the original direction.
+    pub fn create(&self, f: &NewFlow, now: u64) -> Result<Nat, CreateError> {
+        let orig_key = flow_key(f.client.0, f.front.0, f.client.1, f.front.1, f.proto);
+        let src = f.snat.unwrap_or(f.client.0);
+        let flow = Arc::new(Flow {
+            service: f.service,
+            backend: crate::service::endpoint(f.backend.0, f.backend.1),
+            proto: f.proto,
+            bits: AtomicU8::new(0),
+            last: AtomicU64::new(now),
+        });
+        // Claim a reply tuple.
+        let mut port = f.client.1;
+        let mut reply_key = 0;
+        let mut claimed = false;
+        for attempt in 0..32u32 {
+            if attempt > 0 {
+                // Probe the dynamic range from a point set by the flow.
+                let h = self.hash.of(orig_key ^ u128::from(attempt));
+                port = 1024 + (h % (65536 - 1024)) as u16;
+            }
+            reply_key = flow_key(f.backend.0, src, f.backend.1, port, f.proto);
+            let mut s = lock(&self.shards[self.shard_of(reply_key)]);
+            let taken = s.map.get(&reply_key).map(|r| r.flow.expired(now));
+            match taken {
+                Some(false) => continue,
+                Some(true) => {
+                    // A stale record: its flow is over, reuse the tuple.
+                    if s.map.remove(&reply_key).is_some_and(|r| r.orig) {
+                        s.flows -= 1;
+                    }
+                }
+                None => {}
+            }
+            s.map.insert(
+                reply_key,
+                Rec {
+                    orig: false,
+                    nat: Nat {
+                        src: f.front.0,
+                        sport: f.front.1,
+                        dst: f.client.0,
+                        dport: f.client.1,
+                    },
+                    other: orig_key,
+                    flow: Arc::clone(&flow),
+                },
+            );
+            claimed = true;
+            break;
+        }
+        if !claimed {
+            self.full.fetch_add(1, Relaxed);
+            return Err(CreateError::NoPort);
+        }
+        let nat = Nat {
+            src,
+            sport: port,
+            dst: f.backend.0,
+            dport: f.backend.1,
+        };
+        let i = self.shard_of(orig_key);
+        let mut s = lock(&self.shards[i]);
+        if let Some(old) = s.map.remove(&orig_key) {
+            old.flow.kill();
+            if old.orig {
+                s.flows -= 1;
+            }
+        }
+        if s.flows >= self.per_shard && !self.evict_one(&mut s, i, now) {
+            drop(s);
+            flow.kill();
+            let mut r = lock(&self.shards[self.shard_of(reply_key)]);
+            r.map.remove(&reply_key);
+            self.full.fetch_add(1, Relaxed);
+            return Err(CreateError::Full);
+        }
+        s.map.insert(
+            orig_key,
+            Rec {
+                orig: true,
+                nat,
+                other: reply_key,
+                flow,
+            },
+        );
+        s.flows += 1;
+        s.young.push_back(orig_key);
+        if s.young.len() > 2 * self.per_shard + 16 {
+            compact_young(&mut s);
+        }
+        self.created.fetch_add(1, Relaxed);
+        Ok(nat)
+    }
+
+    /// Evicts the oldest unanswered flow of shard `i`; false if it has
+    /// none (looking at a bounded number of candidates).
+    fn evict_one(&self, s: &mut Shard, i: usize, now: u64) -> bool {
+        for _ in 0..64 {
+            let Some(k) = s.young.pop_front() else {
+                break;
+            };
+            let Some(rec) = s.map.get(&k) else { continue };
+            if !rec.orig || (rec.flow.replied() && !rec.flow.expired(now)) {
+                continue;
+            }
+            let other = rec.other;
+            rec.flow.kill();
+            s.map.remove(&k);
+            s.flows -= 1;
+            self.evicted.fetch_add(1, Relaxed);
+            let j = self.shard_of(other);
+            if j == i {
+                s.map.remove(&other);
+            } else if let Ok(mut o) = self.shards[j].try_lock() {
+                o.map.remove(&other);
+            }
+            return true;
+        }
+        false
+    }
+
+    /// Removes expired and dead records, and expired affinity entries.
+    /// Returns the number of flows removed.
+    pub fn sweep(&self, now: u64) -> usize {
+        let mut removed = 0;
+        for m in self.shards.iter() {
+            let mut s = lock(m);
+            let mut flows = 0;
+            s.map.retain(|_, r| {
+                let keep = !r.flow.expired(now);
+                if !keep {
+                    r.flow.kill();
+                    if r.orig {
+                        flows += 1;
+                    }
+                }
+                keep
+            });
+            s.flows -= flows;
+            removed += flows;
+            compact_young(&mut s);
+        }
+        self.expired.fetch_add(removed as u64, Relaxed);
+        for m in self.affinity.iter() {
+            lock(m).retain(|_, &mut (_, expires)| expires >= now);
+        }
+        removed
+    }
+
+    /// Forgets every flow and affinity entry.
+    pub fn flush(&self) {
+        for m in self.shards.iter() {
+            let mut s = lock(m);
+            for r in s.map.values() {
+                r.flow.kill();
+            }
+            s.map.clear();
+            s.flows = 0;
+            s.young.clear();
+        }
+        for m in self.affinity.iter() {
+            lock(m).clear();
+        }
+    }
+
+    /// Forgets every flow of the Services with these packed keys.
+    pub fn forget_services(&self, services: &[u64]) {
+        for m in self.shards.iter() {
+            let mut s = lock(m);
+            let mut flows = 0;
+            s.map.retain(|_, r| {
+                let keep = !services.contains(&r.flow.service);
+                if !keep {
+                    r.flow.kill();
+                    flows += usize::from(r.orig);
+                }
+                keep
+            });
+            s.flows -= flows;
+        }
+    }
+
+    /// Every live flow (original direction), shard by shard.
+    pub fn flows(&self, now: u64) -> Vec<FlowView> {
+        let mut out = Vec::new();
+        for m in self.shards.iter() {
+            let s = lock(m);
+            for (&k, r) in &s.map {
+                if !r.orig || r.flow.expired(now) {
+                    continue;
+                }
+                let last = r.flow.last.load(Relaxed);
+                out.push(FlowView {
+                    orig: k,
+                    nat: r.nat,
+                    service: r.flow.service,
+                    backend: r.flow.backend,
+                    proto: r.flow.proto,
+                    state: r.flow.state(),
+                    expires_ms: (last + r.flow.timeout_ms()).saturating_sub(now),
+                });
+            }
+        }
+        out
+    }
+
+    /// Counters, with the live entries counted now.
+    pub fn counters(&self, now: u64) -> CtCounters {
+        let mut c = CtCounters {
+            limit: self.limit as u64,
+            created: self.created.load(Relaxed),
+            evicted: self.evicted.load(Relaxed),
+            full: self.full.load(Relaxed),
+            expired: self.expired.load(Relaxed),
+            ..CtCounters::default()
+        };
+        for m in self.shards.iter() {
+            let s = lock(m);
+            for r in s.map.values() {
+                if r.orig && !r.flow.expired(now) {
+                    c.entries += 1;
+                    if !r.flow.replied() {
+                        c.embryonic += 1;
+                    }
+                }
+            }
+        }
+        for m in self.affinity.iter() {
+            c.affinity += lock(m).values().filter(|(_, e)| *e >= now).count() as u64;
+        }
+        c
+    }
+
+    #[inline]
+    fn affinity_key(service: u64, client: u32) -> u128 {
+        u128::from(service) << 32 | u128::from(client)
+    }
+
+    /// The endpoint `client` was last sent to by `service`, if that was
+    /// less than the affinity timeout ago.
+    #[inline]
+    pub fn affinity(&self, service: u64, client: u32, now: u64) -> Option<u64> {
+        let k = Self::affinity_key(service, client);
+        let m = lock(&self.affinity[self.shard_of(k)]);
+        m.get(&k)
+            .filter(|(_, expires)| *expires >= now)
+            .map(|(b, _)| *b)
+    }
+
+    /// Remembers that `client` was sent to `backend` (for `timeout_ms`).
+    /// Bounded like the flow table: when a shard is full, new clients are
+    /// not remembered (their flows still work).
+    pub fn set_affinity(&self, service: u64, client: u32, backend: u64, timeout_ms: u64, now: u64) {
+        let k = Self::affinity_key(service, client);
+        let mut m = lock(&self.affinity[self.shard_of(k)]);
+        if m.len() >= self.per_shard && !m.contains_key(&k) {
+            return;
+        }
+        m.insert(k, (backend, now + timeout_ms));
+    }
+}
+
+fn compact_young(s: &mut Shard) {
+    let Shard { map, young, .. } = s;
+    young.retain(|k| map.get(k).is_some_and(|r| r.orig && !r.flow.replied()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::PROTO_UDP;
+
+    const C: u32 = 0x0af4_0105;
+    const VIP: u32 = 0x0a60_000a;
+    const B: u32 = 0x0af4_0202;
+
+    fn new_flow(cport: u16, proto: u8) -> NewFlow {
+        NewFlow {
+            proto,
+            client: (C, cport),
+            front: (VIP, 80),
+            backend: (B, 8080),
+            snat: None,
+            service: 7,
+        }
+    }
+
+    #[test]
+    fn both_directions_are_found_and_translated() {
+        let ct = Conntrack::new(1024);
+        let nat = ct.create(&new_flow(40000, PROTO_TCP), 1).unwrap();
+        assert_eq!(
+            nat,
+            Nat {
+                src: C,
+                sport: 40000,
+                dst: B,
+                dport: 8080
+            }
+        );
+        let orig = flow_key(C, VIP, 40000, 80, PROTO_TCP);
+        assert_eq!(
+            ct.lookup(orig, Some(tcp_flags::SYN), 2),
+            Some(Hit::Orig {
+                nat,
+                service: 7,
+                backend: crate::service::endpoint(B, 8080)
+            })
+        );
+        let reply = flow_key(B, C, 8080, 40000, PROTO_TCP);
+        assert_eq!(
+            ct.lookup(reply, Some(tcp_flags::SYN | tcp_flags::ACK), 3),
+            Some(Hit::Reply {
+                nat: Nat {
+                    src: VIP,
+                    sport: 80,
+                    dst: C,
+                    dport: 40000
+                }
+            })
+        );
+        let flows = ct.flows(3);
+        assert_eq!(flows.len(), 1);
+        assert_eq!(flows[0].state, FlowState::Established);
+    }
+
+    #[test]
+    fn a_taken_reply_tuple_moves_the_client_port() {
+        let ct = Conntrack::new(1024);
+        ct.create(&new_flow(40000, PROTO_TCP), 1).unwrap();
+        // The same client port to another VIP that picked the same endpoint.
+        let mut other = new_flow(40000, PROTO_TCP);
+        other.front = (VIP + 1, 80);
+        let nat = ct.create(&other, 1).unwrap();
+        assert_ne!(nat.sport, 40000);
+        let reply = flow_key(B, C, 8080, nat.sport, PROTO_TCP);
+        assert!(matches!(
+            ct.lookup(reply, Some(tcp_flags::ACK), 2),
+            Some(Hit::Reply { nat }) if nat.dport == 40000 && nat.src == VIP + 1
+        ));
+    }
+
+    #[test]
+    fn flows_expire_by_state() {
+        let ct = Conntrack::new(1024);
+        ct.create(&new_flow(1, PROTO_UDP), 0).unwrap();
+        let orig = flow_key(C, VIP, 1, 80, PROTO_UDP);
+        assert!(ct.lookup(orig, None, UDP_UNREPLIED_MS).is_some());
+        assert!(ct.lookup(orig, None, 2 * UDP_UNREPLIED_MS + 1).is_none());
+        // TCP closed by RST goes soon; the reply record goes with it.
+        ct.create(&new_flow(2, PROTO_TCP), 0).unwrap();
+        let orig = flow_key(C, VIP, 2, 80, PROTO_TCP);
+        let reply = flow_key(B, C, 8080, 2, PROTO_TCP);
+        ct.lookup(reply, Some(tcp_flags::ACK), 1).unwrap();
+        ct.lookup(orig, Some(tcp_flags::RST), 2).unwrap();
+        assert_eq!(ct.sweep(2 + TCP_CLOSED_MS + 1), 1);
+        assert!(
+            ct.lookup(reply, Some(tcp_flags::ACK), 2 + TCP_CLOSED_MS + 2)
+                .is_none()
+        );
+        assert_eq!(ct.counters(0).entries, 0);
+    }
+
+    #[test]
+    fn full_table_evicts_unanswered_flows_never_answered_ones() {
+        let ct = Conntrack::new(SHARDS * 4);
+        // Answered flows first.
+        let mut answered = Vec::new();
+        for p in 0..(SHARDS * 2) as u16 {
+            if ct.create(&new_flow(10_000 + p, PROTO_TCP), 0).is_ok() {
+                let nat_port = ct
+                    .flows(0)
+                    .into_iter()
+                    .find(|f| f.orig == flow_key(C, VIP, 10_000 + p, 80, PROTO_TCP))
+                    .unwrap()
+                    .nat
+                    .sport;
+                let reply = flow_key(B, C, 8080, nat_port, PROTO_TCP);
+                ct.lookup(reply, Some(tcp_flags::SYN | tcp_flags::ACK), 0)
+                    .unwrap();
+                answered.push(10_000 + p);
+            }
+        }
+        // A flood of unanswered flows, many times the limit.
+        let mut refused = 0;
+        for p in 0..(SHARDS * 40) as u16 {
+            if ct.create(&new_flow(20_000 + p, PROTO_TCP), 1).is_err() {
+                refused += 1;
+            }
+        }
+        let c = ct.counters(1);
+        assert!(c.entries <= ct.limit() as u64);
+        assert!(c.evicted > 0, "{c:?}");
+        // Every answered flow is still there.
+        for p in answered {
+            let orig = flow_key(C, VIP, p, 80, PROTO_TCP);
+            assert!(ct.lookup(orig, Some(tcp_flags::ACK), 2).is_some(), "{p}");
+        }
+        assert_eq!(c.full, refused);
+    }
+
+    #[test]
+    fn affinity_expires() {
+        let ct = Conntrack::new(1024);
+        ct.set_affinity(7, C, 99, 1000, 0);
+        assert_eq!(ct.affinity(7, C, 1000), Some(99));
+        assert_eq!(ct.affinity(7, C, 1001), None);
+        assert_eq!(ct.affinity(8, C, 0), None);
+        ct.sweep(2000);
+        assert_eq!(ct.counters(0).affinity, 0);
+    }
+
+    #[test]
+    fn flush_forgets_everything() {
+        let ct = Conntrack::new(1024);
+        ct.create(&new_flow(1, PROTO_TCP), 0).unwrap();
+        ct.set_affinity(7, C, 99, 1000, 0);
+        ct.flush();
+        assert!(ct.flows(0).is_empty());
+        assert_eq!(ct.affinity(7, C, 0), None);
+        assert!(
+            ct.lookup(flow_key(B, C, 8080, 1, PROTO_TCP), None, 0)
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,191 @@
+//! Maglev consistent hashing (Eisenbud et al., NSDI 2016).
+//!
+//! A lookup table of a prime size `M` maps a flow hash to one of `N`
+//! backends. Each backend has its own permutation of the table's slots,
+//! derived from its name; backends take turns claiming their next preferred
+//! free slot until the table is full. The result spreads flows evenly
+//! (each backend owns `M/N` slots, ±1) and changes little when the backend
+//! set changes: removing one of `N` backends moves about `1/N` of the flows,
+//! almost all of them the removed backend's own.
+//!
+//! Invariant: the table depends only on the set of backend names and `M`,
+//! never on the order the backends are given in, the process or the
+//! machine, so every node (and every restart) builds the same table.
+
+/// Default smallest table size (a prime).
+pub const DEFAULT_MIN_SIZE: u32 = 251;
+
+/// Slots per backend at least (the paper's recommendation: `M ≥ 100 N`).
+pub const SLOTS_PER_BACKEND: u32 = 100;
+
+/// Most backends one table holds (indices are `u16`).
+pub const MAX_BACKENDS: usize = 4096;
+
+/// The table size for `backends` backends: the smallest prime at least
+/// `max(min_size, 100 × backends)`.
+pub fn table_size(backends: usize, min_size: u32) -> u32 {
+    let want = (backends as u64 * u64::from(SLOTS_PER_BACKEND))
+        .max(u64::from(min_size))
+        .max(2);
+    let mut n = want;
+    while !is_prime(n) {
+        n += 1;
+    }
+    n as u32
+}
+
+/// Trial division; the sizes here are below a few million.
+pub fn is_prime(n: u64) -> bool {
+    if n < 2 {
+        return false;
+    }
+    if n.is_multiple_of(2) {
+        return n == 2;
+    }
+    let mut d = 3;
+    while d * d <= n {
+        if n.is_multiple_of(d) {
+            return false;
+        }
+        d += 2;
+    }
+    true
+}
+
+/// A 64-bit FNV-1a hash with a final avalanche (splitmix64), stable across
+/// builds and machines.
+fn stable_hash(bytes: &[u8], seed: u64) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+    for &b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// Builds the lookup table of size `m` (a prime) for backends named
+/// `names`: entry `i` is the index in `names` of the backend that owns slot
+/// `i`. With no backends the table is empty.
+pub fn build(names: &[Vec<u8>], m: u32) -> Box<[u16]> {
+    debug_assert!(is_prime(u64::from(m)));
+    let n = names.len().min(MAX_BACKENDS);
+    if n == 0 {
+        return Box::default();
+    }
+    let m64 = u64::from(m);
+    // Claim order must not depend on the order names were given in: walk
+    // the backends sorted by name, but record each one's original index.
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| names[a].cmp(&names[b]));
+    let perms: Vec<(u64, u64)> = order
+        .iter()
+        .map(|&i| {
+            let offset = stable_hash(&names[i], 0x6d61_676c_6576) % m64;
+            let skip = stable_hash(&names[i], 0x736b_6970) % (m64 - 1) + 1;
+            (offset, skip)
+        })
+        .collect();
+    const EMPTY: u16 = u16::MAX;
+    let mut table = vec![EMPTY; m as usize].into_boxed_slice();
+    let mut next = vec![0u64; n];
+    let mut filled = 0u64;
+    'fill: loop {
+        for (k, &(offset, skip)) in perms.iter().enumerate() {
+            // The backend's next preferred slot that is still free.
+            let mut slot = (offset + next[k] * skip) % m64;
+            while table[slot as usize] != EMPTY {
+                next[k] += 1;
+                slot = (offset + next[k] * skip) % m64;
+            }
+            table[slot as usize] = order[k] as u16;
+            next[k] += 1;
+            filled += 1;
+            if filled == m64 {
+                break 'fill;
+            }
+        }
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(n: usize) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| format!("10.244.{}.{}:8080", i / 200, i % 200 + 2).into_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn sizes_are_primes_of_at_least_100_per_backend() {
+        assert_eq!(table_size(0, DEFAULT_MIN_SIZE), 251);
+        assert_eq!(table_size(1, DEFAULT_MIN_SIZE), 251);
+        assert_eq!(table_size(10, DEFAULT_MIN_SIZE), 1009);
+        assert_eq!(table_size(3, 1000), 1009);
+        assert!(is_prime(u64::from(table_size(1000, 7))));
+        assert!(table_size(1000, 7) >= 100_000);
+        assert!(!is_prime(1) && is_prime(2) && is_prime(65537) && !is_prime(65535));
+    }
+
+    #[test]
+    fn every_backend_owns_an_even_share() {
+        let n = names(10);
+        let m = table_size(10, DEFAULT_MIN_SIZE);
+        let t = build(&n, m);
+        assert_eq!(t.len(), m as usize);
+        let mut count = [0u32; 10];
+        for &b in t.iter() {
+            count[usize::from(b)] += 1;
+        }
+        for c in count {
+            // M/N ± 1 (the paper's bound for a complete round).
+            assert!((100..=101).contains(&c), "{count:?}");
+        }
+    }
+
+    #[test]
+    fn build_is_deterministic_and_ignores_input_order() {
+        let n = names(7);
+        let m = table_size(7, DEFAULT_MIN_SIZE);
+        let a = build(&n, m);
+        assert_eq!(a, build(&n, m));
+        let mut rev = n.clone();
+        rev.reverse();
+        let b = build(&rev, m);
+        // Same backend (by name) in every slot.
+        for (x, y) in a.iter().zip(b.iter()) {
+            assert_eq!(n[usize::from(*x)], rev[usize::from(*y)]);
+        }
+    }
+
+    #[test]
+    fn removing_one_of_n_moves_about_one_nth() {
+        let n = 20;
+        let all = names(n);
+        let m = table_size(n, DEFAULT_MIN_SIZE);
+        let before = build(&all, m);
+        let removed = 7;
+        let mut rest = all.clone();
+        rest.remove(removed);
+        let after = build(&rest, m);
+        let mut moved = 0;
+        for (x, y) in before.iter().zip(after.iter()) {
+            if all[usize::from(*x)] != rest[usize::from(*y)] {
+                moved += 1;
+            }
+        }
+        let share = f64::from(moved) / f64::from(m);
+        // The removed backend's own 1/N must move; Maglev moves only a
+        // little more than that.
+        assert!(share >= 1.0 / n as f64 - 0.001, "moved {share}");
+        assert!(share < 1.6 / n as f64, "moved {share}");
+    }
+
+    #[test]
+    fn empty_backend_set_gives_an_empty_table() {
+        assert!(build(&[], 251).is_empty());
+    }
+}

@@ -1,0 +1,294 @@
+//! Stage 6: Services — VIP match, connection tracking, Maglev, NAT.
+//!
+//! Runs before routing, only while some Service exists, on IPv4 TCP and UDP
+//! packets. A packet is one of:
+//!
+//! - to a VIP:PORT (sent to the router, or from a routed port), or to a
+//!   NodePort on one of the node's uplink addresses: the original
+//!   direction. A tracked flow keeps its endpoint while that endpoint is
+//!   still listed (ready or terminating); a new flow gets one (ClientIP
+//!   affinity first, if the Service has it, else Maglev over the 5-tuple),
+//!   a conntrack entry, and its destination translated. NodePort flows and
+//!   hairpin flows (a pod reaching itself through its Service) are also
+//!   source-translated to a switch address, so the reply comes back
+//!   through the switch. A Service without endpoints refuses the packet
+//!   at once: a TCP reset, or ICMP port unreachable for UDP
+//!   (`no_endpoints`);
+//! - from an endpoint address: possibly a reply, translated back so the
+//!   client sees the address it spoke to;
+//! - anything else: left alone.
+//!
+//! Translated packets go on to routing (or, for a reply on the same bridge,
+//! to switching) like any other. Malformed TCP/UDP headers and fragments
+//! to a VIP are dropped (`malformed`, `ip_fragment`); a full conntrack
+//! table refuses new flows (`conntrack_full`).
+
+use std::net::Ipv4Addr;
+
+use crate::batch::{Batch, Pkt, Verdict};
+use crate::conntrack::{Hit, Nat, NewFlow, flow_key};
+use crate::drop::DropReason;
+use crate::l4::{self, tcp, udp};
+use crate::pool::FRAME_CAPACITY;
+use crate::service::{Service, endpoint_parts};
+use crate::snapshot::PortRole;
+use crate::stage::route::RouteCtx;
+use crate::wire::{
+    ETH_LEN, ETHERTYPE_IPV4, icmp, ipv4, ipv4_icmp_error_in_place, read_u16, read_u32,
+};
+
+/// ICMP destination unreachable code "port unreachable".
+const PORT_UNREACHABLE: u8 = 3;
+
+/// Runs every pending IPv4 packet of the batch through the Service logic.
+#[inline]
+pub fn run(batch: &mut Batch, cx: &mut RouteCtx<'_>) {
+    let snap = cx.snap;
+    if snap.services.is_empty() || !snap.l3.enabled() {
+        return;
+    }
+    for p in batch.pkts_mut() {
+        if !p.pending() || p.ethertype != ETHERTYPE_IPV4 {
+            continue;
+        }
+        let role = snap.port(p.in_port).map_or(PortRole::Pod, |e| e.role);
+        if let Some(v) = one(p, role, cx) {
+            p.verdict = v;
+        }
+    }
+}
+
+/// What the TCP/UDP headers of a packet say.
+struct Tuple {
+    ihl: usize,
+    total: usize,
+    proto: u8,
+    src: u32,
+    dst: u32,
+    sport: u16,
+    dport: u16,
+    /// TCP flags (`None` for UDP).
+    flags: Option<u8>,
+}
+
+/// The Service logic for one IPv4 packet `p` (arrived on a port of
+/// `role`). Returns the verdict when the stage decides the packet's fate
+/// (refused, dropped); `None` lets it go on, translated or not.
+#[inline]
+pub(crate) fn one(p: &mut Pkt, role: PortRole, cx: &mut RouteCtx<'_>) -> Option<Verdict> {
+    let snap = cx.snap;
+    let svcs = &*snap.services;
+    if svcs.is_empty() {
+        return None;
+    }
+    let l3 = &*snap.l3;
+    let frame = cx.pool.data(p.addr, p.len);
+    if frame.len() < ETH_LEN + ipv4::MIN_LEN {
+        return None;
+    }
+    let ip = &frame[ETH_LEN..];
+    let proto = ip[ipv4::PROTO];
+    if ip[0] >> 4 != 4 || (proto != tcp::PROTO && proto != udp::PROTO) {
+        return None;
+    }
+    let src = read_u32(ip, ipv4::SRC);
+    let dst = read_u32(ip, ipv4::DST);
+    let to_router = role != PortRole::Pod || p.dst == l3.router_mac;
+    let front = to_router && svcs.is_vip(dst);
+    let node = to_router && !front && svcs.has_node_ports() && l3.vteps.contains(&dst);
+    if !front && !node && !svcs.is_backend(src) {
+        return None;
+    }
+    let ours = front || node;
+    let t = match tuple(ip) {
+        Ok(t) => t,
+        // Bad packets to a Service are ours to count; anything else goes
+        // on to the stages that own it.
+        Err(reason) => return ours.then_some(Verdict::Drop(reason)),
+    };
+    let key = flow_key(t.src, t.dst, t.sport, t.dport, t.proto);
+    if !ours {
+        // Possibly a reply from an endpoint.
+        if let Some(Hit::Reply { nat }) = cx.conntrack.lookup(key, t.flags, cx.now) {
+            translate(p, &t, nat, cx);
+        }
+        return None;
+    }
+    let svc = if front {
+        svcs.get(dst, t.dport, t.proto)
+    } else {
+        svcs.node_port(t.dport, t.proto)
+    };
+    let Some(svc) = svc else {
+        // A VIP, but not a port it serves: refuse. A NodePort that is gone
+        // meanwhile: the router decides (the node's own address).
+        return front.then(|| refuse(p, &t, cx));
+    };
+    match cx.conntrack.lookup(key, t.flags, cx.now) {
+        Some(Hit::Orig {
+            nat,
+            service,
+            backend,
+        }) if service == svc.key() && svc.is_listed(backend) => {
+            translate(p, &t, nat, cx);
+            return None;
+        }
+        Some(Hit::Orig { .. }) => {
+            // Its endpoint is gone (or the Service changed): a new flow.
+            cx.conntrack.kill(key);
+        }
+        Some(Hit::Reply { nat }) => {
+            translate(p, &t, nat, cx);
+            return None;
+        }
+        None => {}
+    }
+    // A new flow.
+    let Some(backend) = choose(svc, key, t.src, cx) else {
+        return Some(refuse(p, &t, cx));
+    };
+    let (bip, bport) = endpoint_parts(backend);
+    let snat = if node || bip == t.src {
+        match l3.source_for(bip) {
+            Some(a) => Some(a),
+            None => return Some(Verdict::Drop(DropReason::NoRoute)),
+        }
+    } else {
+        None
+    };
+    let new = NewFlow {
+        proto: t.proto,
+        client: (t.src, t.sport),
+        front: (t.dst, t.dport),
+        backend: (bip, bport),
+        snat,
+        service: svc.key(),
+    };
+    match cx.conntrack.create(&new, cx.now) {
+        Ok(nat) => {
+            if let Some(ms) = svc.affinity_ms {
+                cx.conntrack
+                    .set_affinity(svc.key(), t.src, backend, ms, cx.now);
+            }
+            translate(p, &t, nat, cx);
+            None
+        }
+        Err(_) => Some(Verdict::Drop(DropReason::ConntrackFull)),
+    }
+}
+
+/// Checks the IPv4 and transport headers and reads the 5-tuple.
+#[inline]
+fn tuple(ip: &[u8]) -> Result<Tuple, DropReason> {
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(read_u16(ip, ipv4::TOTAL_LEN));
+    if ihl < ipv4::MIN_LEN || total < ihl || total > ip.len() || !l4::ipv4_header_ok(ip, ihl) {
+        return Err(DropReason::Malformed);
+    }
+    if read_u16(ip, ipv4::FLAGS_FRAG) & ipv4::MF_OFFSET != 0 {
+        return Err(DropReason::IpFragment);
+    }
+    let proto = ip[ipv4::PROTO];
+    let seg = &ip[ihl..total];
+    let flags = if proto == tcp::PROTO {
+        let off = seg.get(tcp::OFFSET).map_or(0, |b| usize::from(b >> 4) * 4);
+        if seg.len() < tcp::MIN_LEN || off < tcp::MIN_LEN || off > seg.len() {
+            return Err(DropReason::Malformed);
+        }
+        Some(seg[tcp::FLAGS])
+    } else {
+        if seg.len() < udp::HDR_LEN || usize::from(read_u16(seg, udp::LEN)) != seg.len() {
+            return Err(DropReason::Malformed);
+        }
+        None
+    };
+    let (sport, dport) = (read_u16(seg, l4::SPORT), read_u16(seg, l4::DPORT));
+    if dport == 0 || sport == 0 {
+        return Err(DropReason::Malformed);
+    }
+    Ok(Tuple {
+        ihl,
+        total,
+        proto,
+        src: read_u32(ip, ipv4::SRC),
+        dst: read_u32(ip, ipv4::DST),
+        sport,
+        dport,
+        flags,
+    })
+}
+
+/// The endpoint for a new flow: the client's affinity endpoint if it may
+/// still take new flows, else Maglev's pick for the 5-tuple.
+#[inline]
+fn choose(svc: &Service, key: u128, client: u32, cx: &RouteCtx<'_>) -> Option<u64> {
+    if svc.affinity_ms.is_some()
+        && let Some(b) = cx.conntrack.affinity(svc.key(), client, cx.now)
+        && svc.takes_new_flows(b)
+    {
+        return Some(b);
+    }
+    svc.pick(tuple_hash(key))
+}
+
+/// A fixed hash of the 5-tuple (the same on every worker, node and run).
+#[inline]
+pub fn tuple_hash(key: u128) -> u64 {
+    let mut h = (key as u64) ^ ((key >> 64) as u64).rotate_left(29);
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// Rewrites the packet's addresses and ports to `nat`.
+#[inline]
+fn translate(p: &mut Pkt, t: &Tuple, nat: Nat, cx: &mut RouteCtx<'_>) {
+    if nat.src == t.src && nat.sport == t.sport && nat.dst == t.dst && nat.dport == t.dport {
+        return;
+    }
+    let frame = cx.pool.data_mut(p.addr, p.len);
+    l4::ipv4_nat(
+        &mut frame[ETH_LEN..],
+        t.ihl,
+        nat.src,
+        nat.sport,
+        nat.dst,
+        nat.dport,
+    );
+}
+
+/// Refuses a packet to a Service without endpoints (or a VIP port no
+/// Service has): a TCP reset, or ICMP port unreachable, back out the port
+/// it came in on; counted as `no_endpoints`. Resets are never answered,
+/// and answers are rate-limited with the router's ICMP errors.
+fn refuse(p: &mut Pkt, t: &Tuple, cx: &mut RouteCtx<'_>) -> Verdict {
+    let reason = DropReason::NoEndpoints;
+    let is_rst = t
+        .flags
+        .is_some_and(|f| f & crate::conntrack::tcp_flags::RST != 0);
+    if is_rst || !cx.router.icmp_allowed(cx.now) {
+        return Verdict::Drop(reason);
+    }
+    cx.counters.port(p.in_port).drop(reason, 1);
+    let router_mac = cx.snap.l3.router_mac;
+    let frame = cx.pool.data_mut(p.addr, FRAME_CAPACITY);
+    let len = if t.flags.is_some() {
+        l4::tcp_rst_in_place(frame, t.ihl, t.total, p.src, router_mac)
+    } else {
+        ipv4_icmp_error_in_place(
+            frame,
+            t.total,
+            p.src,
+            router_mac,
+            Ipv4Addr::from(t.dst),
+            icmp::DEST_UNREACHABLE,
+            PORT_UNREACHABLE,
+            0,
+        )
+    };
+    p.len = len as u32;
+    let dst = p.src;
+    p.src = router_mac;
+    p.dst = dst;
+    Verdict::Unicast(p.in_port)
+}
