@@ -15,6 +15,7 @@ use crate::proto::{
     AddrInfo, DaemonInfo, FdbEntry, FdbSummary, NeighInfo, PortInfo, PortStats, Reply, RouteInfo,
     ShowReply, WorkerInfo,
 };
+use crate::service::{CtEntry, CtStats, ServiceInfo};
 
 /// Placeholder for a cell that has no value.
 const EMPTY_CELL: &str = "-";
@@ -75,6 +76,26 @@ impl Table {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
+        self.push(cells, EMPTY_CELL);
+    }
+
+    /// Appends a row that continues the row above: the columns after
+    /// `cells` stay blank rather than showing `-`, so that a value printed
+    /// once for a group of rows does not read as missing on the others.
+    /// An empty cell among `cells` is still shown as `-`.
+    pub fn continuation_row<I, S>(&mut self, cells: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.push(cells, "");
+    }
+
+    fn push<I, S>(&mut self, cells: I, missing: &str)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
         let mut row: Vec<String> = cells
             .into_iter()
             .take(self.align.len())
@@ -87,7 +108,7 @@ impl Table {
                 }
             })
             .collect();
-        row.resize(self.align.len(), EMPTY_CELL.to_string());
+        row.resize(self.align.len(), missing.to_string());
         self.rows.push(row);
     }
 
@@ -175,10 +196,9 @@ pub fn text(reply: &Reply) -> String {
         Reply::Addrs(addrs) => addrs_text(addrs),
         Reply::Routes(routes) => routes_text(routes),
         Reply::Neighbours(neighbours) => neighbours_text(neighbours),
-        // Placeholder until the service tables land: the JSON shape.
-        Reply::Services(_) | Reply::Conntrack(_) | Reply::CtStats(_) => {
-            json(reply).unwrap_or_default()
-        }
+        Reply::Services(services) => services_text(services),
+        Reply::Conntrack(entries) => conntrack_text(entries),
+        Reply::CtStats(stats) => ct_stats_text(stats),
     }
 }
 
@@ -422,6 +442,102 @@ pub fn stats_text(stats: &[PortStats]) -> String {
     out
 }
 
+/// `service list`: one row per endpoint, in the daemon's order. AFFINITY
+/// and NODEPORT belong to the Service, so they are shown on its first row
+/// only; a Service without endpoints still gets a row.
+pub fn services_text(services: &[ServiceInfo]) -> String {
+    let mut t = Table::new(&[
+        ("service", Align::Left),
+        ("backend", Align::Left),
+        ("state", Align::Left),
+        ("active", Align::Right),
+        ("affinity", Align::Left),
+        ("nodeport", Align::Right),
+    ]);
+    for s in services {
+        let service = s.service.to_string();
+        let affinity = s
+            .affinity_timeout
+            .map(|secs| format!("client-ip {}", duration(u64::from(secs))))
+            .unwrap_or_default();
+        let node_port = s.node_port.map(|p| p.to_string()).unwrap_or_default();
+        let Some((first, rest)) = s.backends.split_first() else {
+            t.row([
+                service,
+                String::new(),
+                String::new(),
+                String::new(),
+                affinity,
+                node_port,
+            ]);
+            continue;
+        };
+        t.row([
+            service.clone(),
+            first.addr.to_string(),
+            first.state.to_string(),
+            first.active.to_string(),
+            affinity,
+            node_port,
+        ]);
+        for b in rest {
+            t.continuation_row([
+                service.clone(),
+                b.addr.to_string(),
+                b.state.to_string(),
+                b.active.to_string(),
+            ]);
+        }
+    }
+    t.render()
+}
+
+/// `ct list`: each connection as the client sent it (SOURCE, DESTINATION)
+/// and as the backend sees it (BACKEND, REPLY-DST: where the backend's
+/// replies go, which differs from SOURCE when the switch also rewrote the
+/// source). EXPIRES is in seconds.
+pub fn conntrack_text(entries: &[CtEntry]) -> String {
+    let mut t = Table::new(&[
+        ("proto", Align::Left),
+        ("source", Align::Left),
+        ("destination", Align::Left),
+        ("backend", Align::Left),
+        ("reply-dst", Align::Left),
+        ("state", Align::Left),
+        ("expires", Align::Right),
+    ]);
+    for e in entries {
+        t.row([
+            e.proto.to_string(),
+            e.src.to_string(),
+            e.dst.to_string(),
+            e.reply_src.to_string(),
+            e.reply_dst.to_string(),
+            e.state.to_string(),
+            e.expires_secs.to_string(),
+        ]);
+    }
+    t.render()
+}
+
+/// `ct stats`, as `key  value` lines.
+pub fn ct_stats_text(stats: &CtStats) -> String {
+    let mut t = Table::headless(&[Align::Left, Align::Right]);
+    for (name, value) in [
+        ("entries", stats.entries),
+        ("embryonic", stats.embryonic),
+        ("limit", stats.limit),
+        ("created", stats.created),
+        ("evicted", stats.evicted),
+        ("full", stats.full),
+        ("expired", stats.expired),
+        ("affinity", stats.affinity),
+    ] {
+        t.row([name.to_string(), value.to_string()]);
+    }
+    t.render()
+}
+
 /// A duration in seconds as `45s`, `2m05s`, `1h02m05s` or `3d01h02m05s`.
 pub fn duration(secs: u64) -> String {
     let (d, h, m, s) = (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60, secs % 60);
@@ -446,6 +562,7 @@ mod tests {
         Encap, FdbKind, FramePoolInfo, NeighState, PortRole, PortState, PortType, RouteOrigin,
         XdpMode,
     };
+    use crate::service::{BackendInfo, BackendState, CtState, Proto};
 
     fn port(name: &str, mac: Option<&str>, learned: u32) -> PortInfo {
         PortInfo {
@@ -843,6 +960,180 @@ MAC                PORT     KIND       AGE
         assert_eq!(v[0]["state"], "reachable");
         assert_eq!(v[0]["age_secs"], 3);
         assert!(text(&Reply::Neighbours(vec![n])).contains(" reachable "));
+    }
+
+    fn service(key: &str, backends: &[(&str, BackendState, u64)]) -> ServiceInfo {
+        ServiceInfo {
+            service: key.parse().unwrap(),
+            affinity_timeout: None,
+            node_port: None,
+            table_size: 65_537,
+            backends: backends
+                .iter()
+                .map(|(addr, state, active)| BackendInfo {
+                    addr: addr.parse().unwrap(),
+                    state: *state,
+                    active: *active,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn services_list_one_row_per_backend_with_options_on_the_first() {
+        let mut web = service(
+            "10.96.0.10:80/tcp",
+            &[
+                ("10.244.1.5:8080", BackendState::Ready, 12),
+                ("10.244.2.7:8080", BackendState::Ready, 3),
+                ("10.244.3.9:8080", BackendState::Terminating, 1),
+            ],
+        );
+        web.affinity_timeout = Some(10_800);
+        web.node_port = Some(30_080);
+        let empty = service("10.96.0.11:53/udp", &[]);
+        let v6 = service(
+            "[fd00::10]:443/tcp",
+            &[("[fd00:10:244:1::5]:8443", BackendState::Ready, 0)],
+        );
+        let expected = "\
+SERVICE             BACKEND                  STATE        ACTIVE  AFFINITY            NODEPORT
+10.96.0.10:80/tcp   10.244.1.5:8080          ready            12  client-ip 3h00m00s     30080
+10.96.0.10:80/tcp   10.244.2.7:8080          ready             3
+10.96.0.10:80/tcp   10.244.3.9:8080          terminating       1
+10.96.0.11:53/udp   -                        -                 -  -                          -
+[fd00::10]:443/tcp  [fd00:10:244:1::5]:8443  ready             0  -                          -
+";
+        assert_eq!(services_text(&[web, empty, v6]), expected);
+        assert_eq!(
+            services_text(&[]),
+            "SERVICE  BACKEND  STATE  ACTIVE  AFFINITY  NODEPORT\n"
+        );
+    }
+
+    fn ct_entry(src: &str, dst: &str, reply_src: &str, reply_dst: &str) -> CtEntry {
+        CtEntry {
+            proto: Proto::Tcp,
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            reply_src: reply_src.parse().unwrap(),
+            reply_dst: reply_dst.parse().unwrap(),
+            service: "10.96.0.10:80/tcp".parse().unwrap(),
+            state: CtState::Established,
+            expires_secs: 86_399,
+        }
+    }
+
+    #[test]
+    fn conntrack_shows_both_directions_and_seconds_to_expiry() {
+        // A pod-to-Service connection, and a NodePort one that is also
+        // source-translated so the backend answers through this node.
+        let pod = ct_entry(
+            "10.244.1.9:40000",
+            "10.96.0.10:80",
+            "10.244.2.7:8080",
+            "10.244.1.9:40000",
+        );
+        let mut node_port = ct_entry(
+            "192.168.50.9:51000",
+            "192.168.50.1:30080",
+            "10.244.1.5:8080",
+            "10.244.1.1:61000",
+        );
+        node_port.proto = Proto::Udp;
+        node_port.state = CtState::Open;
+        node_port.expires_secs = 7;
+        let expected = "\
+PROTO  SOURCE              DESTINATION         BACKEND          REPLY-DST         STATE        EXPIRES
+tcp    10.244.1.9:40000    10.96.0.10:80       10.244.2.7:8080  10.244.1.9:40000  established    86399
+udp    192.168.50.9:51000  192.168.50.1:30080  10.244.1.5:8080  10.244.1.1:61000  open               7
+";
+        assert_eq!(conntrack_text(&[pod, node_port]), expected);
+        assert_eq!(
+            conntrack_text(&[]),
+            "PROTO  SOURCE  DESTINATION  BACKEND  REPLY-DST  STATE  EXPIRES\n"
+        );
+    }
+
+    #[test]
+    fn ct_stats_are_key_value_lines() {
+        let stats = CtStats {
+            entries: 1_200,
+            embryonic: 30,
+            limit: 262_144,
+            created: 98_765,
+            evicted: 2,
+            full: 0,
+            expired: 97_565,
+            affinity: 4,
+        };
+        let expected = "\
+entries      1200
+embryonic      30
+limit      262144
+created     98765
+evicted         2
+full            0
+expired     97565
+affinity        4
+";
+        assert_eq!(ct_stats_text(&stats), expected);
+    }
+
+    #[test]
+    fn service_replies_print_their_payload() {
+        let mut s = service(
+            "10.96.0.10:80/tcp",
+            &[("10.244.1.5:8080", BackendState::Terminating, 2)],
+        );
+        s.node_port = Some(30_080);
+        let reply = Reply::Services(vec![s.clone()]);
+        let v: serde_json::Value = serde_json::from_str(&json(&reply).unwrap()).unwrap();
+        assert_eq!(v[0]["service"], "10.96.0.10:80/tcp");
+        assert_eq!(v[0]["node_port"], 30_080);
+        assert!(v[0].get("affinity_timeout").is_none());
+        assert_eq!(v[0]["table_size"], 65_537);
+        assert_eq!(v[0]["backends"][0]["addr"], "10.244.1.5:8080");
+        assert_eq!(v[0]["backends"][0]["state"], "terminating");
+        assert_eq!(v[0]["backends"][0]["active"], 2);
+        assert_eq!(text(&reply), services_text(&[s]));
+
+        let e = ct_entry(
+            "10.244.1.9:40000",
+            "10.96.0.10:80",
+            "10.244.2.7:8080",
+            "10.244.1.9:40000",
+        );
+        let reply = Reply::Conntrack(vec![e.clone()]);
+        let v: serde_json::Value = serde_json::from_str(&json(&reply).unwrap()).unwrap();
+        assert_eq!(v[0]["proto"], "tcp");
+        assert_eq!(v[0]["reply_src"], "10.244.2.7:8080");
+        assert_eq!(v[0]["service"], "10.96.0.10:80/tcp");
+        assert_eq!(v[0]["state"], "established");
+        assert_eq!(v[0]["expires_secs"], 86_399);
+        assert_eq!(text(&reply), conntrack_text(&[e]));
+
+        let stats = CtStats {
+            full: 5,
+            ..CtStats::default()
+        };
+        let reply = Reply::CtStats(stats);
+        let j = json(&reply).unwrap();
+        assert_eq!(
+            j,
+            format!("{}\n", serde_json::to_string_pretty(&stats).unwrap())
+        );
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["full"], 5);
+        assert_eq!(text(&reply), ct_stats_text(&stats));
+    }
+
+    #[test]
+    fn continuation_rows_leave_trailing_cells_blank() {
+        let mut t = Table::new(&[("a", Align::Left), ("b", Align::Left), ("c", Align::Right)]);
+        t.row(["x", "", "1"]);
+        t.continuation_row(["y", ""]);
+        assert_eq!(t.render(), "A  B  C\nx  -  1\ny  -\n");
     }
 
     #[test]

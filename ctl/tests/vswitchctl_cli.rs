@@ -129,3 +129,86 @@ fn valid_l3_commands_get_as_far_as_connecting() {
         assert!(line.contains("cannot connect"), "{args:?}: {line}");
     }
 }
+
+#[test]
+fn service_usage_errors_are_one_line_and_exit_2() {
+    for (args, needle) in [
+        (
+            &["service", "add", "10.96.0.10:80"][..],
+            "invalid value '10.96.0.10:80' for '<VIP:PORT/PROTO>': expected VIP:PORT/PROTO",
+        ),
+        (
+            &["service", "del", "10.96.0.10:80/icmp"][..],
+            "expected tcp, udp or sctp",
+        ),
+        (
+            &[
+                "service",
+                "backends",
+                "10.96.0.10:80/tcp",
+                "10.244.1.5:80",
+                "--terminating",
+                "10.244.1.5:80",
+            ][..],
+            "backend 10.244.1.5:80 listed twice",
+        ),
+        (
+            &[
+                "service",
+                "add",
+                "10.96.0.10:80/tcp",
+                "--affinity-timeout",
+                "86401",
+            ][..],
+            "86401 is not in 1..=86400",
+        ),
+    ] {
+        let line = failure(args, 2);
+        assert!(line.contains(needle), "{args:?}: {line}");
+    }
+}
+
+#[test]
+fn batch_reports_its_bad_line_and_sends_nothing() {
+    let path = std::env::temp_dir().join(format!("vswitchctl-cli-{}.batch", std::process::id()));
+    std::fs::write(
+        &path,
+        "# two Services\n\
+         service add 10.96.0.10:80/tcp --backend 10.244.1.5:8080\n\
+         service add 10.96.0.11:80/tcp --backend 10.244.1.5\n",
+    )
+    .expect("write batch file");
+    let line = failure(&["batch", path.to_str().unwrap()], 2);
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        line.starts_with(
+            "vswitchctl: line 3: invalid value '10.244.1.5' for '--backend <IP:PORT>'"
+        ),
+        "{line}"
+    );
+}
+
+#[test]
+fn valid_service_commands_get_as_far_as_connecting() {
+    for args in [
+        &[
+            "service",
+            "add",
+            "[fd00::10]:53/udp",
+            "--backend",
+            "[fd00:10:244:1::5]:53",
+            "--affinity",
+            "client-ip",
+            "--node-port",
+            "30053",
+        ][..],
+        &["service", "del", "10.96.0.10:80/tcp", "--if-exists"][..],
+        &["service", "list", "-o", "json"][..],
+        &["ct", "stats"][..],
+        // An empty standard input is an empty batch.
+        &["batch"][..],
+    ] {
+        let line = failure(args, 1);
+        assert!(line.contains("cannot connect"), "{args:?}: {line}");
+    }
+}

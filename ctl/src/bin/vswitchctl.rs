@@ -3,6 +3,8 @@
 //! Each invocation parses its arguments into exactly one [`ctl::Command`],
 //! sends it over the control socket, and prints the reply as aligned text
 //! tables or, with `-o json`, as the reply's payload in its serde shape.
+//! `batch` is no exception: it parses every line of its input with the same
+//! clap definition and sends them all as one [`ctl::Command::Batch`].
 //!
 //! Contract with users and scripts: on success the output goes to stdout and
 //! the exit code is 0. Any failure prints exactly one line,
@@ -10,17 +12,21 @@
 //! (caught before connecting) or 1 for a request that failed (no daemon,
 //! refused, broken reply).
 
-use std::io::{self, Write};
-use std::net::IpAddr;
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
 
 use clap::builder::NonEmptyStringValueParser;
 use clap::error::ErrorKind;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use ctl::output::{self, one_line};
-use ctl::{Client, Command, Encap, MacAddr, PortSpec, PortType, Reply, RouteSpec, XdpMode};
+use ctl::{
+    Client, Command, DEFAULT_AFFINITY_TIMEOUT, Encap, MacAddr, PortSpec, PortType, Reply,
+    RouteSpec, ServiceKey, ServiceSpec, XdpMode, parse_endpoint,
+};
 use ipnet::{IpNet, Ipv4Net};
 
 /// Exit code of a request that failed.
@@ -29,6 +35,9 @@ const EXIT_REQUEST_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 /// The largest VXLAN network identifier (24 bits); 0 is not used.
 const VNI_MAX: i64 = 0xff_ffff;
+/// The longest ClientIP affinity timeout in seconds (one day, as kube-proxy
+/// allows).
+const AFFINITY_TIMEOUT_MAX: i64 = 86_400;
 
 /// Control the vswitch daemon (vswitchd).
 #[derive(Debug, Parser)]
@@ -83,6 +92,30 @@ enum Cmd {
     /// Show the neighbour (ARP/ND) table.
     #[command(subcommand)]
     Neigh(NeighCmd),
+    /// Add, change, remove or list Services (load-balanced VIPs).
+    ///
+    /// A Service is a VIP:PORT/PROTO, such as 10.96.0.10:80/tcp, whose new
+    /// connections the switch spreads over backend endpoints (IP:PORT),
+    /// translating addresses and tracking each connection.
+    #[command(subcommand)]
+    Service(ServiceCmd),
+    /// Show or flush the connection tracking table of Service traffic.
+    #[command(subcommand)]
+    Ct(CtCmd),
+    /// Apply many Service commands at once, all or nothing.
+    ///
+    /// Each line of FILE (or of standard input, with '-' or no FILE) is a
+    /// vswitchctl command without the program name, such as
+    /// `service add 10.96.0.10:80/tcp --backend 10.244.1.5:8080`. Only
+    /// `service add`, `service backends` and `service del` may appear; blank
+    /// lines and lines starting with '#' are skipped. The whole file is
+    /// checked before anything is sent, and the daemon applies it as one
+    /// change.
+    Batch {
+        /// The commands, one per line; '-' or none reads standard input.
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -241,6 +274,114 @@ enum NeighCmd {
     List,
 }
 
+#[derive(Debug, Subcommand)]
+enum ServiceCmd {
+    /// Add a Service: `service add 10.96.0.10:80/tcp --backend 10.244.1.5:8080`.
+    Add(ServiceAddArgs),
+    /// Replace the endpoints of a Service.
+    ///
+    /// The IP:PORTs given are ready: new connections are spread over them.
+    /// --terminating ones keep their connections but get new ones only while
+    /// no endpoint is ready. No endpoint at all leaves the Service without
+    /// backends.
+    Backends {
+        /// The Service, such as 10.96.0.10:80/tcp or [fd00::10]:53/udp.
+        #[arg(value_name = "VIP:PORT/PROTO", value_parser = service_key)]
+        service: ServiceKey,
+        /// Ready endpoints.
+        #[arg(value_name = "IP:PORT", value_parser = parse_endpoint)]
+        backends: Vec<SocketAddr>,
+        /// A terminating endpoint (repeat for each).
+        #[arg(long = "terminating", value_name = "IP:PORT", value_parser = parse_endpoint)]
+        terminating: Vec<SocketAddr>,
+    },
+    /// Remove a Service; its tracked connections are forgotten.
+    Del {
+        #[arg(value_name = "VIP:PORT/PROTO", value_parser = service_key)]
+        service: ServiceKey,
+        /// Succeed when the Service does not exist.
+        #[arg(long)]
+        if_exists: bool,
+    },
+    /// List Services with their endpoints and the connections each holds.
+    List,
+}
+
+#[derive(Debug, Args)]
+struct ServiceAddArgs {
+    /// The Service: VIP, port and protocol (tcp, udp or sctp), such as
+    /// 10.96.0.10:80/tcp or [fd00::10]:53/udp.
+    #[arg(value_name = "VIP:PORT/PROTO", value_parser = service_key)]
+    service: ServiceKey,
+
+    /// A ready endpoint, in the VIP's address family (repeat for each).
+    #[arg(long = "backend", value_name = "IP:PORT", value_parser = parse_endpoint)]
+    backends: Vec<SocketAddr>,
+
+    /// A terminating endpoint: keeps its connections, gets new ones only
+    /// while no endpoint is ready (repeat for each).
+    #[arg(long = "terminating", value_name = "IP:PORT", value_parser = parse_endpoint)]
+    terminating: Vec<SocketAddr>,
+
+    /// Session affinity: client-ip sends every connection of a client to
+    /// the same endpoint [default: none; client-ip times out after 10800 s].
+    #[arg(long, value_name = "TYPE", value_enum)]
+    affinity: Option<CliAffinity>,
+
+    /// Seconds a client stays with its endpoint after its last connection
+    /// (1-86400); implies --affinity client-ip.
+    #[arg(
+        long,
+        value_name = "SECS",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u32).range(1..=AFFINITY_TIMEOUT_MAX)
+    )]
+    affinity_timeout: Option<u32>,
+
+    /// Also serve the Service on this port of the node's uplink addresses,
+    /// from outside the node (1-65535).
+    #[arg(
+        long,
+        value_name = "PORT",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    node_port: Option<u16>,
+
+    /// Succeed when the Service already exists with the same settings.
+    #[arg(long)]
+    may_exist: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum CtCmd {
+    /// List tracked connections: the client's view and the backend's.
+    List,
+    /// Forget every tracked connection and affinity entry.
+    Flush,
+    /// Counters of the connection tracking table.
+    Stats,
+}
+
+/// Session affinity of a Service as a command-line value. The aliases are
+/// Kubernetes' spellings (`sessionAffinity: ClientIP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CliAffinity {
+    #[value(alias = "None")]
+    None,
+    #[value(alias = "ClientIP")]
+    ClientIp,
+}
+
+/// One line of a `batch` input: a command without the program name and
+/// without the global options, parsed with the same [`Cmd`] definition.
+#[derive(Debug, Parser)]
+#[command(name = "vswitchctl", no_binary_name = true)]
+struct BatchLine {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
 /// [`Encap`] types as a command-line value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum CliEncap {
@@ -340,7 +481,40 @@ impl Cmd {
             },
             Cmd::Route(RouteCmd::List) => Command::RouteList,
             Cmd::Neigh(NeighCmd::List) => Command::NeighList,
+            Cmd::Service(ServiceCmd::Add(args)) => Command::ServiceAdd(args.to_spec()?),
+            Cmd::Service(ServiceCmd::Backends {
+                service,
+                backends,
+                terminating,
+            }) => {
+                check_backends(service, backends, terminating)?;
+                Command::ServiceBackends {
+                    service: *service,
+                    backends: backends.clone(),
+                    terminating: terminating.clone(),
+                }
+            }
+            Cmd::Service(ServiceCmd::Del { service, if_exists }) => Command::ServiceDel {
+                service: *service,
+                if_exists: *if_exists,
+            },
+            Cmd::Service(ServiceCmd::List) => Command::ServiceList,
+            Cmd::Ct(CtCmd::List) => Command::CtList,
+            Cmd::Ct(CtCmd::Flush) => Command::CtFlush,
+            Cmd::Ct(CtCmd::Stats) => Command::CtStats,
+            Cmd::Batch { file } => Command::Batch {
+                commands: batch_commands(&read_batch(file.as_deref())?)?,
+            },
         })
+    }
+
+    /// Whether this command may appear in a `batch`: the daemon applies a
+    /// batch as one change to its Services, so only Service changes qualify.
+    fn batchable(&self) -> bool {
+        matches!(
+            self,
+            Cmd::Service(ServiceCmd::Add(_) | ServiceCmd::Backends { .. } | ServiceCmd::Del { .. })
+        )
     }
 }
 
@@ -382,6 +556,112 @@ impl PortAddArgs {
             may_exist: self.may_exist,
         })
     }
+}
+
+impl ServiceAddArgs {
+    fn to_spec(&self) -> Result<ServiceSpec, Failure> {
+        check_backends(&self.service, &self.backends, &self.terminating)?;
+        let affinity_timeout = match (self.affinity, self.affinity_timeout) {
+            (Some(CliAffinity::None), Some(_)) => {
+                return Err(Failure::Usage(
+                    "--affinity-timeout cannot be used with --affinity none".to_string(),
+                ));
+            }
+            (None | Some(CliAffinity::None), None) => None,
+            (Some(CliAffinity::ClientIp), None) => Some(DEFAULT_AFFINITY_TIMEOUT),
+            (None | Some(CliAffinity::ClientIp), Some(secs)) => Some(secs),
+        };
+        Ok(ServiceSpec {
+            service: self.service,
+            backends: self.backends.clone(),
+            terminating: self.terminating.clone(),
+            affinity_timeout,
+            node_port: self.node_port,
+            may_exist: self.may_exist,
+        })
+    }
+}
+
+/// Checks the endpoints of a Service: each in the VIP's address family (the
+/// switch translates addresses, not families) and each given once, since an
+/// endpoint cannot be both ready and terminating.
+fn check_backends(
+    service: &ServiceKey,
+    ready: &[SocketAddr],
+    terminating: &[SocketAddr],
+) -> Result<(), Failure> {
+    let family = |ip: IpAddr| if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+    let mut seen = HashSet::with_capacity(ready.len() + terminating.len());
+    for backend in ready.iter().chain(terminating) {
+        if backend.is_ipv4() != service.vip.is_ipv4() {
+            return Err(Failure::Usage(format!(
+                "backend {backend} is {} but the VIP of {service} is {}",
+                family(backend.ip()),
+                family(service.vip)
+            )));
+        }
+        if !seen.insert(backend) {
+            return Err(Failure::Usage(format!("backend {backend} listed twice")));
+        }
+    }
+    Ok(())
+}
+
+/// Reads the input of `batch`: FILE, or standard input for `-` or none.
+fn read_batch(file: Option<&Path>) -> Result<String, Failure> {
+    match file.filter(|p| *p != Path::new("-")) {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display()))),
+        None => {
+            let mut text = String::new();
+            io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| Failure::Usage(format!("cannot read standard input: {e}")))?;
+            Ok(text)
+        }
+    }
+}
+
+/// Parses the lines of a `batch` input into the commands of one
+/// [`Command::Batch`], or the first bad line as `line N: <why>`.
+fn batch_commands(text: &str) -> Result<Vec<Command>, Failure> {
+    // Built once: clap's definition is the costly part of parsing, and a
+    // controller's batch may hold tens of thousands of lines.
+    let mut parser = BatchLine::command();
+    let mut commands = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at_line = |msg: String| Failure::Usage(format!("line {}: {msg}", index + 1));
+        let cmd = parser
+            .try_get_matches_from_mut(line.split_whitespace())
+            .and_then(|matches| BatchLine::from_arg_matches(&matches))
+            .map(|batch_line| batch_line.command);
+        let cmd = match cmd {
+            Ok(cmd) => cmd,
+            Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+                return Err(at_line(
+                    "--help and --version cannot be used in a batch".to_string(),
+                ));
+            }
+            Err(e) => return Err(at_line(usage_line(&e))),
+        };
+        if !cmd.batchable() {
+            let name: Vec<&str> = line.split_whitespace().take(2).collect();
+            return Err(at_line(format!(
+                "'{}' cannot be batched; a batch holds only 'service add', \
+                 'service backends' and 'service del'",
+                name.join(" ")
+            )));
+        }
+        commands.push(cmd.to_command().map_err(|f| match f {
+            Failure::Usage(m) => at_line(m),
+            other => other,
+        })?);
+    }
+    Ok(commands)
 }
 
 impl RouteAddArgs {
@@ -513,6 +793,15 @@ fn route_prefix(s: &str) -> Result<IpNet, String> {
     Ok(prefix)
 }
 
+/// Parses a Service `VIP:PORT/PROTO`. Clap's message already names the
+/// value, so the same words from [`ServiceKey::from_str`] are left out.
+fn service_key(s: &str) -> Result<ServiceKey, String> {
+    s.parse().map_err(|e: String| {
+        e.strip_prefix(&format!("invalid Service '{s}': "))
+            .map_or_else(|| e.clone(), str::to_string)
+    })
+}
+
 /// Parses a pod address for `port add --ip`: a plain address, no prefix.
 fn pod_ip(s: &str) -> Result<IpAddr, String> {
     if let Some((addr, _)) = s.split_once('/')
@@ -599,7 +888,6 @@ mod tests {
     use std::path::Path;
     use std::thread;
 
-    use clap::CommandFactory;
     use ctl::{PortStats, Request, Response};
 
     use super::*;
@@ -1334,6 +1622,445 @@ mod tests {
             "n",
         ]);
         assert!(matches!(run(&cli.unwrap()), Err(Failure::Usage(_))));
+    }
+
+    fn key(s: &str) -> ServiceKey {
+        s.parse().unwrap()
+    }
+
+    fn ep(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn service_and_ct_subcommands_map_to_one_command() {
+        let web = key("10.96.0.10:80/tcp");
+        let cases: Vec<(Vec<&str>, Command)> = vec![
+            (
+                vec!["service", "add", "10.96.0.10:80/tcp"],
+                Command::ServiceAdd(ServiceSpec::new(web, vec![])),
+            ),
+            (
+                vec![
+                    "service",
+                    "add",
+                    "10.96.0.10:80/TCP",
+                    "--backend",
+                    "10.244.1.5:8080",
+                    "--backend",
+                    "10.244.2.7:8080",
+                    "--terminating",
+                    "10.244.3.9:8080",
+                    "--affinity",
+                    "client-ip",
+                    "--node-port",
+                    "30080",
+                    "--may-exist",
+                ],
+                Command::ServiceAdd(ServiceSpec {
+                    terminating: vec![ep("10.244.3.9:8080")],
+                    affinity_timeout: Some(DEFAULT_AFFINITY_TIMEOUT),
+                    node_port: Some(30_080),
+                    may_exist: true,
+                    ..ServiceSpec::new(web, vec![ep("10.244.1.5:8080"), ep("10.244.2.7:8080")])
+                }),
+            ),
+            (
+                vec![
+                    "service",
+                    "add",
+                    "[fd00::10]:53/udp",
+                    "--backend",
+                    "[fd00:10:244:1::5]:5353",
+                ],
+                Command::ServiceAdd(ServiceSpec::new(
+                    key("[fd00::10]:53/udp"),
+                    vec![ep("[fd00:10:244:1::5]:5353")],
+                )),
+            ),
+            (
+                vec![
+                    "service",
+                    "backends",
+                    "10.96.0.10:80/tcp",
+                    "10.244.1.5:8080",
+                    "10.244.2.7:8080",
+                    "--terminating",
+                    "10.244.3.9:8080",
+                ],
+                Command::ServiceBackends {
+                    service: web,
+                    backends: vec![ep("10.244.1.5:8080"), ep("10.244.2.7:8080")],
+                    terminating: vec![ep("10.244.3.9:8080")],
+                },
+            ),
+            (
+                // No endpoint at all: the Service keeps its VIP, without backends.
+                vec!["service", "backends", "10.96.0.10:80/tcp"],
+                Command::ServiceBackends {
+                    service: web,
+                    backends: vec![],
+                    terminating: vec![],
+                },
+            ),
+            (
+                vec!["service", "del", "10.96.0.10:80/tcp"],
+                Command::ServiceDel {
+                    service: web,
+                    if_exists: false,
+                },
+            ),
+            (
+                vec!["service", "del", "10.96.0.10:80/tcp", "--if-exists"],
+                Command::ServiceDel {
+                    service: web,
+                    if_exists: true,
+                },
+            ),
+            (vec!["service", "list"], Command::ServiceList),
+            (vec!["ct", "list"], Command::CtList),
+            (vec!["ct", "flush"], Command::CtFlush),
+            (vec!["ct", "stats"], Command::CtStats),
+        ];
+        for (args, want) in cases {
+            assert_eq!(command(&args), Ok(want), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn service_affinity_options() {
+        let affinity = |extra: &[&str]| {
+            let args: Vec<&str> = ["service", "add", "10.96.0.10:80/tcp"]
+                .iter()
+                .chain(extra)
+                .copied()
+                .collect();
+            match command(&args) {
+                Ok(Command::ServiceAdd(spec)) => spec.affinity_timeout,
+                other => panic!("{args:?}: {other:?}"),
+            }
+        };
+        assert_eq!(affinity(&[]), None);
+        assert_eq!(affinity(&["--affinity", "none"]), None);
+        assert_eq!(affinity(&["--affinity", "None"]), None);
+        assert_eq!(affinity(&["--affinity", "client-ip"]), Some(10_800));
+        assert_eq!(affinity(&["--affinity", "ClientIP"]), Some(10_800));
+        assert_eq!(affinity(&["--affinity-timeout", "60"]), Some(60));
+        assert_eq!(
+            affinity(&["--affinity", "client-ip", "--affinity-timeout", "86400"]),
+            Some(86_400)
+        );
+        assert_eq!(affinity(&["--affinity-timeout", "1"]), Some(1));
+    }
+
+    #[test]
+    fn service_usage_errors() {
+        let add = ["service", "add", "10.96.0.10:80/tcp"];
+        for (extra, needle) in [
+            (&["--affinity-timeout", "0"][..], "0 is not in 1..=86400"),
+            (
+                &["--affinity-timeout", "86401"][..],
+                "86401 is not in 1..=86400",
+            ),
+            (&["--affinity-timeout", "-5"][..], "-5 is not in 1..=86400"),
+            (
+                &["--affinity", "none", "--affinity-timeout", "60"][..],
+                "--affinity-timeout cannot be used with --affinity none",
+            ),
+            (
+                &["--affinity", "sticky"][..],
+                "[possible values: none, client-ip]",
+            ),
+            (&["--node-port", "0"][..], "0 is not in 1..=65535"),
+            (&["--node-port", "65536"][..], "65536 is not in 1..=65535"),
+            (
+                &["--backend", "10.244.1.5"][..],
+                "invalid value '10.244.1.5' for '--backend <IP:PORT>': '10.244.1.5' is not IP:PORT",
+            ),
+            (&["--backend", "10.244.1.5:0"][..], "port 0 is not allowed"),
+            (
+                &["--backend", "10.244.1.5:80", "--backend", "10.244.1.5:80"][..],
+                "backend 10.244.1.5:80 listed twice",
+            ),
+            (
+                &[
+                    "--backend",
+                    "10.244.1.5:80",
+                    "--terminating",
+                    "10.244.1.5:80",
+                ][..],
+                "backend 10.244.1.5:80 listed twice",
+            ),
+            (
+                &["--terminating", "[fd00::5]:80"][..],
+                "backend [fd00::5]:80 is IPv6 but the VIP of 10.96.0.10:80/tcp is IPv4",
+            ),
+        ] {
+            let args: Vec<&str> = add.iter().chain(extra).copied().collect();
+            let line = usage_error(&args);
+            assert!(line.contains(needle), "{args:?}: {line}");
+        }
+        for (args, needle) in [
+            (
+                &["service", "add", "10.96.0.10:80"][..],
+                "invalid value '10.96.0.10:80' for '<VIP:PORT/PROTO>': expected VIP:PORT/PROTO",
+            ),
+            (
+                &["service", "add", "10.96.0.10:80/icmp"][..],
+                "expected tcp, udp or sctp",
+            ),
+            (&["service", "del", "0.0.0.0:80/tcp"][..], "not a unicast"),
+            (
+                &["service", "backends", "10.96.0.10:80/tcp", "pod1"][..],
+                "'pod1' is not IP:PORT",
+            ),
+            (
+                &[
+                    "service",
+                    "backends",
+                    "[fd00::10]:80/tcp",
+                    "[fd00::5]:80",
+                    "10.244.1.5:80",
+                ][..],
+                "backend 10.244.1.5:80 is IPv4 but the VIP of [fd00::10]:80/tcp is IPv6",
+            ),
+            (
+                &[
+                    "service",
+                    "backends",
+                    "10.96.0.10:80/tcp",
+                    "--terminating",
+                    "10.244.1.5:80",
+                    "10.244.1.5:80",
+                ][..],
+                "backend 10.244.1.5:80 listed twice",
+            ),
+            (&["service", "list", "extra"][..], "unexpected argument"),
+            (&["ct", "drop"][..], "unrecognized subcommand 'drop'"),
+            (&["ct"][..], "incomplete command, usage: vswitchctl ct "),
+        ] {
+            let line = usage_error(args);
+            assert!(line.contains(needle), "{args:?}: {line}");
+            assert!(!line.contains('\n'), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn batch_parses_each_line_like_the_command_line() {
+        let text = "\
+# Services of namespace default
+service add 10.96.0.10:80/tcp --backend 10.244.1.5:8080 --backend 10.244.2.7:8080
+
+   # indented comment
+\tservice   backends 10.96.0.10:80/tcp 10.244.1.5:8080 --terminating 10.244.2.7:8080
+service add [fd00::10]:53/udp --affinity-timeout 30 --may-exist
+service del 10.96.0.99:443/tcp --if-exists
+";
+        let web = key("10.96.0.10:80/tcp");
+        assert_eq!(
+            batch_commands(text),
+            Ok(vec![
+                Command::ServiceAdd(ServiceSpec::new(
+                    web,
+                    vec![ep("10.244.1.5:8080"), ep("10.244.2.7:8080")]
+                )),
+                Command::ServiceBackends {
+                    service: web,
+                    backends: vec![ep("10.244.1.5:8080")],
+                    terminating: vec![ep("10.244.2.7:8080")],
+                },
+                Command::ServiceAdd(ServiceSpec {
+                    affinity_timeout: Some(30),
+                    may_exist: true,
+                    ..ServiceSpec::new(key("[fd00::10]:53/udp"), vec![])
+                }),
+                Command::ServiceDel {
+                    service: key("10.96.0.99:443/tcp"),
+                    if_exists: true,
+                },
+            ])
+        );
+        assert_eq!(batch_commands("\n# nothing\n"), Ok(vec![]));
+    }
+
+    #[test]
+    fn batch_errors_name_the_line() {
+        let good = "# header\nservice add 10.96.0.10:80/tcp\n\n";
+        for (bad, needle) in [
+            (
+                "service list",
+                "line 4: 'service list' cannot be batched; a batch holds only 'service add', \
+                 'service backends' and 'service del'",
+            ),
+            ("port add veth1", "line 4: 'port add' cannot be batched"),
+            ("ct flush", "line 4: 'ct flush' cannot be batched"),
+            (
+                "batch other.txt",
+                "line 4: 'batch other.txt' cannot be batched",
+            ),
+            (
+                "service add 10.96.0.10:80",
+                "line 4: invalid value '10.96.0.10:80' for '<VIP:PORT/PROTO>': \
+                 expected VIP:PORT/PROTO",
+            ),
+            (
+                "service add 10.96.0.11:80/tcp --backend 10.244.1.5:80 --backend 10.244.1.5:80",
+                "line 4: backend 10.244.1.5:80 listed twice",
+            ),
+            (
+                "service add 10.96.0.11:80/tcp --weight 3",
+                "line 4: unexpected argument '--weight' found",
+            ),
+            (
+                "vswitchctl service add 10.96.0.11:80/tcp",
+                "line 4: unrecognized subcommand 'vswitchctl'",
+            ),
+            (
+                "service",
+                "line 4: incomplete command, usage: service <COMMAND>",
+            ),
+            (
+                "service add --help",
+                "line 4: --help and --version cannot be used in a batch",
+            ),
+            (
+                "--socket /tmp/x.sock service del 10.96.0.10:80/tcp",
+                "line 4: unexpected argument '--socket' found",
+            ),
+        ] {
+            // The bad line comes before good ones: nothing after it matters.
+            let text = format!("{good}{bad}\nservice del 10.96.0.10:80/tcp\n");
+            match batch_commands(&text) {
+                Err(Failure::Usage(m)) => {
+                    assert!(m.starts_with(needle), "{bad}: {m}");
+                    assert!(!m.contains('\n'), "{m:?}");
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn batch_handles_a_controller_sized_input() {
+        let text: String = (0..10_000u32)
+            .map(|i| {
+                let [_, _, hi, lo] = i.to_be_bytes();
+                format!(
+                    "service add 10.96.{hi}.{lo}:80/tcp --backend 10.244.{hi}.{lo}:8080 \
+                     --backend 10.245.{hi}.{lo}:8080 --node-port {}\n",
+                    30_000 + i
+                )
+            })
+            .collect();
+        let commands = batch_commands(&text).expect("parses");
+        assert_eq!(commands.len(), 10_000);
+        assert_eq!(
+            commands[9_999],
+            Command::ServiceAdd(ServiceSpec {
+                node_port: Some(39_999),
+                ..ServiceSpec::new(
+                    key("10.96.39.15:80/tcp"),
+                    vec![ep("10.244.39.15:8080"), ep("10.245.39.15:8080")]
+                )
+            })
+        );
+    }
+
+    #[test]
+    fn batch_reads_a_file_and_sends_one_request() {
+        let path =
+            std::env::temp_dir().join(format!("vswitchctl-{}-batch.txt", std::process::id()));
+        std::fs::write(
+            &path,
+            "service add 10.96.0.10:80/tcp --backend 10.244.1.5:8080\n\
+             service del 10.96.0.11:80/tcp\n",
+        )
+        .unwrap();
+        let (sock, daemon) = fake_daemon("batch", Response::ok(Reply::Done));
+        let got = run(&parse(&[
+            "--socket",
+            sock.to_str().unwrap(),
+            "batch",
+            path.to_str().unwrap(),
+        ])
+        .unwrap());
+        let request = daemon.join().unwrap();
+        let _ = std::fs::remove_file(&sock);
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(got, Ok(String::new()));
+        assert_eq!(
+            request.command,
+            Command::Batch {
+                commands: vec![
+                    Command::ServiceAdd(ServiceSpec::new(
+                        key("10.96.0.10:80/tcp"),
+                        vec![ep("10.244.1.5:8080")]
+                    )),
+                    Command::ServiceDel {
+                        service: key("10.96.0.11:80/tcp"),
+                        if_exists: false,
+                    },
+                ]
+            }
+        );
+        let missing = std::env::temp_dir().join("vswitchctl-no-such-batch.txt");
+        match command(&["batch", missing.to_str().unwrap()]) {
+            Err(Failure::Usage(m)) => assert!(
+                m.starts_with(&format!("cannot read {}: ", missing.display())),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn service_list_round_trip_through_a_fake_daemon() {
+        let services = vec![ctl::ServiceInfo {
+            service: key("10.96.0.10:80/tcp"),
+            affinity_timeout: None,
+            node_port: Some(30_080),
+            table_size: 65_537,
+            backends: vec![ctl::BackendInfo {
+                addr: ep("10.244.1.5:8080"),
+                state: ctl::BackendState::Ready,
+                active: 4,
+            }],
+        }];
+        for format in ["text", "json"] {
+            let (path, daemon) = fake_daemon(
+                &format!("svc-{format}"),
+                Response::ok(Reply::Services(services.clone())),
+            );
+            let sock = path.to_str().unwrap();
+            let got = run(&parse(&["--socket", sock, "-o", format, "service", "list"]).unwrap());
+            assert_eq!(daemon.join().unwrap().command, Command::ServiceList);
+            let _ = std::fs::remove_file(&path);
+            let text = got.unwrap();
+            match format {
+                "text" => {
+                    let rows: Vec<Vec<&str>> = text
+                        .lines()
+                        .map(|l| l.split_whitespace().collect())
+                        .collect();
+                    assert_eq!(
+                        rows[1],
+                        [
+                            "10.96.0.10:80/tcp",
+                            "10.244.1.5:8080",
+                            "ready",
+                            "4",
+                            "-",
+                            "30080"
+                        ],
+                        "{text}"
+                    );
+                }
+                _ => assert_eq!(
+                    serde_json::from_str::<Vec<ctl::ServiceInfo>>(&text).unwrap(),
+                    services
+                ),
+            }
+        }
     }
 
     #[test]
