@@ -461,17 +461,9 @@ impl Conntrack {
     fn remove_other(&self, shard: &mut Shard, key: u128, other: u128) {
         let i = self.shard_of(other);
         if i == self.shard_of(key) {
-            if let Some(r) = shard.map.remove(&other)
-                && r.orig
-            {
-                shard.flows -= 1;
-            }
+            remove_rec(shard, other);
         } else if let Ok(mut s) = self.shards[i].try_lock() {
-            if let Some(r) = s.map.remove(&other)
-                && r.orig
-            {
-                s.flows -= 1;
-            }
+            remove_rec(&mut s, other);
         }
     }
 
@@ -503,12 +495,8 @@ impl Conntrack {
             let taken = s.map.get(&reply_key).map(|r| r.flow.expired(now));
             match taken {
                 Some(false) => continue,
-                Some(true) => {
-                    // A stale record: its flow is over, reuse the tuple.
-                    if s.map.remove(&reply_key).is_some_and(|r| r.orig) {
-                        s.flows -= 1;
-                    }
-                }
+                // A stale record: its flow is over, reuse the tuple.
+                Some(true) => remove_rec(&mut s, reply_key),
                 None => {}
             }
             s.map.insert(
@@ -740,6 +728,13 @@ impl Conntrack {
     }
 }
 
+/// Removes record `k` from a shard, keeping the flow count right.
+fn remove_rec(s: &mut Shard, k: u128) {
+    if s.map.remove(&k).is_some_and(|r| r.orig) {
+        s.flows -= 1;
+    }
+}
+
 fn compact_young(s: &mut Shard) {
     let Shard { map, young, .. } = s;
     young.retain(|k| map.get(k).is_some_and(|r| r.orig && !r.flow.replied()));
@@ -844,10 +839,14 @@ mod tests {
     #[test]
     fn full_table_evicts_unanswered_flows_never_answered_ones() {
         let ct = Conntrack::new(SHARDS * 4);
-        // Answered flows first.
+        // Answered flows first (a shard that happens to fill up with them
+        // refuses the rest).
         let mut answered = Vec::new();
+        let mut refused = 0;
         for p in 0..(SHARDS * 2) as u16 {
-            if ct.create(&new_flow(10_000 + p, PROTO_TCP), 0).is_ok() {
+            if ct.create(&new_flow(10_000 + p, PROTO_TCP), 0).is_err() {
+                refused += 1;
+            } else {
                 let nat_port = ct
                     .flows(0)
                     .into_iter()
@@ -862,7 +861,6 @@ mod tests {
             }
         }
         // A flood of unanswered flows, many times the limit.
-        let mut refused = 0;
         for p in 0..(SHARDS * 40) as u16 {
             if ct.create(&new_flow(20_000 + p, PROTO_TCP), 1).is_err() {
                 refused += 1;

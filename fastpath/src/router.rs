@@ -233,16 +233,16 @@ impl Router {
         len: u32,
         in_port: PortId,
     ) {
-        // The frame is sent "from" the port of the frame that needed it,
-        // so a flood does not go back there and drops count on that port.
+        // Drops count on the port of the frame that needed it; a flood goes
+        // back there too (the neighbour may be behind it: hairpin).
         match (link, known) {
             (Link::Port(port), _) => outputs.push(port, TxFrame { addr, len, in_port }),
             (Link::Bridge, Some(mac)) => match snap.fdb.get(mac) {
                 Some(slot) => outputs.push(slot.port, TxFrame { addr, len, in_port }),
-                None => output::flood(snap, pool, outputs, counters, addr, len, in_port),
+                None => output::flood_all(snap, pool, outputs, counters, addr, len, in_port),
             },
             (Link::Bridge, None) => {
-                output::flood(snap, pool, outputs, counters, addr, len, in_port)
+                output::flood_all(snap, pool, outputs, counters, addr, len, in_port)
             }
         }
     }

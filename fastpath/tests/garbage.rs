@@ -164,6 +164,7 @@ fn random_traffic(
         pools,
         aging_secs: 300,
         mac_limit: 3,
+        ..Config::default()
     });
     for id in 0..PORTS {
         sw.add_port_on(owner(id), id);

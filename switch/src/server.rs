@@ -20,8 +20,8 @@ use mio::{Events, Interest, Poll, Token};
 use crate::controller::Controller;
 
 const LISTENER: Token = Token(0);
-/// Longest request line accepted.
-const MAX_LINE: usize = 1 << 20;
+/// Longest request line accepted (a batch of 10,000 Services is ~1.5 MB).
+const MAX_LINE: usize = 64 << 20;
 /// Most unread response bytes kept for one client before it is dropped.
 const MAX_OUTPUT: usize = 16 << 20;
 /// Longest time the loop sleeps.

@@ -2,7 +2,7 @@
 //!
 //! Group destinations (broadcast, multicast) and unknown unicast flood; a
 //! known destination goes to its port, unless that is the ingress port
-//! (`same_port`) or the port is down (`port_down`). A flood with nowhere to
+//! (`same_port`; routed packets excepted) or the port is down (`port_down`). A flood with nowhere to
 //! go is `no_destination`. IEEE 802.1D link-local destinations
 //! (01:80:c2:00:00:00 to :0f: STP, LACP, LLDP, pause) are never forwarded
 //! (`link_local`), as a Linux or Open vSwitch bridge does by default.
@@ -34,7 +34,11 @@ pub fn run(batch: &mut Batch, snap: &Snapshot) {
             None
         };
         p.verdict = match known {
-            Some(slot) if slot.port == p.in_port => Verdict::Drop(DropReason::SamePort),
+            // A routed packet may go back out the port it came in on (a
+            // pod reaching itself through its Service, hairpin).
+            Some(slot) if slot.port == p.in_port && p.src != snap.l3.router_mac => {
+                Verdict::Drop(DropReason::SamePort)
+            }
             Some(slot) => match snap.port(slot.port) {
                 Some(e) if e.up => Verdict::Unicast(slot.port),
                 _ => Verdict::Drop(DropReason::PortDown),

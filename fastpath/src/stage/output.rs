@@ -124,9 +124,40 @@ pub fn flood(
     len: u32,
     in_port: PortId,
 ) {
+    flood_except(snap, pool, outputs, counters, addr, len, in_port, true);
+}
+
+/// Queues a frame the switch itself sends (an ARP request, a neighbour
+/// solicitation) on every pod port that is up, the port of `in_port` (the
+/// frame that needed it) included: the neighbour may sit behind that port.
+#[inline]
+pub fn flood_all(
+    snap: &Snapshot,
+    pool: &mut FramePool,
+    outputs: &mut Outputs,
+    counters: &WorkerCounters,
+    addr: u32,
+    len: u32,
+    in_port: PortId,
+) {
+    flood_except(snap, pool, outputs, counters, addr, len, in_port, false);
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn flood_except(
+    snap: &Snapshot,
+    pool: &mut FramePool,
+    outputs: &mut Outputs,
+    counters: &WorkerCounters,
+    addr: u32,
+    len: u32,
+    in_port: PortId,
+    skip_in_port: bool,
+) {
     let mut last: Option<PortId> = None;
     for &target in &snap.flood {
-        if target == in_port {
+        if skip_in_port && target == in_port {
             continue;
         }
         if let Some(prev) = last {

@@ -210,7 +210,7 @@ impl Controller {
 
     /// Recreates the configuration of a state file. Ports that cannot be
     /// opened now (their interface is missing) are kept, down, with the reason.
-    pub fn restore(&mut self, st: State) {
+    pub fn restore(&mut self, mut st: State) {
         if self.settings.router_mac.is_none()
             && let Some(mac) = st.router_mac
         {
@@ -270,10 +270,7 @@ impl Controller {
             }
         }
         self.l3_dirty = true;
-        // Keep the router MAC chosen now.
-        if let Err(e) = self.persist(&self.state()) {
-            tracing::warn!("{e}");
-        }
+        self.restore_services(std::mem::take(&mut st.services));
         for s in st.fdb {
             match self.ports.get(&s.port) {
                 Some(r) if !s.mac.is_multicast() && !s.mac.is_zero() => {
@@ -283,7 +280,11 @@ impl Controller {
                 _ => tracing::error!("state file FDB entry {} → {} skipped", s.mac, s.port),
             }
         }
-        self.restore_services(st.services);
+        // Keep the router MAC chosen now; written once everything is
+        // restored, so the file never loses what it held.
+        if let Err(e) = self.persist(&self.state()) {
+            tracing::warn!("{e}");
+        }
         self.publish();
     }
 

@@ -317,6 +317,9 @@ impl Controller {
         let now = clock::now_ms();
         let mut active: HashMap<(u64, u64), u64> = HashMap::new();
         for f in self.conntrack.flows(now) {
+            if f.state == FlowState::Closing {
+                continue;
+            }
             *active.entry((f.service, f.backend)).or_default() += 1;
         }
         let infos = self
