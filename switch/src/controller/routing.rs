@@ -265,13 +265,22 @@ impl Controller {
         let Some(ifindex) = sys::if_index(&host.spec.name) else {
             return;
         };
-        let want: BTreeSet<IpNet> = self.router.addrs.iter().map(IpNet::trunc).collect();
+        let subnets: BTreeSet<IpNet> = self.router.addrs.iter().map(IpNet::trunc).collect();
+        // Service VIPs too, so the node reaches them (as kube-proxy makes
+        // the node reach ClusterIPs).
+        let mut want = subnets.clone();
+        want.extend(self.services.vip_routes());
         for net in self.kernel_routes.difference(&want) {
             if let Err(e) = sys::kernel_route(false, net.addr(), net.prefix_len(), ifindex) {
                 tracing::debug!("removing kernel route {net}: {e}");
             }
         }
-        for net in &want {
+        // Subnet routes are renewed every time (cheap, few); VIP routes
+        // only when new (there may be thousands).
+        for net in want
+            .iter()
+            .filter(|n| subnets.contains(n) || !self.kernel_routes.contains(n))
+        {
             if let Err(e) = sys::kernel_route(true, net.addr(), net.prefix_len(), ifindex) {
                 tracing::warn!("kernel route {net} dev {}: {e}", host.spec.name);
             }

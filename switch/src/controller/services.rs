@@ -206,6 +206,15 @@ impl ServiceModel {
         }
     }
 
+    /// A host route for every VIP (for the node kernel, through the host
+    /// port).
+    pub fn vip_routes(&self) -> BTreeSet<ipnet::IpNet> {
+        self.specs
+            .keys()
+            .filter_map(|k| ipnet::IpNet::new(k.vip, 32).ok())
+            .collect()
+    }
+
     /// Puts back the specs an undo log recorded.
     fn undo(&mut self, undo: BTreeMap<ServiceKey, Option<ServiceSpec>>) {
         for (k, old) in undo {
@@ -339,6 +348,12 @@ impl Controller {
         let new_node_ports: BTreeSet<(u16, u8)> = self.services.table.node_ports().collect();
         if old_node_ports != new_node_ports {
             self.sync_uplink();
+        }
+        let vips_changed = changed.iter().any(|k| {
+            undo.get(k).is_some_and(Option::is_none) != !self.services.specs.contains_key(k)
+        });
+        if vips_changed {
+            self.sync_kernel_routes();
         }
         Ok(Reply::Done)
     }
