@@ -29,8 +29,15 @@
 //! controller's [`fdb::MacTable`]; workers report what they see over a bounded
 //! channel and read the published [`fdb::FdbView`].
 //!
+//! Service packets (to a VIP or NodePort, and replies from endpoints) pass
+//! [`stage::service`] before routing: a shared [`conntrack::Conntrack`]
+//! remembers each flow's endpoint, chosen by [`maglev`] over the snapshot's
+//! [`service::ServiceTable`], and [`l4`] rewrites addresses and ports.
+//!
 //! Invariants:
-//! - The forwarding path never blocks, allocates or takes a lock per packet.
+//! - The forwarding path never blocks or allocates per packet, and takes no
+//!   lock per packet except one conntrack shard lock for Service packets (a
+//!   new flow also allocates its shared state).
 //! - Every frame of a pool is, at any time, in exactly one place: the free
 //!   list, a kernel ring, the worker's batch, or in transit to another worker.
 //! - `unsafe` lives in [`pool`] (raw frame memory), [`port::afxdp`] and
