@@ -193,6 +193,52 @@ iperf vsdemo-a vsdemo-c 10.244.1.13
 step "iperf3 TCP, ${IPERF_SECS}s, routed 10.244.1.0/24 -> 10.244.2.0/24: vsdemo-a (AF_XDP) -> vsdemo-d (TAP)"
 iperf vsdemo-a vsdemo-d 10.244.2.14
 
+# A tiny HTTP server in pod $1 on port 8080 that answers with the pod's name.
+http_server() {
+    local pod=$1
+    ip netns exec "$pod" python3 -c '
+import http.server, sys
+name = sys.argv[1].encode()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(name) + 1))
+        self.end_headers()
+        self.wfile.write(name + b"\n")
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("", 8080), H).serve_forever()
+' "$pod" >/dev/null 2>&1 &
+    SERVER_PIDS+=($!)
+    for _ in $(seq 50); do
+        [[ -n $(ip netns exec "$pod" ss -Hltn 'sport = :8080' 2>/dev/null) ]] && return
+        sleep 0.1
+    done
+    die "HTTP server in $pod did not start"
+}
+
+step "A Service: 10.96.0.10:80/tcp in front of vsdemo-b and vsdemo-c (port 8080)"
+http_server vsdemo-b
+http_server vsdemo-c
+echo "vswitchctl service add 10.96.0.10:80/tcp --backend 10.244.1.12:8080 --backend 10.244.1.13:8080"
+ctl service add 10.96.0.10:80/tcp --backend 10.244.1.12:8080 --backend 10.244.1.13:8080
+echo "12 requests from vsdemo-d (routed, another subnet) to http://10.96.0.10/:"
+answers=$(for _ in $(seq 12); do
+    ip netns exec vsdemo-d curl -sS -m 5 http://10.96.0.10/ || die "curl to the VIP failed"
+done | sort | uniq -c)
+echo "$answers"
+[[ $(wc -l <<<"$answers") -eq 2 ]] || die "expected answers from both endpoints"
+step "vswitchctl service backends: vsdemo-b terminating, vsdemo-c the only ready endpoint"
+ctl service backends 10.96.0.10:80/tcp 10.244.1.13:8080 --terminating 10.244.1.12:8080
+for _ in $(seq 4); do ip netns exec vsdemo-d curl -sS -m 5 http://10.96.0.10/; done
+step "A Service without endpoints is refused at once (TCP reset), not a timeout"
+ctl service add 10.96.0.11:80/tcp
+ip netns exec vsdemo-d curl -sS -m 5 http://10.96.0.11/ 2>&1 | sed 's/^/  /' || true
+step "vswitchctl service list; ct list; ct stats"
+ctl service list
+ctl ct list
+ctl ct stats
+
 step "vswitchctl show"
 ctl show
 step "vswitchctl route list"

@@ -12,8 +12,10 @@ PACKAGES=(
     libbpf-dev
     # Pods, traffic and inspection in tests and the demo.
     iproute2 ethtool iperf3 iputils-ping tcpdump netcat-openbsd
-    # The integration tests send hand-made frames through an AF_PACKET socket.
-    python3-minimal
+    # The integration tests send hand-made frames through an AF_PACKET socket;
+    # the Service tests and the demo run HTTP/UDP servers (python3's
+    # http.server is not in python3-minimal) and curl them.
+    python3-minimal python3 curl
 )
 
 log() { echo "deps.sh: $*" >&2; }
