@@ -350,7 +350,7 @@ impl Controller {
             self.sync_uplink();
         }
         let vips_changed = changed.iter().any(|k| {
-            undo.get(k).is_some_and(Option::is_none) != !self.services.specs.contains_key(k)
+            undo.get(k).is_some_and(Option::is_none) == self.services.specs.contains_key(k)
         });
         if vips_changed {
             self.sync_kernel_routes();

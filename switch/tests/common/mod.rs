@@ -52,7 +52,7 @@ use ctl::{FdbEntry, MacAddr, PortInfo, PortStats, ShowReply};
 use serde::de::DeserializeOwned;
 
 /// Every drop reason name `stats` must report (zeros included).
-pub const DROP_REASONS: [&str; 19] = [
+pub const DROP_REASONS: [&str; 21] = [
     "runt",
     "malformed",
     "invalid_src_mac",
@@ -72,6 +72,8 @@ pub const DROP_REASONS: [&str; 19] = [
     "ip_options",
     "ip_fragment",
     "unsupported",
+    "no_endpoints",
+    "conntrack_full",
 ];
 
 /// How long vswitchd may take to answer its socket after start.
