@@ -199,7 +199,7 @@ fn established(group: &mut BenchmarkGroup<'_, WallTime>, routes: &ClusterRoutes)
                 let n = f.nat;
                 let reply = flow_key(n.dst, n.src, n.dport, n.sport, PROTO_TCP);
                 let flags = Some(tcp_flags::SYN | tcp_flags::ACK);
-                assert!(rig.conntrack.lookup(reply, flags, now).is_some());
+                assert!(rig.conntrack.lookup(reply, false, flags, now).is_some());
             }
             let flows = rig.conntrack.flows(now);
             assert!(flows.iter().all(|f| f.state == FlowState::Established));

@@ -153,6 +153,72 @@ impl Flow {
     fn kill(&self) {
         self.bits.fetch_or(DEAD, Relaxed);
     }
+
+    /// Records a packet of the flow: its direction (a reply marks the flow
+    /// answered), TCP FIN/RST, and the time.
+    #[inline]
+    fn touch(&self, orig: bool, tcp: Option<u8>, now: u64) {
+        let mut set = if orig { 0 } else { REPLIED };
+        if let Some(f) = tcp {
+            if f & tcp_flags::RST != 0 {
+                set |= RST;
+            }
+            if f & tcp_flags::FIN != 0 {
+                set |= if orig { FIN_ORIG } else { FIN_REPLY };
+            }
+        }
+        if set != 0 && self.bits() & set != set {
+            self.bits.fetch_or(set, Relaxed);
+        }
+        if self.last.load(Relaxed) != now {
+            self.last.store(now, Relaxed);
+        }
+    }
+}
+
+/// Whether a packet with TCP flags `tcp` in direction `orig` opens a new
+/// connection over a closing flow with the same tuple (port reuse).
+#[inline]
+fn reopens(orig: bool, flow: &Flow, tcp: Option<u8>) -> bool {
+    orig && tcp.is_some_and(|f| f & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN)
+        && flow.state() == FlowState::Closing
+}
+
+/// Slots of a worker's [`FlowCache`] (a power of two).
+pub const FLOW_CACHE_SLOTS: usize = 4096;
+
+#[derive(Debug)]
+struct CacheEntry {
+    key: u128,
+    orig: bool,
+    hit: Hit,
+    flow: Arc<Flow>,
+}
+
+/// A worker's direct-mapped cache of flows it has seen: the established
+/// path without a lock. An entry is only a shortcut to the shared `Flow`:
+/// every removal from the table marks the flow dead first, so a cached
+/// entry of a removed, expired or replaced flow is never used.
+#[derive(Debug)]
+pub struct FlowCache {
+    entries: Box<[Option<CacheEntry>]>,
+}
+
+impl Default for FlowCache {
+    fn default() -> Self {
+        FlowCache {
+            entries: (0..FLOW_CACHE_SLOTS).map(|_| None).collect(),
+        }
+    }
+}
+
+impl FlowCache {
+    #[inline]
+    fn slot(&self, key: u128) -> usize {
+        let h = (key as u64) ^ ((key >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        (h >> 52) as usize % FLOW_CACHE_SLOTS
+    }
 }
 
 /// The state of a flow as `ct list` shows it.
@@ -192,14 +258,25 @@ struct Rec {
     flow: Arc<Flow>,
 }
 
+/// One shard: the records of the flows whose client port hashes here,
+/// with the shard's share of the counters (kept under its lock, so no
+/// shared counter line is written per new flow).
 #[derive(Default)]
 struct Shard {
     map: HashMap<u128, Rec, FlowHash>,
-    /// Original-direction records in this shard (the limit counts these).
+    /// Flows (original-direction records) in this shard: the limit counts these.
     flows: usize,
     /// Keys of flows created here, oldest first: candidates for eviction
     /// while they have had no reply. Stale keys are skipped and compacted.
     young: VecDeque<u128>,
+    created: u64,
+    evicted: u64,
+    full: u64,
+    expired: u64,
+    /// Flow states of removed flows that nothing refers to any more, for
+    /// new flows to reuse (as a kernel slab cache would): creating a flow
+    /// then allocates nothing. At most the shard's limit.
+    spare: Vec<Arc<Flow>>,
 }
 
 /// A keyed multiply-fold hash of a packed tuple (the key is random per
@@ -278,7 +355,7 @@ pub enum Hit {
 pub enum CreateError {
     /// The shard is full of answered flows.
     Full,
-    /// No free port to translate the client to (32 tries).
+    /// No free port of the shard to translate the client to.
     NoPort,
 }
 
@@ -333,10 +410,6 @@ pub struct Conntrack {
     hash: FlowHash,
     per_shard: usize,
     limit: usize,
-    created: AtomicU64,
-    evicted: AtomicU64,
-    full: AtomicU64,
-    expired: AtomicU64,
 }
 
 impl Default for Conntrack {
@@ -351,6 +424,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The client's port in a packed tuple: the source port of an
+/// original-direction key, the destination port of a reply key.
+#[inline]
+fn client_port(key: u128, orig: bool) -> u16 {
+    if orig {
+        (key >> 48) as u16
+    } else {
+        (key >> 32) as u16
+    }
+}
+
 impl Conntrack {
     /// A table of at most `limit` flows (at least one per shard).
     pub fn new(limit: usize) -> Self {
@@ -360,8 +444,8 @@ impl Conntrack {
             .map(|_| {
                 Mutex::new(Shard {
                     map: HashMap::with_hasher(hash),
-                    flows: 0,
-                    young: VecDeque::new(),
+                    spare: Vec::with_capacity(per_shard),
+                    ..Shard::default()
                 })
             })
             .collect();
@@ -374,10 +458,6 @@ impl Conntrack {
             hash,
             per_shard,
             limit: per_shard * SHARDS,
-            created: AtomicU64::new(0),
-            evicted: AtomicU64::new(0),
-            full: AtomicU64::new(0),
-            expired: AtomicU64::new(0),
         }
     }
 
@@ -386,52 +466,108 @@ impl Conntrack {
         self.limit
     }
 
+    /// The shard of the flows whose client side uses `port`. Both records
+    /// of a flow carry the client's port (the reply's destination port is
+    /// the client's, or the one it was translated to, which is chosen in
+    /// the same shard), so a flow lives in one shard. The shard comes from
+    /// bits of a keyed hash that the shards' own maps do not use for their
+    /// buckets and tags.
     #[inline]
-    fn shard_of(&self, k: u128) -> usize {
-        (self.hash.of(k) >> 58) as usize % SHARDS
+    fn port_shard(&self, port: u16) -> usize {
+        (self.hash.of(u128::from(port)) >> 32) as usize % SHARDS
     }
 
-    /// Looks up a packet's tuple and records what it says about the flow:
-    /// `tcp` carries the TCP flags (`None` for other protocols). An
-    /// expired or dead record is removed and reported as a miss; so is a
-    /// closing TCP flow whose client opens a new connection on the same
-    /// ports (a SYN without ACK).
     #[inline]
-    pub fn lookup(&self, key: u128, tcp: Option<u8>, now: u64) -> Option<Hit> {
-        let mut shard = lock(&self.shards[self.shard_of(key)]);
-        let rec = shard.map.get(&key)?;
-        let flow = &rec.flow;
-        let reopened = rec.orig
-            && tcp.is_some_and(|f| f & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN)
-            && flow.state() == FlowState::Closing;
-        if flow.expired(now) || reopened {
-            let other = rec.other;
-            let orig = rec.orig;
-            flow.kill();
-            shard.map.remove(&key);
-            if orig {
-                shard.flows -= 1;
-                self.expired.fetch_add(1, Relaxed);
-            }
-            self.remove_other(&mut shard, key, other);
+    fn shard_of(&self, key: u128, orig: bool) -> usize {
+        self.port_shard(client_port(key, orig))
+    }
+
+    /// Looks up a packet's tuple in the direction the caller expects
+    /// (`orig`: client → Service; else a reply) and records what the packet
+    /// says about the flow: `tcp` carries the TCP flags (`None` for other
+    /// protocols). An expired or dead flow is removed and reported as a
+    /// miss; so is a closing TCP flow whose client opens a new connection on
+    /// the same ports (a SYN without ACK).
+    #[inline]
+    pub fn lookup(&self, key: u128, orig: bool, tcp: Option<u8>, now: u64) -> Option<Hit> {
+        self.lookup_flow(key, orig, tcp, now, false)
+            .map(|(hit, _)| hit)
+    }
+
+    /// The translation of a live flow's record, without counting the
+    /// lookup as traffic of the flow (for ICMP errors about it).
+    pub fn peek(&self, key: u128, orig: bool, now: u64) -> Option<Hit> {
+        let s = lock(&self.shards[self.shard_of(key, orig)]);
+        let rec = s.map.get(&key).filter(|r| r.orig == orig)?;
+        if rec.flow.expired(now) {
             return None;
         }
-        let mut set = if rec.orig { 0 } else { REPLIED };
-        if let Some(f) = tcp {
-            if f & tcp_flags::RST != 0 {
-                set |= RST;
+        Some(if orig {
+            Hit::Orig {
+                nat: rec.nat,
+                service: rec.flow.service,
+                backend: rec.flow.backend,
             }
-            if f & tcp_flags::FIN != 0 {
-                set |= if rec.orig { FIN_ORIG } else { FIN_REPLY };
+        } else {
+            Hit::Reply { nat: rec.nat }
+        })
+    }
+
+    /// [`Conntrack::lookup`] through a worker's [`FlowCache`]: a flow the
+    /// worker saw recently is found and updated without taking a lock (its
+    /// state lives in the shared `Flow`); anything else goes to the table
+    /// and is cached.
+    #[inline]
+    pub fn lookup_cached(
+        &self,
+        cache: &mut FlowCache,
+        key: u128,
+        orig: bool,
+        tcp: Option<u8>,
+        now: u64,
+    ) -> Option<Hit> {
+        let slot = cache.slot(key);
+        if let Some(e) = &cache.entries[slot]
+            && e.key == key
+            && e.orig == orig
+        {
+            let flow = &e.flow;
+            if !flow.expired(now) && !reopens(orig, flow, tcp) {
+                flow.touch(orig, tcp, now);
+                return Some(e.hit);
             }
         }
-        if set != 0 && flow.bits() & set != set {
-            flow.bits.fetch_or(set, Relaxed);
+        let (hit, flow) = self.lookup_flow(key, orig, tcp, now, true)?;
+        cache.entries[slot] = flow.map(|flow| CacheEntry {
+            key,
+            orig,
+            hit,
+            flow,
+        });
+        Some(hit)
+    }
+
+    #[inline]
+    fn lookup_flow(
+        &self,
+        key: u128,
+        orig: bool,
+        tcp: Option<u8>,
+        now: u64,
+        want_flow: bool,
+    ) -> Option<(Hit, Option<Arc<Flow>>)> {
+        let mut s = lock(&self.shards[self.shard_of(key, orig)]);
+        let rec = s.map.get(&key).filter(|r| r.orig == orig)?;
+        let flow = &rec.flow;
+        if flow.expired(now) || reopens(orig, flow, tcp) {
+            let other = rec.other;
+            flow.kill();
+            s.remove_flow(key, other);
+            s.expired += 1;
+            return None;
         }
-        if flow.last.load(Relaxed) != now {
-            flow.last.store(now, Relaxed);
-        }
-        Some(if rec.orig {
+        flow.touch(orig, tcp, now);
+        let hit = if orig {
             Hit::Orig {
                 nat: rec.nat,
                 service: flow.service,
@@ -439,109 +575,109 @@ impl Conntrack {
             }
         } else {
             Hit::Reply { nat: rec.nat }
-        })
+        };
+        Some((hit, want_flow.then(|| Arc::clone(flow))))
     }
 
     /// Ends the flow whose original tuple is `key` (its endpoint is gone).
     pub fn kill(&self, key: u128) {
-        let mut shard = lock(&self.shards[self.shard_of(key)]);
-        if let Some(rec) = shard.map.remove(&key) {
+        let mut s = lock(&self.shards[self.shard_of(key, true)]);
+        if let Some(rec) = s.map.get(&key).filter(|r| r.orig) {
             rec.flow.kill();
-            if rec.orig {
-                shard.flows -= 1;
-            }
-            self.remove_other(&mut shard, key, rec.other);
+            let other = rec.other;
+            s.remove_flow(key, other);
         }
     }
 
-    /// Removes the record `other` (the other direction of the flow whose
-    /// record `key` lives in the locked `shard`): directly when it lives
-    /// there too, else if its shard can be taken without waiting. Otherwise
-    /// the flow is dead and its record goes at the next lookup or sweep.
-    fn remove_other(&self, shard: &mut Shard, key: u128, other: u128) {
-        let i = self.shard_of(other);
-        if i == self.shard_of(key) {
-            remove_rec(shard, other);
-        } else if let Ok(mut s) = self.shards[i].try_lock() {
-            remove_rec(&mut s, other);
-        }
-    }
-
-    /// Creates a flow. The reply tuple is endpoint → client (or → `snat`);
-    /// when it is taken already, the client's port is translated to a
-    /// free one. Returns the translation of the original direction.
+    /// Creates a flow, under one shard lock. The reply tuple is endpoint →
+    /// client (or → `snat`); when it is taken already, the client's port is
+    /// translated to a free one of the same shard. Returns the translation
+    /// of the original direction.
     pub fn create(&self, f: &NewFlow, now: u64) -> Result<Nat, CreateError> {
         let orig_key = flow_key(f.client.0, f.front.0, f.client.1, f.front.1, f.proto);
         let src = f.snat.unwrap_or(f.client.0);
-        let flow = Arc::new(Flow {
+        let i = self.port_shard(f.client.1);
+        let mut s = lock(&self.shards[i]);
+        if let Some(old) = s.map.get(&orig_key).filter(|r| r.orig) {
+            old.flow.kill();
+            let other = old.other;
+            s.remove_flow(orig_key, other);
+        }
+        if s.flows >= self.per_shard && !s.evict_one(now) {
+            s.full += 1;
+            return Err(CreateError::Full);
+        }
+        // Claim a reply tuple: the client's own port, else one of the
+        // dynamic range in this shard, probed from a point set by the flow.
+        let mut port = f.client.1;
+        let mut attempt = 0u32;
+        let reply_key = loop {
+            let k = flow_key(f.backend.0, src, f.backend.1, port, f.proto);
+            match s
+                .map
+                .get(&k)
+                .filter(|r| !r.orig)
+                .map(|r| (r.flow.expired(now), r.other))
+            {
+                None => break k,
+                // A stale record: its flow is over, reuse the tuple.
+                Some((true, other)) => {
+                    s.remove_flow(k, other);
+                    break k;
+                }
+                Some((false, _)) => {}
+            }
+            loop {
+                attempt += 1;
+                if attempt > 4096 {
+                    s.full += 1;
+                    return Err(CreateError::NoPort);
+                }
+                let h = self.hash.of(orig_key ^ u128::from(attempt));
+                port = 1024 + (h % (65536 - 1024)) as u16;
+                if self.port_shard(port) == i {
+                    break;
+                }
+            }
+        };
+        let fresh = Flow {
             service: f.service,
             backend: crate::service::endpoint(f.backend.0, f.backend.1),
             proto: f.proto,
             bits: AtomicU8::new(0),
             last: AtomicU64::new(now),
-        });
-        // Claim a reply tuple.
-        let mut port = f.client.1;
-        let mut reply_key = 0;
-        let mut claimed = false;
-        for attempt in 0..32u32 {
-            if attempt > 0 {
-                // Probe the dynamic range from a point set by the flow.
-                let h = self.hash.of(orig_key ^ u128::from(attempt));
-                port = 1024 + (h % (65536 - 1024)) as u16;
-            }
-            reply_key = flow_key(f.backend.0, src, f.backend.1, port, f.proto);
-            let mut s = lock(&self.shards[self.shard_of(reply_key)]);
-            let taken = s.map.get(&reply_key).map(|r| r.flow.expired(now));
-            match taken {
-                Some(false) => continue,
-                // A stale record: its flow is over, reuse the tuple.
-                Some(true) => remove_rec(&mut s, reply_key),
-                None => {}
-            }
-            s.map.insert(
-                reply_key,
-                Rec {
-                    orig: false,
-                    nat: Nat {
-                        src: f.front.0,
-                        sport: f.front.1,
-                        dst: f.client.0,
-                        dport: f.client.1,
-                    },
-                    other: orig_key,
-                    flow: Arc::clone(&flow),
+        };
+        let flow = match s.spare.pop() {
+            Some(mut spare) => match Arc::get_mut(&mut spare) {
+                Some(slot) => {
+                    *slot = fresh;
+                    spare
+                }
+                // A worker's cache took a reference meanwhile: let it go.
+                None => Arc::new(fresh),
+            },
+            None => Arc::new(fresh),
+        };
+        s.map.insert(
+            reply_key,
+            Rec {
+                orig: false,
+                nat: Nat {
+                    src: f.front.0,
+                    sport: f.front.1,
+                    dst: f.client.0,
+                    dport: f.client.1,
                 },
-            );
-            claimed = true;
-            break;
-        }
-        if !claimed {
-            self.full.fetch_add(1, Relaxed);
-            return Err(CreateError::NoPort);
-        }
+                other: orig_key,
+                flow: Arc::clone(&flow),
+            },
+        );
         let nat = Nat {
             src,
             sport: port,
             dst: f.backend.0,
             dport: f.backend.1,
         };
-        let i = self.shard_of(orig_key);
-        let mut s = lock(&self.shards[i]);
-        if let Some(old) = s.map.remove(&orig_key) {
-            old.flow.kill();
-            if old.orig {
-                s.flows -= 1;
-            }
-        }
-        if s.flows >= self.per_shard && !self.evict_one(&mut s, i, now) {
-            drop(s);
-            flow.kill();
-            let mut r = lock(&self.shards[self.shard_of(reply_key)]);
-            r.map.remove(&reply_key);
-            self.full.fetch_add(1, Relaxed);
-            return Err(CreateError::Full);
-        }
         s.map.insert(
             orig_key,
             Rec {
@@ -552,63 +688,25 @@ impl Conntrack {
             },
         );
         s.flows += 1;
+        s.created += 1;
         s.young.push_back(orig_key);
         if s.young.len() > 2 * self.per_shard + 16 {
-            compact_young(&mut s);
+            s.compact_young();
         }
-        self.created.fetch_add(1, Relaxed);
         Ok(nat)
     }
 
-    /// Evicts the oldest unanswered flow of shard `i`; false if it has
-    /// none (looking at a bounded number of candidates).
-    fn evict_one(&self, s: &mut Shard, i: usize, now: u64) -> bool {
-        for _ in 0..64 {
-            let Some(k) = s.young.pop_front() else {
-                break;
-            };
-            let Some(rec) = s.map.get(&k) else { continue };
-            if !rec.orig || (rec.flow.replied() && !rec.flow.expired(now)) {
-                continue;
-            }
-            let other = rec.other;
-            rec.flow.kill();
-            s.map.remove(&k);
-            s.flows -= 1;
-            self.evicted.fetch_add(1, Relaxed);
-            let j = self.shard_of(other);
-            if j == i {
-                s.map.remove(&other);
-            } else if let Ok(mut o) = self.shards[j].try_lock() {
-                o.map.remove(&other);
-            }
-            return true;
-        }
-        false
-    }
-
-    /// Removes expired and dead records, and expired affinity entries.
+    /// Removes expired and dead flows, and expired affinity entries.
     /// Returns the number of flows removed.
     pub fn sweep(&self, now: u64) -> usize {
         let mut removed = 0;
         for m in self.shards.iter() {
             let mut s = lock(m);
-            let mut flows = 0;
-            s.map.retain(|_, r| {
-                let keep = !r.flow.expired(now);
-                if !keep {
-                    r.flow.kill();
-                    if r.orig {
-                        flows += 1;
-                    }
-                }
-                keep
-            });
-            s.flows -= flows;
-            removed += flows;
-            compact_young(&mut s);
+            let n = s.retain(|r| !r.flow.expired(now));
+            s.expired += n as u64;
+            removed += n;
+            s.compact_young();
         }
-        self.expired.fetch_add(removed as u64, Relaxed);
         for m in self.affinity.iter() {
             lock(m).retain(|_, &mut (_, expires)| expires >= now);
         }
@@ -619,11 +717,7 @@ impl Conntrack {
     pub fn flush(&self) {
         for m in self.shards.iter() {
             let mut s = lock(m);
-            for r in s.map.values() {
-                r.flow.kill();
-            }
-            s.map.clear();
-            s.flows = 0;
+            s.retain(|_| false);
             s.young.clear();
         }
         for m in self.affinity.iter() {
@@ -634,17 +728,7 @@ impl Conntrack {
     /// Forgets every flow of the Services with these packed keys.
     pub fn forget_services(&self, services: &[u64]) {
         for m in self.shards.iter() {
-            let mut s = lock(m);
-            let mut flows = 0;
-            s.map.retain(|_, r| {
-                let keep = !services.contains(&r.flow.service);
-                if !keep {
-                    r.flow.kill();
-                    flows += usize::from(r.orig);
-                }
-                keep
-            });
-            s.flows -= flows;
+            lock(m).retain(|r| !services.contains(&r.flow.service));
         }
     }
 
@@ -676,14 +760,14 @@ impl Conntrack {
     pub fn counters(&self, now: u64) -> CtCounters {
         let mut c = CtCounters {
             limit: self.limit as u64,
-            created: self.created.load(Relaxed),
-            evicted: self.evicted.load(Relaxed),
-            full: self.full.load(Relaxed),
-            expired: self.expired.load(Relaxed),
             ..CtCounters::default()
         };
         for m in self.shards.iter() {
             let s = lock(m);
+            c.created += s.created;
+            c.evicted += s.evicted;
+            c.full += s.full;
+            c.expired += s.expired;
             for r in s.map.values() {
                 if r.orig && !r.flow.expired(now) {
                     c.entries += 1;
@@ -704,12 +788,17 @@ impl Conntrack {
         u128::from(service) << 32 | u128::from(client)
     }
 
+    #[inline]
+    fn affinity_shard(&self, k: u128) -> usize {
+        (self.hash.of(k) >> 32) as usize % SHARDS
+    }
+
     /// The endpoint `client` was last sent to by `service`, if that was
     /// less than the affinity timeout ago.
     #[inline]
     pub fn affinity(&self, service: u64, client: u32, now: u64) -> Option<u64> {
         let k = Self::affinity_key(service, client);
-        let m = lock(&self.affinity[self.shard_of(k)]);
+        let m = lock(&self.affinity[self.affinity_shard(k)]);
         m.get(&k)
             .filter(|(_, expires)| *expires >= now)
             .map(|(b, _)| *b)
@@ -720,7 +809,7 @@ impl Conntrack {
     /// not remembered (their flows still work).
     pub fn set_affinity(&self, service: u64, client: u32, backend: u64, timeout_ms: u64, now: u64) {
         let k = Self::affinity_key(service, client);
-        let mut m = lock(&self.affinity[self.shard_of(k)]);
+        let mut m = lock(&self.affinity[self.affinity_shard(k)]);
         if m.len() >= self.per_shard && !m.contains_key(&k) {
             return;
         }
@@ -728,16 +817,77 @@ impl Conntrack {
     }
 }
 
-/// Removes record `k` from a shard, keeping the flow count right.
-fn remove_rec(s: &mut Shard, k: u128) {
-    if s.map.remove(&k).is_some_and(|r| r.orig) {
-        s.flows -= 1;
+impl Shard {
+    /// Removes both records of a flow (the original one `key` or the
+    /// reply one, and `other`).
+    fn remove_flow(&mut self, key: u128, other: u128) {
+        for k in [key, other] {
+            if let Some(r) = self.map.remove(&k) {
+                if r.orig {
+                    self.flows -= 1;
+                }
+                self.recycle(r.flow);
+            }
+        }
     }
-}
 
-fn compact_young(s: &mut Shard) {
-    let Shard { map, young, .. } = s;
-    young.retain(|k| map.get(k).is_some_and(|r| r.orig && !r.flow.replied()));
+    /// Keeps a removed flow's state for reuse once nothing else refers to
+    /// it (the other record gone, no worker's cache holding it).
+    #[inline]
+    fn recycle(&mut self, flow: Arc<Flow>) {
+        if Arc::strong_count(&flow) == 1 && self.spare.len() < self.spare.capacity() {
+            self.spare.push(flow);
+        }
+    }
+
+    /// Keeps the records `keep` says yes to; the others' flows are marked
+    /// dead (so cached entries of them are dropped too). Returns the number
+    /// of flows removed.
+    fn retain(&mut self, mut keep: impl FnMut(&Rec) -> bool) -> usize {
+        let mut removed = 0;
+        let mut gone = Vec::new();
+        for (&k, r) in &self.map {
+            if !keep(r) {
+                r.flow.kill();
+                removed += usize::from(r.orig);
+                gone.push(k);
+            }
+        }
+        for k in gone {
+            if let Some(r) = self.map.remove(&k) {
+                self.recycle(r.flow);
+            }
+        }
+        self.flows -= removed;
+        removed
+    }
+
+    /// Evicts the oldest unanswered flow; false if there is none (looking
+    /// at a bounded number of candidates).
+    fn evict_one(&mut self, now: u64) -> bool {
+        for _ in 0..64 {
+            let Some(k) = self.young.pop_front() else {
+                break;
+            };
+            let Some(rec) = self.map.get(&k).filter(|r| r.orig) else {
+                continue;
+            };
+            if rec.flow.replied() && !rec.flow.expired(now) {
+                continue;
+            }
+            rec.flow.kill();
+            let other = rec.other;
+            self.remove_flow(k, other);
+            self.evicted += 1;
+            return true;
+        }
+        false
+    }
+
+    fn compact_young(&mut self) {
+        let Shard { map, young, .. } = self;
+        young.retain(|k| map.get(k).is_some_and(|r| r.orig && !r.flow.replied()));
+    }
 }
 
 #[cfg(test)]
@@ -775,7 +925,7 @@ mod tests {
         );
         let orig = flow_key(C, VIP, 40000, 80, PROTO_TCP);
         assert_eq!(
-            ct.lookup(orig, Some(tcp_flags::SYN), 2),
+            ct.lookup(orig, true, Some(tcp_flags::SYN), 2),
             Some(Hit::Orig {
                 nat,
                 service: 7,
@@ -784,7 +934,7 @@ mod tests {
         );
         let reply = flow_key(B, C, 8080, 40000, PROTO_TCP);
         assert_eq!(
-            ct.lookup(reply, Some(tcp_flags::SYN | tcp_flags::ACK), 3),
+            ct.lookup(reply, false, Some(tcp_flags::SYN | tcp_flags::ACK), 3),
             Some(Hit::Reply {
                 nat: Nat {
                     src: VIP,
@@ -810,7 +960,7 @@ mod tests {
         assert_ne!(nat.sport, 40000);
         let reply = flow_key(B, C, 8080, nat.sport, PROTO_TCP);
         assert!(matches!(
-            ct.lookup(reply, Some(tcp_flags::ACK), 2),
+            ct.lookup(reply, false, Some(tcp_flags::ACK), 2),
             Some(Hit::Reply { nat }) if nat.dport == 40000 && nat.src == VIP + 1
         ));
     }
@@ -820,17 +970,20 @@ mod tests {
         let ct = Conntrack::new(1024);
         ct.create(&new_flow(1, PROTO_UDP), 0).unwrap();
         let orig = flow_key(C, VIP, 1, 80, PROTO_UDP);
-        assert!(ct.lookup(orig, None, UDP_UNREPLIED_MS).is_some());
-        assert!(ct.lookup(orig, None, 2 * UDP_UNREPLIED_MS + 1).is_none());
+        assert!(ct.lookup(orig, true, None, UDP_UNREPLIED_MS).is_some());
+        assert!(
+            ct.lookup(orig, true, None, 2 * UDP_UNREPLIED_MS + 1)
+                .is_none()
+        );
         // TCP closed by RST goes soon; the reply record goes with it.
         ct.create(&new_flow(2, PROTO_TCP), 0).unwrap();
         let orig = flow_key(C, VIP, 2, 80, PROTO_TCP);
         let reply = flow_key(B, C, 8080, 2, PROTO_TCP);
-        ct.lookup(reply, Some(tcp_flags::ACK), 1).unwrap();
-        ct.lookup(orig, Some(tcp_flags::RST), 2).unwrap();
+        ct.lookup(reply, false, Some(tcp_flags::ACK), 1).unwrap();
+        ct.lookup(orig, true, Some(tcp_flags::RST), 2).unwrap();
         assert_eq!(ct.sweep(2 + TCP_CLOSED_MS + 1), 1);
         assert!(
-            ct.lookup(reply, Some(tcp_flags::ACK), 2 + TCP_CLOSED_MS + 2)
+            ct.lookup(reply, false, Some(tcp_flags::ACK), 2 + TCP_CLOSED_MS + 2)
                 .is_none()
         );
         assert_eq!(ct.counters(0).entries, 0);
@@ -855,7 +1008,7 @@ mod tests {
                     .nat
                     .sport;
                 let reply = flow_key(B, C, 8080, nat_port, PROTO_TCP);
-                ct.lookup(reply, Some(tcp_flags::SYN | tcp_flags::ACK), 0)
+                ct.lookup(reply, false, Some(tcp_flags::SYN | tcp_flags::ACK), 0)
                     .unwrap();
                 answered.push(10_000 + p);
             }
@@ -872,7 +1025,10 @@ mod tests {
         // Every answered flow is still there.
         for p in answered {
             let orig = flow_key(C, VIP, p, 80, PROTO_TCP);
-            assert!(ct.lookup(orig, Some(tcp_flags::ACK), 2).is_some(), "{p}");
+            assert!(
+                ct.lookup(orig, true, Some(tcp_flags::ACK), 2).is_some(),
+                "{p}"
+            );
         }
         assert_eq!(c.full, refused);
     }
@@ -897,7 +1053,7 @@ mod tests {
         assert!(ct.flows(0).is_empty());
         assert_eq!(ct.affinity(7, C, 0), None);
         assert!(
-            ct.lookup(flow_key(B, C, 8080, 1, PROTO_TCP), None, 0)
+            ct.lookup(flow_key(B, C, 8080, 1, PROTO_TCP), false, None, 0)
                 .is_none()
         );
     }

@@ -74,6 +74,29 @@ pub fn ipv4_nat(ip: &mut [u8], ihl: usize, src: u32, sport: u16, dst: u32, dport
     write_u16(ip, l4 + DPORT, dport);
 }
 
+/// Rewrites the source and destination of the IPv4 header at `ip[at..]`
+/// from `old_src`/`old_dst` to `src`/`dst`, updating its header checksum
+/// incrementally (the transport checksum is the caller's).
+#[inline]
+pub fn rewrite_addrs(ip: &mut [u8], at: usize, old_src: u32, old_dst: u32, src: u32, dst: u32) {
+    let delta = halves(!old_src) + halves(!old_dst) + halves(src) + halves(dst);
+    let hc = read_u16(ip, at + ipv4::CHECKSUM);
+    write_u16(ip, at + ipv4::CHECKSUM, fold(u32::from(!hc) + delta));
+    write_u32(ip, at + ipv4::SRC, src);
+    write_u32(ip, at + ipv4::DST, dst);
+}
+
+/// Updates the checksum at `b[at..at + 2]` for 32-bit words that changed
+/// from `old` to `new` (addresses, or ports widened to 32 bits).
+#[inline]
+pub fn adjust_checksum(b: &mut [u8], at: usize, old: &[u32], new: &[u32]) {
+    let mut acc = u32::from(!read_u16(b, at));
+    for (&o, &n) in old.iter().zip(new) {
+        acc += halves(!o) + halves(n);
+    }
+    write_u16(b, at, fold(acc));
+}
+
 /// The checksum of a TCP or UDP segment `seg` between `src` and `dst`.
 pub fn l4_checksum(src: u32, dst: u32, proto: u8, seg: &[u8]) -> u16 {
     let mut acc = halves(src) + halves(dst) + u32::from(proto) + seg.len() as u32;

@@ -55,6 +55,8 @@ pub struct Router {
     icmp_last: u64,
     /// Neighbour reports lost because the channel was full.
     pub report_overflows: u64,
+    /// The Service flows this worker saw lately (see `Conntrack::lookup_cached`).
+    pub flows: crate::conntrack::FlowCache,
 }
 
 impl Router {
@@ -69,6 +71,7 @@ impl Router {
             icmp_tokens: ICMP_BURST,
             icmp_last: 0,
             report_overflows: 0,
+            flows: crate::conntrack::FlowCache::default(),
         }
     }
 

@@ -27,9 +27,6 @@
 //! declared with `--ip` and `--mac`), so no packet ever waits for ARP;
 //! the uplink's subnet is added where a test needs it. The Service is
 //! 10.96.0.10:80/TCP with endpoints on port 8080 of the pods.
-//!
-//! The tests marked `#[ignore = "bug: ..."]` show behaviour that is wrong
-//! today; they pass once it is fixed.
 
 mod common;
 
@@ -1035,9 +1032,6 @@ fn a_remote_endpoint_is_reached_and_answers_through_the_tunnel() {
 /// like a local one, and the refusal must go back through the tunnel, as
 /// the router's own ICMP errors about tunnelled packets do.
 #[test]
-#[ignore = "bug: the service stage's refusal (TCP RST / ICMP port unreachable) to a \
-            client inside VXLAN leaves the uplink unwrapped (refuse() returns \
-            Unicast(in_port) instead of going through route::reply_v4)"]
 fn a_tunnelled_client_is_refused_through_the_tunnel() {
     let mut sw = switch();
     add_uplink(&mut sw);
@@ -1079,8 +1073,6 @@ fn quoted(o: &Out) -> (([u8; 4], u16), ([u8; 4], u16)) {
 /// Linux's NAT rewrites it (nf_nat_icmp_reply_translation); otherwise path
 /// MTU discovery towards a Service fails.
 #[test]
-#[ignore = "bug: ICMP errors about a DNATed packet (frag needed, time exceeded) quote \
-            the endpoint's address and port instead of the VIP's"]
 fn an_icmp_error_about_a_translated_packet_quotes_what_the_client_sent() {
     let mut sw = switch();
     set_service(&mut sw, service(&[B], &[]));
@@ -1110,8 +1102,6 @@ fn an_icmp_error_about_a_translated_packet_quotes_what_the_client_sent() {
 /// does not listen on) reaches the client from the VIP, quoting what the
 /// client sent, so that the client's socket sees "connection refused".
 #[test]
-#[ignore = "bug: ICMP errors from an endpoint about a Service flow are routed \
-            untranslated (source and quote show the endpoint, not the VIP)"]
 fn an_endpoints_icmp_error_about_a_flow_is_translated_back() {
     let mut sw = switch();
     let dns = dns_service(&[B]);

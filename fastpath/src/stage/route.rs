@@ -554,5 +554,9 @@ fn icmp_error(
         rest,
     );
     p.len = len as u32;
+    if !cx.snap.services.is_empty() {
+        // About a packet translated for a Service: quote what the client sent.
+        crate::stage::service::translate_icmp_error(p, cx);
+    }
     reply_v4(p, cx)
 }

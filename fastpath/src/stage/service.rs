@@ -34,7 +34,7 @@ use crate::service::{Service, endpoint_parts};
 use crate::snapshot::PortRole;
 use crate::stage::route::RouteCtx;
 use crate::wire::{
-    ETH_LEN, ETHERTYPE_IPV4, icmp, ipv4, ipv4_icmp_error_in_place, read_u16, read_u32,
+    self, ETH_LEN, ETHERTYPE_IPV4, icmp, ipv4, ipv4_icmp_error_in_place, read_u16, read_u32,
 };
 
 /// ICMP destination unreachable code "port unreachable".
@@ -88,11 +88,21 @@ pub(crate) fn one(p: &mut Pkt, role: PortRole, cx: &mut RouteCtx<'_>) -> Option<
     }
     let ip = &frame[ETH_LEN..];
     let proto = ip[ipv4::PROTO];
-    if ip[0] >> 4 != 4 || (proto != tcp::PROTO && proto != udp::PROTO) {
+    if ip[0] >> 4 != 4 {
         return None;
     }
     let src = read_u32(ip, ipv4::SRC);
     let dst = read_u32(ip, ipv4::DST);
+    if proto == ipv4::PROTO_ICMP {
+        // An endpoint's ICMP error about a flow goes back translated.
+        if svcs.is_backend(src) {
+            translate_icmp_error(p, cx);
+        }
+        return None;
+    }
+    if proto != tcp::PROTO && proto != udp::PROTO {
+        return None;
+    }
     let to_router = role != PortRole::Pod || p.dst == l3.router_mac;
     let front = to_router && svcs.is_vip(dst);
     let node = to_router && !front && svcs.has_node_ports() && l3.vteps.contains(&dst);
@@ -109,7 +119,10 @@ pub(crate) fn one(p: &mut Pkt, role: PortRole, cx: &mut RouteCtx<'_>) -> Option<
     let key = flow_key(t.src, t.dst, t.sport, t.dport, t.proto);
     if !ours {
         // Possibly a reply from an endpoint.
-        if let Some(Hit::Reply { nat }) = cx.conntrack.lookup(key, t.flags, cx.now) {
+        if let Some(Hit::Reply { nat }) =
+            cx.conntrack
+                .lookup_cached(&mut cx.router.flows, key, false, t.flags, cx.now)
+        {
             translate(p, &t, nat, cx);
         }
         return None;
@@ -124,7 +137,10 @@ pub(crate) fn one(p: &mut Pkt, role: PortRole, cx: &mut RouteCtx<'_>) -> Option<
         // meanwhile: the router decides (the node's own address).
         return front.then(|| refuse(p, &t, cx));
     };
-    match cx.conntrack.lookup(key, t.flags, cx.now) {
+    match cx
+        .conntrack
+        .lookup_cached(&mut cx.router.flows, key, true, t.flags, cx.now)
+    {
         Some(Hit::Orig {
             nat,
             service,
@@ -137,13 +153,14 @@ pub(crate) fn one(p: &mut Pkt, role: PortRole, cx: &mut RouteCtx<'_>) -> Option<
             // Its endpoint is gone (or the Service changed): a new flow.
             cx.conntrack.kill(key);
         }
-        Some(Hit::Reply { nat }) => {
-            translate(p, &t, nat, cx);
-            return None;
-        }
-        None => {}
+        Some(Hit::Reply { .. }) | None => {}
     }
-    // A new flow.
+    // A new flow. (Tracked packets skip the header checksum here: the
+    // incremental update keeps a bad one bad, and routing checks it.)
+    let frame = cx.pool.data(p.addr, p.len);
+    if !l4::ipv4_header_ok(&frame[ETH_LEN..], t.ihl) {
+        return Some(Verdict::Drop(DropReason::Malformed));
+    }
     let Some(backend) = choose(svc, key, t.src, cx) else {
         return Some(refuse(p, &t, cx));
     };
@@ -182,7 +199,7 @@ pub(crate) fn one(p: &mut Pkt, role: PortRole, cx: &mut RouteCtx<'_>) -> Option<
 fn tuple(ip: &[u8]) -> Result<Tuple, DropReason> {
     let ihl = usize::from(ip[0] & 0x0f) * 4;
     let total = usize::from(read_u16(ip, ipv4::TOTAL_LEN));
-    if ihl < ipv4::MIN_LEN || total < ihl || total > ip.len() || !l4::ipv4_header_ok(ip, ihl) {
+    if ihl < ipv4::MIN_LEN || total < ihl || total > ip.len() {
         return Err(DropReason::Malformed);
     }
     if read_u16(ip, ipv4::FLAGS_FRAG) & ipv4::MF_OFFSET != 0 {
@@ -257,9 +274,91 @@ fn translate(p: &mut Pkt, t: &Tuple, nat: Nat, cx: &mut RouteCtx<'_>) {
     );
 }
 
+/// Translates an ICMP error (destination unreachable, time exceeded,
+/// parameter problem) about a packet of a Service flow as the flow's
+/// replies are, as Linux NAT does: the quoted packet becomes what the
+/// client sent (client → VIP:port), the outer destination the client (if
+/// it was the translated source), the outer source the VIP (if the
+/// endpoint itself sent the error). The error is about the flow's original
+/// direction as it left the switch, so its quote, reversed, is the flow's
+/// reply tuple. Anything else is left as it is. Used for errors from
+/// endpoints and for the router's own errors about translated packets.
+pub(crate) fn translate_icmp_error(p: &mut Pkt, cx: &mut RouteCtx<'_>) {
+    const ICMP_HDR: usize = 8;
+    let now = cx.now;
+    let frame = cx.pool.data(p.addr, p.len);
+    if frame.len() < ETH_LEN + ipv4::MIN_LEN {
+        return;
+    }
+    let ip = &frame[ETH_LEN..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(read_u16(ip, ipv4::TOTAL_LEN));
+    if ip[0] >> 4 != 4
+        || ihl < ipv4::MIN_LEN
+        || total > ip.len()
+        || total < ihl + ICMP_HDR + ipv4::MIN_LEN + 4
+        || ip[ipv4::PROTO] != ipv4::PROTO_ICMP
+        || !matches!(ip[ihl], 3 | 11 | 12)
+    {
+        return;
+    }
+    let inner = ihl + ICMP_HDR;
+    let iihl = usize::from(ip[inner] & 0x0f) * 4;
+    let iproto = ip[inner + ipv4::PROTO];
+    if ip[inner] >> 4 != 4
+        || iihl < ipv4::MIN_LEN
+        || inner + iihl + 4 > total
+        || (iproto != tcp::PROTO && iproto != udp::PROTO)
+    {
+        return;
+    }
+    let (isrc, idst) = (
+        read_u32(ip, inner + ipv4::SRC),
+        read_u32(ip, inner + ipv4::DST),
+    );
+    let l4 = inner + iihl;
+    let (isport, idport) = (read_u16(ip, l4 + l4::SPORT), read_u16(ip, l4 + l4::DPORT));
+    let key = flow_key(idst, isrc, idport, isport, iproto);
+    let Some(Hit::Reply { nat }) = cx.conntrack.peek(key, false, now) else {
+        return;
+    };
+    let (osrc, odst) = (read_u32(ip, ipv4::SRC), read_u32(ip, ipv4::DST));
+    let frame = cx.pool.data_mut(p.addr, p.len);
+    let ip = &mut frame[ETH_LEN..ETH_LEN + total];
+    // The quote: client → VIP, with its header (and, when quoted, transport)
+    // checksum kept right.
+    let quote = &mut ip[inner..];
+    let seg_len = quote.len() - iihl;
+    let csum_at = match iproto {
+        tcp::PROTO if seg_len >= tcp::CHECKSUM + 2 => Some(iihl + tcp::CHECKSUM),
+        udp::PROTO
+            if seg_len >= udp::CHECKSUM + 2 && read_u16(quote, iihl + udp::CHECKSUM) != 0 =>
+        {
+            Some(iihl + udp::CHECKSUM)
+        }
+        _ => None,
+    };
+    let old = [isrc, idst, u32::from(isport), u32::from(idport)];
+    let new = [nat.dst, nat.src, u32::from(nat.dport), u32::from(nat.sport)];
+    l4::rewrite_addrs(quote, 0, isrc, idst, nat.dst, nat.src);
+    if let Some(at) = csum_at {
+        l4::adjust_checksum(quote, at, &old, &new);
+    }
+    wire::write_u16(quote, iihl + l4::SPORT, nat.dport);
+    wire::write_u16(quote, iihl + l4::DPORT, nat.sport);
+    // The outer header.
+    let nsrc = if osrc == idst { nat.src } else { osrc };
+    let ndst = if odst == isrc { nat.dst } else { odst };
+    l4::rewrite_addrs(ip, 0, osrc, odst, nsrc, ndst);
+    // The ICMP checksum covers the whole message: computed again.
+    wire::write_u16(ip, ihl + 2, 0);
+    let c = wire::checksum(&ip[ihl..total]);
+    wire::write_u16(ip, ihl + 2, c);
+}
+
 /// Refuses a packet to a Service without endpoints (or a VIP port no
-/// Service has): a TCP reset, or ICMP port unreachable, back out the port
-/// it came in on; counted as `no_endpoints`. Resets are never answered,
+/// Service has): a TCP reset, or ICMP port unreachable, back where it came
+/// from (its ingress port, or the VXLAN tunnel); counted as `no_endpoints`. Resets are never answered,
 /// and answers are rate-limited with the router's ICMP errors.
 fn refuse(p: &mut Pkt, t: &Tuple, cx: &mut RouteCtx<'_>) -> Verdict {
     let reason = DropReason::NoEndpoints;
@@ -290,5 +389,6 @@ fn refuse(p: &mut Pkt, t: &Tuple, cx: &mut RouteCtx<'_>) -> Verdict {
     let dst = p.src;
     p.src = router_mac;
     p.dst = dst;
-    Verdict::Unicast(p.in_port)
+    // Back out of the ingress port, or into the tunnel it came through.
+    crate::stage::route::reply_v4(p, cx)
 }
