@@ -10,12 +10,13 @@
 //! handled by different workers.
 //!
 //! Ownership and locking: the table is shared by every worker and the
-//! controller and split into [`SHARDS`] shards by a keyed hash of the
-//! tuple, each behind its own mutex. A packet takes one shard lock for one
-//! lookup; a new flow takes two, one after the other, never nested (the
-//! one nested attempt, evicting a flow whose other record lives in another
-//! shard, only *tries* the second lock and otherwise marks the flow dead,
-//! so it is removed lazily). No lock is held while a packet is rewritten.
+//! controller and split into [`SHARDS`] shards, each behind its own mutex.
+//! Both records of a flow live in one shard, chosen by a keyed hash of the
+//! client's port (which both tuples carry), so creating or removing a flow
+//! takes one lock and never two. A worker's [`FlowCache`] finds the flows
+//! it saw lately without any lock; every removal marks the flow dead
+//! first, which is what keeps cached entries honest. No lock is held while
+//! a packet is rewritten.
 //!
 //! Limits: each shard holds at most `limit / SHARDS` flows. A new flow in
 //! a full shard evicts the oldest flow that has had no reply yet (a TCP

@@ -36,8 +36,8 @@
 //!
 //! Invariants:
 //! - The forwarding path never blocks or allocates per packet, and takes no
-//!   lock per packet except one conntrack shard lock for Service packets (a
-//!   new flow also allocates its shared state).
+//!   lock per packet except conntrack shard locks for Service packets that
+//!   miss the worker's flow cache (see [`conntrack`]).
 //! - Every frame of a pool is, at any time, in exactly one place: the free
 //!   list, a kernel ring, the worker's batch, or in transit to another worker.
 //! - `unsafe` lives in [`pool`] (raw frame memory), [`port::afxdp`] and
