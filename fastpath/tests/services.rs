@@ -973,7 +973,8 @@ fn a_node_port_on_the_uplink_reaches_an_endpoint_and_answers_from_the_node() {
         (A.ip, 40000),
         63,
     );
-    // The Service's own VIP works from the uplink too.
+    // The Service's own VIP works from the uplink too, source-translated
+    // like NodePort traffic (an off-cluster client), and answered from the VIP.
     let o = send(
         &mut sw,
         UPLINK,
@@ -983,9 +984,14 @@ fn a_node_port_on_the_uplink_reaches_an_endpoint_and_answers_from_the_node() {
         &o,
         B.port,
         (B.mac, ROUTER),
-        (EXT_IP, 50001),
+        (GW_2, 50001),
         (B.ip, BPORT),
         63,
+    );
+    let o = send(&mut sw, B.port, from_backend(B, (GW_2, 50001), SYN | ACK));
+    assert_eq!(
+        (o.port, o.from(), o.to()),
+        (UPLINK, (VIP, VPORT), (EXT_IP, 50001))
     );
     sw.assert_drops(&[]);
     sw.assert_no_leaks();

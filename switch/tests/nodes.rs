@@ -452,3 +452,59 @@ fn three_nodes_on_a_lan() {
         "node to node over the LAN",
     );
 }
+
+/// A Service whose endpoints live on other nodes: reached from a pod of
+/// node a (the endpoint's reply comes back to node a by host-gw and is
+/// translated there) and from node a itself through its host port (the
+/// switch translates the node's source to its own address, so the reply
+/// comes back through the switch rather than straight to node a's kernel).
+#[test]
+fn services_with_endpoints_on_another_node() {
+    let Some(mut env) = TestEnv::new("services_with_endpoints_on_another_node") else {
+        return;
+    };
+    let TwoNodes { na, pa, pb, .. } = two_nodes(&mut env);
+    let d = env.node_daemon(&na.name);
+    d.ctl_ok(&["port", "add", "vsw0", "--type", "tap", "--host"]);
+    d.wait_ports_up(&["vsw0"]);
+    let vip: std::net::Ipv4Addr = "10.96.0.10".parse().unwrap();
+    for port in [7301, 7302] {
+        d.ctl_ok(&[
+            "service",
+            "add",
+            &format!("{vip}:{port}/tcp"),
+            "--backend",
+            &format!("{}:{port}", pb.ip),
+        ]);
+    }
+    // vswitchd gave node a's kernel a route to the VIP through vsw0.
+    let routes = ip(&["-n", &na.name, "route", "show", &vip.to_string()]);
+    assert!(
+        routes.stdout.contains("dev vsw0"),
+        "no kernel route to the VIP via vsw0: {}",
+        routes.stdout
+    );
+    // A pod of node a: the endpoint sees the pod's own address.
+    assert_eq!(
+        env.tcp_exchange(&pa.name, &pb.name, vip, 7301),
+        pa.ip.to_string(),
+        "pod a to the VIP, served on node b"
+    );
+    // Node a itself: the endpoint sees node a's switch address.
+    assert_eq!(
+        env.tcp_exchange(&na.name, &pb.name, vip, 7302),
+        "10.244.1.1",
+        "node a to the VIP, served on node b"
+    );
+    let d = env.node_daemon(&na.name);
+    let flows = d.ctl_value(&["ct", "list"]);
+    let flows = flows.as_array().unwrap();
+    assert_eq!(flows.len(), 2, "{flows:?}");
+    assert!(
+        flows.iter().all(|f| f["reply_src"]
+            .as_str()
+            .unwrap()
+            .starts_with(&pb.ip.to_string())),
+        "{flows:?}"
+    );
+}

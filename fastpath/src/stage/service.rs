@@ -8,10 +8,11 @@
 //!   direction. A tracked flow keeps its endpoint while that endpoint is
 //!   still listed (ready or terminating); a new flow gets one (ClientIP
 //!   affinity first, if the Service has it, else Maglev over the 5-tuple),
-//!   a conntrack entry, and its destination translated. NodePort flows and
-//!   hairpin flows (a pod reaching itself through its Service) are also
-//!   source-translated to a switch address, so the reply comes back
-//!   through the switch. A Service without endpoints refuses the packet
+//!   a conntrack entry, and its destination translated. NodePort flows,
+//!   flows from routed ports (the node through the host port, the outside
+//!   through the uplink) and hairpin flows (a pod reaching itself through
+//!   its Service) are also source-translated to a switch address, so the
+//!   reply comes back through the switch wherever the endpoint is. A Service without endpoints refuses the packet
 //!   at once: a TCP reset, or ICMP port unreachable for UDP
 //!   (`no_endpoints`);
 //! - from an endpoint address: possibly a reply, translated back so the
@@ -165,7 +166,11 @@ pub(crate) fn one(p: &mut Pkt, role: PortRole, cx: &mut RouteCtx<'_>) -> Option<
         return Some(refuse(p, &t, cx));
     };
     let (bip, bport) = endpoint_parts(backend);
-    let snat = if node || bip == t.src {
+    // Source NAT where the reply would not come back through the switch
+    // otherwise: NodePort clients, clients behind a routed port (the node
+    // itself, or the world beyond the uplink; kube-proxy masquerades
+    // off-cluster sources the same way), and hairpin.
+    let snat = if node || role != PortRole::Pod || bip == t.src {
         match l3.source_for(bip) {
             Some(a) => Some(a),
             None => return Some(Verdict::Drop(DropReason::NoRoute)),
