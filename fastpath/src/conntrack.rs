@@ -215,6 +215,17 @@ impl Default for FlowCache {
 
 impl FlowCache {
     #[inline]
+    fn put(&mut self, key: u128, orig: bool, hit: Hit, flow: Arc<Flow>) {
+        let slot = self.slot(key);
+        self.entries[slot] = Some(CacheEntry {
+            key,
+            orig,
+            hit,
+            flow,
+        });
+    }
+
+    #[inline]
     fn slot(&self, key: u128) -> usize {
         let h = (key as u64) ^ ((key >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -349,6 +360,15 @@ pub enum Hit {
     },
     /// A packet of the reply direction (endpoint → client).
     Reply { nat: Nat },
+}
+
+/// What [`Conntrack::lookup_or_create`] found or made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tracked {
+    /// The flow exists: its original direction's translation.
+    Existing(Hit),
+    /// A new flow: the translation of its original direction.
+    Created(Nat),
 }
 
 /// Why a flow could not be created.
@@ -514,6 +534,25 @@ impl Conntrack {
         })
     }
 
+    /// A lookup in the worker's [`FlowCache`] only (no lock): the flow's
+    /// translation if the worker saw it lately and it is alive.
+    #[inline]
+    pub fn cached(
+        &self,
+        cache: &FlowCache,
+        key: u128,
+        orig: bool,
+        tcp: Option<u8>,
+        now: u64,
+    ) -> Option<Hit> {
+        let e = cache.entries[cache.slot(key)].as_ref()?;
+        if e.key != key || e.orig != orig || e.flow.expired(now) || reopens(orig, &e.flow, tcp) {
+            return None;
+        }
+        e.flow.touch(orig, tcp, now);
+        Some(e.hit)
+    }
+
     /// [`Conntrack::lookup`] through a worker's [`FlowCache`]: a flow the
     /// worker saw recently is found and updated without taking a lock (its
     /// state lives in the shared `Flow`); anything else goes to the table
@@ -596,7 +635,6 @@ impl Conntrack {
     /// of the original direction.
     pub fn create(&self, f: &NewFlow, now: u64) -> Result<Nat, CreateError> {
         let orig_key = flow_key(f.client.0, f.front.0, f.client.1, f.front.1, f.proto);
-        let src = f.snat.unwrap_or(f.client.0);
         let i = self.port_shard(f.client.1);
         let mut s = lock(&self.shards[i]);
         if let Some(old) = s.map.get(&orig_key).filter(|r| r.orig) {
@@ -604,6 +642,59 @@ impl Conntrack {
             let other = old.other;
             s.remove_flow(orig_key, other);
         }
+        self.create_locked(&mut s, i, f, orig_key, now)
+    }
+
+    /// The first packet of a flow, or one the worker's cache did not know:
+    /// under one shard lock, the flow's record if it is alive and `keep`
+    /// accepts its (Service, endpoint), else a new flow made of `f` (which
+    /// replaces a record `keep` refused). The result is cached.
+    pub fn lookup_or_create(
+        &self,
+        cache: &mut FlowCache,
+        f: &NewFlow,
+        tcp: Option<u8>,
+        now: u64,
+        keep: impl Fn(u64, u64) -> bool,
+    ) -> Result<Tracked, CreateError> {
+        let orig_key = flow_key(f.client.0, f.front.0, f.client.1, f.front.1, f.proto);
+        let i = self.port_shard(f.client.1);
+        let mut s = lock(&self.shards[i]);
+        if let Some(rec) = s.map.get(&orig_key).filter(|r| r.orig) {
+            let flow = &rec.flow;
+            let expired = flow.expired(now);
+            if !expired && !reopens(true, flow, tcp) && keep(flow.service, flow.backend) {
+                flow.touch(true, tcp, now);
+                let hit = Hit::Orig {
+                    nat: rec.nat,
+                    service: flow.service,
+                    backend: flow.backend,
+                };
+                let flow = Arc::clone(flow);
+                drop(s);
+                cache.put(orig_key, true, hit, flow);
+                return Ok(Tracked::Existing(hit));
+            }
+            flow.kill();
+            let other = rec.other;
+            s.remove_flow(orig_key, other);
+            if expired {
+                s.expired += 1;
+            }
+        }
+        self.create_locked(&mut s, i, f, orig_key, now)
+            .map(Tracked::Created)
+    }
+
+    fn create_locked(
+        &self,
+        s: &mut Shard,
+        i: usize,
+        f: &NewFlow,
+        orig_key: u128,
+        now: u64,
+    ) -> Result<Nat, CreateError> {
+        let src = f.snat.unwrap_or(f.client.0);
         if s.flows >= self.per_shard && !s.evict_one(now) {
             s.full += 1;
             return Err(CreateError::Full);

@@ -27,7 +27,7 @@
 use std::net::Ipv4Addr;
 
 use crate::batch::{Batch, Pkt, Verdict};
-use crate::conntrack::{Hit, Nat, NewFlow, flow_key};
+use crate::conntrack::{Hit, Nat, NewFlow, Tracked, flow_key};
 use crate::drop::DropReason;
 use crate::l4::{self, tcp, udp};
 use crate::pool::FRAME_CAPACITY;
@@ -138,26 +138,25 @@ pub(crate) fn one(p: &mut Pkt, role: PortRole, cx: &mut RouteCtx<'_>) -> Option<
         // meanwhile: the router decides (the node's own address).
         return front.then(|| refuse(p, &t, cx));
     };
-    match cx
+    let listed = |service: u64, backend: u64| service == svc.key() && svc.is_listed(backend);
+    // A flow this worker saw lately: no lock.
+    if let Some(Hit::Orig {
+        nat,
+        service,
+        backend,
+    }) = cx
         .conntrack
-        .lookup_cached(&mut cx.router.flows, key, true, t.flags, cx.now)
+        .cached(&cx.router.flows, key, true, t.flags, cx.now)
+        && listed(service, backend)
     {
-        Some(Hit::Orig {
-            nat,
-            service,
-            backend,
-        }) if service == svc.key() && svc.is_listed(backend) => {
-            translate(p, &t, nat, cx);
-            return None;
-        }
-        Some(Hit::Orig { .. }) => {
-            // Its endpoint is gone (or the Service changed): a new flow.
-            cx.conntrack.kill(key);
-        }
-        Some(Hit::Reply { .. }) | None => {}
+        translate(p, &t, nat, cx);
+        return None;
     }
-    // A new flow. (Tracked packets skip the header checksum here: the
-    // incremental update keeps a bad one bad, and routing checks it.)
+    // Otherwise the table decides, under one lock: the flow as it is if it
+    // exists and its endpoint is still listed, else a new flow to the
+    // endpoint chosen here. (Packets of flows the cache knows skip the
+    // header checksum: the incremental update keeps a bad one bad, and
+    // routing checks it.)
     let frame = cx.pool.data(p.addr, p.len);
     if !l4::ipv4_header_ok(&frame[ETH_LEN..], t.ihl) {
         return Some(Verdict::Drop(DropReason::Malformed));
@@ -186,8 +185,16 @@ pub(crate) fn one(p: &mut Pkt, role: PortRole, cx: &mut RouteCtx<'_>) -> Option<
         snat,
         service: svc.key(),
     };
-    match cx.conntrack.create(&new, cx.now) {
-        Ok(nat) => {
+    match cx
+        .conntrack
+        .lookup_or_create(&mut cx.router.flows, &new, t.flags, cx.now, listed)
+    {
+        Ok(Tracked::Existing(Hit::Orig { nat, .. })) => {
+            translate(p, &t, nat, cx);
+            None
+        }
+        Ok(Tracked::Existing(Hit::Reply { .. })) => None,
+        Ok(Tracked::Created(nat)) => {
             if let Some(ms) = svc.affinity_ms {
                 cx.conntrack
                     .set_affinity(svc.key(), t.src, backend, ms, cx.now);
