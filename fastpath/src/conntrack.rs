@@ -168,11 +168,13 @@ impl Flow {
                 set |= if orig { FIN_ORIG } else { FIN_REPLY };
             }
         }
-        if set != 0 && self.bits() & set != set {
-            self.bits.fetch_or(set, Relaxed);
-        }
+        // The time first: a sweep that sees new flags (a shorter
+        // timeout) must also see this packet's time.
         if self.last.load(Relaxed) != now {
             self.last.store(now, Relaxed);
+        }
+        if set != 0 && self.bits() & set != set {
+            self.bits.fetch_or(set, Relaxed);
         }
     }
 }
@@ -695,6 +697,16 @@ impl Conntrack {
         now: u64,
     ) -> Result<Nat, CreateError> {
         let src = f.snat.unwrap_or(f.client.0);
+        // The tuple may only be held by the reply record of another flow (a
+        // collision of the two directions' key spaces): that flow keeps it.
+        if let Some(r) = s.map.get(&orig_key) {
+            if !r.flow.expired(now) {
+                s.full += 1;
+                return Err(CreateError::NoPort);
+            }
+            let other = r.other;
+            s.remove_flow(orig_key, other);
+        }
         if s.flows >= self.per_shard && !s.evict_one(now) {
             s.full += 1;
             return Err(CreateError::Full);
@@ -705,12 +717,8 @@ impl Conntrack {
         let mut attempt = 0u32;
         let reply_key = loop {
             let k = flow_key(f.backend.0, src, f.backend.1, port, f.proto);
-            match s
-                .map
-                .get(&k)
-                .filter(|r| !r.orig)
-                .map(|r| (r.flow.expired(now), r.other))
-            {
+            // Any record holds the tuple, of either direction.
+            match s.map.get(&k).map(|r| (r.flow.expired(now), r.other)) {
                 None => break k,
                 // A stale record: its flow is over, reuse the tuple.
                 Some((true, other)) => {
@@ -819,8 +827,9 @@ impl Conntrack {
 
     /// Forgets every flow of the Services with these packed keys.
     pub fn forget_services(&self, services: &[u64]) {
+        let gone: rustc_hash::FxHashSet<u64> = services.iter().copied().collect();
         for m in self.shards.iter() {
-            lock(m).retain(|r| !services.contains(&r.flow.service));
+            lock(m).retain(|r| !gone.contains(&r.flow.service));
         }
     }
 
@@ -910,17 +919,27 @@ impl Conntrack {
 }
 
 impl Shard {
-    /// Removes both records of a flow (the original one `key` or the
-    /// reply one, and `other`).
+    /// Removes both records of a flow (record `key`, and `other` if it
+    /// still belongs to the same flow), marking the flow dead first so that
+    /// no worker's cache uses it again.
     fn remove_flow(&mut self, key: u128, other: u128) {
-        for k in [key, other] {
-            if let Some(r) = self.map.remove(&k) {
-                if r.orig {
-                    self.flows -= 1;
-                }
-                self.recycle(r.flow);
-            }
+        let Some(r) = self.map.remove(&key) else {
+            return;
+        };
+        r.flow.kill();
+        if r.orig {
+            self.flows -= 1;
         }
+        if self
+            .map
+            .get(&other)
+            .is_some_and(|o| Arc::ptr_eq(&o.flow, &r.flow))
+            && let Some(o) = self.map.remove(&other)
+            && o.orig
+        {
+            self.flows -= 1;
+        }
+        self.recycle(r.flow);
     }
 
     /// Keeps a removed flow's state for reuse once nothing else refers to
@@ -936,22 +955,19 @@ impl Shard {
     /// dead (so cached entries of them are dropped too). Returns the number
     /// of flows removed.
     fn retain(&mut self, mut keep: impl FnMut(&Rec) -> bool) -> usize {
-        let mut removed = 0;
+        // Decided once per flow, on its original record (the reply record
+        // goes with it); a reply record whose flow is dead is an orphan.
         let mut gone = Vec::new();
         for (&k, r) in &self.map {
-            if !keep(r) {
-                r.flow.kill();
-                removed += usize::from(r.orig);
-                gone.push(k);
+            if (r.orig && !keep(r)) || (!r.orig && r.flow.bits() & DEAD != 0) {
+                gone.push((k, r.other));
             }
         }
-        for k in gone {
-            if let Some(r) = self.map.remove(&k) {
-                self.recycle(r.flow);
-            }
+        let before = self.flows;
+        for (k, other) in gone {
+            self.remove_flow(k, other);
         }
-        self.flows -= removed;
-        removed
+        before - self.flows
     }
 
     /// Evicts the oldest unanswered flow; false if there is none (looking
@@ -967,7 +983,6 @@ impl Shard {
             if rec.flow.replied() && !rec.flow.expired(now) {
                 continue;
             }
-            rec.flow.kill();
             let other = rec.other;
             self.remove_flow(k, other);
             self.evicted += 1;
@@ -976,9 +991,14 @@ impl Shard {
         false
     }
 
+    /// Drops from `young` the keys of flows that are gone or answered, and
+    /// repeated keys (a tuple reused by successive flows), so that it never
+    /// holds more than the shard's unanswered flows.
     fn compact_young(&mut self) {
         let Shard { map, young, .. } = self;
-        young.retain(|k| map.get(k).is_some_and(|r| r.orig && !r.flow.replied()));
+        let mut seen = rustc_hash::FxHashSet::default();
+        young
+            .retain(|k| map.get(k).is_some_and(|r| r.orig && !r.flow.replied()) && seen.insert(*k));
     }
 }
 
@@ -1123,6 +1143,42 @@ mod tests {
             );
         }
         assert_eq!(c.full, refused);
+    }
+
+    #[test]
+    fn a_reused_tuple_keeps_the_eviction_queue_bounded() {
+        let ct = Conntrack::new(1024);
+        for i in 0..10_000 {
+            ct.create(&new_flow(40000, PROTO_TCP), i).unwrap();
+        }
+        let queued: usize = ct.shards.iter().map(|m| lock(m).young.len()).sum();
+        assert!(queued <= 2 * ct.per_shard + 17, "{queued} keys queued");
+        assert_eq!(ct.counters(10_000).entries, 1);
+    }
+
+    #[test]
+    fn a_worker_cache_never_uses_a_flow_whose_tuple_was_taken_over() {
+        let ct = Conntrack::new(1024);
+        let mut cache = FlowCache::default();
+        ct.create(&new_flow(1, PROTO_UDP), 0).unwrap();
+        let reply = flow_key(B, C, 8080, 1, PROTO_UDP);
+        // A worker caches the reply direction.
+        assert!(
+            ct.lookup_cached(&mut cache, reply, false, None, 1)
+                .is_some()
+        );
+        // The flow expires; the same client port to another VIP lands on
+        // the same endpoint and takes the reply tuple over.
+        let later = 1 + UDP_REPLIED_MS + 1;
+        let mut other = new_flow(1, PROTO_UDP);
+        other.front = (VIP + 1, 80);
+        ct.create(&other, later).unwrap();
+        // A worker whose clock lags a little must not translate with the
+        // old flow's VIP.
+        match ct.lookup_cached(&mut cache, reply, false, None, later - 1) {
+            Some(Hit::Reply { nat }) => assert_eq!(nat.src, VIP + 1),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

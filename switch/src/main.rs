@@ -69,6 +69,27 @@ struct Args {
     /// prime at least this and at least 100 × its endpoints.
     #[arg(long, default_value_t = fastpath::maglev::DEFAULT_MIN_SIZE, value_parser = clap::value_parser!(u32).range(2..=1_000_003))]
     maglev_size: u32,
+    /// The ports Services may use as NodePorts (Kubernetes' default range;
+    /// keep it clear of the node's own services and ephemeral ports).
+    #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
+    node_port_range: (u16, u16),
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (lo, hi) = s
+        .split_once('-')
+        .ok_or_else(|| format!("'{s}' is not FIRST-LAST"))?;
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| format!("'{p}' is not a port (1-65535)"))
+    };
+    let (lo, hi) = (port(lo)?, port(hi)?);
+    if lo > hi {
+        return Err(format!("'{s}': the first port is above the last"));
+    }
+    Ok((lo, hi))
 }
 
 fn parse_ct_max(s: &str) -> Result<usize, String> {
@@ -151,6 +172,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         router_mac: args.router_mac,
         neigh_timeout_secs: args.neigh_timeout,
         maglev_min_size: args.maglev_size,
+        node_port_range: args.node_port_range,
     };
     let mut ctl = Controller::new(settings, workers, shared, conntrack);
     ctl.restore(saved);

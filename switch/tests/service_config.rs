@@ -141,6 +141,10 @@ fn bad_service_configuration_is_refused_and_changes_nothing() {
             &["service", "add", "10.244.1.1:80/tcp"],
             "switch's own addresses",
         ),
+        (
+            &["service", "add", "10.96.0.12:22/tcp", "--node-port", "22"],
+            "outside the NodePort range 30000-32767",
+        ),
         (&["service", "add", "10.96.0.13:80/sctp"], "SCTP"),
         (&["service", "add", "[fd00::10]:80/tcp"], "IPv6"),
         (&["service", "add", "127.0.0.1:80/tcp"], "routable"),

@@ -68,6 +68,8 @@ pub struct Settings {
     pub neigh_timeout_secs: u64,
     /// Smallest Maglev table size (`--maglev-size`).
     pub maglev_min_size: u32,
+    /// NodePorts Services may use (`--node-port-range`).
+    pub node_port_range: (u16, u16),
 }
 
 /// A request that cannot be carried out; the message is shown to the user.

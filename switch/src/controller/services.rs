@@ -32,6 +32,13 @@ pub(super) struct ServiceModel {
     pub table: Arc<ServiceTable>,
 }
 
+/// What the checks of a Service need to know besides the Services.
+pub(super) struct CheckCx {
+    router_addrs: Vec<IpAddr>,
+    /// The NodePorts allowed (`--node-port-range`).
+    node_ports: (u16, u16),
+}
+
 /// Packs a Service key for the data plane (IPv4 only, checked before).
 fn packed(k: &ServiceKey) -> u64 {
     service_key(v4(k.vip), k.port, k.proto.number())
@@ -102,8 +109,9 @@ impl ServiceModel {
     fn check_new(
         specs: &BTreeMap<ServiceKey, ServiceSpec>,
         spec: &ServiceSpec,
-        router_addrs: &[IpAddr],
+        cx: &CheckCx,
     ) -> Result<(), String> {
+        let router_addrs = &cx.router_addrs;
         let k = &spec.service;
         match k.vip {
             IpAddr::V4(ip) if ip.is_loopback() || ip.is_link_local() => {
@@ -140,6 +148,15 @@ impl ServiceModel {
             if np == 0 {
                 return Err("NodePort 0 is not allowed".into());
             }
+            let (lo, hi) = cx.node_ports;
+            if !(lo..=hi).contains(&np) {
+                return Err(format!(
+                    "NodePort {np} is outside the NodePort range {lo}-{hi} (vswitchd --node-port-range)"
+                ));
+            }
+            if np == fastpath::wire::vxlan::PORT && k.proto == Proto::Udp {
+                return Err(format!("NodePort {np}/udp is VXLAN's port"));
+            }
             if let Some(other) = specs
                 .values()
                 .find(|s| s.service != *k && s.node_port == Some(np) && s.service.proto == k.proto)
@@ -158,7 +175,7 @@ impl ServiceModel {
     fn apply(
         specs: &mut BTreeMap<ServiceKey, ServiceSpec>,
         cmd: Command,
-        router_addrs: &[IpAddr],
+        cx: &CheckCx,
     ) -> Result<Option<ServiceKey>, String> {
         match cmd {
             Command::ServiceAdd(mut spec) => {
@@ -173,7 +190,7 @@ impl ServiceModel {
                         Err(format!("Service {k} already exists"))
                     };
                 }
-                Self::check_new(specs, &spec, router_addrs)?;
+                Self::check_new(specs, &spec, cx)?;
                 specs.insert(k, spec);
                 Ok(Some(k))
             }
@@ -275,8 +292,11 @@ fn op_name(c: &Command) -> String {
 }
 
 impl Controller {
-    fn router_addrs(&self) -> Vec<IpAddr> {
-        self.router.addrs.iter().map(|a| a.addr()).collect()
+    fn check_cx(&self) -> CheckCx {
+        CheckCx {
+            router_addrs: self.router.addrs.iter().map(|a| a.addr()).collect(),
+            node_ports: self.settings.node_port_range,
+        }
     }
 
     /// `service add`, `service backends`, `service del`, and `batch` of
@@ -291,7 +311,7 @@ impl Controller {
     /// hears "done" once the file holds it.
     pub(super) fn service_change(&mut self, cmds: Vec<Command>) -> Result<Reply, Refused> {
         let start = Instant::now();
-        let addrs = self.router_addrs();
+        let checks = self.check_cx();
         let single = cmds.len() == 1;
         // The previous spec of every Service touched (first touch only).
         let mut undo: BTreeMap<ServiceKey, Option<ServiceSpec>> = BTreeMap::new();
@@ -300,7 +320,7 @@ impl Controller {
                 let specs = &self.services.specs;
                 undo.entry(k).or_insert_with(|| specs.get(&k).cloned());
             }
-            if let Err(e) = ServiceModel::apply(&mut self.services.specs, cmd, &addrs) {
+            if let Err(e) = ServiceModel::apply(&mut self.services.specs, cmd, &checks) {
                 self.services.undo(undo);
                 return if single {
                     refuse(e)
@@ -360,11 +380,12 @@ impl Controller {
 
     /// Restores the Services of the state file (each checked as if added).
     pub(super) fn restore_services(&mut self, specs: Vec<ServiceSpec>) {
-        let addrs = self.router_addrs();
+        let checks = self.check_cx();
         let mut changed = BTreeSet::new();
         for spec in specs {
             let k = spec.service;
-            match ServiceModel::apply(&mut self.services.specs, Command::ServiceAdd(spec), &addrs) {
+            match ServiceModel::apply(&mut self.services.specs, Command::ServiceAdd(spec), &checks)
+            {
                 Ok(_) => {
                     changed.insert(k);
                 }
