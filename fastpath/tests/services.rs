@@ -1104,6 +1104,57 @@ fn an_icmp_error_about_a_translated_packet_quotes_what_the_client_sent() {
     assert_eq!(quoted(&o), ((A.ip, 40000), (VIP, VPORT)), "the quote");
 }
 
+/// The same the other way: a reply too big for the client's link makes the
+/// router's "fragmentation needed" reach the endpoint, quoting what the
+/// endpoint sent (endpoint → client), so its path MTU discovery works.
+#[test]
+fn an_icmp_error_about_a_translated_reply_reaches_the_endpoint() {
+    let mut sw = switch();
+    set_service(&mut sw, service(&[B], &[]));
+    let (b, seen) = connect(&mut sw, A, 40000);
+    assert_eq!((b, seen), (B, 40000));
+    sw.configure_port(A.port, |e| e.mtu = 1000);
+    let big = tcp(
+        (B.mac, ROUTER),
+        (B.ip, BPORT),
+        (A.ip, 40000),
+        ACK,
+        &[0x55; 1200],
+    );
+    let o = send(&mut sw, B.port, big);
+    assert_eq!((o.port, o.ip.destination), (B.port, B.ip));
+    assert_eq!(
+        o.icmp,
+        Some(Icmpv4Type::DestinationUnreachable(
+            DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1000 }
+        ))
+    );
+    assert_eq!(quoted(&o), ((B.ip, BPORT), (A.ip, 40000)), "the quote");
+    // And a client's own error about a reply (sent to the VIP) reaches the
+    // endpoint the same way.
+    let reply = send(&mut sw, B.port, from_backend(B, (A.ip, 40000), ACK));
+    assert_eq!(reply.from(), (VIP, VPORT));
+    let mut quote = Vec::new();
+    PacketBuilder::ipv4(VIP, A.ip, 63)
+        .tcp(VPORT, 40000, SEQ, 64240)
+        .write(&mut quote, &[])
+        .unwrap();
+    let mut err = Vec::new();
+    PacketBuilder::ethernet2(A.mac, ROUTER)
+        .ipv4(A.ip, VIP, 64)
+        .icmpv4(Icmpv4Type::DestinationUnreachable(
+            DestUnreachableHeader::Port,
+        ))
+        .write(&mut err, &quote)
+        .unwrap();
+    let o = send(&mut sw, A.port, err);
+    assert_eq!(
+        (o.port, o.ip.source, o.ip.destination),
+        (B.port, A.ip, B.ip)
+    );
+    assert_eq!(quoted(&o), ((B.ip, BPORT), (A.ip, 40000)), "the quote");
+}
+
 /// An endpoint's ICMP error about a packet of a flow (UDP to a port it
 /// does not listen on) reaches the client from the VIP, quoting what the
 /// client sent, so that the client's socket sees "connection refused".

@@ -95,8 +95,10 @@ pub(crate) fn one(p: &mut Pkt, role: PortRole, cx: &mut RouteCtx<'_>) -> Option<
     let src = read_u32(ip, ipv4::SRC);
     let dst = read_u32(ip, ipv4::DST);
     if proto == ipv4::PROTO_ICMP {
-        // An endpoint's ICMP error about a flow goes back translated.
-        if svcs.is_backend(src) {
+        // ICMP errors about a flow go back translated: an endpoint's about
+        // what a client sent, a client's (to the VIP) about a reply.
+        let to_router = role != PortRole::Pod || p.dst == l3.router_mac;
+        if svcs.is_backend(src) || (to_router && svcs.is_vip(dst)) {
             translate_icmp_error(p, cx);
         }
         return None;
@@ -287,14 +289,13 @@ fn translate(p: &mut Pkt, t: &Tuple, nat: Nat, cx: &mut RouteCtx<'_>) {
 }
 
 /// Translates an ICMP error (destination unreachable, time exceeded,
-/// parameter problem) about a packet of a Service flow as the flow's
-/// replies are, as Linux NAT does: the quoted packet becomes what the
-/// client sent (client → VIP:port), the outer destination the client (if
-/// it was the translated source), the outer source the VIP (if the
-/// endpoint itself sent the error). The error is about the flow's original
-/// direction as it left the switch, so its quote, reversed, is the flow's
-/// reply tuple. Anything else is left as it is. Used for errors from
-/// endpoints and for the router's own errors about translated packets.
+/// parameter problem) about a packet of a Service flow, as Linux NAT does:
+/// the quoted packet becomes what its sender sent (client → VIP:port for
+/// an error about the original direction, endpoint → client for one about
+/// a reply), and the outer addresses follow (the error goes to the client
+/// or the endpoint; an error sent by the endpoint comes from the VIP).
+/// Anything else is left as it is. Used for errors from endpoints and
+/// clients and for the router's own errors about translated packets.
 pub(crate) fn translate_icmp_error(p: &mut Pkt, cx: &mut RouteCtx<'_>) {
     const ICMP_HDR: usize = 8;
     let now = cx.now;
@@ -330,9 +331,18 @@ pub(crate) fn translate_icmp_error(p: &mut Pkt, cx: &mut RouteCtx<'_>) {
     );
     let l4 = inner + iihl;
     let (isport, idport) = (read_u16(ip, l4 + l4::SPORT), read_u16(ip, l4 + l4::DPORT));
+    // Reversed, the quote is the tuple of the flow's other direction as it
+    // arrives: a reply record if the quoted packet went client → endpoint,
+    // an original one if it was a reply. Either record's translation,
+    // applied the other way round, gives back what the sender of the quoted
+    // packet sent.
     let key = flow_key(idst, isrc, idport, isport, iproto);
-    let Some(Hit::Reply { nat }) = cx.conntrack.peek(key, false, now) else {
-        return;
+    let nat = match cx.conntrack.peek(key, false, now) {
+        Some(Hit::Reply { nat }) | Some(Hit::Orig { nat, .. }) => nat,
+        None => match cx.conntrack.peek(key, true, now) {
+            Some(Hit::Orig { nat, .. }) | Some(Hit::Reply { nat }) => nat,
+            None => return,
+        },
     };
     let (osrc, odst) = (read_u32(ip, ipv4::SRC), read_u32(ip, ipv4::DST));
     let frame = cx.pool.data_mut(p.addr, p.len);
