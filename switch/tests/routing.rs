@@ -620,20 +620,7 @@ fn bad_router_configuration_is_refused_and_changes_nothing() {
         ),
     ];
     for (args, why) in cases {
-        let r = d.ctl(args);
-        let code = r.status.code();
-        assert!(
-            code == Some(1) || code == Some(2),
-            "vswitchctl {args:?} should fail with exit 1 or 2, got {:?}\nstdout: {}\nstderr: {}",
-            r.status,
-            r.stdout,
-            r.stderr
-        );
-        let err = r.stderr.trim_end();
-        assert!(
-            err.lines().count() == 1 && err.starts_with("vswitchctl: ") && err.contains(why),
-            "vswitchctl {args:?}: expected one line `vswitchctl: ...{why}...` on stderr, got:\n{err}"
-        );
+        d.ctl_refused(args, why);
         assert_eq!(
             config_json(d),
             before,

@@ -18,21 +18,9 @@ fn services(d: &Daemon) -> serde_json::Value {
 
 /// Runs a refused command; checks the one-line error and that nothing
 /// changed.
+#[track_caller]
 fn assert_refused(d: &Daemon, args: &[&str], why: &str, before: &serde_json::Value) {
-    let r = d.ctl(args);
-    let code = r.status.code();
-    assert!(
-        code == Some(1) || code == Some(2),
-        "vswitchctl {args:?} should fail with exit 1 or 2, got {:?}\nstdout: {}\nstderr: {}",
-        r.status,
-        r.stdout,
-        r.stderr
-    );
-    let err = r.stderr.trim_end();
-    assert!(
-        err.lines().count() == 1 && err.starts_with("vswitchctl: ") && err.contains(why),
-        "vswitchctl {args:?}: expected one line `vswitchctl: ...{why}...`, got:\n{err}"
-    );
+    d.ctl_refused(args, why);
     assert_eq!(
         &services(d),
         before,

@@ -509,6 +509,27 @@ impl Daemon {
     }
 
     /// Runs vswitchctl and panics (with the daemon's log) if it fails.
+    /// Runs a vswitchctl command that must be refused: exit 1 (refused by
+    /// the daemon) or 2 (usage), and exactly one line `vswitchctl: ...`
+    /// containing `why` on stderr.
+    #[track_caller]
+    pub fn ctl_refused(&self, args: &[&str], why: &str) {
+        let r = self.ctl(args);
+        let code = r.status.code();
+        assert!(
+            code == Some(1) || code == Some(2),
+            "vswitchctl {args:?} should fail with exit 1 or 2, got {:?}\nstdout: {}\nstderr: {}",
+            r.status,
+            r.stdout,
+            r.stderr
+        );
+        let err = r.stderr.trim_end();
+        assert!(
+            err.lines().count() == 1 && err.starts_with("vswitchctl: ") && err.contains(why),
+            "vswitchctl {args:?}: expected one line `vswitchctl: ...{why}...` on stderr, got:\n{err}"
+        );
+    }
+
     pub fn ctl_ok(&self, args: &[&str]) -> CmdResult {
         let r = self.ctl(args);
         assert!(
