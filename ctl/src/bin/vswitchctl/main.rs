@@ -1,0 +1,299 @@
+//! `vswitchctl`: the command-line client of vswitchd.
+//!
+//! Each invocation parses its arguments into exactly one [`ctl::Command`],
+//! sends it over the control socket, and prints the reply as aligned text
+//! tables or, with `-o json`, as the reply's payload in its serde shape.
+//! `batch` is no exception: it parses every line of its input with the same
+//! clap definition and sends them all as one [`ctl::Command::Batch`].
+//!
+//! Contract with users and scripts: on success the output goes to stdout and
+//! the exit code is 0. Any failure prints exactly one line,
+//! `vswitchctl: <message>`, on stderr and exits with 2 for a usage error
+//! (caught before connecting) or 1 for a request that failed (no daemon,
+//! refused, broken reply).
+//!
+//! Code map: `cli` holds the clap definition of the command line and its
+//! conversion to a [`ctl::Command`], with the Service and connection
+//! tracking nouns in `service`; `batch` parses the lines of a `batch` input;
+//! this file runs one invocation and keeps the exit-code contract above.
+
+mod batch;
+mod cli;
+mod service;
+#[cfg(test)]
+mod test_utils;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+use ctl::output::{self, one_line};
+use ctl::{Client, Reply};
+
+use crate::cli::{Cli, Format};
+
+/// Exit code of a request that failed.
+const EXIT_REQUEST_FAILED: u8 = 1;
+/// Exit code of bad arguments (clap uses the same for its own errors).
+const EXIT_USAGE: u8 = 2;
+
+/// Why an invocation failed; each maps to an exit code.
+#[derive(Debug, PartialEq, Eq)]
+enum Failure {
+    /// The arguments make no sense; nothing was sent.
+    Usage(String),
+    /// The request could not be completed.
+    Request(String),
+}
+
+impl Failure {
+    fn report(&self) -> ExitCode {
+        let (code, msg) = match self {
+            Failure::Usage(m) => (EXIT_USAGE, m),
+            Failure::Request(m) => (EXIT_REQUEST_FAILED, m),
+        };
+        eprintln!("vswitchctl: {}", one_line(msg));
+        ExitCode::from(code)
+    }
+}
+
+/// Validates, sends the one request, and returns the text to print.
+fn run(cli: &Cli) -> Result<String, Failure> {
+    let command = cli.command.to_command()?;
+    let request_failed = |e: ctl::ClientError| Failure::Request(e.to_string());
+    let mut client = Client::connect(&cli.socket).map_err(request_failed)?;
+    let reply = client.call(command).map_err(request_failed)?;
+    render(&reply, cli.output)
+}
+
+fn render(reply: &Reply, format: Format) -> Result<String, Failure> {
+    match format {
+        Format::Text => Ok(output::text(reply)),
+        Format::Json => output::json(reply)
+            .map_err(|e| Failure::Request(format!("cannot encode the reply as JSON: {e}"))),
+    }
+}
+
+/// A clap error as one line: its message and tips, without the usage block.
+fn usage_line(err: &clap::Error) -> String {
+    let text = err.render().to_string();
+    if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        // Clap would print the whole help; one line naming the usage is enough.
+        let usage = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Usage: "))
+            .unwrap_or("vswitchctl");
+        return format!("incomplete command, usage: {} (see '--help')", usage.trim());
+    }
+    let text = text.split("\nUsage:").next().unwrap_or_default();
+    let text = text
+        .split("\nFor more information")
+        .next()
+        .unwrap_or_default();
+    let text = text.trim_start().strip_prefix("error:").unwrap_or(text);
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    format!("{line} (see '--help')")
+}
+
+/// Writes `text` to stdout. A reader that went away (`vswitchctl show | head`)
+/// is not an error.
+fn print(text: &str) -> Result<(), Failure> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(Failure::Request(format!("cannot write output: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version are not failures; print them whole.
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return Failure::Usage(usage_line(&e)).report(),
+    };
+    match run(&cli).and_then(|text| print(&text)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => f.report(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ctl::{Command, Encap, PortStats, Response, RouteSpec};
+
+    use super::*;
+    use crate::test_utils::{ep, fake_daemon, ip, key, parse, static_route};
+
+    #[test]
+    fn route_add_round_trip_through_a_fake_daemon() {
+        let (path, daemon) = fake_daemon("route", Response::ok(Reply::Done));
+        let sock = path.to_str().unwrap();
+        let got = run(&parse(&[
+            "--socket",
+            sock,
+            "route",
+            "add",
+            "10.244.2.0/24",
+            "via",
+            "192.168.50.2",
+            "--encap",
+            "vxlan",
+            "--vni",
+            "42",
+        ])
+        .unwrap());
+        let request = daemon.join().unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(got, Ok(String::new()));
+        assert_eq!(
+            request.command,
+            Command::RouteAdd(RouteSpec {
+                via: Some(ip("192.168.50.2")),
+                encap: Some(Encap::Vxlan { vni: 42 }),
+                ..static_route("10.244.2.0/24")
+            })
+        );
+    }
+
+    #[test]
+    fn stats_round_trip_through_a_fake_daemon() {
+        let stats = vec![PortStats {
+            name: "pod1".into(),
+            rx_packets: 3,
+            rx_bytes: 180,
+            tx_packets: 0,
+            tx_bytes: 0,
+            drops: [("no_destination".to_string(), 3)].into_iter().collect(),
+            xdp: Some(ctl::XdpStats {
+                rx_ring_full: 7,
+                ..Default::default()
+            }),
+        }];
+        for format in ["text", "json"] {
+            let (path, daemon) = fake_daemon(format, Response::ok(Reply::Stats(stats.clone())));
+            let sock = path.to_str().unwrap();
+            let got = run(&parse(&["--socket", sock, "-o", format, "stats", "pod1"]).unwrap());
+            assert_eq!(
+                daemon.join().unwrap().command,
+                Command::Stats {
+                    port: Some("pod1".into())
+                }
+            );
+            let _ = std::fs::remove_file(&path);
+            let text = got.unwrap();
+            match format {
+                "text" => {
+                    let rows: Vec<Vec<&str>> = text
+                        .lines()
+                        .map(|l| l.split_whitespace().collect())
+                        .collect();
+                    assert!(
+                        rows.contains(&vec!["pod1", "no_destination", "3"]),
+                        "{text}"
+                    );
+                    assert!(
+                        rows.contains(&vec!["pod1", "xdp.rx_ring_full", "7"]),
+                        "{text}"
+                    );
+                }
+                _ => assert_eq!(
+                    serde_json::from_str::<Vec<PortStats>>(&text).unwrap(),
+                    stats
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn refusal_and_missing_daemon_are_request_failures() {
+        let (path, daemon) = fake_daemon("refused", Response::error("port 'x' does not exist"));
+        let got = run(&parse(&["--socket", path.to_str().unwrap(), "port", "del", "x"]).unwrap());
+        daemon.join().unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(got, Err(Failure::Request("port 'x' does not exist".into())));
+
+        let missing = std::env::temp_dir().join("vswitchctl-no-such-daemon.sock");
+        match run(&parse(&["--socket", missing.to_str().unwrap(), "show"]).unwrap()) {
+            Err(Failure::Request(m)) => assert!(m.contains("cannot connect"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn usage_errors_are_caught_before_connecting() {
+        let missing = std::env::temp_dir().join("vswitchctl-no-such-daemon.sock");
+        let cli = parse(&[
+            "--socket",
+            missing.to_str().unwrap(),
+            "port",
+            "add",
+            "v",
+            "--netns",
+            "n",
+        ]);
+        assert!(matches!(run(&cli.unwrap()), Err(Failure::Usage(_))));
+    }
+
+    #[test]
+    fn service_list_round_trip_through_a_fake_daemon() {
+        let services = vec![ctl::ServiceInfo {
+            service: key("10.96.0.10:80/tcp"),
+            affinity_timeout: None,
+            node_port: Some(30_080),
+            table_size: 65_537,
+            backends: vec![ctl::BackendInfo {
+                addr: ep("10.244.1.5:8080"),
+                state: ctl::BackendState::Ready,
+                active: 4,
+            }],
+        }];
+        for format in ["text", "json"] {
+            let (path, daemon) = fake_daemon(
+                &format!("svc-{format}"),
+                Response::ok(Reply::Services(services.clone())),
+            );
+            let sock = path.to_str().unwrap();
+            let got = run(&parse(&["--socket", sock, "-o", format, "service", "list"]).unwrap());
+            assert_eq!(daemon.join().unwrap().command, Command::ServiceList);
+            let _ = std::fs::remove_file(&path);
+            let text = got.unwrap();
+            match format {
+                "text" => {
+                    let rows: Vec<Vec<&str>> = text
+                        .lines()
+                        .map(|l| l.split_whitespace().collect())
+                        .collect();
+                    assert_eq!(
+                        rows[1],
+                        [
+                            "10.96.0.10:80/tcp",
+                            "10.244.1.5:8080",
+                            "ready",
+                            "4",
+                            "-",
+                            "30080"
+                        ],
+                        "{text}"
+                    );
+                }
+                _ => assert_eq!(
+                    serde_json::from_str::<Vec<ctl::ServiceInfo>>(&text).unwrap(),
+                    services
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn done_prints_nothing_as_text_and_empty_object_as_json() {
+        assert_eq!(render(&Reply::Done, Format::Text), Ok(String::new()));
+        assert_eq!(render(&Reply::Done, Format::Json), Ok("{}\n".to_string()));
+    }
+}
