@@ -196,6 +196,8 @@ struct CacheEntry {
     orig: bool,
     hit: Hit,
     flow: Arc<Flow>,
+    /// The `Service::id` this flow's endpoint was last found listed in.
+    checked: u64,
 }
 
 /// A worker's direct-mapped cache of flows it has seen: the established
@@ -224,6 +226,7 @@ impl FlowCache {
             orig,
             hit,
             flow,
+            checked: 0,
         });
     }
 
@@ -536,23 +539,41 @@ impl Conntrack {
         })
     }
 
-    /// A lookup in the worker's [`FlowCache`] only (no lock): the flow's
-    /// translation if the worker saw it lately and it is alive.
+    /// An original-direction lookup in the worker's [`FlowCache`] only (no
+    /// lock), for the Service version `service_id`: the flow's translation
+    /// if the worker saw it lately, it is alive, and `listed` accepts its
+    /// (Service, endpoint), which is asked only once per Service version.
     #[inline]
-    pub fn cached(
+    pub fn cached_orig(
         &self,
-        cache: &FlowCache,
+        cache: &mut FlowCache,
         key: u128,
-        orig: bool,
         tcp: Option<u8>,
         now: u64,
-    ) -> Option<Hit> {
-        let e = cache.entries[cache.slot(key)].as_ref()?;
-        if e.key != key || e.orig != orig || e.flow.expired(now) || reopens(orig, &e.flow, tcp) {
+        service_id: u64,
+        listed: impl Fn(u64, u64) -> bool,
+    ) -> Option<Nat> {
+        let slot = cache.slot(key);
+        let e = cache.entries[slot].as_mut()?;
+        if e.key != key || !e.orig || e.flow.expired(now) || reopens(true, &e.flow, tcp) {
             return None;
         }
-        e.flow.touch(orig, tcp, now);
-        Some(e.hit)
+        let Hit::Orig {
+            nat,
+            service,
+            backend,
+        } = e.hit
+        else {
+            return None;
+        };
+        if e.checked != service_id {
+            if !listed(service, backend) {
+                return None;
+            }
+            e.checked = service_id;
+        }
+        e.flow.touch(true, tcp, now);
+        Some(nat)
     }
 
     /// [`Conntrack::lookup`] through a worker's [`FlowCache`]: a flow the
@@ -585,6 +606,7 @@ impl Conntrack {
             orig,
             hit,
             flow,
+            checked: 0,
         });
         Some(hit)
     }

@@ -41,9 +41,16 @@ pub fn endpoint_parts(e: u64) -> (u32, u16) {
     ((e >> 16) as u32, e as u16)
 }
 
+/// Source of [`Service::id`]s.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// One Service port with its endpoints.
 #[derive(Debug, Clone)]
 pub struct Service {
+    /// Unique for every `Service` built in this process: a flow checked
+    /// against this exact version need not be checked again (see
+    /// `Conntrack::cached_orig`).
+    pub id: u64,
     pub vip: u32,
     pub port: u16,
     pub proto: u8,
@@ -89,6 +96,7 @@ impl Service {
         let names: Vec<Vec<u8>> = lookup.iter().map(|e| e.to_be_bytes().to_vec()).collect();
         let maglev = maglev::build(&names, table_size);
         Service {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             vip,
             port,
             proto,
@@ -136,9 +144,10 @@ impl Service {
 #[derive(Debug, Clone, Default)]
 pub struct ServiceTable {
     by_key: FxHashMap<u64, Arc<Service>>,
+    /// Every VIP with its Service ports (usually one to a few): one lookup
+    /// both says that a destination is a VIP and finds its Service.
+    by_vip: FxHashMap<u32, Vec<Arc<Service>>>,
     by_node_port: FxHashMap<u32, Arc<Service>>,
-    /// VIPs with how many Service ports use each.
-    vips: FxHashMap<u32, u32>,
     /// Endpoint addresses with how many Service endpoints use each: a
     /// packet from any other address cannot be a reply to a Service flow.
     backend_ips: FxHashMap<u32, u32>,
@@ -168,7 +177,15 @@ impl ServiceTable {
     /// Whether some Service has this VIP.
     #[inline]
     pub fn is_vip(&self, ip: u32) -> bool {
-        self.vips.contains_key(&ip)
+        self.by_vip.contains_key(&ip)
+    }
+
+    /// For a destination: `None` if it is no VIP, else the Service at that
+    /// port and protocol, if there is one.
+    #[inline]
+    pub fn front(&self, ip: u32, port: u16, proto: u8) -> Option<Option<&Arc<Service>>> {
+        let svcs = self.by_vip.get(&ip)?;
+        Some(svcs.iter().find(|s| s.port == port && s.proto == proto))
     }
 
     /// Whether some Service lists this endpoint address.
@@ -198,7 +215,10 @@ impl ServiceTable {
     /// Adds or replaces a Service.
     pub fn insert(&mut self, svc: Arc<Service>) {
         self.remove(svc.key());
-        *self.vips.entry(svc.vip).or_default() += 1;
+        self.by_vip
+            .entry(svc.vip)
+            .or_default()
+            .push(Arc::clone(&svc));
         for &e in &svc.listed {
             *self.backend_ips.entry(endpoint_parts(e).0).or_default() += 1;
         }
@@ -212,7 +232,12 @@ impl ServiceTable {
     /// Removes the Service with this packed key; returns it.
     pub fn remove(&mut self, key: u64) -> Option<Arc<Service>> {
         let svc = self.by_key.remove(&key)?;
-        release(&mut self.vips, svc.vip);
+        if let Some(list) = self.by_vip.get_mut(&svc.vip) {
+            list.retain(|s| s.key() != key);
+            if list.is_empty() {
+                self.by_vip.remove(&svc.vip);
+            }
+        }
         for &e in &svc.listed {
             release(&mut self.backend_ips, endpoint_parts(e).0);
         }
@@ -234,7 +259,7 @@ fn release(counts: &mut FxHashMap<u32, u32>, k: u32) {
 
 /// The set of VIPs (for the uplink's XDP program and kernel routes).
 pub fn vips(table: &ServiceTable) -> FxHashSet<u32> {
-    table.vips.keys().copied().collect()
+    table.by_vip.keys().copied().collect()
 }
 
 #[cfg(test)]

@@ -107,7 +107,18 @@ pub(crate) fn one(p: &mut Pkt, role: PortRole, cx: &mut RouteCtx<'_>) -> Option<
         return None;
     }
     let to_router = role != PortRole::Pod || p.dst == l3.router_mac;
-    let front = to_router && svcs.is_vip(dst);
+    // The destination port is read before the headers are checked (only to
+    // find the Service: `tuple` checks everything before it is used).
+    let l4_at = usize::from(ip[0] & 0x0f) * 4;
+    let dport_guess = ip
+        .get(l4_at + 2..l4_at + 4)
+        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+    let at_vip = if to_router {
+        svcs.front(dst, dport_guess, proto)
+    } else {
+        None
+    };
+    let front = at_vip.is_some();
     let node = to_router && !front && svcs.has_node_ports() && l3.vteps.contains(&dst);
     if !front && !node && !svcs.is_backend(src) {
         return None;
@@ -130,10 +141,9 @@ pub(crate) fn one(p: &mut Pkt, role: PortRole, cx: &mut RouteCtx<'_>) -> Option<
         }
         return None;
     }
-    let svc = if front {
-        svcs.get(dst, t.dport, t.proto)
-    } else {
-        svcs.node_port(t.dport, t.proto)
+    let svc = match at_vip {
+        Some(svc) => svc,
+        None => svcs.node_port(t.dport, t.proto),
     };
     let Some(svc) = svc else {
         // A VIP, but not a port it serves: refuse. A NodePort that is gone
@@ -142,14 +152,9 @@ pub(crate) fn one(p: &mut Pkt, role: PortRole, cx: &mut RouteCtx<'_>) -> Option<
     };
     let listed = |service: u64, backend: u64| service == svc.key() && svc.is_listed(backend);
     // A flow this worker saw lately: no lock.
-    if let Some(Hit::Orig {
-        nat,
-        service,
-        backend,
-    }) = cx
-        .conntrack
-        .cached(&cx.router.flows, key, true, t.flags, cx.now)
-        && listed(service, backend)
+    if let Some(nat) =
+        cx.conntrack
+            .cached_orig(&mut cx.router.flows, key, t.flags, cx.now, svc.id, listed)
     {
         translate(p, &t, nat, cx);
         return None;
