@@ -27,7 +27,6 @@
 //! Expiry (kernel-like timeouts, see [`timeout_ms`]) is checked on lookup
 //! and by [`Conntrack::sweep`], which the controller runs periodically.
 
-use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -35,6 +34,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::collections::HashMap;
 
 use crate::service::PROTO_TCP;
+
+mod cache;
+mod shard;
+
+use cache::CacheEntry;
+pub use cache::{FLOW_CACHE_SLOTS, FlowCache};
+use shard::{Rec, Shard};
 
 /// Number of shards (a power of two).
 pub const SHARDS: usize = 64;
@@ -187,57 +193,6 @@ fn reopens(orig: bool, flow: &Flow, tcp: Option<u8>) -> bool {
         && flow.state() == FlowState::Closing
 }
 
-/// Slots of a worker's [`FlowCache`] (a power of two).
-pub const FLOW_CACHE_SLOTS: usize = 4096;
-
-#[derive(Debug)]
-struct CacheEntry {
-    key: u128,
-    orig: bool,
-    hit: Hit,
-    flow: Arc<Flow>,
-    /// The `Service::id` this flow's endpoint was last found listed in.
-    checked: u64,
-}
-
-/// A worker's direct-mapped cache of flows it has seen: the established
-/// path without a lock. An entry is only a shortcut to the shared `Flow`:
-/// every removal from the table marks the flow dead first, so a cached
-/// entry of a removed, expired or replaced flow is never used.
-#[derive(Debug)]
-pub struct FlowCache {
-    entries: Box<[Option<CacheEntry>]>,
-}
-
-impl Default for FlowCache {
-    fn default() -> Self {
-        FlowCache {
-            entries: (0..FLOW_CACHE_SLOTS).map(|_| None).collect(),
-        }
-    }
-}
-
-impl FlowCache {
-    #[inline]
-    fn put(&mut self, key: u128, orig: bool, hit: Hit, flow: Arc<Flow>) {
-        let slot = self.slot(key);
-        self.entries[slot] = Some(CacheEntry {
-            key,
-            orig,
-            hit,
-            flow,
-            checked: 0,
-        });
-    }
-
-    #[inline]
-    fn slot(&self, key: u128) -> usize {
-        let h = (key as u64) ^ ((key >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        (h >> 52) as usize % FLOW_CACHE_SLOTS
-    }
-}
-
 /// The state of a flow as `ct list` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlowState {
@@ -264,36 +219,6 @@ fn timeout_ms(proto: u8, bits: u8) -> u64 {
     } else {
         UDP_UNREPLIED_MS
     }
-}
-
-#[derive(Debug, Clone)]
-struct Rec {
-    orig: bool,
-    nat: Nat,
-    /// The key of the other direction's record.
-    other: u128,
-    flow: Arc<Flow>,
-}
-
-/// One shard: the records of the flows whose client port hashes here,
-/// with the shard's share of the counters (kept under its lock, so no
-/// shared counter line is written per new flow).
-#[derive(Default)]
-struct Shard {
-    map: HashMap<u128, Rec, FlowHash>,
-    /// Flows (original-direction records) in this shard: the limit counts these.
-    flows: usize,
-    /// Keys of flows created here, oldest first: candidates for eviction
-    /// while they have had no reply. Stale keys are skipped and compacted.
-    young: VecDeque<u128>,
-    created: u64,
-    evicted: u64,
-    full: u64,
-    expired: u64,
-    /// Flow states of removed flows that nothing refers to any more, for
-    /// new flows to reuse (as a kernel slab cache would): creating a flow
-    /// then allocates nothing. At most the shard's limit.
-    spare: Vec<Arc<Flow>>,
 }
 
 /// A keyed multiply-fold hash of a packed tuple (the key is random per
@@ -940,291 +865,5 @@ impl Conntrack {
     }
 }
 
-impl Shard {
-    /// Removes both records of a flow (record `key`, and `other` if it
-    /// still belongs to the same flow), marking the flow dead first so that
-    /// no worker's cache uses it again.
-    fn remove_flow(&mut self, key: u128, other: u128) {
-        let Some(r) = self.map.remove(&key) else {
-            return;
-        };
-        r.flow.kill();
-        if r.orig {
-            self.flows -= 1;
-        }
-        if self
-            .map
-            .get(&other)
-            .is_some_and(|o| Arc::ptr_eq(&o.flow, &r.flow))
-            && let Some(o) = self.map.remove(&other)
-            && o.orig
-        {
-            self.flows -= 1;
-        }
-        self.recycle(r.flow);
-    }
-
-    /// Keeps a removed flow's state for reuse once nothing else refers to
-    /// it (the other record gone, no worker's cache holding it).
-    #[inline]
-    fn recycle(&mut self, flow: Arc<Flow>) {
-        if Arc::strong_count(&flow) == 1 && self.spare.len() < self.spare.capacity() {
-            self.spare.push(flow);
-        }
-    }
-
-    /// Keeps the records `keep` says yes to; the others' flows are marked
-    /// dead (so cached entries of them are dropped too). Returns the number
-    /// of flows removed.
-    fn retain(&mut self, mut keep: impl FnMut(&Rec) -> bool) -> usize {
-        // Decided once per flow, on its original record (the reply record
-        // goes with it); a reply record whose flow is dead is an orphan.
-        let mut gone = Vec::new();
-        for (&k, r) in &self.map {
-            if (r.orig && !keep(r)) || (!r.orig && r.flow.bits() & DEAD != 0) {
-                gone.push((k, r.other));
-            }
-        }
-        let before = self.flows;
-        for (k, other) in gone {
-            self.remove_flow(k, other);
-        }
-        before - self.flows
-    }
-
-    /// Evicts the oldest unanswered flow; false if there is none (looking
-    /// at a bounded number of candidates).
-    fn evict_one(&mut self, now: u64) -> bool {
-        for _ in 0..64 {
-            let Some(k) = self.young.pop_front() else {
-                break;
-            };
-            let Some(rec) = self.map.get(&k).filter(|r| r.orig) else {
-                continue;
-            };
-            if rec.flow.replied() && !rec.flow.expired(now) {
-                continue;
-            }
-            let other = rec.other;
-            self.remove_flow(k, other);
-            self.evicted += 1;
-            return true;
-        }
-        false
-    }
-
-    /// Drops from `young` the keys of flows that are gone or answered, and
-    /// repeated keys (a tuple reused by successive flows), so that it never
-    /// holds more than the shard's unanswered flows.
-    fn compact_young(&mut self) {
-        let Shard { map, young, .. } = self;
-        let mut seen = rustc_hash::FxHashSet::default();
-        young
-            .retain(|k| map.get(k).is_some_and(|r| r.orig && !r.flow.replied()) && seen.insert(*k));
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::service::PROTO_UDP;
-
-    const C: u32 = 0x0af4_0105;
-    const VIP: u32 = 0x0a60_000a;
-    const B: u32 = 0x0af4_0202;
-
-    fn new_flow(cport: u16, proto: u8) -> NewFlow {
-        NewFlow {
-            proto,
-            client: (C, cport),
-            front: (VIP, 80),
-            backend: (B, 8080),
-            snat: None,
-            service: 7,
-        }
-    }
-
-    #[test]
-    fn both_directions_are_found_and_translated() {
-        let ct = Conntrack::new(1024);
-        let nat = ct.create(&new_flow(40000, PROTO_TCP), 1).unwrap();
-        assert_eq!(
-            nat,
-            Nat {
-                src: C,
-                sport: 40000,
-                dst: B,
-                dport: 8080
-            }
-        );
-        let orig = flow_key(C, VIP, 40000, 80, PROTO_TCP);
-        assert_eq!(
-            ct.lookup(orig, true, Some(tcp_flags::SYN), 2),
-            Some(Hit::Orig {
-                nat,
-                service: 7,
-                backend: crate::service::endpoint(B, 8080)
-            })
-        );
-        let reply = flow_key(B, C, 8080, 40000, PROTO_TCP);
-        assert_eq!(
-            ct.lookup(reply, false, Some(tcp_flags::SYN | tcp_flags::ACK), 3),
-            Some(Hit::Reply {
-                nat: Nat {
-                    src: VIP,
-                    sport: 80,
-                    dst: C,
-                    dport: 40000
-                }
-            })
-        );
-        let flows = ct.flows(3);
-        assert_eq!(flows.len(), 1);
-        assert_eq!(flows[0].state, FlowState::Established);
-    }
-
-    #[test]
-    fn a_taken_reply_tuple_moves_the_client_port() {
-        let ct = Conntrack::new(1024);
-        ct.create(&new_flow(40000, PROTO_TCP), 1).unwrap();
-        // The same client port to another VIP that picked the same endpoint.
-        let mut other = new_flow(40000, PROTO_TCP);
-        other.front = (VIP + 1, 80);
-        let nat = ct.create(&other, 1).unwrap();
-        assert_ne!(nat.sport, 40000);
-        let reply = flow_key(B, C, 8080, nat.sport, PROTO_TCP);
-        assert!(matches!(
-            ct.lookup(reply, false, Some(tcp_flags::ACK), 2),
-            Some(Hit::Reply { nat }) if nat.dport == 40000 && nat.src == VIP + 1
-        ));
-    }
-
-    #[test]
-    fn flows_expire_by_state() {
-        let ct = Conntrack::new(1024);
-        ct.create(&new_flow(1, PROTO_UDP), 0).unwrap();
-        let orig = flow_key(C, VIP, 1, 80, PROTO_UDP);
-        assert!(ct.lookup(orig, true, None, UDP_UNREPLIED_MS).is_some());
-        assert!(
-            ct.lookup(orig, true, None, 2 * UDP_UNREPLIED_MS + 1)
-                .is_none()
-        );
-        // TCP closed by RST goes soon; the reply record goes with it.
-        ct.create(&new_flow(2, PROTO_TCP), 0).unwrap();
-        let orig = flow_key(C, VIP, 2, 80, PROTO_TCP);
-        let reply = flow_key(B, C, 8080, 2, PROTO_TCP);
-        ct.lookup(reply, false, Some(tcp_flags::ACK), 1).unwrap();
-        ct.lookup(orig, true, Some(tcp_flags::RST), 2).unwrap();
-        assert_eq!(ct.sweep(2 + TCP_CLOSED_MS + 1), 1);
-        assert!(
-            ct.lookup(reply, false, Some(tcp_flags::ACK), 2 + TCP_CLOSED_MS + 2)
-                .is_none()
-        );
-        assert_eq!(ct.counters(0).entries, 0);
-    }
-
-    #[test]
-    fn full_table_evicts_unanswered_flows_never_answered_ones() {
-        let ct = Conntrack::new(SHARDS * 4);
-        // Answered flows first (a shard that happens to fill up with them
-        // refuses the rest).
-        let mut answered = Vec::new();
-        let mut refused = 0;
-        for p in 0..(SHARDS * 2) as u16 {
-            if ct.create(&new_flow(10_000 + p, PROTO_TCP), 0).is_err() {
-                refused += 1;
-            } else {
-                let nat_port = ct
-                    .flows(0)
-                    .into_iter()
-                    .find(|f| f.orig == flow_key(C, VIP, 10_000 + p, 80, PROTO_TCP))
-                    .unwrap()
-                    .nat
-                    .sport;
-                let reply = flow_key(B, C, 8080, nat_port, PROTO_TCP);
-                ct.lookup(reply, false, Some(tcp_flags::SYN | tcp_flags::ACK), 0)
-                    .unwrap();
-                answered.push(10_000 + p);
-            }
-        }
-        // A flood of unanswered flows, many times the limit.
-        for p in 0..(SHARDS * 40) as u16 {
-            if ct.create(&new_flow(20_000 + p, PROTO_TCP), 1).is_err() {
-                refused += 1;
-            }
-        }
-        let c = ct.counters(1);
-        assert!(c.entries <= ct.limit() as u64);
-        assert!(c.evicted > 0, "{c:?}");
-        // Every answered flow is still there.
-        for p in answered {
-            let orig = flow_key(C, VIP, p, 80, PROTO_TCP);
-            assert!(
-                ct.lookup(orig, true, Some(tcp_flags::ACK), 2).is_some(),
-                "{p}"
-            );
-        }
-        assert_eq!(c.full, refused);
-    }
-
-    #[test]
-    fn a_reused_tuple_keeps_the_eviction_queue_bounded() {
-        let ct = Conntrack::new(1024);
-        for i in 0..10_000 {
-            ct.create(&new_flow(40000, PROTO_TCP), i).unwrap();
-        }
-        let queued: usize = ct.shards.iter().map(|m| lock(m).young.len()).sum();
-        assert!(queued <= 2 * ct.per_shard + 17, "{queued} keys queued");
-        assert_eq!(ct.counters(10_000).entries, 1);
-    }
-
-    #[test]
-    fn a_worker_cache_never_uses_a_flow_whose_tuple_was_taken_over() {
-        let ct = Conntrack::new(1024);
-        let mut cache = FlowCache::default();
-        ct.create(&new_flow(1, PROTO_UDP), 0).unwrap();
-        let reply = flow_key(B, C, 8080, 1, PROTO_UDP);
-        // A worker caches the reply direction.
-        assert!(
-            ct.lookup_cached(&mut cache, reply, false, None, 1)
-                .is_some()
-        );
-        // The flow expires; the same client port to another VIP lands on
-        // the same endpoint and takes the reply tuple over.
-        let later = 1 + UDP_REPLIED_MS + 1;
-        let mut other = new_flow(1, PROTO_UDP);
-        other.front = (VIP + 1, 80);
-        ct.create(&other, later).unwrap();
-        // A worker whose clock lags a little must not translate with the
-        // old flow's VIP.
-        match ct.lookup_cached(&mut cache, reply, false, None, later - 1) {
-            Some(Hit::Reply { nat }) => assert_eq!(nat.src, VIP + 1),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn affinity_expires() {
-        let ct = Conntrack::new(1024);
-        ct.set_affinity(7, C, 99, 1000, 0);
-        assert_eq!(ct.affinity(7, C, 1000), Some(99));
-        assert_eq!(ct.affinity(7, C, 1001), None);
-        assert_eq!(ct.affinity(8, C, 0), None);
-        ct.sweep(2000);
-        assert_eq!(ct.counters(0).affinity, 0);
-    }
-
-    #[test]
-    fn flush_forgets_everything() {
-        let ct = Conntrack::new(1024);
-        ct.create(&new_flow(1, PROTO_TCP), 0).unwrap();
-        ct.set_affinity(7, C, 99, 1000, 0);
-        ct.flush();
-        assert!(ct.flows(0).is_empty());
-        assert_eq!(ct.affinity(7, C, 0), None);
-        assert!(
-            ct.lookup(flow_key(B, C, 8080, 1, PROTO_TCP), false, None, 0)
-                .is_none()
-        );
-    }
-}
+mod tests;

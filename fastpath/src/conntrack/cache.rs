@@ -1,0 +1,59 @@
+//! A worker's own shortcut to the flows it has seen: owned by one worker
+//! (inside its `Router`), read and written without a lock. The table in
+//! the parent module stays the authority: every removal there marks the
+//! flow dead, which is what keeps an entry here honest.
+
+use std::sync::Arc;
+
+use super::{Flow, Hit};
+
+/// Slots of a worker's [`FlowCache`] (a power of two).
+pub const FLOW_CACHE_SLOTS: usize = 4096;
+
+#[derive(Debug)]
+pub(super) struct CacheEntry {
+    pub(super) key: u128,
+    pub(super) orig: bool,
+    pub(super) hit: Hit,
+    pub(super) flow: Arc<Flow>,
+    /// The `Service::id` this flow's endpoint was last found listed in.
+    pub(super) checked: u64,
+}
+
+/// A worker's direct-mapped cache of flows it has seen: the established
+/// path without a lock. An entry is only a shortcut to the shared `Flow`:
+/// every removal from the table marks the flow dead first, so a cached
+/// entry of a removed, expired or replaced flow is never used.
+#[derive(Debug)]
+pub struct FlowCache {
+    pub(super) entries: Box<[Option<CacheEntry>]>,
+}
+
+impl Default for FlowCache {
+    fn default() -> Self {
+        FlowCache {
+            entries: (0..FLOW_CACHE_SLOTS).map(|_| None).collect(),
+        }
+    }
+}
+
+impl FlowCache {
+    #[inline]
+    pub(super) fn put(&mut self, key: u128, orig: bool, hit: Hit, flow: Arc<Flow>) {
+        let slot = self.slot(key);
+        self.entries[slot] = Some(CacheEntry {
+            key,
+            orig,
+            hit,
+            flow,
+            checked: 0,
+        });
+    }
+
+    #[inline]
+    pub(super) fn slot(&self, key: u128) -> usize {
+        let h = (key as u64) ^ ((key >> 64) as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        (h >> 52) as usize % FLOW_CACHE_SLOTS
+    }
+}

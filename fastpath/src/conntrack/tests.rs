@@ -1,0 +1,203 @@
+//! Unit tests of the connection table.
+
+use super::*;
+use crate::service::PROTO_UDP;
+
+const C: u32 = 0x0af4_0105;
+const VIP: u32 = 0x0a60_000a;
+const B: u32 = 0x0af4_0202;
+
+fn new_flow(cport: u16, proto: u8) -> NewFlow {
+    NewFlow {
+        proto,
+        client: (C, cport),
+        front: (VIP, 80),
+        backend: (B, 8080),
+        snat: None,
+        service: 7,
+    }
+}
+
+#[test]
+fn both_directions_are_found_and_translated() {
+    let ct = Conntrack::new(1024);
+    let nat = ct.create(&new_flow(40000, PROTO_TCP), 1).unwrap();
+    assert_eq!(
+        nat,
+        Nat {
+            src: C,
+            sport: 40000,
+            dst: B,
+            dport: 8080
+        }
+    );
+    let orig = flow_key(C, VIP, 40000, 80, PROTO_TCP);
+    assert_eq!(
+        ct.lookup(orig, true, Some(tcp_flags::SYN), 2),
+        Some(Hit::Orig {
+            nat,
+            service: 7,
+            backend: crate::service::endpoint(B, 8080)
+        })
+    );
+    let reply = flow_key(B, C, 8080, 40000, PROTO_TCP);
+    assert_eq!(
+        ct.lookup(reply, false, Some(tcp_flags::SYN | tcp_flags::ACK), 3),
+        Some(Hit::Reply {
+            nat: Nat {
+                src: VIP,
+                sport: 80,
+                dst: C,
+                dport: 40000
+            }
+        })
+    );
+    let flows = ct.flows(3);
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0].state, FlowState::Established);
+}
+
+#[test]
+fn a_taken_reply_tuple_moves_the_client_port() {
+    let ct = Conntrack::new(1024);
+    ct.create(&new_flow(40000, PROTO_TCP), 1).unwrap();
+    // The same client port to another VIP that picked the same endpoint.
+    let mut other = new_flow(40000, PROTO_TCP);
+    other.front = (VIP + 1, 80);
+    let nat = ct.create(&other, 1).unwrap();
+    assert_ne!(nat.sport, 40000);
+    let reply = flow_key(B, C, 8080, nat.sport, PROTO_TCP);
+    assert!(matches!(
+        ct.lookup(reply, false, Some(tcp_flags::ACK), 2),
+        Some(Hit::Reply { nat }) if nat.dport == 40000 && nat.src == VIP + 1
+    ));
+}
+
+#[test]
+fn flows_expire_by_state() {
+    let ct = Conntrack::new(1024);
+    ct.create(&new_flow(1, PROTO_UDP), 0).unwrap();
+    let orig = flow_key(C, VIP, 1, 80, PROTO_UDP);
+    assert!(ct.lookup(orig, true, None, UDP_UNREPLIED_MS).is_some());
+    assert!(
+        ct.lookup(orig, true, None, 2 * UDP_UNREPLIED_MS + 1)
+            .is_none()
+    );
+    // TCP closed by RST goes soon; the reply record goes with it.
+    ct.create(&new_flow(2, PROTO_TCP), 0).unwrap();
+    let orig = flow_key(C, VIP, 2, 80, PROTO_TCP);
+    let reply = flow_key(B, C, 8080, 2, PROTO_TCP);
+    ct.lookup(reply, false, Some(tcp_flags::ACK), 1).unwrap();
+    ct.lookup(orig, true, Some(tcp_flags::RST), 2).unwrap();
+    assert_eq!(ct.sweep(2 + TCP_CLOSED_MS + 1), 1);
+    assert!(
+        ct.lookup(reply, false, Some(tcp_flags::ACK), 2 + TCP_CLOSED_MS + 2)
+            .is_none()
+    );
+    assert_eq!(ct.counters(0).entries, 0);
+}
+
+#[test]
+fn full_table_evicts_unanswered_flows_never_answered_ones() {
+    let ct = Conntrack::new(SHARDS * 4);
+    // Answered flows first (a shard that happens to fill up with them
+    // refuses the rest).
+    let mut answered = Vec::new();
+    let mut refused = 0;
+    for p in 0..(SHARDS * 2) as u16 {
+        if ct.create(&new_flow(10_000 + p, PROTO_TCP), 0).is_err() {
+            refused += 1;
+        } else {
+            let nat_port = ct
+                .flows(0)
+                .into_iter()
+                .find(|f| f.orig == flow_key(C, VIP, 10_000 + p, 80, PROTO_TCP))
+                .unwrap()
+                .nat
+                .sport;
+            let reply = flow_key(B, C, 8080, nat_port, PROTO_TCP);
+            ct.lookup(reply, false, Some(tcp_flags::SYN | tcp_flags::ACK), 0)
+                .unwrap();
+            answered.push(10_000 + p);
+        }
+    }
+    // A flood of unanswered flows, many times the limit.
+    for p in 0..(SHARDS * 40) as u16 {
+        if ct.create(&new_flow(20_000 + p, PROTO_TCP), 1).is_err() {
+            refused += 1;
+        }
+    }
+    let c = ct.counters(1);
+    assert!(c.entries <= ct.limit() as u64);
+    assert!(c.evicted > 0, "{c:?}");
+    // Every answered flow is still there.
+    for p in answered {
+        let orig = flow_key(C, VIP, p, 80, PROTO_TCP);
+        assert!(
+            ct.lookup(orig, true, Some(tcp_flags::ACK), 2).is_some(),
+            "{p}"
+        );
+    }
+    assert_eq!(c.full, refused);
+}
+
+#[test]
+fn a_reused_tuple_keeps_the_eviction_queue_bounded() {
+    let ct = Conntrack::new(1024);
+    for i in 0..10_000 {
+        ct.create(&new_flow(40000, PROTO_TCP), i).unwrap();
+    }
+    let queued: usize = ct.shards.iter().map(|m| lock(m).young.len()).sum();
+    assert!(queued <= 2 * ct.per_shard + 17, "{queued} keys queued");
+    assert_eq!(ct.counters(10_000).entries, 1);
+}
+
+#[test]
+fn a_worker_cache_never_uses_a_flow_whose_tuple_was_taken_over() {
+    let ct = Conntrack::new(1024);
+    let mut cache = FlowCache::default();
+    ct.create(&new_flow(1, PROTO_UDP), 0).unwrap();
+    let reply = flow_key(B, C, 8080, 1, PROTO_UDP);
+    // A worker caches the reply direction.
+    assert!(
+        ct.lookup_cached(&mut cache, reply, false, None, 1)
+            .is_some()
+    );
+    // The flow expires; the same client port to another VIP lands on
+    // the same endpoint and takes the reply tuple over.
+    let later = 1 + UDP_REPLIED_MS + 1;
+    let mut other = new_flow(1, PROTO_UDP);
+    other.front = (VIP + 1, 80);
+    ct.create(&other, later).unwrap();
+    // A worker whose clock lags a little must not translate with the
+    // old flow's VIP.
+    match ct.lookup_cached(&mut cache, reply, false, None, later - 1) {
+        Some(Hit::Reply { nat }) => assert_eq!(nat.src, VIP + 1),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn affinity_expires() {
+    let ct = Conntrack::new(1024);
+    ct.set_affinity(7, C, 99, 1000, 0);
+    assert_eq!(ct.affinity(7, C, 1000), Some(99));
+    assert_eq!(ct.affinity(7, C, 1001), None);
+    assert_eq!(ct.affinity(8, C, 0), None);
+    ct.sweep(2000);
+    assert_eq!(ct.counters(0).affinity, 0);
+}
+
+#[test]
+fn flush_forgets_everything() {
+    let ct = Conntrack::new(1024);
+    ct.create(&new_flow(1, PROTO_TCP), 0).unwrap();
+    ct.set_affinity(7, C, 99, 1000, 0);
+    ct.flush();
+    assert!(ct.flows(0).is_empty());
+    assert_eq!(ct.affinity(7, C, 0), None);
+    assert!(
+        ct.lookup(flow_key(B, C, 8080, 1, PROTO_TCP), false, None, 0)
+            .is_none()
+    );
+}
