@@ -201,12 +201,12 @@ fn parse_note(s: &str) -> Result<(String, String), String> {
 
 impl OutArgs {
     fn result(&self, kind: &str, extra_layout: &str) -> ResultFile {
-        let layout = [self.layout.as_str(), extra_layout]
-            .iter()
-            .filter(|s| !s.is_empty())
-            .copied()
-            .collect::<Vec<_>>()
-            .join(", ");
+        // The caller's description wins: it knows where the switch runs too.
+        let layout = if self.layout.is_empty() {
+            extra_layout.to_string()
+        } else {
+            self.layout.clone()
+        };
         let notes: BTreeMap<String, String> = self.notes.iter().cloned().collect();
         ResultFile::new(kind, &self.peer, &self.scenario, Env::here(layout, notes))
     }

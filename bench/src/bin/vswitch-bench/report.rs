@@ -17,8 +17,10 @@ use crate::results::ResultFile;
 #[derive(Debug, Clone, PartialEq)]
 struct Cell {
     unit: String,
-    higher_is_better: bool,
     values: Vec<f64>,
+    /// Some value is only a lower bound: the generator, not the switch,
+    /// was the limit (no loss at its highest rate).
+    at_least: bool,
 }
 
 /// scenario → metric (in first-seen order) → peer → cell.
@@ -38,7 +40,19 @@ pub struct Report {
 }
 
 impl Report {
-    fn add(&mut self, scenario: &str, peer: &str, metric: &str, unit: &str, higher: bool, v: f64) {
+    fn add(&mut self, scenario: &str, peer: &str, metric: &str, unit: &str, v: f64) {
+        self.add_bound(scenario, peer, metric, unit, v, false);
+    }
+
+    fn add_bound(
+        &mut self,
+        scenario: &str,
+        peer: &str,
+        metric: &str,
+        unit: &str,
+        v: f64,
+        at_least: bool,
+    ) {
         if !self.tables.contains_key(scenario) {
             self.order.push(scenario.to_string());
         }
@@ -49,15 +63,16 @@ impl Report {
         if !t.peers.iter().any(|p| p == peer) {
             t.peers.push(peer.to_string());
         }
-        t.cells
+        let c = t
+            .cells
             .entry((metric.to_string(), peer.to_string()))
             .or_insert_with(|| Cell {
                 unit: unit.to_string(),
-                higher_is_better: higher,
                 values: Vec::new(),
-            })
-            .values
-            .push(v);
+                at_least: false,
+            });
+        c.values.push(v);
+        c.at_least |= at_least;
     }
 
     /// Adds what one result file measured.
@@ -65,53 +80,29 @@ impl Report {
         let (s, p) = (f.scenario.clone(), f.peer.clone());
         if let Some(n) = &f.ndr {
             for run in &n.runs {
-                let tag = if run.generator_bound {
-                    " (gen-bound)"
-                } else {
-                    ""
-                };
-                self.add(
-                    &s,
-                    &p,
-                    &format!("NDR{tag}"),
-                    "Mpps",
-                    true,
-                    run.ndr.rate_pps / 1e6,
-                );
-                self.add(&s, &p, "PDR 0.5%", "Mpps", true, run.pdr.rate_pps / 1e6);
+                let bound = run.generator_bound;
+                self.add_bound(&s, &p, "NDR", "Mpps", run.ndr.rate_pps / 1e6, bound);
+                self.add_bound(&s, &p, "PDR 0.5%", "Mpps", run.pdr.rate_pps / 1e6, bound);
             }
             for l in &n.latency {
                 let pct = (l.fraction * 100.0).round();
-                self.add(
-                    &s,
-                    &p,
-                    &format!("p50 @{pct}% NDR"),
-                    "us",
-                    false,
-                    l.result.latency.p50_us,
-                );
-                self.add(
-                    &s,
-                    &p,
-                    &format!("p99 @{pct}% NDR"),
-                    "us",
-                    false,
-                    l.result.latency.p99_us,
-                );
+                let lat = &l.result.latency;
+                self.add(&s, &p, &format!("p50 @{pct}% NDR"), "us", lat.p50_us);
+                self.add(&s, &p, &format!("p99 @{pct}% NDR"), "us", lat.p99_us);
             }
         }
         if let Some(t) = &f.trial {
-            self.add(&s, &p, "received", "Mpps", true, t.received_pps / 1e6);
-            self.add(&s, &p, "offered", "Mpps", true, t.offered_pps / 1e6);
-            self.add(&s, &p, "loss", "%", false, t.loss_ratio * 100.0);
+            self.add(&s, &p, "received", "Mpps", t.received_pps / 1e6);
+            self.add(&s, &p, "offered", "Mpps", t.offered_pps / 1e6);
+            self.add(&s, &p, "loss", "%", t.loss_ratio * 100.0);
             if t.latency.count > 0 {
-                self.add(&s, &p, "p50", "us", false, t.latency.p50_us);
-                self.add(&s, &p, "p99", "us", false, t.latency.p99_us);
+                self.add(&s, &p, "p50", "us", t.latency.p50_us);
+                self.add(&s, &p, "p99", "us", t.latency.p99_us);
             }
         }
         if let Some(m) = &f.metric {
             for &v in &m.values {
-                self.add(&s, &p, &m.name, &m.unit, m.better != "lower", v);
+                self.add(&s, &p, &m.name, &m.unit, v);
             }
         }
         self.files.push(f);
@@ -165,22 +156,23 @@ impl Report {
         for l in layouts {
             let _ = writeln!(md, "Cores: {l}.");
         }
-        let notes: BTreeMap<&str, &str> = self
-            .files
-            .iter()
-            .flat_map(|f| f.env.notes.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .collect();
+        let mut notes: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
+        for f in &self.files {
+            for (k, v) in &f.env.notes {
+                notes.entry(f.peer.as_str()).or_default().insert(k, v);
+            }
+        }
         if !notes.is_empty() {
             md.push('\n');
-            for (k, v) in notes {
-                let _ = writeln!(md, "- {k}: {v}");
+            for (peer, kv) in notes {
+                let kv: Vec<String> = kv.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                let _ = writeln!(md, "- `{peer}`: {}", kv.join("; "));
             }
         }
         for scenario in &self.order {
             let t = &self.tables[scenario];
             let _ = writeln!(md, "\n### {scenario}\n");
             let primary = &t.metrics[0];
-            let others: Vec<&String> = t.peers.iter().filter(|p| *p != baseline).collect();
             let has_base = t.peers.iter().any(|p| p == baseline);
             let mut head = vec!["peer".to_string()];
             for m in &t.metrics {
@@ -197,32 +189,35 @@ impl Report {
             }
             let _ = writeln!(md, "| {} |", head.join(" | "));
             let _ = writeln!(md, "|{}", "---|".repeat(head.len()));
-            let base = t
-                .cells
-                .get(&(primary.clone(), baseline.to_string()))
-                .map(|c| median(&c.values));
+            let base = t.cells.get(&(primary.clone(), baseline.to_string()));
+            let mut bounded = false;
             for peer in &t.peers {
                 let mut row = vec![format!("`{peer}`")];
                 for m in &t.metrics {
                     row.push(match t.cells.get(&(m.clone(), peer.clone())) {
-                        Some(c) => fmt_cell(&c.values),
+                        Some(c) => {
+                            bounded |= c.at_least;
+                            fmt_cell(c)
+                        }
                         None => "–".into(),
                     });
                 }
                 if has_base {
-                    let v = t
-                        .cells
-                        .get(&(primary.clone(), peer.clone()))
-                        .map(|c| median(&c.values));
+                    let v = t.cells.get(&(primary.clone(), peer.clone()));
                     row.push(match (base, v) {
                         _ if peer == baseline => "1.00".into(),
-                        (Some(b), Some(v)) if v > 0.0 => format!("{:.2}", b / v),
+                        (Some(b), Some(v)) => fmt_ratio(b, v),
                         _ => "–".into(),
                     });
                 }
                 let _ = writeln!(md, "| {} |", row.join(" | "));
             }
-            let _ = others;
+            if bounded {
+                let _ = writeln!(
+                    md,
+                    "\n≥: no loss at the generator's highest rate, so the switch's own limit is higher (a lower bound); ratios with a bound are bounds too."
+                );
+            }
             for (sc, file) in charts {
                 if sc == scenario {
                     let _ = writeln!(md, "\n![{scenario}]({file})");
@@ -404,8 +399,28 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// `median [min–max]`, or the one value.
-fn fmt_cell(v: &[f64]) -> String {
+/// `baseline ÷ peer` of the medians; `≥`/`≤` when a side is a lower bound.
+fn fmt_ratio(base: &Cell, peer: &Cell) -> String {
+    let (b, v) = (median(&base.values), median(&peer.values));
+    if v <= 0.0 {
+        return "–".into();
+    }
+    let sign = match (base.at_least, peer.at_least) {
+        (false, false) => "",
+        (true, false) => "≥",
+        (false, true) => "≤",
+        (true, true) => return "?".into(),
+    };
+    format!("{sign}{:.2}", b / v)
+}
+
+/// `median [min–max]`, or the one value; `≥` for lower bounds.
+fn fmt_cell(c: &Cell) -> String {
+    let sign = if c.at_least { "≥" } else { "" };
+    format!("{sign}{}", fmt_values(&c.values))
+}
+
+fn fmt_values(v: &[f64]) -> String {
     let f = |x: f64| {
         if x.abs() >= 100.0 {
             format!("{x:.0}")
@@ -484,6 +499,37 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("iperf3 -c 10.0.0.1 'a b'"), "{md}");
+    }
+
+    #[test]
+    fn generator_bound_rates_are_lower_bounds_and_so_are_their_ratios() {
+        use crate::ndr::{Found, NdrOutcome, SearchRun};
+        let ndr = |peer: &str, rate: f64, bound: bool| {
+            let mut f = ResultFile::new("ndr", peer, "l2", Env::default());
+            let found = Found {
+                rate_pps: rate,
+                failed_at_pps: None,
+            };
+            f.ndr = Some(NdrOutcome {
+                runs: vec![SearchRun {
+                    max_offered_pps: rate,
+                    generator_bound: bound,
+                    ndr: found.clone(),
+                    pdr: found,
+                }],
+                ..Default::default()
+            });
+            f
+        };
+        let mut r = Report::default();
+        r.add_file(ndr("vs", 0.7e6, true));
+        r.add_file(ndr("bridge", 1.4e6, false));
+        r.add_file(ndr("ovs", 0.7e6, true));
+        let md = r.markdown("vs", &[]);
+        assert!(md.contains("| `vs` | ≥0.700 | ≥0.700 | 1.00 |"), "{md}");
+        assert!(md.contains("| `bridge` | 1.40 | 1.40 | ≥0.50 |"), "{md}");
+        assert!(md.contains("| `ovs` | ≥0.700 | ≥0.700 | ? |"), "{md}");
+        assert!(md.contains("lower bound"));
     }
 
     #[test]
