@@ -23,8 +23,9 @@
 #                   new flows per second that get through, and loss
 #   tcp             iperf3 TCP pod a -> pod b, 1 and 4 streams
 #   ping            ping pod a -> pod b: RTT median and p99
-#   cpu             CPU seconds (all cores, /proc/stat) per million frames at
-#                   a fixed rate every peer carries without loss
+#   cpu             at a fixed low rate every peer carries without loss: CPU
+#                   seconds (all cores, /proc/stat, while the generator runs)
+#                   per million frames, and how busy the switch's core is
 # Latency percentiles of the sink's histogram come with every NDR search
 # (trials at 50 % and 90 % of the NDR).
 #
@@ -282,7 +283,10 @@ ndr() {
     shift 5
     # shellcheck disable=SC2046
     bench "$peer" "$scenario" "$round" ndr $(pair_args "$sink" "$dst") \
-        --trial "$TRIAL" --precision "$PRECISION" --warmup "$WARMUP" --latency-trial "$LAT_TRIAL" "$@"
+        --trial "$TRIAL" --precision "$PRECISION" --warmup "$WARMUP" --latency-trial "$LAT_TRIAL" "$@" || return 1
+    # A search in which no trial passed measured nothing: a broken set-up.
+    python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["ndr"]["ndr_median_pps"] <= 0)' \
+        "$OUT/$scenario@$peer@r$round.json" || { log "  $scenario: no trial without loss"; return 1; }
 }
 
 busy_jiffies() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
@@ -329,19 +333,19 @@ print(st.median(t), t[min(len(t)-1, int(len(t)*0.99))], len(t))')
         log "  ping: p50 $p50 us, p99 $p99 us ($n replies)"
         ;;
     cpu)
-        local before after hz received
-        hz=$(getconf CLK_TCK)
-        before=$(busy_jiffies)
+        local per busy
         # shellcheck disable=SC2046
         "$BIN/vswitch-bench" trial $(pair_args vsb-b "${POD_IP[vsb-b]}") --rate "$CPU_RATE" \
             --duration "$CPU_S" --warmup 0.1 --json "$RUN/cpu.json" >/dev/null
-        after=$(busy_jiffies)
-        received=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["trial"]["received"])' "$RUN/cpu.json")
-        local per
-        per=$(python3 -c "print(($after-$before)/$hz/max($received,1)*1e6)")
-        "$BIN/vswitch-bench" record --peer "$peer" --scenario cpu --name "CPU s per Mpkt at $((CPU_RATE / 1000)) kpps" \
+        read -r per busy < <(python3 -c 'import json,sys
+t = json.load(open(sys.argv[1]))["trial"]
+print(sum(t["cpu_busy_s"]) / max(t["received"], 1) * 1e6, t["cpu_busy_s"][int(sys.argv[2])] / t["duration_s"] * 100)' \
+            "$RUN/cpu.json" "$SWITCH_CORE")
+        "$BIN/vswitch-bench" record --peer "$peer" --scenario cpu --name "all cores, s per Mpkt at $((CPU_RATE / 1000)) kpps" \
             --unit s --better lower "${PEER_NOTES[@]}" --layout "$LAYOUT" --json "$OUT/cpu@$peer@r$r.json" "$per"
-        log "  cpu: $per s per million frames (all cores, $received frames)"
+        "$BIN/vswitch-bench" record --peer "$peer" --scenario cpu --name "switch core busy" \
+            --unit % --better lower "${PEER_NOTES[@]}" --layout "$LAYOUT" --json "$OUT/cpu-core@$peer@r$r.json" "$busy"
+        log "  cpu: $per s per million frames (all cores), switch core $busy % busy"
         ;;
     esac
 }

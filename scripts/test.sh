@@ -34,4 +34,10 @@ cargo build --release --workspace --bins
 step "cargo test --workspace --release"
 cargo test --workspace --release --no-fail-fast
 
+# The benchmark tools end to end, at smoke size (they assert no speed).
+step "scripts/bench-veth.sh --quick (vswitch peers)"
+quick_out=$(mktemp -d)
+scripts/bench-veth.sh --quick --no-build --peers vswitch-afxdp,vswitch-tap --out "$quick_out"
+rm -rf "$quick_out"
+
 step "all checks passed"

@@ -431,6 +431,11 @@ pub struct TrialResult {
     pub reordered: u64,
     pub kernel_drops: Option<u64>,
     pub tx_errors: u64,
+    /// Seconds each core was busy (user, system, softirq...) while the
+    /// generator ran, from /proc/stat: everything on the machine, the
+    /// switch under test included.
+    #[serde(default)]
+    pub cpu_busy_s: Vec<f64>,
 }
 
 impl TrialResult {
@@ -456,8 +461,32 @@ impl TrialResult {
             reordered: s.reordered,
             kernel_drops: s.kernel_drops,
             tx_errors: g.tx_errors,
+            cpu_busy_s: Vec::new(),
         }
     }
+}
+
+/// Busy clock ticks of each core (all but idle and iowait), from /proc/stat.
+pub fn cpu_busy_ticks() -> Vec<u64> {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    parse_cpu_busy(&text)
+}
+
+fn parse_cpu_busy(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .map(|l| {
+            let f: Vec<u64> = l
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal (guest is in user).
+            f.iter().take(8).sum::<u64>()
+                - f.get(3).copied().unwrap_or(0)
+                - f.get(4).copied().unwrap_or(0)
+        })
+        .collect()
 }
 
 /// A generator and a sink, driven together.
@@ -495,9 +524,35 @@ impl Pair {
         self.sink.begin(tag)?;
         // Give the sink's gratuitous ARP time to cross the switch.
         std::thread::sleep(Duration::from_millis(20));
+        let before = cpu_busy_ticks();
         let g = self.generator.run(tag, rate, duration, None)?;
+        let after = cpu_busy_ticks();
         std::thread::sleep(self.drain);
         let s = self.sink.counts()?;
-        Ok(TrialResult::from_reports(rate, &g, &s))
+        let mut r = TrialResult::from_reports(rate, &g, &s);
+        // SAFETY: sysconf only reads a configuration value.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        r.cpu_busy_s = after
+            .iter()
+            .zip(&before)
+            .map(|(a, b)| a.saturating_sub(*b) as f64 / hz)
+            .collect();
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_ticks_leave_out_idle_and_iowait() {
+        let stat = "cpu  10 0 10 100 5 0 0 0 0 0
+cpu0 1 2 3 100 50 4 5 6 7 8
+cpu1 0 0 0 9 0 0 0 0 0 0
+intr 1 2 3
+";
+        assert_eq!(parse_cpu_busy(stat), vec![21, 0]);
+        assert!(!cpu_busy_ticks().is_empty());
     }
 }
