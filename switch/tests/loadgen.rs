@@ -133,7 +133,7 @@ fn separate_gen_and_sink_agree() {
     let b = env.add_pod("b", Attach::Tap);
     env.ping(&a, &b);
     let sink_json = env.dir.join("sink.json");
-    let mut sink = Command::new(bench_bin())
+    let sink = Command::new(bench_bin())
         .args([
             "sink", "--netns", &b.name, "--iface", "eth0", "--driver", "udp", "--idle", "1",
         ])
