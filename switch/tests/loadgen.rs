@@ -86,8 +86,9 @@ fn exact_trial(env: &TestEnv, a: &Pod, b: &Pod, flows: &str) {
         assert_eq!(v["kind"], "trial");
         let t = &v["trial"];
         let sent = t["sent"].as_u64().unwrap();
-        // 20,000/s for 1 s, give or take the first and last frame.
-        assert!((19_900..=20_001).contains(&sent), "sent {sent}");
+        // 20,000/s for 1 s; a descheduled generator forgives what it
+        // missed (so this is not a precision check: counting is).
+        assert!((10_000..=20_001).contains(&sent), "sent {sent}");
         assert_eq!(t["received"].as_u64(), Some(sent), "{t}");
         assert_eq!(t["lost"], 0);
         assert_eq!(t["duplicates"], 0);

@@ -17,9 +17,11 @@
 //! [`ndr`] (the search), [`results`] (result files), [`report`].
 
 mod frame;
+mod generator;
 mod ndr;
 mod nic;
 mod rate;
+mod receiver;
 mod report;
 mod results;
 mod sink;
@@ -35,9 +37,11 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use frame::{Sizes, Vary};
+use generator::GenConfig;
 use nic::DriverKind;
+use receiver::SinkConfig;
 use results::{Env, Metric, ResultFile, fmt_pps, print_table, trial_rows};
-use trial::{GenConfig, Pair, SinkConfig};
+use trial::Pair;
 
 #[derive(Parser)]
 #[command(
@@ -473,20 +477,23 @@ fn main() {
 
 fn cmd_gen(a: GenArgs) -> anyhow::Result<()> {
     let f = &a.frame;
-    let g = trial::Generator::start(GenConfig {
-        netns: a.netns.clone(),
-        iface: a.iface.clone(),
-        driver: a.driver,
-        sizes: f.size,
-        flows: f.flows,
-        vary: f.vary,
-        dst_ip: f.dst_ip,
-        dst_port: f.dst_port,
-        dst_mac: f.dst_mac,
-        src_port: f.src_port,
-        stream: a.stream,
-        core: a.core,
-    })?;
+    let g = generator::Generator::start(
+        GenConfig {
+            netns: a.netns.clone(),
+            iface: a.iface.clone(),
+            driver: a.driver,
+            sizes: f.size,
+            flows: f.flows,
+            vary: f.vary,
+            dst_ip: f.dst_ip,
+            dst_port: f.dst_port,
+            dst_mac: f.dst_mac,
+            src_port: f.src_port,
+            stream: a.stream,
+            core: a.core,
+        },
+        None,
+    )?;
     eprintln!(
         "gen: {} on {} ({}), {} -> {} {}:{}, {} at {}",
         g.info.driver,
@@ -499,11 +506,12 @@ fn cmd_gen(a: GenArgs) -> anyhow::Result<()> {
         f.size.label(),
         a.rate.0.map_or("max".into(), fmt_pps)
     );
-    let r = g.run(
+    let (r, _) = g.run(
         a.tag,
         a.rate.0,
         Duration::from_secs_f64(a.duration),
         a.count,
+        Duration::ZERO,
     )?;
     print_table(&[
         vec![
@@ -535,7 +543,7 @@ fn cmd_sink(a: SinkArgs) -> anyhow::Result<()> {
         frame::MIN_SIZE,
         frame::MAX_SIZE
     );
-    let sink = trial::Sink::start(
+    let sink = receiver::Sink::start(
         SinkConfig {
             netns: a.netns.clone(),
             iface: a.iface.clone(),
@@ -637,7 +645,7 @@ fn cmd_trial(a: TrialArgs) -> anyhow::Result<()> {
         pair.generator.info.driver,
         pair.generator.info.src_mac,
         pair.generator.info.dst_mac,
-        pair.sink.driver
+        pair.sink_driver()
     );
     pair.trial(Some(a.warmup_rate), Duration::from_secs_f64(a.warmup))?;
     let started = Instant::now();
@@ -657,7 +665,7 @@ fn cmd_trial(a: TrialArgs) -> anyhow::Result<()> {
         out.config["rate"] = serde_json::json!(a.rate.0);
         out.config["duration_s"] = serde_json::json!(a.duration);
         out.generator = Some(pair.generator.info.clone());
-        out.sink_driver = Some(pair.sink.driver.clone());
+        out.sink_driver = Some(pair.sink_driver());
         out.trial = Some(r.clone());
         if a.rounds > 1 {
             // Every round is its own result; write them as FILE, FILE.2, ...
@@ -698,7 +706,7 @@ fn cmd_ndr(a: NdrArgs) -> anyhow::Result<()> {
         pair.generator.info.driver,
         pair.generator.info.src_mac,
         pair.generator.info.dst_mac,
-        pair.sink.driver
+        pair.sink_driver()
     );
     let total = ndr::expected_trials(&cfg) * a.repeats as usize + 2;
     let started = Instant::now();
@@ -743,7 +751,7 @@ fn cmd_ndr(a: NdrArgs) -> anyhow::Result<()> {
     out.config = a.pair.config();
     out.config["search"] = serde_json::to_value(&cfg)?;
     out.generator = Some(pair.generator.info.clone());
-    out.sink_driver = Some(pair.sink.driver.clone());
+    out.sink_driver = Some(pair.sink_driver());
     out.ndr = Some(outcome);
     a.pair.out.write(&out)
 }

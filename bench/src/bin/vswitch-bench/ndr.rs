@@ -251,7 +251,7 @@ mod tests {
             } else {
                 (sent as f64 * self.capacity / offered).floor() as u64
             };
-            let g = crate::trial::GenReport {
+            let g = crate::generator::GenReport {
                 sent,
                 bytes: sent * 64,
                 elapsed_s: d.as_secs_f64(),

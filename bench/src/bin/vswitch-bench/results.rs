@@ -19,9 +19,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::generator::{GenInfo, GenReport};
 use crate::ndr::NdrOutcome;
 use crate::sink::SinkReport;
-use crate::trial::{GenInfo, GenReport, TrialResult};
+use crate::trial::TrialResult;
 
 pub const SCHEMA: u32 = 1;
 
