@@ -4,6 +4,7 @@
 #
 #   scripts/bench-veth.sh [--quick] [--peers LIST] [--scenarios LIST] [--rounds N]
 #                         [--gen-core N] [--switch-core N] [--out DIR] [--no-doc] [--no-build]
+#                         [--profile]
 #
 # Peers (each set up from nothing and torn down again, in every round):
 #   vswitch-afxdp   vswitchd, pods' veth host ends attached over AF_XDP
@@ -42,6 +43,12 @@
 #
 # --quick: a few seconds per cell, one round (CI smoke); default: full run,
 # three rounds, peers alternating within each round.
+#
+# --profile: after the rounds, where the time goes: for every peer and packet
+# scenario, `perf record` (software clock, all cores) during a trial at the
+# generator's maximum rate, and during iperf3 for tcp; a summary per core
+# (process, kernel or user code) and the top symbols of the switch's core
+# go to profile/<scenario>@<peer>.txt.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -51,7 +58,7 @@ ALL_PEERS="vswitch-afxdp vswitch-tap bridge-offload bridge ovs-afxdp kube-proxy"
 ALL_SCENARIOS="l2-64b routed-64b svc-1flow svc-10kflows svc-newflows tcp ping cpu"
 
 ARGS="$*"
-QUICK=0 ROUNDS="" PEERS=$ALL_PEERS SCENARIOS=$ALL_SCENARIOS OUT="" DOC=1 BUILD=1
+PROFILE=0 QUICK=0 ROUNDS="" PEERS=$ALL_PEERS SCENARIOS=$ALL_SCENARIOS OUT="" DOC=1 BUILD=1
 GEN_CORE=0 SWITCH_CORE=1
 
 usage() {
@@ -72,6 +79,7 @@ while [[ $# -gt 0 ]]; do
     --out) [[ $# -ge 2 ]] || usage; OUT=$2; shift 2 ;;
     --no-doc) DOC=0; shift ;;
     --no-build) BUILD=0; shift ;;
+    --profile) PROFILE=1; shift ;;
     -h | --help) usage ;;
     *) echo "$PROG: unknown argument '$1'" >&2; usage ;;
     esac
@@ -90,6 +98,9 @@ for c in "$GEN_CORE" "$SWITCH_CORE"; do
 done
 [[ $GEN_CORE != "$SWITCH_CORE" ]] || die "--gen-core and --switch-core must differ"
 [[ $(id -u) -eq 0 ]] || die "must run as root (namespaces, XDP, bridges)"
+if [[ $PROFILE -eq 1 ]]; then
+    command -v perf >/dev/null || die "--profile needs perf (apt install linux-perf)"
+fi
 
 if [[ $QUICK -eq 1 ]]; then
     ROUNDS=${ROUNDS:-1} TRIAL=0.3 PRECISION=20 LAT_TRIAL=0.3 WARMUP=0.2 IPERF_S=1 PINGS=20
@@ -339,7 +350,7 @@ print(st.median(t), t[min(len(t)-1, int(len(t)*0.99))], len(t))')
             --duration "$CPU_S" --warmup 0.1 --json "$RUN/cpu.json" >/dev/null
         read -r per busy < <(python3 -c 'import json,sys
 t = json.load(open(sys.argv[1]))["trial"]
-print(sum(t["cpu_busy_s"]) / max(t["received"], 1) * 1e6, t["cpu_busy_s"][int(sys.argv[2])] / t["duration_s"] * 100)' \
+print(sum(t["cpu_busy_s"]) / max(t["received"], 1) * 1e6, t["cpu_busy_s"][int(sys.argv[2])] / t["cpu_window_s"] * 100)' \
             "$RUN/cpu.json" "$SWITCH_CORE")
         "$BIN/vswitch-bench" record --peer "$peer" --scenario cpu --name "all cores, s per Mpkt at $((CPU_RATE / 1000)) kpps" \
             --unit s --better lower "${PEER_NOTES[@]}" --layout "$LAYOUT" --json "$OUT/cpu@$peer@r$r.json" "$per"
@@ -390,6 +401,66 @@ for ((round = 1; round <= ROUNDS; round++)); do
         CUR_PEER=""
     done
 done
+
+# Where the time goes: perf on every core while a scenario runs flat out.
+profile() {
+    local peer=$1 s=$2 secs=3 txt=$OUT/profile/$2@$1.txt data=$RUN/perf.data
+    case $s in
+    l2-64b) set -- vsb-b "${POD_IP[vsb-b]}" ;;
+    routed-64b) set -- vsb-c "${POD_IP[vsb-c]}" ;;
+    svc-1flow) set -- vsb-b "$VIP" ;;
+    svc-10kflows) set -- vsb-b "$VIP" --flows 10000 ;;
+    svc-newflows) set -- vsb-b "$VIP" --flows 16000000 ;;
+    tcp) ;;
+    *) return 0 ;;
+    esac
+    mkdir -p "$OUT/profile"
+    if [[ $s == tcp ]]; then
+        in_pod vsb-b iperf3 -s -D -1 -p 5201 --pidfile "$RUN/iperf3.pid" >/dev/null
+        sleep 0.3
+        in_pod vsb-a iperf3 -c "${POD_IP[vsb-b]}" -p 5201 -t $((secs + 2)) >"$RUN/load.out" 2>&1 &
+    else
+        local sink=$1 dst=$2
+        shift 2
+        # shellcheck disable=SC2046
+        "$BIN/vswitch-bench" trial $(pair_args "$sink" "$dst") --rate max --duration $((secs + 2)) \
+            --warmup 0.2 "$@" >"$RUN/load.out" 2>&1 &
+    fi
+    local load=$!
+    sleep 1.5
+    perf record -q -e cpu-clock -F 1999 -a -g -o "$data" -- sleep "$secs" >/dev/null 2>&1 || true
+    wait "$load" || true
+    {
+        echo "# $s on $peer: perf record -e cpu-clock -a during $secs s of load ($LAYOUT)"
+        echo "# load: $(tail -1 "$RUN/load.out")"
+        echo; echo "## share of all samples by core, process and code"
+        perf report -i "$data" --no-children --sort cpu,comm,dso -g none --stdio 2>/dev/null |
+            grep -v '^#' | grep -v '^$' | head -25
+        echo; echo "## top symbols on the switch's core ($SWITCH_CORE)"
+        perf report -i "$data" --no-children --cpu "$SWITCH_CORE" --sort comm,dso,sym -g none --stdio 2>/dev/null |
+            grep -v '^#' | grep -v '^$' | head -30
+        echo; echo "## top symbols on the generator's core ($GEN_CORE)"
+        perf report -i "$data" --no-children --cpu "$GEN_CORE" --sort comm,dso,sym -g none --stdio 2>/dev/null |
+            grep -v '^#' | grep -v '^$' | head -20
+    } >"$txt"
+    rm -f "$data"
+    log "  profile: $txt"
+}
+
+if [[ $PROFILE -eq 1 ]]; then
+    for peer in $PEERS; do
+        [[ -n ${DEAD[$peer]:-} ]] && continue
+        log "profiling $peer"
+        CUR_PEER=$peer
+        peer_up "$peer" || { peer_down "$peer" >/dev/null 2>&1; continue; }
+        for s in $SCENARIOS; do
+            [[ -n $(not_applicable "$peer" "$s") ]] && continue
+            profile "$peer" "$s"
+        done
+        peer_down "$peer"
+        CUR_PEER=""
+    done
+fi
 
 log "report"
 "$BIN/vswitch-bench" report "$OUT" --markdown "$OUT/report.md" --svg-dir "$OUT/svg" --svg-link svg \

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::frame;
 use crate::generator::{GenConfig, GenReport, Generator};
+use crate::rate::now_ns;
 use crate::receiver::{Sink, SinkConfig};
 use crate::sink::{Latency, SinkReport};
 
@@ -40,6 +41,10 @@ pub struct TrialResult {
     /// switch under test included.
     #[serde(default)]
     pub cpu_busy_s: Vec<f64>,
+    /// Wall-clock seconds over which `cpu_busy_s` was measured (the
+    /// generator's run, and the drain of an inline sink).
+    #[serde(default)]
+    pub cpu_window_s: f64,
 }
 
 impl TrialResult {
@@ -66,6 +71,7 @@ impl TrialResult {
             kernel_drops: s.kernel_drops,
             tx_errors: g.tx_errors,
             cpu_busy_s: Vec::new(),
+            cpu_window_s: 0.0,
         }
     }
 }
@@ -151,9 +157,9 @@ impl Pair {
         }
         // Give the sink's gratuitous ARP time to cross the switch.
         std::thread::sleep(Duration::from_millis(20));
-        let before = cpu_busy_ticks();
+        let (before, t0) = (cpu_busy_ticks(), now_ns());
         let (g, inline) = self.generator.run(tag, rate, duration, None, self.drain)?;
-        let after = cpu_busy_ticks();
+        let (after, t1) = (cpu_busy_ticks(), now_ns());
         let s = match (&self.sink, inline) {
             (Some(sink), _) => {
                 std::thread::sleep(self.drain);
@@ -170,6 +176,7 @@ impl Pair {
             .zip(&before)
             .map(|(a, b)| a.saturating_sub(*b) as f64 / hz)
             .collect();
+        r.cpu_window_s = t1.saturating_sub(t0) as f64 / 1e9;
         Ok(r)
     }
 }
