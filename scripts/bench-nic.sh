@@ -33,10 +33,18 @@
 # with `ethtool -X equal 1`), restored on exit.
 #
 # Changes while it runs, all undone on exit (also on Ctrl-C or an error):
-# channels / RSS table of the four ports, the tester ports' namespace, the
-# ports' up/down state, vswitchd (its own, stopped). A run killed with
+# channels / RSS table, flow control (pause frames off), IRQ affinity (each
+# port's IRQs on the CPU that serves it), up/down state of the four ports,
+# promiscuous mode of the DUT ports (vswitchd sets it on uplinks only), the
+# tester ports' namespace, vswitchd (its own, stopped). A run killed with
 # SIGKILL leaves them: `ip netns del vsnic-gen; ip netns del vsnic-sink`
-# moves the tester ports back; restore channels with `ethtool -L P combined N`.
+# moves the tester ports back; host.txt in the results has the values from
+# before (ethtool -l/-a, IRQs) to restore by hand.
+#
+# Two hosts (DUT and tester apart): run the tester half (namespaces,
+# vswitch-bench) on the tester host by hand, see scripts/bench/NIC.md. Keep
+# T0 and T1 on the same tester host: generator and sink then share one clock
+# (vswitch-bench stamps with CLOCK_MONOTONIC), and latency needs no sync.
 #
 # --check runs the whole sequence on veth pairs created in place of the NICs
 # (vsnic-p0 <-> vsnic-t0, vsnic-p1 <-> vsnic-t1) with tiny trials, in well
@@ -75,8 +83,9 @@ ports, attached by vswitchd), with the tester ports T0 (cabled to P0) and T1
   --tester T0,T1        the tester's ports: T0 cabled to P0, T1 cabled to P1
   --check               run everything on veth pairs instead of NICs, tiny trials
   --cores-list N[,N..]  worker counts to measure, one vswitchd run each
-                        (default 1,2; --check: 1). With 2 ports of 1 queue each,
-                        more than 2 workers cannot help.
+                        (default 1,2, or 1 with fewer than 3 CPUs; --check: 1).
+                        With 2 ports of 1 queue each, more than 2 workers
+                        cannot help.
   --switch-cpus LIST    CPUs for vswitchd's workers, first N used for N workers
                         (e.g. 2,3 or 2-5; default: the last CPUs)
   --gen-core N          CPU of the generator (default: the first CPU)
@@ -96,6 +105,8 @@ ports, attached by vswitchd), with the tester ports T0 (cabled to P0) and T1
                         else generic; default), zerocopy, native, generic
   --poll busy|adaptive  vswitchd polling (default busy; --check: adaptive)
   --keep-channels       leave channels and RSS of all ports as they are
+  --keep-irqs           leave IRQ affinities alone (default: each port's IRQs go
+                        to the CPU that serves it: worker, generator or sink)
   --dry-run             validate, print the plan (ports, CPUs, estimate), change nothing
   --out DIR             results directory (default
                         bench/results/<date>-<host>-nic; --check: a temporary one,
@@ -122,7 +133,7 @@ bad() {
 
 # ---------------------------------------------------------------- arguments
 
-CHECK=0 KEEP_CHANNELS=0 DRY_RUN=0
+CHECK=0 KEEP_CHANNELS=0 DRY_RUN=0 PIN_IRQS=1
 DUT_ARG="" TESTER_ARG="" CORES_ARG="" SWITCH_CPUS_ARG="" GEN_CORE="" SINK_CORE=""
 SIZES_ARG="" TRIAL="" PRECISION="" REPEATS="" LAT_TRIAL="" WARMUP="" MODE=auto POLL=""
 OUT="" BIN="$ROOT/target/release"
@@ -140,6 +151,7 @@ while [[ $# -gt 0 ]]; do
     --check) CHECK=1 && shift ;;
     --keep-channels) KEEP_CHANNELS=1 && shift ;;
     --dry-run) DRY_RUN=1 && shift ;;
+    --keep-irqs) PIN_IRQS=0 && shift ;;
     --dut) need_val "$@" && DUT_ARG=$2 && shift 2 ;;
     --tester) need_val "$@" && TESTER_ARG=$2 && shift 2 ;;
     --cores-list) need_val "$@" && CORES_ARG=$2 && shift 2 ;;
@@ -353,8 +365,8 @@ fi
 # ---------------------------------------------------------------- the host
 
 ((EUID == 0)) || die "needs root (namespaces, XDP, ethtool)"
-for tool in ip ethtool ping python3 flock; do
-    command -v "$tool" >/dev/null || die "$tool not found (apt-get install iproute2 ethtool iputils-ping python3 util-linux)"
+for tool in ip ethtool ping python3 flock timeout; do
+    command -v "$tool" >/dev/null || die "$tool not found (apt-get install iproute2 ethtool iputils-ping python3 util-linux coreutils)"
 done
 VSWITCHD=$BIN/vswitchd VSWITCHCTL=$BIN/vswitchctl BENCH=$BIN/vswitch-bench
 for b in "$VSWITCHD" "$VSWITCHCTL" "$BENCH"; do
@@ -376,6 +388,7 @@ declare -a RESTORE_CHAN=()   # "IF ARGS..." for ethtool -L
 declare -a RESTORE_RSS=()    # IF for ethtool -X default
 declare -a RESTORE_PAUSE=()  # "IF ARGS..." for ethtool -A
 declare -A ORIG_UP ORIG_PROMISC  # 1/0 per port, from before
+declare -A ORIG_IRQ              # IRQ -> its smp_affinity_list before
 declare -a OUR_NS=()
 
 stop_vswitchd() {
@@ -391,8 +404,8 @@ stop_vswitchd() {
 }
 
 cleanup() {
-    local rc=$? entry p ns
-    trap - EXIT INT TERM
+    local rc=$? entry p ns irq
+    trap - EXIT INT TERM ERR
     set +e
     if [[ -n $BENCH_PID ]] && kill -0 "$BENCH_PID" 2>/dev/null; then
         kill -TERM "$BENCH_PID" 2>/dev/null
@@ -401,11 +414,14 @@ cleanup() {
     stop_vswitchd
     # XDP left behind by a killed process: the ports had none when we began.
     for p in "$P0" "$P1"; do
-        [[ -n $p && -e /sys/class/net/$p ]] && ip link set dev "$p" xdp off 2>/dev/null
+        [[ -n $p && -e /sys/class/net/$p ]] || continue
+        ip link set dev "$p" xdpdrv off 2>/dev/null
+        ip link set dev "$p" xdpgeneric off 2>/dev/null
     done
     for entry in "${MOVED[@]}"; do
         read -r p ns <<<"$entry"
-        ip -n "$ns" link set dev "$p" xdp off 2>/dev/null
+        ip -n "$ns" link set dev "$p" xdpdrv off 2>/dev/null
+        ip -n "$ns" link set dev "$p" xdpgeneric off 2>/dev/null
         if ((CHECK)); then continue; fi
         ip -n "$ns" link set dev "$p" down 2>/dev/null
         ip -n "$ns" addr flush dev "$p" 2>/dev/null
@@ -424,6 +440,10 @@ cleanup() {
     done
     for p in "${RESTORE_RSS[@]}"; do
         ethtool -X "$p" default 2>/dev/null || log "warning: could not restore the RSS table of $p"
+    done
+    for irq in "${!ORIG_IRQ[@]}"; do
+        { echo "${ORIG_IRQ[$irq]}" >"/proc/irq/$irq/smp_affinity_list"; } 2>/dev/null ||
+            log "warning: could not restore the affinity of IRQ $irq (${ORIG_IRQ[$irq]})"
     done
     for entry in "${RESTORE_PAUSE[@]}"; do
         read -r p _ <<<"$entry"
@@ -474,7 +494,33 @@ fi
 
 # ---------------------------------------------------------------- port facts
 
-declare -A DRIVER SPEED_MBPS CHAN NUMA MTU MAC
+declare -A DRIVER SPEED_MBPS CHAN NUMA MTU MAC IRQS IRQ_DESC
+# The port's interrupts: its PCI function's MSI(-X) vectors (virtio: the
+# parent's), else its legacy IRQ. Virtual devices have none.
+port_irqs() { # IF
+    local d=/sys/class/net/$1/device m
+    [[ -e $d ]] || return 0
+    for m in "$d/msi_irqs" "$d/../msi_irqs"; do
+        if [[ -d $m ]]; then
+            (cd "$m" && printf '%s\n' [0-9]* | grep -E '^[0-9]+$' | sort -n | paste -sd' ' -) || true
+            return 0
+        fi
+    done
+    if [[ -r $d/irq ]]; then cat "$d/irq"; fi
+}
+
+describe_irqs() { # IF
+    local irq n=0 aff=()
+    for irq in ${IRQS[$1]}; do
+        n=$((n + 1))
+        aff+=("$(cat "/proc/irq/$irq/smp_affinity_list" 2>/dev/null || echo '?')")
+    done
+    if ((n == 0)); then
+        echo "none"
+    else
+        echo "$n, CPUs $(printf '%s\n' "${aff[@]}" | sort -u | paste -sd' ' -)"
+    fi
+}
 port_facts() { # IF
     local p=$1 speed
     DRIVER[$p]=$(ethtool -i "$p" 2>/dev/null | awk -F': ' '$1 == "driver" {print $2}')
@@ -489,6 +535,8 @@ port_facts() { # IF
     NUMA[$p]=$(cat "/sys/class/net/$p/device/numa_node" 2>/dev/null || echo -)
     MTU[$p]=$(cat "/sys/class/net/$p/mtu")
     MAC[$p]=$(cat "/sys/class/net/$p/address")
+    IRQS[$p]=$(port_irqs "$p")
+    IRQ_DESC[$p]=$(describe_irqs "$p")
 }
 
 # chan IF max|cur rx|tx|other|combined -> the number, or n/a
@@ -574,6 +622,25 @@ no_pause() { # IF
     fi
 }
 
+# Interrupts of a port to one CPU: the worker's for a DUT port, the
+# generator's or sink's for a tester port (irqbalance would put them
+# anywhere, the generator's CPU included).
+pin_irqs() { # IF CPU
+    local p=$1 cpu=$2 irq cur f
+    ((PIN_IRQS)) || return 0
+    for irq in ${IRQS[$p]}; do
+        f=/proc/irq/$irq/smp_affinity_list
+        [[ -r $f ]] || continue
+        cur=$(cat "$f")
+        [[ $cur != "$cpu" ]] || continue
+        if { echo "$cpu" >"$f"; } 2>/dev/null; then
+            [[ -n ${ORIG_IRQ[$irq]:-} ]] || ORIG_IRQ[$irq]=$cur
+        else
+            log "warning: cannot pin IRQ $irq of $p to CPU $cpu (managed by the kernel?); it stays on $cur"
+        fi
+    done
+}
+
 wait_up() { # NS|"" IF SECONDS
     local ns=$1 p=$2 n=$(($3 * 10)) i
     for ((i = 0; i < n; i++)); do
@@ -592,8 +659,8 @@ for p in "$P0" "$P1" "$T0" "$T1"; do port_facts "$p"; done
 # The largest frame must fit every port's MTU (frame = MTU + 14 + 4 FCS).
 max_size=0
 for s in "${SIZES[@]}"; do
-    [[ $s == imix ]] && s=1518
-    ((s > max_size)) && max_size=$s
+    if [[ $s == imix ]]; then s=1518; fi
+    if ((s > max_size)); then max_size=$s; fi
 done
 for p in "$P0" "$P1" "$T0" "$T1"; do
     ((max_size - 18 <= MTU[$p])) || bad "port $p has MTU ${MTU[$p]}: ${max_size}-byte frames need at least $((max_size - 18))"
@@ -629,14 +696,20 @@ import sys
 trial, lat, warm, rep, n, points = map(float, sys.argv[1:])
 print(round(points * (warm + rep * n * (trial + 0.25) + 2 * lat + 3)))' \
     "$TRIAL" "$LAT_TRIAL" "$WARMUP" "$REPEATS" "$est_trials" "$((${#SIZES[@]} * ${#WORKERS[@]}))")
+# A search that takes three times its most plus a minute is hung: killed.
+search_limit=$(python3 -c '
+import sys
+trial, lat, warm, rep, n = map(float, sys.argv[1:])
+print(round(3 * (warm + rep * n * (trial + 0.5) + 2 * (lat + 0.5)) + 60))' \
+    "$TRIAL" "$LAT_TRIAL" "$WARMUP" "$REPEATS" "$est_trials")
 
 {
     echo "$PROG: plan${CHECK_TAG:+ ($CHECK_TAG: veth pairs, tiny trials)}"
-    printf '  %-7s %-10s %-10s %-14s %-6s %-5s %s\n' PORT IFACE DRIVER SPEED MTU NUMA CHANNELS
+    printf '  %-7s %-10s %-10s %-11s %-6s %-5s %-18s %s\n' PORT IFACE DRIVER SPEED MTU NUMA IRQS CHANNELS
     for pair in "P0 $P0" "P1 $P1" "T0 $T0" "T1 $T1"; do
         read -r role p <<<"$pair"
-        printf '  %-7s %-10s %-10s %-14s %-6s %-5s %s\n' "$role" "$p" "${DRIVER[$p]}" \
-            "$(fmt_speed "${SPEED_MBPS[$p]}")" "${MTU[$p]}" "${NUMA[$p]}" "$(describe_chan "$p")"
+        printf '  %-7s %-10s %-10s %-11s %-6s %-5s %-18s %s\n' "$role" "$p" "${DRIVER[$p]}" \
+            "$(fmt_speed "${SPEED_MBPS[$p]}")" "${MTU[$p]}" "${NUMA[$p]}" "${IRQ_DESC[$p]}" "$(describe_chan "$p")"
     done
     echo "  cabling:   $T0 <-> $P0 [vswitchd] $P1 <-> $T1; traffic $T0 -> $T1, one UDP flow"
     echo "  tester:    $T0 in netns $NS_GEN $IP_GEN/$PREFIX, $T1 in netns $NS_SINK $IP_SINK/$PREFIX"
@@ -644,6 +717,12 @@ print(round(points * (warm + rep * n * (trial + 0.25) + 2 * lat + 3)))' \
     echo "  sizes:     ${SIZES[*]}"
     echo "  workers:   ${WORKERS[*]} (switch CPUs ${SWITCH_CPUS[*]}, first N for N workers), poll $POLL, XDP mode $MODE"
     echo "  generator: CPU $GEN_CORE, sink: CPU $SINK_CORE"
+    if ((PIN_IRQS)); then
+        echo "  IRQs:      pinned while it runs: $P0/$P1 to their worker's CPU, $T0 to $GEN_CORE, $T1 to $SINK_CORE"
+    else
+        echo "  IRQs:      left as they are (--keep-irqs)"
+    fi
+    echo "  changes:   channels, RSS, flow control, IRQ affinity, promiscuous mode, up/down, tester namespaces; all restored on exit"
     echo "  search:    trial ${TRIAL}s, precision ${PRECISION}%, repeats $REPEATS, latency trials ${LAT_TRIAL}s, warm-up ${WARMUP}s"
     echo "  estimate:  at most ~$((est_s / 60)) min $((est_s % 60)) s ($((${#SIZES[@]} * ${#WORKERS[@]})) searches of up to $est_trials trials each)"
     echo "  results:   $OUT"
@@ -670,6 +749,9 @@ if [[ ${NUMA[$P0]} =~ ^[0-9]+$ ]]; then
     done
 fi
 
+if ((PIN_IRQS)) && pgrep -x irqbalance >/dev/null; then
+    log "warning: irqbalance is running and may move the pinned IRQs during the run (systemctl stop irqbalance, then start it again)"
+fi
 if ((DRY_RUN)); then
     log "dry run: nothing changed$( ((CHECK)) && echo " (but the veth pairs, removed now)")"
     exit 0
@@ -684,14 +766,32 @@ mkdir -p "$OUT/stats" "$OUT/logs"
     echo "cpu: $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo) x ${#ONLINE[@]} online"
     echo "vswitch: $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
     echo "command: $0 ${ORIG_ARGS[*]}"
+    echo "kernel command line: $(cat /proc/cmdline)"
+    for c in "$GEN_CORE" "$SINK_CORE" "${SWITCH_CPUS[@]}"; do
+        echo "cpu$c governor: $(cat "/sys/devices/system/cpu/cpu$c/cpufreq/scaling_governor" 2>/dev/null || echo n/a)"
+    done
+    if command -v lscpu >/dev/null; then
+        echo
+        echo "== lscpu"
+        lscpu 2>&1 || true
+    fi
     for p in "$P0" "$P1" "$T0" "$T1"; do
         echo
         echo "== $p: ethtool -i"
         ethtool -i "$p" 2>&1 || true
+        bus=$(ethtool -i "$p" 2>/dev/null | awk -F': ' '$1 == "bus-info" {print $2}')
+        if [[ -n $bus ]] && command -v lspci >/dev/null; then
+            echo "== $p: lspci -nn -s $bus"
+            lspci -nn -s "$bus" 2>&1 || true
+        fi
         echo "== $p: ethtool (link)"
         ethtool "$p" 2>&1 | grep -E 'Speed|Duplex|Link detected|Port:' || true
         echo "== $p: ethtool -l (before)"
         ethtool -l "$p" 2>&1 || true
+        echo "== $p: ethtool -a (before)"
+        ethtool -a "$p" 2>&1 || true
+        echo "== $p: IRQs (before): ${IRQ_DESC[$p]}"
+        for irq in ${IRQS[$p]}; do grep -E "^ *$irq:" /proc/interrupts || true; done
     done
 } >"$OUT/host.txt"
 
@@ -720,6 +820,8 @@ done
 # vswitchd puts only an uplink into promiscuous mode: a NIC would filter
 # the frames addressed to the tester's MACs.
 for p in "$P0" "$P1"; do ip link set dev "$p" promisc on up; done
+pin_irqs "$T0" "$GEN_CORE"
+pin_irqs "$T1" "$SINK_CORE"
 # Static neighbours: the tester kernels never need ARP through the switch.
 ip -n "$NS_GEN" neigh replace "$IP_SINK" lladdr "${MAC[$T1]}" dev "$T0" nud permanent
 ip -n "$NS_SINK" neigh replace "$IP_GEN" lladdr "${MAC[$T0]}" dev "$T1" nud permanent
@@ -754,8 +856,12 @@ declare -A PORT_MODE TRIED
 add_port() { # IF
     local p=$1 m err modes
     if [[ -n ${PORT_MODE[$p]:-} ]]; then
-        modes=("${PORT_MODE[$p]}")
-    elif [[ $MODE == auto ]]; then
+        # Known from the first vswitchd run: the same mode again.
+        err=$(ctl port add "$p" --mode "${PORT_MODE[$p]}" 2>&1) ||
+            die "vswitchd cannot attach $p in mode ${PORT_MODE[$p]} any more: ${err#vswitchctl: }"
+        return 0
+    fi
+    if [[ $MODE == auto ]]; then
         modes=(zerocopy native generic)
     else
         modes=("$MODE")
@@ -769,10 +875,28 @@ add_port() { # IF
         fi
         TRIED[$p]+="$m: refused (${err#vswitchctl: }); "
     done
-    die "vswitchd cannot attach $p: ${TRIED[$p]}"
+    die "vswitchd cannot attach $p: ${TRIED[$p]%; }"
 }
 
 # ---------------------------------------------------------------- measure
+
+# vswitch-bench with the generator and sink on one core (one thread) leaves
+# the generator's XDP program on T0 when it exits (the thread is in the
+# sink's namespace when it closes the generator's socket), and the next
+# search cannot attach (EBUSY). T0 and T1 had no XDP program before.
+clear_tester_xdp() {
+    local p
+    for p in "$NS_GEN $T0" "$NS_SINK $T1"; do
+        # shellcheck disable=SC2086 # "NS IF"
+        set -- $p
+        if ip -n "$1" -d link show dev "$2" | grep -q 'prog/xdp'; then
+            ip -n "$1" link set dev "$2" xdpdrv off 2>/dev/null || true
+            ip -n "$1" link set dev "$2" xdpgeneric off 2>/dev/null || true
+            ! ip -n "$1" -d link show dev "$2" | grep -q 'prog/xdp' ||
+                log "warning: cannot detach the XDP program vswitch-bench left on $2"
+        fi
+    done
+}
 
 declare -a FAILED=() ROWS=()
 idx=0
@@ -795,6 +919,8 @@ for n in "${WORKERS[@]}"; do
         [[ $state == up ]] || die "port $p is $state in vswitchd: $perr"
         log "  $p: ${TRIED[$p]} -> vswitchd says mode $mode $zc, worker $worker"
         port_modes+="${port_modes:+, }$p $mode $zc (worker $worker)"
+        # NAPI (XDP, AF_XDP RX and TX completion) runs where the IRQ goes.
+        pin_irqs "$p" "${SWITCH_CPUS[worker]}"
     done
     # Something must cross the switch before searching.
     if ! ip netns exec "$NS_GEN" ping -q -c 3 -i 0.2 -W 1 "$IP_SINK" >"$TMP/ping" 2>&1; then
@@ -818,9 +944,9 @@ for n in "${WORKERS[@]}"; do
             --note "flow_control=$P0 ${PAUSE[$P0]}; $P1 ${PAUSE[$P1]}; $T0 ${PAUSE[$T0]}; $T1 ${PAUSE[$T1]}"
             --note "poll=$POLL"
         )
-        set +e
-        "$BENCH" ndr --tx-netns "$NS_GEN" --tx-iface "$T0" --rx-netns "$NS_SINK" --rx-iface "$T1" \
-            --dst-ip "$IP_SINK" --dst-mac "${MAC[$T1]}" --size "$size" \
+        clear_tester_xdp
+        timeout --kill-after=10 "$search_limit" "$BENCH" ndr --tx-netns "$NS_GEN" --tx-iface "$T0" --rx-netns "$NS_SINK" --rx-iface "$T1" \
+            --dst-ip "$IP_SINK" --dst-mac "${MAC[$T1]}" --size "$size" --tx-driver afxdp --rx-driver afxdp \
             --gen-core "$GEN_CORE" --sink-core "$SINK_CORE" \
             --trial "$TRIAL" --precision "$PRECISION" --repeats "$REPEATS" \
             --latency-trial "$LAT_TRIAL" --warmup "$WARMUP" \
@@ -829,12 +955,16 @@ for n in "${WORKERS[@]}"; do
             "${notes[@]}" --json "$json" \
             > >(tee "$OUT/logs/$file.log") 2>&1 &
         BENCH_PID=$!
-        wait "$BENCH_PID"
-        rc=$?
+        if wait "$BENCH_PID"; then rc=0; else rc=$?; fi
         BENCH_PID=""
-        set -e
+        clear_tester_xdp
         ctl -o json stats >"$OUT/stats/$file.json" 2>&1 || true
-        if ((rc != 0)); then
+        if ((rc == 124 || rc == 137)); then
+            log "$scenario: vswitch-bench still running after $search_limit s: killed (log: $OUT/logs/$file.log)"
+            FAILED+=("$scenario: vswitch-bench hung (killed after $search_limit s)")
+            ((!CHECK)) || break 2
+            continue
+        elif ((rc != 0)); then
             log "$scenario: vswitch-bench failed (exit $rc; log: $OUT/logs/$file.log)"
             FAILED+=("$scenario: vswitch-bench exit $rc")
             continue
@@ -919,7 +1049,7 @@ fi
     echo "Ports:"
     echo
     for p in "$P0" "$P1" "$T0" "$T1"; do
-        echo "- \`$p\`: driver ${DRIVER[$p]}, speed $(fmt_speed "${SPEED_MBPS[$p]}"), NUMA node ${NUMA[$p]}, channels: ${CHAN[$p]}, flow control: ${PAUSE[$p]}${TRIED[$p]:+; XDP attach: ${TRIED[$p]}}"
+        echo "- \`$p\`: driver ${DRIVER[$p]}, speed $(fmt_speed "${SPEED_MBPS[$p]}"), NUMA node ${NUMA[$p]}, channels: ${CHAN[$p]}, flow control: ${PAUSE[$p]}, IRQs (before): ${IRQ_DESC[$p]}${TRIED[$p]:+; XDP attach: ${TRIED[$p]}}"
     done
 } >"$OUT/summary.md"
 

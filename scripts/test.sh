@@ -40,4 +40,7 @@ quick_out=$(mktemp -d)
 scripts/bench-veth.sh --quick --no-build --peers vswitch-afxdp,vswitch-tap --out "$quick_out"
 rm -rf "$quick_out"
 
+step "scripts/bench-nic.sh --check (the NIC benchmark's whole sequence on veth pairs)"
+scripts/bench-nic.sh --check
+
 step "all checks passed"

@@ -178,6 +178,20 @@ impl Generator {
                         break;
                     }
                 }
+                // Each socket is closed from its own namespace, where libxdp
+                // finds the interface to detach its XDP program from.
+                if let Some(sink_side) = s.sink.take() {
+                    let ns = sink
+                        .as_ref()
+                        .map(|(sc, _)| sc.netns.clone())
+                        .unwrap_or_default();
+                    if place(&ns, None).is_ok() {
+                        drop(sink_side);
+                    }
+                }
+                if place(&cfg.netns, None).is_ok() {
+                    drop(s);
+                }
             })?;
         let info = info_rx
             .recv()

@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::trial::{Pair, TrialResult};
 
+/// Least fraction of the asked rate a trial must offer to count as a pass.
+const MIN_OFFERED: f64 = 0.95;
+
 /// Something a trial can be run against.
 pub trait Device {
     /// One trial at `rate` frames/s (`None`: as fast as the generator can).
@@ -72,6 +75,10 @@ pub struct Found {
 pub struct SearchRun {
     pub max_offered_pps: f64,
     pub generator_bound: bool,
+    /// Trials whose generator offered less than 95 % of the rate asked
+    /// (descheduled, a full ring): not counted as passes.
+    #[serde(default)]
+    pub short_trials: u32,
     pub ndr: Found,
     pub pdr: Found,
 }
@@ -160,22 +167,26 @@ pub fn search(
         let (mut ndr_offered, mut pdr_offered) = (0.0f64, if pdr.0 > 0.0 { max } else { 0.0 });
         let low = cfg.min_rate.min(max);
         let bottom = run_trial("min", Some(low), &mut out)?;
+        // A trial passes a criterion if its loss allows and the generator
+        // really offered (nearly) the rate asked: a trial that could not
+        // offer it did not test the switch there, so it bounds the search
+        // from above like a failure, and counts in `short_trials`.
+        let mut short = 0u32;
         let mut note = |rate: f64, r: &TrialResult, ndr: &mut (f64, f64), pdr: &mut (f64, f64)| {
-            if r.lost == 0 {
-                if rate > ndr.0 {
-                    ndr.0 = rate;
-                    ndr_offered = r.offered_pps;
-                }
-            } else {
-                ndr.1 = ndr.1.min(rate);
+            let offered_enough = r.offered_pps >= rate * MIN_OFFERED;
+            if !offered_enough {
+                short += 1;
             }
-            if r.loss_ratio <= cfg.pdr_loss {
-                if rate > pdr.0 {
-                    pdr.0 = rate;
-                    pdr_offered = r.offered_pps;
+            for (bound, offered, pass) in [
+                (ndr, &mut ndr_offered, r.lost == 0),
+                (pdr, &mut pdr_offered, r.loss_ratio <= cfg.pdr_loss),
+            ] {
+                if pass && offered_enough {
+                    bound.0 = bound.0.max(rate);
+                    *offered = offered.max(r.offered_pps);
+                } else {
+                    bound.1 = bound.1.min(rate);
                 }
-            } else {
-                pdr.1 = pdr.1.min(rate);
             }
         };
         note(low, &bottom, &mut ndr, &mut pdr);
@@ -197,6 +208,7 @@ pub fn search(
         if pdr_offered < ndr_offered {
             pdr_offered = ndr_offered;
         }
+        run.short_trials = short;
         run.ndr = Found {
             rate_pps: ndr_offered,
             failed_at_pps: Some(ndr.1),
@@ -312,6 +324,47 @@ mod tests {
             assert!(dev.trials <= expected_trials(&c), "{} trials", dev.trials);
             assert_eq!(out.ndr_median_pps, ndr);
         }
+    }
+
+    /// A device whose generator falls short above `gen_max` without
+    /// saying so: such trials never pass, even without loss.
+    #[test]
+    fn trials_that_did_not_offer_the_rate_do_not_pass() {
+        struct Short;
+        impl Device for Short {
+            fn trial(&mut self, rate: Option<f64>, d: Duration) -> anyhow::Result<TrialResult> {
+                let asked = rate.unwrap_or(1e6);
+                // Offers only 60 % of what it is asked above 300 k, loses
+                // nothing; at the top (max) it offers 1 M and loses some.
+                let offered = if rate.is_none() {
+                    1e6
+                } else if asked > 300e3 {
+                    asked * 0.6
+                } else {
+                    asked
+                };
+                let sent = (offered * d.as_secs_f64()) as u64;
+                let received = if rate.is_none() { sent / 2 } else { sent };
+                let g = crate::generator::GenReport {
+                    sent,
+                    elapsed_s: d.as_secs_f64(),
+                    offered_pps: offered,
+                    ..Default::default()
+                };
+                let s = crate::sink::SinkReport {
+                    received,
+                    ..Default::default()
+                };
+                Ok(TrialResult::from_reports(rate, &g, &s))
+            }
+        }
+        let out = search(&mut Short, &cfg(), &mut quiet()).unwrap();
+        let run = &out.runs[0];
+        assert!(
+            run.ndr.rate_pps <= 300e3 && run.ndr.rate_pps >= 290e3,
+            "{run:?}"
+        );
+        assert!(run.short_trials > 0);
     }
 
     #[test]

@@ -89,6 +89,15 @@ impl Report {
                 let lat = &l.result.latency;
                 self.add(&s, &p, &format!("p50 @{pct}% NDR"), "us", lat.p50_us);
                 self.add(&s, &p, &format!("p99 @{pct}% NDR"), "us", lat.p99_us);
+                // Latency of a trial that lost frames is the latency of
+                // the frames that made it: show the loss beside it.
+                self.add(
+                    &s,
+                    &p,
+                    &format!("loss @{pct}% NDR"),
+                    "%",
+                    l.result.loss_ratio * 100.0,
+                );
             }
         }
         if let Some(t) = &f.trial {
@@ -125,6 +134,17 @@ impl Report {
             }
         }
         anyhow::ensure!(!r.files.is_empty(), "no result files found");
+        // Scenarios in the order they were first measured, not by file name.
+        let first = |sc: &str| {
+            r.files
+                .iter()
+                .filter(|f| f.scenario == sc)
+                .map(|f| f.env.unix_time)
+                .min()
+        };
+        let mut order = r.order.clone();
+        order.sort_by_key(|sc| first(sc));
+        r.order = order;
         Ok(r)
     }
 
@@ -156,16 +176,27 @@ impl Report {
         for l in layouts {
             let _ = writeln!(md, "Cores: {l}.");
         }
-        let mut notes: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
+        // Every distinct value of a note, per peer (runs may differ).
+        let mut notes: BTreeMap<&str, BTreeMap<&str, BTreeSet<&str>>> = BTreeMap::new();
         for f in &self.files {
             for (k, v) in &f.env.notes {
-                notes.entry(f.peer.as_str()).or_default().insert(k, v);
+                notes
+                    .entry(f.peer.as_str())
+                    .or_default()
+                    .entry(k)
+                    .or_default()
+                    .insert(v);
             }
         }
         if !notes.is_empty() {
             md.push('\n');
             for (peer, kv) in notes {
-                let kv: Vec<String> = kv.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                let kv: Vec<String> = kv
+                    .iter()
+                    .map(|(k, v)| {
+                        format!("{k}: {}", v.iter().copied().collect::<Vec<_>>().join(" / "))
+                    })
+                    .collect();
                 let _ = writeln!(md, "- `{peer}`: {}", kv.join("; "));
             }
         }
@@ -516,6 +547,7 @@ mod tests {
                     generator_bound: bound,
                     ndr: found.clone(),
                     pdr: found,
+                    short_trials: 0,
                 }],
                 ..Default::default()
             });

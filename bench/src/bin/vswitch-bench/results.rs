@@ -33,8 +33,8 @@ pub struct Env {
     pub kernel: String,
     pub cpu_model: String,
     pub cpus: usize,
-    /// Which core ran what, as the caller describes it (`--layout`), plus
-    /// the generator's and sink's own pinning.
+    /// Which core ran what, as the caller describes it (`--layout`), or
+    /// else the generator's and sink's own pinning.
     pub layout: String,
     pub unix_time: u64,
     pub tool_version: String,
