@@ -20,8 +20,9 @@
 #   routed-64b      NDR/PDR, 64-byte UDP, pod a -> pod c (other subnet)
 #   svc-1flow       NDR/PDR, 64-byte UDP to a Service VIP (endpoint: pod b), 1 flow
 #   svc-10kflows    the same with 10,000 flows (source ports)
-#   svc-newflows    every frame a new 5-tuple, at the generator's maximum:
-#                   new flows per second that get through, and loss
+#   svc-newflows    every frame a new 5-tuple (source ports of addresses
+#                   10.244.1.128-254, which no pod has), at the generator's
+#                   maximum: new flows per second that get through, and loss
 #   tcp             iperf3 TCP pod a -> pod b, 1 and 4 streams
 #   ping            ping pod a -> pod b: RTT median and p99
 #   cpu             at a fixed low rate every peer carries without loss: CPU
@@ -76,7 +77,7 @@ while [[ $# -gt 0 ]]; do
     --rounds) [[ $# -ge 2 ]] || usage; ROUNDS=$2; shift 2 ;;
     --gen-core) [[ $# -ge 2 ]] || usage; GEN_CORE=$2; shift 2 ;;
     --switch-core) [[ $# -ge 2 ]] || usage; SWITCH_CORE=$2; shift 2 ;;
-    --out) [[ $# -ge 2 ]] || usage; OUT=$2; shift 2 ;;
+    --out) [[ $# -ge 2 ]] || usage; OUT=$2; OUT_GIVEN=1; shift 2 ;;
     --no-doc) DOC=0; shift ;;
     --no-build) BUILD=0; shift ;;
     --profile) PROFILE=1; shift ;;
@@ -134,6 +135,13 @@ HOST=$(hostname -s 2>/dev/null || cat /proc/sys/kernel/hostname)
 if [[ -z $OUT ]]; then
     OUT=$REPO/bench/results/$(date -u +%Y-%m-%d)-$HOST
     [[ $QUICK -eq 1 ]] && OUT=$OUT-quick
+fi
+# Never mix with (or wipe) an earlier run: a default directory that exists
+# gets a number.
+if [[ -z ${OUT_GIVEN:-} && -e $OUT ]]; then
+    n=2
+    while [[ -e $OUT-$n ]]; do n=$((n + 1)); done
+    OUT=$OUT-$n
 fi
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -247,6 +255,35 @@ peer_down() {
     esac
 }
 
+# Where peer $1's switching really runs, as a CPU list (checked against the
+# layout after it is up, so that no peer runs with more or other cores).
+switch_cpus() {
+    local t comm
+    case $1 in
+    vswitch-*)
+        for t in /proc/"$VSWITCHD_PID"/task/*; do
+            comm=$(cat "$t/comm" 2>/dev/null) || continue
+            [[ $comm == vswitch-w* ]] && awk '/Cpus_allowed_list/{print $2}' "$t/status"
+        done | sort -u | paste -sd' '
+        ;;
+    ovs-afxdp)
+        local pid
+        pid=$(cat "$RUN/ovs/ovs-vswitchd.pid" 2>/dev/null) || return 0
+        for t in /proc/"$pid"/task/*; do
+            comm=$(cat "$t/comm" 2>/dev/null) || continue
+            [[ $comm == pmd* ]] && awk '/Cpus_allowed_list/{print $2}' "$t/status"
+        done | sort -u | paste -sd' '
+        ;;
+    bridge* | kube-proxy)
+        local p
+        for p in "${PODS[@]}"; do
+            python3 -c 'import sys; m=int(open(sys.argv[1]).read().replace(",",""),16); print(",".join(str(i) for i in range(64) if m>>i&1))' \
+                "/sys/class/net/$p/queues/rx-0/rps_cpus"
+        done | sort -u | paste -sd' '
+        ;;
+    esac
+}
+
 # Why a peer cannot run here (empty: it can).
 peer_unavailable() {
     case $1 in
@@ -269,6 +306,7 @@ not_applicable() {
 
 cleanup() {
     set +e
+    [[ -r $RUN/iperf3.pid ]] && kill "$(cat "$RUN/iperf3.pid")" 2>/dev/null
     [[ -n ${CUR_PEER:-} ]] && peer_down "$CUR_PEER" >/dev/null 2>&1
     [[ -n $VSWITCHD_PID ]] && kill "$VSWITCHD_PID" 2>/dev/null
     delpods
@@ -311,55 +349,76 @@ run_scenario() {
     svc-10kflows) ndr "$peer" "$s" "$r" vsb-b "$VIP" --flows 10000 ;;
     svc-newflows)
         # shellcheck disable=SC2046
+        # Sources 10.244.1.128-254 (no pod uses them) × 64,512 ports: 8.1
+        # million flows, none repeated within a run of this length.
         bench "$peer" "$s" "$r" trial $(pair_args vsb-b "$VIP") --rate max --duration "$NEWFLOW_S" \
-            --flows 16000000 --warmup 0.1 ;;
+            --src-base 10.244.1.128 --flows 8128512 --warmup 0.1 ;;
     tcp)
-        local streams bps
-        in_pod vsb-b iperf3 -s -D -1 -p 5201 --pidfile "$RUN/iperf3.pid" >/dev/null
+        local streams bps cmd
+        in_pod vsb-b iperf3 -s -D -1 -p 5201 --pidfile "$RUN/iperf3.pid" >/dev/null || return 1
         sleep 0.3
         for streams in 1 4; do
-            bps=$(in_pod vsb-a iperf3 -c "${POD_IP[vsb-b]}" -p 5201 -t "$IPERF_S" -P "$streams" -J |
-                python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)')
+            cmd="iperf3 -c ${POD_IP[vsb-b]} -p 5201 -t $IPERF_S -P $streams -J"
+            # shellcheck disable=SC2086
+            bps=$(in_pod vsb-a $cmd | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)') ||
+                return 1
             "$BIN/vswitch-bench" record --peer "$peer" --scenario tcp --name "$streams stream$([[ $streams -gt 1 ]] && echo s)" \
-                --unit Gbit/s "${PEER_NOTES[@]}" --layout "$LAYOUT" --json "$OUT/tcp-$streams@$peer@r$r.json" "$bps"
+                --unit Gbit/s "${PEER_NOTES[@]}" --command "ip netns exec vsb-a taskset -c $GEN_CORE $cmd" \
+                --layout "$LAYOUT" --json "$OUT/tcp-$streams@$peer@r$r.json" "$bps" || return 1
             log "  tcp $streams: $bps Gbit/s"
             if [[ $streams -eq 1 ]]; then
-                in_pod vsb-b iperf3 -s -D -1 -p 5201 --pidfile "$RUN/iperf3.pid" >/dev/null
+                in_pod vsb-b iperf3 -s -D -1 -p 5201 --pidfile "$RUN/iperf3.pid" >/dev/null || return 1
                 sleep 0.3
             fi
         done
         ;;
     ping)
-        local stats
-        stats=$(in_pod vsb-a ping -c "$PINGS" -i 0.01 "${POD_IP[vsb-b]}" |
+        local stats p50 p99 n cmd="ping -c $PINGS -i 0.01 ${POD_IP[vsb-b]}"
+        # shellcheck disable=SC2086
+        stats=$(in_pod vsb-a $cmd |
             python3 -c 'import re,sys,statistics as st
 t=sorted(float(m.group(1))*1000 for m in re.finditer(r"time=([0-9.]+) ms", sys.stdin.read()))
-print(st.median(t), t[min(len(t)-1, int(len(t)*0.99))], len(t))')
+print(st.median(t), t[min(len(t)-1, int(len(t)*0.99))], len(t)) if t else print(0, 0, 0)') || return 1
         read -r p50 p99 n <<<"$stats"
         [[ $n -gt 0 ]] || { log "  ping: no replies"; return 1; }
-        "$BIN/vswitch-bench" record --peer "$peer" --scenario ping --name "RTT p50" --unit us --better lower \
-            "${PEER_NOTES[@]}" --layout "$LAYOUT" --json "$OUT/ping-p50@$peer@r$r.json" "$p50"
-        "$BIN/vswitch-bench" record --peer "$peer" --scenario ping --name "RTT p99" --unit us --better lower \
-            "${PEER_NOTES[@]}" --layout "$LAYOUT" --json "$OUT/ping-p99@$peer@r$r.json" "$p99"
+        for q in p50 p99; do
+            "$BIN/vswitch-bench" record --peer "$peer" --scenario ping --name "RTT $q" --unit us --better lower \
+                "${PEER_NOTES[@]}" --command "ip netns exec vsb-a taskset -c $GEN_CORE $cmd" --layout "$LAYOUT" \
+                --json "$OUT/ping-$q@$peer@r$r.json" "${!q}" || return 1
+        done
         log "  ping: p50 $p50 us, p99 $p99 us ($n replies)"
         ;;
     cpu)
-        local per busy
-        # shellcheck disable=SC2046
-        "$BIN/vswitch-bench" trial $(pair_args vsb-b "${POD_IP[vsb-b]}") --rate "$CPU_RATE" \
-            --duration "$CPU_S" --warmup 0.1 --json "$RUN/cpu.json" >/dev/null
-        read -r per busy < <(python3 -c 'import json,sys
+        local per busy lost cmd
+        cmd="$BIN/vswitch-bench trial $(pair_args vsb-b "${POD_IP[vsb-b]}") --rate $CPU_RATE --duration $CPU_S --warmup 0.1"
+        # shellcheck disable=SC2086
+        $cmd --json "$RUN/cpu.json" >/dev/null || return 1
+        read -r per busy lost < <(python3 -c 'import json,sys
 t = json.load(open(sys.argv[1]))["trial"]
-print(sum(t["cpu_busy_s"]) / max(t["received"], 1) * 1e6, t["cpu_busy_s"][int(sys.argv[2])] / t["cpu_window_s"] * 100)' \
-            "$RUN/cpu.json" "$SWITCH_CORE")
+print(sum(t["cpu_busy_s"]) / max(t["received"], 1) * 1e6, t["cpu_busy_s"][int(sys.argv[2])] / t["cpu_window_s"] * 100, t["lost"])' \
+            "$RUN/cpu.json" "$SWITCH_CORE") || return 1
+        # The cost per frame means something only if every frame arrived.
+        [[ $lost -eq 0 ]] || { log "  cpu: $lost frames lost at $CPU_RATE frames/s"; return 1; }
         "$BIN/vswitch-bench" record --peer "$peer" --scenario cpu --name "all cores, s per Mpkt at $((CPU_RATE / 1000)) kpps" \
-            --unit s --better lower "${PEER_NOTES[@]}" --layout "$LAYOUT" --json "$OUT/cpu@$peer@r$r.json" "$per"
+            --unit s --better lower "${PEER_NOTES[@]}" --layout "$LAYOUT" --command "$cmd" \
+            --json "$OUT/cpu@$peer@r$r.json" "$per" || return 1
         "$BIN/vswitch-bench" record --peer "$peer" --scenario cpu --name "switch core busy" \
-            --unit % --better lower "${PEER_NOTES[@]}" --layout "$LAYOUT" --json "$OUT/cpu-core@$peer@r$r.json" "$busy"
+            --unit % --better lower "${PEER_NOTES[@]}" --layout "$LAYOUT" --command "$cmd" \
+            --json "$OUT/cpu-core@$peer@r$r.json" "$busy" ||
+            return 1
         log "  cpu: $per s per million frames (all cores), switch core $busy % busy"
         ;;
     esac
 }
+
+# What an interrupted earlier run may have left (these names are ours).
+for p in "${PODS[@]}"; do
+    if [[ -e /run/netns/$p ]] || ip link show dev "$p" >/dev/null 2>&1; then
+        log "removing '$p' left over from an earlier run"
+    fi
+done
+delpods
+bridge_down vsbench-br >/dev/null 2>&1 || true
 
 SKIPPED=()
 declare -A DEAD=()
@@ -381,6 +440,14 @@ for ((round = 1; round <= ROUNDS; round++)); do
         if ! peer_up "$peer"; then
             log "peer $peer failed to start; skipping it from here on"
             SKIPPED+=("$peer: failed to start in round $round")
+            DEAD[$peer]=1
+            peer_down "$peer" >/dev/null 2>&1 || true
+            continue
+        fi
+        cpus=$(switch_cpus "$peer")
+        if [[ $cpus != "$SWITCH_CORE" ]]; then
+            log "peer $peer switches on core(s) '$cpus', not $SWITCH_CORE as the others: refused"
+            SKIPPED+=("$peer: ran on core(s) '$cpus' instead of $SWITCH_CORE")
             DEAD[$peer]=1
             peer_down "$peer" >/dev/null 2>&1 || true
             continue

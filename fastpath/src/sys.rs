@@ -88,6 +88,28 @@ pub fn open_netns(ns: &str) -> io::Result<File> {
     Ok(file)
 }
 
+/// Puts the calling thread into network namespace `ns` (a name under
+/// /run/netns or an absolute path) for the rest of its life or until it
+/// enters another; the process's other threads stay where they are.
+pub fn enter_netns(ns: &str) -> io::Result<()> {
+    setns(&open_netns(ns)?, ns)
+}
+
+/// Moves the calling thread into the namespace `file` (opened as `ns`).
+fn setns(file: &File, ns: &str) -> io::Result<()> {
+    // SAFETY: `file` is an open namespace descriptor; setns changes only the
+    // namespace of the calling thread.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("cannot enter network namespace '{ns}': {e}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Runs `f` on a fresh thread that has entered network namespace `ns`.
 /// Descriptors `f` creates (a TAP, a socket) keep working after the thread
 /// ends, bound to that namespace.
@@ -101,16 +123,8 @@ where
     std::thread::Builder::new()
         .name("vswitch-netns".into())
         .spawn(move || {
-            // SAFETY: `file` is an open descriptor; setns only changes the
-            // namespace of this (short-lived, single-purpose) thread.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            if rc != 0 {
-                let e = io::Error::last_os_error();
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("cannot enter network namespace '{ns}': {e}"),
-                ));
-            }
+            // Only this short-lived, single-purpose thread moves.
+            setns(&file, &ns)?;
             f()
         })?
         .join()

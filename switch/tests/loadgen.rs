@@ -79,13 +79,15 @@ fn exact_trial(env: &TestEnv, a: &Pod, b: &Pod, flows: &str) {
         r.stdout,
         r.stderr
     );
-    let second = PathBuf::from(format!("{}.2", out.display()));
+    let second = env.dir.join(format!("trial-{}-2.json", b.name));
+    let mut total = 0;
     for file in [&out, &second] {
         let v = json(file);
         assert_eq!(v["schema"], 1);
         assert_eq!(v["kind"], "trial");
         let t = &v["trial"];
         let sent = t["sent"].as_u64().unwrap();
+        total += sent;
         // 20,000/s for 1 s; a descheduled generator forgives what it
         // missed (so this is not a precision check: counting is).
         assert!((10_000..=20_001).contains(&sent), "sent {sent}");
@@ -98,9 +100,9 @@ fn exact_trial(env: &TestEnv, a: &Pod, b: &Pod, flows: &str) {
         assert!(!v["env"]["kernel"].as_str().unwrap().is_empty());
         assert!(v["env"]["command"].as_array().unwrap().len() > 10);
     }
-    // The switch saw them too: nothing dropped on the way.
+    // The switch sent them all to b (and the warm-up's, and a ping's).
     let stats = env.daemon().port_stats(&b.name);
-    assert!(stats.tx_packets >= 40_000, "{stats:?}");
+    assert!(stats.tx_packets >= total, "{total} sent, {stats:?}");
 }
 
 #[test]

@@ -37,6 +37,8 @@ pub struct GenConfig {
     pub dst_port: u16,
     pub dst_mac: Option<[u8; 6]>,
     pub src_port: u16,
+    /// First source address of the flows (default: the interface's own).
+    pub src_base: Option<Ipv4Addr>,
     pub stream: u16,
     pub core: Option<usize>,
 }
@@ -52,6 +54,10 @@ pub struct GenReport {
     pub offered_pps: f64,
     /// Send calls that failed (counted, the run goes on).
     pub tx_errors: u64,
+    /// Frames the pacer gave up after the generator fell behind (a stall
+    /// longer than it may catch up on); 0 when sending as fast as it can.
+    #[serde(default)]
+    pub forgiven: u64,
 }
 
 /// The facts a generator found at start.
@@ -93,6 +99,9 @@ struct Sender_ {
     sizes: Sizes,
     stream: u16,
     sink: Option<SinkSide>,
+    /// Flows used by earlier runs: each run goes on where the last one
+    /// stopped, so a run of "new flows" never repeats an earlier run's.
+    flow_offset: u64,
 }
 
 fn open(cfg: &GenConfig, sink: Option<&(SinkConfig, usize)>) -> anyhow::Result<(Sender_, GenInfo)> {
@@ -138,7 +147,7 @@ fn open(cfg: &GenConfig, sink: Option<&(SinkConfig, usize)>) -> anyhow::Result<(
     let spec = FrameSpec {
         src_mac: iface.mac,
         dst_mac,
-        src_ip,
+        src_ip: cfg.src_base.unwrap_or(src_ip),
         dst_ip: cfg.dst_ip,
         src_port: cfg.src_port,
         dst_port: cfg.dst_port,
@@ -151,6 +160,7 @@ fn open(cfg: &GenConfig, sink: Option<&(SinkConfig, usize)>) -> anyhow::Result<(
         sizes: cfg.sizes,
         stream: cfg.stream,
         sink,
+        flow_offset: 0,
     };
     Ok((s, info))
 }
@@ -243,6 +253,9 @@ impl Drop for Generator {
 const SLEEP_ABOVE_NS: u64 = 30_000;
 /// How much earlier than due a sleeping generator asks to wake up.
 const SLEEP_EARLY_NS: u64 = 10_000;
+/// Receive calls (of up to 64 frames) an inline sink makes per loop: up to
+/// a whole ring, so the sink always reads faster than the generator sends.
+const SINK_BURSTS: usize = 32;
 
 impl Sender_ {
     /// One run: the send loop, then the drain.
@@ -261,10 +274,12 @@ impl Sender_ {
             if now >= end || sent >= limit {
                 break;
             }
-            let got = self.sink.as_mut().map_or(0, SinkSide::poll);
+            // Read everything that waits (a ring's worth at most): reading
+            // no faster than we send would let a backlog overflow the ring.
+            let got = self.sink.as_mut().map_or(0, |k| k.drain(SINK_BURSTS));
             let due = pacer.due(now, (BURST as u64).min(limit - sent));
             if due == 0 {
-                let wait = pacer.wait_ns(now);
+                let wait = pacer.wait_ns(now).min(end - now);
                 if wait > SLEEP_ABOVE_NS && got == 0 {
                     std::thread::sleep(Duration::from_nanos(wait - SLEEP_EARLY_NS));
                 } else if self.sink.is_none() {
@@ -276,6 +291,7 @@ impl Sender_ {
             }
             let base = sent;
             let (spec, sizes, stream, tag) = (&self.spec, self.sizes, self.stream, run.tag);
+            let flow0 = self.flow_offset;
             let mut fill = |i: usize, buf: &mut [u8]| {
                 let n = base + i as u64;
                 let stamp = Stamp {
@@ -284,7 +300,8 @@ impl Sender_ {
                     seq: n as u32,
                     sent_ns: now_ns(),
                 };
-                spec.write(buf, sizes.nth(n), n as u32, stamp)
+                let flow = ((flow0 + n) % u64::from(spec.flows.max(1))) as u32;
+                spec.write(buf, sizes.nth(n), flow, stamp)
             };
             match self.tx.send(due as usize, &mut fill) {
                 Ok(k) => {
@@ -315,10 +332,11 @@ impl Sender_ {
         for _ in 0..100 {
             let _ = self.tx.service();
         }
+        self.flow_offset += sent;
         let report = match &mut self.sink {
             Some(sink) => {
                 while now_ns() < drain_end {
-                    if sink.poll() == 0 {
+                    if sink.drain(SINK_BURSTS) == 0 {
                         std::thread::sleep(Duration::from_micros(50));
                     }
                 }
@@ -337,6 +355,7 @@ impl Sender_ {
                 0.0
             },
             tx_errors: errors,
+            forgiven: pacer.forgiven(),
         };
         Ok((g, report))
     }

@@ -166,6 +166,10 @@ struct FrameArgs {
     /// First UDP source port; flows count up from it.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u16).range(1..))]
     src_port: u16,
+    /// First source address of the flows (default: the interface's own);
+    /// past 64,512 flows each next address takes the next 64,512.
+    #[arg(long)]
+    src_base: Option<Ipv4Addr>,
     /// Frame size in bytes with FCS (64 to 9018), or `imix` (7×64, 4×594, 1×1518).
     #[arg(long, default_value = "64")]
     size: Sizes,
@@ -335,6 +339,7 @@ impl PairArgs {
             dst_port: f.dst_port,
             dst_mac: f.dst_mac,
             src_port: f.src_port,
+            src_base: f.src_base,
             stream: 0,
             core: self.gen_core,
         };
@@ -452,6 +457,10 @@ struct RecordArgs {
     /// Which way is better.
     #[arg(long, default_value = "higher", value_parser = ["higher", "lower"])]
     better: String,
+    /// The command that measured the values, as the report's exact
+    /// commands should show it (default: this command line).
+    #[arg(long)]
+    command: Option<String>,
     /// The measured values (one per round).
     #[arg(required = true, allow_negative_numbers = true)]
     values: Vec<f64>,
@@ -489,6 +498,7 @@ fn cmd_gen(a: GenArgs) -> anyhow::Result<()> {
             dst_port: f.dst_port,
             dst_mac: f.dst_mac,
             src_port: f.src_port,
+            src_base: f.src_base,
             stream: a.stream,
             core: a.core,
         },
@@ -668,24 +678,56 @@ fn cmd_trial(a: TrialArgs) -> anyhow::Result<()> {
         out.sink_driver = Some(pair.sink_driver());
         out.trial = Some(r.clone());
         if a.rounds > 1 {
-            // Every round is its own result; write them as FILE, FILE.2, ...
+            // Every round is its own result: FILE, then FILE-2.json, ...
             if let Some(p) = &a.pair.out.json {
                 let idx = results
                     .iter()
                     .position(|(_, x)| std::ptr::eq(x, r))
                     .unwrap_or(0);
-                let path = if idx == 0 {
-                    p.clone()
-                } else {
-                    PathBuf::from(format!("{}.{}", p.display(), idx + 1))
-                };
-                out.write(&path)?;
+                out.write(&round_path(p, idx + 1))?;
             }
         } else {
             a.pair.out.write(&out)?;
         }
     }
     Ok(())
+}
+
+/// What a search's table says beside its rates.
+fn search_note(r: &ndr::SearchRun) -> String {
+    let mut notes = Vec::new();
+    if r.generator_bound {
+        notes.push("generator-bound: a lower bound".to_string());
+    }
+    if r.short_trials > 0 {
+        notes.push(format!(
+            "{} trial(s) under 95% of the rate asked",
+            r.short_trials
+        ));
+    }
+    if r.sink_drop_trials > 0 {
+        notes.push(format!(
+            "the sink dropped frames in {} trial(s)",
+            r.sink_drop_trials
+        ));
+    }
+    notes.join("; ")
+}
+
+/// Where round `n` (from 1) of `trial --rounds` goes: FILE, then
+/// FILE-2.json (before the extension, so `report DIR` reads them all).
+fn round_path(p: &std::path::Path, n: usize) -> PathBuf {
+    if n == 1 {
+        return p.to_path_buf();
+    }
+    let stem = p
+        .file_stem()
+        .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+    let name = match p.extension() {
+        Some(ext) => format!("{stem}-{n}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{n}"),
+    };
+    p.with_file_name(name)
 }
 
 fn cmd_ndr(a: NdrArgs) -> anyhow::Result<()> {
@@ -723,11 +765,7 @@ fn cmd_ndr(a: NdrArgs) -> anyhow::Result<()> {
             fmt_pps(r.ndr.rate_pps),
             fmt_pps(r.pdr.rate_pps),
             fmt_pps(r.max_offered_pps),
-            if r.generator_bound {
-                "no loss at the generator's maximum".into()
-            } else {
-                String::new()
-            },
+            search_note(r),
         ]);
     }
     rows.push(vec![
@@ -785,6 +823,9 @@ fn cmd_record(a: RecordArgs) -> anyhow::Result<()> {
         "values must be finite numbers"
     );
     let mut out = a.out.result("metric", "");
+    if let Some(c) = &a.command {
+        out.env.command = c.split_whitespace().map(String::from).collect();
+    }
     out.metric = Some(Metric {
         name: a.name,
         unit: a.unit,
@@ -819,6 +860,20 @@ mod tests {
         assert!(parse_mac("02:00:0a:f4:01").is_err());
         assert!(parse_mac("02:00:0a:f4:01:100").is_err());
         assert_eq!(fmt_mac([2, 0, 0x0a, 0xf4, 1, 0x0b]), "02:00:0a:f4:01:0b");
+    }
+
+    #[test]
+    fn rounds_go_to_files_report_reads() {
+        use std::path::Path;
+        assert_eq!(
+            round_path(Path::new("/r/a.json"), 1),
+            Path::new("/r/a.json")
+        );
+        assert_eq!(
+            round_path(Path::new("/r/a.json"), 3),
+            Path::new("/r/a-3.json")
+        );
+        assert_eq!(round_path(Path::new("a"), 2), Path::new("a-2"));
     }
 
     #[test]

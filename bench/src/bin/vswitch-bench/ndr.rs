@@ -70,7 +70,9 @@ pub struct Found {
     pub failed_at_pps: Option<f64>,
 }
 
-/// The outcome of one repeat of the search.
+/// The outcome of one repeat of the search. With `generator_bound` the
+/// rates are lower bounds: no loss at the generator's highest rate, or the
+/// search stopped at a rate the generator could not offer.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct SearchRun {
     pub max_offered_pps: f64,
@@ -79,6 +81,10 @@ pub struct SearchRun {
     /// (descheduled, a full ring): not counted as passes.
     #[serde(default)]
     pub short_trials: u32,
+    /// Trials in which the sink's own socket dropped frames (counted as
+    /// loss: the instrument's, not the switch's).
+    #[serde(default)]
+    pub sink_drop_trials: u32,
     pub ndr: Found,
     pub pdr: Found,
 }
@@ -98,6 +104,89 @@ pub struct NdrOutcome {
     pub pdr_median_pps: f64,
     pub latency: Vec<LatencyAt>,
     pub trials: Vec<SearchTrial>,
+}
+
+/// What one criterion (NDR or PDR) has learned in one search: every
+/// trial's asked rate and outcome. The bounds come from all of them, so a
+/// result never stands above a rate that failed, even when the device's
+/// results are not monotonic (a pass above a failure is disregarded).
+#[derive(Debug, Default)]
+struct Bounds {
+    /// (asked, passed, offered, short without loss)
+    points: Vec<(f64, bool, f64, bool)>,
+}
+
+impl Bounds {
+    fn add(&mut self, asked: f64, pass: bool, offered: f64, short_ok: bool) {
+        self.points.push((asked, pass, offered, short_ok));
+    }
+
+    /// The lowest asked rate that failed (infinite if none).
+    fn hi(&self) -> f64 {
+        self.points
+            .iter()
+            .filter(|p| !p.1)
+            .map(|p| p.0)
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    /// The highest asked rate below `hi` that passed, and the rate that
+    /// trial offered; (0, 0) if none.
+    fn lo(&self) -> (f64, f64) {
+        let hi = self.hi();
+        self.points
+            .iter()
+            .filter(|p| p.1 && p.0 < hi)
+            .map(|p| (p.0, p.2))
+            .fold((0.0, 0.0), |a, b| if b.0 > a.0 { b } else { a })
+    }
+
+    /// Narrow enough, or nothing left to search (all passed, or the lowest
+    /// rate tried failed).
+    fn done(&self, precision: f64, floor: f64) -> bool {
+        let hi = self.hi();
+        !hi.is_finite() || hi <= floor || hi - self.lo().0 <= precision * hi
+    }
+
+    /// The search stopped at a trial the generator could not offer, which
+    /// lost nothing: the switch's own limit is higher.
+    fn generator_limited(&self) -> bool {
+        let hi = self.hi();
+        self.points.iter().any(|p| p.0 == hi && p.3)
+    }
+
+    fn found(&self) -> Found {
+        let hi = self.hi();
+        Found {
+            rate_pps: self.lo().1,
+            failed_at_pps: hi.is_finite().then_some(hi),
+        }
+    }
+}
+
+/// Records one trial, asked at `asked`, in both criteria's bounds.
+fn note(
+    ndr: &mut Bounds,
+    pdr: &mut Bounds,
+    pdr_loss: f64,
+    asked: f64,
+    r: &TrialResult,
+    run: &mut SearchRun,
+) {
+    // A trial that could not offer (nearly) the rate asked did not test the
+    // switch there: it bounds the search from above like a failure, and if
+    // it lost nothing the result is a lower bound.
+    let short = r.offered_pps < asked * MIN_OFFERED;
+    run.short_trials += u32::from(short);
+    run.sink_drop_trials += u32::from(r.kernel_drops.unwrap_or(0) > 0);
+    ndr.add(
+        asked,
+        r.lost == 0 && !short,
+        r.offered_pps,
+        short && r.lost == 0,
+    );
+    let pdr_ok = r.loss_ratio <= pdr_loss;
+    pdr.add(asked, pdr_ok && !short, r.offered_pps, short && pdr_ok);
 }
 
 /// Median of `v` (0 for none).
@@ -157,66 +246,29 @@ pub fn search(
             out.runs.push(run);
             continue;
         }
-        // Known: `max` fails NDR; it fails or passes PDR.
-        let mut ndr = (0.0f64, max);
-        let mut pdr = if top.loss_ratio <= cfg.pdr_loss {
-            (max, f64::INFINITY)
-        } else {
-            (0.0, max)
-        };
-        let (mut ndr_offered, mut pdr_offered) = (0.0f64, if pdr.0 > 0.0 { max } else { 0.0 });
+        let (mut ndr, mut pdr) = (Bounds::default(), Bounds::default());
+        note(&mut ndr, &mut pdr, cfg.pdr_loss, max, &top, &mut run);
         let low = cfg.min_rate.min(max);
         let bottom = run_trial("min", Some(low), &mut out)?;
-        // A trial passes a criterion if its loss allows and the generator
-        // really offered (nearly) the rate asked: a trial that could not
-        // offer it did not test the switch there, so it bounds the search
-        // from above like a failure, and counts in `short_trials`.
-        let mut short = 0u32;
-        let mut note = |rate: f64, r: &TrialResult, ndr: &mut (f64, f64), pdr: &mut (f64, f64)| {
-            let offered_enough = r.offered_pps >= rate * MIN_OFFERED;
-            if !offered_enough {
-                short += 1;
-            }
-            for (bound, offered, pass) in [
-                (ndr, &mut ndr_offered, r.lost == 0),
-                (pdr, &mut pdr_offered, r.loss_ratio <= cfg.pdr_loss),
-            ] {
-                if pass && offered_enough {
-                    bound.0 = bound.0.max(rate);
-                    *offered = offered.max(r.offered_pps);
-                } else {
-                    bound.1 = bound.1.min(rate);
-                }
-            }
-        };
-        note(low, &bottom, &mut ndr, &mut pdr);
-        if bottom.lost == 0 {
-            while ndr.1 - ndr.0 > cfg.precision * ndr.1 {
-                let mid = (ndr.0 + ndr.1) / 2.0;
-                let r = run_trial("ndr", Some(mid), &mut out)?;
-                note(mid, &r, &mut ndr, &mut pdr);
-            }
+        note(&mut ndr, &mut pdr, cfg.pdr_loss, low, &bottom, &mut run);
+        while !ndr.done(cfg.precision, low) {
+            let mid = (ndr.lo().0 + ndr.hi()) / 2.0;
+            let r = run_trial("ndr", Some(mid), &mut out)?;
+            note(&mut ndr, &mut pdr, cfg.pdr_loss, mid, &r, &mut run);
         }
-        if pdr.0 > 0.0 && pdr.1.is_finite() {
-            pdr.0 = pdr.0.max(ndr.0);
-            while pdr.1 - pdr.0 > cfg.precision * pdr.1 {
-                let mid = (pdr.0 + pdr.1) / 2.0;
-                let r = run_trial("pdr", Some(mid), &mut out)?;
-                note(mid, &r, &mut ndr, &mut pdr);
-            }
+        while !pdr.done(cfg.precision, low) {
+            let mid = (pdr.lo().0 + pdr.hi()) / 2.0;
+            let r = run_trial("pdr", Some(mid), &mut out)?;
+            note(&mut ndr, &mut pdr, cfg.pdr_loss, mid, &r, &mut run);
         }
-        if pdr_offered < ndr_offered {
-            pdr_offered = ndr_offered;
+        run.generator_bound = ndr.generator_limited() || pdr.generator_limited();
+        run.ndr = ndr.found();
+        run.pdr = pdr.found();
+        if run.pdr.rate_pps < run.ndr.rate_pps {
+            // Every NDR pass is a PDR pass; a lower PDR came from a later
+            // failure below it (results that are not monotonic).
+            run.pdr.rate_pps = run.ndr.rate_pps;
         }
-        run.short_trials = short;
-        run.ndr = Found {
-            rate_pps: ndr_offered,
-            failed_at_pps: Some(ndr.1),
-        };
-        run.pdr = Found {
-            rate_pps: pdr_offered,
-            failed_at_pps: pdr.1.is_finite().then_some(pdr.1),
-        };
         out.runs.push(run);
     }
     out.ndr_median_pps = median(&out.runs.iter().map(|r| r.ndr.rate_pps).collect::<Vec<_>>());
@@ -268,7 +320,7 @@ mod tests {
                 bytes: sent * 64,
                 elapsed_s: d.as_secs_f64(),
                 offered_pps: offered,
-                tx_errors: 0,
+                ..Default::default()
             };
             let s = crate::sink::SinkReport {
                 received,
@@ -365,6 +417,74 @@ mod tests {
             "{run:?}"
         );
         assert!(run.short_trials > 0);
+        // It stopped where the generator could not go on: a lower bound.
+        assert!(run.generator_bound);
+    }
+
+    /// Results that are not monotonic: the top passes PDR, a lower rate
+    /// fails it. No rate at or above a failure is reported.
+    #[test]
+    fn a_failure_below_a_pass_bounds_the_result() {
+        struct Bumpy;
+        impl Device for Bumpy {
+            fn trial(&mut self, rate: Option<f64>, d: Duration) -> anyhow::Result<TrialResult> {
+                let offered = rate.unwrap_or(1e6);
+                // 0.3 % loss at and above 650 k, 1 % between 550 k and 650 k,
+                // none below.
+                let loss = if offered >= 650e3 {
+                    0.003
+                } else if offered >= 550e3 {
+                    0.01
+                } else {
+                    0.0
+                };
+                let sent = (offered * d.as_secs_f64()) as u64;
+                let g = crate::generator::GenReport {
+                    sent,
+                    elapsed_s: d.as_secs_f64(),
+                    offered_pps: offered,
+                    ..Default::default()
+                };
+                let s = crate::sink::SinkReport {
+                    received: sent - (sent as f64 * loss) as u64,
+                    ..Default::default()
+                };
+                Ok(TrialResult::from_reports(rate, &g, &s))
+            }
+        }
+        let out = search(&mut Bumpy, &cfg(), &mut quiet()).unwrap();
+        let run = &out.runs[0];
+        let pdr_fail = run.pdr.failed_at_pps.expect("a PDR failure");
+        assert!(pdr_fail < 650e3, "{run:?}");
+        assert!(
+            run.pdr.rate_pps < 550e3 && run.pdr.rate_pps >= 540e3,
+            "{run:?}"
+        );
+        assert!(run.ndr.rate_pps < 550e3, "{run:?}");
+        // Every reported rate was offered by a trial that passed.
+        for (rate, ok) in [(run.ndr.rate_pps, 0.0), (run.pdr.rate_pps, 0.005)] {
+            let passed =
+                |t: &SearchTrial| t.result.offered_pps == rate && t.result.loss_ratio <= ok;
+            assert!(out.trials.iter().any(passed), "{rate}");
+        }
+    }
+
+    /// A tiny --min-rate that fails ends the search at once (no bisection
+    /// below it, where each trial would take ever longer).
+    #[test]
+    fn nothing_is_searched_below_the_lowest_rate() {
+        let mut dev = Sim {
+            capacity: 0.5,
+            gen_max: 1e6,
+            trials: 0,
+        };
+        let c = SearchConfig {
+            min_rate: 1.0,
+            ..cfg()
+        };
+        let out = search(&mut dev, &c, &mut quiet()).unwrap();
+        assert_eq!(out.runs[0].ndr.rate_pps, 0.0);
+        assert_eq!(dev.trials, 2);
     }
 
     #[test]

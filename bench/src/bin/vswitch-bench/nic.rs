@@ -35,22 +35,7 @@ pub const BURST: usize = 64;
 /// Frames in an AF_XDP generator's or sink's pool.
 const POOL_FRAMES: u32 = 8192;
 
-/// Puts the calling thread into network namespace `ns` (a name under
-/// /run/netns or an absolute path) for the rest of its life.
-pub fn enter_netns(ns: &str) -> io::Result<()> {
-    let file = sys::open_netns(ns)?;
-    // SAFETY: `file` is an open namespace descriptor; setns changes only
-    // the namespace of this thread.
-    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(
-            e.kind(),
-            format!("cannot enter network namespace '{ns}': {e}"),
-        ));
-    }
-    Ok(())
-}
+pub use fastpath::sys::enter_netns;
 
 /// What a generator or sink knows about its interface.
 #[derive(Debug, Clone)]
@@ -125,8 +110,10 @@ fn describe_xsk(port: &AfXdpPort) -> String {
 
 /// An AF_XDP socket on queue 0 with its own pool.
 struct Xdp {
-    pool: FramePool,
+    // Fields drop in order: the socket must be closed before the pool (its
+    // UMEM) is freed, or the kernel could write into freed memory.
     port: AfXdpPort,
+    pool: FramePool,
     frames: Vec<TxFrame>,
     rx: [(u32, u32); BURST],
 }
@@ -134,15 +121,14 @@ struct Xdp {
 impl Xdp {
     fn open(ifname: &str) -> anyhow::Result<Xdp> {
         sys::quiet_libxdp();
-        let mut pool = FramePool::new(POOL_FRAMES);
+        let pool = FramePool::new(POOL_FRAMES);
         let port = AfXdpPort::open(ifname, 0, AttachMode::Auto, &pool.view())?;
         let mut x = Xdp {
-            pool: FramePool::new(1),
             port,
+            pool,
             frames: Vec::with_capacity(BURST),
             rx: [(0, 0); BURST],
         };
-        std::mem::swap(&mut x.pool, &mut pool);
         x.port
             .maintain(&mut x.pool)
             .map_err(|e| anyhow::anyhow!("{ifname}: {e}"))?;
@@ -164,10 +150,15 @@ impl Xdp {
                 in_port: 0,
             });
         }
-        let sent = self
-            .port
-            .tx_burst(&mut self.pool, &self.frames)
-            .map_err(|e| io::Error::other(e.0))?;
+        let sent = match self.port.tx_burst(&mut self.pool, &self.frames) {
+            Ok(n) => n,
+            Err(e) => {
+                for f in &self.frames {
+                    self.pool.free(f.addr);
+                }
+                return Err(io::Error::other(e.0));
+            }
+        };
         for f in &self.frames[sent..] {
             self.pool.free(f.addr);
         }
@@ -229,9 +220,11 @@ impl Rx for Xdp {
         describe_xsk(&self.port)
     }
     fn kernel_drops(&mut self) -> Option<u64> {
-        // rx_dropped + rx_ring_full + rx_fill_ring_empty_descs.
+        // rx_dropped (which in copy mode also counts the frames dropped for
+        // an empty fill ring, so rx_fill_ring_empty_descs is not added) +
+        // rx_ring_full.
         let s = sys::xsk_statistics(self.port.xsk_fd()?)?;
-        Some(s[0] + s[3] + s[4])
+        Some(s[0] + s[3])
     }
 }
 

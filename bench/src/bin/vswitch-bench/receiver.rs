@@ -65,6 +65,7 @@ pub struct SinkSide {
     stats: SinkStats,
     drops_at_begin: u64,
     name: String,
+    complained: bool,
 }
 
 impl SinkSide {
@@ -81,6 +82,7 @@ impl SinkSide {
             stats: SinkStats::new(u16::MAX, cfg.port),
             drops_at_begin: 0,
             name: cfg.iface.clone(),
+            complained: false,
         })
     }
 
@@ -97,10 +99,26 @@ impl SinkSide {
             let _ = self.rx.send_raw(&frame::gratuitous_arp(self.iface.mac, ip));
         }
         self.stats = SinkStats::new(tag, self.port);
+        self.complained = false;
         self.drops_at_begin = self.rx.kernel_drops().unwrap_or(0);
     }
 
-    /// Counts what waits in the ring; returns how many frames that was.
+    /// Counts what waits in the ring, in up to `bursts` receive calls (of
+    /// up to 64 frames each); returns how many frames that was.
+    #[inline]
+    pub fn drain(&mut self, bursts: usize) -> usize {
+        let mut total = 0;
+        for _ in 0..bursts {
+            let n = self.poll();
+            total += n;
+            if n == 0 {
+                break;
+            }
+        }
+        total
+    }
+
+    /// Counts one burst of what waits in the ring; returns how many frames.
     #[inline]
     pub fn poll(&mut self) -> usize {
         let now = now_ns();
@@ -108,7 +126,11 @@ impl SinkSide {
         match self.rx.recv(&mut |d| stats.frame(d, payloads, now)) {
             Ok(n) => n,
             Err(e) => {
-                eprintln!("vswitch-bench: sink on '{}': {e}", self.name);
+                // Once per trial: a failing socket fails on every poll.
+                if !self.complained {
+                    eprintln!("vswitch-bench: sink on '{}': {e}", self.name);
+                    self.complained = true;
+                }
                 0
             }
         }

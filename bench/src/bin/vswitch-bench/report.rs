@@ -324,6 +324,10 @@ fn draw(path: &Path, scenario: &str, files: &[&ResultFile]) -> anyhow::Result<()
         .fold(0.0, f64::max)
         .max(1.0)
         * 1.05;
+    // One colour per peer in both panels, whatever data each panel has.
+    let peers: Vec<&str> = loss.keys().copied().collect();
+    let color =
+        |peer: &str| Palette99::pick(peers.iter().position(|p| *p == peer).unwrap_or(0)).to_rgba();
     let root = SVGBackend::new(path, (1100, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let (left, right) = root.split_horizontally(560);
@@ -342,9 +346,9 @@ fn draw(path: &Path, scenario: &str, files: &[&ResultFile]) -> anyhow::Result<()
         .y_desc("loss (%)")
         .draw()
         .map_err(|e| err(&e))?;
-    for (i, (peer, pts)) in loss.iter_mut().enumerate() {
+    for (peer, pts) in loss.iter_mut() {
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let color = Palette99::pick(i).to_rgba();
+        let color = color(peer);
         c.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
             .map_err(|e| err(&e))?
             .label(*peer)
@@ -387,8 +391,8 @@ fn draw(path: &Path, scenario: &str, files: &[&ResultFile]) -> anyhow::Result<()
         .y_desc("latency (us)")
         .draw()
         .map_err(|e| err(&e))?;
-    for (i, (peer, runs)) in lat.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+    for (peer, runs) in lat.iter() {
+        let color = color(peer);
         let med: Vec<(f64, f64)> = (0..4)
             .map(|k| {
                 (
@@ -547,7 +551,7 @@ mod tests {
                     generator_bound: bound,
                     ndr: found.clone(),
                     pdr: found,
-                    short_trials: 0,
+                    ..Default::default()
                 }],
                 ..Default::default()
             });
