@@ -42,7 +42,7 @@
 # before (ethtool -l/-a, IRQs) to restore by hand.
 #
 # Two hosts (DUT and tester apart): run the tester half (namespaces,
-# vswitch-bench) on the tester host by hand, see scripts/bench/NIC.md. Keep
+# vswitch-bench) on the tester host by hand, see BENCHMARKS.md ("Real NICs"). Keep
 # T0 and T1 on the same tester host: generator and sink then share one clock
 # (vswitch-bench stamps with CLOCK_MONOTONIC), and latency needs no sync.
 #
@@ -880,10 +880,11 @@ add_port() { # IF
 
 # ---------------------------------------------------------------- measure
 
-# vswitch-bench with the generator and sink on one core (one thread) leaves
-# the generator's XDP program on T0 when it exits (the thread is in the
-# sink's namespace when it closes the generator's socket), and the next
-# search cannot attach (EBUSY). T0 and T1 had no XDP program before.
+# T0 and T1 had no XDP program before a search and must have none after it:
+# a vswitch-bench killed by the timeout cannot detach its own, and an older
+# vswitch-bench closed the generator's socket from the sink's namespace
+# (fixed), leaving the program on T0 so that the next search failed with
+# EBUSY. Belt and braces.
 clear_tester_xdp() {
     local p
     for p in "$NS_GEN $T0" "$NS_SINK $T1"; do

@@ -45,6 +45,9 @@
 # --quick: a few seconds per cell, one round (CI smoke); default: full run,
 # three rounds, peers alternating within each round.
 #
+# --rounds 0 --out DIR measures nothing and writes DIR's report again (with
+# --profile: after adding the profiles).
+#
 # --profile: after the rounds, where the time goes: for every peer and packet
 # scenario, `perf record` (software clock, all cores) during a trial at the
 # generator's maximum rate, and during iperf3 for tcp; a summary per core
@@ -92,7 +95,10 @@ done
 for s in $SCENARIOS; do
     [[ " $ALL_SCENARIOS " == *" $s "* ]] || die "unknown scenario '$s' (scenarios: $ALL_SCENARIOS)"
 done
-[[ -z $ROUNDS || $ROUNDS =~ ^[1-9][0-9]?$ ]] || die "--rounds '$ROUNDS': a number from 1 to 99"
+[[ -z $ROUNDS || $ROUNDS =~ ^[0-9][0-9]?$ ]] || die "--rounds '$ROUNDS': a number from 0 to 99"
+# --rounds 0: measure nothing; with --profile --out DIR, add the profiles to
+# the run in DIR and write its report again.
+[[ $ROUNDS != 0 || -n $OUT ]] || die "--rounds 0 needs --out DIR (a run to report on)"
 NCPU=$(nproc)
 for c in "$GEN_CORE" "$SWITCH_CORE"; do
     [[ $c =~ ^[0-9]+$ && $c -lt $NCPU ]] || die "core '$c' is not a core of this machine (0-$((NCPU - 1)))"
@@ -145,9 +151,12 @@ if [[ -z ${OUT_GIVEN:-} && -e $OUT ]]; then
 fi
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-rm -f "$OUT"/*.json
+if [[ $ROUNDS -gt 0 ]]; then
+    rm -f "$OUT"/*.json
+    echo "$ARGS" >"$OUT/args.txt"
+fi
 RUN=$(mktemp -d /tmp/vsbench.XXXXXX)
-exec > >(tee "$OUT/log.txt") 2>&1
+exec > >(tee -a "$OUT/log.txt") 2>&1
 
 LAYOUT="generator+sink+pods core $GEN_CORE, switch core $SWITCH_CORE"
 log "layout: $LAYOUT ($NCPU cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
@@ -477,7 +486,7 @@ profile() {
     routed-64b) set -- vsb-c "${POD_IP[vsb-c]}" ;;
     svc-1flow) set -- vsb-b "$VIP" ;;
     svc-10kflows) set -- vsb-b "$VIP" --flows 10000 ;;
-    svc-newflows) set -- vsb-b "$VIP" --flows 16000000 ;;
+    svc-newflows) set -- vsb-b "$VIP" --src-base 10.244.1.128 --flows 8128512 ;;
     tcp) ;;
     *) return 0 ;;
     esac
@@ -502,13 +511,13 @@ profile() {
         echo "# load: $(tail -1 "$RUN/load.out")"
         echo; echo "## share of all samples by core, process and code"
         perf report -i "$data" --no-children --sort cpu,comm,dso -g none --stdio 2>/dev/null |
-            grep -v '^#' | grep -v '^$' | head -25
+            grep -v '^#' | grep -v '^$' | head -25 || true
         echo; echo "## top symbols on the switch's core ($SWITCH_CORE)"
         perf report -i "$data" --no-children --cpu "$SWITCH_CORE" --sort comm,dso,sym -g none --stdio 2>/dev/null |
-            grep -v '^#' | grep -v '^$' | head -30
+            grep -v '^#' | grep -v '^$' | head -30 || true
         echo; echo "## top symbols on the generator's core ($GEN_CORE)"
         perf report -i "$data" --no-children --cpu "$GEN_CORE" --sort comm,dso,sym -g none --stdio 2>/dev/null |
-            grep -v '^#' | grep -v '^$' | head -20
+            grep -v '^#' | grep -v '^$' | head -20 || true
     } >"$txt"
     rm -f "$data"
     log "  profile: $txt"
@@ -529,6 +538,10 @@ if [[ $PROFILE -eq 1 ]]; then
     done
 fi
 
+if ! compgen -G "$OUT/*.json" >/dev/null; then
+    log "no results in $OUT to report on"
+    exit 0
+fi
 log "report"
 "$BIN/vswitch-bench" report "$OUT" --markdown "$OUT/report.md" --svg-dir "$OUT/svg" --svg-link svg \
     --baseline vswitch-afxdp
@@ -541,6 +554,8 @@ cat "$OUT/report.md"
 
 if [[ $DOC -eq 1 ]]; then
     rel=${OUT#"$REPO"/}
+    # The command line of the run that measured, not of a --rounds 0 report.
+    [[ -r $OUT/args.txt ]] && ARGS=$(cat "$OUT/args.txt")
     python3 - "$REPO/BENCHMARKS.md" "$OUT/report.md" "$rel" "$ARGS" <<'PY'
 import sys, re
 doc, rep, rel, args = sys.argv[1:5]

@@ -3,9 +3,11 @@
 //! frames, and one-way latency in an HdrHistogram.
 //!
 //! Latency is the sink's receive time minus the stamp's send time on the
-//! same `CLOCK_MONOTONIC`, so it is exact on one host (generator and sink
-//! share the clock). Across hosts it would need synchronised clocks; this
-//! tool does not claim it.
+//! same `CLOCK_MONOTONIC`: on one host no clock error, but the stamp is
+//! written as the frame enters the generator's TX ring and read when the
+//! sink reads its ring, so the time in both rings is included (an upper
+//! bound on the switch's latency). Across hosts it would need synchronised
+//! clocks; this tool does not claim it.
 
 use std::collections::HashMap;
 
