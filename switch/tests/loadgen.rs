@@ -44,6 +44,11 @@ fn json(path: &std::path::Path) -> serde_json::Value {
 /// A 1-second trial at 20,000 frames/s from `a` to `b`: every frame sent
 /// arrives once, in order, and the sink's histogram holds them all.
 fn exact_trial(env: &TestEnv, a: &Pod, b: &Pod, flows: &str) {
+    exact_trial_with(env, a, b, flows, "auto");
+}
+
+/// As [`exact_trial`], generator and sink through `driver`.
+fn exact_trial_with(env: &TestEnv, a: &Pod, b: &Pod, flows: &str, driver: &str) {
     env.ping(a, b);
     let out = env.dir.join(format!("trial-{}.json", b.name));
     let r = run_cmd(Command::new(bench_bin()).args([
@@ -64,6 +69,10 @@ fn exact_trial(env: &TestEnv, a: &Pod, b: &Pod, flows: &str) {
         "1",
         "--flows",
         flows,
+        "--tx-driver",
+        driver,
+        "--rx-driver",
+        driver,
         "--rounds",
         "2",
         "--gen-core",
@@ -98,6 +107,10 @@ fn exact_trial(env: &TestEnv, a: &Pod, b: &Pod, flows: &str) {
         assert_eq!(t["latency"]["count"].as_u64(), Some(sent));
         assert!(t["latency"]["p50_us"].as_f64().unwrap() > 0.0);
         assert!(!v["env"]["kernel"].as_str().unwrap().is_empty());
+        if driver == "packet" {
+            assert_eq!(v["generator"]["driver"], "af_packet");
+            assert_eq!(v["sink_driver"], "af_packet");
+        }
         assert!(v["env"]["command"].as_array().unwrap().len() > 10);
     }
     // The switch sent them all to b (and the warm-up's, and a ping's).
@@ -123,6 +136,18 @@ fn trial_through_tap_pods_counts_every_frame_once() {
     let a = env.add_pod("a", Attach::Tap);
     let b = env.add_pod("b", Attach::Tap);
     exact_trial(&env, &a, &b, "100");
+}
+
+/// The AF_PACKET fallback (what the tool uses where AF_XDP is refused or
+/// frames are larger than its buffers) counts as exactly.
+#[test]
+fn trial_over_af_packet_counts_every_frame_once() {
+    let Some(mut env) = TestEnv::with_daemon("loadgen_packet") else {
+        return;
+    };
+    let a = env.add_pod("a", Attach::Afxdp);
+    let b = env.add_pod("b", Attach::Afxdp);
+    exact_trial_with(&env, &a, &b, "10", "packet");
 }
 
 /// Generator and sink as separate processes (the clock is still shared):

@@ -93,7 +93,7 @@ pub struct Generator {
 }
 
 /// What the generator thread owns.
-struct Sender_ {
+struct GenSide {
     tx: Box<dyn nic::Tx>,
     spec: FrameSpec,
     sizes: Sizes,
@@ -104,7 +104,7 @@ struct Sender_ {
     flow_offset: u64,
 }
 
-fn open(cfg: &GenConfig, sink: Option<&(SinkConfig, usize)>) -> anyhow::Result<(Sender_, GenInfo)> {
+fn open(cfg: &GenConfig, sink: Option<&(SinkConfig, usize)>) -> anyhow::Result<(GenSide, GenInfo)> {
     place(&cfg.netns, cfg.core)?;
     // Sleeps end within microseconds of when they were asked to, not the
     // default 50 µs later.
@@ -154,7 +154,7 @@ fn open(cfg: &GenConfig, sink: Option<&(SinkConfig, usize)>) -> anyhow::Result<(
         flows: cfg.flows,
         vary: cfg.vary,
     };
-    let s = Sender_ {
+    let s = GenSide {
         tx,
         spec,
         sizes: cfg.sizes,
@@ -257,7 +257,7 @@ const SLEEP_EARLY_NS: u64 = 10_000;
 /// a whole ring, so the sink always reads faster than the generator sends.
 const SINK_BURSTS: usize = 32;
 
-impl Sender_ {
+impl GenSide {
     /// One run: the send loop, then the drain.
     fn run(&mut self, run: &GenRun) -> RunResult {
         if let Some(sink) = &mut self.sink {
