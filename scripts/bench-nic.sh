@@ -990,7 +990,7 @@ l90 = lat.get(90)
 p = f'{l90["p50_us"]:.1f}/{l90["p99_us"]:.1f}' if l90 else "-"
 notes = []
 if any(x["generator_bound"] for x in n["runs"]):
-    notes.append("gen-bound: no loss at the generator's maximum, NDR is a lower bound")
+    notes.append("gen-bound: the generator set the limit (no loss at its maximum, or it could not offer the rate asked), NDR is a lower bound")
 search = [t for t in n["trials"] if t["phase"] != "latency"]
 short = [t for t in search if t["result"]["target_pps"]
          and t["result"]["offered_pps"] < 0.95 * t["result"]["target_pps"]]

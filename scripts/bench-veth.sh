@@ -42,6 +42,9 @@
 # regenerates the generated section of BENCHMARKS.md unless --no-doc.
 # A peer that cannot run here is skipped with the reason printed.
 #
+# --no-build: use the release binaries as they are (default: cargo build
+# --release first). --no-doc: leave BENCHMARKS.md alone.
+#
 # --quick: a few seconds per cell, one round (CI smoke); default: full run,
 # three rounds, peers alternating within each round.
 #
@@ -65,8 +68,10 @@ ARGS="$*"
 PROFILE=0 QUICK=0 ROUNDS="" PEERS=$ALL_PEERS SCENARIOS=$ALL_SCENARIOS OUT="" DOC=1 BUILD=1
 GEN_CORE=0 SWITCH_CORE=1
 
+help() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 usage() {
-    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
+    echo "usage: $PROG [--quick] [--peers LIST] [--scenarios LIST] [--rounds N] [--gen-core N]" >&2
+    echo "       [--switch-core N] [--out DIR] [--no-doc] [--no-build] [--profile]   (--help: all of it)" >&2
     exit 2
 }
 die() { echo "$PROG: error: $*" >&2; exit 1; }
@@ -84,7 +89,7 @@ while [[ $# -gt 0 ]]; do
     --no-doc) DOC=0; shift ;;
     --no-build) BUILD=0; shift ;;
     --profile) PROFILE=1; shift ;;
-    -h | --help) usage ;;
+    -h | --help) help; exit 0 ;;
     *) echo "$PROG: unknown argument '$1'" >&2; usage ;;
     esac
 done
@@ -332,8 +337,10 @@ bench() {
 }
 
 pair_args() {
+    # AF_XDP on both sides for every peer: a fallback to AF_PACKET would
+    # change the instrument between cells, so it must fail instead.
     echo --tx-netns vsb-a --tx-iface eth0 --rx-netns "$1" --rx-iface eth0 --dst-ip "$2" \
-        --gen-core "$GEN_CORE" --sink-core "$GEN_CORE"
+        --gen-core "$GEN_CORE" --sink-core "$GEN_CORE" --tx-driver afxdp --rx-driver afxdp
 }
 
 ndr() {
@@ -374,7 +381,7 @@ run_scenario() {
             "$BIN/vswitch-bench" record --peer "$peer" --scenario tcp --name "$streams stream$([[ $streams -gt 1 ]] && echo s)" \
                 --unit Gbit/s "${PEER_NOTES[@]}" --command "ip netns exec vsb-a taskset -c $GEN_CORE $cmd" \
                 --layout "$LAYOUT" --json "$OUT/tcp-$streams@$peer@r$r.json" "$bps" || return 1
-            log "  tcp $streams: $bps Gbit/s"
+            log "  tcp $streams: $(printf %.2f "$bps") Gbit/s"
             if [[ $streams -eq 1 ]]; then
                 in_pod vsb-b iperf3 -s -D -1 -p 5201 --pidfile "$RUN/iperf3.pid" >/dev/null || return 1
                 sleep 0.3
@@ -415,7 +422,7 @@ print(sum(t["cpu_busy_s"]) / max(t["received"], 1) * 1e6, t["cpu_busy_s"][int(sy
             --unit % --better lower "${PEER_NOTES[@]}" --layout "$LAYOUT" --command "$cmd" \
             --json "$OUT/cpu-core@$peer@r$r.json" "$busy" ||
             return 1
-        log "  cpu: $per s per million frames (all cores), switch core $busy % busy"
+        log "  cpu: $(printf %.1f "$per") s per million frames (all cores), switch core $(printf %.1f "$busy") % busy"
         ;;
     esac
 }

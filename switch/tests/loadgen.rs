@@ -333,6 +333,23 @@ fn bad_arguments_are_refused_with_one_line() {
         assert!(lines <= 4, "{args:?}: {lines} lines:\n{}", r.stderr);
         assert!(r.stderr.to_lowercase().contains("error"), "{}", r.stderr);
     }
+    // Without --netns, the host's own network is refused.
+    let routes = std::fs::read_to_string("/proc/net/route").unwrap();
+    let host_if = routes
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 7 && f[1] == "00000000" && f[7] == "00000000")
+        .map(|f| f[0].to_string())
+        .expect("this test needs the host to have a default route");
+    let r = run_cmd(
+        Command::new(bench_bin()).args(["gen", "--iface", &host_if, "--dst-ip", "10.0.0.1"]),
+    );
+    assert!(
+        !r.success() && r.stderr.contains("default route"),
+        "{}",
+        r.stderr
+    );
     // Nothing reached the switch from the refused generators.
     assert_eq!(env.daemon().port_stats(&a.name).rx_packets, 0);
 }

@@ -138,6 +138,10 @@ pub struct FrameArgs {
     /// First UDP source port; flows count up from it.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u16).range(1..))]
     pub src_port: u16,
+    /// Send even from an interface that carries this host's default route
+    /// (without --netns: the host's own network).
+    #[arg(long)]
+    pub allow_default_route: bool,
     /// First source address of the flows (default: the interface's own);
     /// past 64,512 flows each next address takes the next 64,512.
     #[arg(long)]
@@ -312,6 +316,7 @@ impl PairArgs {
             dst_mac: f.dst_mac,
             src_port: f.src_port,
             src_base: f.src_base,
+            allow_default_route: f.allow_default_route,
             stream: 0,
             core: self.gen_core,
         };
@@ -355,7 +360,7 @@ pub struct TrialArgs {
     /// Seconds per trial.
     #[arg(long, default_value = "5", value_parser = parse_seconds)]
     pub duration: f64,
-    /// Trials to run (all are kept; the result file holds the last).
+    /// Trials to run (each written: --json F.json, then F-2.json, ...).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub rounds: u32,
     /// Seconds of traffic at --warmup-rate first (learning, ARP), not counted.
@@ -410,7 +415,8 @@ pub struct ReportArgs {
     /// Draw one SVG chart per NDR scenario into this directory.
     #[arg(long)]
     pub svg_dir: Option<PathBuf>,
-    /// Path of the SVG directory as the markdown should link it.
+    /// Path of the SVG directory as the markdown should link it (default:
+    /// relative to --markdown when the charts are below its directory).
     #[arg(long)]
     pub svg_link: Option<String>,
     /// The peer ratios are taken against.

@@ -39,6 +39,9 @@ pub struct GenConfig {
     pub src_port: u16,
     /// First source address of the flows (default: the interface's own).
     pub src_base: Option<Ipv4Addr>,
+    /// Send even from an interface that carries the default route of the
+    /// process's own namespace (the host's network).
+    pub allow_default_route: bool,
     pub stream: u16,
     pub core: Option<usize>,
 }
@@ -112,6 +115,15 @@ fn open(cfg: &GenConfig, sink: Option<&(SinkConfig, usize)>) -> anyhow::Result<(
     // thread's timer slack.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
     let iface = Iface::lookup(&cfg.iface, &where_(&cfg.netns))?;
+    if cfg.netns.is_none()
+        && !cfg.allow_default_route
+        && crate::neigh::carries_default_route(&cfg.iface)
+    {
+        anyhow::bail!(
+            "refusing to send from '{}': it carries this host's default route (its own network); give --netns for a pod's interface, or --allow-default-route if this is meant",
+            cfg.iface
+        );
+    }
     let max = cfg.sizes.max();
     anyhow::ensure!(
         max - frame::FCS <= iface.mtu + 14,
@@ -271,7 +283,7 @@ impl GenSide {
         let mut last = start;
         loop {
             let now = now_ns();
-            if now >= end || sent >= limit {
+            if now >= end || sent >= limit || crate::stop::requested() {
                 break;
             }
             // Read everything that waits (a ring's worth at most): reading

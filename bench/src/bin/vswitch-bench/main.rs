@@ -30,6 +30,7 @@ mod report;
 mod results;
 mod sink;
 mod sockets;
+mod stop;
 mod trial;
 
 use std::io::IsTerminal;
@@ -47,6 +48,7 @@ use results::{Metric, fmt_pps, print_table, trial_rows};
 
 fn main() {
     let cli = Cli::parse();
+    stop::install();
     let r = match cli.cmd {
         Cmd::Gen(a) => cmd_gen(a),
         Cmd::Sink(a) => cmd_sink(a),
@@ -76,6 +78,7 @@ fn cmd_gen(a: GenArgs) -> anyhow::Result<()> {
             dst_mac: f.dst_mac,
             src_port: f.src_port,
             src_base: f.src_base,
+            allow_default_route: f.allow_default_route,
             stream: a.stream,
             core: a.core,
         },
@@ -148,7 +151,7 @@ fn cmd_sink(a: SinkArgs) -> anyhow::Result<()> {
     loop {
         std::thread::sleep(Duration::from_millis(250));
         let elapsed = start.elapsed().as_secs_f64();
-        if a.duration.is_some_and(|d| elapsed >= d) {
+        if a.duration.is_some_and(|d| elapsed >= d) || stop::requested() {
             break;
         }
         let r = sink.counts()?;
@@ -213,8 +216,19 @@ fn progress_line(
 ) -> impl FnMut(&str, usize, &trial::TrialResult) {
     move |phase: &str, n: usize, r: &trial::TrialResult| {
         let of = total.map_or(String::new(), |t| format!("/~{t}"));
+        // What makes a trial count less than it seems, said at once.
+        let mut warn = String::new();
+        if r.target_pps.is_some_and(|t| r.offered_pps < t * 0.95) {
+            warn += "  SHORT: the generator fell behind";
+        }
+        if r.forgiven > 0 {
+            warn += &format!("  ({} frames forgiven)", r.forgiven);
+        }
+        if let Some(d) = r.kernel_drops.filter(|&d| d > 0) {
+            warn += &format!("  sink dropped {d}");
+        }
         eprintln!(
-            "trial {n}{of} {phase:<7} target {:>13}  offered {:>13}  received {:>13}  loss {:>8.4}%  p99 {:>8.1}us  elapsed {:.0} s",
+            "trial {n}{of} {phase:<7} target {:>13}  offered {:>13}  received {:>13}  loss {:>8.4}%  p99 {:>8.1}us  elapsed {:.0} s{warn}",
             r.target_pps.map_or("max".into(), fmt_pps),
             fmt_pps(r.offered_pps),
             fmt_pps(r.received_pps),
@@ -274,7 +288,7 @@ fn cmd_trial(a: TrialArgs) -> anyhow::Result<()> {
 fn search_note(r: &ndr::SearchRun) -> String {
     let mut notes = Vec::new();
     if r.generator_bound {
-        notes.push("generator-bound: a lower bound".to_string());
+        notes.push("generator-bound: a lower bound (see the report's note)".to_string());
     }
     if r.short_trials > 0 {
         notes.push(format!(
@@ -377,7 +391,15 @@ fn cmd_report(a: ReportArgs) -> anyhow::Result<()> {
     if let Some(dir) = &a.svg_dir {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         charts = r.charts(dir)?;
-        if let Some(link) = &a.svg_link {
+        // Links relative to the markdown file when the charts are beside it.
+        let beside = a.markdown.as_ref().and_then(|m| {
+            let base = m
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            dir.strip_prefix(base).ok().map(|p| p.display().to_string())
+        });
+        if let Some(link) = a.svg_link.as_ref().or(beside.as_ref()) {
             for (_, f) in charts.iter_mut() {
                 *f = format!("{}/{f}", link.trim_end_matches('/'));
             }

@@ -38,6 +38,18 @@ fn parse_routes(text: &str, ifname: &str) -> Vec<Route> {
         .collect()
 }
 
+/// Whether `ifname` carries a default route of the calling thread's
+/// namespace.
+pub fn carries_default_route(ifname: &str) -> bool {
+    std::fs::read_to_string("/proc/thread-self/net/route")
+        .map(|t| has_default(&parse_routes(&t, ifname)))
+        .unwrap_or(false)
+}
+
+fn has_default(routes: &[Route]) -> bool {
+    routes.iter().any(|r| r.mask == 0)
+}
+
 /// The next hop toward `dst` among `routes` (longest prefix).
 fn next_hop(routes: &[Route], dst: Ipv4Addr) -> Option<Ipv4Addr> {
     let d = u32::from(dst);
@@ -117,6 +129,8 @@ lo\t0002F40A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
             Some(Ipv4Addr::new(10, 244, 1, 1))
         );
         assert_eq!(next_hop(&parse_routes(ROUTES, "eth9"), on_link), None);
+        assert!(has_default(&parse_routes(ROUTES, "eth0")));
+        assert!(!has_default(&parse_routes(ROUTES, "lo")));
     }
 
     #[test]

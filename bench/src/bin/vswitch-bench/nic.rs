@@ -32,6 +32,8 @@ pub enum DriverKind {
 pub const BURST: usize = 64;
 /// Frames in an AF_XDP generator's or sink's pool.
 const POOL_FRAMES: u32 = 8192;
+/// Attempts (50 ms apart) to bind a queue that is still busy.
+const BUSY_TRIES: u32 = 40;
 
 pub use crate::neigh::resolve_mac;
 use crate::sockets::{packet_socket, poll_in, udp_socket};
@@ -122,7 +124,19 @@ impl Xdp {
     fn open(ifname: &str) -> anyhow::Result<Xdp> {
         sys::quiet_libxdp();
         let pool = FramePool::new(POOL_FRAMES);
-        let port = AfXdpPort::open(ifname, 0, AttachMode::Auto, &pool.view())?;
+        // A socket another process (an earlier run) closed a moment ago
+        // keeps the queue busy until the kernel's deferred cleanup runs.
+        let mut tries = 0;
+        let port = loop {
+            match AfXdpPort::open(ifname, 0, AttachMode::Auto, &pool.view()) {
+                Ok(p) => break p,
+                Err(e) if tries < BUSY_TRIES && e.reason.contains("busy") => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let mut x = Xdp {
             port,
             pool,

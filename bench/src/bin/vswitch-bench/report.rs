@@ -179,15 +179,18 @@ impl Report {
         // Every distinct value of a note, per peer (runs may differ).
         let mut notes: BTreeMap<&str, BTreeMap<&str, BTreeSet<&str>>> = BTreeMap::new();
         for f in &self.files {
+            let peer = notes.entry(f.peer.as_str()).or_default();
             for (k, v) in &f.env.notes {
-                notes
-                    .entry(f.peer.as_str())
-                    .or_default()
-                    .entry(k)
-                    .or_default()
-                    .insert(v);
+                peer.entry(k).or_default().insert(v);
+            }
+            if let Some(g) = &f.generator {
+                peer.entry("generator").or_default().insert(&g.driver);
+            }
+            if let Some(d) = &f.sink_driver {
+                peer.entry("sink").or_default().insert(d);
             }
         }
+        notes.retain(|_, kv| !kv.is_empty());
         if !notes.is_empty() {
             md.push('\n');
             for (peer, kv) in notes {
@@ -200,9 +203,21 @@ impl Report {
                 let _ = writeln!(md, "- `{peer}`: {}", kv.join("; "));
             }
         }
+        let _ = writeln!(
+            md,
+            "\nRatios are plain quotients of medians, {baseline} ÷ peer: above 1 the baseline's number is larger, which is better for rates and worse for latency and CPU."
+        );
         for scenario in &self.order {
             let t = &self.tables[scenario];
-            let _ = writeln!(md, "\n### {scenario}\n");
+            let _ = writeln!(
+                md,
+                "\n### {}\n",
+                if scenario.is_empty() {
+                    "(no --scenario)"
+                } else {
+                    scenario
+                }
+            );
             let primary = &t.metrics[0];
             let has_base = t.peers.iter().any(|p| p == baseline);
             let mut head = vec!["peer".to_string()];
@@ -246,7 +261,7 @@ impl Report {
             if bounded {
                 let _ = writeln!(
                     md,
-                    "\n≥: no loss at the generator's highest rate, so the switch's own limit is higher (a lower bound); ratios with a bound are bounds too."
+                    "\n≥: the generator, not the switch, set the limit (no loss at its highest rate, or the search stopped at a rate it could not offer), so the switch's own limit is higher (a lower bound); ratios with a bound are bounds too."
                 );
             }
             for (sc, file) in charts {

@@ -169,6 +169,7 @@ impl Pair {
         let (before, t0) = (cpu_busy_ticks(), now_ns());
         let (g, inline) = self.generator.run(tag, rate, duration, None, self.drain)?;
         let (after, t1) = (cpu_busy_ticks(), now_ns());
+        anyhow::ensure!(!crate::stop::requested(), "interrupted");
         let s = match (&self.sink, inline) {
             (Some(sink), _) => {
                 std::thread::sleep(self.drain);
