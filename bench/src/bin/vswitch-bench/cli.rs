@@ -177,6 +177,35 @@ pub struct OutArgs {
     pub notes: Vec<(String, String)>,
 }
 
+impl FrameArgs {
+    /// A generator sending these frames from `iface` (in `netns`).
+    pub fn gen_config(
+        &self,
+        netns: &Option<String>,
+        iface: &str,
+        driver: DriverKind,
+        stream: u16,
+        core: Option<usize>,
+    ) -> GenConfig {
+        GenConfig {
+            netns: netns.clone(),
+            iface: iface.to_string(),
+            driver,
+            sizes: self.size,
+            flows: self.flows,
+            vary: self.vary,
+            dst_ip: self.dst_ip,
+            dst_port: self.dst_port,
+            dst_mac: self.dst_mac,
+            src_port: self.src_port,
+            src_base: self.src_base,
+            allow_default_route: self.allow_default_route,
+            stream,
+            core,
+        }
+    }
+}
+
 pub fn parse_note(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -304,22 +333,13 @@ pub struct PairArgs {
 impl PairArgs {
     pub fn start(&self) -> anyhow::Result<Pair> {
         let f = &self.frame;
-        let gen_cfg = GenConfig {
-            netns: self.tx_netns.clone(),
-            iface: self.tx_iface.clone(),
-            driver: self.tx_driver,
-            sizes: f.size,
-            flows: f.flows,
-            vary: f.vary,
-            dst_ip: f.dst_ip,
-            dst_port: f.dst_port,
-            dst_mac: f.dst_mac,
-            src_port: f.src_port,
-            src_base: f.src_base,
-            allow_default_route: f.allow_default_route,
-            stream: 0,
-            core: self.gen_core,
-        };
+        let gen_cfg = f.gen_config(
+            &self.tx_netns,
+            &self.tx_iface,
+            self.tx_driver,
+            0,
+            self.gen_core,
+        );
         let sink_cfg = SinkConfig {
             netns: self.rx_netns.clone(),
             iface: self.rx_iface.clone(),

@@ -42,7 +42,6 @@ use clap::Parser;
 
 use cli::{Cli, Cmd, GenArgs, NdrArgs, RecordArgs, ReportArgs, SinkArgs, TrialArgs};
 pub use cli::{fmt_mac, parse_mac};
-use generator::GenConfig;
 use receiver::SinkConfig;
 use results::{Metric, fmt_pps, print_table, trial_rows};
 
@@ -66,22 +65,7 @@ fn main() {
 fn cmd_gen(a: GenArgs) -> anyhow::Result<()> {
     let f = &a.frame;
     let g = generator::Generator::start(
-        GenConfig {
-            netns: a.netns.clone(),
-            iface: a.iface.clone(),
-            driver: a.driver,
-            sizes: f.size,
-            flows: f.flows,
-            vary: f.vary,
-            dst_ip: f.dst_ip,
-            dst_port: f.dst_port,
-            dst_mac: f.dst_mac,
-            src_port: f.src_port,
-            src_base: f.src_base,
-            allow_default_route: f.allow_default_route,
-            stream: a.stream,
-            core: a.core,
-        },
+        f.gen_config(&a.netns, &a.iface, a.driver, a.stream, a.core),
         None,
     )?;
     eprintln!(
