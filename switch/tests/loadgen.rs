@@ -319,6 +319,22 @@ fn bad_arguments_are_refused_with_one_line() {
             "percentage",
         ),
         (&["report", "/nonexistent/x.json"], "cannot read"),
+        (
+            &[
+                "ndr",
+                "--tx-iface",
+                "eth0",
+                "--rx-iface",
+                "eth0",
+                "--dst-ip",
+                "1.2.3.4",
+                "--max-rate",
+                "10k",
+                "--min-rate",
+                "100k",
+            ],
+            "above --max-rate",
+        ),
     ];
     for (args, why) in cases {
         let r = run_cmd(Command::new(bench_bin()).args(*args));

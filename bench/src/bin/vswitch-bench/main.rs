@@ -317,6 +317,14 @@ fn cmd_ndr(a: NdrArgs) -> anyhow::Result<()> {
         repeats: a.repeats,
         latency_s: a.latency_trial,
     };
+    if let Some(max) = cfg.max_rate {
+        anyhow::ensure!(
+            cfg.min_rate <= max,
+            "--min-rate {} is above --max-rate {}",
+            fmt_pps(cfg.min_rate),
+            fmt_pps(max)
+        );
+    }
     let mut pair = a.pair.start()?;
     eprintln!(
         "generator: {} {} -> {}; sink: {}",

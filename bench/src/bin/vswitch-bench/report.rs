@@ -126,8 +126,13 @@ impl Report {
                     .filter(|e| e.extension().is_some_and(|x| x == "json"))
                     .collect();
                 entries.sort();
+                // Other JSON in a results directory (a state file) is
+                // skipped with a word; a file named on its own must be a result.
                 for e in entries {
-                    r.add_file(ResultFile::read(&e)?);
+                    match ResultFile::read(&e) {
+                        Ok(f) => r.add_file(f),
+                        Err(err) => eprintln!("vswitch-bench: skipping {err:#}"),
+                    }
                 }
             } else {
                 r.add_file(ResultFile::read(p)?);
