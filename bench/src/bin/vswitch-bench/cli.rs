@@ -331,6 +331,7 @@ pub struct PairArgs {
 }
 
 impl PairArgs {
+    /// Starts generator and sink and says on stderr how they run.
     pub fn start(&self) -> anyhow::Result<Pair> {
         let f = &self.frame;
         let gen_cfg = f.gen_config(
@@ -347,7 +348,16 @@ impl PairArgs {
             port: f.dst_port,
             core: self.sink_core,
         };
-        Pair::start(gen_cfg, sink_cfg, Duration::from_millis(self.drain_ms))
+        let pair = Pair::start(gen_cfg, sink_cfg, Duration::from_millis(self.drain_ms))?;
+        let g = &pair.generator.info;
+        eprintln!(
+            "generator: {} {} -> {}; sink: {}",
+            g.driver,
+            g.src_mac,
+            g.dst_mac,
+            pair.sink_driver()
+        );
+        Ok(pair)
     }
 
     pub fn layout(&self) -> String {

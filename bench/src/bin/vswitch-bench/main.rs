@@ -225,13 +225,6 @@ fn progress_line(
 
 fn cmd_trial(a: TrialArgs) -> anyhow::Result<()> {
     let mut pair = a.pair.start()?;
-    eprintln!(
-        "generator: {} {} -> {}; sink: {}",
-        pair.generator.info.driver,
-        pair.generator.info.src_mac,
-        pair.generator.info.dst_mac,
-        pair.sink_driver()
-    );
     pair.trial(Some(a.warmup_rate), Duration::from_secs_f64(a.warmup))?;
     let started = Instant::now();
     let mut progress = progress_line(Some(a.rounds as usize), started);
@@ -326,13 +319,6 @@ fn cmd_ndr(a: NdrArgs) -> anyhow::Result<()> {
         );
     }
     let mut pair = a.pair.start()?;
-    eprintln!(
-        "generator: {} {} -> {}; sink: {}",
-        pair.generator.info.driver,
-        pair.generator.info.src_mac,
-        pair.generator.info.dst_mac,
-        pair.sink_driver()
-    );
     let total = ndr::expected_trials(&cfg) * a.repeats as usize + 2;
     let started = Instant::now();
     let outcome = ndr::search(&mut pair, &cfg, &mut progress_line(Some(total), started))
