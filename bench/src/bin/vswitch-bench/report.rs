@@ -21,6 +21,8 @@ struct Cell {
     /// Some value is only a lower bound: the generator, not the switch,
     /// was the limit (no loss at its highest rate).
     at_least: bool,
+    /// The lowest rate a search tried: a 0 here means "below it".
+    floor: Option<f64>,
 }
 
 /// scenario → metric (in first-seen order) → peer → cell.
@@ -70,19 +72,46 @@ impl Report {
                 unit: unit.to_string(),
                 values: Vec::new(),
                 at_least: false,
+                floor: None,
             });
         c.values.push(v);
         c.at_least |= at_least;
+    }
+
+    /// A search's rate: 0 (nothing passed) reads as "below `floor`".
+    #[allow(clippy::too_many_arguments)]
+    fn add_rate(
+        &mut self,
+        scenario: &str,
+        peer: &str,
+        metric: &str,
+        v: f64,
+        at_least: bool,
+        floor: Option<f64>,
+    ) {
+        self.add_bound(scenario, peer, metric, "Mpps", v, at_least);
+        if let Some(c) = self
+            .tables
+            .get_mut(scenario)
+            .and_then(|t| t.cells.get_mut(&(metric.to_string(), peer.to_string())))
+        {
+            c.floor = c.floor.or(floor);
+        }
     }
 
     /// Adds what one result file measured.
     pub fn add_file(&mut self, f: ResultFile) {
         let (s, p) = (f.scenario.clone(), f.peer.clone());
         if let Some(n) = &f.ndr {
+            let floor = f
+                .config
+                .pointer("/search/min_rate")
+                .and_then(|v| v.as_f64())
+                .map(|pps| pps / 1e6);
             for run in &n.runs {
                 let bound = run.generator_bound;
-                self.add_bound(&s, &p, "NDR", "Mpps", run.ndr.rate_pps / 1e6, bound);
-                self.add_bound(&s, &p, "PDR 0.5%", "Mpps", run.pdr.rate_pps / 1e6, bound);
+                self.add_rate(&s, &p, "NDR", run.ndr.rate_pps / 1e6, bound, floor);
+                self.add_rate(&s, &p, "PDR 0.5%", run.pdr.rate_pps / 1e6, bound, floor);
             }
             for l in &n.latency {
                 let pct = (l.fraction * 100.0).round();
@@ -241,13 +270,14 @@ impl Report {
             let _ = writeln!(md, "| {} |", head.join(" | "));
             let _ = writeln!(md, "|{}", "---|".repeat(head.len()));
             let base = t.cells.get(&(primary.clone(), baseline.to_string()));
-            let mut bounded = false;
+            let (mut bounded, mut floored) = (false, false);
             for peer in &t.peers {
                 let mut row = vec![format!("`{peer}`")];
                 for m in &t.metrics {
                     row.push(match t.cells.get(&(m.clone(), peer.clone())) {
                         Some(c) => {
                             bounded |= c.at_least;
+                            floored |= c.floor.is_some() && c.values.contains(&0.0);
                             fmt_cell(c)
                         }
                         None => "–".into(),
@@ -267,6 +297,12 @@ impl Report {
                 let _ = writeln!(
                     md,
                     "\n≥: the generator, not the switch, set the limit (no loss at its highest rate, or the search stopped at a rate it could not offer), so the switch's own limit is higher (a lower bound); ratios with a bound are bounds too."
+                );
+            }
+            if floored {
+                let _ = writeln!(
+                    md,
+                    "\n<: every trial of the search lost frames, even at its lowest rate: the rate is below that one, not zero."
                 );
             }
             for (sc, file) in charts {
@@ -472,20 +508,15 @@ fn fmt_ratio(base: &Cell, peer: &Cell) -> String {
 /// `median [min–max]`, or the one value; `≥` for lower bounds.
 fn fmt_cell(c: &Cell) -> String {
     let sign = if c.at_least { "≥" } else { "" };
-    format!("{sign}{}", fmt_values(&c.values))
+    format!("{sign}{}", fmt_values(&c.values, c.floor))
 }
 
-fn fmt_values(v: &[f64]) -> String {
-    let f = |x: f64| {
-        if x.abs() >= 100.0 {
-            format!("{x:.0}")
-        } else if x.abs() >= 10.0 {
-            format!("{x:.1}")
-        } else if x.abs() >= 1.0 {
-            format!("{x:.2}")
-        } else {
-            format!("{x:.3}")
-        }
+/// `median [min–max]`; a 0 with a `floor` reads `<floor` (a search in
+/// which no trial passed, not a measured zero).
+fn fmt_values(v: &[f64], floor: Option<f64>) -> String {
+    let f = |x: f64| match floor {
+        Some(lo) if x == 0.0 => format!("<{}", fmt_number(lo)),
+        _ => fmt_number(x),
     };
     if v.len() == 1 {
         return f(v[0]);
@@ -493,6 +524,18 @@ fn fmt_values(v: &[f64]) -> String {
     let min = v.iter().copied().fold(f64::INFINITY, f64::min);
     let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     format!("{} [{}–{}]", f(median(v)), f(min), f(max))
+}
+
+fn fmt_number(x: f64) -> String {
+    if x.abs() >= 100.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 10.0 {
+        format!("{x:.1}")
+    } else if x.abs() >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.3}")
+    }
 }
 
 /// A command line as a shell would need it typed.
@@ -586,6 +629,35 @@ mod tests {
         assert!(md.contains("| `bridge` | 1.40 | 1.40 | ≥0.50 |"), "{md}");
         assert!(md.contains("| `ovs` | ≥0.700 | ≥0.700 | ? |"), "{md}");
         assert!(md.contains("lower bound"));
+    }
+
+    #[test]
+    fn a_search_where_nothing_passed_reads_below_its_lowest_rate() {
+        use crate::ndr::{Found, NdrOutcome, SearchRun};
+        let ndr = |peer: &str, ndr: f64, pdr: f64| {
+            let mut f = ResultFile::new("ndr", peer, "l2", Env::default());
+            f.config = serde_json::json!({"search": {"min_rate": 10000.0}});
+            let found = |rate_pps| Found {
+                rate_pps,
+                failed_at_pps: None,
+            };
+            f.ndr = Some(NdrOutcome {
+                runs: vec![SearchRun {
+                    ndr: found(ndr),
+                    pdr: found(pdr),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+            f
+        };
+        let mut r = Report::default();
+        r.add_file(ndr("vs", 1.0e6, 1.2e6));
+        r.add_file(ndr("tap", 0.0, 1.0e6));
+        let md = r.markdown("vs", &[]);
+        assert!(md.contains("| `vs` | 1.00 | 1.20 | 1.00 |"), "{md}");
+        assert!(md.contains("| `tap` | <0.010 | 1.00 | – |"), "{md}");
+        assert!(md.contains("below that one, not zero"), "{md}");
     }
 
     #[test]
