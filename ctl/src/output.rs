@@ -213,6 +213,14 @@ pub fn show_text(show: &ShowReply) -> String {
     out.push_str(&ports_text(&show.ports));
     out.push('\n');
     out.push_str(&fdb_summary_text(&show.fdb));
+    if !show.not_applied.is_empty() {
+        out.push_str("\nNot applied (from the state file, kept there):\n");
+        for line in &show.not_applied {
+            out.push_str("  ");
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
     out
 }
 
@@ -878,6 +886,7 @@ MAC                PORT     KIND       AGE
                 static_entries: 2,
                 learned_entries: 5,
             },
+            not_applied: vec!["port 'old0': interface 'old0' does not exist".into()],
         };
         let text = show_text(&show);
         for needle in [
@@ -895,6 +904,7 @@ MAC                PORT     KIND       AGE
             "NAME  TYPE   ROLE  MODE    STATE  WORKER  MAC  LEARNED  IPS\n",
             "pod2  afxdp  pod   native  up          0  -          0  -\n",
             "FDB: 2 static, 5 learned\n",
+            "Not applied (from the state file, kept there):\n  port 'old0': interface",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }

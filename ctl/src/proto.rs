@@ -393,6 +393,10 @@ pub struct ShowReply {
     pub workers: Vec<WorkerInfo>,
     pub ports: Vec<PortInfo>,
     pub fdb: FdbSummary,
+    /// What the state file held that the switch could not apply at start
+    /// (kept in the file, not in use), and how a bad file was recovered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_applied: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

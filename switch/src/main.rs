@@ -153,7 +153,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         Poll::Busy => PollMode::Busy,
         Poll::Adaptive => PollMode::Adaptive,
     };
-    let saved = state::load(&args.state)?;
+    let saved = state::load_or_recover(&args.state)?;
+    if let Some(why) = &saved.recovered {
+        tracing::error!("{why}");
+        eprintln!("vswitchd: {why}");
+    }
     let listener = server::bind(&args.socket).map_err(|e| {
         anyhow::anyhow!("cannot bind control socket {}: {e}", args.socket.display())
     })?;
@@ -175,7 +179,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         node_port_range: args.node_port_range,
     };
     let mut ctl = Controller::new(settings, workers, shared, conntrack);
-    ctl.restore(saved);
+    ctl.restore(saved.state, saved.recovered);
     tracing::info!(socket = %args.socket.display(), cores = ?cores, "vswitchd ready");
     let result = server::run(&mut ctl, listener, &STOP);
     tracing::info!("vswitchd stopping");

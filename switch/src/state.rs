@@ -3,6 +3,9 @@
 //! Written after every successful change, atomically: a temporary file in
 //! the same directory, fsync, rename over the old file, fsync the directory.
 //! A reader therefore sees the old or the new configuration, never a torn one.
+//! The file it replaces stays as `<file>.bak`, the last good copy: a state
+//! file that cannot be parsed at start is moved aside (`<file>.corrupt-<unix
+//! time>`) and the copy is used instead (see [`load_or_recover`]).
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -91,7 +94,79 @@ pub fn load(path: &Path) -> Result<State, StateError> {
     Ok(state)
 }
 
-/// Writes the state file atomically.
+/// What [`load_or_recover`] found.
+#[derive(Debug)]
+pub struct Loaded {
+    pub state: State,
+    /// Set when the file could not be parsed: what was done about it.
+    pub recovered: Option<String>,
+}
+
+/// The last good copy kept beside `path`.
+pub fn backup_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".bak");
+    path.with_file_name(name)
+}
+
+/// Reads the state file. One that cannot be parsed is moved aside with a
+/// timestamp and the last good copy (`<file>.bak`) is read instead (or, if
+/// that is unusable too, an empty configuration). A file that cannot be
+/// read at all, or one written by another format version, is an error:
+/// moving those aside could lose a configuration that is fine.
+pub fn load_or_recover(path: &Path) -> Result<Loaded, StateError> {
+    let source = match load(path) {
+        Ok(state) => {
+            return Ok(Loaded {
+                state,
+                recovered: None,
+            });
+        }
+        Err(StateError::Parse { source, .. }) => source,
+        Err(e) => return Err(e),
+    };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let mut aside = path.file_name().unwrap_or_default().to_os_string();
+    aside.push(format!(".corrupt-{stamp}"));
+    let aside = path.with_file_name(aside);
+    fs::rename(path, &aside).map_err(|e| StateError::Read {
+        path: format!(
+            "{} (moving it aside to {})",
+            path.display(),
+            aside.display()
+        ),
+        source: e,
+    })?;
+    let bak = backup_path(path);
+    let (state, used) = match fs::metadata(&bak).map(|_| load(&bak)) {
+        Ok(Ok(st)) => (st, format!("using the last good copy {}", bak.display())),
+        Ok(Err(e)) => (
+            State::default(),
+            format!("the last good copy is unusable too ({e}): starting empty"),
+        ),
+        Err(_) => (
+            State::default(),
+            format!(
+                "there is no last good copy ({}): starting empty",
+                bak.display()
+            ),
+        ),
+    };
+    Ok(Loaded {
+        state,
+        recovered: Some(format!(
+            "state file {} is not valid ({source}); moved it to {}, {used}",
+            path.display(),
+            aside.display()
+        )),
+    })
+}
+
+/// Writes the state file atomically; the file it replaces becomes
+/// `<file>.bak`.
 pub fn save(path: &Path, state: &State) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -109,6 +184,19 @@ pub fn save(path: &Path, state: &State) -> io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
+    }
+    // The old file becomes the backup by a second name (a hard link), so
+    // that `path` itself is never missing, not even for an instant.
+    let bak = backup_path(path);
+    match fs::remove_file(&bak) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    match fs::hard_link(path, &bak) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
     }
     fs::rename(&tmp, path)?;
     // The new state is in place: failing to make the rename durable must not
@@ -146,6 +234,70 @@ mod tests {
             load(&path),
             Err(StateError::Version { found: 99, .. })
         ));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn every_write_keeps_the_previous_file_and_a_corrupt_file_falls_back_to_it() {
+        let dir = std::env::temp_dir().join(format!("vswitch-state-bak-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let path = dir.join("state.json");
+        let bak = backup_path(&path);
+        assert_eq!(bak, dir.join("state.json.bak"));
+        let mut first = State::default();
+        first.ports.push(PortSpec::afxdp("veth1"));
+        save(&path, &first).unwrap();
+        assert!(!bak.exists(), "a first write has nothing to back up");
+        let mut second = first.clone();
+        second.ports.push(PortSpec::afxdp("veth2"));
+        save(&path, &second).unwrap();
+        assert_eq!(
+            load(&bak).unwrap(),
+            first,
+            "the backup is the previous file"
+        );
+        assert_eq!(load(&path).unwrap(), second);
+
+        // A torn or hand-edited file: moved aside, the backup used.
+        fs::write(&path, "{ \"version\": 1, \"ports\": [").unwrap();
+        let got = load_or_recover(&path).unwrap();
+        assert_eq!(got.state, first);
+        let why = got.recovered.expect("recovery not reported");
+        assert!(
+            why.contains("not valid") && why.contains("state.json.bak"),
+            "{why}"
+        );
+        assert!(!path.exists(), "the corrupt file was not moved aside");
+        let aside: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("state.json.corrupt-")
+            })
+            .collect();
+        assert_eq!(aside.len(), 1, "one file moved aside");
+        assert_eq!(
+            fs::read_to_string(aside[0].path()).unwrap(),
+            "{ \"version\": 1, \"ports\": [",
+            "the corrupt file is kept as it was"
+        );
+
+        // Corrupt with an unusable backup: empty, and said.
+        fs::write(&path, "garbage").unwrap();
+        fs::write(&bak, "garbage too").unwrap();
+        let got = load_or_recover(&path).unwrap();
+        assert_eq!(got.state, State::default());
+        assert!(got.recovered.unwrap().contains("starting empty"));
+
+        // Another version is not "corrupt": an error, and the file stays.
+        fs::write(&path, r#"{"version": 99}"#).unwrap();
+        assert!(matches!(
+            load_or_recover(&path),
+            Err(StateError::Version { found: 99, .. })
+        ));
+        assert!(path.exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -39,8 +39,11 @@ use fastpath::worker::{PollMode, WorkerCmd, WorkerEvent};
 use fastpath::{MAX_PORTS, MacKey, PortId, clock, mac_key, mac_octets, sys};
 use ipnet::IpNet;
 
+mod kept;
 mod routing;
 mod services;
+
+use kept::{Entry as KeptEntry, Kept, Key as KeptKey};
 
 use routing::{guard_of, port_facts, role_of};
 
@@ -145,6 +148,8 @@ pub struct Controller {
     services: services::ServiceModel,
     /// The Service connection table the workers share.
     conntrack: Arc<Conntrack>,
+    /// State-file entries a restart could not apply, kept in the file.
+    kept: Kept,
 }
 
 /// A random locally administered unicast MAC.
@@ -207,12 +212,16 @@ impl Controller {
             promisc: None,
             services: services::ServiceModel::default(),
             conntrack,
+            kept: Kept::default(),
         }
     }
 
     /// Recreates the configuration of a state file. Ports that cannot be
-    /// opened now (their interface is missing) are kept, down, with the reason.
-    pub fn restore(&mut self, mut st: State) {
+    /// opened now (their interface is missing) are kept, down, with the
+    /// reason; entries that no longer validate stay in the file, unused
+    /// (see `kept`). `recovered` says how a bad file was replaced, if it was.
+    pub fn restore(&mut self, mut st: State, recovered: Option<String>) {
+        self.kept.recovered(recovered);
         if self.settings.router_mac.is_none()
             && let Some(mac) = st.router_mac
         {
@@ -223,15 +232,21 @@ impl Controller {
                 Ok(()) => {
                     self.router.addrs.insert(*a);
                 }
-                Err(e) => tracing::error!("state file address {a} skipped: {e}"),
+                Err(e) => self.kept.keep(KeptEntry::Addr(*a), e),
             }
         }
         for spec in st.ports {
             if let Err(e) = self.validate_port(&spec) {
-                tracing::error!(port = %spec.name, "state file port skipped: {e}");
+                self.kept.keep(KeptEntry::Port(spec), e.0);
                 continue;
             }
-            let Some(id) = self.free_id() else { break };
+            let Some(id) = self.free_id() else {
+                self.kept.keep(
+                    KeptEntry::Port(spec),
+                    format!("too many ports (at most {MAX_PORTS})"),
+                );
+                continue;
+            };
             let worker = self.pick_worker();
             let (up, error, mode, ifindex, port) = match self.open_port(&spec, id, worker) {
                 Ok((port, ifindex)) => (true, None, Some(port.mode()), ifindex, Some(port)),
@@ -268,7 +283,7 @@ impl Controller {
             if valid {
                 self.router.routes.insert(r.prefix, r);
             } else {
-                tracing::error!("state file route {} skipped: not a valid route", r.prefix);
+                self.kept.keep(KeptEntry::Route(r), "not a valid route");
             }
         }
         self.l3_dirty = true;
@@ -279,11 +294,18 @@ impl Controller {
                     self.macs.add_static(mac_key(&s.mac.0), r.id);
                     self.static_fdb.insert(s.mac, s.port);
                 }
-                _ => tracing::error!("state file FDB entry {} → {} skipped", s.mac, s.port),
+                Some(_) => self
+                    .kept
+                    .keep(KeptEntry::Fdb(s), "not a unicast MAC address"),
+                None => {
+                    let why = format!("port '{}' was not restored", s.port);
+                    self.kept.keep(KeptEntry::Fdb(s), why)
+                }
             }
         }
         // Keep the router MAC chosen now; written once everything is
-        // restored, so the file never loses what it held.
+        // restored, with what was not applied, so the file never loses
+        // what it held.
         if let Err(e) = self.persist(&self.state()) {
             tracing::warn!("{e}");
         }
@@ -301,6 +323,15 @@ impl Controller {
             Command::Show => Ok(Reply::Show(self.show())),
             Command::PortList => Ok(Reply::Ports(self.port_infos())),
             Command::PortAdd(spec) => self.port_add(spec),
+            cmd @ (Command::PortDel { .. }
+            | Command::AddrDel { .. }
+            | Command::RouteDel { .. }
+            | Command::FdbDel { .. }
+            | Command::ServiceDel { .. })
+                if self.kept_target(&cmd).is_some() =>
+            {
+                self.forget_kept(&cmd)
+            }
             Command::PortDel { name, if_exists } => {
                 if if_exists && !self.ports.contains_key(&name) {
                     return Ok(Reply::Done);
@@ -331,12 +362,10 @@ impl Controller {
             )),
             Command::RouteAdd(spec) => self.route_add(spec),
             Command::RouteDel { prefix, if_exists } => self.route_del(prefix, if_exists),
-            Command::RouteList => {
-                self.rebuild_l3();
-                Ok(Reply::Routes(
-                    self.routes_built.iter().map(|r| r.info.clone()).collect(),
-                ))
-            }
+            // A read: the table `publish` built for the current model.
+            Command::RouteList => Ok(Reply::Routes(
+                self.routes_built.iter().map(|r| r.info.clone()).collect(),
+            )),
             Command::NeighList => Ok(Reply::Neighbours(self.neigh_infos())),
             cmd @ (Command::ServiceAdd(_)
             | Command::ServiceBackends { .. }
@@ -732,8 +761,16 @@ impl Controller {
         }
     }
 
+    /// Writes `st` (a model) to the state file, with the entries kept
+    /// from the last restore that `st` does not replace.
     fn persist(&self, st: &State) -> Result<(), Refused> {
-        state::save(&self.settings.state, st).map_err(|e| {
+        self.persist_with(st, &self.kept)
+    }
+
+    fn persist_with(&self, st: &State, kept: &Kept) -> Result<(), Refused> {
+        let mut st = st.clone();
+        kept.add_to(&mut st);
+        state::save(&self.settings.state, &st).map_err(|e| {
             Refused(format!(
                 "cannot write state file {}: {e}",
                 self.settings.state.display()
@@ -769,8 +806,13 @@ impl Controller {
         let mut st = self.state();
         st.ports.push(spec.clone());
         if let Err(e) = self.persist(&st) {
-            // Closing the port undoes it, but for a TAP it created.
+            // Closing the port undoes it, but for a TAP it created; an
+            // uplink also had its XDP program and promiscuous mode.
             port.abandon();
+            drop(port);
+            if spec.uplink {
+                self.release_uplink();
+            }
             return Err(e);
         }
         let mode = Some(port.mode());
@@ -894,8 +936,48 @@ impl Controller {
         }
     }
 
+    /// The key of a kept entry that `cmd` deletes, if the model does not
+    /// have it (the model's own entry is deleted the usual way).
+    fn kept_target(&self, cmd: &Command) -> Option<KeptKey> {
+        let key = match cmd {
+            Command::PortDel { name, .. } => KeptKey::Port(name.clone()),
+            Command::AddrDel { addr, .. } => KeptKey::Addr(*addr),
+            Command::RouteDel { prefix, .. } => KeptKey::Route(*prefix),
+            Command::FdbDel { mac } => KeptKey::Fdb(*mac),
+            Command::ServiceDel { service, .. } => KeptKey::Service(*service),
+            _ => return None,
+        };
+        (self.kept.contains(&key) && !self.model_has(&key)).then_some(key)
+    }
+
+    /// Deletes a kept entry: from the file, then from memory.
+    fn forget_kept(&mut self, cmd: &Command) -> Result<Reply, Refused> {
+        let Some(key) = self.kept_target(cmd) else {
+            return Ok(Reply::Done);
+        };
+        let mut kept = self.kept.clone();
+        kept.remove(&key);
+        self.persist_with(&self.state(), &kept)?;
+        self.kept = kept;
+        Ok(Reply::Done)
+    }
+
+    fn model_has(&self, key: &KeptKey) -> bool {
+        match key {
+            KeptKey::Port(n) => self.ports.contains_key(n),
+            KeptKey::Addr(a) => self.router.addrs.contains(a),
+            KeptKey::Route(p) => self.router.routes.contains_key(p),
+            KeptKey::Service(s) => self.services.specs.contains_key(s),
+            KeptKey::Fdb(m) => self.static_fdb.contains_key(m),
+        }
+    }
+
     /// Builds and publishes a snapshot of the current model.
     fn publish(&mut self) {
+        // Kept entries the model now replaces are gone from the file.
+        let mut kept = std::mem::take(&mut self.kept);
+        kept.prune(|k| self.model_has(k));
+        self.kept = kept;
         self.generation += 1;
         self.rebuild_l3();
         let entries = self
@@ -1068,6 +1150,7 @@ impl Controller {
                 static_entries: static_entries as u32,
                 learned_entries: learned_entries as u32,
             },
+            not_applied: self.kept.lines(),
         }
     }
 }

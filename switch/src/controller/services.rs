@@ -337,23 +337,22 @@ impl Controller {
         if changed.is_empty() {
             return Ok(Reply::Done);
         }
-        let old_table = Arc::clone(&self.services.table);
-        let old_node_ports: BTreeSet<(u16, u8)> = old_table.node_ports().collect();
-        self.services
-            .rebuild(&changed, self.settings.maglev_min_size);
-        self.publish();
-        let published = start.elapsed();
+        // The file first: a refused write leaves nothing published and no
+        // effect on the kernel (routes to VIPs, the uplink's NodePorts).
         let st = self.state();
         if let Err(e) = self.persist(&st) {
             self.services.undo(undo);
-            self.services.table = old_table;
-            self.publish();
             return Err(e);
         }
+        let persisted = start.elapsed();
+        let old_node_ports: BTreeSet<(u16, u8)> = self.services.table.node_ports().collect();
+        self.services
+            .rebuild(&changed, self.settings.maglev_min_size);
+        self.publish();
         tracing::debug!(
             changed = changed.len(),
-            published_us = published.as_micros() as u64,
-            persisted_us = start.elapsed().as_micros() as u64,
+            persisted_us = persisted.as_micros() as u64,
+            published_us = start.elapsed().as_micros() as u64,
             "Services changed"
         );
         let removed: Vec<u64> = changed
@@ -384,12 +383,14 @@ impl Controller {
         let mut changed = BTreeSet::new();
         for spec in specs {
             let k = spec.service;
-            match ServiceModel::apply(&mut self.services.specs, Command::ServiceAdd(spec), &checks)
-            {
+            let cmd = Command::ServiceAdd(spec.clone());
+            match ServiceModel::apply(&mut self.services.specs, cmd, &checks) {
                 Ok(_) => {
                     changed.insert(k);
                 }
-                Err(e) => tracing::error!("state file Service {k} skipped: {e}"),
+                Err(e) => self
+                    .kept
+                    .keep(super::KeptEntry::Service(spec), e.to_string()),
             }
         }
         self.services

@@ -1,0 +1,133 @@
+//! What a restart could not apply: state-file entries that no longer
+//! validate (a Service outside a narrower `--node-port-range`, an FDB
+//! entry whose port was not restored, ...). They stay in the state file,
+//! out of the model, listed by `show` and logged at start, until the user
+//! replaces them (adding an entry with the same key) or deletes them (the
+//! usual `del` command). The file never loses what it held.
+
+use ctl::{MacAddr, PortSpec, RouteSpec, ServiceKey, ServiceSpec};
+use ipnet::IpNet;
+
+use crate::state::{State, StaticMac};
+
+/// One entry of the state file that is not in use.
+#[derive(Debug, Clone)]
+pub(super) enum Entry {
+    Port(PortSpec),
+    Addr(IpNet),
+    Route(RouteSpec),
+    Service(ServiceSpec),
+    Fdb(StaticMac),
+}
+
+/// The identity of an entry: a model entry with the same key replaces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Key {
+    Port(String),
+    Addr(IpNet),
+    Route(IpNet),
+    Service(ServiceKey),
+    Fdb(MacAddr),
+}
+
+impl Entry {
+    pub(super) fn key(&self) -> Key {
+        match self {
+            Entry::Port(p) => Key::Port(p.name.clone()),
+            Entry::Addr(a) => Key::Addr(*a),
+            Entry::Route(r) => Key::Route(r.prefix),
+            Entry::Service(s) => Key::Service(s.service),
+            Entry::Fdb(f) => Key::Fdb(f.mac),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Entry::Port(p) => format!("port '{}'", p.name),
+            Entry::Addr(a) => format!("address {a}"),
+            Entry::Route(r) => format!("route {}", r.prefix),
+            Entry::Service(s) => format!("Service {}", s.service),
+            Entry::Fdb(f) => format!("FDB entry {} → {}", f.mac, f.port),
+        }
+    }
+}
+
+/// The entries kept, with why each was not applied.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Kept {
+    entries: Vec<(Entry, String)>,
+    /// How an unreadable state file was recovered, if it was.
+    recovered: Option<String>,
+}
+
+impl Kept {
+    pub(super) fn recovered(&mut self, why: Option<String>) {
+        self.recovered = why;
+    }
+
+    /// Keeps `entry`, logging why it is not applied.
+    pub(super) fn keep(&mut self, entry: Entry, why: impl Into<String>) {
+        let why = why.into();
+        tracing::error!(
+            "state file {} not applied (kept in the file): {why}",
+            entry.describe()
+        );
+        self.entries.push((entry, why));
+    }
+
+    pub(super) fn contains(&self, key: &Key) -> bool {
+        self.entries.iter().any(|(e, _)| e.key() == *key)
+    }
+
+    /// Forgets the entry with `key` (a `del` of it); true if there was one.
+    pub(super) fn remove(&mut self, key: &Key) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|(e, _)| e.key() != *key);
+        self.entries.len() != before
+    }
+
+    /// Forgets the entries the model now has under the same key.
+    pub(super) fn prune(&mut self, in_model: impl Fn(&Key) -> bool) {
+        self.entries.retain(|(e, _)| !in_model(&e.key()));
+    }
+
+    /// Adds the kept entries to a state about to be written, except those
+    /// whose key the state already has (the model's entry wins).
+    pub(super) fn add_to(&self, st: &mut State) {
+        let taken = |k: &Key| match k {
+            Key::Port(n) => st.ports.iter().any(|p| p.name == *n),
+            Key::Addr(a) => st.addrs.contains(a),
+            Key::Route(p) => st.routes.iter().any(|r| r.prefix == *p),
+            Key::Service(s) => st.services.iter().any(|x| x.service == *s),
+            Key::Fdb(m) => st.fdb.iter().any(|f| f.mac == *m),
+        };
+        let missing: Vec<Entry> = self
+            .entries
+            .iter()
+            .filter(|(e, _)| !taken(&e.key()))
+            .map(|(e, _)| e.clone())
+            .collect();
+        for e in missing {
+            match e {
+                Entry::Port(p) => st.ports.push(p),
+                Entry::Addr(a) => st.addrs.push(a),
+                Entry::Route(r) => st.routes.push(r),
+                Entry::Service(s) => st.services.push(s),
+                Entry::Fdb(f) => st.fdb.push(f),
+            }
+        }
+    }
+
+    /// Lines for `show`.
+    pub(super) fn lines(&self) -> Vec<String> {
+        self.recovered
+            .iter()
+            .cloned()
+            .chain(
+                self.entries
+                    .iter()
+                    .map(|(e, why)| format!("{}: {why}", e.describe())),
+            )
+            .collect()
+    }
+}

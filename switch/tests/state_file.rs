@@ -1,0 +1,247 @@
+//! The state file as users meet it: a request whose state-file write fails
+//! changes nothing (memory, disk, kernel: XDP program, promiscuous mode,
+//! routes, uplink maps), an entry a restart cannot apply stays in the file
+//! and is shown, and a state file that cannot be parsed is moved aside and
+//! the last good copy used.
+//!
+//! Writes are made to fail by putting a directory where vswitchd writes its
+//! temporary file (`.state.json.tmp`): root ignores file modes, not that.
+//!
+//! Needs root; see `common/mod.rs`.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::{Daemon, DaemonOpts, Node, NodeLink, TestEnv, ip, pick_cores};
+
+/// Makes every state-file write of the daemon fail until dropped.
+struct BlockWrites(PathBuf);
+
+impl BlockWrites {
+    fn new(state: &Path) -> Self {
+        let tmp = state.with_file_name(".state.json.tmp");
+        fs::create_dir_all(&tmp).unwrap();
+        BlockWrites(tmp)
+    }
+}
+
+impl Drop for BlockWrites {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `ip -d link show dev up0` in the node.
+fn up0(node: &Node) -> String {
+    let r = ip(&["-n", &node.name, "-d", "link", "show", "dev", "up0"]);
+    assert!(r.success(), "{}", r.stderr);
+    r.stdout
+}
+
+fn kernel_routes(node: &Node) -> String {
+    ip(&["-n", &node.name, "route", "show"]).stdout
+}
+
+/// Everything a user can read back of the configuration.
+fn config(d: &Daemon) -> Vec<serde_json::Value> {
+    [
+        "port list",
+        "addr list",
+        "route list",
+        "service list",
+        "fdb show",
+    ]
+    .iter()
+    .map(|c| {
+        let args: Vec<&str> = c.split(' ').collect();
+        d.ctl_value(&args)
+    })
+    .collect()
+}
+
+#[test]
+fn a_failed_state_write_changes_nothing() {
+    let Some(mut env) = TestEnv::new("a_failed_state_write_changes_nothing") else {
+        return;
+    };
+    let node = env.add_node("n", "192.168.57.1/24", NodeLink::Alone);
+    env.start_node_daemon(&node, &pick_cores(1).unwrap());
+    let d = env.node_daemon(&node.name);
+    d.ctl_ok(&["port", "add", "vsw0", "--type", "tap", "--host"]);
+    d.ctl_ok(&["addr", "add", "10.244.1.1/24"]);
+    let (link0, routes0, config0) = (up0(&node), kernel_routes(&node), config(d));
+    let file0 = fs::read(&d.state).unwrap();
+    assert!(
+        !link0.contains("xdp") && link0.contains("promiscuity 0"),
+        "{link0}"
+    );
+    assert!(routes0.contains("10.244.1.0/24 dev vsw0"), "{routes0}");
+
+    let block = BlockWrites::new(&d.state);
+    let refused: [&[&str]; 4] = [
+        &["port", "add", "up0", "--uplink"],
+        &["addr", "add", "10.244.2.1/24"],
+        &["addr", "del", "10.244.1.1/24"],
+        &[
+            "service",
+            "add",
+            "10.96.0.10:80/tcp",
+            "--backend",
+            "10.244.1.5:80",
+        ],
+    ];
+    for args in refused {
+        d.ctl_refused(args, "cannot write state file");
+        assert_eq!(up0(&node), link0, "{args:?} left the uplink changed");
+        assert_eq!(
+            kernel_routes(&node),
+            routes0,
+            "{args:?} changed kernel routes"
+        );
+        assert_eq!(config(d), config0, "{args:?} changed the configuration");
+        assert_eq!(
+            fs::read(&d.state).unwrap(),
+            file0,
+            "{args:?} changed the file"
+        );
+    }
+    // A batch, too.
+    let batch = env.dir.join("batch.txt");
+    fs::write(
+        &batch,
+        "service add 10.96.0.11:80/tcp --backend 10.244.1.5:80\n\
+         service add 10.96.0.12:80/tcp --backend 10.244.1.6:80\n",
+    )
+    .unwrap();
+    d.ctl_refused(
+        &["batch", batch.to_str().unwrap()],
+        "cannot write state file",
+    );
+    assert_eq!(
+        config(d),
+        config0,
+        "a refused batch changed the configuration"
+    );
+
+    // The same requests work once the file can be written: the refusals
+    // above were the write's, and the uplink takes its program.
+    drop(block);
+    d.ctl_ok(&["port", "add", "up0", "--uplink"]);
+    assert!(up0(&node).contains("xdp"), "{}", up0(&node));
+    d.ctl_ok(&["addr", "add", "10.244.2.1/24"]);
+    assert!(kernel_routes(&node).contains("10.244.2.0/24 dev vsw0"));
+    d.ctl_ok(&["batch", batch.to_str().unwrap()]);
+    d.ctl_ok(&["port", "del", "up0"]);
+    assert!(!up0(&node).contains("xdp"), "{}", up0(&node));
+}
+
+#[test]
+fn restore_keeps_what_it_cannot_apply() {
+    let Some(mut env) = TestEnv::new("restore_keeps_what_it_cannot_apply") else {
+        return;
+    };
+    env.start_daemon();
+    let d = env.daemon();
+    d.ctl_ok(&["addr", "add", "10.244.1.1/24"]);
+    let svc = "10.96.0.10:80/tcp";
+    d.ctl_ok(&[
+        "service",
+        "add",
+        svc,
+        "--backend",
+        "10.244.1.11:8080",
+        "--node-port",
+        "30080",
+    ]);
+    d.ctl_ok(&["service", "add", "10.96.0.10:53/udp"]);
+    let services0 = d.ctl_value(&["service", "list"]);
+    env.take_daemon().stop();
+
+    // A narrower NodePort range: the Service cannot be applied, and stays.
+    let narrow = DaemonOpts {
+        extra: ["--node-port-range", "31000-32000"]
+            .map(String::from)
+            .to_vec(),
+        ..DaemonOpts::default()
+    };
+    env.start_daemon_with(narrow.clone());
+    let d = env.daemon();
+    let list = d.ctl_value(&["service", "list"]).to_string();
+    assert!(
+        !list.contains("30080") && list.contains("10.96.0.10"),
+        "{list}"
+    );
+    let show = d.show();
+    assert!(
+        show.not_applied.iter().any(|l| l.contains(svc)),
+        "{:?}",
+        show.not_applied
+    );
+    let text = d.ctl_ok(&["show"]).stdout;
+    assert!(text.contains("Not applied") && text.contains(svc), "{text}");
+    // A change to something else rewrites the file with the entry in it.
+    d.ctl_ok(&["addr", "add", "10.244.2.1/24"]);
+    let file = fs::read_to_string(&d.state).unwrap();
+    assert!(file.contains("30080"), "the file lost the Service:\n{file}");
+    env.take_daemon().stop();
+
+    // The old range again: the Service is back as it was.
+    env.start_daemon();
+    let d = env.daemon();
+    assert_eq!(d.ctl_value(&["service", "list"]), services0);
+    assert!(d.show().not_applied.is_empty());
+    env.take_daemon().stop();
+
+    // Deleting a kept entry is how a user lets it go.
+    env.start_daemon_with(narrow);
+    let d = env.daemon();
+    d.ctl_ok(&["service", "del", svc]);
+    assert!(d.show().not_applied.is_empty());
+    let file = fs::read_to_string(&d.state).unwrap();
+    assert!(!file.contains("30080"), "{file}");
+}
+
+#[test]
+fn a_corrupt_state_file_falls_back_to_the_last_good_copy() {
+    let Some(mut env) = TestEnv::new("a_corrupt_state_file_falls_back_to_the_last_good_copy")
+    else {
+        return;
+    };
+    env.start_daemon();
+    let d = env.daemon();
+    d.ctl_ok(&["addr", "add", "10.244.1.1/24"]);
+    let addrs1 = d.ctl_value(&["addr", "list"]);
+    d.ctl_ok(&["addr", "add", "10.244.2.1/24"]);
+    let state = d.state.clone();
+    env.take_daemon().stop();
+    fs::write(&state, "{\"version\": 1, \"addrs\": [\"10.244.1.1/24\",").unwrap();
+
+    env.start_daemon();
+    let d = env.daemon();
+    // The backup holds the file before the last write: one address.
+    assert_eq!(d.ctl_value(&["addr", "list"]), addrs1);
+    let show = d.show();
+    assert!(
+        show.not_applied
+            .iter()
+            .any(|l| l.contains("not valid") && l.contains("state.json.bak")),
+        "{:?}",
+        show.not_applied
+    );
+    let log = fs::read_to_string(&d.log).unwrap();
+    assert!(log.contains("moved it to"), "not said loudly:\n{log}");
+    let aside = fs::read_dir(state.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("state.json.corrupt-")
+        });
+    assert!(aside, "the corrupt file was not kept aside");
+    // And the recovered configuration is written back as the state file.
+    let file = fs::read_to_string(&state).unwrap();
+    assert!(file.contains("10.244.1.1/24"), "{file}");
+}
