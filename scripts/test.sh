@@ -19,6 +19,9 @@ if ! command -v cargo >/dev/null 2>&1; then
     export PATH=$HOME/.cargo/bin:$PATH
 fi
 
+step "scripts/check-docs.sh (ARCHITECTURE.md's code map names only paths that exist)"
+scripts/check-docs.sh
+
 step "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 

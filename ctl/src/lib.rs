@@ -9,7 +9,6 @@
 
 pub mod client;
 pub mod mac;
-pub mod output;
 pub mod proto;
 pub mod service;
 

@@ -19,6 +19,7 @@
 
 mod batch;
 mod cli;
+mod output;
 mod service;
 #[cfg(test)]
 mod test_utils;
@@ -28,10 +29,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use clap::error::ErrorKind;
-use ctl::output::{self, one_line};
 use ctl::{Client, Reply};
 
 use crate::cli::{Cli, Format};
+use crate::output::one_line;
 
 /// Exit code of a request that failed.
 const EXIT_REQUEST_FAILED: u8 = 1;

@@ -11,11 +11,10 @@
 
 use std::fmt::Write as _;
 
-use crate::proto::{
-    AddrInfo, DaemonInfo, FdbEntry, FdbSummary, NeighInfo, PortInfo, PortStats, Reply, RouteInfo,
-    ShowReply, WorkerInfo,
+use ctl::{
+    AddrInfo, CtEntry, CtStats, DaemonInfo, FdbEntry, FdbSummary, NeighInfo, PortInfo, PortStats,
+    Reply, RouteInfo, ServiceInfo, ShowReply, WorkerInfo,
 };
-use crate::service::{CtEntry, CtStats, ServiceInfo};
 
 /// Placeholder for a cell that has no value.
 const EMPTY_CELL: &str = "-";
@@ -564,13 +563,12 @@ pub fn duration(secs: u64) -> String {
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::*;
-    use crate::mac::MacAddr;
-    use crate::proto::{
-        Encap, FdbKind, FramePoolInfo, NeighState, PortRole, PortState, PortType, RouteOrigin,
-        XdpMode,
+    use ctl::{
+        BackendInfo, BackendState, CtState, Encap, FdbKind, FramePoolInfo, MacAddr, NeighState,
+        PortRole, PortState, PortType, Proto, RouteOrigin, XdpMode,
     };
-    use crate::service::{BackendInfo, BackendState, CtState, Proto};
+
+    use super::*;
 
     fn port(name: &str, mac: Option<&str>, learned: u32) -> PortInfo {
         PortInfo {

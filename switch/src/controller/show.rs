@@ -1,0 +1,163 @@
+//! Read-only replies: `show`, `port list`, `stats`, `fdb show`. Nothing
+//! here changes the model or the kernel.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use ctl::{
+    DaemonInfo, FdbEntry, FdbKind, FdbSummary, FramePoolInfo, MacAddr, PortInfo, PortState,
+    PortStats, Reply, ShowReply, WorkerInfo, XdpStats,
+};
+use fastpath::counters::PortCounterValues;
+use fastpath::drop::DropReason;
+use fastpath::fdb::EntryKind;
+use fastpath::worker::PollMode;
+use fastpath::{PortId, clock, mac_octets, sys};
+
+use super::{Controller, PortRecord, Refused, refuse};
+
+impl Controller {
+    pub(super) fn sum_counters(&self, id: PortId) -> PortCounterValues {
+        let mut total = PortCounterValues::default();
+        for h in &self.workers.handles {
+            total.add(&h.counters.port(id).read());
+        }
+        total
+    }
+
+    pub(super) fn port_stats(&self, rec: &PortRecord) -> PortStats {
+        let base = self.baselines.get(&rec.id).copied().unwrap_or_default();
+        let v = self.sum_counters(rec.id).since(&base);
+        PortStats {
+            name: rec.spec.name.clone(),
+            rx_packets: v.rx_packets,
+            rx_bytes: v.rx_bytes,
+            tx_packets: v.tx_packets,
+            tx_bytes: v.tx_bytes,
+            drops: DropReason::ALL
+                .iter()
+                .map(|r| (r.name().to_string(), v.drop_count(*r)))
+                .collect(),
+            xdp: rec.xsk_fd.and_then(sys::xsk_statistics).map(|k| XdpStats {
+                rx_dropped: k[0],
+                rx_invalid_descs: k[1],
+                tx_invalid_descs: k[2],
+                rx_ring_full: k[3],
+                rx_fill_ring_empty: k[4],
+                tx_ring_empty: k[5],
+            }),
+        }
+    }
+
+    pub(super) fn stats(&self, port: Option<&str>) -> Result<Reply, Refused> {
+        match port {
+            Some(name) => match self.ports.get(name) {
+                Some(rec) => Ok(Reply::Stats(vec![self.port_stats(rec)])),
+                None => refuse(format!("port '{name}' does not exist")),
+            },
+            None => Ok(Reply::Stats(
+                self.ports.values().map(|r| self.port_stats(r)).collect(),
+            )),
+        }
+    }
+
+    pub(super) fn port_infos(&self) -> Vec<PortInfo> {
+        self.ports
+            .values()
+            .map(|r| PortInfo {
+                name: r.spec.name.clone(),
+                id: r.id,
+                port_type: r.spec.port_type,
+                requested_mode: r.spec.mode,
+                mode: match (&r.mode, r.up) {
+                    (Some(m), true) => m.mode.to_string(),
+                    _ => "none".to_string(),
+                },
+                zero_copy: r.mode.as_ref().is_some_and(|m| m.zero_copy),
+                state: if r.up { PortState::Up } else { PortState::Down },
+                error: r.error.clone(),
+                worker: r.worker,
+                mac: r.spec.mac,
+                netns: r.spec.netns.clone(),
+                ifname: r.spec.ifname.clone(),
+                learned_macs: self.macs.learned_on(r.id),
+                ips: r.spec.ips.clone(),
+                role: r.spec.role(),
+            })
+            .collect()
+    }
+
+    pub(super) fn fdb_entries(&self) -> Vec<FdbEntry> {
+        self.macs
+            .entries(clock::now_ms())
+            .into_iter()
+            .filter_map(|row| {
+                let port = self.ids.get(usize::from(row.port))?.clone()?;
+                Some(FdbEntry {
+                    mac: MacAddr(mac_octets(row.mac)),
+                    port,
+                    kind: match row.kind {
+                        EntryKind::Static => FdbKind::Static,
+                        EntryKind::Learned => FdbKind::Learned,
+                    },
+                    age_secs: row.idle_ms.map(|ms| ms / 1000),
+                })
+            })
+            .collect()
+    }
+
+    pub(super) fn show(&self) -> ShowReply {
+        let (static_entries, learned_entries) = self.macs.summary();
+        let workers = self
+            .workers
+            .handles
+            .iter()
+            .enumerate()
+            .map(|(id, h)| {
+                let s = &h.status;
+                WorkerInfo {
+                    id,
+                    core: h.core,
+                    ports: self
+                        .ports
+                        .values()
+                        .filter(|r| r.worker == id)
+                        .map(|r| r.spec.name.clone())
+                        .collect(),
+                    frames: FramePoolInfo {
+                        total: s.frames_total.load(Relaxed),
+                        free: s.frames_free.load(Relaxed),
+                        in_rings: s.frames_in_rings.load(Relaxed),
+                        in_flight: s.frames_in_flight.load(Relaxed),
+                        errors: s.frame_errors.load(Relaxed),
+                        umem: h.umem.is_ok(),
+                    },
+                    loops: s.loops.load(Relaxed),
+                }
+            })
+            .collect();
+        ShowReply {
+            daemon: DaemonInfo {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                protocol: ctl::PROTOCOL_VERSION,
+                pid: std::process::id(),
+                uptime_secs: self.started.elapsed().as_secs(),
+                socket: self.settings.socket.display().to_string(),
+                state_file: self.settings.state.display().to_string(),
+                poll: match self.settings.poll {
+                    PollMode::Busy => "busy".into(),
+                    PollMode::Adaptive => "adaptive".into(),
+                },
+                mac_aging_secs: self.settings.mac_aging_secs,
+                mac_limit: self.settings.mac_limit,
+                router_mac: self.router_mac,
+            },
+            workers,
+            ports: self.port_infos(),
+            fdb: FdbSummary {
+                static_entries: static_entries as u32,
+                learned_entries: learned_entries as u32,
+            },
+            not_applied: self.kept.lines(),
+        }
+    }
+}
