@@ -34,6 +34,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
+use fastpath::batch::TxFrame;
 use fastpath::conntrack::Conntrack;
 use fastpath::counters::{PortCounterValues, WorkerCounters};
 use fastpath::drop::DropReason;
@@ -46,7 +47,6 @@ use fastpath::port::{Port, PortGone, PortMode};
 use fastpath::route::{Link, NextHop, RouteTable};
 use fastpath::snapshot::{self, PortEntry, SharedSnapshot, Snapshot};
 use fastpath::snapshot::{L3Config, PortRole};
-use fastpath::stage::output::TxFrame;
 use fastpath::worker::{PollMode, Worker, WorkerCmd, WorkerEvent, WorkerParts, WorkerStatus};
 use fastpath::{PortId, mac_key};
 

@@ -132,3 +132,13 @@ impl Batch {
         &mut self.pkts[..self.len]
     }
 }
+
+/// A frame queued for transmission: what a port's `send` takes. Here, below
+/// the stages, so that ports and the worker need nothing from `stage/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxFrame {
+    pub addr: u32,
+    pub len: u32,
+    /// Where the frame came in, for counting a drop at transmit time.
+    pub in_port: PortId,
+}

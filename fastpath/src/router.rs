@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use crossbeam_channel::Sender;
 
+use crate::batch::TxFrame;
 use crate::batch::{Batch, Pkt, Verdict};
 use crate::counters::WorkerCounters;
 use crate::drop::DropReason;
@@ -19,7 +20,7 @@ use crate::neigh::NeighEvent;
 use crate::pool::FramePool;
 use crate::route::Link;
 use crate::snapshot::Snapshot;
-use crate::stage::output::{self, Outputs, TxFrame};
+use crate::stage::output::{self, Outputs};
 use crate::wire::{self, arp};
 use crate::worker::WorkerEvent;
 use crate::{MacKey, PortId};

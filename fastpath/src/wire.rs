@@ -1,9 +1,11 @@
 //! Byte-level helpers for the frames the router rewrites or writes itself.
 //!
-//! Parsing goes through etherparse's checked slices; this module only holds
-//! what etherparse does not: the field offsets the router rewrites in place,
-//! the incremental checksum update of RFC 1624, and writers for the frames
-//! the switch originates (ARP, ICMP). Every function takes a slice whose
+//! The data plane reads headers by hand at the offsets named here (the
+//! parse stage checks lengths first); etherparse is used only by the tests,
+//! to check what these writers produce. The module holds the field offsets
+//! the router reads and rewrites in place, the incremental checksum update
+//! of RFC 1624, and writers for the frames the switch originates (ARP,
+//! ICMP). Every function takes a slice whose
 //! length the caller has checked against the named offsets, so none of them
 //! panics on a frame that passed the caller's checks.
 

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use crate::batch::TxFrame;
 use crate::batch::{BATCH_SIZE, Batch, Pkt};
 use crate::clock;
 use crate::conntrack::Conntrack;
@@ -35,7 +36,7 @@ use crate::port::{Port, PortGone};
 use crate::router::Router;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::stage::learn::Learner;
-use crate::stage::output::{Outputs, TxFrame};
+use crate::stage::output::Outputs;
 use crate::{MAX_PORTS, PortId};
 
 /// How an idle worker waits.

@@ -38,8 +38,8 @@ use libxdp_sys::{
 use super::{Port, PortGone, PortMode};
 use crate::PortId;
 use crate::batch::BATCH_SIZE;
+use crate::batch::TxFrame;
 use crate::pool::{FRAME_SIZE, FramePool, PoolView, XSK_RING_SIZE};
-use crate::stage::output::TxFrame;
 use crate::sys;
 
 /// How a port asks to attach.

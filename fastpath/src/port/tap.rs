@@ -11,8 +11,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use tun_tap::{Iface, Mode};
 
 use super::{Port, PortGone, PortMode};
+use crate::batch::TxFrame;
 use crate::pool::{FRAME_CAPACITY, FramePool};
-use crate::stage::output::TxFrame;
 use crate::sys;
 
 /// A TAP device owned by the switch; deleted when the port is dropped.

@@ -1,7 +1,7 @@
-//! Stage 4: ARP.
+//! ARP.
 //!
 //! Runs only while the switch routes (it has addresses or routes). For
-//! every ARP frame the sender's address is reported to the controller as a
+//! Every ARP frame the sender's address is reported to the controller as a
 //! neighbour. Requests for one of the switch's addresses are answered in
 //! place (the frame becomes the reply and goes back out the ingress port),
 //! and so is every request arriving on the host port: the node's kernel

@@ -1,7 +1,7 @@
-//! Stage 3: L2 forwarding decision.
+//! L2 forwarding decision.
 //!
 //! Group destinations (broadcast, multicast) and unknown unicast flood; a
-//! known destination goes to its port, unless that is the ingress port
+//! Known destination goes to its port, unless that is the ingress port
 //! (`same_port`; routed packets excepted) or the port is down (`port_down`). A flood with nowhere to
 //! go is `no_destination`. IEEE 802.1D link-local destinations
 //! (01:80:c2:00:00:00 to :0f: STP, LACP, LLDP, pause) are never forwarded

@@ -1,7 +1,7 @@
-//! Stage 2: MAC learning.
+//! MAC learning.
 //!
 //! A source MAC that the published FDB already places on the ingress port
-//! only refreshes its timestamp. Otherwise the worker reports it to the
+//! Only refreshes its timestamp. Otherwise the worker reports it to the
 //! controller (which owns the table), unless the ingress port is at its
 //! learned-MAC limit, in which case the frame is dropped as `mac_limit`.
 //! MACs held by static entries are never re-learned. Nothing is learned on

@@ -1,8 +1,8 @@
-//! Stage 5: IPv6 neighbour discovery (RFC 4861), the IPv6 counterpart of
+//! IPv6 neighbour discovery (RFC 4861), the IPv6 counterpart of
 //! [`crate::stage::arp`].
 //!
 //! Runs only while the switch routes. Looks at neighbour solicitations and
-//! advertisements (ICMPv6 135/136 right after the IPv6 header, hop limit
+//! Advertisements (ICMPv6 135/136 right after the IPv6 header, hop limit
 //! 255, valid checksum; anything else that claims to be one is
 //! `malformed`). The link-layer address they carry is reported to the
 //! controller as a neighbour. A solicitation for one of the switch's

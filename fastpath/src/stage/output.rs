@@ -1,4 +1,4 @@
-//! Stage 4: carry out the verdicts.
+//! Carry out the verdicts.
 //!
 //! Dropped frames are counted on their ingress port and freed (the one
 //! exception, `tx_ring_full`, is counted on the port that could not take
@@ -11,21 +11,13 @@
 //! The worker then transmits each list in one burst (or hands it to the
 //! port's owning worker), see [`crate::worker`].
 
+use crate::batch::TxFrame;
 use crate::batch::{Batch, Verdict};
 use crate::counters::WorkerCounters;
 use crate::drop::DropReason;
 use crate::pool::FramePool;
 use crate::snapshot::Snapshot;
 use crate::{MAX_PORTS, PortId};
-
-/// A frame queued for transmission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TxFrame {
-    pub addr: u32,
-    pub len: u32,
-    /// Where the frame came in, for counting a drop at transmit time.
-    pub in_port: PortId,
-}
 
 /// Per-port lists of frames to send, and which lists are non-empty.
 pub struct Outputs {

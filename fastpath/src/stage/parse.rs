@@ -1,4 +1,4 @@
-//! Stage 1: parse the Ethernet header.
+//! Parse the Ethernet header.
 //!
 //! Fills each frame's destination and source MAC and EtherType. Frames too short for an
 //! Ethernet header are `runt`; longer than the largest frame a port may

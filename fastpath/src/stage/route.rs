@@ -1,7 +1,7 @@
-//! Stage 6: IPv4 routing (IPv6 in [`crate::stage::route6`]).
+//! IPv4 routing (IPv6 in [`crate::stage::route6`]).
 //!
 //! Runs only while the switch routes. Takes IPv4 packets addressed to the
-//! router's MAC, and every packet from a routed port (uplink, host port).
+//! Router's MAC, and every packet from a routed port (uplink, host port).
 //! A packet is checked (header length, checksum; options and fragments are
 //! not routed), its destination looked up (longest prefix match), and then:
 //!

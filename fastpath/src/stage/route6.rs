@@ -1,4 +1,4 @@
-//! Stage 6, IPv6: routing (called by [`crate::stage::route`] for IPv6).
+//! IPv6 routing (called by [`crate::stage::route`] for IPv6).
 //!
 //! The same decisions as for IPv4 with IPv6's rules: the hop limit is
 //! decremented (there is no header checksum), a router never fragments (a

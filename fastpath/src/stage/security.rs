@@ -1,4 +1,4 @@
-//! Stage 2: port security.
+//! Port security.
 //!
 //! A pod port declared with addresses (`port add --ip … --mac …`) only lets
 //! through frames the pod may send: its own source MAC, IPv4 packets from

@@ -1,7 +1,7 @@
-//! Stage 6: Services — VIP match, connection tracking, Maglev, NAT.
+//! Services — VIP match, connection tracking, Maglev, NAT.
 //!
 //! Runs before routing, only while some Service exists, on IPv4 TCP and UDP
-//! packets. A packet is one of:
+//! Packets. A packet is one of:
 //!
 //! - to a VIP:PORT (sent to the router, or from a routed port), or to a
 //!   NodePort on one of the node's uplink addresses: the original

@@ -9,10 +9,10 @@
 use std::io;
 use std::net::Ipv4Addr;
 
+use fastpath::batch::TxFrame;
 use fastpath::pool::{FRAME_CAPACITY, FramePool};
 use fastpath::port::Port;
 use fastpath::port::afxdp::{AfXdpPort, AttachMode};
-use fastpath::stage::output::TxFrame;
 use fastpath::sys;
 
 /// How generator or sink reach the interface.
