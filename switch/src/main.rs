@@ -6,6 +6,7 @@
 
 mod controller;
 mod l3;
+mod os;
 mod server;
 mod state;
 mod workers;

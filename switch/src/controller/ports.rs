@@ -267,8 +267,8 @@ impl Controller {
                     .map_err(|e| Refused(format!("uplink '{}': {e}", spec.name)))?;
                 // The switch answers on the wire with its own MAC: a real NIC
                 // must not filter frames addressed to it.
-                if !sys::is_promisc(&spec.name).unwrap_or(true) {
-                    match sys::set_promisc(&spec.name, true) {
+                if !crate::os::is_promisc(&spec.name).unwrap_or(true) {
+                    match crate::os::set_promisc(&spec.name, true) {
                         Ok(()) => self.promisc = Some(spec.name.clone()),
                         Err(e) => {
                             tracing::warn!(port = %spec.name, "cannot set promiscuous mode: {e}")

@@ -157,7 +157,7 @@ impl Controller {
     pub(super) fn release_uplink(&mut self) {
         self.uplink = None;
         if let Some(name) = self.promisc.take()
-            && let Err(e) = sys::set_promisc(&name, false)
+            && let Err(e) = crate::os::set_promisc(&name, false)
         {
             tracing::debug!(port = %name, "turning promiscuous mode off: {e}");
         }
@@ -271,7 +271,7 @@ impl Controller {
         let mut want = subnets.clone();
         want.extend(self.services.vip_routes());
         for net in self.kernel_routes.difference(&want) {
-            if let Err(e) = sys::kernel_route(false, net.addr(), net.prefix_len(), ifindex) {
+            if let Err(e) = crate::os::kernel_route(false, net.addr(), net.prefix_len(), ifindex) {
                 tracing::debug!("removing kernel route {net}: {e}");
             }
         }
@@ -281,7 +281,7 @@ impl Controller {
             .iter()
             .filter(|n| subnets.contains(n) || !self.kernel_routes.contains(n))
         {
-            if let Err(e) = sys::kernel_route(true, net.addr(), net.prefix_len(), ifindex) {
+            if let Err(e) = crate::os::kernel_route(true, net.addr(), net.prefix_len(), ifindex) {
                 tracing::warn!("kernel route {net} dev {}: {e}", host.spec.name);
             }
         }
