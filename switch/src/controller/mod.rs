@@ -232,7 +232,7 @@ impl Controller {
         }
         for spec in st.ports {
             if let Err(e) = self.validate_port(&spec) {
-                self.kept.keep(KeptEntry::Port(spec), e.0);
+                self.kept.keep(KeptEntry::Port(spec), e.to_string());
                 continue;
             }
             let Some(id) = self.free_id() else {
@@ -247,7 +247,7 @@ impl Controller {
                 Ok((port, ifindex)) => (true, None, Some(port.mode()), ifindex, Some(port)),
                 Err(e) => {
                     tracing::warn!(port = %spec.name, "restored port is down: {e}");
-                    (false, Some(e.0), None, None, None)
+                    (false, Some(e.to_string()), None, None, None)
                 }
             };
             let facts = port_facts(&spec);

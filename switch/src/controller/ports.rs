@@ -13,9 +13,78 @@ use fastpath::worker::WorkerCmd;
 use fastpath::{MAX_PORTS, PortId, sys};
 
 use super::routing::port_facts;
-use super::{
-    Controller, DEL_TIMEOUT, HOUSEKEEPING, MAX_RETRY_BACKOFF, PortRecord, Refused, refuse,
-};
+use super::{Controller, DEL_TIMEOUT, HOUSEKEEPING, MAX_RETRY_BACKOFF, PortRecord, Refused};
+
+/// Why a port request is refused; the message is what users see.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error("invalid port name '{0}': 1-15 characters, no '/', ':' or whitespace")]
+    InvalidName(String),
+    #[error("port '{0}' already exists")]
+    Exists(String),
+    #[error("port '{0}' already exists with other settings")]
+    ExistsOtherwise(String),
+    #[error("port '{0}' does not exist")]
+    NoSuchPort(String),
+    #[error("a port is either --uplink or --host, not both")]
+    UplinkAndHost,
+    #[error("--ip declares a pod's addresses: not for --uplink or --host ports")]
+    IpOnRoutedPort,
+    #[error("{0}")]
+    PodAddress(String),
+    #[error("port '{other}' is already the {role} port (one per switch)")]
+    RoleTaken { other: String, role: ctl::PortRole },
+    #[error("--netns and --ifname apply to TAP ports only (use --type tap)")]
+    NetnsOnAfxdp,
+    #[error(
+        "--mac on an AF_XDP port declares the pod's MAC and needs --ip \
+         (a TAP port's --mac sets the device's MAC)"
+    )]
+    MacWithoutIp,
+    #[error("a host port is a TAP: use --type tap --host")]
+    HostNotTap,
+    #[error("--mode applies to AF_XDP ports only")]
+    ModeOnTap,
+    #[error("an uplink is the node's NIC, attached through AF_XDP (not --type tap)")]
+    UplinkNotAfxdp,
+    #[error("a host port lives in the node's own namespace: no --netns/--ifname")]
+    HostInNetns,
+    #[error("--ifname requires --netns")]
+    IfnameWithoutNetns,
+    #[error("invalid interface name '{0}'")]
+    InvalidIfname(String),
+    #[error("MAC {0} is not a unicast address")]
+    NotUnicast(ctl::MacAddr),
+    #[error("port '{other}' already has a TAP named '{ifname}' in that namespace")]
+    TapNameTaken { other: String, ifname: String },
+    #[error("too many ports (at most {MAX_PORTS})")]
+    TooMany,
+    #[error("route {0} goes out of port '{1}'; delete the route first")]
+    RouteUsesPort(ipnet::IpNet, String),
+    /// The worker has no frame pool for AF_XDP (why, from the worker).
+    #[error("{0}")]
+    NoPool(String),
+    #[error("interface '{0}' does not exist")]
+    NoInterface(String),
+    #[error("uplink '{name}': {why}")]
+    Uplink { name: String, why: String },
+    #[error("uplink socket has no descriptor")]
+    UplinkNoFd,
+    /// Opening the AF_XDP socket or the namespace failed (the OS's words).
+    #[error("{0}")]
+    Open(String),
+    #[error("cannot create TAP port '{name}': {source}")]
+    Tap {
+        name: String,
+        source: std::io::Error,
+    },
+}
+
+impl From<PortError> for Refused {
+    fn from(e: PortError) -> Self {
+        Refused(e.to_string())
+    }
+}
 
 impl Controller {
     /// Marks ports down whose interface or namespace has gone away.
@@ -110,7 +179,7 @@ impl Controller {
                         rec.retry_backoff =
                             (rec.retry_backoff * 2).clamp(HOUSEKEEPING, MAX_RETRY_BACKOFF);
                         rec.retry_at = Instant::now() + rec.retry_backoff;
-                        rec.error = Some(e.0);
+                        rec.error = Some(e.to_string());
                     }
                 }
             }
@@ -138,88 +207,78 @@ impl Controller {
         (0..load.len()).min_by_key(|&w| (load[w], w)).unwrap_or(0)
     }
 
-    pub(super) fn validate_port(&self, spec: &PortSpec) -> Result<(), Refused> {
+    pub(super) fn validate_port(&self, spec: &PortSpec) -> Result<(), PortError> {
+        use PortError as E;
         if !sys::valid_ifname(&spec.name) {
-            return refuse(format!(
-                "invalid port name '{}': 1-15 characters, no '/', ':' or whitespace",
-                spec.name
-            ));
+            return Err(E::InvalidName(spec.name.clone()));
         }
         if self.ports.contains_key(&spec.name) {
-            return refuse(format!("port '{}' already exists", spec.name));
+            return Err(E::Exists(spec.name.clone()));
         }
         if spec.uplink && spec.host {
-            return refuse("a port is either --uplink or --host, not both");
+            return Err(E::UplinkAndHost);
         }
         if !spec.ips.is_empty() {
             if spec.uplink || spec.host {
-                return refuse("--ip declares a pod's addresses: not for --uplink or --host ports");
+                return Err(E::IpOnRoutedPort);
             }
             self.router
                 .check_pod_ips(&spec.ips, &self.port_views())
-                .map_err(Refused)?;
+                .map_err(E::PodAddress)?;
         }
         let role = spec.role();
         if role != ctl::PortRole::Pod
             && let Some(other) = self.ports.values().find(|r| r.spec.role() == role)
         {
-            return refuse(format!(
-                "port '{}' is already the {role} port (one per switch)",
-                other.spec.name
-            ));
+            return Err(E::RoleTaken {
+                other: other.spec.name.clone(),
+                role,
+            });
         }
         match spec.port_type {
             PortType::Afxdp => {
                 if spec.netns.is_some() || spec.ifname.is_some() {
-                    return refuse("--netns and --ifname apply to TAP ports only (use --type tap)");
+                    return Err(E::NetnsOnAfxdp);
                 }
                 if spec.mac.is_some() && spec.ips.is_empty() {
-                    return refuse(
-                        "--mac on an AF_XDP port declares the pod's MAC and needs --ip \
-                         (a TAP port's --mac sets the device's MAC)",
-                    );
+                    return Err(E::MacWithoutIp);
                 }
                 if spec.host {
-                    return refuse("a host port is a TAP: use --type tap --host");
+                    return Err(E::HostNotTap);
                 }
             }
             PortType::Tap => {
                 if spec.mode != XdpMode::Auto {
-                    return refuse("--mode applies to AF_XDP ports only");
+                    return Err(E::ModeOnTap);
                 }
                 if spec.uplink {
-                    return refuse(
-                        "an uplink is the node's NIC, attached through AF_XDP (not --type tap)",
-                    );
+                    return Err(E::UplinkNotAfxdp);
                 }
                 if spec.host && (spec.netns.is_some() || spec.ifname.is_some()) {
-                    return refuse(
-                        "a host port lives in the node's own namespace: no --netns/--ifname",
-                    );
+                    return Err(E::HostInNetns);
                 }
                 if spec.ifname.is_some() && spec.netns.is_none() {
-                    return refuse("--ifname requires --netns");
+                    return Err(E::IfnameWithoutNetns);
                 }
                 if let Some(ifname) = &spec.ifname
                     && !sys::valid_ifname(ifname)
                 {
-                    return refuse(format!("invalid interface name '{ifname}'"));
+                    return Err(E::InvalidIfname(ifname.clone()));
                 }
                 if let Some(mac) = spec.mac
                     && (mac.is_multicast() || mac.is_zero())
                 {
-                    return refuse(format!("MAC {mac} is not a unicast address"));
+                    return Err(E::NotUnicast(mac));
                 }
                 if let Some(other) = self.ports.values().find(|r| {
                     r.spec.port_type == PortType::Tap
                         && r.spec.netns == spec.netns
                         && tap_ifname(&r.spec) == tap_ifname(spec)
                 }) {
-                    return refuse(format!(
-                        "port '{}' already has a TAP named '{}' in that namespace",
-                        other.spec.name,
-                        tap_ifname(spec)
-                    ));
+                    return Err(E::TapNameTaken {
+                        other: other.spec.name.clone(),
+                        ifname: tap_ifname(spec).to_string(),
+                    });
                 }
             }
         }
@@ -233,15 +292,20 @@ impl Controller {
         spec: &PortSpec,
         id: PortId,
         worker: usize,
-    ) -> Result<(Box<dyn Port>, Option<u32>), Refused> {
+    ) -> Result<(Box<dyn Port>, Option<u32>), PortError> {
+        use PortError as E;
+        let uplink_err = |why: &dyn std::fmt::Display| E::Uplink {
+            name: spec.name.clone(),
+            why: why.to_string(),
+        };
         match spec.port_type {
             PortType::Afxdp if spec.uplink => {
                 let umem = match &self.workers.handles[worker].umem {
                     Ok(u) => u,
-                    Err(e) => return refuse(e.clone()),
+                    Err(e) => return Err(E::NoPool(e.clone())),
                 };
                 let Some(ifindex) = sys::if_index(&spec.name) else {
-                    return refuse(format!("interface '{}' does not exist", spec.name));
+                    return Err(E::NoInterface(spec.name.clone()));
                 };
                 let attach = match spec.mode {
                     XdpMode::Auto => UplinkAttach::Auto,
@@ -251,20 +315,17 @@ impl Controller {
                 // Drop an old program first: attaching replaces it anyway,
                 // and its Drop must not detach the new one afterwards.
                 self.uplink = None;
-                let prog = UplinkProgram::attach(ifindex, attach)
-                    .map_err(|e| Refused(format!("uplink '{}': {e}", spec.name)))?;
+                let prog = UplinkProgram::attach(ifindex, attach).map_err(|e| uplink_err(&e))?;
                 let mode = match spec.mode {
                     XdpMode::Zerocopy => AttachMode::ZeroCopy,
                     _ => prog.mode().socket_mode(),
                 };
                 let port = AfXdpPort::open_without_program(&spec.name, id, mode, umem)
-                    .map_err(|e| Refused(e.to_string()))?;
-                let fd = port
-                    .xsk_fd()
-                    .ok_or_else(|| Refused("uplink socket has no descriptor".into()))?;
+                    .map_err(|e| E::Open(e.to_string()))?;
+                let fd = port.xsk_fd().ok_or(E::UplinkNoFd)?;
                 prog.register_socket(0, fd)
                     .and_then(|()| prog.set_router_mac(self.router_mac.0))
-                    .map_err(|e| Refused(format!("uplink '{}': {e}", spec.name)))?;
+                    .map_err(|e| uplink_err(&e))?;
                 // The switch answers on the wire with its own MAC: a real NIC
                 // must not filter frames addressed to it.
                 if !crate::os::is_promisc(&spec.name).unwrap_or(true) {
@@ -282,10 +343,10 @@ impl Controller {
             PortType::Afxdp => {
                 let umem = match &self.workers.handles[worker].umem {
                     Ok(u) => u,
-                    Err(e) => return refuse(e.clone()),
+                    Err(e) => return Err(E::NoPool(e.clone())),
                 };
                 let port = AfXdpPort::open(&spec.name, id, attach_mode(spec.mode), umem)
-                    .map_err(|e| Refused(e.to_string()))?;
+                    .map_err(|e| E::Open(e.to_string()))?;
                 Ok((Box::new(port), sys::if_index(&spec.name)))
             }
             PortType::Tap => {
@@ -294,7 +355,10 @@ impl Controller {
                     spec.netns.as_deref(),
                     spec.mac.map(|m| m.0),
                 )
-                .map_err(|e| Refused(format!("cannot create TAP port '{}': {e}", spec.name)))?;
+                .map_err(|source| E::Tap {
+                    name: spec.name.clone(),
+                    source,
+                })?;
                 Ok((Box::new(port), None))
             }
         }
@@ -319,20 +383,17 @@ impl Controller {
             return if rec.spec == spec {
                 Ok(Reply::Done)
             } else {
-                refuse(format!(
-                    "port '{}' already exists with other settings",
-                    spec.name
-                ))
+                Err(PortError::ExistsOtherwise(spec.name).into())
             };
         }
         self.validate_port(&spec)?;
         // Checked here rather than in `validate_port`, which also vets
         // restored ports: a restored port whose namespace is gone is kept, down.
         if let Some(ns) = &spec.netns {
-            sys::open_netns(ns).map_err(|e| Refused(e.to_string()))?;
+            sys::open_netns(ns).map_err(|e| PortError::Open(e.to_string()))?;
         }
         let Some(id) = self.free_id() else {
-            return refuse(format!("too many ports (at most {MAX_PORTS})"));
+            return Err(PortError::TooMany.into());
         };
         let worker = self.pick_worker();
         let (mut port, ifindex) = self.open_port(&spec, id, worker)?;
@@ -374,7 +435,7 @@ impl Controller {
 
     pub(super) fn port_del(&mut self, name: &str) -> Result<Reply, Refused> {
         let Some(rec) = self.ports.get(name) else {
-            return refuse(format!("port '{name}' does not exist"));
+            return Err(PortError::NoSuchPort(name.to_string()).into());
         };
         if let Some(r) = self
             .router
@@ -382,10 +443,7 @@ impl Controller {
             .values()
             .find(|r| r.dev.as_deref() == Some(name))
         {
-            return refuse(format!(
-                "route {} goes out of port '{name}'; delete the route first",
-                r.prefix
-            ));
+            return Err(PortError::RouteUsesPort(r.prefix, name.to_string()).into());
         }
         let (id, worker) = (rec.id, rec.worker);
         let mut st = self.state();
