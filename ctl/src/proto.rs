@@ -394,9 +394,13 @@ pub struct ShowReply {
     pub ports: Vec<PortInfo>,
     pub fdb: FdbSummary,
     /// What the state file held that the switch could not apply at start
-    /// (kept in the file, not in use), and how a bad file was recovered.
+    /// (kept in the file, not in use).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_applied: Vec<String>,
+    /// Set when the state file could not be parsed at start: where it was
+    /// moved and what was used instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_recovered: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

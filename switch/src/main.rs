@@ -157,7 +157,6 @@ fn run(args: Args) -> anyhow::Result<()> {
     let saved = state::load_or_recover(&args.state)?;
     if let Some(why) = &saved.recovered {
         tracing::error!("{why}");
-        eprintln!("vswitchd: {why}");
     }
     let listener = server::bind(&args.socket).map_err(|e| {
         anyhow::anyhow!("cannot bind control socket {}: {e}", args.socket.display())

@@ -76,22 +76,27 @@ pub enum StateError {
 /// Reads the state file; a missing file is an empty configuration.
 pub fn load(path: &Path) -> Result<State, StateError> {
     let p = path.display().to_string();
-    let text = match fs::read_to_string(path) {
+    let bytes = match fs::read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
         Err(source) => return Err(StateError::Read { path: p, source }),
     };
-    let state: State = serde_json::from_str(&text).map_err(|source| StateError::Parse {
+    let parse = |source| StateError::Parse {
         path: p.clone(),
         source,
-    })?;
-    if state.version != STATE_VERSION {
+    };
+    // The version first: a file of another format version is not corrupt,
+    // whatever its shape.
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(parse)?;
+    if let Some(found) = value.get("version").and_then(|v| v.as_u64())
+        && found != u64::from(STATE_VERSION)
+    {
         return Err(StateError::Version {
             path: p,
-            found: state.version,
+            found: u32::try_from(found).unwrap_or(u32::MAX),
         });
     }
-    Ok(state)
+    serde_json::from_value(value).map_err(parse)
 }
 
 /// What [`load_or_recover`] found.
@@ -142,11 +147,35 @@ pub fn load_or_recover(path: &Path) -> Result<Loaded, StateError> {
     })?;
     let bak = backup_path(path);
     let (state, used) = match fs::metadata(&bak).map(|_| load(&bak)) {
-        Ok(Ok(st)) => (st, format!("using the last good copy {}", bak.display())),
-        Ok(Err(e)) => (
-            State::default(),
-            format!("the last good copy is unusable too ({e}): starting empty"),
-        ),
+        Ok(Ok(st)) => {
+            // Put the copy in place now: a start that fails before its
+            // first write must find it next time, not an empty path.
+            let restored = fs::copy(&bak, aside_tmp(path)).and_then(|_| {
+                File::open(aside_tmp(path))?.sync_all()?;
+                fs::rename(aside_tmp(path), path)
+            });
+            if let Err(e) = restored {
+                return Err(StateError::Read {
+                    path: format!(
+                        "{} (putting {} in its place)",
+                        path.display(),
+                        bak.display()
+                    ),
+                    source: e,
+                });
+            }
+            (st, format!("using the last good copy {}", bak.display()))
+        }
+        Ok(Err(e)) => {
+            // Kept aside as well, so that the next write does not replace it.
+            let mut name = bak.file_name().unwrap_or_default().to_os_string();
+            name.push(format!(".corrupt-{stamp}"));
+            let _ = fs::rename(&bak, bak.with_file_name(name));
+            (
+                State::default(),
+                format!("the last good copy is unusable too ({e}), moved aside: starting empty"),
+            )
+        }
         Err(_) => (
             State::default(),
             format!(
@@ -163,6 +192,14 @@ pub fn load_or_recover(path: &Path) -> Result<Loaded, StateError> {
             aside.display()
         )),
     })
+}
+
+/// A temporary name beside `path`.
+fn aside_tmp(path: &Path) -> std::path::PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(".restore.tmp");
+    path.with_file_name(name)
 }
 
 /// Writes the state file atomically; the file it replaces becomes
@@ -185,18 +222,24 @@ pub fn save(path: &Path, state: &State) -> io::Result<()> {
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
     }
-    // The old file becomes the backup by a second name (a hard link), so
-    // that `path` itself is never missing, not even for an instant.
+    // The old file becomes the backup by a second name (a hard link; a
+    // copy where the filesystem has no hard links), made under a temporary
+    // name and renamed over the old backup, so that neither `path` nor the
+    // backup is ever missing.
     let bak = backup_path(path);
-    match fs::remove_file(&bak) {
+    let bak_tmp = dir.join(format!(".{name}.bak.tmp"));
+    match fs::remove_file(&bak_tmp) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    match fs::hard_link(path, &bak) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+    let linked = match fs::hard_link(path, &bak_tmp) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(_) => fs::copy(path, &bak_tmp).map(|_| true)?,
+    };
+    if linked {
+        fs::rename(&bak_tmp, &bak)?;
     }
     fs::rename(&tmp, path)?;
     // The new state is in place: failing to make the rename durable must not
@@ -262,12 +305,14 @@ mod tests {
         fs::write(&path, "{ \"version\": 1, \"ports\": [").unwrap();
         let got = load_or_recover(&path).unwrap();
         assert_eq!(got.state, first);
+        // The copy is back at the path before anything else happens: a start
+        // that dies now finds it next time.
+        assert_eq!(load(&path).unwrap(), first);
         let why = got.recovered.expect("recovery not reported");
         assert!(
             why.contains("not valid") && why.contains("state.json.bak"),
             "{why}"
         );
-        assert!(!path.exists(), "the corrupt file was not moved aside");
         let aside: Vec<_> = fs::read_dir(&dir)
             .unwrap()
             .filter_map(|e| e.ok())
@@ -291,7 +336,17 @@ mod tests {
         assert_eq!(got.state, State::default());
         assert!(got.recovered.unwrap().contains("starting empty"));
 
-        // Another version is not "corrupt": an error, and the file stays.
+        // Another version is not "corrupt": an error, and the file stays,
+        // even when its shape is new too.
+        fs::write(
+            &path,
+            r#"{"version": 99, "ports": [{"name": "x", "new_field": 1}]}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            load_or_recover(&path),
+            Err(StateError::Version { found: 99, .. })
+        ));
         fs::write(&path, r#"{"version": 99}"#).unwrap();
         assert!(matches!(
             load_or_recover(&path),

@@ -68,6 +68,11 @@ impl Kept {
     /// Keeps `entry`, logging why it is not applied.
     pub(super) fn keep(&mut self, entry: Entry, why: impl Into<String>) {
         let why = why.into();
+        // A key the file repeats is kept once (the first, as restore reads it).
+        if self.contains(&entry.key()) {
+            tracing::error!("state file {} repeated: dropped", entry.describe());
+            return;
+        }
         tracing::error!(
             "state file {} not applied (kept in the file): {why}",
             entry.describe()
@@ -79,11 +84,25 @@ impl Kept {
         self.entries.iter().any(|(e, _)| e.key() == *key)
     }
 
-    /// Forgets the entry with `key` (a `del` of it); true if there was one.
+    /// Forgets the entry with `key` (a `del` of it), and with a port the
+    /// FDB entries kept for it (as `port del` removes a port's entries);
+    /// true if there was one.
     pub(super) fn remove(&mut self, key: &Key) -> bool {
         let before = self.entries.len();
-        self.entries.retain(|(e, _)| e.key() != *key);
+        self.entries.retain(|(e, _)| match (e, key) {
+            (Entry::Fdb(f), Key::Port(port)) => f.port != *port,
+            _ => e.key() != *key,
+        });
         self.entries.len() != before
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// How the state file was recovered, if it was.
+    pub(super) fn recovery(&self) -> Option<&str> {
+        self.recovered.as_deref()
     }
 
     /// Forgets the entries the model now has under the same key.
@@ -118,16 +137,11 @@ impl Kept {
         }
     }
 
-    /// Lines for `show`.
+    /// Lines for `show`: each entry not applied, and why.
     pub(super) fn lines(&self) -> Vec<String> {
-        self.recovered
+        self.entries
             .iter()
-            .cloned()
-            .chain(
-                self.entries
-                    .iter()
-                    .map(|(e, why)| format!("{}: {why}", e.describe())),
-            )
+            .map(|(e, why)| format!("{}: {why}", e.describe()))
             .collect()
     }
 }

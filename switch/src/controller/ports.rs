@@ -337,7 +337,6 @@ impl Controller {
                     }
                 }
                 self.uplink = Some(prog);
-                self.l3_dirty = true;
                 Ok((Box::new(port), Some(ifindex)))
             }
             PortType::Afxdp => {
@@ -445,7 +444,7 @@ impl Controller {
         {
             return Err(PortError::RouteUsesPort(r.prefix, name.to_string()).into());
         }
-        let (id, worker) = (rec.id, rec.worker);
+        let (id, worker, was_uplink) = (rec.id, rec.worker, rec.spec.uplink);
         let mut st = self.state();
         st.ports.retain(|p| p.name != name);
         st.fdb.retain(|s| s.port != name);
@@ -473,11 +472,9 @@ impl Controller {
         {
             tracing::error!(port = name, "worker did not confirm port removal in time");
         }
-        if self
-            .uplink
-            .as_ref()
-            .is_some_and(|p| Some(p.ifindex()) == sys::if_index(name))
-        {
+        // By the record, not the interface: a deleted uplink whose
+        // interface is already gone still had its program and promiscuous mode.
+        if was_uplink {
             self.release_uplink();
         }
         tracing::info!(port = name, "port removed");

@@ -303,16 +303,27 @@ impl Controller {
     /// them, all or nothing.
     ///
     /// Order: check and apply to the model (undone on the first refusal) →
-    /// rebuild the changed Services → publish → persist → reply. Services
-    /// publish *before* the state file is written, unlike the other
-    /// commands: writing 10,000 Services takes tens of milliseconds, and an
-    /// endpoint change must reach the data plane sooner. If the write
-    /// fails, the change is undone and published again; the client only
-    /// hears "done" once the file holds it.
+    /// write the state file (undone if it fails) → rebuild the changed
+    /// Services → publish → kernel effects (VIP routes, NodePorts) → reply.
+    /// A `service del` of an entry kept from the state file (see `kept`)
+    /// deletes it there, in a batch too.
     pub(super) fn service_change(&mut self, cmds: Vec<Command>) -> Result<Reply, Refused> {
         let start = Instant::now();
         let checks = self.check_cx();
         let single = cmds.len() == 1;
+        let mut kept = self.kept.clone();
+        let mut rest = Vec::with_capacity(cmds.len());
+        for c in cmds {
+            if let Command::ServiceDel { service, .. } = &c
+                && !self.services.specs.contains_key(service)
+                && kept.remove(&super::KeptKey::Service(*service))
+            {
+                continue;
+            }
+            rest.push(c);
+        }
+        let cmds = rest;
+        let kept_changed = self.kept.len() != kept.len();
         // The previous spec of every Service touched (first touch only).
         let mut undo: BTreeMap<ServiceKey, Option<ServiceSpec>> = BTreeMap::new();
         for (i, cmd) in cmds.into_iter().enumerate() {
@@ -334,15 +345,19 @@ impl Controller {
             .filter(|(k, old)| self.services.specs.get(k) != old.as_ref())
             .map(|(k, _)| *k)
             .collect();
-        if changed.is_empty() {
+        if changed.is_empty() && !kept_changed {
             return Ok(Reply::Done);
         }
         // The file first: a refused write leaves nothing published and no
         // effect on the kernel (routes to VIPs, the uplink's NodePorts).
         let st = self.state();
-        if let Err(e) = self.persist(&st) {
+        if let Err(e) = self.persist_with(&st, &kept) {
             self.services.undo(undo);
             return Err(e);
+        }
+        self.kept = kept;
+        if changed.is_empty() {
+            return Ok(Reply::Done);
         }
         let persisted = start.elapsed();
         let old_node_ports: BTreeSet<(u16, u8)> = self.services.table.node_ports().collect();

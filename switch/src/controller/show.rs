@@ -158,6 +158,7 @@ impl Controller {
                 learned_entries: learned_entries as u32,
             },
             not_applied: self.kept.lines(),
+            state_recovered: self.kept.recovery().map(str::to_string),
         }
     }
 }

@@ -212,6 +212,11 @@ pub fn show_text(show: &ShowReply) -> String {
     out.push_str(&ports_text(&show.ports));
     out.push('\n');
     out.push_str(&fdb_summary_text(&show.fdb));
+    if let Some(why) = &show.state_recovered {
+        out.push_str("\nState file recovered: ");
+        out.push_str(why);
+        out.push('\n');
+    }
     if !show.not_applied.is_empty() {
         out.push_str("\nNot applied (from the state file, kept there):\n");
         for line in &show.not_applied {
@@ -885,6 +890,7 @@ MAC                PORT     KIND       AGE
                 learned_entries: 5,
             },
             not_applied: vec!["port 'old0': interface 'old0' does not exist".into()],
+            state_recovered: Some("state file x is not valid".into()),
         };
         let text = show_text(&show);
         for needle in [
@@ -903,6 +909,7 @@ MAC                PORT     KIND       AGE
             "pod2  afxdp  pod   native  up          0  -          0  -\n",
             "FDB: 2 static, 5 learned\n",
             "Not applied (from the state file, kept there):\n  port 'old0': interface",
+            "State file recovered: state file x is not valid\n",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }
