@@ -164,7 +164,13 @@ pub fn load_or_recover(path: &Path) -> Result<Loaded, StateError> {
                     source: e,
                 });
             }
-            (st, format!("using the last good copy {}", bak.display()))
+            (
+                st,
+                format!(
+                    "using the last good copy {} (the configuration before the last change: that change is lost)",
+                    bak.display()
+                ),
+            )
         }
         Ok(Err(e)) => {
             // Kept aside as well, so that the next write does not replace it.
