@@ -10,6 +10,7 @@
 pub mod client;
 pub mod mac;
 pub mod proto;
+pub mod reply;
 pub mod service;
 
 pub use client::{Client, ClientError};
