@@ -55,10 +55,10 @@ use criterion::{
     BatchSize, BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main,
 };
 use etherparse::{PacketBuilder, TcpHeader};
-use fastpath::conntrack::{FlowState, flow_key, tcp_flags};
-use fastpath::maglev::DEFAULT_MIN_SIZE;
-use fastpath::route::NextHop;
-use fastpath::service::{PROTO_TCP, Service, ServiceTable, endpoint};
+use fastpath::l3::table::NextHop;
+use fastpath::services::conntrack::{FlowState, flow_key, tcp_flags};
+use fastpath::services::maglev::DEFAULT_MIN_SIZE;
+use fastpath::services::table::{PROTO_TCP, Service, ServiceTable, endpoint};
 use fastpath::snapshot::Snapshot;
 
 /// Frames handled per criterion iteration: 1024 bursts of 64.

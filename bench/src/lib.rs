@@ -33,16 +33,16 @@
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
-use fastpath::batch::TxFrame;
-use fastpath::conntrack::Conntrack;
 use fastpath::counters::{PortCounterValues, WorkerCounters};
 use fastpath::drop::DropReason;
-use fastpath::fdb::{DEFAULT_AGING_SECS, DEFAULT_MAC_LIMIT, LearnEvent, MacTable};
-use fastpath::handoff::Mesh;
+use fastpath::l2::fdb::{DEFAULT_AGING_SECS, DEFAULT_MAC_LIMIT, LearnEvent, MacTable};
 use fastpath::pool::FramePool;
 use fastpath::port::memory::MemPort;
 use fastpath::port::{Port, PortGone, PortMode};
+use fastpath::services::conntrack::Conntrack;
 use fastpath::snapshot::{self, PortEntry, SharedSnapshot, Snapshot};
+use fastpath::tx::TxFrame;
+use fastpath::worker::handoff::Mesh;
 use fastpath::worker::{PollMode, Worker, WorkerCmd, WorkerEvent, WorkerParts, WorkerStatus};
 use fastpath::{PortId, mac_key};
 
@@ -398,7 +398,7 @@ pub fn flood_source_sinks(ports: PortId, frame_len: usize) -> Rig {
 mod tests {
     use super::*;
     use fastpath::batch::BATCH_SIZE;
-    use fastpath::route::{Link, NextHop};
+    use fastpath::l3::table::{Link, NextHop};
     use std::net::{IpAddr, Ipv4Addr};
 
     #[test]

@@ -5,12 +5,12 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use fastpath::batch::TxFrame;
-use fastpath::neigh::{NeighEvent, NeighTable, NeighView};
+use fastpath::l3::neigh::{NeighEvent, NeighTable, NeighView};
+use fastpath::l3::table::{Link, NextHop, RouteTable};
 use fastpath::pool::FramePool;
 use fastpath::port::{Port, PortGone, PortMode};
-use fastpath::route::{Link, NextHop, RouteTable};
 use fastpath::snapshot::{self, L3Config, PortEntry, PortRole, Snapshot};
+use fastpath::tx::TxFrame;
 use fastpath::{PortId, mac_key};
 
 use super::{ETH_HEADER, FrameSink, IPV4_HEADER, MAC_A, Rig, ipv4_checksum, static_fdb, udp_frame};

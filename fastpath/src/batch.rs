@@ -23,6 +23,10 @@ pub enum Verdict {
     /// Moved out of the batch to wait for neighbour resolution; the frame
     /// is no longer the batch's to free.
     Held,
+    /// The switch rewrote the frame into an answer to its sender (an ICMP
+    /// error, a TCP reset); the routing stage sends it back the way the
+    /// original came.
+    Reply,
 }
 
 /// One frame of a batch: where its bytes are and what was learnt about it.
@@ -38,6 +42,14 @@ pub struct Pkt {
     pub src: MacKey,
     /// EtherType, filled by the parse stage.
     pub ethertype: u16,
+    /// Where the transport header starts (from the frame's start): set by
+    /// the parse stage for IPv4 (after the header's own length, when that
+    /// is sane) and IPv6 (after the fixed header), 0 otherwise. Stages
+    /// that rewrite the frame's L3 header keep it true.
+    pub l4: u16,
+    /// The frame arrived inside VXLAN and was unwrapped: what the switch
+    /// answers it with goes back through the tunnel.
+    pub tunneled: bool,
 }
 
 impl Pkt {
@@ -52,6 +64,8 @@ impl Pkt {
             dst: 0,
             src: 0,
             ethertype: 0,
+            l4: 0,
+            tunneled: false,
         }
     }
 
@@ -131,14 +145,4 @@ impl Batch {
     pub fn pkts_mut(&mut self) -> &mut [Pkt] {
         &mut self.pkts[..self.len]
     }
-}
-
-/// A frame queued for transmission: what a port's `send` takes. Here, below
-/// the stages, so that ports and the worker need nothing from `stage/`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TxFrame {
-    pub addr: u32,
-    pub len: u32,
-    /// Where the frame came in, for counting a drop at transmit time.
-    pub in_port: PortId,
 }

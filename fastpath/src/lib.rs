@@ -47,23 +47,19 @@
 
 pub mod batch;
 pub mod clock;
-pub mod conntrack;
 pub mod counters;
+pub mod ctx;
 pub mod drop;
-pub mod fdb;
-pub mod handoff;
-pub mod l4;
-pub mod maglev;
-pub mod neigh;
+pub mod events;
+pub mod l2;
+pub mod l3;
 pub mod pipeline;
 pub mod pool;
 pub mod port;
-pub mod route;
-pub mod router;
-pub mod service;
+pub mod services;
 pub mod snapshot;
-pub mod stage;
 pub mod sys;
+pub mod tx;
 pub mod wire;
 pub mod worker;
 

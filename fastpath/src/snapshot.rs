@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::fdb::FdbView;
-use crate::neigh::NeighView;
-use crate::route::RouteTable;
-use crate::service::ServiceTable;
+use crate::l2::fdb::FdbView;
+use crate::l3::neigh::NeighView;
+use crate::l3::table::RouteTable;
+use crate::services::table::ServiceTable;
 use crate::{MacKey, PortId};
 
 /// What a port is to the switch.
@@ -112,7 +112,7 @@ impl L3Config {
         self.addrs4
             .iter()
             .find(|(a, len)| {
-                use crate::route::LpmKey;
+                use crate::l3::table::LpmKey;
                 a.masked(*len) == peer.masked(*len)
             })
             .or(self.addrs4.first())
@@ -122,7 +122,7 @@ impl L3Config {
     /// The IPv6 address to speak from towards `peer`.
     #[inline]
     pub fn source_for6(&self, peer: u128) -> Option<u128> {
-        use crate::route::LpmKey;
+        use crate::l3::table::LpmKey;
         self.addrs6
             .iter()
             .find(|(a, len)| a.masked(*len) == peer.masked(*len))
@@ -133,7 +133,7 @@ impl L3Config {
     /// The switch address in the subnet of `peer`, if any.
     #[inline]
     pub fn on_subnet(&self, peer: u32) -> Option<u32> {
-        use crate::route::LpmKey;
+        use crate::l3::table::LpmKey;
         self.addrs4
             .iter()
             .find(|(a, len)| a.masked(*len) == peer.masked(*len))

@@ -12,7 +12,7 @@ mod common;
 
 use common::{BROADCAST, Config, TestSwitch, frame, frame_len, key, mac};
 use fastpath::drop::DropReason;
-use fastpath::fdb::EntryKind;
+use fastpath::l2::fdb::EntryKind;
 use fastpath::pool::FRAME_CAPACITY;
 
 #[test]

@@ -26,9 +26,9 @@ use etherparse::{
 use fastpath::PortId;
 use fastpath::batch::BATCH_SIZE;
 use fastpath::drop::DropReason;
-use fastpath::neigh::NeighEvent;
+use fastpath::l3::neigh::NeighEvent;
+use fastpath::l3::table::{Link, NextHop};
 use fastpath::pool::FRAME_CAPACITY;
-use fastpath::route::{Link, NextHop};
 use fastpath::snapshot::{PortGuard, PortRole};
 use fastpath::worker::WorkerEvent;
 

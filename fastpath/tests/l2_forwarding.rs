@@ -9,7 +9,7 @@ mod common;
 
 use common::{BROADCAST, Config, MULTICAST, TestSwitch, frame, frame_len, key, mac};
 use fastpath::clock;
-use fastpath::fdb::{EntryKind, LearnEvent, LearnOutcome};
+use fastpath::l2::fdb::{EntryKind, LearnEvent, LearnOutcome};
 use fastpath::pool::FRAME_CAPACITY;
 
 #[test]

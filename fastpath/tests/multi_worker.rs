@@ -8,7 +8,7 @@ use common::{BROADCAST, Config, TestSwitch, frame, frame_len, key, mac};
 use fastpath::batch::BATCH_SIZE;
 use fastpath::clock;
 use fastpath::drop::DropReason;
-use fastpath::handoff::HANDOFF_DEPTH;
+use fastpath::worker::handoff::HANDOFF_DEPTH;
 
 /// Ports 0 and 1 on worker 0, ports 2 and 3 on worker 1.
 fn two_workers(frames: [u32; 2]) -> TestSwitch {

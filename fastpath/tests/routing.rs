@@ -39,9 +39,9 @@ use etherparse::{
 };
 use fastpath::PortId;
 use fastpath::drop::DropReason;
-use fastpath::neigh::NeighEvent;
-use fastpath::route::{Link, NextHop};
-use fastpath::router::MAX_HELD;
+use fastpath::l3::neigh::NeighEvent;
+use fastpath::l3::resolver::MAX_HELD;
+use fastpath::l3::table::{Link, NextHop};
 use fastpath::snapshot::{PortGuard, PortRole};
 use fastpath::worker::WorkerEvent;
 

@@ -36,8 +36,8 @@ use etherparse::{
     TransportSlice, UdpHeader,
 };
 use fastpath::drop::DropReason;
-use fastpath::neigh::NeighEvent;
-use fastpath::route::{Link, NextHop};
+use fastpath::l3::neigh::NeighEvent;
+use fastpath::l3::table::{Link, NextHop};
 use fastpath::snapshot::{PortGuard, PortRole};
 use fastpath::wire::{self, ipv6};
 use fastpath::worker::WorkerEvent;

@@ -481,7 +481,7 @@ fn fins_from_both_sides_or_a_reset_close_a_flow() {
     assert_eq!(o.from(), (VIP, VPORT));
     let (s, expires) = state(&sw, 40000);
     assert_eq!(s, FlowState::Closing);
-    assert!(expires <= fastpath::conntrack::TCP_CLOSED_MS);
+    assert!(expires <= fastpath::services::conntrack::TCP_CLOSED_MS);
     // The last ACK still goes through.
     assert_eq!(backend_of(&mut sw, A, 40000, ACK), B);
 

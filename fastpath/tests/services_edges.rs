@@ -328,7 +328,7 @@ fn a_flow_between_workers_is_translated_both_ways() {
 #[test]
 fn a_syn_flood_evicts_unanswered_flows_never_an_established_one() {
     // Four flows per shard.
-    let limit = fastpath::conntrack::SHARDS * 4;
+    let limit = fastpath::services::conntrack::SHARDS * 4;
     let mut sw = switch_with(
         Config {
             ct_limit: limit,
@@ -379,7 +379,7 @@ fn a_syn_flood_evicts_unanswered_flows_never_an_established_one() {
 #[test]
 fn a_table_full_of_answered_flows_refuses_new_ones() {
     // One flow per shard: answered flows fill the table shard by shard.
-    let limit = fastpath::conntrack::SHARDS;
+    let limit = fastpath::services::conntrack::SHARDS;
     let mut sw = switch_with(
         Config {
             ct_limit: limit,

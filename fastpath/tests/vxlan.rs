@@ -35,9 +35,9 @@ use etherparse::{
 };
 use fastpath::PortId;
 use fastpath::drop::DropReason;
-use fastpath::neigh::NeighEvent;
+use fastpath::l3::neigh::NeighEvent;
+use fastpath::l3::table::{Link, NextHop};
 use fastpath::pool::FRAME_CAPACITY;
-use fastpath::route::{Link, NextHop};
 use fastpath::snapshot::PortRole;
 use fastpath::wire::{self, ipv6, vxlan};
 use fastpath::worker::WorkerEvent;

@@ -20,8 +20,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ctl::{MacAddr, RouteInfo, RouteOrigin, RouteSpec};
-use fastpath::neigh::NeighEvent;
-use fastpath::route::{Link, NextHop, RouteTable};
+use fastpath::l3::neigh::NeighEvent;
+use fastpath::l3::table::{Link, NextHop, RouteTable};
 use fastpath::snapshot::PortRole;
 use fastpath::{MacKey, PortId, mac_key};
 use ipnet::IpNet;

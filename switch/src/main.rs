@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, ValueEnum};
-use fastpath::conntrack::Conntrack;
-use fastpath::fdb::{DEFAULT_AGING_SECS, DEFAULT_MAC_LIMIT};
+use fastpath::l2::fdb::{DEFAULT_AGING_SECS, DEFAULT_MAC_LIMIT};
+use fastpath::services::conntrack::Conntrack;
 use fastpath::snapshot::{self, Snapshot};
 use fastpath::worker::PollMode;
 
@@ -64,11 +64,11 @@ struct Args {
     neigh_timeout: u64,
     /// Most tracked Service connections (a full table evicts connections
     /// never answered, then refuses new ones: `conntrack_full`).
-    #[arg(long, default_value_t = fastpath::conntrack::DEFAULT_LIMIT, value_parser = parse_ct_max)]
+    #[arg(long, default_value_t = fastpath::services::conntrack::DEFAULT_LIMIT, value_parser = parse_ct_max)]
     ct_max: usize,
     /// Smallest Maglev table size; each Service's table is the smallest
     /// prime at least this and at least 100 × its endpoints.
-    #[arg(long, default_value_t = fastpath::maglev::DEFAULT_MIN_SIZE, value_parser = clap::value_parser!(u32).range(2..=1_000_003))]
+    #[arg(long, default_value_t = fastpath::services::maglev::DEFAULT_MIN_SIZE, value_parser = clap::value_parser!(u32).range(2..=1_000_003))]
     maglev_size: u32,
     /// The ports Services may use as NodePorts (Kubernetes' default range;
     /// keep it clear of the node's own services and ephemeral ports).

@@ -4,12 +4,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
-use fastpath::conntrack::Conntrack;
 use fastpath::counters::WorkerCounters;
-use fastpath::fdb::LearnEvent;
-use fastpath::handoff::Mesh;
+use fastpath::l2::fdb::LearnEvent;
 use fastpath::pool::{FramePool, PoolView};
+use fastpath::services::conntrack::Conntrack;
 use fastpath::snapshot::SharedSnapshot;
+use fastpath::worker::handoff::Mesh;
 use fastpath::worker::{PollMode, Worker, WorkerCmd, WorkerEvent, WorkerParts, WorkerStatus};
 
 /// Frames in each worker's pool (2 KiB each).

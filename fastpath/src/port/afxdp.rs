@@ -38,9 +38,9 @@ use libxdp_sys::{
 use super::{Port, PortGone, PortMode};
 use crate::PortId;
 use crate::batch::BATCH_SIZE;
-use crate::batch::TxFrame;
 use crate::pool::{FRAME_SIZE, FramePool, PoolView, XSK_RING_SIZE};
 use crate::sys;
+use crate::tx::TxFrame;
 
 /// How a port asks to attach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use super::{Port, PortGone, PortMode};
 use crate::PortId;
-use crate::batch::TxFrame;
 use crate::pool::FramePool;
+use crate::tx::TxFrame;
 
 /// What the test side of a [`MemPort`] sees.
 #[derive(Default)]

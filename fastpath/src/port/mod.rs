@@ -11,8 +11,8 @@ pub mod uplink;
 
 use std::os::fd::RawFd;
 
-use crate::batch::TxFrame;
 use crate::pool::FramePool;
+use crate::tx::TxFrame;
 
 /// The port's interface is gone (deleted, its namespace destroyed) or failed
 /// for good. The worker marks the port down and stops polling it.

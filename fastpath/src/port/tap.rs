@@ -11,9 +11,9 @@ use std::os::fd::{AsRawFd, RawFd};
 use tun_tap::{Iface, Mode};
 
 use super::{Port, PortGone, PortMode};
-use crate::batch::TxFrame;
 use crate::pool::{FRAME_CAPACITY, FramePool};
 use crate::sys;
+use crate::tx::TxFrame;
 
 /// A TAP device owned by the switch; deleted when the port is dropped.
 pub struct TapPort {

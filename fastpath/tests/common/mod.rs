@@ -25,16 +25,18 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 use fastpath::clock;
-use fastpath::conntrack::Conntrack;
 use fastpath::counters::{PortCounterValues, WorkerCounters};
 use fastpath::drop::DropReason;
-use fastpath::fdb::{DEFAULT_AGING_SECS, DEFAULT_MAC_LIMIT, LearnEvent, LearnOutcome, MacTable};
-use fastpath::handoff::Mesh;
-use fastpath::neigh::NeighTable;
+use fastpath::l2::fdb::{
+    DEFAULT_AGING_SECS, DEFAULT_MAC_LIMIT, LearnEvent, LearnOutcome, MacTable,
+};
+use fastpath::l3::neigh::NeighTable;
 use fastpath::pool::FramePool;
 use fastpath::port::memory::{MemHandle, MemPort};
-use fastpath::service::ServiceTable;
+use fastpath::services::conntrack::Conntrack;
+use fastpath::services::table::ServiceTable;
 use fastpath::snapshot::{self, L3Config, PortEntry, SharedSnapshot, Snapshot};
+use fastpath::worker::handoff::Mesh;
 use fastpath::worker::{PollMode, Worker, WorkerCmd, WorkerEvent, WorkerParts, WorkerStatus};
 use fastpath::{MacKey, PortId, mac_key};
 
@@ -59,7 +61,7 @@ impl Default for Config {
             pools: vec![256],
             aging_secs: DEFAULT_AGING_SECS,
             mac_limit: DEFAULT_MAC_LIMIT,
-            ct_limit: fastpath::conntrack::DEFAULT_LIMIT,
+            ct_limit: fastpath::services::conntrack::DEFAULT_LIMIT,
         }
     }
 }
@@ -240,7 +242,7 @@ impl TestSwitch {
 
     /// The neighbour reports among the worker events so far (other events
     /// are dropped).
-    pub fn neighbour_events(&self) -> Vec<fastpath::neigh::NeighEvent> {
+    pub fn neighbour_events(&self) -> Vec<fastpath::l3::neigh::NeighEvent> {
         self.events()
             .into_iter()
             .filter_map(|e| match e {
@@ -322,7 +324,7 @@ impl TestSwitch {
         }
         assert_eq!(
             self.table.get(mac_key(&m)),
-            Some((port, fastpath::fdb::EntryKind::Learned)),
+            Some((port, fastpath::l2::fdb::EntryKind::Learned)),
             "{m:02x?} was not learned on port {port}"
         );
     }

@@ -18,14 +18,14 @@ pub use etherparse::{
 };
 pub use fastpath::PortId;
 pub use fastpath::clock;
-pub use fastpath::conntrack::{FlowState, flow_key};
 pub use fastpath::drop::DropReason;
-pub use fastpath::maglev::DEFAULT_MIN_SIZE;
-pub use fastpath::neigh::NeighEvent;
-pub use fastpath::route::{Link, NextHop};
-pub use fastpath::service::{PROTO_TCP, PROTO_UDP, Service, endpoint};
+pub use fastpath::l3::neigh::NeighEvent;
+pub use fastpath::l3::table::{Link, NextHop};
+pub use fastpath::services::conntrack::{FlowState, flow_key};
+pub use fastpath::services::maglev::DEFAULT_MIN_SIZE;
+pub use fastpath::services::stage::tuple_hash;
+pub use fastpath::services::table::{PROTO_TCP, PROTO_UDP, Service, endpoint};
 pub use fastpath::snapshot::PortRole;
-pub use fastpath::stage::service::tuple_hash;
 pub use fastpath::worker::WorkerEvent;
 
 pub const ROUTER: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];

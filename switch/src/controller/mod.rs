@@ -28,13 +28,13 @@ use ctl::{
     AddrInfo, Command, MacAddr, NeighInfo, NeighState, PortRole as CtlRole, PortSpec, Reply,
     RouteSpec,
 };
-use fastpath::conntrack::Conntrack;
 use fastpath::counters::PortCounterValues;
-use fastpath::fdb::{EntryKind, MacTable};
-use fastpath::neigh::{NeighTable, NeighView};
+use fastpath::l2::fdb::{EntryKind, MacTable};
+use fastpath::l3::neigh::{NeighTable, NeighView};
+use fastpath::l3::table::NextHop;
 use fastpath::port::uplink::UplinkProgram;
 use fastpath::port::{Port, PortMode};
-use fastpath::route::NextHop;
+use fastpath::services::conntrack::Conntrack;
 use fastpath::snapshot::{DEFAULT_MTU, L3Config, PortGuard, PortRole};
 use fastpath::snapshot::{PortEntry, SharedSnapshot, Snapshot};
 use fastpath::worker::{PollMode, WorkerCmd, WorkerEvent};

@@ -182,8 +182,8 @@ impl Controller {
                 NextHop::Vxlan { .. } => false,
                 NextHop::Peer { port, .. } => !away(port),
                 NextHop::Resolve { link, .. } => match link {
-                    fastpath::route::Link::Bridge => true,
-                    fastpath::route::Link::Port(port) => !away(port),
+                    fastpath::l3::table::Link::Bridge => true,
+                    fastpath::l3::table::Link::Port(port) => !away(port),
                 },
             })
             .map(|r| (r.prefix.addr(), r.prefix.prefix_len()))
@@ -329,7 +329,7 @@ impl Controller {
         // Neighbours learned on the subnet are no longer the router's.
         self.neigh.retain(|ip, n| {
             router.accept_neighbour(
-                &fastpath::neigh::NeighEvent {
+                &fastpath::l3::neigh::NeighEvent {
                     ip,
                     mac: n.mac,
                     port: n.port,

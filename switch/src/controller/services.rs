@@ -16,9 +16,9 @@ use ctl::{
     ServiceKey, ServiceSpec,
 };
 use fastpath::clock;
-use fastpath::conntrack::{FlowState, flow_parts};
-use fastpath::maglev::MAX_BACKENDS;
-use fastpath::service::{Service, ServiceTable, endpoint, endpoint_parts, service_key};
+use fastpath::services::conntrack::{FlowState, flow_parts};
+use fastpath::services::maglev::MAX_BACKENDS;
+use fastpath::services::table::{Service, ServiceTable, endpoint, endpoint_parts, service_key};
 
 use super::{Controller, Refused, refuse};
 

@@ -9,7 +9,7 @@ use ctl::{
 };
 use fastpath::counters::PortCounterValues;
 use fastpath::drop::DropReason;
-use fastpath::fdb::EntryKind;
+use fastpath::l2::fdb::EntryKind;
 use fastpath::worker::PollMode;
 use fastpath::{PortId, clock, mac_octets, sys};
 

@@ -9,11 +9,11 @@
 use std::io;
 use std::net::Ipv4Addr;
 
-use fastpath::batch::TxFrame;
 use fastpath::pool::{FRAME_CAPACITY, FramePool};
 use fastpath::port::Port;
 use fastpath::port::afxdp::{AfXdpPort, AttachMode};
 use fastpath::sys;
+use fastpath::tx::TxFrame;
 
 /// How generator or sink reach the interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

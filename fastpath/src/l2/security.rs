@@ -9,17 +9,18 @@
 //! `spoofed_source`. Ports without declared addresses are not checked.
 
 use crate::batch::{Batch, Verdict};
+use crate::ctx::Ctx;
 use crate::drop::DropReason;
 use crate::mac_key;
-use crate::pool::FramePool;
-use crate::snapshot::{PortGuard, Snapshot};
+use crate::snapshot::PortGuard;
 use crate::wire::{
     ETH_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, arp, ipv4, ipv6, read_u32, read_u128,
 };
 
 /// Checks every live frame from a guarded port.
 #[inline]
-pub fn run(batch: &mut Batch, snap: &Snapshot, pool: &FramePool) {
+pub fn run(batch: &mut Batch, cx: &mut Ctx<'_>) {
+    let (snap, pool) = (cx.snap, &*cx.pool);
     for p in batch.pkts_mut() {
         if !p.alive() {
             continue;

@@ -1,7 +1,7 @@
 //! Unit tests of the connection table.
 
 use super::*;
-use crate::service::PROTO_UDP;
+use crate::services::table::PROTO_UDP;
 
 const C: u32 = 0x0af4_0105;
 const VIP: u32 = 0x0a60_000a;
@@ -37,7 +37,7 @@ fn both_directions_are_found_and_translated() {
         Some(Hit::Orig {
             nat,
             service: 7,
-            backend: crate::service::endpoint(B, 8080)
+            backend: crate::services::table::endpoint(B, 8080)
         })
     );
     let reply = flow_key(B, C, 8080, 40000, PROTO_TCP);

@@ -1,5 +1,5 @@
 //! IPv6 neighbour discovery (RFC 4861), the IPv6 counterpart of
-//! [`crate::stage::arp`].
+//! [`crate::l3::arp`].
 //!
 //! Runs only while the switch routes. Looks at neighbour solicitations and
 //! Advertisements (ICMPv6 135/136 right after the IPv6 header, hop limit
@@ -14,11 +14,11 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use crate::batch::{Batch, Verdict};
+use crate::ctx::Ctx;
 use crate::drop::DropReason;
-use crate::pool::{FRAME_CAPACITY, FramePool};
-use crate::route::NextHop;
-use crate::router::Router;
-use crate::snapshot::{PortRole, Snapshot};
+use crate::l3::table::NextHop;
+use crate::pool::FRAME_CAPACITY;
+use crate::snapshot::PortRole;
 use crate::wire::{
     ETH_LEN, ETHERTYPE_IPV6, icmpv6_checksum, ipv6, read_u16, read_u128, write_neighbor_advert,
 };
@@ -34,13 +34,8 @@ const ALL_NODES_MAC: MacKey = 0x3333_0000_0001;
 
 /// Handles every pending neighbour discovery frame of the batch.
 #[inline]
-pub fn run(
-    batch: &mut Batch,
-    snap: &Snapshot,
-    pool: &mut FramePool,
-    router: &mut Router,
-    now: u64,
-) {
+pub fn run(batch: &mut Batch, cx: &mut Ctx<'_>) {
+    let (snap, pool, resolver, now) = (cx.snap, &mut *cx.pool, &mut *cx.resolver, cx.now);
     let l3 = &*snap.l3;
     if !l3.enabled() {
         return;
@@ -89,7 +84,7 @@ pub fn run(
             && !ipv6::is_link_local(addr)
             && role != PortRole::Host
         {
-            router.report(IpAddr::V6(Ipv6Addr::from(addr)), mac, p.in_port, now);
+            resolver.report(IpAddr::V6(Ipv6Addr::from(addr)), mac, p.in_port, now);
         }
         p.verdict = if icmp_type == ipv6::NEIGHBOR_SOLICIT {
             let ours = target == l3.link_local

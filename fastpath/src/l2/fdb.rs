@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crossbeam_channel::Sender;
 use rustc_hash::FxHashMap;
 
 use crate::{MAX_PORTS, MacKey, PortId};
@@ -30,6 +31,43 @@ pub const REFRESH_MS: u64 = 1000;
 pub struct LearnEvent {
     pub mac: MacKey,
     pub port: PortId,
+}
+
+const CACHE_SLOTS: usize = 256;
+/// A report for the same MAC and port is not repeated within this time.
+const REPORT_HOLDOFF_MS: u64 = 50;
+
+/// A worker's learning state: the channel to the controller and a small
+/// cache that stops one new MAC from producing a report per frame while the
+/// controller has not yet published it.
+pub struct Learner {
+    tx: Sender<LearnEvent>,
+    recent: Box<[(u64, u16, u64); CACHE_SLOTS]>,
+    /// Reports lost because the channel was full (they are retried by later frames).
+    pub overflows: u64,
+}
+
+impl Learner {
+    pub fn new(tx: Sender<LearnEvent>) -> Self {
+        Learner {
+            tx,
+            recent: Box::new([(u64::MAX, 0, 0); CACHE_SLOTS]),
+            overflows: 0,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn report(&mut self, ev: LearnEvent, now: u64) {
+        let slot = &mut self.recent[(ev.mac as usize ^ (ev.mac >> 8) as usize) % CACHE_SLOTS];
+        if slot.0 == ev.mac && slot.1 == ev.port && now.saturating_sub(slot.2) < REPORT_HOLDOFF_MS {
+            return;
+        }
+        if self.tx.try_send(ev).is_err() {
+            self.overflows += 1;
+            return;
+        }
+        *slot = (ev.mac, ev.port, now);
+    }
 }
 
 /// One entry of the published view.

@@ -16,28 +16,30 @@
 //! - The worker never waits for the controller: it loads the snapshot without
 //!   locking, learning reports are `try_send` on a bounded channel.
 
+pub mod handoff;
+
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::batch::TxFrame;
 use crate::batch::{BATCH_SIZE, Batch, Pkt};
 use crate::clock;
-use crate::conntrack::Conntrack;
 use crate::counters::WorkerCounters;
+use crate::ctx::Ctx;
 use crate::drop::DropReason;
-use crate::fdb::LearnEvent;
-use crate::handoff::{HANDOFF_DEPTH, HandoffDesc, Mesh};
+pub use crate::events::WorkerEvent;
+use crate::l2::fdb::{LearnEvent, Learner};
+use crate::l3::resolver::Resolver;
 use crate::pipeline;
 use crate::pool::FramePool;
 use crate::port::{Port, PortGone};
-use crate::router::Router;
+use crate::services::conntrack::{Conntrack, FlowCache};
 use crate::snapshot::{SharedSnapshot, Snapshot};
-use crate::stage::learn::Learner;
-use crate::stage::output::Outputs;
+use crate::tx::{Outputs, TxFrame};
 use crate::{MAX_PORTS, PortId};
+use handoff::{HANDOFF_DEPTH, HandoffDesc, Mesh};
 
 /// How an idle worker waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,15 +71,6 @@ pub enum WorkerCmd {
     },
     /// Leave the loop.
     Stop,
-}
-
-/// Reports to the controller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WorkerEvent {
-    /// A port's interface disappeared or failed; the worker stopped polling it.
-    PortGone { id: PortId, reason: String },
-    /// ARP said where a neighbour is (see [`crate::neigh`]).
-    Neighbour(crate::neigh::NeighEvent),
 }
 
 /// What a worker publishes about itself (written by the worker, read by the controller).
@@ -119,7 +112,8 @@ pub struct Worker {
     status: Arc<WorkerStatus>,
     conntrack: Arc<Conntrack>,
     learner: Learner,
-    router: Router,
+    resolver: Resolver,
+    flows: FlowCache,
     outputs: Outputs,
     batch: Batch,
     rx: [(u32, u32); BATCH_SIZE],
@@ -174,7 +168,8 @@ impl Worker {
             status: p.status,
             conntrack: p.conntrack,
             learner: Learner::new(p.learn_tx),
-            router: Router::new(p.events.clone()),
+            resolver: Resolver::new(p.events.clone()),
+            flows: FlowCache::default(),
             outputs: Outputs::new(),
             batch: Batch::new(),
             rx: [(0, 0); BATCH_SIZE],
@@ -360,20 +355,10 @@ impl Worker {
                 bytes += u64::from(len);
             }
             self.counters.port(id).rx(n as u64, bytes);
-            pipeline::process(
-                &mut self.batch,
-                &snap,
-                &mut self.pool,
-                &mut self.learner,
-                &mut self.router,
-                &mut self.outputs,
-                &self.counters,
-                &self.conntrack,
-                now,
-            );
+            self.process(&snap, now);
             self.flush(&snap);
         }
-        if self.router.retry_due(fresh, now) {
+        if self.resolver.retry_due(fresh, now) {
             work += self.retry_held(&snap, now);
         }
         work += self.receive_handoffs(&snap);
@@ -394,34 +379,41 @@ impl Worker {
         work
     }
 
+    /// Runs the batch through the pipeline.
+    #[inline]
+    fn process(&mut self, snap: &Snapshot, now: u64) {
+        let mut cx = Ctx {
+            snap,
+            pool: &mut self.pool,
+            outputs: &mut self.outputs,
+            counters: &self.counters,
+            learner: &mut self.learner,
+            resolver: &mut self.resolver,
+            flows: &mut self.flows,
+            conntrack: &self.conntrack,
+            now,
+        };
+        pipeline::process(&mut self.batch, &mut cx);
+    }
+
     /// Runs frames that wait for a neighbour through the pipeline again.
     /// Every frame held now is tried once (frames held again go to the
     /// back of the queue), a batch at a time.
     fn retry_held(&mut self, snap: &Snapshot, now: u64) -> usize {
-        let mut left = self.router.held();
+        let mut left = self.resolver.held();
         let mut work = 0;
         while left > 0 {
-            let before = self.router.held();
-            self.router
+            let before = self.resolver.held();
+            self.resolver
                 .take_held(&mut self.batch, &mut self.pool, &self.counters, left, now);
-            let taken = before - self.router.held();
+            let taken = before - self.resolver.held();
             if taken == 0 {
                 break;
             }
             left -= taken;
             work += self.batch.len();
-            pipeline::process(
-                &mut self.batch,
-                snap,
-                &mut self.pool,
-                &mut self.learner,
-                &mut self.router,
-                &mut self.outputs,
-                &self.counters,
-                &self.conntrack,
-                now,
-            );
-            self.router.retried();
+            self.process(snap, now);
+            self.resolver.retried();
             self.flush(snap);
         }
         work

@@ -2,27 +2,26 @@
 //! requests it has sent, its ICMP error budget and its neighbour reports.
 //!
 //! Everything here belongs to one worker; nothing is shared or locked. The
-//! neighbour table itself is the controller's (see [`crate::neigh`]): a
+//! neighbour table itself is the controller's (see [`crate::l3::neigh`]): a
 //! worker reports what ARP tells it and waits for the next snapshot.
 //!
-//! Invariant: a held frame belongs to the router until it is put back into a
-//! batch by [`Router::take_held`] or freed as `neighbor_unresolved`.
+//! Invariant: a held frame belongs to the resolver until it is put back into a
+//! batch by [`Resolver::take_held`] or freed as `neighbor_unresolved`.
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use crossbeam_channel::Sender;
 
-use crate::batch::TxFrame;
 use crate::batch::{Batch, Pkt, Verdict};
 use crate::counters::WorkerCounters;
 use crate::drop::DropReason;
-use crate::neigh::NeighEvent;
+use crate::events::WorkerEvent;
+use crate::l3::neigh::NeighEvent;
+use crate::l3::table::Link;
 use crate::pool::FramePool;
-use crate::route::Link;
 use crate::snapshot::Snapshot;
-use crate::stage::output::{self, Outputs};
+use crate::tx::{self, Outputs, TxFrame};
 use crate::wire::{self, arp};
-use crate::worker::WorkerEvent;
 use crate::{MacKey, PortId};
 
 /// Most frames one worker holds while their next hop is being resolved.
@@ -43,7 +42,7 @@ const REPORT_SLOTS: usize = 256;
 const ASK_SLOTS: usize = 64;
 
 /// See the module documentation.
-pub struct Router {
+pub struct Resolver {
     events: Sender<WorkerEvent>,
     reported: Box<[(u128, MacKey, u64); REPORT_SLOTS]>,
     asked: Box<[(u128, u64); ASK_SLOTS]>,
@@ -56,13 +55,11 @@ pub struct Router {
     icmp_last: u64,
     /// Neighbour reports lost because the channel was full.
     pub report_overflows: u64,
-    /// The Service flows this worker saw lately (see `Conntrack::lookup_cached`).
-    pub flows: crate::conntrack::FlowCache,
 }
 
-impl Router {
+impl Resolver {
     pub fn new(events: Sender<WorkerEvent>) -> Self {
-        Router {
+        Resolver {
             events,
             reported: Box::new([(0, 0, 0); REPORT_SLOTS]),
             asked: Box::new([(0, 0); ASK_SLOTS]),
@@ -72,7 +69,6 @@ impl Router {
             icmp_tokens: ICMP_BURST,
             icmp_last: 0,
             report_overflows: 0,
-            flows: crate::conntrack::FlowCache::default(),
         }
     }
 
@@ -80,7 +76,7 @@ impl Router {
     /// that was said very recently.
     #[inline]
     pub fn report(&mut self, ip: IpAddr, mac: MacKey, port: PortId, now: u64) {
-        let key = crate::neigh::ip_key(ip);
+        let key = crate::l3::neigh::ip_key(ip);
         let slot = &mut self.reported[(key as usize ^ (key >> 16) as usize) % REPORT_SLOTS];
         if slot.0 == key && slot.1 == mac && now.saturating_sub(slot.2) < REPORT_HOLDOFF_MS {
             return;
@@ -243,10 +239,10 @@ impl Router {
             (Link::Port(port), _) => outputs.push(port, TxFrame { addr, len, in_port }),
             (Link::Bridge, Some(mac)) => match snap.fdb.get(mac) {
                 Some(slot) => outputs.push(slot.port, TxFrame { addr, len, in_port }),
-                None => output::flood_all(snap, pool, outputs, counters, addr, len, in_port),
+                None => tx::flood_all(snap, pool, outputs, counters, addr, len, in_port),
             },
             (Link::Bridge, None) => {
-                output::flood_all(snap, pool, outputs, counters, addr, len, in_port)
+                tx::flood_all(snap, pool, outputs, counters, addr, len, in_port)
             }
         }
     }
@@ -267,7 +263,7 @@ impl Router {
         in_port: PortId,
         now: u64,
     ) {
-        if !self.may_ask(crate::neigh::ip4_key(target), now) {
+        if !self.may_ask(crate::l3::neigh::ip4_key(target), now) {
             return;
         }
         // On the bridge the switch speaks from its address in the target's

@@ -1,4 +1,4 @@
-//! IPv6 routing (called by [`crate::stage::route`] for IPv6).
+//! IPv6 routing (the stage is [`super::routing`]).
 //!
 //! The same decisions as for IPv4 with IPv6's rules: the hop limit is
 //! decremented (there is no header checksum), a router never fragments (a
@@ -6,23 +6,25 @@
 //! ICMPv6 (time exceeded, destination unreachable) with the quoted packet
 //! cut to the IPv6 minimum MTU. Packets to link-local or multicast
 //! destinations are not routed. Neighbours are resolved with neighbour
-//! solicitations (see [`crate::router::Router::ask_v6`]).
+//! solicitations (see [`crate::l3::resolver::Resolver::ask_v6`]).
 
 use std::net::{IpAddr, Ipv6Addr};
 
 use crate::batch::{Pkt, Verdict};
+use crate::ctx::Ctx;
 use crate::drop::DropReason;
-use crate::route::NextHop;
-use crate::snapshot::L3Config;
-use crate::stage::route::{RouteCtx, encap, next_hop};
+use crate::l3::routing::{forward, reply};
+use crate::l3::table::NextHop;
+use crate::pool::FRAME_CAPACITY;
 use crate::wire::{
-    ETH_LEN, checksum_update, ipv6, ipv6_icmp_error_in_place, read_u16, read_u128, write_macs,
-    write_u16, write_u128,
+    ETH_LEN, GROUP_BIT, checksum_update, ipv6, ipv6_icmp_error_in_place, read_u16, read_u128,
+    write_macs, write_u16, write_u128,
 };
 
 /// Routes one IPv6 packet that is the router's.
 #[inline]
-pub fn route_v6(p: &mut Pkt, l3: &L3Config, cx: &mut RouteCtx<'_>) -> Verdict {
+pub(crate) fn route(p: &mut Pkt, cx: &mut Ctx<'_>) -> Verdict {
+    let l3 = &*cx.snap.l3;
     let frame = cx.pool.data(p.addr, p.len);
     if frame.len() < ETH_LEN + ipv6::HDR_LEN {
         return Verdict::Drop(DropReason::Malformed);
@@ -36,7 +38,7 @@ pub fn route_v6(p: &mut Pkt, l3: &L3Config, cx: &mut RouteCtx<'_>) -> Verdict {
     let dst = read_u128(ip, ipv6::DST);
     let hop_limit = ip[ipv6::HOP_LIMIT];
     if dst == l3.link_local {
-        return local_v6(p, total, cx);
+        return local(p, total, cx);
     }
     if ipv6::is_multicast(dst) || ipv6::is_link_local(dst) || ipv6::is_link_local(src) {
         return Verdict::Drop(DropReason::Unsupported);
@@ -53,7 +55,7 @@ pub fn route_v6(p: &mut Pkt, l3: &L3Config, cx: &mut RouteCtx<'_>) -> Verdict {
         );
     };
     if hop == NextHop::Local {
-        return local_v6(p, total, cx);
+        return local(p, total, cx);
     }
     if hop_limit <= 1 {
         return icmp6_error(
@@ -66,33 +68,14 @@ pub fn route_v6(p: &mut Pkt, l3: &L3Config, cx: &mut RouteCtx<'_>) -> Verdict {
             DropReason::TtlExpired,
         );
     }
-    let (verdict, mac, mtu) = match hop {
-        NextHop::Local => unreachable!("handled above"),
-        NextHop::Vxlan { vtep, vni } => {
-            return encap(p, total, vtep, vni, cx, |p, mtu, cx| {
-                too_big(p, total, mtu, cx)
-            });
-        }
-        NextHop::Peer { .. } | NextHop::Resolve { .. } => {
-            match next_hop(p, hop, IpAddr::V6(Ipv6Addr::from(dst)), cx) {
-                Ok(r) => r,
-                Err(v) => return v,
-            }
-        }
-    };
-    if total > usize::from(mtu) {
-        return too_big(p, total, mtu, cx);
-    }
-    let frame = cx.pool.data_mut(p.addr, p.len);
-    frame[ETH_LEN + ipv6::HOP_LIMIT] = hop_limit - 1;
-    write_macs(frame, mac, l3.router_mac);
-    p.dst = mac;
-    p.src = l3.router_mac;
-    verdict
+    let dst = IpAddr::V6(Ipv6Addr::from(dst));
+    forward(p, hop, dst, total, cx, |p, mtu, cx| {
+        too_big(p, total, mtu, cx)
+    })
 }
 
 #[inline]
-fn too_big(p: &mut Pkt, total: usize, mtu: u16, cx: &mut RouteCtx<'_>) -> Verdict {
+fn too_big(p: &mut Pkt, total: usize, mtu: u16, cx: &mut Ctx<'_>) -> Verdict {
     icmp6_error(
         p,
         total,
@@ -106,7 +89,7 @@ fn too_big(p: &mut Pkt, total: usize, mtu: u16, cx: &mut RouteCtx<'_>) -> Verdic
 
 /// A packet for one of the switch's own addresses: echo is answered.
 #[inline]
-fn local_v6(p: &mut Pkt, total: usize, cx: &mut RouteCtx<'_>) -> Verdict {
+fn local(p: &mut Pkt, total: usize, cx: &mut Ctx<'_>) -> Verdict {
     let router_mac = cx.snap.l3.router_mac;
     let frame = cx.pool.data_mut(p.addr, p.len);
     let ip = &mut frame[ETH_LEN..];
@@ -130,17 +113,7 @@ fn local_v6(p: &mut Pkt, total: usize, cx: &mut RouteCtx<'_>) -> Verdict {
     let c = read_u16(ip, msg + 2);
     write_u16(ip, msg + 2, checksum_update(c, old, new));
     write_macs(frame, p.src, router_mac);
-    reply_v6(p, cx)
-}
-
-/// As [`crate::stage::route::reply_v4`], for IPv6.
-#[inline]
-fn reply_v6(p: &mut Pkt, cx: &mut RouteCtx<'_>) -> Verdict {
-    if !std::mem::take(&mut cx.from_tunnel) {
-        return Verdict::Unicast(p.in_port);
-    }
-    let l3 = &*cx.snap.l3;
-    route_v6(p, l3, cx)
+    reply(p, cx)
 }
 
 /// Turns the packet into an ICMPv6 error back to its sender (when allowed)
@@ -149,7 +122,7 @@ fn reply_v6(p: &mut Pkt, cx: &mut RouteCtx<'_>) -> Verdict {
 fn icmp6_error(
     p: &mut Pkt,
     total: usize,
-    cx: &mut RouteCtx<'_>,
+    cx: &mut Ctx<'_>,
     icmp_type: u8,
     code: u8,
     rest: u32,
@@ -168,13 +141,13 @@ fn icmp6_error(
     if is_error
         || src == 0
         || ipv6::is_multicast(src)
-        || p.dst & crate::stage::parse::GROUP_BIT != 0
-        || !cx.router.icmp_allowed(cx.now)
+        || p.dst & GROUP_BIT != 0
+        || !cx.resolver.icmp_allowed(cx.now)
     {
         return Verdict::Drop(reason);
     }
     cx.counters.port(p.in_port).drop(reason, 1);
-    let frame = cx.pool.data_mut(p.addr, crate::pool::FRAME_CAPACITY);
+    let frame = cx.pool.data_mut(p.addr, FRAME_CAPACITY);
     let len = ipv6_icmp_error_in_place(
         frame,
         total,
@@ -186,5 +159,5 @@ fn icmp6_error(
         rest,
     );
     p.len = len as u32;
-    reply_v6(p, cx)
+    reply(p, cx)
 }

@@ -8,9 +8,9 @@
 //! (`link_local`), as a Linux or Open vSwitch bridge does by default.
 
 use crate::batch::{Batch, Verdict};
+use crate::ctx::Ctx;
 use crate::drop::DropReason;
-use crate::snapshot::Snapshot;
-use crate::stage::parse::GROUP_BIT;
+use crate::wire::GROUP_BIT;
 
 /// 01:80:c2:00:00:00, the first of the 16 reserved link-local addresses.
 const LINK_LOCAL_PREFIX: u64 = 0x0180_c200_0000;
@@ -18,7 +18,8 @@ const LINK_LOCAL_MASK: u64 = 0xf;
 
 /// Decides where every live frame of the batch goes.
 #[inline]
-pub fn run(batch: &mut Batch, snap: &Snapshot) {
+pub fn run(batch: &mut Batch, cx: &mut Ctx<'_>) {
+    let snap = cx.snap;
     for p in batch.pkts_mut() {
         // Frames the router already sent somewhere keep their verdict.
         if !p.pending() {

@@ -8,16 +8,16 @@
 use etherparse::Ethernet2Slice;
 
 use crate::batch::{Batch, Verdict};
+use crate::ctx::Ctx;
 use crate::drop::DropReason;
 use crate::mac_key;
-use crate::pool::{FRAME_CAPACITY, FramePool};
-
-/// The group (multicast) bit of a [`crate::MacKey`].
-pub const GROUP_BIT: u64 = 1 << 40;
+use crate::pool::FRAME_CAPACITY;
+use crate::wire::{GROUP_BIT, l4_offset};
 
 /// Parses every frame of the batch.
 #[inline]
-pub fn run(batch: &mut Batch, pool: &FramePool) {
+pub fn run(batch: &mut Batch, cx: &mut Ctx<'_>) {
+    let pool = &*cx.pool;
     for p in batch.pkts_mut() {
         if p.len > FRAME_CAPACITY {
             p.verdict = Verdict::Drop(DropReason::Malformed);
@@ -32,7 +32,9 @@ pub fn run(batch: &mut Batch, pool: &FramePool) {
         p.ethertype = eth.ether_type().0;
         if p.src & GROUP_BIT != 0 || p.src == 0 {
             p.verdict = Verdict::Drop(DropReason::InvalidSrcMac);
+            continue;
         }
+        p.l4 = l4_offset(p.ethertype, eth.payload_slice());
     }
 }
 
@@ -40,11 +42,13 @@ pub fn run(batch: &mut Batch, pool: &FramePool) {
 mod tests {
     use super::*;
     use crate::batch::Pkt;
+    use crate::ctx::TestParts;
+    use crate::wire::ETH_LEN;
 
-    fn batch_of(pool: &mut FramePool, frames: &[&[u8]]) -> Batch {
+    fn batch_of(parts: &mut TestParts, frames: &[&[u8]]) -> Batch {
         let mut b = Batch::new();
         for f in frames {
-            let (addr, len) = pool.write_frame(f).unwrap();
+            let (addr, len) = parts.pool.write_frame(f).unwrap();
             b.push(Pkt::new(addr, len, 0));
         }
         b
@@ -52,7 +56,7 @@ mod tests {
 
     #[test]
     fn extracts_macs_and_flags_bad_frames() {
-        let mut pool = FramePool::heap(8);
+        let mut parts = TestParts::new(8);
         let good = [
             [0x02, 0, 0, 0, 0, 2].as_slice(),
             &[0x02, 0, 0, 0, 0, 1],
@@ -68,12 +72,14 @@ mod tests {
         .concat();
         let zero_src = [[0xff; 6].as_slice(), &[0; 6], &[0x08, 0x00]].concat();
         let runt = [0u8; 13];
-        let mut b = batch_of(&mut pool, &[&good, &mcast_src, &zero_src, &runt, &[]]);
-        run(&mut b, &pool);
+        let mut b = batch_of(&mut parts, &[&good, &mcast_src, &zero_src, &runt, &[]]);
+        run(&mut b, &mut parts.cx());
         let p = b.pkts();
         assert_eq!(p[0].verdict, Verdict::Pending);
         assert_eq!(p[0].dst, 0x0200_0000_0002);
         assert_eq!(p[0].src, 0x0200_0000_0001);
+        // Version 0 in the IPv4 header: no transport offset recorded.
+        assert_eq!(p[0].l4, 0);
         assert_eq!(p[1].verdict, Verdict::Drop(DropReason::InvalidSrcMac));
         assert_eq!(p[2].verdict, Verdict::Drop(DropReason::InvalidSrcMac));
         assert_eq!(p[3].verdict, Verdict::Drop(DropReason::Runt));
@@ -81,12 +87,42 @@ mod tests {
     }
 
     #[test]
+    fn records_where_the_transport_header_starts() {
+        let eth = [[0x02, 0, 0, 0, 0, 2].as_slice(), &[0x02, 0, 0, 0, 0, 1]].concat();
+        let ip4 = |ver_ihl: u8| {
+            let mut f = [eth.as_slice(), &[0x08, 0x00], &[0; 60]].concat();
+            f[ETH_LEN] = ver_ihl;
+            f
+        };
+        let v6 = [eth.as_slice(), &[0x86, 0xdd], &[0x60], &[0; 39]].concat();
+        let short_v6 = [eth.as_slice(), &[0x86, 0xdd], &[0x60], &[0; 38]].concat();
+        let arp = [eth.as_slice(), &[0x08, 0x06], &[0; 28]].concat();
+        let frames = [
+            ip4(0x45),
+            ip4(0x4f),
+            ip4(0x44),
+            ip4(0x65),
+            v6,
+            short_v6,
+            arp,
+        ];
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        let mut parts = TestParts::new(8);
+        let mut b = batch_of(&mut parts, &refs);
+        run(&mut b, &mut parts.cx());
+        let l4: Vec<u16> = b.pkts().iter().map(|p| p.l4).collect();
+        // IHL 5 and 15, IHL 4 (too short), version 6 in an IPv4 frame,
+        // IPv6, IPv6 one byte short, ARP.
+        assert_eq!(l4, [34, 74, 0, 0, 54, 0, 0]);
+    }
+
+    #[test]
     fn oversize_is_malformed() {
-        let mut pool = FramePool::heap(1);
+        let mut parts = TestParts::new(1);
         let mut b = Batch::new();
-        let addr = pool.alloc().unwrap();
+        let addr = parts.pool.alloc().unwrap();
         b.push(Pkt::new(addr, FRAME_CAPACITY + 1, 0));
-        run(&mut b, &pool);
+        run(&mut b, &mut parts.cx());
         assert_eq!(b.pkts()[0].verdict, Verdict::Drop(DropReason::Malformed));
     }
 }

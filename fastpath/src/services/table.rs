@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::maglev;
+use crate::services::maglev;
 
 /// IP protocol numbers Services are offered for.
 pub const PROTO_TCP: u8 = 6;

@@ -13,23 +13,17 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::batch::{Batch, Verdict};
+use crate::ctx::Ctx;
 use crate::drop::DropReason;
-use crate::pool::FramePool;
-use crate::route::NextHop;
-use crate::router::Router;
-use crate::snapshot::{PortRole, Snapshot};
+use crate::l3::table::NextHop;
+use crate::snapshot::PortRole;
 use crate::wire::{ETH_LEN, ETHERTYPE_ARP, arp, read_u16, read_u32, write_macs, write_u16};
 use crate::{mac_key, mac_octets};
 
 /// Handles every pending ARP frame of the batch.
 #[inline]
-pub fn run(
-    batch: &mut Batch,
-    snap: &Snapshot,
-    pool: &mut FramePool,
-    router: &mut Router,
-    now: u64,
-) {
+pub fn run(batch: &mut Batch, cx: &mut Ctx<'_>) {
+    let (snap, pool, resolver, now) = (cx.snap, &mut *cx.pool, &mut *cx.resolver, cx.now);
     let l3 = &*snap.l3;
     if !l3.enabled() {
         return;
@@ -57,7 +51,7 @@ pub fn run(
         let spa = read_u32(a, arp::SPA);
         let tpa = read_u32(a, arp::TPA);
         if spa != 0 && sha == p.src && role != PortRole::Host {
-            router.report(IpAddr::V4(Ipv4Addr::from(spa)), sha, p.in_port, now);
+            resolver.report(IpAddr::V4(Ipv4Addr::from(spa)), sha, p.in_port, now);
         }
         p.verdict = match oper {
             arp::REQUEST => {

@@ -18,6 +18,8 @@ pub const ETH_LEN: usize = 14;
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
 pub const ETHERTYPE_ARP: u16 = 0x0806;
 pub const ETHERTYPE_IPV6: u16 = 0x86dd;
+/// The group (multicast) bit of a [`crate::MacKey`].
+pub const GROUP_BIT: u64 = 1 << 40;
 
 /// Offsets inside an IPv4 header.
 pub mod ipv4 {
@@ -307,6 +309,33 @@ pub fn read_u32(b: &[u8], at: usize) -> u32 {
 #[inline]
 pub fn write_u32(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Reads the MAC address at `at` (0: destination, 6: source).
+#[inline]
+pub fn read_mac(frame: &[u8], at: usize) -> MacKey {
+    let mut m = [0u8; 6];
+    m.copy_from_slice(&frame[at..at + 6]);
+    crate::mac_key(&m)
+}
+
+/// Where the transport header starts, or 0: after an IPv4 header whose
+/// version and length are sane and fit, after a whole IPv6 fixed header.
+/// Stages that need more (the checksum, the total length) still check it.
+#[inline]
+pub fn l4_offset(ethertype: u16, ip: &[u8]) -> u16 {
+    match ethertype {
+        ETHERTYPE_IPV4 if ip.len() >= ipv4::MIN_LEN && ip[0] >> 4 == 4 => {
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            if ihl >= ipv4::MIN_LEN && ihl <= ip.len() {
+                (ETH_LEN + ihl) as u16
+            } else {
+                0
+            }
+        }
+        ETHERTYPE_IPV6 if ip.len() >= ipv6::HDR_LEN => (ETH_LEN + ipv6::HDR_LEN) as u16,
+        _ => 0,
+    }
 }
 
 /// Writes both MAC addresses of an Ethernet header.

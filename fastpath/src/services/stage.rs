@@ -27,15 +27,15 @@
 use std::net::Ipv4Addr;
 
 use crate::batch::{Batch, Pkt, Verdict};
-use crate::conntrack::{Hit, Nat, NewFlow, Tracked, flow_key};
+use crate::ctx::Ctx;
 use crate::drop::DropReason;
-use crate::l4::{self, tcp, udp};
 use crate::pool::FRAME_CAPACITY;
-use crate::service::{Service, endpoint_parts};
+use crate::services::conntrack::{Hit, Nat, NewFlow, Tracked, flow_key};
+use crate::services::l4::{self, tcp, udp};
+use crate::services::table::{Service, endpoint_parts};
 use crate::snapshot::PortRole;
-use crate::stage::route::RouteCtx;
 use crate::wire::{
-    self, ETH_LEN, ETHERTYPE_IPV4, icmp, ipv4, ipv4_icmp_error_in_place, read_u16, read_u32,
+    ETH_LEN, ETHERTYPE_IPV4, icmp, ipv4, ipv4_icmp_error_in_place, read_u16, read_u32,
 };
 
 /// ICMP destination unreachable code "port unreachable".
@@ -43,7 +43,7 @@ const PORT_UNREACHABLE: u8 = 3;
 
 /// Runs every pending IPv4 packet of the batch through the Service logic.
 #[inline]
-pub fn run(batch: &mut Batch, cx: &mut RouteCtx<'_>) {
+pub fn run(batch: &mut Batch, cx: &mut Ctx<'_>) {
     let snap = cx.snap;
     if snap.services.is_empty() || !snap.l3.enabled() {
         return;
@@ -76,7 +76,7 @@ struct Tuple {
 /// `role`). Returns the verdict when the stage decides the packet's fate
 /// (refused, dropped); `None` lets it go on, translated or not.
 #[inline]
-pub(crate) fn one(p: &mut Pkt, role: PortRole, cx: &mut RouteCtx<'_>) -> Option<Verdict> {
+fn one(p: &mut Pkt, role: PortRole, cx: &mut Ctx<'_>) -> Option<Verdict> {
     let snap = cx.snap;
     let svcs = &*snap.services;
     if svcs.is_empty() {
@@ -99,7 +99,7 @@ pub(crate) fn one(p: &mut Pkt, role: PortRole, cx: &mut RouteCtx<'_>) -> Option<
         // what a client sent, a client's (to the VIP) about a reply.
         let to_router = role != PortRole::Pod || p.dst == l3.router_mac;
         if svcs.is_backend(src) || (to_router && svcs.is_vip(dst)) {
-            translate_icmp_error(p, cx);
+            crate::services::icmp::translate_error(p, cx);
         }
         return None;
     }
@@ -109,7 +109,7 @@ pub(crate) fn one(p: &mut Pkt, role: PortRole, cx: &mut RouteCtx<'_>) -> Option<
     let to_router = role != PortRole::Pod || p.dst == l3.router_mac;
     // The destination port is read before the headers are checked (only to
     // find the Service: `tuple` checks everything before it is used).
-    let l4_at = usize::from(ip[0] & 0x0f) * 4;
+    let l4_at = usize::from(p.l4).saturating_sub(ETH_LEN);
     let dport_guess = ip
         .get(l4_at + 2..l4_at + 4)
         .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
@@ -124,7 +124,7 @@ pub(crate) fn one(p: &mut Pkt, role: PortRole, cx: &mut RouteCtx<'_>) -> Option<
         return None;
     }
     let ours = front || node;
-    let t = match tuple(ip) {
+    let t = match tuple(ip, l4_at) {
         Ok(t) => t,
         // Bad packets to a Service are ours to count; anything else goes
         // on to the stages that own it.
@@ -133,9 +133,9 @@ pub(crate) fn one(p: &mut Pkt, role: PortRole, cx: &mut RouteCtx<'_>) -> Option<
     let key = flow_key(t.src, t.dst, t.sport, t.dport, t.proto);
     if !ours {
         // Possibly a reply from an endpoint.
-        if let Some(Hit::Reply { nat }) =
-            cx.conntrack
-                .lookup_cached(&mut cx.router.flows, key, false, t.flags, cx.now)
+        if let Some(Hit::Reply { nat }) = cx
+            .conntrack
+            .lookup_cached(cx.flows, key, false, t.flags, cx.now)
         {
             translate(p, &t, nat, cx);
         }
@@ -152,9 +152,9 @@ pub(crate) fn one(p: &mut Pkt, role: PortRole, cx: &mut RouteCtx<'_>) -> Option<
     };
     let listed = |service: u64, backend: u64| service == svc.key() && svc.is_listed(backend);
     // A flow this worker saw lately: no lock.
-    if let Some(nat) =
-        cx.conntrack
-            .cached_orig(&mut cx.router.flows, key, t.flags, cx.now, svc.id, listed)
+    if let Some(nat) = cx
+        .conntrack
+        .cached_orig(cx.flows, key, t.flags, cx.now, svc.id, listed)
     {
         translate(p, &t, nat, cx);
         return None;
@@ -194,7 +194,7 @@ pub(crate) fn one(p: &mut Pkt, role: PortRole, cx: &mut RouteCtx<'_>) -> Option<
     };
     match cx
         .conntrack
-        .lookup_or_create(&mut cx.router.flows, &new, t.flags, cx.now, listed)
+        .lookup_or_create(cx.flows, &new, t.flags, cx.now, listed)
     {
         Ok(Tracked::Existing(Hit::Orig { nat, .. })) => {
             translate(p, &t, nat, cx);
@@ -215,8 +215,7 @@ pub(crate) fn one(p: &mut Pkt, role: PortRole, cx: &mut RouteCtx<'_>) -> Option<
 
 /// Checks the IPv4 and transport headers and reads the 5-tuple.
 #[inline]
-fn tuple(ip: &[u8]) -> Result<Tuple, DropReason> {
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
+fn tuple(ip: &[u8], ihl: usize) -> Result<Tuple, DropReason> {
     let total = usize::from(read_u16(ip, ipv4::TOTAL_LEN));
     if ihl < ipv4::MIN_LEN || total < ihl || total > ip.len() {
         return Err(DropReason::Malformed);
@@ -257,7 +256,7 @@ fn tuple(ip: &[u8]) -> Result<Tuple, DropReason> {
 /// The endpoint for a new flow: the client's affinity endpoint if it may
 /// still take new flows, else Maglev's pick for the 5-tuple.
 #[inline]
-fn choose(svc: &Service, key: u128, client: u32, cx: &RouteCtx<'_>) -> Option<u64> {
+fn choose(svc: &Service, key: u128, client: u32, cx: &Ctx<'_>) -> Option<u64> {
     if svc.affinity_ms.is_some()
         && let Some(b) = cx.conntrack.affinity(svc.key(), client, cx.now)
         && svc.takes_new_flows(b)
@@ -278,7 +277,7 @@ pub fn tuple_hash(key: u128) -> u64 {
 
 /// Rewrites the packet's addresses and ports to `nat`.
 #[inline]
-fn translate(p: &mut Pkt, t: &Tuple, nat: Nat, cx: &mut RouteCtx<'_>) {
+fn translate(p: &mut Pkt, t: &Tuple, nat: Nat, cx: &mut Ctx<'_>) {
     if nat.src == t.src && nat.sport == t.sport && nat.dst == t.dst && nat.dport == t.dport {
         return;
     }
@@ -293,106 +292,16 @@ fn translate(p: &mut Pkt, t: &Tuple, nat: Nat, cx: &mut RouteCtx<'_>) {
     );
 }
 
-/// Translates an ICMP error (destination unreachable, time exceeded,
-/// parameter problem) about a packet of a Service flow, as Linux NAT does:
-/// the quoted packet becomes what its sender sent (client → VIP:port for
-/// an error about the original direction, endpoint → client for one about
-/// a reply), and the outer addresses follow (the error goes to the client
-/// or the endpoint; an error sent by the endpoint comes from the VIP).
-/// Anything else is left as it is. Used for errors from endpoints and
-/// clients and for the router's own errors about translated packets.
-pub(crate) fn translate_icmp_error(p: &mut Pkt, cx: &mut RouteCtx<'_>) {
-    const ICMP_HDR: usize = 8;
-    let now = cx.now;
-    let frame = cx.pool.data(p.addr, p.len);
-    if frame.len() < ETH_LEN + ipv4::MIN_LEN {
-        return;
-    }
-    let ip = &frame[ETH_LEN..];
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(read_u16(ip, ipv4::TOTAL_LEN));
-    if ip[0] >> 4 != 4
-        || ihl < ipv4::MIN_LEN
-        || total > ip.len()
-        || total < ihl + ICMP_HDR + ipv4::MIN_LEN + 4
-        || ip[ipv4::PROTO] != ipv4::PROTO_ICMP
-        || !matches!(ip[ihl], 3 | 11 | 12)
-    {
-        return;
-    }
-    let inner = ihl + ICMP_HDR;
-    let iihl = usize::from(ip[inner] & 0x0f) * 4;
-    let iproto = ip[inner + ipv4::PROTO];
-    if ip[inner] >> 4 != 4
-        || iihl < ipv4::MIN_LEN
-        || inner + iihl + 4 > total
-        || (iproto != tcp::PROTO && iproto != udp::PROTO)
-    {
-        return;
-    }
-    let (isrc, idst) = (
-        read_u32(ip, inner + ipv4::SRC),
-        read_u32(ip, inner + ipv4::DST),
-    );
-    let l4 = inner + iihl;
-    let (isport, idport) = (read_u16(ip, l4 + l4::SPORT), read_u16(ip, l4 + l4::DPORT));
-    // Reversed, the quote is the tuple of the flow's other direction as it
-    // arrives: a reply record if the quoted packet went client → endpoint,
-    // an original one if it was a reply. Either record's translation,
-    // applied the other way round, gives back what the sender of the quoted
-    // packet sent.
-    let key = flow_key(idst, isrc, idport, isport, iproto);
-    let nat = match cx.conntrack.peek(key, false, now) {
-        Some(Hit::Reply { nat }) | Some(Hit::Orig { nat, .. }) => nat,
-        None => match cx.conntrack.peek(key, true, now) {
-            Some(Hit::Orig { nat, .. }) | Some(Hit::Reply { nat }) => nat,
-            None => return,
-        },
-    };
-    let (osrc, odst) = (read_u32(ip, ipv4::SRC), read_u32(ip, ipv4::DST));
-    let frame = cx.pool.data_mut(p.addr, p.len);
-    let ip = &mut frame[ETH_LEN..ETH_LEN + total];
-    // The quote: client → VIP, with its header (and, when quoted, transport)
-    // checksum kept right.
-    let quote = &mut ip[inner..];
-    let seg_len = quote.len() - iihl;
-    let csum_at = match iproto {
-        tcp::PROTO if seg_len >= tcp::CHECKSUM + 2 => Some(iihl + tcp::CHECKSUM),
-        udp::PROTO
-            if seg_len >= udp::CHECKSUM + 2 && read_u16(quote, iihl + udp::CHECKSUM) != 0 =>
-        {
-            Some(iihl + udp::CHECKSUM)
-        }
-        _ => None,
-    };
-    let old = [isrc, idst, u32::from(isport), u32::from(idport)];
-    let new = [nat.dst, nat.src, u32::from(nat.dport), u32::from(nat.sport)];
-    l4::rewrite_addrs(quote, 0, isrc, idst, nat.dst, nat.src);
-    if let Some(at) = csum_at {
-        l4::adjust_checksum(quote, at, &old, &new);
-    }
-    wire::write_u16(quote, iihl + l4::SPORT, nat.dport);
-    wire::write_u16(quote, iihl + l4::DPORT, nat.sport);
-    // The outer header.
-    let nsrc = if osrc == idst { nat.src } else { osrc };
-    let ndst = if odst == isrc { nat.dst } else { odst };
-    l4::rewrite_addrs(ip, 0, osrc, odst, nsrc, ndst);
-    // The ICMP checksum covers the whole message: computed again.
-    wire::write_u16(ip, ihl + 2, 0);
-    let c = wire::checksum(&ip[ihl..total]);
-    wire::write_u16(ip, ihl + 2, c);
-}
-
 /// Refuses a packet to a Service without endpoints (or a VIP port no
 /// Service has): a TCP reset, or ICMP port unreachable, back where it came
 /// from (its ingress port, or the VXLAN tunnel); counted as `no_endpoints`. Resets are never answered,
 /// and answers are rate-limited with the router's ICMP errors.
-fn refuse(p: &mut Pkt, t: &Tuple, cx: &mut RouteCtx<'_>) -> Verdict {
+fn refuse(p: &mut Pkt, t: &Tuple, cx: &mut Ctx<'_>) -> Verdict {
     let reason = DropReason::NoEndpoints;
     let is_rst = t
         .flags
-        .is_some_and(|f| f & crate::conntrack::tcp_flags::RST != 0);
-    if is_rst || !cx.router.icmp_allowed(cx.now) {
+        .is_some_and(|f| f & crate::services::conntrack::tcp_flags::RST != 0);
+    if is_rst || !cx.resolver.icmp_allowed(cx.now) {
         return Verdict::Drop(reason);
     }
     cx.counters.port(p.in_port).drop(reason, 1);
@@ -416,6 +325,8 @@ fn refuse(p: &mut Pkt, t: &Tuple, cx: &mut RouteCtx<'_>) -> Verdict {
     let dst = p.src;
     p.src = router_mac;
     p.dst = dst;
-    // Back out of the ingress port, or into the tunnel it came through.
-    crate::stage::route::reply_v4(p, cx)
+    p.l4 = (ETH_LEN + ipv4::MIN_LEN) as u16;
+    // Routing sends it back out of the ingress port, or into the tunnel it
+    // came through.
+    Verdict::Reply
 }

@@ -1,23 +1,22 @@
-//! Carry out the verdicts.
-//!
-//! Dropped frames are counted on their ingress port and freed (the one
-//! exception, `tx_ring_full`, is counted on the port that could not take
-//! the frame). Unicast
-//! frames are queued on their output port's list. A flood is queued on every
-//! up port but the ingress one: the last target gets the original frame, the
-//! others a copy (the only copy on the L2 path); when no buffer is free for a
-//! copy, that copy is dropped as `no_buffer`.
-//!
-//! The worker then transmits each list in one burst (or hands it to the
-//! port's owning worker), see [`crate::worker`].
+//! Frames on their way out: what a port's `send` takes ([`TxFrame`]), the
+//! per-port lists a batch's frames are queued on ([`Outputs`]), and
+//! flooding. Below the stages, so that ports, the worker and every stage
+//! that sends a frame share them without importing each other.
 
-use crate::batch::TxFrame;
-use crate::batch::{Batch, Verdict};
 use crate::counters::WorkerCounters;
 use crate::drop::DropReason;
 use crate::pool::FramePool;
 use crate::snapshot::Snapshot;
 use crate::{MAX_PORTS, PortId};
+
+/// A frame queued for transmission: what a port's `send` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxFrame {
+    pub addr: u32,
+    pub len: u32,
+    /// Where the frame came in, for counting a drop at transmit time.
+    pub in_port: PortId,
+}
 
 /// Per-port lists of frames to send, and which lists are non-empty.
 pub struct Outputs {
@@ -64,42 +63,6 @@ impl Outputs {
     /// True when nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.dirty.is_empty()
-    }
-}
-
-/// Queues or drops every frame of the batch according to its verdict.
-#[inline]
-pub fn run(
-    batch: &Batch,
-    snap: &Snapshot,
-    pool: &mut FramePool,
-    outputs: &mut Outputs,
-    counters: &WorkerCounters,
-) {
-    for p in batch.pkts() {
-        match p.verdict {
-            Verdict::Unicast(port) => outputs.push(
-                port,
-                TxFrame {
-                    addr: p.addr,
-                    len: p.len,
-                    in_port: p.in_port,
-                },
-            ),
-            Verdict::Flood => flood(snap, pool, outputs, counters, p.addr, p.len, p.in_port),
-            Verdict::Drop(reason) => {
-                counters.port(p.in_port).drop(reason, 1);
-                pool.free(p.addr);
-            }
-            Verdict::Consumed => pool.free(p.addr),
-            Verdict::Held => {}
-            Verdict::Pending => {
-                // Every stage sets a verdict for live frames; a frame left
-                // pending has had no decision, so it goes nowhere.
-                counters.port(p.in_port).drop(DropReason::NoDestination, 1);
-                pool.free(p.addr);
-            }
-        }
     }
 }
 

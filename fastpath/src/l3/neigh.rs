@@ -5,7 +5,7 @@
 //! checks that the address belongs on the reporting port, records it, ages it
 //! and publishes an immutable [`NeighView`] inside the snapshot. Entries
 //! declared by configuration (pods with `--ip`/`--mac`) never reach this
-//! table: they are routes of kind [`crate::route::NextHop::Peer`].
+//! table: they are routes of kind [`crate::l3::table::NextHop::Peer`].
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use std::collections::HashMap;
 
-use crate::service::PROTO_TCP;
+use crate::services::table::PROTO_TCP;
 
 mod cache;
 mod shard;
@@ -111,9 +111,9 @@ pub struct Nat {
 /// What one flow shares between its two records.
 #[derive(Debug)]
 pub struct Flow {
-    /// Packed key of the Service ([`crate::service::service_key`]).
+    /// Packed key of the Service ([`crate::services::table::service_key`]).
     pub service: u64,
-    /// Packed endpoint ([`crate::service::endpoint`]).
+    /// Packed endpoint ([`crate::services::table::endpoint`]).
     pub backend: u64,
     pub proto: u8,
     bits: AtomicU8,
@@ -689,7 +689,7 @@ impl Conntrack {
         };
         let fresh = Flow {
             service: f.service,
-            backend: crate::service::endpoint(f.backend.0, f.backend.1),
+            backend: crate::services::table::endpoint(f.backend.0, f.backend.1),
             proto: f.proto,
             bits: AtomicU8::new(0),
             last: AtomicU64::new(now),

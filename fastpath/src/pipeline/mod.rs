@@ -1,0 +1,48 @@
+//! The pipeline: every stage in order, each one call over the whole batch
+//! with the one [`Ctx`].
+//!
+//! ```text
+//! parse → security → learn → arp → nd → vxlan → service → routing → forward → output
+//! ```
+//!
+//! - [`parse`]: Ethernet header, source MAC sanity, where L4 starts.
+//! - [`crate::l2::security`]: port security.
+//! - [`crate::l2::learn`]: MAC learning reports.
+//! - [`crate::l3::arp`], [`crate::l3::nd`]: the switch's own neighbour
+//!   protocols.
+//! - [`crate::l3::vxlan`]: unwraps VXLAN from other nodes.
+//! - [`crate::services::stage`]: Service VIPs and NodePorts, conntrack, NAT.
+//! - [`crate::l3::routing`]: IPv4/IPv6 routing, and sending back answers.
+//! - [`crate::l2::forward`]: switching between pod ports.
+//! - [`output`]: carries out the verdicts.
+//!
+//! A stage only looks at frames that are still alive and either leaves the
+//! verdict alone or refines it; dropping is a verdict, never an error.
+
+pub mod output;
+pub mod parse;
+
+use crate::batch::Batch;
+use crate::ctx::Ctx;
+use crate::l2::{forward, learn, security};
+use crate::l3::{arp, nd, routing, vxlan};
+use crate::services;
+
+/// Runs one batch through the pipeline. Afterwards every frame of the batch
+/// is queued in `cx.outputs`, held by the resolver (waiting for a
+/// neighbour), or freed (counted as a drop unless the switch itself
+/// consumed it).
+#[inline]
+pub fn process(batch: &mut Batch, cx: &mut Ctx<'_>) {
+    parse::run(batch, cx);
+    security::run(batch, cx);
+    learn::run(batch, cx);
+    arp::run(batch, cx);
+    nd::run(batch, cx);
+    vxlan::run(batch, cx);
+    services::stage::run(batch, cx);
+    routing::run(batch, cx);
+    forward::run(batch, cx);
+    output::run(batch, cx);
+    batch.clear();
+}
