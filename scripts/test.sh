@@ -30,6 +30,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo build --release --workspace --bins"
 cargo build --release --workspace --bins
 
+step "scripts/check-layers.py (fastpath's modules import each other without a cycle)"
+scripts/check-layers.py
 step "scripts/check-docs.sh (the docs name only paths, links and vswitchd options that exist)"
 scripts/check-docs.sh
 
