@@ -43,9 +43,11 @@ pub struct Pkt {
     /// EtherType, filled by the parse stage.
     pub ethertype: u16,
     /// Where the transport header starts (from the frame's start): set by
-    /// the parse stage for IPv4 (after the header's own length, when that
-    /// is sane) and IPv6 (after the fixed header), 0 otherwise. Stages
-    /// that rewrite the frame's L3 header keep it true.
+    /// the parse stage, while the switch routes, for IPv4 (after the
+    /// header's own length, when that is sane) and IPv6 (after the fixed
+    /// header), 0 otherwise. The stages that read it (VXLAN, Services,
+    /// routing) run only while the switch routes; stages that rewrite the
+    /// frame's L3 header keep it true.
     pub l4: u16,
     /// The frame arrived inside VXLAN and was unwrapped: what the switch
     /// answers it with goes back through the tunnel.

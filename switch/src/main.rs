@@ -5,7 +5,7 @@
 //! the configuration. See ARCHITECTURE.md for the big picture.
 
 mod controller;
-mod l3;
+mod model;
 mod os;
 mod server;
 mod state;

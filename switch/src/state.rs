@@ -210,6 +210,16 @@ fn aside_tmp(path: &Path) -> std::path::PathBuf {
 
 /// Writes the state file atomically; the file it replaces becomes
 /// `<file>.bak`.
+/// Puts back the file the last [`save`] replaced: the backup becomes the
+/// state file again (or, if that save created the file, the file goes).
+/// Used when what a saved change asked for could not be done.
+pub fn revert(path: &Path) -> io::Result<()> {
+    match fs::rename(backup_path(path), path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::remove_file(path),
+        r => r,
+    }
+}
+
 pub fn save(path: &Path, state: &State) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,

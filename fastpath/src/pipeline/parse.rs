@@ -18,6 +18,9 @@ use crate::wire::{GROUP_BIT, l4_offset};
 #[inline]
 pub fn run(batch: &mut Batch, cx: &mut Ctx<'_>) {
     let pool = &*cx.pool;
+    // Only the L3 stages read the transport offset: a switch that only
+    // switches does not pay for it (a few nanoseconds of a ~17 ns frame).
+    let routes = cx.snap.l3.enabled();
     for p in batch.pkts_mut() {
         if p.len > FRAME_CAPACITY {
             p.verdict = Verdict::Drop(DropReason::Malformed);
@@ -34,7 +37,9 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx<'_>) {
             p.verdict = Verdict::Drop(DropReason::InvalidSrcMac);
             continue;
         }
-        p.l4 = l4_offset(p.ethertype, eth.payload_slice());
+        if routes {
+            p.l4 = l4_offset(p.ethertype, eth.payload_slice());
+        }
     }
 }
 
@@ -42,7 +47,12 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx<'_>) {
 mod tests {
     use super::*;
     use crate::batch::Pkt;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::Arc;
+
     use crate::ctx::TestParts;
+    use crate::l3::table::{NextHop, RouteTable};
+    use crate::snapshot::L3Config;
     use crate::wire::ETH_LEN;
 
     fn batch_of(parts: &mut TestParts, frames: &[&[u8]]) -> Batch {
@@ -107,7 +117,19 @@ mod tests {
             arp,
         ];
         let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
-        let mut parts = TestParts::new(8);
+        let mut parts = TestParts::new(16);
+        // A switch that only switches records nothing.
+        let mut b = batch_of(&mut parts, &refs);
+        run(&mut b, &mut parts.cx());
+        assert!(b.pkts().iter().all(|p| p.l4 == 0));
+        // One that routes records every offset.
+        let mut routes = RouteTable::default();
+        routes.insert(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 0)), 8, NextHop::Local);
+        routes.freeze();
+        parts.snap.l3 = Arc::new(L3Config {
+            routes,
+            ..L3Config::default()
+        });
         let mut b = batch_of(&mut parts, &refs);
         run(&mut b, &mut parts.cx());
         let l4: Vec<u16> = b.pkts().iter().map(|p| p.l4).collect();

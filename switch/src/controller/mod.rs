@@ -1,21 +1,24 @@
-//! The controller: the model of the switch's configuration and the one place
-//! that changes it.
+//! The controller: the one place that changes the switch's configuration,
+//! and the short loop that wires the parts.
 //!
-//! A request is checked against the model, then the state file is written,
-//! then the model changes and one snapshot is published, and only then do
-//! the effects that follow from the model reach the kernel (host-port
-//! routes, the uplink's maps). Opening a port, which can fail, comes before
-//! the write and is undone (XDP program, promiscuous mode, a created TAP)
-//! if the write fails. A request refused at any step changes nothing, in
-//! memory, on disk or in the kernel (`tests/state_file.rs`). Port objects reach the owning worker over its
-//! command channel; removal waits until the worker has closed the port.
+//! Every command that changes the configuration takes one path
+//! (`change`): the model checks it on a copy ([`Model::apply`], pure) →
+//! the state file is written → the effects that can fail are performed
+//! (opening a port: its interface, an uplink's XDP program and promiscuous
+//! mode) → the new model is committed and one snapshot published, which
+//! brings the kernel in line (the host port's routes, the uplink's maps) →
+//! ports the model dropped are closed. A step that fails leaves nothing of
+//! the command: a refused write opened nothing; a failed open puts the
+//! previous state file back (`tests/state_file.rs`). Kernel effects follow
+//! the model only: a read command never changes the kernel.
 //!
-//! The controller also owns the learned MAC table: it drains the workers'
-//! learning reports, ages entries and republishes when something changed.
+//! The controller also owns learned state: the MAC table (the workers'
+//! learning reports, aging), neighbours, port health.
 //!
-//! Parts: `ports` (lifecycle), `routing` (router model, uplink maps, kernel
-//! routes), `services`, `show` (read-only replies), `kept` (state-file
-//! entries a restart could not apply).
+//! Parts: `ports` (lifecycle), `kernel` (the router's snapshot part and
+//! what follows from it in the kernel: routes, the uplink's maps,
+//! promiscuous mode), `services` (the Service table and `ct`), `show`
+//! (read-only replies).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -26,7 +29,6 @@ use std::time::{Duration, Instant};
 
 use ctl::{
     AddrInfo, Command, MacAddr, NeighInfo, NeighState, PortRole as CtlRole, PortSpec, Reply,
-    RouteSpec,
 };
 use fastpath::counters::PortCounterValues;
 use fastpath::l2::fdb::{EntryKind, MacTable};
@@ -41,18 +43,19 @@ use fastpath::worker::{PollMode, WorkerCmd, WorkerEvent};
 use fastpath::{MAX_PORTS, MacKey, PortId, clock, mac_key, mac_octets, sys};
 use ipnet::IpNet;
 
-mod kept;
+mod kernel;
 mod ports;
-mod routing;
+mod restore;
 mod services;
 mod show;
 
-use kept::{Entry as KeptEntry, Kept, Key as KeptKey};
+use kernel::{guard_of, role_of};
+use ports::Opened;
 
-use routing::{guard_of, port_facts, role_of};
-
-use crate::l3::{self, BuiltRoute, PortView, RouterModel};
-use crate::state::{self, State, StaticMac};
+pub use crate::model::Refused;
+use crate::model::router::{self as l3, BuiltRoute, PortView};
+use crate::model::{Facts, Model, changes_model};
+use crate::state;
 use crate::workers::Workers;
 
 /// How long a port removal waits for its worker.
@@ -78,11 +81,6 @@ pub struct Settings {
     /// NodePorts Services may use (`--node-port-range`).
     pub node_port_range: (u16, u16),
 }
-
-/// A request that cannot be carried out; the message is shown to the user.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Refused(pub String);
 
 fn refuse<T>(msg: impl Into<String>) -> Result<T, Refused> {
     Err(Refused(msg.into()))
@@ -124,7 +122,11 @@ pub struct Controller {
     started: Instant,
     ports: BTreeMap<String, PortRecord>,
     ids: Vec<Option<String>>,
-    static_fdb: BTreeMap<MacAddr, String>,
+    /// The configuration (see `crate::model`); the records in `ports`
+    /// hold the same specs, with what the running ports add.
+    model: Model,
+    /// How an unreadable state file was recovered, if it was.
+    recovered: Option<String>,
     macs: MacTable,
     workers: Workers,
     snapshot: SharedSnapshot,
@@ -133,7 +135,6 @@ pub struct Controller {
     last_housekeeping: Instant,
     /// Ports opened but not yet handed to their worker (see `publish`).
     pending_adds: Vec<(usize, PortId, Box<dyn Port>)>,
-    router: RouterModel,
     router_mac: MacAddr,
     neigh: NeighTable,
     /// The router's part of the snapshot, rebuilt when `l3_dirty`.
@@ -149,11 +150,10 @@ pub struct Controller {
     uplink: Option<UplinkProgram>,
     /// The interface the switch made promiscuous (to turn it back).
     promisc: Option<String>,
-    services: services::ServiceModel,
+    /// The data plane's Service table, built from the model's Services.
+    service_table: Arc<fastpath::services::table::ServiceTable>,
     /// The Service connection table the workers share.
     conntrack: Arc<Conntrack>,
-    /// State-file entries a restart could not apply, kept in the file.
-    kept: Kept,
 }
 
 /// A random locally administered unicast MAC.
@@ -186,7 +186,8 @@ impl Controller {
             started: Instant::now(),
             ports: BTreeMap::new(),
             ids: vec![None; MAX_PORTS],
-            static_fdb: BTreeMap::new(),
+            model: Model::default(),
+            recovered: None,
             macs,
             workers,
             snapshot,
@@ -194,7 +195,6 @@ impl Controller {
             baselines: HashMap::new(),
             last_housekeeping: Instant::now(),
             pending_adds: Vec::new(),
-            router: RouterModel::default(),
             router_mac,
             neigh,
             l3: Arc::default(),
@@ -205,106 +205,9 @@ impl Controller {
             node_addrs: Vec::new(),
             uplink: None,
             promisc: None,
-            services: services::ServiceModel::default(),
+            service_table: Arc::default(),
             conntrack,
-            kept: Kept::default(),
         }
-    }
-
-    /// Recreates the configuration of a state file. Ports that cannot be
-    /// opened now (their interface is missing) are kept, down, with the
-    /// reason; entries that no longer validate stay in the file, unused
-    /// (see `kept`). `recovered` says how a bad file was replaced, if it was.
-    pub fn restore(&mut self, mut st: State, recovered: Option<String>) {
-        self.kept.recovered(recovered);
-        if self.settings.router_mac.is_none()
-            && let Some(mac) = st.router_mac
-        {
-            self.router_mac = mac;
-        }
-        for a in &st.addrs {
-            match self.router.check_addr(*a, &self.port_views()) {
-                Ok(()) => {
-                    self.router.addrs.insert(*a);
-                }
-                Err(e) => self.kept.keep(KeptEntry::Addr(*a), e),
-            }
-        }
-        for spec in st.ports {
-            if let Err(e) = self.validate_port(&spec) {
-                self.kept.keep(KeptEntry::Port(spec), e.to_string());
-                continue;
-            }
-            let Some(id) = self.free_id() else {
-                self.kept.keep(
-                    KeptEntry::Port(spec),
-                    format!("too many ports (at most {MAX_PORTS})"),
-                );
-                continue;
-            };
-            let worker = self.pick_worker();
-            let (up, error, mode, ifindex, port) = match self.open_port(&spec, id, worker) {
-                Ok((port, ifindex)) => (true, None, Some(port.mode()), ifindex, Some(port)),
-                Err(e) => {
-                    tracing::warn!(port = %spec.name, "restored port is down: {e}");
-                    (false, Some(e.to_string()), None, None, None)
-                }
-            };
-            let facts = port_facts(&spec);
-            self.insert_port(
-                PortRecord {
-                    spec,
-                    id,
-                    worker,
-                    up,
-                    error,
-                    mode,
-                    ifindex,
-                    xsk_fd: port.as_ref().and_then(|p| p.xsk_fd()),
-                    retry_at: Instant::now(),
-                    retry_backoff: Duration::ZERO,
-                    facts,
-                },
-                port,
-            );
-        }
-        // Routes were checked when they were added. A next hop that cannot
-        // be reached now (its uplink is missing) keeps the route configured
-        // but out of the table, as a down port stays configured.
-        for r in st.routes {
-            let valid = r.prefix == r.prefix.trunc()
-                && (r.via.is_some() != r.dev.is_some())
-                && !self.router.routes.contains_key(&r.prefix);
-            if valid {
-                self.router.routes.insert(r.prefix, r);
-            } else {
-                self.kept.keep(KeptEntry::Route(r), "not a valid route");
-            }
-        }
-        self.l3_dirty = true;
-        self.restore_services(std::mem::take(&mut st.services));
-        for s in st.fdb {
-            match self.ports.get(&s.port) {
-                Some(r) if !s.mac.is_multicast() && !s.mac.is_zero() => {
-                    self.macs.add_static(mac_key(&s.mac.0), r.id);
-                    self.static_fdb.insert(s.mac, s.port);
-                }
-                Some(_) => self
-                    .kept
-                    .keep(KeptEntry::Fdb(s), "not a unicast MAC address"),
-                None => {
-                    let why = format!("port '{}' was not restored", s.port);
-                    self.kept.keep(KeptEntry::Fdb(s), why)
-                }
-            }
-        }
-        // Keep the router MAC chosen now; written once everything is
-        // restored, with what was not applied, so the file never loses
-        // what it held.
-        if let Err(e) = self.persist(&self.state()) {
-            tracing::warn!("{e}");
-        }
-        self.publish();
     }
 
     /// Serves one request.
@@ -314,28 +217,14 @@ impl Controller {
         if self.drain_worker_reports() {
             self.publish();
         }
+        if changes_model(&cmd, &self.model) {
+            return self.change(&cmd);
+        }
         match cmd {
             Command::Show => Ok(Reply::Show(self.show())),
             Command::PortList => Ok(Reply::Ports(self.port_infos())),
-            Command::PortAdd(spec) => self.port_add(spec),
-            cmd @ (Command::PortDel { .. }
-            | Command::AddrDel { .. }
-            | Command::RouteDel { .. }
-            | Command::FdbDel { .. }
-            | Command::ServiceDel { .. })
-                if self.kept_target(&cmd).is_some() =>
-            {
-                self.forget_kept(&cmd)
-            }
-            Command::PortDel { name, if_exists } => {
-                if if_exists && !self.ports.contains_key(&name) {
-                    return Ok(Reply::Done);
-                }
-                self.port_del(&name)
-            }
             Command::FdbShow => Ok(Reply::Fdb(self.fdb_entries())),
-            Command::FdbAdd { mac, port } => self.fdb_add(mac, &port),
-            Command::FdbDel { mac } => self.fdb_del(mac),
+            Command::FdbDel { mac } => self.forget_learned(mac),
             Command::FdbFlush => {
                 if self.macs.flush_learned() > 0 {
                     self.publish();
@@ -343,10 +232,9 @@ impl Controller {
                 Ok(Reply::Done)
             }
             Command::Stats { port } => self.stats(port.as_deref()),
-            Command::AddrAdd { addr, may_exist } => self.addr_add(addr, may_exist),
-            Command::AddrDel { addr, if_exists } => self.addr_del(addr, if_exists),
             Command::AddrList => Ok(Reply::Addrs(
-                self.router
+                self.model
+                    .router
                     .addrs
                     .iter()
                     .map(|a| AddrInfo {
@@ -355,17 +243,11 @@ impl Controller {
                     })
                     .collect(),
             )),
-            Command::RouteAdd(spec) => self.route_add(spec),
-            Command::RouteDel { prefix, if_exists } => self.route_del(prefix, if_exists),
             // A read: the table `publish` built for the current model.
             Command::RouteList => Ok(Reply::Routes(
                 self.routes_built.iter().map(|r| r.info.clone()).collect(),
             )),
             Command::NeighList => Ok(Reply::Neighbours(self.neigh_infos())),
-            cmd @ (Command::ServiceAdd(_)
-            | Command::ServiceBackends { .. }
-            | Command::ServiceDel { .. }) => self.service_change(vec![cmd]),
-            Command::Batch { commands } => self.service_change(commands),
             Command::ServiceList => Ok(self.service_list()),
             Command::CtList => Ok(self.ct_list()),
             Command::CtFlush => {
@@ -373,6 +255,153 @@ impl Controller {
                 Ok(Reply::Done)
             }
             Command::CtStats => Ok(self.ct_stats()),
+            other => Err(Refused(format!("unexpected request {other:?}"))),
+        }
+    }
+
+    /// The one path of every command that changes the configuration (see
+    /// the module documentation).
+    fn change(&mut self, cmd: &Command) -> Result<Reply, Refused> {
+        let next = self.model.apply(cmd, &self.facts())?;
+        if next == self.model {
+            return Ok(Reply::Done);
+        }
+        self.persist(&next)?;
+        let mut opened = Vec::new();
+        for spec in next.ports.values() {
+            if self.model.ports.contains_key(&spec.name) {
+                continue;
+            }
+            match self.open_new(spec) {
+                Ok(o) => opened.push(o),
+                Err(e) => {
+                    for o in opened {
+                        self.abandon(o);
+                    }
+                    self.unpersist();
+                    return Err(e.into());
+                }
+            }
+        }
+        self.commit(next, opened);
+        Ok(Reply::Done)
+    }
+
+    /// Makes `next` the model: the runtime follows it (ports, static MACs,
+    /// neighbours, the Service table), one snapshot is published (and with
+    /// it the kernel's routes and the uplink's maps), then ports it no
+    /// longer has are closed.
+    fn commit(&mut self, next: Model, opened: Vec<Opened>) {
+        let prev = std::mem::replace(&mut self.model, next);
+        let mut removed = Vec::new();
+        for name in prev.ports.keys() {
+            if !self.model.ports.contains_key(name)
+                && let Some(rec) = self.unlink_port(name)
+            {
+                removed.push(rec);
+            }
+        }
+        for Opened { rec, port } in opened {
+            tracing::info!(port = %rec.spec.name, id = rec.id, worker = rec.worker,
+                mode = rec.mode.as_ref().map(|m| m.mode), "port added");
+            self.insert_port(rec, port);
+        }
+        for (mac, port) in &prev.fdb {
+            if self.model.fdb.get(mac) != Some(port) {
+                self.macs.remove(mac_key(&mac.0));
+            }
+        }
+        for (mac, port) in &self.model.fdb {
+            if prev.fdb.get(mac) != Some(port)
+                && let Some(rec) = self.ports.get(port)
+            {
+                self.macs.add_static(mac_key(&mac.0), rec.id);
+            }
+        }
+        if prev
+            .router
+            .addrs
+            .iter()
+            .any(|a| !self.model.router.addrs.contains(a))
+        {
+            self.forget_foreign_neighbours();
+        }
+        let l3_changed = prev.router != self.model.router || prev.ports != self.model.ports;
+        self.l3_dirty |= l3_changed;
+        let changed: BTreeSet<ctl::ServiceKey> = prev
+            .services
+            .keys()
+            .chain(self.model.services.keys())
+            .filter(|k| prev.services.get(k) != self.model.services.get(k))
+            .copied()
+            .collect();
+        let old_node_ports: BTreeSet<(u16, u8)> = self.service_table.node_ports().collect();
+        self.rebuild_services(&changed);
+        self.publish();
+        if !l3_changed && !changed.is_empty() {
+            // Routing did not change, so `publish` left the kernel alone:
+            // what follows from the Services alone.
+            let new_node_ports: BTreeSet<(u16, u8)> = self.service_table.node_ports().collect();
+            if old_node_ports != new_node_ports {
+                self.sync_uplink();
+            }
+            let vips_changed = changed
+                .iter()
+                .any(|k| prev.services.contains_key(k) != self.model.services.contains_key(k));
+            if vips_changed {
+                self.sync_kernel_routes();
+            }
+        }
+        let gone: Vec<u64> = changed
+            .iter()
+            .filter(|k| !self.model.services.contains_key(k))
+            .map(services::packed)
+            .collect();
+        if !gone.is_empty() {
+            // A deleted Service's flows are over (kube-proxy clears them too).
+            self.conntrack.forget_services(&gone);
+        }
+        for rec in removed {
+            self.close(rec);
+        }
+    }
+
+    /// Neighbours learned on a subnet that is no longer the router's go.
+    fn forget_foreign_neighbours(&mut self) {
+        let views = self.port_views();
+        let router = &self.model.router;
+        self.neigh.retain(|ip, n| {
+            router.accept_neighbour(
+                &fastpath::l3::neigh::NeighEvent {
+                    ip,
+                    mac: n.mac,
+                    port: n.port,
+                },
+                &views,
+            )
+        });
+        self.neigh_view = self.neigh.view();
+    }
+
+    /// What the model's checks need from the running switch.
+    fn facts(&self) -> Facts {
+        Facts {
+            views: self.port_views(),
+            built: self.routes_built.iter().map(|r| r.prefix).collect(),
+            node_ports: self.settings.node_port_range,
+        }
+    }
+
+    /// `fdb del` of a learned entry (static ones are the model's).
+    fn forget_learned(&mut self, mac: MacAddr) -> Result<Reply, Refused> {
+        let key = mac_key(&mac.0);
+        match self.macs.get(key) {
+            Some((_, EntryKind::Learned)) => {
+                self.macs.remove(key);
+                self.publish();
+                Ok(Reply::Done)
+            }
+            _ => Err(crate::model::FdbError::NoEntry(mac).into()),
         }
     }
 
@@ -432,7 +461,7 @@ impl Controller {
                 }
                 WorkerEvent::Neighbour(n) => {
                     let views = views.get_or_insert_with(|| self.port_views());
-                    if self.router.accept_neighbour(&n, views) {
+                    if self.model.router.accept_neighbour(&n, views) {
                         neigh_changed |= self.neigh.learn(n, now);
                     }
                 }
@@ -444,35 +473,9 @@ impl Controller {
         changed || neigh_changed
     }
 
-    fn state(&self) -> State {
-        State {
-            version: state::STATE_VERSION,
-            ports: self.ports.values().map(|r| r.spec.clone()).collect(),
-            fdb: self
-                .static_fdb
-                .iter()
-                .map(|(mac, port)| StaticMac {
-                    mac: *mac,
-                    port: port.clone(),
-                })
-                .collect(),
-            router_mac: Some(self.router_mac),
-            addrs: self.router.addrs.iter().copied().collect(),
-            routes: self.router.routes.values().cloned().collect(),
-            services: self.services.specs.values().cloned().collect(),
-        }
-    }
-
-    /// Writes `st` (a model) to the state file, with the entries kept
-    /// from the last restore that `st` does not replace.
-    fn persist(&self, st: &State) -> Result<(), Refused> {
-        self.persist_with(st, &self.kept)
-    }
-
-    fn persist_with(&self, st: &State, kept: &Kept) -> Result<(), Refused> {
-        let mut st = st.clone();
-        kept.add_to(&mut st);
-        state::save(&self.settings.state, &st).map_err(|e| {
+    /// Writes `model` to the state file.
+    fn persist(&self, model: &Model) -> Result<(), Refused> {
+        state::save(&self.settings.state, &model.state(self.router_mac)).map_err(|e| {
             Refused(format!(
                 "cannot write state file {}: {e}",
                 self.settings.state.display()
@@ -480,91 +483,19 @@ impl Controller {
         })
     }
 
-    fn fdb_add(&mut self, mac: MacAddr, port: &str) -> Result<Reply, Refused> {
-        if mac.is_multicast() || mac.is_zero() {
-            return refuse(format!("MAC {mac} is not a unicast address"));
-        }
-        let Some(rec) = self.ports.get(port) else {
-            return refuse(format!("port '{port}' does not exist"));
-        };
-        let id = rec.id;
-        let mut st = self.state();
-        st.fdb.retain(|s| s.mac != mac);
-        st.fdb.push(StaticMac {
-            mac,
-            port: port.to_string(),
-        });
-        st.fdb.sort_by_key(|s| s.mac);
-        self.persist(&st)?;
-        self.static_fdb.insert(mac, port.to_string());
-        self.macs.add_static(mac_key(&mac.0), id);
-        self.publish();
-        Ok(Reply::Done)
-    }
-
-    fn fdb_del(&mut self, mac: MacAddr) -> Result<Reply, Refused> {
-        let key = mac_key(&mac.0);
-        match self.macs.get(key) {
-            None => refuse(format!("no FDB entry for {mac}")),
-            Some((_, EntryKind::Learned)) => {
-                self.macs.remove(key);
-                self.publish();
-                Ok(Reply::Done)
-            }
-            Some((_, EntryKind::Static)) => {
-                let mut st = self.state();
-                st.fdb.retain(|s| s.mac != mac);
-                self.persist(&st)?;
-                self.static_fdb.remove(&mac);
-                self.macs.remove(key);
-                self.publish();
-                Ok(Reply::Done)
-            }
-        }
-    }
-
-    /// The key of a kept entry that `cmd` deletes, if the model does not
-    /// have it (the model's own entry is deleted the usual way).
-    fn kept_target(&self, cmd: &Command) -> Option<KeptKey> {
-        let key = match cmd {
-            Command::PortDel { name, .. } => KeptKey::Port(name.clone()),
-            Command::AddrDel { addr, .. } => KeptKey::Addr(*addr),
-            Command::RouteDel { prefix, .. } => KeptKey::Route(*prefix),
-            Command::FdbDel { mac } => KeptKey::Fdb(*mac),
-            Command::ServiceDel { service, .. } => KeptKey::Service(*service),
-            _ => return None,
-        };
-        (self.kept.contains(&key) && !self.model_has(&key)).then_some(key)
-    }
-
-    /// Deletes a kept entry: from the file, then from memory.
-    fn forget_kept(&mut self, cmd: &Command) -> Result<Reply, Refused> {
-        let Some(key) = self.kept_target(cmd) else {
-            return Ok(Reply::Done);
-        };
-        let mut kept = self.kept.clone();
-        kept.remove(&key);
-        self.persist_with(&self.state(), &kept)?;
-        self.kept = kept;
-        Ok(Reply::Done)
-    }
-
-    fn model_has(&self, key: &KeptKey) -> bool {
-        match key {
-            KeptKey::Port(n) => self.ports.contains_key(n),
-            KeptKey::Addr(a) => self.router.addrs.contains(a),
-            KeptKey::Route(p) => self.router.routes.contains_key(p),
-            KeptKey::Service(s) => self.services.specs.contains_key(s),
-            KeptKey::Fdb(m) => self.static_fdb.contains_key(m),
+    /// Puts back the state file the last `persist` replaced (a command
+    /// whose effects failed after the write).
+    fn unpersist(&self) {
+        if let Err(e) = state::revert(&self.settings.state) {
+            tracing::error!(
+                "cannot put back state file {}: {e}",
+                self.settings.state.display()
+            );
         }
     }
 
     /// Builds and publishes a snapshot of the current model.
     fn publish(&mut self) {
-        // Kept entries the model now replaces are gone from the file.
-        let mut kept = std::mem::take(&mut self.kept);
-        kept.prune(|k| self.model_has(k));
-        self.kept = kept;
         self.generation += 1;
         self.rebuild_l3();
         let entries = self
@@ -583,7 +514,7 @@ impl Controller {
         let snap = Snapshot {
             l3: self.l3.clone(),
             neigh: self.neigh_view.clone(),
-            services: self.services.table.clone(),
+            services: self.service_table.clone(),
             ..Snapshot::build(self.generation, entries, self.macs.view())
         };
         self.snapshot.store(Arc::new(snap));

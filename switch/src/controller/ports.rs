@@ -1,90 +1,22 @@
-//! Ports' lifecycle: validating and opening a port (an uplink with its XDP
-//! program), `port add`/`port del`, and noticing interfaces that go away
-//! and come back (retire, revive with back-off).
+//! Ports' lifecycle: opening a port the model added (an uplink with its XDP
+//! program) and closing one it removed, and noticing interfaces that go
+//! away and come back (retire, revive with back-off). The checks a port
+//! must pass are the model's (`model/ports.rs`).
 
 use std::time::{Duration, Instant};
 
-use ctl::{PortSpec, PortType, Reply, XdpMode};
+use ctl::{PortSpec, PortType, XdpMode};
 use fastpath::port::Port;
 use fastpath::port::afxdp::{AfXdpPort, AttachMode};
 use fastpath::port::tap::TapPort;
 use fastpath::port::uplink::{UplinkAttach, UplinkProgram};
 use fastpath::worker::WorkerCmd;
-use fastpath::{MAX_PORTS, PortId, sys};
+use fastpath::{PortId, sys};
 
-use super::routing::port_facts;
-use super::{Controller, DEL_TIMEOUT, HOUSEKEEPING, MAX_RETRY_BACKOFF, PortRecord, Refused};
-
-/// Why a port request is refused; the message is what users see.
-#[derive(Debug, thiserror::Error)]
-pub enum PortError {
-    #[error("invalid port name '{0}': 1-15 characters, no '/', ':' or whitespace")]
-    InvalidName(String),
-    #[error("port '{0}' already exists")]
-    Exists(String),
-    #[error("port '{0}' already exists with other settings")]
-    ExistsOtherwise(String),
-    #[error("port '{0}' does not exist")]
-    NoSuchPort(String),
-    #[error("a port is either --uplink or --host, not both")]
-    UplinkAndHost,
-    #[error("--ip declares a pod's addresses: not for --uplink or --host ports")]
-    IpOnRoutedPort,
-    #[error("{0}")]
-    PodAddress(String),
-    #[error("port '{other}' is already the {role} port (one per switch)")]
-    RoleTaken { other: String, role: ctl::PortRole },
-    #[error("--netns and --ifname apply to TAP ports only (use --type tap)")]
-    NetnsOnAfxdp,
-    #[error(
-        "--mac on an AF_XDP port declares the pod's MAC and needs --ip \
-         (a TAP port's --mac sets the device's MAC)"
-    )]
-    MacWithoutIp,
-    #[error("a host port is a TAP: use --type tap --host")]
-    HostNotTap,
-    #[error("--mode applies to AF_XDP ports only")]
-    ModeOnTap,
-    #[error("an uplink is the node's NIC, attached through AF_XDP (not --type tap)")]
-    UplinkNotAfxdp,
-    #[error("a host port lives in the node's own namespace: no --netns/--ifname")]
-    HostInNetns,
-    #[error("--ifname requires --netns")]
-    IfnameWithoutNetns,
-    #[error("invalid interface name '{0}'")]
-    InvalidIfname(String),
-    #[error("MAC {0} is not a unicast address")]
-    NotUnicast(ctl::MacAddr),
-    #[error("port '{other}' already has a TAP named '{ifname}' in that namespace")]
-    TapNameTaken { other: String, ifname: String },
-    #[error("too many ports (at most {MAX_PORTS})")]
-    TooMany,
-    #[error("route {0} goes out of port '{1}'; delete the route first")]
-    RouteUsesPort(ipnet::IpNet, String),
-    /// The worker has no frame pool for AF_XDP (why, from the worker).
-    #[error("{0}")]
-    NoPool(String),
-    #[error("interface '{0}' does not exist")]
-    NoInterface(String),
-    #[error("uplink '{name}': {why}")]
-    Uplink { name: String, why: String },
-    #[error("uplink socket has no descriptor")]
-    UplinkNoFd,
-    /// Opening the AF_XDP socket or the namespace failed (the OS's words).
-    #[error("{0}")]
-    Open(String),
-    #[error("cannot create TAP port '{name}': {source}")]
-    Tap {
-        name: String,
-        source: std::io::Error,
-    },
-}
-
-impl From<PortError> for Refused {
-    fn from(e: PortError) -> Self {
-        Refused(e.to_string())
-    }
-}
+use super::kernel::port_facts;
+use super::{Controller, DEL_TIMEOUT, HOUSEKEEPING, MAX_RETRY_BACKOFF, PortRecord};
+use crate::model::PortError;
+use crate::model::ports::tap_ifname;
 
 impl Controller {
     /// Marks ports down whose interface or namespace has gone away.
@@ -207,84 +139,6 @@ impl Controller {
         (0..load.len()).min_by_key(|&w| (load[w], w)).unwrap_or(0)
     }
 
-    pub(super) fn validate_port(&self, spec: &PortSpec) -> Result<(), PortError> {
-        use PortError as E;
-        if !sys::valid_ifname(&spec.name) {
-            return Err(E::InvalidName(spec.name.clone()));
-        }
-        if self.ports.contains_key(&spec.name) {
-            return Err(E::Exists(spec.name.clone()));
-        }
-        if spec.uplink && spec.host {
-            return Err(E::UplinkAndHost);
-        }
-        if !spec.ips.is_empty() {
-            if spec.uplink || spec.host {
-                return Err(E::IpOnRoutedPort);
-            }
-            self.router
-                .check_pod_ips(&spec.ips, &self.port_views())
-                .map_err(E::PodAddress)?;
-        }
-        let role = spec.role();
-        if role != ctl::PortRole::Pod
-            && let Some(other) = self.ports.values().find(|r| r.spec.role() == role)
-        {
-            return Err(E::RoleTaken {
-                other: other.spec.name.clone(),
-                role,
-            });
-        }
-        match spec.port_type {
-            PortType::Afxdp => {
-                if spec.netns.is_some() || spec.ifname.is_some() {
-                    return Err(E::NetnsOnAfxdp);
-                }
-                if spec.mac.is_some() && spec.ips.is_empty() {
-                    return Err(E::MacWithoutIp);
-                }
-                if spec.host {
-                    return Err(E::HostNotTap);
-                }
-            }
-            PortType::Tap => {
-                if spec.mode != XdpMode::Auto {
-                    return Err(E::ModeOnTap);
-                }
-                if spec.uplink {
-                    return Err(E::UplinkNotAfxdp);
-                }
-                if spec.host && (spec.netns.is_some() || spec.ifname.is_some()) {
-                    return Err(E::HostInNetns);
-                }
-                if spec.ifname.is_some() && spec.netns.is_none() {
-                    return Err(E::IfnameWithoutNetns);
-                }
-                if let Some(ifname) = &spec.ifname
-                    && !sys::valid_ifname(ifname)
-                {
-                    return Err(E::InvalidIfname(ifname.clone()));
-                }
-                if let Some(mac) = spec.mac
-                    && (mac.is_multicast() || mac.is_zero())
-                {
-                    return Err(E::NotUnicast(mac));
-                }
-                if let Some(other) = self.ports.values().find(|r| {
-                    r.spec.port_type == PortType::Tap
-                        && r.spec.netns == spec.netns
-                        && tap_ifname(&r.spec) == tap_ifname(spec)
-                }) {
-                    return Err(E::TapNameTaken {
-                        other: other.spec.name.clone(),
-                        ifname: tap_ifname(spec).to_string(),
-                    });
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Opens a port's interface. An uplink also gets its XDP program, which
     /// the controller keeps in `self.uplink` (replacing an old one).
     pub(super) fn open_port(
@@ -374,112 +228,121 @@ impl Controller {
         self.ports.insert(rec.spec.name.clone(), rec);
     }
 
-    pub(super) fn port_add(&mut self, mut spec: PortSpec) -> Result<Reply, Refused> {
-        let may_exist = std::mem::take(&mut spec.may_exist);
-        if let Some(rec) = self.ports.get(&spec.name)
-            && may_exist
-        {
-            return if rec.spec == spec {
-                Ok(Reply::Done)
-            } else {
-                Err(PortError::ExistsOtherwise(spec.name).into())
-            };
-        }
-        self.validate_port(&spec)?;
-        // Checked here rather than in `validate_port`, which also vets
+    /// Opens a port `port add` configured: the effect step of the
+    /// command. On failure nothing of it remains (a TAP it created, an
+    /// uplink's XDP program and promiscuous mode go with the port).
+    pub(super) fn open_new(&mut self, spec: &PortSpec) -> Result<Opened, PortError> {
+        // Checked here rather than in the model's checks, which also vet
         // restored ports: a restored port whose namespace is gone is kept, down.
         if let Some(ns) = &spec.netns {
             sys::open_netns(ns).map_err(|e| PortError::Open(e.to_string()))?;
         }
-        let Some(id) = self.free_id() else {
-            return Err(PortError::TooMany.into());
-        };
+        let id = self.free_id().ok_or(PortError::TooMany)?;
         let worker = self.pick_worker();
-        let (mut port, ifindex) = self.open_port(&spec, id, worker)?;
-        let mut st = self.state();
-        st.ports.push(spec.clone());
-        if let Err(e) = self.persist(&st) {
-            // Closing the port undoes it, but for a TAP it created; an
-            // uplink also had its XDP program and promiscuous mode.
-            port.abandon();
-            drop(port);
-            if spec.uplink {
-                self.release_uplink();
-            }
-            return Err(e);
-        }
-        let mode = Some(port.mode());
-        tracing::info!(port = %spec.name, id, worker, mode = mode.as_ref().map(|m| m.mode), "port added");
-        let facts = port_facts(&spec);
-        self.insert_port(
-            PortRecord {
-                spec,
-                id,
-                worker,
-                up: true,
-                error: None,
-                mode,
-                ifindex,
-                xsk_fd: port.xsk_fd(),
-                retry_at: Instant::now(),
-                retry_backoff: Duration::ZERO,
-                facts,
-            },
-            Some(port),
-        );
-        self.l3_dirty = true;
-        self.publish();
-        Ok(Reply::Done)
+        let (port, ifindex) = self.open_port(spec, id, worker)?;
+        Ok(Opened {
+            rec: self.record(spec.clone(), id, worker, Ok((&*port, ifindex))),
+            port: Some(port),
+        })
     }
 
-    pub(super) fn port_del(&mut self, name: &str) -> Result<Reply, Refused> {
-        let Some(rec) = self.ports.get(name) else {
-            return Err(PortError::NoSuchPort(name.to_string()).into());
+    /// Opens a port of the state file; one that cannot be opened now is
+    /// kept, down, with the reason (see `revive_ports`).
+    pub(super) fn open_restored(&mut self, spec: &PortSpec) -> Result<Opened, PortError> {
+        let id = self.free_id().ok_or(PortError::TooMany)?;
+        let worker = self.pick_worker();
+        Ok(match self.open_port(spec, id, worker) {
+            Ok((port, ifindex)) => Opened {
+                rec: self.record(spec.clone(), id, worker, Ok((&*port, ifindex))),
+                port: Some(port),
+            },
+            Err(e) => {
+                tracing::warn!(port = %spec.name, "restored port is down: {e}");
+                Opened {
+                    rec: self.record(spec.clone(), id, worker, Err(e.to_string())),
+                    port: None,
+                }
+            }
+        })
+    }
+
+    fn record(
+        &self,
+        spec: PortSpec,
+        id: PortId,
+        worker: usize,
+        opened: Result<(&dyn Port, Option<u32>), String>,
+    ) -> PortRecord {
+        let facts = port_facts(&spec);
+        let (up, error, mode, ifindex, xsk_fd) = match opened {
+            Ok((port, ifindex)) => (true, None, Some(port.mode()), ifindex, port.xsk_fd()),
+            Err(e) => (false, Some(e), None, None, None),
         };
-        if let Some(r) = self
-            .router
-            .routes
-            .values()
-            .find(|r| r.dev.as_deref() == Some(name))
-        {
-            return Err(PortError::RouteUsesPort(r.prefix, name.to_string()).into());
+        PortRecord {
+            spec,
+            id,
+            worker,
+            up,
+            error,
+            mode,
+            ifindex,
+            xsk_fd,
+            retry_at: Instant::now(),
+            retry_backoff: Duration::ZERO,
+            facts,
         }
-        let (id, worker, was_uplink) = (rec.id, rec.worker, rec.spec.uplink);
-        let mut st = self.state();
-        st.ports.retain(|p| p.name != name);
-        st.fdb.retain(|s| s.port != name);
-        self.persist(&st)?;
-        // Unpublish first so no worker sends to the port any more, then
-        // have the owner close it.
-        self.ports.remove(name);
-        self.ids[usize::from(id)] = None;
-        self.static_fdb.retain(|_, p| p != name);
-        self.macs.remove_port(id);
-        self.neigh.remove_port(id);
+    }
+
+    /// Undoes `open_new` for a command that failed after it.
+    pub(super) fn abandon(&mut self, opened: Opened) {
+        if let Some(mut port) = opened.port {
+            port.abandon();
+        }
+        if opened.rec.spec.uplink {
+            self.release_uplink();
+        }
+    }
+
+    /// Takes a port out of the runtime state; the caller publishes, then
+    /// calls `close` (so no worker sends to the port any more first).
+    pub(super) fn unlink_port(&mut self, name: &str) -> Option<PortRecord> {
+        let rec = self.ports.remove(name)?;
+        self.ids[usize::from(rec.id)] = None;
+        self.macs.remove_port(rec.id);
+        self.neigh.remove_port(rec.id);
         self.neigh_view = self.neigh.view();
-        self.l3_dirty = true;
-        self.publish();
+        Some(rec)
+    }
+
+    /// Has the owning worker close a port `unlink_port` took out.
+    pub(super) fn close(&mut self, rec: PortRecord) {
+        let name = &rec.spec.name;
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-        if self.workers.handles[worker]
+        if self.workers.handles[rec.worker]
             .cmds
             .send(WorkerCmd::DelPort {
-                id,
+                id: rec.id,
                 done: done_tx,
                 remove: true,
             })
             .is_ok()
             && done_rx.recv_timeout(DEL_TIMEOUT).is_err()
         {
-            tracing::error!(port = name, "worker did not confirm port removal in time");
+            tracing::error!(port = %name, "worker did not confirm port removal in time");
         }
         // By the record, not the interface: a deleted uplink whose
         // interface is already gone still had its program and promiscuous mode.
-        if was_uplink {
+        if rec.spec.uplink {
             self.release_uplink();
         }
-        tracing::info!(port = name, "port removed");
-        Ok(Reply::Done)
+        tracing::info!(port = %name, "port removed");
     }
+}
+
+/// A port opened for the model, not yet the runtime's.
+pub(super) struct Opened {
+    pub rec: PortRecord,
+    pub port: Option<Box<dyn Port>>,
 }
 
 fn attach_mode(m: XdpMode) -> AttachMode {
@@ -489,9 +352,4 @@ fn attach_mode(m: XdpMode) -> AttachMode {
         XdpMode::Generic => AttachMode::Generic,
         XdpMode::Zerocopy => AttachMode::ZeroCopy,
     }
-}
-
-/// The device name of a TAP port: `--ifname` inside a namespace, else the port name.
-fn tap_ifname(spec: &PortSpec) -> &str {
-    spec.ifname.as_deref().unwrap_or(&spec.name)
 }

@@ -157,8 +157,8 @@ impl Controller {
                 static_entries: static_entries as u32,
                 learned_entries: learned_entries as u32,
             },
-            not_applied: self.kept.lines(),
-            state_recovered: self.kept.recovery().map(str::to_string),
+            not_applied: self.model.kept.lines(),
+            state_recovered: self.recovered.clone(),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Unit tests of the connection table.
 
 use super::*;
-use crate::services::table::PROTO_UDP;
+use crate::services::table::{PROTO_TCP, PROTO_UDP};
 
 const C: u32 = 0x0af4_0105;
 const VIP: u32 = 0x0a60_000a;

@@ -11,8 +11,8 @@ use ipnet::IpNet;
 use crate::state::{State, StaticMac};
 
 /// One entry of the state file that is not in use.
-#[derive(Debug, Clone)]
-pub(super) enum Entry {
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
     Port(PortSpec),
     Addr(IpNet),
     Route(RouteSpec),
@@ -22,7 +22,7 @@ pub(super) enum Entry {
 
 /// The identity of an entry: a model entry with the same key replaces it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Key {
+pub enum Key {
     Port(String),
     Addr(IpNet),
     Route(IpNet),
@@ -31,7 +31,7 @@ pub(super) enum Key {
 }
 
 impl Entry {
-    pub(super) fn key(&self) -> Key {
+    pub fn key(&self) -> Key {
         match self {
             Entry::Port(p) => Key::Port(p.name.clone()),
             Entry::Addr(a) => Key::Addr(*a),
@@ -53,20 +53,14 @@ impl Entry {
 }
 
 /// The entries kept, with why each was not applied.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Kept {
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Kept {
     entries: Vec<(Entry, String)>,
-    /// How an unreadable state file was recovered, if it was.
-    recovered: Option<String>,
 }
 
 impl Kept {
-    pub(super) fn recovered(&mut self, why: Option<String>) {
-        self.recovered = why;
-    }
-
     /// Keeps `entry`, logging why it is not applied.
-    pub(super) fn keep(&mut self, entry: Entry, why: impl Into<String>) {
+    pub fn keep(&mut self, entry: Entry, why: impl Into<String>) {
         let why = why.into();
         // A key the file repeats is kept once (the first, as restore reads it).
         if self.contains(&entry.key()) {
@@ -80,14 +74,14 @@ impl Kept {
         self.entries.push((entry, why));
     }
 
-    pub(super) fn contains(&self, key: &Key) -> bool {
+    pub fn contains(&self, key: &Key) -> bool {
         self.entries.iter().any(|(e, _)| e.key() == *key)
     }
 
     /// Forgets the entry with `key` (a `del` of it), and with a port the
     /// FDB entries kept for it (as `port del` removes a port's entries);
     /// true if there was one.
-    pub(super) fn remove(&mut self, key: &Key) -> bool {
+    pub fn remove(&mut self, key: &Key) -> bool {
         let before = self.entries.len();
         self.entries.retain(|(e, _)| match (e, key) {
             (Entry::Fdb(f), Key::Port(port)) => f.port != *port,
@@ -96,23 +90,28 @@ impl Kept {
         self.entries.len() != before
     }
 
-    pub(super) fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// How the state file was recovered, if it was.
-    pub(super) fn recovery(&self) -> Option<&str> {
-        self.recovered.as_deref()
+    /// Takes out the FDB entries kept for port `port` (applied once the
+    /// port is added).
+    pub fn take_fdb_of(&mut self, port: &str) -> Vec<StaticMac> {
+        let mut out = Vec::new();
+        self.entries.retain(|(e, _)| match e {
+            Entry::Fdb(f) if f.port == port => {
+                out.push(f.clone());
+                false
+            }
+            _ => true,
+        });
+        out
     }
 
     /// Forgets the entries the model now has under the same key.
-    pub(super) fn prune(&mut self, in_model: impl Fn(&Key) -> bool) {
+    pub fn prune(&mut self, in_model: impl Fn(&Key) -> bool) {
         self.entries.retain(|(e, _)| !in_model(&e.key()));
     }
 
     /// Adds the kept entries to a state about to be written, except those
     /// whose key the state already has (the model's entry wins).
-    pub(super) fn add_to(&self, st: &mut State) {
+    pub fn add_to(&self, st: &mut State) {
         let taken = |k: &Key| match k {
             Key::Port(n) => st.ports.iter().any(|p| p.name == *n),
             Key::Addr(a) => st.addrs.contains(a),
@@ -138,7 +137,7 @@ impl Kept {
     }
 
     /// Lines for `show`: each entry not applied, and why.
-    pub(super) fn lines(&self) -> Vec<String> {
+    pub fn lines(&self) -> Vec<String> {
         self.entries
             .iter()
             .map(|(e, why)| format!("{}: {why}", e.describe()))

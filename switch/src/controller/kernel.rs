@@ -1,11 +1,10 @@
-//! The controller's router part: what the router model needs to know about
-//! ports, building the router's snapshot part (routes, addresses, the
-//! uplink's XDP maps, the host port's kernel routes), and the `addr`,
-//! `route` and `neigh` commands.
+//! The router's snapshot part and what follows from the model in the
+//! kernel: building the route table from the model and the ports, the
+//! uplink's XDP program (its maps, promiscuous mode), the host port's
+//! kernel routes, and the node's addresses they depend on.
 //!
 //! Same struct as [`super::Controller`], split by the data it changes: the
-//! router model, the neighbour table and the uplink program live here; ports,
-//! the FDB and workers in `mod.rs`.
+//! built table, the uplink program and the kernel routes live here.
 
 use super::*;
 
@@ -99,7 +98,7 @@ impl Controller {
             self.node_addrs = self.current_node_addrs();
         }
         let views = self.port_views();
-        self.routes_built = self.router.build(&views);
+        self.routes_built = self.model.router.build(&views);
         let vteps: Vec<u32> = self
             .ports
             .values()
@@ -121,6 +120,7 @@ impl Controller {
             router_mac: mac_key(&self.router_mac.0),
             routes: l3::table(&self.routes_built),
             addrs4: self
+                .model
                 .router
                 .addrs
                 .iter()
@@ -130,6 +130,7 @@ impl Controller {
                 })
                 .collect(),
             addrs6: self
+                .model
                 .router
                 .addrs
                 .iter()
@@ -143,6 +144,7 @@ impl Controller {
             vtep_src: vteps.first().copied(),
             vteps,
             vnis: self
+                .model
                 .router
                 .routes
                 .values()
@@ -203,7 +205,7 @@ impl Controller {
         if let Err(e) = prog.set_vxlan_addrs(&vteps) {
             tracing::error!("uplink program: {e}");
         }
-        let node_ports: Vec<(u16, u8)> = self.services.table.node_ports().collect();
+        let node_ports: Vec<(u16, u8)> = self.service_table.node_ports().collect();
         if let Err(e) = prog.set_node_ports(&node_ports) {
             tracing::error!("uplink program: {e}");
         }
@@ -223,7 +225,14 @@ impl Controller {
             .filter(|a| a.ifname != "lo" && !host.contains(&a.ifname.as_str()))
             .map(|a| a.addr)
             .filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80))
-            .filter(|ip| !self.router.addrs.iter().any(|a| a.trunc().contains(ip)))
+            .filter(|ip| {
+                !self
+                    .model
+                    .router
+                    .addrs
+                    .iter()
+                    .any(|a| a.trunc().contains(ip))
+            })
             .collect();
         v.sort();
         v.dedup();
@@ -265,11 +274,16 @@ impl Controller {
         let Some(ifindex) = sys::if_index(&host.spec.name) else {
             return;
         };
-        let subnets: BTreeSet<IpNet> = self.router.addrs.iter().map(IpNet::trunc).collect();
+        let subnets: BTreeSet<IpNet> = self.model.router.addrs.iter().map(IpNet::trunc).collect();
         // Service VIPs too, so the node reaches them (as kube-proxy makes
         // the node reach ClusterIPs).
         let mut want = subnets.clone();
-        want.extend(self.services.vip_routes());
+        want.extend(
+            self.model
+                .services
+                .keys()
+                .filter_map(|k| IpNet::new(k.vip, 32).ok()),
+        );
         for net in self.kernel_routes.difference(&want) {
             if let Err(e) = crate::os::kernel_route(false, net.addr(), net.prefix_len(), ifindex) {
                 tracing::debug!("removing kernel route {net}: {e}");
@@ -286,109 +300,6 @@ impl Controller {
             }
         }
         self.kernel_routes = want;
-    }
-
-    pub(super) fn addr_add(&mut self, addr: IpNet, may_exist: bool) -> Result<Reply, Refused> {
-        if self.router.addrs.contains(&addr) {
-            return if may_exist {
-                Ok(Reply::Done)
-            } else {
-                refuse(format!("address {addr} already exists"))
-            };
-        }
-        self.router
-            .check_addr(addr, &self.port_views())
-            .map_err(Refused)?;
-        let mut st = self.state();
-        st.addrs.push(addr);
-        st.addrs.sort();
-        self.persist(&st)?;
-        self.router.addrs.insert(addr);
-        self.l3_dirty = true;
-        self.publish();
-        Ok(Reply::Done)
-    }
-
-    pub(super) fn addr_del(&mut self, addr: IpNet, if_exists: bool) -> Result<Reply, Refused> {
-        if !self.router.addrs.contains(&addr) {
-            return if if_exists {
-                Ok(Reply::Done)
-            } else {
-                refuse(format!("address {addr} does not exist"))
-            };
-        }
-        self.router
-            .check_addr_del(addr, &self.port_views())
-            .map_err(Refused)?;
-        let mut st = self.state();
-        st.addrs.retain(|a| *a != addr);
-        self.persist(&st)?;
-        self.router.addrs.remove(&addr);
-        let views = self.port_views();
-        let router = &self.router;
-        // Neighbours learned on the subnet are no longer the router's.
-        self.neigh.retain(|ip, n| {
-            router.accept_neighbour(
-                &fastpath::l3::neigh::NeighEvent {
-                    ip,
-                    mac: n.mac,
-                    port: n.port,
-                },
-                &views,
-            )
-        });
-        self.neigh_view = self.neigh.view();
-        self.l3_dirty = true;
-        self.publish();
-        Ok(Reply::Done)
-    }
-
-    pub(super) fn route_add(&mut self, mut spec: RouteSpec) -> Result<Reply, Refused> {
-        let may_exist = std::mem::take(&mut spec.may_exist);
-        if let Some(existing) = self.router.routes.get(&spec.prefix) {
-            return if may_exist && *existing == spec {
-                Ok(Reply::Done)
-            } else if may_exist {
-                refuse(format!(
-                    "a route to {} already exists with other settings",
-                    spec.prefix
-                ))
-            } else {
-                refuse(format!("a route to {} already exists", spec.prefix))
-            };
-        }
-        self.router
-            .check_route(&spec, &self.port_views())
-            .map_err(Refused)?;
-        let mut st = self.state();
-        st.routes.push(spec.clone());
-        st.routes.sort_by_key(|r| r.prefix);
-        self.persist(&st)?;
-        self.router.routes.insert(spec.prefix, spec);
-        self.l3_dirty = true;
-        self.publish();
-        Ok(Reply::Done)
-    }
-
-    pub(super) fn route_del(&mut self, prefix: IpNet, if_exists: bool) -> Result<Reply, Refused> {
-        if !self.router.routes.contains_key(&prefix) {
-            if if_exists {
-                return Ok(Reply::Done);
-            }
-            let why = if self.routes_built.iter().any(|r| r.prefix == prefix) {
-                " (only static routes can be deleted; this one comes from an address or a port)"
-            } else {
-                ""
-            };
-            return refuse(format!("no static route to {prefix}{why}"));
-        }
-        let mut st = self.state();
-        st.routes.retain(|r| r.prefix != prefix);
-        self.persist(&st)?;
-        self.router.routes.remove(&prefix);
-        self.l3_dirty = true;
-        self.publish();
-        Ok(Reply::Done)
     }
 
     pub(super) fn neigh_infos(&self) -> Vec<NeighInfo> {

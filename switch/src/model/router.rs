@@ -26,6 +26,78 @@ use fastpath::snapshot::PortRole;
 use fastpath::{MacKey, PortId, mac_key};
 use ipnet::IpNet;
 
+/// Why an address or route request is refused; the message is what users see.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("address {0} already exists")]
+    AddrExists(IpNet),
+    #[error("address {0} does not exist")]
+    NoSuchAddr(IpNet),
+    #[error("{0} cannot be a router address")]
+    NotRouterAddress(IpAddr),
+    #[error("{0} is the network or broadcast address of {1}")]
+    NetworkOrBroadcast(IpAddr, IpNet),
+    #[error("{0} overlaps the router address {1} (one address per subnet)")]
+    OverlapsAddress(IpNet, IpNet),
+    #[error("{0} is already a static route")]
+    AlreadyStaticRoute(IpNet),
+    #[error("{0} is already in use by port '{1}'")]
+    InUseByPort(IpAddr, String),
+    #[error("{0} overlaps the uplink subnet of port '{1}'")]
+    OverlapsUplink(IpNet, String),
+    #[error("route {route} goes via {via} in {subnet}; delete the route first")]
+    RouteNeedsAddress {
+        route: IpNet,
+        via: IpAddr,
+        subnet: IpNet,
+    },
+    #[error("{0} has host bits set; did you mean {1}?")]
+    HostBits(IpNet, IpNet),
+    #[error("{0} is the connected subnet of router address {1}")]
+    ConnectedSubnet(IpNet, IpNet),
+    #[error("a route to {0} already exists")]
+    Exists(IpNet),
+    #[error("a route to {0} already exists with other settings")]
+    ExistsOtherwise(IpNet),
+    #[error("no static route to {0}")]
+    NoStaticRoute(IpNet),
+    #[error(
+        "no static route to {0} (only static routes can be deleted; this one comes from an address or a port)"
+    )]
+    NotStatic(IpNet),
+    #[error("a VXLAN endpoint is an IPv4 address (the remote node's)")]
+    VtepNotV4,
+    #[error(
+        "VXLAN endpoint {0} is not reachable through the uplink \
+         (add the uplink port, or a route to {0} via a gateway on it)"
+    )]
+    VtepUnreachable(IpAddr),
+    #[error("next hop {0} is not of the family of {1}")]
+    WrongFamily(IpAddr, IpNet),
+    #[error("next hop {0} is one of the switch's own addresses")]
+    ViaOwnAddress(IpAddr),
+    #[error(
+        "next hop {0} is not in any connected subnet (router addresses, pod addresses, uplink subnets)"
+    )]
+    ViaUnreachable(IpAddr),
+    #[error("port '{0}' does not exist")]
+    NoSuchPort(String),
+    #[error("a route needs exactly one of 'via NEXTHOP' and 'dev PORT'")]
+    ViaOrDev,
+    #[error("VXLAN encapsulation needs 'via NEXTHOP' (the remote node)")]
+    VxlanNeedsVia,
+    #[error("VNI {0} is not in 1..=16777215")]
+    BadVni(u32),
+    #[error("{0} cannot be a pod address")]
+    NotPodAddress(IpAddr),
+    #[error("{0} is given twice")]
+    GivenTwice(IpAddr),
+    #[error("{0} is one of the switch's own addresses")]
+    OwnAddress(IpAddr),
+    #[error("not a valid route")]
+    Invalid,
+}
+
 /// What the router needs to know about one port.
 #[derive(Debug, Clone)]
 pub struct PortView {
@@ -53,53 +125,135 @@ pub struct BuiltRoute {
 }
 
 /// Addresses and static routes.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RouterModel {
     pub addrs: BTreeSet<IpNet>,
     pub routes: BTreeMap<IpNet, RouteSpec>,
 }
 
 impl RouterModel {
+    /// `addr add`: nothing changes when the address is there and `may_exist`.
+    pub fn add_addr(
+        &mut self,
+        addr: IpNet,
+        may_exist: bool,
+        ports: &[PortView],
+    ) -> Result<(), RouteError> {
+        if self.addrs.contains(&addr) {
+            return if may_exist {
+                Ok(())
+            } else {
+                Err(RouteError::AddrExists(addr))
+            };
+        }
+        self.check_addr(addr, ports)?;
+        self.addrs.insert(addr);
+        Ok(())
+    }
+
+    /// `addr del`.
+    pub fn del_addr(
+        &mut self,
+        addr: IpNet,
+        if_exists: bool,
+        ports: &[PortView],
+    ) -> Result<(), RouteError> {
+        if !self.addrs.contains(&addr) {
+            return if if_exists {
+                Ok(())
+            } else {
+                Err(RouteError::NoSuchAddr(addr))
+            };
+        }
+        self.check_addr_del(addr, ports)?;
+        self.addrs.remove(&addr);
+        Ok(())
+    }
+
+    /// `route add`: nothing changes when the same route is there and the
+    /// request says `may_exist`.
+    pub fn add_route(&mut self, spec: &RouteSpec, ports: &[PortView]) -> Result<(), RouteError> {
+        let mut spec = spec.clone();
+        let may_exist = std::mem::take(&mut spec.may_exist);
+        if let Some(existing) = self.routes.get(&spec.prefix) {
+            return if may_exist && *existing == spec {
+                Ok(())
+            } else if may_exist {
+                Err(RouteError::ExistsOtherwise(spec.prefix))
+            } else {
+                Err(RouteError::Exists(spec.prefix))
+            };
+        }
+        self.check_route(&spec, ports)?;
+        self.routes.insert(spec.prefix, spec);
+        Ok(())
+    }
+
+    /// `route del`; `derived` says the table has a route to `prefix` that
+    /// an address or a port made (only static routes can be deleted).
+    pub fn del_route(
+        &mut self,
+        prefix: IpNet,
+        if_exists: bool,
+        derived: bool,
+    ) -> Result<(), RouteError> {
+        if self.routes.remove(&prefix).is_some() || if_exists {
+            return Ok(());
+        }
+        Err(if derived {
+            RouteError::NotStatic(prefix)
+        } else {
+            RouteError::NoStaticRoute(prefix)
+        })
+    }
+
+    /// A static route from the state file. Routes were checked when they
+    /// were added; a next hop that cannot be reached now (its uplink is
+    /// missing) keeps the route configured but out of the table, as a down
+    /// port stays configured. Only the route's shape is checked again.
+    pub fn restore_route(&mut self, spec: RouteSpec) -> Result<(), RouteError> {
+        let valid = spec.prefix == spec.prefix.trunc()
+            && (spec.via.is_some() != spec.dev.is_some())
+            && !self.routes.contains_key(&spec.prefix);
+        if !valid {
+            return Err(RouteError::Invalid);
+        }
+        self.routes.insert(spec.prefix, spec);
+        Ok(())
+    }
+
     /// Checks `addr add`.
-    pub fn check_addr(&self, net: IpNet, ports: &[PortView]) -> Result<(), String> {
+    pub fn check_addr(&self, net: IpNet, ports: &[PortView]) -> Result<(), RouteError> {
         let ip = net.addr();
         if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() {
-            return Err(format!("{ip} cannot be a router address"));
+            return Err(RouteError::NotRouterAddress(ip));
         }
         if let IpNet::V4(n) = net
             && n.prefix_len() < 31
             && (ip == IpAddr::V4(n.network()) || ip == IpAddr::V4(n.broadcast()))
         {
-            return Err(format!(
-                "{ip} is the network or broadcast address of {}",
-                net.trunc()
-            ));
+            return Err(RouteError::NetworkOrBroadcast(ip, net.trunc()));
         }
         if let Some(other) = self.addrs.iter().find(|a| overlaps(a.trunc(), net.trunc())) {
-            return Err(format!(
-                "{net} overlaps the router address {other} (one address per subnet)"
-            ));
+            return Err(RouteError::OverlapsAddress(net, *other));
         }
         if self.routes.contains_key(&net.trunc()) {
-            return Err(format!("{} is already a static route", net.trunc()));
+            return Err(RouteError::AlreadyStaticRoute(net.trunc()));
         }
         if let Some(p) = ports.iter().find(|p| p.ips.contains(&ip)) {
-            return Err(format!("{ip} is already in use by port '{}'", p.name));
+            return Err(RouteError::InUseByPort(ip, p.name.clone()));
         }
         if let Some(p) = ports
             .iter()
             .find(|p| p.links.iter().any(|l| overlaps(*l, net.trunc())))
         {
-            return Err(format!(
-                "{net} overlaps the uplink subnet of port '{}'",
-                p.name
-            ));
+            return Err(RouteError::OverlapsUplink(net, p.name.clone()));
         }
         Ok(())
     }
 
     /// Checks `addr del`.
-    pub fn check_addr_del(&self, net: IpNet, ports: &[PortView]) -> Result<(), String> {
+    pub fn check_addr_del(&self, net: IpNet, ports: &[PortView]) -> Result<(), RouteError> {
         let rest = RouterModel {
             addrs: self.addrs.iter().copied().filter(|a| *a != net).collect(),
             routes: BTreeMap::new(),
@@ -109,35 +263,32 @@ impl RouterModel {
                 && net.trunc().contains(&via)
                 && rest.resolve_via(via, ports).is_none()
             {
-                return Err(format!(
-                    "route {} goes via {via} in {}; delete the route first",
-                    r.prefix,
-                    net.trunc()
-                ));
+                return Err(RouteError::RouteNeedsAddress {
+                    route: r.prefix,
+                    via,
+                    subnet: net.trunc(),
+                });
             }
         }
         Ok(())
     }
 
     /// Checks `route add`.
-    pub fn check_route(&self, spec: &RouteSpec, ports: &[PortView]) -> Result<(), String> {
+    pub fn check_route(&self, spec: &RouteSpec, ports: &[PortView]) -> Result<(), RouteError> {
         let p = spec.prefix;
         if p != p.trunc() {
-            return Err(format!(
-                "{p} has host bits set; did you mean {}?",
-                p.trunc()
-            ));
+            return Err(RouteError::HostBits(p, p.trunc()));
         }
         if let Some(a) = self.addrs.iter().find(|a| a.trunc() == p) {
-            return Err(format!("{p} is the connected subnet of router address {a}"));
+            return Err(RouteError::ConnectedSubnet(p, *a));
         }
         if self.routes.contains_key(&p) {
-            return Err(format!("a route to {p} already exists"));
+            return Err(RouteError::Exists(p));
         }
         match (spec.via, &spec.dev) {
             (Some(via), None) if spec.encap.is_some() => {
                 if !via.is_ipv4() {
-                    return Err("a VXLAN endpoint is an IPv4 address (the remote node's)".into());
+                    return Err(RouteError::VtepNotV4);
                 }
                 let t = table(&self.build(ports));
                 let through_uplink = match t.lookup(via) {
@@ -150,60 +301,53 @@ impl RouterModel {
                     _ => false,
                 };
                 if !through_uplink {
-                    return Err(format!(
-                        "VXLAN endpoint {via} is not reachable through the uplink \
-                         (add the uplink port, or a route to {via} via a gateway on it)"
-                    ));
+                    return Err(RouteError::VtepUnreachable(via));
                 }
             }
             (Some(via), None) => {
                 if is_v4(via) != is_v4(p.addr()) {
-                    return Err(format!("next hop {via} is not of the family of {p}"));
+                    return Err(RouteError::WrongFamily(via, p));
                 }
                 if self.addrs.iter().any(|a| a.addr() == via) {
-                    return Err(format!(
-                        "next hop {via} is one of the switch's own addresses"
-                    ));
+                    return Err(RouteError::ViaOwnAddress(via));
                 }
                 if self.resolve_via(via, ports).is_none() {
-                    return Err(format!(
-                        "next hop {via} is not in any connected subnet (router addresses, pod addresses, uplink subnets)"
-                    ));
+                    return Err(RouteError::ViaUnreachable(via));
                 }
             }
             (None, Some(dev)) => {
                 if !ports.iter().any(|pv| &pv.name == dev) {
-                    return Err(format!("port '{dev}' does not exist"));
+                    return Err(RouteError::NoSuchPort(dev.clone()));
                 }
             }
-            _ => return Err("a route needs exactly one of 'via NEXTHOP' and 'dev PORT'".into()),
+            _ => return Err(RouteError::ViaOrDev),
         }
         if let Some(ctl::Encap::Vxlan { vni }) = spec.encap {
             if spec.via.is_none() {
-                return Err("VXLAN encapsulation needs 'via NEXTHOP' (the remote node)".into());
+                return Err(RouteError::VxlanNeedsVia);
             }
             if vni == 0 || vni > 0x00ff_ffff {
-                return Err(format!("VNI {vni} is not in 1..=16777215"));
+                return Err(RouteError::BadVni(vni));
             }
         }
         Ok(())
     }
 
     /// Checks that the pod addresses of a new port are free.
-    pub fn check_pod_ips(&self, ips: &[IpAddr], ports: &[PortView]) -> Result<(), String> {
+    pub fn check_pod_ips(&self, ips: &[IpAddr], ports: &[PortView]) -> Result<(), RouteError> {
         let mut seen = BTreeSet::new();
         for ip in ips {
             if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() {
-                return Err(format!("{ip} cannot be a pod address"));
+                return Err(RouteError::NotPodAddress(*ip));
             }
             if !seen.insert(*ip) {
-                return Err(format!("{ip} is given twice"));
+                return Err(RouteError::GivenTwice(*ip));
             }
             if self.addrs.iter().any(|a| a.addr() == *ip) {
-                return Err(format!("{ip} is one of the switch's own addresses"));
+                return Err(RouteError::OwnAddress(*ip));
             }
             if let Some(p) = ports.iter().find(|p| p.ips.contains(ip)) {
-                return Err(format!("{ip} is already in use by port '{}'", p.name));
+                return Err(RouteError::InUseByPort(*ip, p.name.clone()));
             }
         }
         Ok(())
@@ -471,21 +615,29 @@ mod tests {
         let ports = [pod("p1", 1, "10.244.1.5")];
         assert!(m.check_addr(net("10.244.1.1/24"), &ports).is_ok());
         m.addrs.insert(net("10.244.1.1/24"));
-        let e = m.check_addr(net("10.244.1.2/24"), &ports).unwrap_err();
+        let e = m
+            .check_addr(net("10.244.1.2/24"), &ports)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("overlaps"), "{e}");
         assert!(m.check_addr(net("10.244.0.1/16"), &ports).is_err());
         assert!(
             m.check_addr(net("10.244.2.0/24"), &ports)
                 .unwrap_err()
+                .to_string()
                 .contains("network")
         );
         assert!(m.check_addr(net("10.244.2.255/24"), &ports).is_err());
         assert!(m.check_addr(net("224.0.0.1/24"), &ports).is_err());
-        let e = m.check_addr(net("10.244.1.5/32"), &ports).unwrap_err();
+        let e = m
+            .check_addr(net("10.244.1.5/32"), &ports)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("overlaps") || e.contains("in use"), "{e}");
         let e = m
             .check_addr(net("10.1.0.5/24"), &[pod("p2", 2, "10.1.0.5")])
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("in use by port 'p2'"), "{e}");
     }
 
@@ -525,7 +677,7 @@ mod tests {
             (route("10.244.3.0/24", None, None), "exactly one"),
         ];
         for (spec, want) in bad {
-            let e = m.check_route(&spec, &ports).unwrap_err();
+            let e = m.check_route(&spec, &ports).unwrap_err().to_string();
             assert!(e.contains(want), "{spec:?}: {e}");
         }
         m.routes.insert(
@@ -535,6 +687,7 @@ mod tests {
         assert!(
             m.check_route(&route("10.244.2.0/24", None, Some("p1")), &ports)
                 .unwrap_err()
+                .to_string()
                 .contains("exists")
         );
     }
@@ -603,7 +756,7 @@ mod tests {
         let ports = [pod("p1", 1, "10.244.1.5"), uplink(9)];
         let mut vx = route("10.244.2.0/24", Some("192.168.60.2"), None);
         vx.encap = Some(ctl::Encap::Vxlan { vni: 42 });
-        let e = m.check_route(&vx, &ports).unwrap_err();
+        let e = m.check_route(&vx, &ports).unwrap_err().to_string();
         assert!(e.contains("not reachable through the uplink"), "{e}");
         let underlay = route("192.168.60.0/24", Some("192.168.50.254"), None);
         m.check_route(&underlay, &ports).unwrap();
@@ -626,7 +779,12 @@ mod tests {
         );
         vx.encap = Some(ctl::Encap::Vxlan { vni: 0 });
         vx.via = Some(ip("192.168.60.3"));
-        assert!(m.check_route(&vx, &ports).unwrap_err().contains("VNI"));
+        assert!(
+            m.check_route(&vx, &ports)
+                .unwrap_err()
+                .to_string()
+                .contains("VNI")
+        );
     }
 
     #[test]
@@ -637,7 +795,10 @@ mod tests {
             net("10.9.0.0/16"),
             route("10.9.0.0/16", Some("10.244.1.7"), None),
         );
-        let e = m.check_addr_del(net("10.244.1.1/24"), &[]).unwrap_err();
+        let e = m
+            .check_addr_del(net("10.244.1.1/24"), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("delete the route first"), "{e}");
     }
 

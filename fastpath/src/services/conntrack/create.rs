@@ -1,0 +1,216 @@
+//! Making flows: claiming both records of a new flow under one shard lock,
+//! and the combined lookup-or-create of a flow's first packet.
+//!
+//! A new flow's two records go into the shard of the client's port, and
+//! its reply tuple is claimed there too: the client's own port if free,
+//! else a port of the dynamic range that maps to the same shard, so both
+//! records of a flow always share one lock. A tuple held by a live record
+//! is never taken over; a full shard first evicts its oldest unanswered
+//! flow and refuses the new flow if it has none. Flow states come from the
+//! shard's recycled ones when nothing else still refers to them, so
+//! creating a flow usually allocates nothing.
+
+use std::sync::Arc;
+
+use super::flow::reopens;
+use super::shard::{Rec, Shard};
+use super::{Conntrack, Flow, FlowCache, Hit, Nat, flow_key, lock};
+
+/// What [`Conntrack::lookup_or_create`] found or made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tracked {
+    /// The flow exists: its original direction's translation.
+    Existing(Hit),
+    /// A new flow: the translation of its original direction.
+    Created(Nat),
+}
+
+/// Why a flow could not be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateError {
+    /// The shard is full of answered flows.
+    Full,
+    /// No free port of the shard to translate the client to.
+    NoPort,
+}
+
+/// What a new flow is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct NewFlow {
+    pub proto: u8,
+    /// The client's address and port (the packet's source).
+    pub client: (u32, u16),
+    /// Where the client sent it: VIP:port, or node address:NodePort.
+    pub front: (u32, u16),
+    /// The chosen endpoint.
+    pub backend: (u32, u16),
+    /// Source-NAT the client to this address (hairpin, NodePort).
+    pub snat: Option<u32>,
+    pub service: u64,
+}
+
+impl Conntrack {
+    /// Creates a flow, under one shard lock. The reply tuple is endpoint →
+    /// client (or → `snat`); when it is taken already, the client's port is
+    /// translated to a free one of the same shard. Returns the translation
+    /// of the original direction.
+    pub fn create(&self, f: &NewFlow, now: u64) -> Result<Nat, CreateError> {
+        let orig_key = flow_key(f.client.0, f.front.0, f.client.1, f.front.1, f.proto);
+        let i = self.port_shard(f.client.1);
+        let mut s = lock(&self.shards[i]);
+        if let Some(old) = s.map.get(&orig_key).filter(|r| r.orig) {
+            old.flow.kill();
+            let other = old.other;
+            s.remove_flow(orig_key, other);
+        }
+        self.create_locked(&mut s, i, f, orig_key, now)
+    }
+
+    /// The first packet of a flow, or one the worker's cache did not know:
+    /// under one shard lock, the flow's record if it is alive and `keep`
+    /// accepts its (Service, endpoint), else a new flow made of `f` (which
+    /// replaces a record `keep` refused). The result is cached.
+    pub fn lookup_or_create(
+        &self,
+        cache: &mut FlowCache,
+        f: &NewFlow,
+        tcp: Option<u8>,
+        now: u64,
+        keep: impl Fn(u64, u64) -> bool,
+    ) -> Result<Tracked, CreateError> {
+        let orig_key = flow_key(f.client.0, f.front.0, f.client.1, f.front.1, f.proto);
+        let i = self.port_shard(f.client.1);
+        let mut s = lock(&self.shards[i]);
+        if let Some(rec) = s.map.get(&orig_key).filter(|r| r.orig) {
+            let flow = &rec.flow;
+            let expired = flow.expired(now);
+            if !expired && !reopens(true, flow, tcp) && keep(flow.service, flow.backend) {
+                flow.touch(true, tcp, now);
+                let hit = Hit::Orig {
+                    nat: rec.nat,
+                    service: flow.service,
+                    backend: flow.backend,
+                };
+                let flow = Arc::clone(flow);
+                drop(s);
+                cache.put(orig_key, true, hit, flow);
+                return Ok(Tracked::Existing(hit));
+            }
+            flow.kill();
+            let other = rec.other;
+            s.remove_flow(orig_key, other);
+            if expired {
+                s.expired += 1;
+            }
+        }
+        self.create_locked(&mut s, i, f, orig_key, now)
+            .map(Tracked::Created)
+    }
+
+    fn create_locked(
+        &self,
+        s: &mut Shard,
+        i: usize,
+        f: &NewFlow,
+        orig_key: u128,
+        now: u64,
+    ) -> Result<Nat, CreateError> {
+        let src = f.snat.unwrap_or(f.client.0);
+        // The tuple may only be held by the reply record of another flow (a
+        // collision of the two directions' key spaces): that flow keeps it.
+        if let Some(r) = s.map.get(&orig_key) {
+            if !r.flow.expired(now) {
+                s.full += 1;
+                return Err(CreateError::NoPort);
+            }
+            let other = r.other;
+            s.remove_flow(orig_key, other);
+        }
+        if s.flows >= self.per_shard && !s.evict_one(now) {
+            s.full += 1;
+            return Err(CreateError::Full);
+        }
+        // Claim a reply tuple: the client's own port, else one of the
+        // dynamic range in this shard, probed from a point set by the flow.
+        let mut port = f.client.1;
+        let mut attempt = 0u32;
+        let reply_key = loop {
+            let k = flow_key(f.backend.0, src, f.backend.1, port, f.proto);
+            // Any record holds the tuple, of either direction.
+            match s.map.get(&k).map(|r| (r.flow.expired(now), r.other)) {
+                None => break k,
+                // A stale record: its flow is over, reuse the tuple.
+                Some((true, other)) => {
+                    s.remove_flow(k, other);
+                    break k;
+                }
+                Some((false, _)) => {}
+            }
+            loop {
+                attempt += 1;
+                if attempt > 4096 {
+                    s.full += 1;
+                    return Err(CreateError::NoPort);
+                }
+                let h = self.hash.of(orig_key ^ u128::from(attempt));
+                port = 1024 + (h % (65536 - 1024)) as u16;
+                if self.port_shard(port) == i {
+                    break;
+                }
+            }
+        };
+        let fresh = Flow::new(
+            f.service,
+            crate::services::table::endpoint(f.backend.0, f.backend.1),
+            f.proto,
+            now,
+        );
+        let flow = match s.spare.pop() {
+            Some(mut spare) => match Arc::get_mut(&mut spare) {
+                Some(slot) => {
+                    *slot = fresh;
+                    spare
+                }
+                // A worker's cache took a reference meanwhile: let it go.
+                None => Arc::new(fresh),
+            },
+            None => Arc::new(fresh),
+        };
+        s.map.insert(
+            reply_key,
+            Rec {
+                orig: false,
+                nat: Nat {
+                    src: f.front.0,
+                    sport: f.front.1,
+                    dst: f.client.0,
+                    dport: f.client.1,
+                },
+                other: orig_key,
+                flow: Arc::clone(&flow),
+            },
+        );
+        let nat = Nat {
+            src,
+            sport: port,
+            dst: f.backend.0,
+            dport: f.backend.1,
+        };
+        s.map.insert(
+            orig_key,
+            Rec {
+                orig: true,
+                nat,
+                other: reply_key,
+                flow,
+            },
+        );
+        s.flows += 1;
+        s.created += 1;
+        s.young.push_back(orig_key);
+        if s.young.len() > 2 * self.per_shard + 16 {
+            s.compact_young();
+        }
+        Ok(nat)
+    }
+}
