@@ -6,17 +6,21 @@
 //! transmit per output port, then give the kernel fresh buffers and reap
 //! completed transmissions.
 //!
-//! The pipeline (one file per stage under [`stage`]):
+//! The pipeline ([`pipeline`]; each stage is `run(batch, &mut Ctx)` with
+//! the one [`ctx::Ctx`]):
 //!
 //! ```text
-//! parse → security → learn → arp → nd → service → route → forward → output
+//! parse → security → learn → arp → nd → vxlan → service → routing → forward → output
 //! ```
 //!
-//! The switch is a bridge of pod ports with a router attached: frames
-//! between pods on one subnet are switched (learn, forward); frames to the
+//! The code is laid out by feature: [`l2`] (MAC table, port security,
+//! learning, forwarding), [`l3`] (route table, neighbours, the worker's
+//! [`l3::resolver::Resolver`], ARP/ND, VXLAN, routing), [`services`]
+//! (Service table, Maglev, conntrack, NAT, the Service stage), [`port`],
+//! [`wire`], [`worker`]. The switch is a bridge of pod ports with a router
+//! attached: frames between pods on one subnet are switched; frames to the
 //! router's MAC, and everything from routed ports (the node's uplink, the
-//! host port), are routed ([`stage::arp`], [`stage::route`], tables in
-//! [`route`] and [`neigh`], per-worker state in [`router`]).
+//! host port), are routed.
 //!
 //! Each stage loops over the whole batch and sets a per-frame
 //! [`batch::Verdict`]. A frame ends sent on one or more ports or dropped with
@@ -26,23 +30,18 @@
 //! Configuration reaches workers as an immutable [`snapshot::Snapshot`]
 //! published through `ArcSwap`; a worker loads it once per batch, so a batch
 //! sees one consistent version. Learned MAC addresses are owned by the
-//! controller's [`fdb::MacTable`]; workers report what they see over a bounded
-//! channel and read the published [`fdb::FdbView`].
-//!
-//! Service packets (to a VIP or NodePort, and replies from endpoints) pass
-//! [`stage::service`] before routing: a shared [`conntrack::Conntrack`]
-//! remembers each flow's endpoint, chosen by [`maglev`] over the snapshot's
-//! [`service::ServiceTable`], and [`l4`] rewrites addresses and ports.
+//! controller's [`l2::fdb::MacTable`]; workers report what they see over a
+//! bounded channel and read the published [`l2::fdb::FdbView`].
 //!
 //! Invariants:
 //! - The forwarding path never blocks or allocates per packet, and takes no
 //!   lock per packet except conntrack shard locks for Service packets that
-//!   miss the worker's flow cache (see [`conntrack`]).
+//!   miss the worker's flow cache (see [`services::conntrack`]).
 //! - Every frame of a pool is, at any time, in exactly one place: the free
 //!   list, a kernel ring, the worker's batch, or in transit to another worker.
 //! - `unsafe` lives in [`pool`] (raw frame memory), [`port::afxdp`] and
 //!   [`sys`] (the OS), plus a poll(2) in [`worker`], the eventfd in
-//!   [`handoff`] and the clock read in [`clock`]; each block carries a
+//!   [`worker::handoff`] and the clock read in [`clock`]; each block carries a
 //!   `SAFETY:` note.
 
 pub mod batch;
