@@ -11,11 +11,12 @@
 use crate::batch::{Batch, Verdict};
 use crate::ctx::Ctx;
 use crate::drop::DropReason;
-use crate::mac_key;
 use crate::snapshot::PortGuard;
-use crate::wire::{
-    ETH_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, arp, ipv4, ipv6, read_u32, read_u128,
-};
+use crate::wire::arp::Arp;
+use crate::wire::ipv4::Ipv4;
+use crate::wire::ipv6::{self, Ipv6};
+use crate::wire::nd::Nd;
+use crate::wire::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 
 /// Checks every live frame from a guarded port.
 #[inline]
@@ -41,43 +42,37 @@ fn check(guard: &PortGuard, src: u64, ethertype: u16, frame: &[u8]) -> Option<Dr
     if guard.mac.is_some_and(|m| m != src) {
         return Some(DropReason::SpoofedSource);
     }
+    let l3 = wire::payload(frame);
     match ethertype {
         ETHERTYPE_IPV4 => {
-            if frame.len() < ETH_LEN + ipv4::MIN_LEN {
+            let Some(ip) = Ipv4::new(l3) else {
                 return Some(DropReason::Malformed);
-            }
-            let ip_src = read_u32(frame, ETH_LEN + ipv4::SRC);
-            (!guard.v4.contains(&ip_src)).then_some(DropReason::SpoofedSource)
+            };
+            (!guard.v4.contains(&ip.src())).then_some(DropReason::SpoofedSource)
         }
         ETHERTYPE_ARP => {
-            if frame.len() < ETH_LEN + arp::LEN {
+            let Some(a) = Arp::new(l3) else {
                 return Some(DropReason::Malformed);
-            }
-            let a = &frame[ETH_LEN..];
-            let mut sha = [0u8; 6];
-            sha.copy_from_slice(&a[arp::SHA..arp::SHA + 6]);
-            let spa = read_u32(a, arp::SPA);
-            let sender_ok = mac_key(&sha) == src && (spa == 0 || guard.v4.contains(&spa));
+            };
+            let spa = a.spa();
+            let sender_ok = a.sha() == src && (spa == 0 || guard.v4.contains(&spa));
             (!sender_ok).then_some(DropReason::SpoofedSource)
         }
         ETHERTYPE_IPV6 => {
-            if frame.len() < ETH_LEN + 40 {
+            let Some(ip) = Ipv6::new(l3) else {
                 return Some(DropReason::Malformed);
-            }
-            let mut b = [0u8; 16];
-            b.copy_from_slice(&frame[ETH_LEN + 8..ETH_LEN + 24]);
-            let ip_src = u128::from_be_bytes(b);
+            };
             let own = |a: u128| ipv6::is_link_local(a) || guard.v6.contains(&a);
+            let ip_src = ip.src();
             if !(ip_src == 0 || own(ip_src)) {
                 return Some(DropReason::SpoofedSource);
             }
             // A neighbour advertisement speaks for its target address: the
             // pod may only advertise its own.
-            let msg = ETH_LEN + ipv6::HDR_LEN;
-            if frame[ETH_LEN + ipv6::NEXT_HEADER] == ipv6::PROTO_ICMPV6
-                && frame.len() >= msg + 24
-                && frame[msg] == ipv6::NEIGHBOR_ADVERT
-                && !own(read_u128(frame, msg + 8))
+            if ip.next_header() == ipv6::PROTO_ICMPV6
+                && let Some(nd) = Nd::new(ip.payload())
+                && nd.msg_type() == ipv6::NEIGHBOR_ADVERT
+                && !own(nd.target())
             {
                 return Some(DropReason::SpoofedSource);
             }
@@ -90,6 +85,8 @@ fn check(guard: &PortGuard, src: u64, ethertype: u16, frame: &[u8]) -> Option<Dr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mac_key;
+    use crate::wire::{ETH_LEN, arp};
     use etherparse::PacketBuilder;
 
     const POD_MAC: [u8; 6] = [2, 0, 0, 0, 0, 7];
@@ -124,7 +121,7 @@ mod tests {
 
     fn arp_from(sha: [u8; 6], spa: [u8; 4]) -> Vec<u8> {
         let mut f = vec![0u8; 60];
-        crate::wire::write_arp(
+        crate::wire::arp::write(
             &mut f,
             0xffff_ffff_ffff,
             arp::REQUEST,

@@ -17,8 +17,8 @@ use crate::ctx::Ctx;
 use crate::drop::DropReason;
 use crate::l3::table::NextHop;
 use crate::snapshot::PortRole;
-use crate::wire::{ETH_LEN, ETHERTYPE_ARP, arp, read_u16, read_u32, write_macs, write_u16};
-use crate::{mac_key, mac_octets};
+use crate::wire::arp::{self, Arp};
+use crate::wire::{self, ETHERTYPE_ARP, write_macs};
 
 /// Handles every pending ARP frame of the batch.
 #[inline]
@@ -34,22 +34,12 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx<'_>) {
         }
         let role = snap.port(p.in_port).map_or(PortRole::Pod, |e| e.role);
         let frame = pool.data_mut(p.addr, p.len);
-        if frame.len() < ETH_LEN + arp::LEN {
+        let Some(mut a) = Arp::new(wire::payload_mut(frame)).filter(|a| a.is_ethernet_ipv4())
+        else {
             p.verdict = Verdict::Drop(DropReason::Malformed);
             continue;
-        }
-        let a = &mut frame[ETH_LEN..ETH_LEN + arp::LEN];
-        // Ethernet hardware, IPv4 protocol, 6- and 4-byte addresses.
-        if a[..6] != [0, 1, 8, 0, 6, 4] {
-            p.verdict = Verdict::Drop(DropReason::Malformed);
-            continue;
-        }
-        let oper = read_u16(a, arp::OPER);
-        let mut sha = [0u8; 6];
-        sha.copy_from_slice(&a[arp::SHA..arp::SHA + 6]);
-        let sha = mac_key(&sha);
-        let spa = read_u32(a, arp::SPA);
-        let tpa = read_u32(a, arp::TPA);
+        };
+        let (oper, sha, spa, tpa) = (a.oper(), a.sha(), a.spa(), a.tpa());
         if spa != 0 && sha == p.src && role != PortRole::Host {
             resolver.report(IpAddr::V4(Ipv4Addr::from(spa)), sha, p.in_port, now);
         }
@@ -62,11 +52,7 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx<'_>) {
                 let proxy = role == PortRole::Host && spa != 0 && spa != tpa;
                 if ours || proxy {
                     // The request becomes the reply, in place.
-                    write_u16(a, arp::OPER, arp::REPLY);
-                    a[arp::THA..arp::THA + 6].copy_from_slice(&mac_octets(sha));
-                    a[arp::TPA..arp::TPA + 4].copy_from_slice(&spa.to_be_bytes());
-                    a[arp::SHA..arp::SHA + 6].copy_from_slice(&mac_octets(l3.router_mac));
-                    a[arp::SPA..arp::SPA + 4].copy_from_slice(&tpa.to_be_bytes());
+                    a.set(arp::REPLY, l3.router_mac, tpa, sha, spa);
                     write_macs(frame, sha, l3.router_mac);
                     Verdict::Unicast(p.in_port)
                 } else if role == PortRole::Pod {

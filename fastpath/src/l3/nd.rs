@@ -13,21 +13,17 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
+use crate::MacKey;
 use crate::batch::{Batch, Verdict};
 use crate::ctx::Ctx;
 use crate::drop::DropReason;
 use crate::l3::table::NextHop;
 use crate::pool::FRAME_CAPACITY;
 use crate::snapshot::PortRole;
-use crate::wire::{
-    ETH_LEN, ETHERTYPE_IPV6, icmpv6_checksum, ipv6, read_u16, read_u128, write_neighbor_advert,
-};
-use crate::{MacKey, mac_key};
+use crate::wire::ipv6::{self, Ipv6, icmpv6_checksum};
+use crate::wire::nd::{self, Nd};
+use crate::wire::{self, ETHERTYPE_IPV6};
 
-/// Where ND messages start: right after the IPv6 header.
-const MSG: usize = ETH_LEN + ipv6::HDR_LEN;
-/// Type, code, checksum, flags/reserved, target address.
-const ND_FIXED: usize = 24;
 /// All-nodes multicast, and its MAC.
 const ALL_NODES: u128 = 0xff02_0000_0000_0000_0000_0000_0000_0001;
 const ALL_NODES_MAC: MacKey = 0x3333_0000_0001;
@@ -44,32 +40,28 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx<'_>) {
         if !p.pending() || p.ethertype != ETHERTYPE_IPV6 {
             continue;
         }
-        let len = p.len as usize;
-        let frame = pool.data_mut(p.addr, FRAME_CAPACITY);
-        if len < MSG + ND_FIXED || len > frame.len() {
+        let frame = pool.data(p.addr, p.len);
+        let Some(ip) = Ipv6::new(wire::payload(frame)) else {
+            continue;
+        };
+        if ip.next_header() != ipv6::PROTO_ICMPV6 {
             continue;
         }
-        let frame = &mut frame[..];
-        let icmp_type = frame[MSG];
-        if frame[ETH_LEN + ipv6::NEXT_HEADER] != ipv6::PROTO_ICMPV6
-            || !(icmp_type == ipv6::NEIGHBOR_SOLICIT || icmp_type == ipv6::NEIGHBOR_ADVERT)
-        {
+        let Some(msg) = Nd::new(ip.payload()).filter(|m| nd::is_nd(m.msg_type())) else {
             continue;
-        }
-        let msg_len = usize::from(read_u16(frame, ETH_LEN + ipv6::PAYLOAD_LEN));
-        let src = read_u128(frame, ETH_LEN + ipv6::SRC);
-        let dst = read_u128(frame, ETH_LEN + ipv6::DST);
-        if msg_len < ND_FIXED
-            || MSG + msg_len > len
-            || frame[ETH_LEN + ipv6::HOP_LIMIT] != ipv6::ND_HOP_LIMIT
-            || frame[MSG + 1] != 0
-            || icmpv6_checksum(src, dst, &frame[MSG..MSG + msg_len]) != 0
-        {
+        };
+        let (src, dst, icmp_type) = (ip.src(), ip.dst(), msg.msg_type());
+        let msg_len = ip.payload_len();
+        let Some(msg) = ip.payload().get(..msg_len).and_then(Nd::new).filter(|m| {
+            ip.hop_limit() == ipv6::ND_HOP_LIMIT
+                && m.code() == 0
+                && icmpv6_checksum(src, dst, m.bytes()) == 0
+        }) else {
             p.verdict = Verdict::Drop(DropReason::Malformed);
             continue;
-        }
-        let target = read_u128(frame, MSG + 8);
-        let Some(lla) = link_layer_option(&frame[MSG + ND_FIXED..MSG + msg_len], icmp_type) else {
+        };
+        let target = msg.target();
+        let Some(lla) = msg.link_layer_option() else {
             p.verdict = Verdict::Drop(DropReason::Malformed);
             continue;
         };
@@ -103,7 +95,8 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx<'_>) {
                     let flags = ipv6::NA_ROUTER | ipv6::NA_SOLICITED | o;
                     (src, lla.unwrap_or(p.src), flags)
                 };
-                let n = write_neighbor_advert(frame, eth_to, l3.router_mac, to, target, flags);
+                let frame = pool.data_mut(p.addr, FRAME_CAPACITY);
+                let n = nd::write_advert(frame, eth_to, l3.router_mac, to, target, flags);
                 p.len = n as u32;
                 p.dst = eth_to;
                 p.src = l3.router_mac;
@@ -119,29 +112,4 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx<'_>) {
             Verdict::Pending
         };
     }
-}
-
-/// The source (solicitation) or target (advertisement) link-layer address
-/// option, if present; `None` (outer) when the options are malformed.
-#[inline]
-fn link_layer_option(mut opts: &[u8], icmp_type: u8) -> Option<Option<MacKey>> {
-    let want = if icmp_type == ipv6::NEIGHBOR_SOLICIT {
-        ipv6::OPT_SOURCE_LLA
-    } else {
-        ipv6::OPT_TARGET_LLA
-    };
-    let mut found = None;
-    while opts.len() >= 2 {
-        let len = usize::from(opts[1]) * 8;
-        if len == 0 || len > opts.len() {
-            return None;
-        }
-        if opts[0] == want && len >= 8 {
-            let mut m = [0u8; 6];
-            m.copy_from_slice(&opts[2..8]);
-            found = Some(mac_key(&m));
-        }
-        opts = &opts[len..];
-    }
-    Some(found)
 }

@@ -21,7 +21,7 @@ use crate::l3::table::Link;
 use crate::pool::FramePool;
 use crate::snapshot::Snapshot;
 use crate::tx::{self, Outputs, TxFrame};
-use crate::wire::{self, arp};
+use crate::wire::{self, arp, ipv6, nd};
 use crate::{MacKey, PortId};
 
 /// Most frames one worker holds while their next hop is being resolved.
@@ -40,6 +40,17 @@ const BROADCAST: MacKey = 0xffff_ffff_ffff;
 
 const REPORT_SLOTS: usize = 256;
 const ASK_SLOTS: usize = 64;
+
+/// A neighbour to ask for: its address on a link, on behalf of a frame
+/// from `in_port` (drops count there), with the MAC it had when this is a
+/// refresh.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask {
+    pub target: IpAddr,
+    pub link: Link,
+    pub known: Option<MacKey>,
+    pub in_port: PortId,
+}
 
 /// See the module documentation.
 pub struct Resolver {
@@ -175,51 +186,73 @@ impl Resolver {
         self.retrying.clear();
     }
 
-    /// Sends a neighbour solicitation for IPv6 `target` on `link`, unless
-    /// one went out recently; from the switch's link-local address, so the
-    /// answer comes back to the router MAC on any link.
-    #[allow(clippy::too_many_arguments)]
-    pub fn ask_v6(
+    /// Asks for neighbour `ask.target` on `ask.link`, unless it was asked
+    /// recently: an ARP request (IPv4) or a neighbour solicitation (IPv6).
+    /// With a `known` MAC (a refresh) the neighbour is asked directly
+    /// instead of by broadcast or multicast.
+    pub fn ask(
         &mut self,
         snap: &Snapshot,
         pool: &mut FramePool,
         outputs: &mut Outputs,
         counters: &WorkerCounters,
-        target: u128,
-        link: Link,
-        known: Option<MacKey>,
-        in_port: PortId,
+        ask: Ask,
         now: u64,
     ) {
-        if !self.may_ask(target, now) {
+        let key = match ask.target {
+            IpAddr::V4(a) => crate::l3::neigh::ip4_key(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a),
+        };
+        if !self.may_ask(key, now) {
             return;
         }
+        // On the bridge the switch speaks from its address in the target's
+        // subnet. On the uplink it has no IPv4 address of its own (the
+        // node's address belongs to the node's kernel), so it sends an
+        // address probe (sender 0.0.0.0): the neighbour answers to our MAC
+        // without learning anything about the node's address. IPv6 asks
+        // from the switch's link-local address, so the answer comes back to
+        // the router MAC on any link.
+        let sender = match (ask.target, ask.link) {
+            (IpAddr::V4(a), Link::Bridge) => match snap.l3.on_subnet(u32::from(a)) {
+                Some(s) => s,
+                None => return,
+            },
+            _ => 0,
+        };
         let Some(addr) = pool.alloc() else {
-            counters.port(in_port).drop(DropReason::NoBuffer, 1);
+            counters.port(ask.in_port).drop(DropReason::NoBuffer, 1);
             return;
         };
-        let (dst, eth_dst) = match known {
-            Some(mac) => (target, mac),
-            None => {
-                let sn = wire::ipv6::solicited_node(target);
-                (sn, wire::ipv6::multicast_mac(sn))
+        let l3 = &snap.l3;
+        let frame = pool.data_mut(addr, 128);
+        let len = match ask.target {
+            IpAddr::V4(target) => wire::arp::write(
+                frame,
+                ask.known.unwrap_or(BROADCAST),
+                arp::REQUEST,
+                l3.router_mac,
+                Ipv4Addr::from(sender),
+                0,
+                target,
+            ),
+            IpAddr::V6(target) => {
+                let target = u128::from(target);
+                let (dst, eth_dst) = match ask.known {
+                    Some(mac) => (target, mac),
+                    None => {
+                        let sn = ipv6::solicited_node(target);
+                        (sn, ipv6::multicast_mac(sn))
+                    }
+                };
+                let (mac, src) = (l3.router_mac, l3.link_local);
+                nd::write_solicit(frame, eth_dst, mac, src, dst, target)
             }
         };
-        let frame = pool.data_mut(addr, 128);
-        let len = wire::write_neighbor_solicit(
-            frame,
-            eth_dst,
-            snap.l3.router_mac,
-            snap.l3.link_local,
-            dst,
-            target,
-        ) as u32;
-        self.send(
-            snap, pool, outputs, counters, link, known, addr, len, in_port,
-        );
+        self.send(snap, pool, outputs, counters, ask, addr, len as u32);
     }
 
-    /// Sends a frame the router wrote to a neighbour on `link`.
+    /// Sends a frame the router wrote to a neighbour on `ask.link`.
     #[allow(clippy::too_many_arguments)]
     fn send(
         &mut self,
@@ -227,15 +260,14 @@ impl Resolver {
         pool: &mut FramePool,
         outputs: &mut Outputs,
         counters: &WorkerCounters,
-        link: Link,
-        known: Option<MacKey>,
+        ask: Ask,
         addr: u32,
         len: u32,
-        in_port: PortId,
     ) {
         // Drops count on the port of the frame that needed it; a flood goes
         // back there too (the neighbour may be behind it: hairpin).
-        match (link, known) {
+        let in_port = ask.in_port;
+        match (ask.link, ask.known) {
             (Link::Port(port), _) => outputs.push(port, TxFrame { addr, len, in_port }),
             (Link::Bridge, Some(mac)) => match snap.fdb.get(mac) {
                 Some(slot) => outputs.push(slot.port, TxFrame { addr, len, in_port }),
@@ -245,55 +277,5 @@ impl Resolver {
                 tx::flood_all(snap, pool, outputs, counters, addr, len, in_port)
             }
         }
-    }
-
-    /// Sends an ARP request for `target` on `link`, unless one went out
-    /// recently. `known` is the MAC the neighbour had (a refresh asks it
-    /// directly instead of broadcasting).
-    #[allow(clippy::too_many_arguments)]
-    pub fn ask_v4(
-        &mut self,
-        snap: &Snapshot,
-        pool: &mut FramePool,
-        outputs: &mut Outputs,
-        counters: &WorkerCounters,
-        target: u32,
-        link: Link,
-        known: Option<MacKey>,
-        in_port: PortId,
-        now: u64,
-    ) {
-        if !self.may_ask(crate::l3::neigh::ip4_key(target), now) {
-            return;
-        }
-        // On the bridge the switch speaks from its address in the target's
-        // subnet. On the uplink it has no address of its own (the node's
-        // address belongs to the node's kernel), so it sends an address
-        // probe (sender 0.0.0.0): the neighbour answers to our MAC without
-        // learning anything about the node's address.
-        let sender = match link {
-            Link::Bridge => match snap.l3.on_subnet(target) {
-                Some(a) => a,
-                None => return,
-            },
-            Link::Port(_) => 0,
-        };
-        let Some(addr) = pool.alloc() else {
-            counters.port(in_port).drop(DropReason::NoBuffer, 1);
-            return;
-        };
-        let frame = pool.data_mut(addr, (wire::ETH_LEN + arp::LEN) as u32);
-        let len = wire::write_arp(
-            frame,
-            known.unwrap_or(BROADCAST),
-            arp::REQUEST,
-            snap.l3.router_mac,
-            Ipv4Addr::from(sender),
-            0,
-            Ipv4Addr::from(target),
-        ) as u32;
-        self.send(
-            snap, pool, outputs, counters, link, known, addr, len, in_port,
-        );
     }
 }

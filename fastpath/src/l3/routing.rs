@@ -31,15 +31,15 @@ use crate::MacKey;
 use crate::batch::{Batch, Pkt, Verdict};
 use crate::ctx::Ctx;
 use crate::drop::DropReason;
-use crate::l3::resolver::Resolver;
+use crate::l3::resolver::Ask;
 use crate::l3::table::{Link, NextHop};
 use crate::l3::{v4, v6, vxlan};
-use crate::pool::FramePool;
+use crate::pool::FRAME_CAPACITY;
 use crate::snapshot::PortRole;
-use crate::tx::Outputs;
+use crate::wire::ipv4::Ipv4;
+use crate::wire::ipv6::Ipv6;
 use crate::wire::{
-    ETH_LEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6, GROUP_BIT, ipv4_decrement_ttl, ipv6, read_mac,
-    write_macs,
+    ETH_LEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6, GROUP_BIT, l4_offset, read_mac, write_macs,
 };
 
 /// A neighbour in use is asked again once its confirmation is this old.
@@ -141,11 +141,41 @@ pub(crate) fn forward(
 /// limit (IPv6) of a frame whose header the routing stage has checked.
 #[inline(always)]
 pub(crate) fn decrement_hop_limit(frame: &mut [u8], ethertype: u16) {
+    let ip = &mut frame[ETH_LEN..];
     if ethertype == ETHERTYPE_IPV6 {
-        frame[ETH_LEN + ipv6::HOP_LIMIT] -= 1;
-    } else {
-        ipv4_decrement_ttl(&mut frame[ETH_LEN..]);
+        if let Some(mut ip) = Ipv6::new(ip) {
+            ip.decrement_hop_limit();
+        }
+    } else if let Some(mut ip) = Ipv4::new(ip) {
+        ip.decrement_ttl();
     }
+}
+
+/// Sends an ICMP or ICMPv6 error that `write(frame, eth_dst, eth_src)`
+/// puts over the packet (returning the new length) back to its sender,
+/// and counts the packet as dropped under `reason`. The families decide
+/// what may be answered; here the last rules apply: nothing sent to a
+/// group MAC is answered, and each worker answers within its ICMP budget.
+#[inline]
+pub(crate) fn icmp_error(
+    p: &mut Pkt,
+    cx: &mut Ctx<'_>,
+    reason: DropReason,
+    write: impl FnOnce(&mut [u8], MacKey, MacKey) -> usize,
+) -> Verdict {
+    if p.dst & GROUP_BIT != 0 || !cx.resolver.icmp_allowed(cx.now) {
+        return Verdict::Drop(reason);
+    }
+    cx.counters.port(p.in_port).drop(reason, 1);
+    let frame = cx.pool.data_mut(p.addr, FRAME_CAPACITY);
+    let len = write(frame, p.src, cx.snap.l3.router_mac);
+    p.len = len as u32;
+    p.l4 = l4_offset(p.ethertype, &frame[ETH_LEN..len]);
+    if p.ethertype == ETHERTYPE_IPV4 && !cx.snap.services.is_empty() {
+        // About a packet translated for a Service: quote what the client sent.
+        crate::services::icmp::translate_error(p, cx);
+    }
+    reply(p, cx)
 }
 
 /// Where a `Peer` or `Resolve` route sends a packet to `dst`: the verdict,
@@ -190,43 +220,25 @@ pub(crate) fn resolve(
             _ => return Err(Verdict::Drop(DropReason::PortDown)),
         },
     };
-    let (pool, outputs, counters, now) = (&mut *cx.pool, &mut *cx.outputs, cx.counters, cx.now);
-    let ask = |resolver: &mut Resolver, pool: &mut FramePool, outputs: &mut Outputs, known| {
-        match target {
-            IpAddr::V4(a) => resolver.ask_v4(
-                snap,
-                pool,
-                outputs,
-                counters,
-                u32::from(a),
-                link,
-                known,
-                p.in_port,
-                now,
-            ),
-            IpAddr::V6(a) => resolver.ask_v6(
-                snap,
-                pool,
-                outputs,
-                counters,
-                u128::from(a),
-                link,
-                known,
-                p.in_port,
-                now,
-            ),
-        }
+    let ask = |known| Ask {
+        target,
+        link,
+        known,
+        in_port: p.in_port,
     };
+    let (pool, outputs, counters, now) = (&mut *cx.pool, &mut *cx.outputs, cx.counters, cx.now);
     match snap.neigh.get(target) {
         Some(n) => {
             // Ask again before the entry ages out while in use.
             if now.saturating_sub(n.confirmed) > NEIGH_REFRESH_MS {
-                ask(cx.resolver, pool, outputs, Some(n.mac));
+                cx.resolver
+                    .ask(snap, pool, outputs, counters, ask(Some(n.mac)), now);
             }
             Ok((verdict, n.mac, mtu))
         }
         None => {
-            ask(cx.resolver, pool, outputs, None);
+            cx.resolver
+                .ask(snap, pool, outputs, counters, ask(None), now);
             Err(if cx.resolver.hold(p, cx.now) {
                 Verdict::Held
             } else {

@@ -4,63 +4,50 @@
 //! not routed) and looked up; directed broadcasts to a connected subnet are
 //! not forwarded (RFC 2644); multicast and class E are not routed. ICMP
 //! errors are written over the offending frame itself (see
-//! [`crate::wire::ipv4_icmp_error_in_place`]); for a packet translated by a
-//! Service they quote what the client sent ([`crate::services::icmp`]).
+//! [`crate::wire::ipv4::icmp_error_in_place`]); for a packet translated by
+//! a Service they quote what the client sent ([`crate::services::icmp`]).
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::batch::{Pkt, Verdict};
 use crate::ctx::Ctx;
 use crate::drop::DropReason;
-use crate::l3::routing::{forward, reply};
+use crate::l3::routing::{forward, icmp_error, reply};
 use crate::l3::table::{Link, NextHop};
-use crate::pool::FRAME_CAPACITY;
-use crate::wire::{
-    ETH_LEN, GROUP_BIT, checksum, checksum_update, icmp, ipv4, ipv4_icmp_error_in_place, read_u16,
-    read_u32, write_macs, write_u16, write_u32,
-};
+use crate::wire::icmp::{self, Icmp};
+use crate::wire::ipv4::{self, Ipv4};
+use crate::wire::{self, ETH_LEN, write_macs};
 
 /// Routes one IPv4 packet that is the router's.
 #[inline]
 pub(crate) fn route(p: &mut Pkt, cx: &mut Ctx<'_>) -> Verdict {
     let l3 = &*cx.snap.l3;
     let frame = cx.pool.data(p.addr, p.len);
-    let ihl = usize::from(p.l4).saturating_sub(ETH_LEN);
     // The parse stage found a sane header length (`p.l4` is 0 otherwise).
-    if p.l4 == 0 || frame.len() < ETH_LEN + ipv4::MIN_LEN {
+    let ihl = usize::from(p.l4).saturating_sub(ETH_LEN);
+    let Some(ip) = Ipv4::new(wire::payload(frame)).filter(|_| ihl != 0) else {
         return Verdict::Drop(DropReason::Malformed);
-    }
-    let ip = &frame[ETH_LEN..];
-    let total = usize::from(read_u16(ip, ipv4::TOTAL_LEN));
-    if total < ihl || total > ip.len() {
+    };
+    let Some(total) = ip.total_within(ihl) else {
         return Verdict::Drop(DropReason::Malformed);
-    }
-    if checksum(&ip[..ihl]) != 0 {
+    };
+    if !ip.checksum_ok(ihl) {
         return Verdict::Drop(DropReason::Malformed);
     }
     if ihl != ipv4::MIN_LEN {
         return Verdict::Drop(DropReason::IpOptions);
     }
-    let frag = read_u16(ip, ipv4::FLAGS_FRAG);
-    if frag & ipv4::MF_OFFSET != 0 {
+    if ip.is_fragment() {
         return Verdict::Drop(DropReason::IpFragment);
     }
-    let dst = read_u32(ip, ipv4::DST);
-    let ttl = ip[ipv4::TTL];
+    let (dst, ttl, df) = (ip.dst(), ip.ttl(), ip.dont_fragment());
     // Multicast (224/4), class E and the limited broadcast are not routed.
     if dst >> 28 >= 0xe {
         return Verdict::Drop(DropReason::Unsupported);
     }
     let Some(&hop) = l3.routes.lookup4(dst) else {
-        return icmp_error(
-            p,
-            total,
-            cx,
-            icmp::DEST_UNREACHABLE,
-            icmp::NET_UNREACHABLE,
-            0,
-            DropReason::NoRoute,
-        );
+        let e = (icmp::DEST_UNREACHABLE, icmp::NET_UNREACHABLE, 0);
+        return error(p, total, cx, e, DropReason::NoRoute);
     };
     if hop == NextHop::Local {
         return local(p, total, cx);
@@ -80,122 +67,69 @@ pub(crate) fn route(p: &mut Pkt, cx: &mut Ctx<'_>) -> Verdict {
         return Verdict::Drop(DropReason::Unsupported);
     }
     if ttl <= 1 {
-        return icmp_error(
-            p,
-            total,
-            cx,
-            icmp::TIME_EXCEEDED,
-            0,
-            0,
-            DropReason::TtlExpired,
-        );
+        let e = (icmp::TIME_EXCEEDED, 0, 0);
+        return error(p, total, cx, e, DropReason::TtlExpired);
     }
     let dst = IpAddr::V4(Ipv4Addr::from(dst));
     forward(p, hop, dst, total, cx, |p, mtu, cx| {
-        too_big(p, total, frag, mtu, cx)
+        // Too big for the output: ICMP "fragmentation needed" if it may not
+        // be fragmented, else dropped (the switch does not fragment).
+        if !df {
+            return Verdict::Drop(DropReason::FragNeeded);
+        }
+        let e = (icmp::DEST_UNREACHABLE, icmp::FRAG_NEEDED, u32::from(mtu));
+        error(p, total, cx, e, DropReason::FragNeeded)
     })
 }
 
-/// A packet larger than the output MTU: ICMP "fragmentation needed" if it
-/// may not be fragmented, else dropped (the switch does not fragment).
-#[inline]
-fn too_big(p: &mut Pkt, total: usize, frag: u16, mtu: u16, cx: &mut Ctx<'_>) -> Verdict {
-    if frag & ipv4::DF != 0 {
-        return icmp_error(
-            p,
-            total,
-            cx,
-            icmp::DEST_UNREACHABLE,
-            icmp::FRAG_NEEDED,
-            u32::from(mtu),
-            DropReason::FragNeeded,
-        );
-    }
-    Verdict::Drop(DropReason::FragNeeded)
-}
-
-/// A packet for one of the switch's own addresses.
+/// A packet for one of the switch's own addresses: echo is answered in
+/// place (addresses swapped, which leaves the header checksum as it is,
+/// TTL reset, type changed), anything else is `unsupported`.
 #[inline]
 fn local(p: &mut Pkt, total: usize, cx: &mut Ctx<'_>) -> Verdict {
     let router_mac = cx.snap.l3.router_mac;
     let frame = cx.pool.data_mut(p.addr, p.len);
-    let ip = &mut frame[ETH_LEN..];
-    if ip[ipv4::PROTO] != ipv4::PROTO_ICMP || total < ipv4::MIN_LEN + 8 {
+    let mut ip = Ipv4::new(&mut frame[ETH_LEN..ETH_LEN + total]).expect("checked by route");
+    if ip.protocol() != ipv4::PROTO_ICMP {
         return Verdict::Drop(DropReason::Unsupported);
     }
-    let msg = ipv4::MIN_LEN;
-    if ip[msg] != icmp::ECHO_REQUEST {
-        return Verdict::Drop(DropReason::Unsupported);
+    match Icmp::new(&mut ip.bytes_mut()[ipv4::MIN_LEN..]) {
+        Some(mut msg) if msg.msg_type() == icmp::ECHO_REQUEST => msg.set_type(icmp::ECHO_REPLY),
+        _ => return Verdict::Drop(DropReason::Unsupported),
     }
-    // Echo reply in place: swap addresses (the header checksum does not
-    // change), reset the TTL, change the type (incremental ICMP checksum).
-    let src = read_u32(ip, ipv4::SRC);
-    let dst = read_u32(ip, ipv4::DST);
-    write_u32(ip, ipv4::SRC, dst);
-    write_u32(ip, ipv4::DST, src);
-    let old_ttl = read_u16(ip, ipv4::TTL);
-    let new_ttl = (64 << 8) | (old_ttl & 0xff);
-    write_u16(ip, ipv4::TTL, new_ttl);
-    let hc = read_u16(ip, ipv4::CHECKSUM);
-    write_u16(ip, ipv4::CHECKSUM, checksum_update(hc, old_ttl, new_ttl));
-    let old_type = read_u16(ip, msg);
-    let new_type = u16::from(icmp::ECHO_REPLY) << 8 | (old_type & 0xff);
-    write_u16(ip, msg, new_type);
-    let ic = read_u16(ip, msg + 2);
-    write_u16(ip, msg + 2, checksum_update(ic, old_type, new_type));
+    ip.swap_addrs();
+    ip.set_ttl(64);
     write_macs(frame, p.src, router_mac);
     reply(p, cx)
 }
 
-/// Turns the packet into an ICMP error back to its sender (when allowed)
-/// and counts it under `reason`.
+/// Turns the packet into the ICMP error `(type, code, rest)` back to its
+/// sender, when allowed (see [`icmp_error`]), and counts it under `reason`.
 #[inline]
-fn icmp_error(
+fn error(
     p: &mut Pkt,
     total: usize,
     cx: &mut Ctx<'_>,
-    icmp_type: u8,
-    code: u8,
-    rest: u32,
+    (t, code, rest): (u8, u8, u32),
     reason: DropReason,
 ) -> Verdict {
     let l3 = &*cx.snap.l3;
     let frame = cx.pool.data(p.addr, p.len);
-    let ip = &frame[ETH_LEN..];
-    let src = read_u32(ip, ipv4::SRC);
+    let ip = Ipv4::new(&frame[ETH_LEN..]).expect("checked by route");
+    let src = ip.src();
     // Never answer an ICMP error with one, nor a broadcast or unspecified
     // source (RFC 1812 4.3.2.7).
-    let is_icmp_error = ip[ipv4::PROTO] == ipv4::PROTO_ICMP
-        && ip.len() > ipv4::MIN_LEN
-        && icmp::is_error(ip[ipv4::MIN_LEN]);
-    let Some(from) = l3.source_for(src) else {
-        return Verdict::Drop(reason);
+    let about_error = ip.protocol() == ipv4::PROTO_ICMP
+        && ip
+            .bytes()
+            .get(ipv4::MIN_LEN)
+            .is_some_and(|&t| icmp::is_error(t));
+    let from = match l3.source_for(src) {
+        Some(from) if !about_error && src != 0 && src >> 28 < 0xe => from,
+        _ => return Verdict::Drop(reason),
     };
-    if is_icmp_error
-        || src == 0
-        || src >> 28 >= 0xe
-        || p.dst & GROUP_BIT != 0
-        || !cx.resolver.icmp_allowed(cx.now)
-    {
-        return Verdict::Drop(reason);
-    }
-    cx.counters.port(p.in_port).drop(reason, 1);
-    let frame = cx.pool.data_mut(p.addr, FRAME_CAPACITY);
-    let len = ipv4_icmp_error_in_place(
-        frame,
-        total,
-        p.src,
-        l3.router_mac,
-        Ipv4Addr::from(from),
-        icmp_type,
-        code,
-        rest,
-    );
-    p.len = len as u32;
-    p.l4 = (ETH_LEN + ipv4::MIN_LEN) as u16;
-    if !cx.snap.services.is_empty() {
-        // About a packet translated for a Service: quote what the client sent.
-        crate::services::icmp::translate_error(p, cx);
-    }
-    reply(p, cx)
+    icmp_error(p, cx, reason, |frame, eth_dst, eth_src| {
+        let from = Ipv4Addr::from(from);
+        ipv4::icmp_error_in_place(frame, total, eth_dst, eth_src, from, t, code, rest)
+    })
 }

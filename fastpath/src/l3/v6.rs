@@ -6,37 +6,29 @@
 //! ICMPv6 (time exceeded, destination unreachable) with the quoted packet
 //! cut to the IPv6 minimum MTU. Packets to link-local or multicast
 //! destinations are not routed. Neighbours are resolved with neighbour
-//! solicitations (see [`crate::l3::resolver::Resolver::ask_v6`]).
+//! solicitations (see [`crate::l3::resolver::Resolver::ask`]).
 
 use std::net::{IpAddr, Ipv6Addr};
 
 use crate::batch::{Pkt, Verdict};
 use crate::ctx::Ctx;
 use crate::drop::DropReason;
-use crate::l3::routing::{forward, reply};
+use crate::l3::routing::{forward, icmp_error, reply};
 use crate::l3::table::NextHop;
-use crate::pool::FRAME_CAPACITY;
-use crate::wire::{
-    ETH_LEN, GROUP_BIT, checksum_update, ipv6, ipv6_icmp_error_in_place, read_u16, read_u128,
-    write_macs, write_u16, write_u128,
-};
+use crate::wire::icmp::Icmp;
+use crate::wire::ipv6::{self, Ipv6};
+use crate::wire::{self, ETH_LEN, write_macs};
 
 /// Routes one IPv6 packet that is the router's.
 #[inline]
 pub(crate) fn route(p: &mut Pkt, cx: &mut Ctx<'_>) -> Verdict {
     let l3 = &*cx.snap.l3;
     let frame = cx.pool.data(p.addr, p.len);
-    if frame.len() < ETH_LEN + ipv6::HDR_LEN {
+    let ip = Ipv6::new(wire::payload(frame));
+    let Some((ip, total)) = ip.and_then(|ip| Some((ip, ip.total_len()?))) else {
         return Verdict::Drop(DropReason::Malformed);
-    }
-    let ip = &frame[ETH_LEN..];
-    let total = ipv6::HDR_LEN + usize::from(read_u16(ip, ipv6::PAYLOAD_LEN));
-    if ip[0] >> 4 != 6 || total > ip.len() {
-        return Verdict::Drop(DropReason::Malformed);
-    }
-    let src = read_u128(ip, ipv6::SRC);
-    let dst = read_u128(ip, ipv6::DST);
-    let hop_limit = ip[ipv6::HOP_LIMIT];
+    };
+    let (src, dst, hop_limit) = (ip.src(), ip.dst(), ip.hop_limit());
     if dst == l3.link_local {
         return local(p, total, cx);
     }
@@ -44,120 +36,67 @@ pub(crate) fn route(p: &mut Pkt, cx: &mut Ctx<'_>) -> Verdict {
         return Verdict::Drop(DropReason::Unsupported);
     }
     let Some(&hop) = l3.routes.v6.lookup(dst) else {
-        return icmp6_error(
-            p,
-            total,
-            cx,
-            ipv6::DEST_UNREACHABLE,
-            0,
-            0,
-            DropReason::NoRoute,
-        );
+        let e = (ipv6::DEST_UNREACHABLE, 0, 0);
+        return error(p, total, cx, e, DropReason::NoRoute);
     };
     if hop == NextHop::Local {
         return local(p, total, cx);
     }
     if hop_limit <= 1 {
-        return icmp6_error(
-            p,
-            total,
-            cx,
-            ipv6::TIME_EXCEEDED,
-            0,
-            0,
-            DropReason::TtlExpired,
-        );
+        let e = (ipv6::TIME_EXCEEDED, 0, 0);
+        return error(p, total, cx, e, DropReason::TtlExpired);
     }
     let dst = IpAddr::V6(Ipv6Addr::from(dst));
     forward(p, hop, dst, total, cx, |p, mtu, cx| {
-        too_big(p, total, mtu, cx)
+        let e = (ipv6::PACKET_TOO_BIG, 0, u32::from(mtu));
+        error(p, total, cx, e, DropReason::FragNeeded)
     })
 }
 
-#[inline]
-fn too_big(p: &mut Pkt, total: usize, mtu: u16, cx: &mut Ctx<'_>) -> Verdict {
-    icmp6_error(
-        p,
-        total,
-        cx,
-        ipv6::PACKET_TOO_BIG,
-        0,
-        u32::from(mtu),
-        DropReason::FragNeeded,
-    )
-}
-
-/// A packet for one of the switch's own addresses: echo is answered.
+/// A packet for one of the switch's own addresses: echo is answered in
+/// place (swapping the addresses leaves the pseudo-header sum as it was;
+/// only the type changes the checksum).
 #[inline]
 fn local(p: &mut Pkt, total: usize, cx: &mut Ctx<'_>) -> Verdict {
     let router_mac = cx.snap.l3.router_mac;
     let frame = cx.pool.data_mut(p.addr, p.len);
-    let ip = &mut frame[ETH_LEN..];
-    let msg = ipv6::HDR_LEN;
-    if ip[ipv6::NEXT_HEADER] != ipv6::PROTO_ICMPV6
-        || total < msg + 8
-        || ip[msg] != ipv6::ECHO_REQUEST
-    {
+    let mut ip = Ipv6::new(&mut frame[ETH_LEN..ETH_LEN + total]).expect("checked by route");
+    if ip.next_header() != ipv6::PROTO_ICMPV6 {
         return Verdict::Drop(DropReason::Unsupported);
     }
-    // Swapping the addresses leaves the pseudo-header sum as it was; only
-    // the type changes the checksum.
-    let src = read_u128(ip, ipv6::SRC);
-    let dst = read_u128(ip, ipv6::DST);
-    write_u128(ip, ipv6::SRC, dst);
-    write_u128(ip, ipv6::DST, src);
-    ip[ipv6::HOP_LIMIT] = 64;
-    let old = read_u16(ip, msg);
-    let new = u16::from(ipv6::ECHO_REPLY) << 8 | (old & 0xff);
-    write_u16(ip, msg, new);
-    let c = read_u16(ip, msg + 2);
-    write_u16(ip, msg + 2, checksum_update(c, old, new));
+    match Icmp::new(ip.payload_mut()) {
+        Some(mut msg) if msg.msg_type() == ipv6::ECHO_REQUEST => msg.set_type(ipv6::ECHO_REPLY),
+        _ => return Verdict::Drop(DropReason::Unsupported),
+    }
+    ip.swap_addrs();
+    ip.set_hop_limit(64);
     write_macs(frame, p.src, router_mac);
     reply(p, cx)
 }
 
-/// Turns the packet into an ICMPv6 error back to its sender (when allowed)
-/// and counts it under `reason`.
+/// Turns the packet into the ICMPv6 error `(type, code, rest)` back to its
+/// sender, when allowed (see [`icmp_error`]), and counts it under `reason`.
 #[inline]
-fn icmp6_error(
+fn error(
     p: &mut Pkt,
     total: usize,
     cx: &mut Ctx<'_>,
-    icmp_type: u8,
-    code: u8,
-    rest: u32,
+    (t, code, rest): (u8, u8, u32),
     reason: DropReason,
 ) -> Verdict {
     let l3 = &*cx.snap.l3;
     let frame = cx.pool.data(p.addr, p.len);
-    let ip = &frame[ETH_LEN..];
-    let src = read_u128(ip, ipv6::SRC);
-    // Never answer an ICMPv6 error (types below 128), nor the unspecified
-    // or a multicast source (RFC 4443 2.4).
-    let is_error = ip[ipv6::NEXT_HEADER] == ipv6::PROTO_ICMPV6
-        && ip.len() > ipv6::HDR_LEN
-        && ip[ipv6::HDR_LEN] < 128;
-    let from = l3.source_for6(src).unwrap_or(l3.link_local);
-    if is_error
-        || src == 0
-        || ipv6::is_multicast(src)
-        || p.dst & GROUP_BIT != 0
-        || !cx.resolver.icmp_allowed(cx.now)
-    {
+    let ip = Ipv6::new(&frame[ETH_LEN..]).expect("checked by route");
+    let src = ip.src();
+    // Never answer an ICMPv6 error, nor the unspecified or a multicast
+    // source (RFC 4443 2.4).
+    let about_error = ip.next_header() == ipv6::PROTO_ICMPV6
+        && ip.payload().first().is_some_and(|&t| ipv6::is_error(t));
+    if about_error || src == 0 || ipv6::is_multicast(src) {
         return Verdict::Drop(reason);
     }
-    cx.counters.port(p.in_port).drop(reason, 1);
-    let frame = cx.pool.data_mut(p.addr, FRAME_CAPACITY);
-    let len = ipv6_icmp_error_in_place(
-        frame,
-        total,
-        p.src,
-        l3.router_mac,
-        from,
-        icmp_type,
-        code,
-        rest,
-    );
-    p.len = len as u32;
-    reply(p, cx)
+    let from = l3.source_for6(src).unwrap_or(l3.link_local);
+    icmp_error(p, cx, reason, |frame, eth_dst, eth_src| {
+        ipv6::icmp_error_in_place(frame, total, eth_dst, eth_src, from, t, code, rest)
+    })
 }

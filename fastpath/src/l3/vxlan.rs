@@ -19,9 +19,12 @@ use crate::l3::routing::{decrement_hop_limit, resolve};
 use crate::l3::table::{Link, NextHop};
 use crate::pool::FRAME_CAPACITY;
 use crate::snapshot::PortRole;
+use crate::wire::ipv4::{self, Ipv4};
+use crate::wire::ipv6;
+use crate::wire::l4::Udp;
+use crate::wire::vxlan::{self, Vxlan};
 use crate::wire::{
-    ETH_LEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6, GROUP_BIT, checksum, ipv4, ipv6, l4_offset, read_mac,
-    read_u16, read_u32, vxlan, vxlan_encap_in_place, write_macs,
+    ETH_LEN, ETHERTYPE_IPV4, ETHERTYPE_IPV6, GROUP_BIT, l4_offset, read_mac, read_u16, write_macs,
 };
 
 /// Unwraps every pending VXLAN packet of the batch that is for this node.
@@ -56,22 +59,18 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx<'_>) {
 #[inline]
 fn tunnel_packet(p: &Pkt, cx: &Ctx<'_>) -> Option<usize> {
     let frame = cx.pool.data(p.addr, p.len);
-    if usize::from(p.l4) != ETH_LEN + ipv4::MIN_LEN || frame.len() < usize::from(p.l4) + 8 {
+    if usize::from(p.l4) != ETH_LEN + ipv4::MIN_LEN {
         return None;
     }
-    let ip = &frame[ETH_LEN..];
-    let total = usize::from(read_u16(ip, ipv4::TOTAL_LEN));
-    if ip[ipv4::PROTO] != vxlan::PROTO_UDP
-        || total < ipv4::MIN_LEN + 8
-        || total > ip.len()
-        || read_u16(ip, ipv4::MIN_LEN + 2) != vxlan::PORT
-        || read_u16(ip, ipv4::FLAGS_FRAG) & ipv4::MF_OFFSET != 0
-        || !cx.snap.l3.vteps.contains(&read_u32(ip, ipv4::DST))
-        || checksum(&ip[..ipv4::MIN_LEN]) != 0
-    {
-        return None;
-    }
-    Some(total)
+    let ip = Ipv4::new(&frame[ETH_LEN..])?;
+    let total = ip.total_within(ipv4::MIN_LEN)?;
+    let udp = Udp::new(ip.payload(ipv4::MIN_LEN, total))?;
+    let ours = ip.protocol() == vxlan::PROTO_UDP
+        && udp.dport() == vxlan::PORT
+        && !ip.is_fragment()
+        && cx.snap.l3.vteps.contains(&ip.dst())
+        && ip.checksum_ok(ipv4::MIN_LEN);
+    ours.then_some(total)
 }
 
 /// Sends the IPv4 or IPv6 packet (`total` bytes after the Ethernet header)
@@ -127,7 +126,7 @@ pub(crate) fn encap(
     let l4 = usize::from(p.l4).saturating_sub(ETH_LEN);
     let sport =
         49152 | (flow_hash(&frame[ETH_LEN..ETH_LEN + total], p.ethertype, l4) & 0x3fff) as u16;
-    let len = vxlan_encap_in_place(frame, inner_len, mac, l3.router_mac, src, vtep, sport, vni);
+    let len = vxlan::encap_in_place(frame, inner_len, mac, l3.router_mac, src, vtep, sport, vni);
     p.len = len as u32;
     p.dst = mac;
     p.src = l3.router_mac;
@@ -140,19 +139,13 @@ pub(crate) fn encap(
 fn decap(p: &mut Pkt, total: usize, cx: &mut Ctx<'_>) -> Option<Verdict> {
     let l3 = &*cx.snap.l3;
     let frame = cx.pool.data_mut(p.addr, p.len);
-    let udp = ETH_LEN + ipv4::MIN_LEN;
     let end = ETH_LEN + total;
-    if end < vxlan::OVERHEAD + ETH_LEN
-        || usize::from(read_u16(frame, udp + 4)) != total - ipv4::MIN_LEN
-    {
+    let udp = Udp::new(&frame[ETH_LEN + ipv4::MIN_LEN..end]).expect("checked by tunnel_packet");
+    let vx = Vxlan::new(udp.payload()).filter(|_| end >= vxlan::OVERHEAD + ETH_LEN);
+    let Some(vx) = vx.filter(|v| udp.len() == total - ipv4::MIN_LEN && v.has_vni()) else {
         return Some(Verdict::Drop(DropReason::Malformed));
-    }
-    let vx = udp + 8;
-    if frame[vx] & vxlan::FLAG_VNI == 0 {
-        return Some(Verdict::Drop(DropReason::Malformed));
-    }
-    let vni = read_u32(frame, vx + 4) >> 8;
-    if !l3.vnis.contains(&vni) {
+    };
+    if !l3.vnis.contains(&vx.vni()) {
         return Some(Verdict::Drop(DropReason::Unsupported));
     }
     frame.copy_within(vxlan::OVERHEAD..end, 0);

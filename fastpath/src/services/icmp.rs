@@ -3,8 +3,11 @@
 use crate::batch::Pkt;
 use crate::ctx::Ctx;
 use crate::services::conntrack::{Hit, flow_key};
-use crate::services::l4::{self, tcp, udp};
-use crate::wire::{self, ETH_LEN, ipv4, read_u16, read_u32};
+use crate::services::l4::adjust_checksum;
+use crate::wire::icmp::{self, Icmp};
+use crate::wire::ipv4::{self, Ipv4};
+use crate::wire::l4::{self, tcp, udp};
+use crate::wire::{self, ETH_LEN, read_u16, write_u16};
 
 /// Translates an ICMP error (destination unreachable, time exceeded,
 /// parameter problem) about a packet of a Service flow, as Linux NAT does:
@@ -15,41 +18,40 @@ use crate::wire::{self, ETH_LEN, ipv4, read_u16, read_u32};
 /// Anything else is left as it is. Used for errors from endpoints and
 /// clients and for the router's own errors about translated packets.
 pub(crate) fn translate_error(p: &mut Pkt, cx: &mut Ctx<'_>) {
-    const ICMP_HDR: usize = 8;
     let now = cx.now;
     let frame = cx.pool.data(p.addr, p.len);
-    if frame.len() < ETH_LEN + ipv4::MIN_LEN {
-        return;
-    }
-    let ip = &frame[ETH_LEN..];
     // The outer header's length as the parse stage found it (0: not sane).
     let ihl = usize::from(p.l4).saturating_sub(ETH_LEN);
-    let total = usize::from(read_u16(ip, ipv4::TOTAL_LEN));
-    if p.l4 == 0
-        || ip[0] >> 4 != 4
-        || total > ip.len()
-        || total < ihl + ICMP_HDR + ipv4::MIN_LEN + 4
-        || ip[ipv4::PROTO] != ipv4::PROTO_ICMP
-        || !matches!(ip[ihl], 3 | 11 | 12)
-    {
+    let Some(ip) = Ipv4::new(wire::payload(frame)).filter(|ip| ip.version() == 4 && ihl != 0)
+    else {
+        return;
+    };
+    let Some(total) = ip.total_within(ihl) else {
+        return;
+    };
+    if total < ihl + icmp::HDR_LEN + ipv4::MIN_LEN + 4 || ip.protocol() != ipv4::PROTO_ICMP {
         return;
     }
-    let inner = ihl + ICMP_HDR;
-    let iihl = usize::from(ip[inner] & 0x0f) * 4;
-    let iproto = ip[inner + ipv4::PROTO];
-    if ip[inner] >> 4 != 4
+    let Some(msg) =
+        Icmp::new(ip.payload(ihl, total)).filter(|m| icmp::quotes_a_packet(m.msg_type()))
+    else {
+        return;
+    };
+    // The quoted header, and at least the ports after it.
+    let Some(quote) = Ipv4::new(msg.body()) else {
+        return;
+    };
+    let (iihl, iproto) = (quote.header_len(), quote.protocol());
+    if quote.version() != 4
         || iihl < ipv4::MIN_LEN
-        || inner + iihl + 4 > total
+        || iihl + 4 > msg.body().len()
         || (iproto != tcp::PROTO && iproto != udp::PROTO)
     {
         return;
     }
-    let (isrc, idst) = (
-        read_u32(ip, inner + ipv4::SRC),
-        read_u32(ip, inner + ipv4::DST),
-    );
-    let l4 = inner + iihl;
-    let (isport, idport) = (read_u16(ip, l4 + l4::SPORT), read_u16(ip, l4 + l4::DPORT));
+    let (isrc, idst) = (quote.src(), quote.dst());
+    let ports = &msg.body()[iihl..];
+    let (isport, idport) = (read_u16(ports, l4::SPORT), read_u16(ports, l4::DPORT));
     // Reversed, the quote is the tuple of the flow's other direction as it
     // arrives: a reply record if the quoted packet went client → endpoint,
     // an original one if it was a reply. Either record's translation,
@@ -63,36 +65,35 @@ pub(crate) fn translate_error(p: &mut Pkt, cx: &mut Ctx<'_>) {
             None => return,
         },
     };
-    let (osrc, odst) = (read_u32(ip, ipv4::SRC), read_u32(ip, ipv4::DST));
+    let (osrc, odst) = (ip.src(), ip.dst());
     let frame = cx.pool.data_mut(p.addr, p.len);
-    let ip = &mut frame[ETH_LEN..ETH_LEN + total];
+    let (outer, msg) = wire::payload_mut(frame)[..total].split_at_mut(ihl);
     // The quote: client → VIP, with its header (and, when quoted, transport)
     // checksum kept right.
-    let quote = &mut ip[inner..];
-    let seg_len = quote.len() - iihl;
+    let (quote, seg) = msg[icmp::HDR_LEN..].split_at_mut(iihl);
     let csum_at = match iproto {
-        tcp::PROTO if seg_len >= tcp::CHECKSUM + 2 => Some(iihl + tcp::CHECKSUM),
-        udp::PROTO
-            if seg_len >= udp::CHECKSUM + 2 && read_u16(quote, iihl + udp::CHECKSUM) != 0 =>
-        {
-            Some(iihl + udp::CHECKSUM)
+        tcp::PROTO if seg.len() >= tcp::CHECKSUM + 2 => Some(tcp::CHECKSUM),
+        udp::PROTO if seg.len() >= udp::HDR_LEN && read_u16(seg, udp::CHECKSUM) != 0 => {
+            Some(udp::CHECKSUM)
         }
         _ => None,
     };
     let old = [isrc, idst, u32::from(isport), u32::from(idport)];
     let new = [nat.dst, nat.src, u32::from(nat.dport), u32::from(nat.sport)];
-    l4::rewrite_addrs(quote, 0, isrc, idst, nat.dst, nat.src);
+    Ipv4::new(quote)
+        .expect("checked above")
+        .set_addrs(nat.dst, nat.src);
     if let Some(at) = csum_at {
-        l4::adjust_checksum(quote, at, &old, &new);
+        adjust_checksum(seg, at, &old, &new);
     }
-    wire::write_u16(quote, iihl + l4::SPORT, nat.dport);
-    wire::write_u16(quote, iihl + l4::DPORT, nat.sport);
+    write_u16(seg, l4::SPORT, nat.dport);
+    write_u16(seg, l4::DPORT, nat.sport);
     // The outer header.
     let nsrc = if osrc == idst { nat.src } else { osrc };
     let ndst = if odst == isrc { nat.dst } else { odst };
-    l4::rewrite_addrs(ip, 0, osrc, odst, nsrc, ndst);
+    Ipv4::new(outer)
+        .expect("checked above")
+        .set_addrs(nsrc, ndst);
     // The ICMP checksum covers the whole message: computed again.
-    wire::write_u16(ip, ihl + 2, 0);
-    let c = wire::checksum(&ip[ihl..total]);
-    wire::write_u16(ip, ihl + 2, c);
+    Icmp::new(msg).expect("checked above").fill_checksum();
 }

@@ -6,102 +6,54 @@
 //! lengths first (the header of the transport protocol must be whole).
 
 use crate::MacKey;
-use crate::wire::{
-    ETH_LEN, ETHERTYPE_IPV4, checksum, fold, ipv4, read_u16, read_u32, sum, write_ipv4_header,
-    write_macs, write_u16, write_u32,
-};
-
-/// Offsets inside a TCP or UDP header.
-pub const SPORT: usize = 0;
-pub const DPORT: usize = 2;
-pub mod tcp {
-    pub const SEQ: usize = 4;
-    pub const ACK: usize = 8;
-    pub const OFFSET: usize = 12;
-    pub const FLAGS: usize = 13;
-    pub const WINDOW: usize = 14;
-    pub const CHECKSUM: usize = 16;
-    pub const MIN_LEN: usize = 20;
-    pub const PROTO: u8 = 6;
-}
-pub mod udp {
-    pub const LEN: usize = 4;
-    pub const CHECKSUM: usize = 6;
-    pub const HDR_LEN: usize = 8;
-    pub const PROTO: u8 = 17;
-}
-
-/// Ones'-complement sum of the 16-bit halves of an address.
-#[inline]
-fn halves(a: u32) -> u32 {
-    (a >> 16) + (a & 0xffff)
-}
+use crate::wire::checksum::{apply_delta, delta32};
+use crate::wire::ipv4::{self, Ipv4};
+use crate::wire::l4::{self, Tcp, Udp, tcp, udp};
+use crate::wire::{ETH_LEN, ETHERTYPE_IPV4, read_u16, write_macs, write_u16};
 
 /// Translates the TCP or UDP packet `ip` (an IPv4 header of `ihl` bytes,
-/// then the transport header) to source `src:sport` and destination
+/// then the whole transport header) to source `src:sport` and destination
 /// `dst:dport`, updating the IP and transport checksums incrementally. A
 /// UDP checksum of 0 (none) stays 0.
 #[inline]
 pub fn ipv4_nat(ip: &mut [u8], ihl: usize, src: u32, sport: u16, dst: u32, dport: u16) {
-    let old_src = read_u32(ip, ipv4::SRC);
-    let old_dst = read_u32(ip, ipv4::DST);
-    let l4 = ihl;
-    let old_sport = read_u16(ip, l4 + SPORT);
-    let old_dport = read_u16(ip, l4 + DPORT);
-    // RFC 1624 eqn. 3 over every changed word: HC' = ~(~HC + Σ~m + Σm').
-    let addr_delta = halves(!old_src) + halves(!old_dst) + halves(src) + halves(dst);
-    let hc = read_u16(ip, ipv4::CHECKSUM);
-    write_u16(ip, ipv4::CHECKSUM, fold(u32::from(!hc) + addr_delta));
-    write_u32(ip, ipv4::SRC, src);
-    write_u32(ip, ipv4::DST, dst);
+    let Some(mut v) = Ipv4::new(&mut *ip) else {
+        return;
+    };
+    let proto = v.protocol();
+    let addr_delta = v.set_addrs(src, dst);
+    let seg = &mut ip[ihl..];
+    let (old_sport, old_dport) = (read_u16(seg, l4::SPORT), read_u16(seg, l4::DPORT));
     let port_delta =
         u32::from(!old_sport) + u32::from(!old_dport) + u32::from(sport) + u32::from(dport);
-    let at = match ip[ipv4::PROTO] {
-        tcp::PROTO => Some(l4 + tcp::CHECKSUM),
-        udp::PROTO if read_u16(ip, l4 + udp::CHECKSUM) != 0 => Some(l4 + udp::CHECKSUM),
-        _ => None,
-    };
-    if let Some(at) = at {
-        let c = read_u16(ip, at);
-        let mut new = fold(u32::from(!c) + addr_delta + port_delta);
-        if new == 0 && ip[ipv4::PROTO] == udp::PROTO {
-            // 0 means "no checksum" in UDP; its ones'-complement twin.
-            new = 0xffff;
+    let delta = addr_delta + port_delta;
+    match proto {
+        tcp::PROTO => {
+            if let Some(mut t) = Tcp::new(seg) {
+                t.set_checksum(apply_delta(t.checksum(), delta));
+                t.set_ports(sport, dport);
+            }
         }
-        write_u16(ip, at, new);
+        udp::PROTO => {
+            if let Some(mut u) = Udp::new(seg) {
+                if u.checksum() != 0 {
+                    // 0 means "no checksum" in UDP; its ones'-complement twin.
+                    let c = apply_delta(u.checksum(), delta);
+                    u.set_checksum(if c == 0 { 0xffff } else { c });
+                }
+                u.set_ports(sport, dport);
+            }
+        }
+        _ => {}
     }
-    write_u16(ip, l4 + SPORT, sport);
-    write_u16(ip, l4 + DPORT, dport);
-}
-
-/// Rewrites the source and destination of the IPv4 header at `ip[at..]`
-/// from `old_src`/`old_dst` to `src`/`dst`, updating its header checksum
-/// incrementally (the transport checksum is the caller's).
-#[inline]
-pub fn rewrite_addrs(ip: &mut [u8], at: usize, old_src: u32, old_dst: u32, src: u32, dst: u32) {
-    let delta = halves(!old_src) + halves(!old_dst) + halves(src) + halves(dst);
-    let hc = read_u16(ip, at + ipv4::CHECKSUM);
-    write_u16(ip, at + ipv4::CHECKSUM, fold(u32::from(!hc) + delta));
-    write_u32(ip, at + ipv4::SRC, src);
-    write_u32(ip, at + ipv4::DST, dst);
 }
 
 /// Updates the checksum at `b[at..at + 2]` for 32-bit words that changed
 /// from `old` to `new` (addresses, or ports widened to 32 bits).
 #[inline]
 pub fn adjust_checksum(b: &mut [u8], at: usize, old: &[u32], new: &[u32]) {
-    let mut acc = u32::from(!read_u16(b, at));
-    for (&o, &n) in old.iter().zip(new) {
-        acc += halves(!o) + halves(n);
-    }
-    write_u16(b, at, fold(acc));
-}
-
-/// The checksum of a TCP or UDP segment `seg` between `src` and `dst`.
-pub fn l4_checksum(src: u32, dst: u32, proto: u8, seg: &[u8]) -> u16 {
-    let mut acc = halves(src) + halves(dst) + u32::from(proto) + seg.len() as u32;
-    acc = sum(seg, acc);
-    fold(acc)
+    let c = apply_delta(read_u16(b, at), delta32(old, new));
+    write_u16(b, at, c);
 }
 
 /// Turns the TCP segment in `frame` (IPv4 header of `ihl` bytes, `total`
@@ -115,46 +67,30 @@ pub fn tcp_rst_in_place(
     eth_dst: MacKey,
     eth_src: MacKey,
 ) -> usize {
-    let ip = &frame[ETH_LEN..];
-    let src = read_u32(ip, ipv4::SRC);
-    let dst = read_u32(ip, ipv4::DST);
-    let seg = &ip[ihl..total];
-    let sport = read_u16(seg, SPORT);
-    let dport = read_u16(seg, DPORT);
-    let seq = read_u32(seg, tcp::SEQ);
-    let ack = read_u32(seg, tcp::ACK);
-    let flags = seg[tcp::FLAGS];
-    let data_off = usize::from(seg[tcp::OFFSET] >> 4) * 4;
-    let payload = seg.len().saturating_sub(data_off) as u32;
-    let (rseq, rack, rflags) = if flags & 0x10 != 0 {
-        (ack, 0, 0x04)
+    let ip = Ipv4::new(&frame[ETH_LEN..]).expect("checked by the Service stage");
+    let (src, dst) = (ip.src(), ip.dst());
+    let seg = ip.payload(ihl, total);
+    let t = Tcp::new(seg).expect("checked by the Service stage");
+    let flags = t.flags();
+    let payload = seg.len().saturating_sub(t.header_len()) as u32;
+    let (rseq, rack, rflags) = if flags & tcp::ACK_FLAG != 0 {
+        (t.ack(), 0, tcp::RST)
     } else {
-        let len = payload + u32::from(flags & 0x02 != 0) + u32::from(flags & 0x01 != 0);
-        (0, seq.wrapping_add(len), 0x14)
+        let syn_fin = u32::from(flags & tcp::SYN != 0) + u32::from(flags & tcp::FIN != 0);
+        let seq = t.seq().wrapping_add(payload + syn_fin);
+        (0, seq, tcp::RST | tcp::ACK_FLAG)
     };
+    let (sport, dport) = (t.sport(), t.dport());
     write_macs(frame, eth_dst, eth_src);
     write_u16(frame, 12, ETHERTYPE_IPV4);
     let len = ipv4::MIN_LEN + tcp::MIN_LEN;
     let ip = &mut frame[ETH_LEN..ETH_LEN + len];
-    write_ipv4_header(ip, len as u16, tcp::PROTO, dst, src);
-    let t = &mut ip[ipv4::MIN_LEN..];
-    write_u16(t, SPORT, dport);
-    write_u16(t, DPORT, sport);
-    write_u32(t, tcp::SEQ, rseq);
-    write_u32(t, tcp::ACK, rack);
-    t[tcp::OFFSET] = 5 << 4;
-    t[tcp::FLAGS] = rflags;
-    write_u16(t, tcp::WINDOW, 0);
-    write_u32(t, tcp::CHECKSUM, 0); // checksum and urgent pointer
-    let c = l4_checksum(dst, src, tcp::PROTO, t);
-    write_u16(t, tcp::CHECKSUM, c);
+    Ipv4::write(&mut *ip, len as u16, tcp::PROTO, dst, src);
+    let seg = &mut ip[ipv4::MIN_LEN..];
+    Tcp::write(&mut *seg, dport, sport, rseq, rack, rflags);
+    let c = l4::ipv4_checksum(dst, src, tcp::PROTO, seg);
+    write_u16(seg, tcp::CHECKSUM, c);
     ETH_LEN + len
-}
-
-/// Whether the IPv4 header `ip` (of `ihl` bytes) has a valid checksum.
-#[inline]
-pub fn ipv4_header_ok(ip: &[u8], ihl: usize) -> bool {
-    checksum(&ip[..ihl]) == 0
 }
 
 #[cfg(test)]

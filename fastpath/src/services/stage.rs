@@ -31,15 +31,13 @@ use crate::ctx::Ctx;
 use crate::drop::DropReason;
 use crate::pool::FRAME_CAPACITY;
 use crate::services::conntrack::{Hit, Nat, NewFlow, Tracked, flow_key};
-use crate::services::l4::{self, tcp, udp};
+use crate::services::l4;
 use crate::services::table::{Service, endpoint_parts};
 use crate::snapshot::PortRole;
-use crate::wire::{
-    ETH_LEN, ETHERTYPE_IPV4, icmp, ipv4, ipv4_icmp_error_in_place, read_u16, read_u32,
-};
-
-/// ICMP destination unreachable code "port unreachable".
-const PORT_UNREACHABLE: u8 = 3;
+use crate::wire::icmp;
+use crate::wire::ipv4::{self, Ipv4};
+use crate::wire::l4::{Tcp, Udp, tcp, udp};
+use crate::wire::{self, ETH_LEN, ETHERTYPE_IPV4};
 
 /// Runs every pending IPv4 packet of the batch through the Service logic.
 #[inline]
@@ -84,16 +82,8 @@ fn one(p: &mut Pkt, role: PortRole, cx: &mut Ctx<'_>) -> Option<Verdict> {
     }
     let l3 = &*snap.l3;
     let frame = cx.pool.data(p.addr, p.len);
-    if frame.len() < ETH_LEN + ipv4::MIN_LEN {
-        return None;
-    }
-    let ip = &frame[ETH_LEN..];
-    let proto = ip[ipv4::PROTO];
-    if ip[0] >> 4 != 4 {
-        return None;
-    }
-    let src = read_u32(ip, ipv4::SRC);
-    let dst = read_u32(ip, ipv4::DST);
+    let ip = Ipv4::new(wire::payload(frame)).filter(|ip| ip.version() == 4)?;
+    let (proto, src, dst) = (ip.protocol(), ip.src(), ip.dst());
     if proto == ipv4::PROTO_ICMP {
         // ICMP errors about a flow go back translated: an endpoint's about
         // what a client sent, a client's (to the VIP) about a reply.
@@ -109,10 +99,12 @@ fn one(p: &mut Pkt, role: PortRole, cx: &mut Ctx<'_>) -> Option<Verdict> {
     let to_router = role != PortRole::Pod || p.dst == l3.router_mac;
     // The destination port is read before the headers are checked (only to
     // find the Service: `tuple` checks everything before it is used).
-    let l4_at = usize::from(p.l4).saturating_sub(ETH_LEN);
+    let ihl = usize::from(p.l4).saturating_sub(ETH_LEN);
     let dport_guess = ip
-        .get(l4_at + 2..l4_at + 4)
-        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+        .bytes()
+        .get(ihl..)
+        .and_then(Udp::new)
+        .map_or(0, |u| u.dport());
     let at_vip = if to_router {
         svcs.front(dst, dport_guess, proto)
     } else {
@@ -124,7 +116,7 @@ fn one(p: &mut Pkt, role: PortRole, cx: &mut Ctx<'_>) -> Option<Verdict> {
         return None;
     }
     let ours = front || node;
-    let t = match tuple(ip, l4_at) {
+    let t = match tuple(ip, ihl) {
         Ok(t) => t,
         // Bad packets to a Service are ours to count; anything else goes
         // on to the stages that own it.
@@ -165,7 +157,7 @@ fn one(p: &mut Pkt, role: PortRole, cx: &mut Ctx<'_>) -> Option<Verdict> {
     // header checksum: the incremental update keeps a bad one bad, and
     // routing checks it.)
     let frame = cx.pool.data(p.addr, p.len);
-    if !l4::ipv4_header_ok(&frame[ETH_LEN..], t.ihl) {
+    if !Ipv4::new(wire::payload(frame)).is_some_and(|ip| ip.checksum_ok(t.ihl)) {
         return Some(Verdict::Drop(DropReason::Malformed));
     }
     let Some(backend) = choose(svc, key, t.src, cx) else {
@@ -213,31 +205,32 @@ fn one(p: &mut Pkt, role: PortRole, cx: &mut Ctx<'_>) -> Option<Verdict> {
     }
 }
 
-/// Checks the IPv4 and transport headers and reads the 5-tuple.
+/// Checks the IPv4 and transport headers (of a packet whose header length
+/// the parse stage found to be `ihl`, 0 when not sane) and reads the
+/// 5-tuple.
 #[inline]
-fn tuple(ip: &[u8], ihl: usize) -> Result<Tuple, DropReason> {
-    let total = usize::from(read_u16(ip, ipv4::TOTAL_LEN));
-    if ihl < ipv4::MIN_LEN || total < ihl || total > ip.len() {
+fn tuple(ip: Ipv4<&[u8]>, ihl: usize) -> Result<Tuple, DropReason> {
+    let Some(total) = ip.total_within(ihl).filter(|_| ihl >= ipv4::MIN_LEN) else {
         return Err(DropReason::Malformed);
-    }
-    if read_u16(ip, ipv4::FLAGS_FRAG) & ipv4::MF_OFFSET != 0 {
+    };
+    if ip.is_fragment() {
         return Err(DropReason::IpFragment);
     }
-    let proto = ip[ipv4::PROTO];
-    let seg = &ip[ihl..total];
-    let flags = if proto == tcp::PROTO {
-        let off = seg.get(tcp::OFFSET).map_or(0, |b| usize::from(b >> 4) * 4);
-        if seg.len() < tcp::MIN_LEN || off < tcp::MIN_LEN || off > seg.len() {
-            return Err(DropReason::Malformed);
+    let proto = ip.protocol();
+    let seg = ip.payload(ihl, total);
+    let (sport, dport, flags) = if proto == tcp::PROTO {
+        match Tcp::new(seg) {
+            Some(t) if t.header_len() >= tcp::MIN_LEN && t.header_len() <= seg.len() => {
+                (t.sport(), t.dport(), Some(t.flags()))
+            }
+            _ => return Err(DropReason::Malformed),
         }
-        Some(seg[tcp::FLAGS])
     } else {
-        if seg.len() < udp::HDR_LEN || usize::from(read_u16(seg, udp::LEN)) != seg.len() {
-            return Err(DropReason::Malformed);
+        match Udp::new(seg) {
+            Some(u) if u.len() == seg.len() => (u.sport(), u.dport(), None),
+            _ => return Err(DropReason::Malformed),
         }
-        None
     };
-    let (sport, dport) = (read_u16(seg, l4::SPORT), read_u16(seg, l4::DPORT));
     if dport == 0 || sport == 0 {
         return Err(DropReason::Malformed);
     }
@@ -245,8 +238,8 @@ fn tuple(ip: &[u8], ihl: usize) -> Result<Tuple, DropReason> {
         ihl,
         total,
         proto,
-        src: read_u32(ip, ipv4::SRC),
-        dst: read_u32(ip, ipv4::DST),
+        src: ip.src(),
+        dst: ip.dst(),
         sport,
         dport,
         flags,
@@ -310,14 +303,14 @@ fn refuse(p: &mut Pkt, t: &Tuple, cx: &mut Ctx<'_>) -> Verdict {
     let len = if t.flags.is_some() {
         l4::tcp_rst_in_place(frame, t.ihl, t.total, p.src, router_mac)
     } else {
-        ipv4_icmp_error_in_place(
+        ipv4::icmp_error_in_place(
             frame,
             t.total,
             p.src,
             router_mac,
             Ipv4Addr::from(t.dst),
             icmp::DEST_UNREACHABLE,
-            PORT_UNREACHABLE,
+            icmp::PORT_UNREACHABLE,
             0,
         )
     };
