@@ -66,50 +66,32 @@ impl Outputs {
     }
 }
 
-/// Queues a frame on every pod port that is up except `in_port`: the last
-/// target gets the frame itself, the others a copy; a copy without a free
-/// buffer is dropped as `no_buffer`.
+/// Which pod ports a flood reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flood {
+    /// Every pod port that is up except the one the frame came in on.
+    Others,
+    /// Every pod port that is up, the port of `in_port` (the frame that
+    /// needed it) included: for frames the switch sends itself (an ARP
+    /// request, a neighbour solicitation), whose target may sit behind
+    /// that port.
+    All,
+}
+
+/// Queues `frame` on the pod ports `scope` names: the last target gets the
+/// frame itself, the others a copy; a copy without a free buffer is
+/// dropped as `no_buffer` (on `frame.in_port`).
 #[inline]
 pub fn flood(
     snap: &Snapshot,
     pool: &mut FramePool,
     outputs: &mut Outputs,
     counters: &WorkerCounters,
-    addr: u32,
-    len: u32,
-    in_port: PortId,
+    frame: TxFrame,
+    scope: Flood,
 ) {
-    flood_except(snap, pool, outputs, counters, addr, len, in_port, true);
-}
-
-/// Queues a frame the switch itself sends (an ARP request, a neighbour
-/// solicitation) on every pod port that is up, the port of `in_port` (the
-/// frame that needed it) included: the neighbour may sit behind that port.
-#[inline]
-pub fn flood_all(
-    snap: &Snapshot,
-    pool: &mut FramePool,
-    outputs: &mut Outputs,
-    counters: &WorkerCounters,
-    addr: u32,
-    len: u32,
-    in_port: PortId,
-) {
-    flood_except(snap, pool, outputs, counters, addr, len, in_port, false);
-}
-
-#[allow(clippy::too_many_arguments)]
-#[inline]
-fn flood_except(
-    snap: &Snapshot,
-    pool: &mut FramePool,
-    outputs: &mut Outputs,
-    counters: &WorkerCounters,
-    addr: u32,
-    len: u32,
-    in_port: PortId,
-    skip_in_port: bool,
-) {
+    let TxFrame { addr, len, in_port } = frame;
+    let skip_in_port = scope == Flood::Others;
     let mut last: Option<PortId> = None;
     for &target in &snap.flood {
         if skip_in_port && target == in_port {

@@ -208,18 +208,29 @@ fn aside_tmp(path: &Path) -> std::path::PathBuf {
     path.with_file_name(name)
 }
 
-/// Writes the state file atomically; the file it replaces becomes
-/// `<file>.bak`.
 /// Puts back the file the last [`save`] replaced: the backup becomes the
-/// state file again (or, if that save created the file, the file goes).
-/// Used when what a saved change asked for could not be done.
+/// state file again and stays as the backup (the state file is replaced
+/// by a rename, so it is never missing); if that save created the file,
+/// the file goes. Used when what a saved change asked for could not be
+/// done.
 pub fn revert(path: &Path) -> io::Result<()> {
-    match fs::rename(backup_path(path), path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::remove_file(path),
-        r => r,
+    let bak = backup_path(path);
+    if !bak.exists() {
+        return match fs::remove_file(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            r => r,
+        };
     }
+    let tmp = aside_tmp(path);
+    let _ = fs::remove_file(&tmp);
+    if fs::hard_link(&bak, &tmp).is_err() {
+        fs::copy(&bak, &tmp)?;
+    }
+    fs::rename(&tmp, path)
 }
 
+/// Writes the state file atomically; the file it replaces becomes
+/// `<file>.bak`.
 pub fn save(path: &Path, state: &State) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -369,6 +380,27 @@ mod tests {
             Err(StateError::Version { found: 99, .. })
         ));
         assert!(path.exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn revert_puts_the_previous_file_back_and_keeps_it_as_the_backup() {
+        let dir = std::env::temp_dir().join(format!("vswitch-state-rev-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let path = dir.join("state.json");
+        let mut first = State::default();
+        first.ports.push(PortSpec::afxdp("veth1"));
+        save(&path, &first).unwrap();
+        // Reverting the first write removes the file it created.
+        revert(&path).unwrap();
+        assert!(!path.exists());
+        save(&path, &first).unwrap();
+        let mut second = first.clone();
+        second.ports.push(PortSpec::afxdp("veth2"));
+        save(&path, &second).unwrap();
+        revert(&path).unwrap();
+        assert_eq!(load(&path).unwrap(), first);
+        assert_eq!(load(&backup_path(&path)).unwrap(), first);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

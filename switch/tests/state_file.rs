@@ -138,6 +138,51 @@ fn a_failed_state_write_changes_nothing() {
 }
 
 #[test]
+fn a_port_that_cannot_be_opened_after_the_write_changes_nothing() {
+    let Some(env) = TestEnv::with_daemon("a_port_that_cannot_be_opened") else {
+        return;
+    };
+    let d = env.daemon();
+    d.ctl_ok(&["port", "add", "vt-h0", "--type", "tap", "--host"]);
+    d.ctl_ok(&["addr", "add", "10.244.1.1/24"]);
+    let file0 = fs::read(&d.state).unwrap();
+    let bak = d.state.with_file_name("state.json.bak");
+    assert_ne!(
+        fs::read(&bak).unwrap(),
+        file0,
+        "the backup is the file before"
+    );
+    let config0 = config(d);
+    // The model accepts these; opening them fails after the file was
+    // written (no such interface; no such namespace).
+    let refused: [&[&str]; 2] = [
+        &["port", "add", "vt-nosuchdev"],
+        &[
+            "port",
+            "add",
+            "vt-t1",
+            "--type",
+            "tap",
+            "--netns",
+            "/run/netns/vt-nosuch",
+        ],
+    ];
+    for args in refused {
+        let r = d.ctl(args);
+        assert!(!r.success(), "{args:?} was accepted: {}", r.stdout);
+        assert_eq!(config(d), config0, "{args:?} changed the configuration");
+        assert_eq!(
+            fs::read(&d.state).unwrap(),
+            file0,
+            "{args:?} changed the file"
+        );
+        // The file was written and put back: the backup is now the same file.
+        assert_eq!(fs::read(&bak).unwrap(), file0, "{args:?}: not put back");
+    }
+    drop(env);
+}
+
+#[test]
 fn restore_keeps_what_it_cannot_apply() {
     let Some(mut env) = TestEnv::new("restore_keeps_what_it_cannot_apply") else {
         return;

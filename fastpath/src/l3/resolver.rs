@@ -20,7 +20,7 @@ use crate::l3::neigh::NeighEvent;
 use crate::l3::table::Link;
 use crate::pool::FramePool;
 use crate::snapshot::Snapshot;
-use crate::tx::{self, Outputs, TxFrame};
+use crate::tx::{self, Flood, Outputs, TxFrame};
 use crate::wire::{self, arp, ipv6, nd};
 use crate::{MacKey, PortId};
 
@@ -266,16 +266,19 @@ impl Resolver {
     ) {
         // Drops count on the port of the frame that needed it; a flood goes
         // back there too (the neighbour may be behind it: hairpin).
-        let in_port = ask.in_port;
-        match (ask.link, ask.known) {
-            (Link::Port(port), _) => outputs.push(port, TxFrame { addr, len, in_port }),
-            (Link::Bridge, Some(mac)) => match snap.fdb.get(mac) {
-                Some(slot) => outputs.push(slot.port, TxFrame { addr, len, in_port }),
-                None => tx::flood_all(snap, pool, outputs, counters, addr, len, in_port),
-            },
-            (Link::Bridge, None) => {
-                tx::flood_all(snap, pool, outputs, counters, addr, len, in_port)
-            }
+        let f = TxFrame {
+            addr,
+            len,
+            in_port: ask.in_port,
+        };
+        let known_port = match (ask.link, ask.known) {
+            (Link::Port(port), _) => Some(port),
+            (Link::Bridge, Some(mac)) => snap.fdb.get(mac).map(|slot| slot.port),
+            (Link::Bridge, None) => None,
+        };
+        match known_port {
+            Some(port) => outputs.push(port, f),
+            None => tx::flood(snap, pool, outputs, counters, f, Flood::All),
         }
     }
 }

@@ -14,7 +14,7 @@
 use crate::batch::{Batch, Verdict};
 use crate::ctx::Ctx;
 use crate::drop::DropReason;
-use crate::tx::{self, TxFrame};
+use crate::tx::{self, Flood, TxFrame};
 
 /// Queues or drops every frame of the batch according to its verdict.
 #[inline]
@@ -30,7 +30,14 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx<'_>) {
                     in_port: p.in_port,
                 },
             ),
-            Verdict::Flood => tx::flood(snap, pool, outputs, counters, p.addr, p.len, p.in_port),
+            Verdict::Flood => {
+                let f = TxFrame {
+                    addr: p.addr,
+                    len: p.len,
+                    in_port: p.in_port,
+                };
+                tx::flood(snap, pool, outputs, counters, f, Flood::Others)
+            }
             Verdict::Drop(reason) => {
                 counters.port(p.in_port).drop(reason, 1);
                 pool.free(p.addr);

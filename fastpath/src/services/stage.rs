@@ -100,11 +100,11 @@ fn one(p: &mut Pkt, role: PortRole, cx: &mut Ctx<'_>) -> Option<Verdict> {
     // The destination port is read before the headers are checked (only to
     // find the Service: `tuple` checks everything before it is used).
     let ihl = usize::from(p.l4).saturating_sub(ETH_LEN);
+    let at = ihl + crate::wire::l4::DPORT;
     let dport_guess = ip
         .bytes()
-        .get(ihl..)
-        .and_then(Udp::new)
-        .map_or(0, |u| u.dport());
+        .get(at..at + 2)
+        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
     let at_vip = if to_router {
         svcs.front(dst, dport_guess, proto)
     } else {
