@@ -7,8 +7,8 @@
 #
 # veth mode (default): a veth pair NAME <-> eth0, eth0 inside netns NAME, and
 # the host end NAME attached to the switch through AF_XDP
-# (`vswitchctl port add NAME`). TX checksum offload is turned off on eth0:
-# frames that cross AF_XDP must carry finished checksums, or TCP stalls.
+# (`vswitchctl port add NAME`). eth0 keeps the kernel's default offloads:
+# the partial TCP/UDP checksums they leave are completed by the switch.
 #
 # TAP mode (--tap): vswitchd creates a TAP device, moves it into netns NAME
 # and renames it to eth0 (`vswitchctl port add NAME --type tap --netns NAME
@@ -179,9 +179,8 @@ add_pod() {
     if [[ $TAP -eq 0 ]]; then
         hostip link add "$NAME" type veth peer name eth0 netns "$NAME" ||
             die "cannot create veth pair $NAME <-> $NAME/eth0"
-        # AF_XDP delivers the frames as they are: the pod must finish its checksums.
-        ip netns exec "$NAME" ethtool -K eth0 tx off >/dev/null ||
-            die "cannot turn off TX checksum offload on $NAME/eth0"
+        # The pod keeps the kernel's default offloads: the switch completes
+        # the partial checksums they leave (fastpath/src/pipeline/csum.rs).
         if [[ -n $MAC ]]; then
             ip -n "$NAME" link set dev eth0 address "$MAC" || die "cannot set MAC $MAC on $NAME/eth0"
         fi

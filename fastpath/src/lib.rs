@@ -10,7 +10,7 @@
 //! the one [`ctx::Ctx`]):
 //!
 //! ```text
-//! parse → security → learn → arp → nd → vxlan → service → routing → forward → output
+//! parse → security → csum → learn → arp → nd → vxlan → service → routing → forward → output
 //! ```
 //!
 //! The code is laid out by feature: [`l2`] (MAC table, port security,

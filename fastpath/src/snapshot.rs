@@ -58,6 +58,10 @@ pub struct PortEntry {
     pub mtu: u16,
     /// Port security, for pod ports declared with addresses.
     pub guard: Option<Arc<PortGuard>>,
+    /// Frames from the port may carry partial TCP/UDP checksums (a veth
+    /// peer with checksum offload): the switch completes them
+    /// (the pipeline's `csum` stage).
+    pub finish_csum: bool,
 }
 
 impl PortEntry {
@@ -71,6 +75,7 @@ impl PortEntry {
             role: PortRole::Pod,
             mtu: DEFAULT_MTU,
             guard: None,
+            finish_csum: false,
         }
     }
 }

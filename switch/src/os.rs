@@ -1,11 +1,19 @@
 //! OS calls only the daemon makes: the host port's kernel routes
-//! (rtnetlink) and the uplink's promiscuous mode. The data plane's own OS
+//! (rtnetlink), the uplink's promiscuous mode, what kind of interface a
+//! port is. The data plane's own OS
 //! wrappers (interfaces, namespaces, AF_XDP) are in `fastpath::sys`.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use fastpath::sys;
+
+/// Whether interface `name` (in the daemon's namespace) is virtual, a
+/// veth for example: it has no device behind it in sysfs.
+pub fn is_virtual(name: &str) -> bool {
+    let net = std::path::Path::new("/sys/class/net").join(name);
+    net.exists() && !net.join("device").exists()
+}
 
 /// Whether interface `name` is in promiscuous mode.
 pub fn is_promisc(name: &str) -> io::Result<bool> {

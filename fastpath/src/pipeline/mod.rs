@@ -2,11 +2,12 @@
 //! with the one [`Ctx`].
 //!
 //! ```text
-//! parse → security → learn → arp → nd → vxlan → service → routing → forward → output
+//! parse → security → csum → learn → arp → nd → vxlan → service → routing → forward → output
 //! ```
 //!
 //! - [`parse`]: Ethernet header, source MAC sanity, where L4 starts.
 //! - [`crate::l2::security`]: port security.
+//! - [`csum`]: completes partial TCP/UDP checksums from veth pods.
 //! - [`crate::l2::learn`]: MAC learning reports.
 //! - [`crate::l3::arp`], [`crate::l3::nd`]: the switch's own neighbour
 //!   protocols.
@@ -19,6 +20,7 @@
 //! A stage only looks at frames that are still alive and either leaves the
 //! verdict alone or refines it; dropping is a verdict, never an error.
 
+pub mod csum;
 pub mod output;
 pub mod parse;
 
@@ -36,6 +38,7 @@ use crate::services;
 pub fn process(batch: &mut Batch, cx: &mut Ctx<'_>) {
     parse::run(batch, cx);
     security::run(batch, cx);
+    csum::run(batch, cx);
     learn::run(batch, cx);
     arp::run(batch, cx);
     nd::run(batch, cx);

@@ -46,6 +46,7 @@ pub(super) fn port_facts(spec: &PortSpec) -> PortFacts {
     {
         f.mtu = u16::try_from(m).unwrap_or(u16::MAX);
     }
+    f.finish_csum = spec.port_type == ctl::PortType::Afxdp && crate::os::is_virtual(&spec.name);
     if spec.host {
         f.peer_mac = sys::hw_addr(&spec.name).ok().map(|m| mac_key(&m));
     }

@@ -114,6 +114,9 @@ struct PortFacts {
     links: Vec<IpNet>,
     /// Uplink: the node's addresses on the NIC.
     link_addrs: Vec<IpAddr>,
+    /// An AF_XDP port on a virtual interface (a veth): its peer may send
+    /// partial checksums, which the switch completes.
+    finish_csum: bool,
 }
 
 /// The switch's configuration and the workers that run it.
@@ -509,6 +512,7 @@ impl Controller {
                 role: role_of(&r.spec),
                 mtu: r.facts.mtu,
                 guard: guard_of(&r.spec),
+                finish_csum: r.facts.finish_csum,
             })
             .collect();
         let snap = Snapshot {

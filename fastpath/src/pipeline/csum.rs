@@ -1,0 +1,266 @@
+//! Finish partial TCP and UDP checksums.
+//!
+//! A pod on a veth pair sends with the kernel's default offloads: its stack
+//! leaves the TCP and UDP checksum to the "hardware" (`CHECKSUM_PARTIAL`:
+//! the field holds the sum of the pseudo-header only) and the veth hands
+//! the frame to XDP as it is. Through a kernel bridge the skb's checksum
+//! state travels with the frame; through AF_XDP it is lost, and the
+//! receiver would drop the segment (`TcpInCsumErrors`). On ports whose
+//! frames may be such (`PortEntry::finish_csum`: AF_XDP on a virtual
+//! interface), this stage completes them in software as a NIC would: the
+//! sum from the transport header on, complemented, in the checksum field.
+//!
+//! Only a field that holds exactly the pseudo-header sum is touched, and
+//! only if the checksum does not already verify: a right checksum costs
+//! one comparison, a wrong one is left for the receiver to judge. IPv4
+//! fragments, IPv6 extension headers and UDP over IPv4 without a checksum
+//! are left alone. Runs before anything rewrites addresses or ports (the
+//! Service stage updates checksums incrementally, which needs them whole).
+
+use crate::batch::Batch;
+use crate::ctx::Ctx;
+use crate::wire::checksum::{fold, halves, sum};
+use crate::wire::ipv4::Ipv4;
+use crate::wire::ipv6::{self, Ipv6};
+use crate::wire::l4::{tcp, udp};
+use crate::wire::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6, read_u16, write_u16};
+
+/// Completes the partial checksums of the batch's frames, if their port
+/// (a batch comes from one port) may send them.
+#[inline]
+pub fn run(batch: &mut Batch, cx: &mut Ctx<'_>) {
+    let Some(first) = batch.pkts().first() else {
+        return;
+    };
+    if !cx.snap.port(first.in_port).is_some_and(|e| e.finish_csum) {
+        return;
+    }
+    let pool = &mut *cx.pool;
+    for p in batch.pkts_mut() {
+        if p.alive() {
+            finish(pool.data_mut(p.addr, p.len), p.ethertype);
+        }
+    }
+}
+
+/// Completes the TCP or UDP checksum of `frame` if it is partial; returns
+/// whether it did.
+pub fn finish(frame: &mut [u8], ethertype: u16) -> bool {
+    let ip = wire::payload_mut(frame);
+    let (pseudo, proto, start, end) = match ethertype {
+        ETHERTYPE_IPV4 => {
+            let Some(v) = Ipv4::new(&*ip) else {
+                return false;
+            };
+            let Some((ihl, total)) = v.lengths() else {
+                return false;
+            };
+            if v.is_fragment() {
+                return false;
+            }
+            let proto = v.protocol();
+            let len = (total - ihl) as u32;
+            let pseudo = halves(v.src()) + halves(v.dst()) + u32::from(proto) + len;
+            (pseudo, proto, ihl, total)
+        }
+        ETHERTYPE_IPV6 => {
+            let Some(v) = Ipv6::new(&*ip) else {
+                return false;
+            };
+            let Some(total) = v.total_len() else {
+                return false;
+            };
+            let proto = v.next_header();
+            let len = (total - ipv6::HDR_LEN) as u32;
+            let addrs = &v.bytes()[ipv6::SRC..ipv6::DST + 16];
+            let pseudo = sum(addrs, u32::from(proto) + len);
+            (pseudo, proto, ipv6::HDR_LEN, total)
+        }
+        _ => return false,
+    };
+    let seg = &mut ip[start..end];
+    let (at, min) = match proto {
+        tcp::PROTO => (tcp::CHECKSUM, tcp::MIN_LEN),
+        udp::PROTO => (udp::CHECKSUM, udp::HDR_LEN),
+        _ => return false,
+    };
+    if seg.len() < min {
+        return false;
+    }
+    // The pseudo-header sum, as the sender's stack left it (folded, not
+    // complemented; 0 and 0xffff are the same sum).
+    let marker = !fold(pseudo);
+    let field = read_u16(seg, at);
+    let partial = field == marker || (field | marker == 0xffff && field & marker == 0);
+    if !partial || fold(sum(seg, pseudo)) == 0 {
+        return false;
+    }
+    write_u16(seg, at, 0);
+    let mut c = fold(sum(seg, pseudo));
+    if c == 0 && proto == udp::PROTO {
+        // 0 means "no checksum" in UDP; its ones'-complement twin.
+        c = 0xffff;
+    }
+    write_u16(seg, at, c);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::ETH_LEN;
+    use crate::wire::checksum::halves;
+    use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+
+    fn v4(tcp: bool, payload: &[u8]) -> Vec<u8> {
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(
+            [10, 244, 1, 5],
+            [10, 244, 1, 6],
+            64,
+        );
+        let mut out = Vec::new();
+        if tcp {
+            b.tcp(40000, 80, 7, 1000).write(&mut out, payload).unwrap();
+        } else {
+            b.udp(40000, 53).write(&mut out, payload).unwrap();
+        }
+        out
+    }
+
+    fn v6(tcp: bool, payload: &[u8]) -> Vec<u8> {
+        let mut src = [0u8; 16];
+        src[0] = 0xfd;
+        src[15] = 5;
+        let mut dst = src;
+        dst[15] = 6;
+        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv6(src, dst, 64);
+        let mut out = Vec::new();
+        if tcp {
+            b.tcp(40000, 80, 7, 1000).write(&mut out, payload).unwrap();
+        } else {
+            b.udp(40000, 53).write(&mut out, payload).unwrap();
+        }
+        out
+    }
+
+    /// Where the checksum field is, and the pseudo-header sum a sender's
+    /// stack would leave there.
+    fn partial_of(f: &[u8]) -> (usize, u16) {
+        let p = SlicedPacket::from_ethernet(f).unwrap();
+        let (l4, proto, len, pseudo_addrs) = match &p.net {
+            Some(etherparse::NetSlice::Ipv4(ip)) => {
+                let h = ip.header();
+                let a =
+                    halves(u32::from(h.source_addr())) + halves(u32::from(h.destination_addr()));
+                let ihl = usize::from(h.ihl()) * 4;
+                (ETH_LEN + ihl, h.protocol().0, f.len() - ETH_LEN - ihl, a)
+            }
+            Some(etherparse::NetSlice::Ipv6(ip)) => {
+                let h = ip.header();
+                let mut addrs = h.source().to_vec();
+                addrs.extend_from_slice(&h.destination());
+                (
+                    ETH_LEN + 40,
+                    h.next_header().0,
+                    f.len() - ETH_LEN - 40,
+                    sum(&addrs, 0),
+                )
+            }
+            _ => panic!(),
+        };
+        let at = l4
+            + if proto == 6 {
+                tcp::CHECKSUM
+            } else {
+                udp::CHECKSUM
+            };
+        (at, !fold(pseudo_addrs + u32::from(proto) + len as u32))
+    }
+
+    fn verifies(f: &[u8]) -> bool {
+        let p = SlicedPacket::from_ethernet(f).unwrap();
+        match (&p.net, &p.transport) {
+            (Some(etherparse::NetSlice::Ipv4(ip)), Some(TransportSlice::Tcp(t))) => {
+                let h = ip.header().to_header();
+                t.checksum() == t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap()
+            }
+            (Some(etherparse::NetSlice::Ipv4(ip)), Some(TransportSlice::Udp(u))) => {
+                let h = ip.header().to_header();
+                u.checksum() == u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap()
+            }
+            (Some(etherparse::NetSlice::Ipv6(ip)), Some(TransportSlice::Tcp(t))) => {
+                let h = ip.header().to_header();
+                t.checksum() == t.to_header().calc_checksum_ipv6(&h, t.payload()).unwrap()
+            }
+            (Some(etherparse::NetSlice::Ipv6(ip)), Some(TransportSlice::Udp(u))) => {
+                let h = ip.header().to_header();
+                u.checksum() == u.to_header().calc_checksum_ipv6(&h, u.payload()).unwrap()
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn partial_checksums_are_completed_for_both_families_and_protocols() {
+        for tcp in [true, false] {
+            for payload in [&b""[..], b"x", b"an odd-length payload!", &[0xff; 1400]] {
+                for make in [v4, v6] {
+                    let good = make(tcp, payload);
+                    let (at, partial) = partial_of(&good);
+                    let mut f = good.clone();
+                    f[at..at + 2].copy_from_slice(&partial.to_be_bytes());
+                    assert!(!verifies(&f));
+                    let ethertype = u16::from_be_bytes([f[12], f[13]]);
+                    assert!(finish(&mut f, ethertype), "tcp {tcp} len {}", payload.len());
+                    assert!(verifies(&f));
+                    assert_eq!(f, good, "completed as the sender's stack would");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn right_wrong_and_absent_checksums_are_left_alone() {
+        for make in [v4, v6] {
+            let mut f = make(true, b"hello");
+            let ethertype = u16::from_be_bytes([f[12], f[13]]);
+            let before = f.clone();
+            assert!(!finish(&mut f, ethertype), "a right checksum");
+            let (at, _) = partial_of(&f);
+            f[at] ^= 0x55;
+            let wrong = f.clone();
+            assert!(!finish(&mut f, ethertype), "a wrong one");
+            assert_eq!(f, wrong);
+            assert_ne!(f, before);
+        }
+        // UDP over IPv4 without a checksum.
+        let mut f = v4(false, b"hello");
+        let (at, _) = partial_of(&f);
+        f[at..at + 2].copy_from_slice(&[0, 0]);
+        let before = f.clone();
+        assert!(!finish(&mut f, ETHERTYPE_IPV4));
+        assert_eq!(f, before);
+    }
+
+    #[test]
+    fn fragments_short_and_foreign_frames_are_left_alone() {
+        let mut f = v4(true, b"hello");
+        let (at, partial) = partial_of(&f);
+        f[at..at + 2].copy_from_slice(&partial.to_be_bytes());
+        // More fragments follow: the checksum covers what is not here.
+        let mut frag = f.clone();
+        frag[ETH_LEN + 6] |= 0x20;
+        assert!(!finish(&mut frag, ETHERTYPE_IPV4));
+        // Cut short: the IP total length no longer fits.
+        let mut cut = f[..f.len() - 1].to_vec();
+        assert!(!finish(&mut cut, ETHERTYPE_IPV4));
+        // Garbage of every length: nothing panics.
+        for len in 0..80 {
+            let mut g: Vec<u8> = (0..len).map(|i| (i * 37) as u8).collect();
+            finish(&mut g, ETHERTYPE_IPV4);
+            finish(&mut g, ETHERTYPE_IPV6);
+        }
+        // ARP and friends.
+        assert!(!finish(&mut f.clone(), 0x0806));
+    }
+}
