@@ -11,10 +11,12 @@
 //! creating a flow usually allocates nothing.
 
 use std::sync::Arc;
+use std::sync::TryLockError;
+use std::sync::atomic::Ordering;
 
 use super::flow::reopens;
 use super::shard::{Rec, Shard};
-use super::{Conntrack, Flow, FlowCache, Hit, Nat, flow_key, lock};
+use super::{Conntrack, Flow, FlowCache, Hit, Nat, SHARDS, flow_key, lock};
 
 /// What [`Conntrack::lookup_or_create`] found or made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +128,10 @@ impl Conntrack {
             let other = r.other;
             s.remove_flow(orig_key, other);
         }
-        if s.flows >= self.per_shard && !s.evict_one(now) {
+        if self.total.load(Ordering::Relaxed) >= self.limit
+            && !s.evict_one(now)
+            && !self.evict_elsewhere(i, now)
+        {
             s.full += 1;
             return Err(CreateError::Full);
         }
@@ -206,11 +211,28 @@ impl Conntrack {
             },
         );
         s.flows += 1;
+        s.total.fetch_add(1, Ordering::Relaxed);
         s.created += 1;
         s.young.push_back(orig_key);
-        if s.young.len() > 2 * self.per_shard + 16 {
+        if s.young.len() > 2 * s.flows.max(self.per_shard) + 16 {
             s.compact_young();
         }
         Ok(nat)
+    }
+
+    /// Evicts the oldest unanswered flow of another shard than `i` (whose
+    /// lock the caller holds), for a new flow in a full table whose own
+    /// shard has none. Shards are only tried (`try_lock`), never waited
+    /// for: a thread holding one shard never blocks on another.
+    fn evict_elsewhere(&self, i: usize, now: u64) -> bool {
+        (1..SHARDS).any(|k| {
+            let m = &self.shards[(i + k) % SHARDS];
+            let mut other = match m.try_lock() {
+                Ok(g) => g,
+                Err(TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(TryLockError::WouldBlock) => return false,
+            };
+            other.evict_one(now)
+        })
     }
 }

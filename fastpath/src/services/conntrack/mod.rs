@@ -18,10 +18,14 @@
 //! first, which is what keeps cached entries honest. No lock is held while
 //! a packet is rewritten.
 //!
-//! Limits: each shard holds at most `limit / SHARDS` flows. A new flow in
-//! a full shard evicts the oldest flow that has had no reply yet (a TCP
-//! SYN, a UDP datagram never answered); if there is none, the new flow is
-//! refused (`conntrack_full`). Flows that have been answered are never
+//! Limits: the table holds at most `limit` flows, whatever shard they are
+//! in (one counter shared by the shards; flows created at the same moment
+//! on several workers may pass it by one each), so flows that share a
+//! client port (NTP, IKE, a fixed-port client), which all live in one
+//! shard, have the whole table. A new flow in a full table evicts the
+//! oldest flow that has had no reply yet (a TCP SYN, a UDP datagram never
+//! answered), of its own shard, else of another shard it can lock without
+//! waiting; if there is none, the new flow is refused (`conntrack_full`). Flows that have been answered are never
 //! evicted, so a flood of new flows cannot disturb established ones.
 //!
 //! Expiry (kernel-like timeouts, see [`timeout_ms`](Flow::timeout_ms)) is
@@ -36,7 +40,8 @@
 //! `ct stats` show; `cache` a worker's lock-free [`FlowCache`].
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 mod affinity;
 mod cache;
@@ -75,6 +80,8 @@ pub struct Conntrack {
     hash: FlowHash,
     per_shard: usize,
     limit: usize,
+    /// Flows in the table (see [`Shard`]'s `total`).
+    total: Arc<AtomicUsize>,
 }
 
 impl Default for Conntrack {
@@ -94,10 +101,12 @@ impl Conntrack {
     pub fn new(limit: usize) -> Self {
         let hash = FlowHash::default();
         let per_shard = limit.div_ceil(SHARDS).max(1);
+        let total = Arc::new(AtomicUsize::new(0));
         let shards = (0..SHARDS)
             .map(|_| {
                 Mutex::new(Shard {
                     map: HashMap::with_hasher(hash),
+                    total: Arc::clone(&total),
                     spare: Vec::with_capacity(per_shard),
                     ..Shard::default()
                 })
@@ -112,6 +121,7 @@ impl Conntrack {
             hash,
             per_shard,
             limit: per_shard * SHARDS,
+            total,
         }
     }
 

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{DEAD, Flow, FlowHash, Nat};
 
@@ -24,6 +25,9 @@ pub(super) struct Shard {
     pub(super) map: HashMap<u128, Rec, FlowHash>,
     /// Flows (original-direction records) in this shard: the limit counts these.
     pub(super) flows: usize,
+    /// Flows in the whole table (every shard's `flows`), shared by the
+    /// shards: the table's limit is on it, whatever shard a flow is in.
+    pub(super) total: Arc<AtomicUsize>,
     /// Keys of flows created here, oldest first: candidates for eviction
     /// while they have had no reply. Stale keys are skipped and compacted.
     pub(super) young: VecDeque<u128>,
@@ -48,6 +52,7 @@ impl Shard {
         r.flow.kill();
         if r.orig {
             self.flows -= 1;
+            self.total.fetch_sub(1, Ordering::Relaxed);
         }
         if self
             .map
@@ -57,6 +62,7 @@ impl Shard {
             && o.orig
         {
             self.flows -= 1;
+            self.total.fetch_sub(1, Ordering::Relaxed);
         }
         self.recycle(r.flow);
     }

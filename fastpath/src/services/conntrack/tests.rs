@@ -201,3 +201,37 @@ fn flush_forgets_everything() {
             .is_none()
     );
 }
+
+#[test]
+fn flows_that_share_a_client_port_have_the_whole_table() {
+    // NTP-like: many clients, one source port, all in one shard.
+    let ct = Conntrack::new(1024);
+    assert_eq!(ct.limit(), 1024);
+    let flow = |i: u32| NewFlow {
+        client: (0x0a00_0000 + i, 123),
+        ..new_flow(123, PROTO_UDP)
+    };
+    for i in 0..1024 {
+        ct.create(&flow(i), 1).unwrap();
+    }
+    let c = ct.counters(2);
+    assert_eq!((c.entries, c.evicted, c.full), (1024, 0, 0));
+    // Every one of them is still there.
+    for i in 0..1024 {
+        let key = flow_key(0x0a00_0000 + i, VIP, 123, 80, PROTO_UDP);
+        assert!(ct.lookup(key, true, None, 2).is_some(), "flow {i} is gone");
+    }
+    // The table is full: a new flow takes the oldest unanswered one's place.
+    ct.create(&flow(5000), 3).unwrap();
+    let c = ct.counters(2);
+    assert_eq!((c.entries, c.evicted), (1024, 1));
+    let first = flow_key(0x0a00_0000, VIP, 123, 80, PROTO_UDP);
+    assert!(ct.lookup(first, true, None, 4).is_none());
+    // Removals give the room back: after a flush the whole table is free.
+    ct.flush();
+    for i in 0..1024 {
+        ct.create(&flow(i), 5).unwrap();
+    }
+    let c = ct.counters(5);
+    assert_eq!((c.entries, c.evicted, c.full), (1024, 1, 0));
+}
