@@ -32,34 +32,14 @@
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
-use bench::{ClusterRoutes, FRAME_64B, Rig, cluster_routes, routed_source_sinks};
+use bench::{ClusterRoutes, FRAME_64B, FRAMES_PER_ITER, Rig, cluster_routes, routed_source_sinks};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 
-/// Frames handled per criterion iteration: 1024 bursts of 64.
-const FRAMES_PER_ITER: usize = 64 * 1024;
-/// Frames run through a scenario before measuring it, to warm caches and
-/// prove it clean.
-const SETTLE_FRAMES: usize = 1 << 20;
 /// Routes in the table.
 const ROUTES: usize = 10_000;
 /// Distinct destinations the traffic goes round.
 const DESTINATIONS: usize = 4096;
-
-/// Builds a scenario, proves it clean and warms it up.
-fn settle(name: &str, mut rig: Rig) -> Rig {
-    // Every poll must handle the same number of frames, a divisor of the
-    // iteration size, so that the throughput criterion reports is exact.
-    let per_poll = rig.worker.run_once();
-    assert!(
-        per_poll > 0 && FRAMES_PER_ITER.is_multiple_of(per_poll),
-        "{name}: a poll handled {per_poll} frames, which does not divide {FRAMES_PER_ITER}"
-    );
-    rig.run_frames(SETTLE_FRAMES);
-    rig.check_clean()
-        .unwrap_or_else(|e| panic!("{name} before measuring: {e}"));
-    rig
-}
 
 /// Measures one routed scenario, built by `make` only if criterion's filter
 /// selects it.
@@ -69,7 +49,7 @@ fn measure(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, make: impl FnOn
     let mut handled = 0usize;
     let mut iterations = 0usize;
     group.bench_function(name, |b| {
-        let rig = rig.get_or_insert_with(|| settle(name, make.take().expect("built once")()));
+        let rig = rig.get_or_insert_with(|| make.take().expect("built once")().settle(name));
         b.iter(|| {
             let n = rig.run_frames(FRAMES_PER_ITER);
             handled += n;

@@ -47,8 +47,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use bench::{
-    ClusterRoutes, CyclingSource, FRAME_64B, IP_A, MAC_A, ROUTED_PODS, ROUTED_SOURCE,
-    ROUTED_UPLINK, ROUTER_MAC, Rig, cluster_routes, routed_source_sinks,
+    ClusterRoutes, CyclingSource, FRAME_64B, FRAMES_PER_ITER, IP_A, MAC_A, ROUTED_PODS,
+    ROUTED_SOURCE, ROUTED_UPLINK, ROUTER_MAC, Rig, cluster_routes, routed_source_sinks,
 };
 use criterion::measurement::WallTime;
 use criterion::{
@@ -61,10 +61,6 @@ use fastpath::services::maglev::DEFAULT_MIN_SIZE;
 use fastpath::services::table::{PROTO_TCP, Service, ServiceTable, endpoint};
 use fastpath::snapshot::Snapshot;
 
-/// Frames handled per criterion iteration: 1024 bursts of 64.
-const FRAMES_PER_ITER: usize = 64 * 1024;
-/// Frames run through a scenario before measuring it.
-const SETTLE_FRAMES: usize = 1 << 20;
 /// Routes in the table (as in `l3.rs`).
 const ROUTES: usize = 10_000;
 /// Endpoints of the benchmarked Service.
@@ -145,19 +141,6 @@ fn one_service(routes: &ClusterRoutes) -> ServiceTable {
     t
 }
 
-/// Builds a scenario, proves it clean and warms it up.
-fn settle(name: &str, mut rig: Rig) -> Rig {
-    let per_poll = rig.worker.run_once();
-    assert!(
-        per_poll > 0 && FRAMES_PER_ITER.is_multiple_of(per_poll),
-        "{name}: a poll handled {per_poll} frames, which does not divide {FRAMES_PER_ITER}"
-    );
-    rig.run_frames(SETTLE_FRAMES);
-    rig.check_clean()
-        .unwrap_or_else(|e| panic!("{name} before measuring: {e}"));
-    rig
-}
-
 /// Checks a scenario after measuring: clean, and every frame received
 /// left once, on a pod port.
 fn check_after(name: &str, rig: &mut Rig, handled: usize, iterations: usize) {
@@ -189,7 +172,7 @@ fn established(group: &mut BenchmarkGroup<'_, WallTime>, routes: &ClusterRoutes)
             let templates = (0..FLOWS)
                 .map(|i| tcp_to_vip(IP_A, 10_000 + i as u16))
                 .collect();
-            let rig = settle(name, service_rig(routes, one_service(routes), templates));
+            let rig = service_rig(routes, one_service(routes), templates).settle(name);
             // Answer every flow (what the endpoints' SYN-ACKs would do),
             // so that the measured frames hit established flows.
             let now = fastpath::clock::now_ms();
@@ -241,7 +224,7 @@ fn first_packet(group: &mut BenchmarkGroup<'_, WallTime>, routes: &ClusterRoutes
                     )
                 })
                 .collect();
-            let rig = settle(name, service_rig(routes, one_service(routes), templates));
+            let rig = service_rig(routes, one_service(routes), templates).settle(name);
             let c = rig.conntrack.counters(fastpath::clock::now_ms());
             assert_eq!(
                 c.created, FRAMES_PER_ITER as u64,

@@ -189,6 +189,13 @@ impl Port for FrameSink {
     }
 }
 
+/// Frames handled per criterion iteration of the pipeline benches
+/// (`benches/`): 1024 bursts of 64.
+pub const FRAMES_PER_ITER: usize = 64 * 1024;
+/// Frames a bench runs through a scenario before measuring it, to warm
+/// caches and prove it clean.
+pub const SETTLE_FRAMES: usize = 1 << 20;
+
 /// One worker wired up as the daemon would (single worker, busy polling),
 /// with the controller's ends of its channels held by the rig.
 pub struct Rig {
@@ -262,6 +269,23 @@ impl Rig {
         }
         self.learn_events += self.learn_rx.try_iter().count();
         done
+    }
+
+    /// Proves a scenario `name` clean and warms it up before a bench
+    /// measures it: every poll must handle the same number of frames, a
+    /// divisor of [`FRAMES_PER_ITER`], so that each iteration handles exactly
+    /// that many and the throughput criterion reports is exact; then
+    /// [`SETTLE_FRAMES`] frames must leave the rig clean. Panics otherwise.
+    pub fn settle(mut self, name: &str) -> Rig {
+        let per_poll = self.worker.run_once();
+        assert!(
+            per_poll > 0 && FRAMES_PER_ITER.is_multiple_of(per_poll),
+            "{name}: a poll handled {per_poll} frames, which does not divide {FRAMES_PER_ITER}"
+        );
+        self.run_frames(SETTLE_FRAMES);
+        self.check_clean()
+            .unwrap_or_else(|e| panic!("{name} before measuring: {e}"));
+        self
     }
 
     /// The counters of port `id`.

@@ -10,23 +10,24 @@
 mod common;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::frames::{
+    NODE_IP, ROUTER, UPLINK_GW, UPLINK_GW_MAC, arp_unpadded, host_mac, ip4, neighbour,
+};
 use common::{
     BROADCAST, Config, MULTICAST, TestSwitch, XorShift, fix_ipv4_checksum, internet_checksum, key,
     mac,
 };
 use etherparse::icmpv4::{DestUnreachableHeader, TimeExceededCode};
 use etherparse::{
-    ArpHardwareId, ArpOperation, ArpPacket, ArpPacketSlice, EtherType, IcmpEchoHeader, Icmpv4Type,
-    IpFragOffset, IpHeaders, IpNumber, Ipv4Header, Ipv4HeaderSlice, Ipv6HeaderSlice, PacketBuilder,
+    ArpOperation, ArpPacketSlice, IcmpEchoHeader, Icmpv4Type, IpFragOffset, IpHeaders, IpNumber,
+    Ipv4Header, Ipv4HeaderSlice, Ipv6HeaderSlice, PacketBuilder,
 };
 use fastpath::PortId;
 use fastpath::batch::BATCH_SIZE;
 use fastpath::drop::DropReason;
-use fastpath::l3::neigh::NeighEvent;
 use fastpath::l3::table::{Link, NextHop};
 use fastpath::pool::FRAME_CAPACITY;
 use fastpath::snapshot::{PortGuard, PortRole};
@@ -289,7 +290,6 @@ fn random_traffic_across_two_workers_keeps_every_count_and_buffer() {
 // ---------------------------------------------------------------------------
 // Routed garbage: IPv4 and ARP to the router.
 
-const ROUTER: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
 const R_UPLINK: PortId = 3;
 const R_HOST: PortId = 4;
 /// Every port of the routed switch: pods 0-2 and 5 (down), uplink, host.
@@ -303,9 +303,6 @@ fn pod(id: PortId) -> ([u8; 6], [u8; 4]) {
 }
 
 const ROUTER_ADDRS: [[u8; 4]; 2] = [[10, 244, 1, 1], [10, 244, 2, 1]];
-const UPLINK_GW: [u8; 4] = [192, 168, 0, 254];
-const NODE_IP: [u8; 4] = [192, 168, 0, 5];
-
 /// A switch that routes: two router subnets on the bridge (10.244.2.0/24
 /// fully resolved, 10.244.1.0/24 not at all), pods with /32 routes (one
 /// behind a down port, one guarded, one with a small MTU), the node
@@ -333,7 +330,6 @@ fn routed_garbage_switch() -> TestSwitch {
     });
     sw.set_port_up(5, false);
 
-    let v4 = |a: [u8; 4]| IpAddr::V4(Ipv4Addr::from(a));
     let l3 = &mut sw.l3;
     l3.router_mac = key(ROUTER);
     l3.bridge_mtu = 1400;
@@ -343,15 +339,15 @@ fn routed_garbage_switch() -> TestSwitch {
         .collect();
     let bridge = |gw: Option<[u8; 4]>| NextHop::Resolve {
         link: Link::Bridge,
-        gw: gw.map(v4),
+        gw: gw.map(ip4),
     };
     let uplink = |gw: Option<[u8; 4]>| NextHop::Resolve {
         link: Link::Port(R_UPLINK),
-        gw: gw.map(v4),
+        gw: gw.map(ip4),
     };
     for a in ROUTER_ADDRS {
-        l3.routes.insert(v4(a), 32, NextHop::Local);
-        l3.routes.insert(v4(a), 24, bridge(None));
+        l3.routes.insert(ip4(a), 32, NextHop::Local);
+        l3.routes.insert(ip4(a), 24, bridge(None));
     }
     for id in [0, 1, 2, 5] {
         let (m, a) = pod(id);
@@ -359,32 +355,26 @@ fn routed_garbage_switch() -> TestSwitch {
             port: id,
             mac: key(m),
         };
-        l3.routes.insert(v4(a), 32, hop);
+        l3.routes.insert(ip4(a), 32, hop);
     }
     let host = NextHop::Peer {
         port: R_HOST,
-        mac: key(mac(0x40)),
+        mac: key(host_mac()),
     };
-    l3.routes.insert(v4(NODE_IP), 32, host);
-    l3.routes.insert(v4([192, 168, 0, 0]), 24, uplink(None));
+    l3.routes.insert(ip4(NODE_IP), 32, host);
+    l3.routes.insert(ip4([192, 168, 0, 0]), 24, uplink(None));
     l3.routes
-        .insert(v4([8, 0, 0, 0]), 8, uplink(Some(UPLINK_GW)));
+        .insert(ip4([8, 0, 0, 0]), 8, uplink(Some(UPLINK_GW)));
     l3.routes
-        .insert(v4([10, 245, 0, 0]), 16, bridge(Some([10, 244, 2, 200])));
+        .insert(ip4([10, 245, 0, 0]), 16, bridge(Some([10, 244, 2, 200])));
     let mut known: Vec<WorkerEvent> = (2..=254u8)
-        .map(|x| {
-            WorkerEvent::Neighbour(NeighEvent {
-                ip: v4([10, 244, 2, x]),
-                mac: key([0x02, 0, 0, 2, 0, x]),
-                port: 1,
-            })
-        })
+        .map(|x| WorkerEvent::Neighbour(neighbour([10, 244, 2, x], [0x02, 0, 0, 2, 0, x], 1)))
         .collect();
-    known.push(WorkerEvent::Neighbour(NeighEvent {
-        ip: v4(UPLINK_GW),
-        mac: key([0x02, 0x77, 0, 0, 0, 0xfe]),
-        port: R_UPLINK,
-    }));
+    known.push(WorkerEvent::Neighbour(neighbour(
+        UPLINK_GW,
+        UPLINK_GW_MAC,
+        R_UPLINK,
+    )));
     sw.learn_neighbours(known);
     sw
 }
@@ -497,25 +487,12 @@ fn routed_garbage(rng: &mut XorShift, port: PortId) -> Vec<u8> {
             let spa = if rng.below(8) == 0 { [0; 4] } else { src_ip };
             let mut tha = [0u8; 6];
             tha.copy_from_slice(&rng.bytes(6));
-            let a = ArpPacket::new(
-                ArpHardwareId::ETHERNET,
-                EtherType::IPV4,
-                op,
-                &sha,
-                &spa,
-                &tha,
-                &dst_ip,
-            )
-            .unwrap();
             let eth_dst = if rng.below(2) == 0 {
                 BROADCAST
             } else {
                 dst_mac
             };
-            PacketBuilder::ethernet2(src_mac, eth_dst)
-                .arp(a)
-                .write(&mut f)
-                .unwrap();
+            f = arp_unpadded((src_mac, eth_dst), op, sha, spa, tha, dst_ip);
             f.resize(60, 0);
         }
         6 | 7 => {

@@ -26,26 +26,25 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::frames::{
+    NODE_IP, ROUTER, UPLINK_GW, UPLINK_GW_MAC, arp, host_mac, ip4, know_neighbour, mac_a, mac_b,
+    mac_c, neighbour, ping4, route, run_until, slice_ethernet, udp, v4,
+};
 use common::{BROADCAST, Config, TestSwitch, fix_ipv4_checksum, frame, key, mac};
 use etherparse::icmpv4::{DestUnreachableHeader, TimeExceededCode};
 use etherparse::{
-    ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv4Type, IpFragOffset, IpHeaders,
-    IpNumber, Ipv4Header, LinkSlice, NetSlice, PacketBuilder, SlicedPacket, TransportSlice,
-    UdpHeader,
+    ArpOperation, ArpPacket, Icmpv4Type, IpFragOffset, IpHeaders, IpNumber, Ipv4Header, NetSlice,
+    PacketBuilder, TransportSlice, UdpHeader,
 };
 use fastpath::PortId;
 use fastpath::drop::DropReason;
-use fastpath::l3::neigh::NeighEvent;
 use fastpath::l3::resolver::MAX_HELD;
 use fastpath::l3::table::{Link, NextHop};
 use fastpath::snapshot::{PortGuard, PortRole};
 use fastpath::worker::WorkerEvent;
-
-const ROUTER: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
 
 const POD_A: PortId = 0;
 const POD_B: PortId = 1;
@@ -58,38 +57,6 @@ const GW_B: [u8; 4] = [10, 244, 2, 1];
 const IP_A: [u8; 4] = [10, 244, 1, 10];
 const IP_B: [u8; 4] = [10, 244, 2, 20];
 const IP_C: [u8; 4] = [10, 244, 1, 11];
-const UPLINK_GW: [u8; 4] = [192, 168, 0, 254];
-const NODE_IP: [u8; 4] = [192, 168, 0, 5];
-
-fn mac_a() -> [u8; 6] {
-    mac(0x0a)
-}
-fn mac_b() -> [u8; 6] {
-    mac(0x0b)
-}
-fn mac_c() -> [u8; 6] {
-    mac(0x0c)
-}
-fn host_mac() -> [u8; 6] {
-    mac(0x40)
-}
-fn uplink_gw_mac() -> [u8; 6] {
-    [0x02, 0x77, 0, 0, 0, 0xfe]
-}
-
-fn ip(a: [u8; 4]) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::from(a))
-}
-
-fn v4(a: [u8; 4]) -> u32 {
-    u32::from_be_bytes(a)
-}
-
-/// Adds a route for `addr/len` to the configuration the test publishes.
-fn route(sw: &mut TestSwitch, addr: [u8; 4], len: u8, hop: NextHop) {
-    sw.l3.routes.insert(ip(addr), len, hop);
-}
-
 /// The switch of the module documentation, routing, with no pod routes,
 /// no uplink routes and no default route yet.
 fn routed_switch() -> TestSwitch {
@@ -147,42 +114,14 @@ fn add_uplink_routes(sw: &mut TestSwitch) {
         0,
         NextHop::Resolve {
             link: Link::Port(UPLINK),
-            gw: Some(ip(UPLINK_GW)),
+            gw: Some(ip4(UPLINK_GW)),
         },
     );
     sw.publish();
 }
 
-/// Tells the controller's neighbour table directly that `addr` is at `m`
-/// behind `port`, and publishes.
-fn know_neighbour(sw: &mut TestSwitch, addr: [u8; 4], m: [u8; 6], port: PortId) {
-    sw.learn_neighbours(vec![WorkerEvent::Neighbour(NeighEvent {
-        ip: ip(addr),
-        mac: key(m),
-        port,
-    })]);
-}
-
 // ---------------------------------------------------------------------------
 // Frames in.
-
-/// A UDP datagram (etherparse computes both checksums; DF is set).
-fn udp(
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    src: [u8; 4],
-    dst: [u8; 4],
-    ttl: u8,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src, dst, ttl)
-        .udp(5000, 6000)
-        .write(&mut out, payload)
-        .unwrap();
-    out
-}
 
 /// A UDP datagram with the IPv4 header `h` (lengths, protocol and checksum
 /// are filled in by the builder).
@@ -209,41 +148,15 @@ fn ping(
     ttl: u8,
     seq: u16,
 ) -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src, dst, ttl)
-        .icmpv4_echo_request(0x77, seq)
-        .write(&mut out, b"are you there?")
-        .unwrap();
-    out
-}
-
-/// An ARP packet in an Ethernet frame padded to the 60-byte minimum.
-fn arp(
-    eth_dst: [u8; 6],
-    op: ArpOperation,
-    sha: [u8; 6],
-    spa: [u8; 4],
-    tha: [u8; 6],
-    tpa: [u8; 4],
-) -> Vec<u8> {
-    let a = ArpPacket::new(
-        ArpHardwareId::ETHERNET,
-        EtherType::IPV4,
-        op,
-        &sha,
-        &spa,
-        &tha,
-        &tpa,
+    ping4(
+        src_mac,
+        dst_mac,
+        src,
+        dst,
+        ttl,
+        (0x77, seq),
+        b"are you there?",
     )
-    .unwrap();
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(sha, eth_dst)
-        .arp(a)
-        .write(&mut out)
-        .unwrap();
-    out.resize(60, 0);
-    out
 }
 
 fn arp_request(sha: [u8; 6], spa: [u8; 4], tpa: [u8; 4]) -> Vec<u8> {
@@ -290,13 +203,10 @@ impl Parsed {
 /// and UDP checksums are valid.
 #[track_caller]
 fn parse(f: &[u8]) -> Parsed {
-    let p = SlicedPacket::from_ethernet(f).unwrap_or_else(|e| panic!("{e}: {f:02x?}"));
-    let Some(LinkSlice::Ethernet2(eth)) = &p.link else {
-        panic!("not Ethernet II: {f:02x?}")
-    };
+    let (p, dst, src) = slice_ethernet(f);
     let mut out = Parsed {
-        dst: eth.destination(),
-        src: eth.source(),
+        dst,
+        src,
         ip: None,
         arp: None,
         icmp: None,
@@ -374,14 +284,7 @@ fn arp_for_a_router_address_is_answered_out_the_ingress_port_only() {
     sw.assert_silent_except(&[]);
     // The requester is a neighbour now (reported once: the worker holds
     // back repeats).
-    assert_eq!(
-        sw.neighbour_events(),
-        vec![NeighEvent {
-            ip: ip(IP_A),
-            mac: key(mac_a()),
-            port: POD_A
-        }]
-    );
+    assert_eq!(sw.neighbour_events(), vec![neighbour(IP_A, mac_a(), POD_A)]);
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
 }
@@ -417,14 +320,7 @@ fn arp_reply_to_the_router_is_consumed_and_reported() {
     sw.assert_silent_except(&[]);
     assert_eq!(sw.stats(POD_B).rx_packets, 1);
     sw.assert_drops(&[]);
-    assert_eq!(
-        sw.neighbour_events(),
-        vec![NeighEvent {
-            ip: ip(IP_B),
-            mac: key(mac_b()),
-            port: POD_B
-        }]
-    );
+    assert_eq!(sw.neighbour_events(), vec![neighbour(IP_B, mac_b(), POD_B)]);
     sw.assert_no_leaks();
 }
 
@@ -581,13 +477,13 @@ fn routed_off_the_node_and_in_from_the_uplink() {
     let mut sw = routed_switch();
     add_pod_routes(&mut sw);
     add_uplink_routes(&mut sw);
-    know_neighbour(&mut sw, UPLINK_GW, uplink_gw_mac(), UPLINK);
+    know_neighbour(&mut sw, UPLINK_GW, UPLINK_GW_MAC, UPLINK);
 
     sw.inject(POD_A, udp(mac_a(), ROUTER, IP_A, [8, 8, 8, 8], 64, b"out"));
     sw.run();
     assert_routed(
         &sw.take_one(UPLINK),
-        uplink_gw_mac(),
+        UPLINK_GW_MAC,
         IP_A,
         [8, 8, 8, 8],
         63,
@@ -598,12 +494,12 @@ fn routed_off_the_node_and_in_from_the_uplink() {
     // A reply from the Internet, and a packet from another node to a pod.
     sw.inject(
         UPLINK,
-        udp(uplink_gw_mac(), ROUTER, [8, 8, 8, 8], IP_A, 50, b"back"),
+        udp(UPLINK_GW_MAC, ROUTER, [8, 8, 8, 8], IP_A, 50, b"back"),
     );
     sw.inject(
         UPLINK,
         udp(
-            uplink_gw_mac(),
+            UPLINK_GW_MAC,
             ROUTER,
             [10, 244, 7, 3],
             IP_B,
@@ -692,24 +588,24 @@ fn an_uplink_next_hop_is_probed_on_the_uplink_only() {
     // Linux answers a probe to the asking MAC, target address 0.0.0.0.
     sw.inject(
         UPLINK,
-        arp_reply_to_router(uplink_gw_mac(), UPLINK_GW, [0, 0, 0, 0]),
+        arp_reply_to_router(UPLINK_GW_MAC, UPLINK_GW, [0, 0, 0, 0]),
     );
     sw.run();
     sw.assert_silent_except(&[]);
     let events = sw.events();
     assert!(
-        events.contains(&WorkerEvent::Neighbour(NeighEvent {
-            ip: ip(UPLINK_GW),
-            mac: key(uplink_gw_mac()),
-            port: UPLINK
-        })),
+        events.contains(&WorkerEvent::Neighbour(neighbour(
+            UPLINK_GW,
+            UPLINK_GW_MAC,
+            UPLINK
+        ))),
         "{events:?}"
     );
     sw.learn_neighbours(events);
     sw.run();
     assert_routed(
         &sw.take_one(UPLINK),
-        uplink_gw_mac(),
+        UPLINK_GW_MAC,
         IP_A,
         [1, 1, 1, 1],
         63,
@@ -744,18 +640,6 @@ fn every_held_packet_is_released_by_the_snapshot_that_resolves_it() {
     assert_eq!(sw.take_sent(POD_C).len(), usize::from(held));
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
-}
-
-/// Runs the switch every 110 ms until `done` or a deadline.
-fn run_until(sw: &mut TestSwitch, deadline: Duration, mut done: impl FnMut(&TestSwitch) -> bool) {
-    let until = Instant::now() + deadline;
-    loop {
-        sw.run();
-        if done(sw) || Instant::now() > until {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(110));
-    }
 }
 
 #[test]
@@ -1046,7 +930,7 @@ fn what_the_router_does_not_speak_is_unsupported() {
         .unwrap();
     sw.inject(POD_A, echo_reply);
     // Anything non-IP from the uplink, whatever its destination.
-    sw.inject(UPLINK, frame(BROADCAST, uplink_gw_mac(), 2));
+    sw.inject(UPLINK, frame(BROADCAST, UPLINK_GW_MAC, 2));
     sw.run();
     sw.assert_silent_except(&[]);
     sw.assert_drops(&[
@@ -1139,14 +1023,14 @@ fn pod_frames_are_never_bridged_onto_the_uplink() {
     // The node network's gateway sends a packet in (routed to A).
     sw.inject(
         UPLINK,
-        udp(uplink_gw_mac(), ROUTER, [8, 8, 8, 8], IP_A, 64, b"in"),
+        udp(UPLINK_GW_MAC, ROUTER, [8, 8, 8, 8], IP_A, 64, b"in"),
     );
     sw.run();
     sw.take_sent(POD_A);
     sw.learn();
     // A pod sends a raw frame straight to the gateway's MAC: it is not
     // the router's, so it is switched among pods, never onto the uplink.
-    sw.inject(POD_A, frame(uplink_gw_mac(), mac_a(), 1));
+    sw.inject(POD_A, frame(UPLINK_GW_MAC, mac_a(), 1));
     sw.run();
     assert_eq!(sw.sent_count(UPLINK), 0, "bridged onto the node network");
     sw.assert_no_leaks();
@@ -1157,7 +1041,7 @@ fn link_broadcast_and_multicast_from_routed_ports_are_not_routed() {
     let mut sw = routed_switch();
     add_pod_routes(&mut sw);
     add_uplink_routes(&mut sw);
-    know_neighbour(&mut sw, UPLINK_GW, uplink_gw_mac(), UPLINK);
+    know_neighbour(&mut sw, UPLINK_GW, UPLINK_GW_MAC, UPLINK);
     // What a node's kernel sends on any interface: mDNS, SSDP, a limited
     // broadcast (DHCP, NetBIOS), an IGMP-style report with TTL 1. None of
     // it is addressed to the router's MAC, so none of it is routed (to
@@ -1169,7 +1053,7 @@ fn link_broadcast_and_multicast_from_routed_ports_are_not_routed() {
         let m = if port == HOST {
             host_mac()
         } else {
-            uplink_gw_mac()
+            UPLINK_GW_MAC
         };
         let a = if port == HOST { NODE_IP } else { UPLINK_GW };
         sw.inject(port, udp(m, mdns, a, [224, 0, 0, 251], 255, b"mdns"));

@@ -26,24 +26,23 @@
 
 mod common;
 
-use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 
+use common::frames::{
+    ROUTER, host_mac, ip6, know_neighbour, mac_a, mac_b, mac_c, neighbour, route, slice_ethernet,
+    udp,
+};
 use common::{TestSwitch, key, mac};
 use etherparse::icmpv6::{DestUnreachableCode, NeighborAdvertisementHeader, TimeExceededCode};
 use etherparse::{
-    Icmpv6Type, IpNumber, Ipv6Header, LinkSlice, NetSlice, PacketBuilder, SlicedPacket,
-    TransportSlice, UdpHeader,
+    Icmpv6Type, IpNumber, Ipv6Header, NetSlice, PacketBuilder, TransportSlice, UdpHeader,
 };
 use fastpath::drop::DropReason;
-use fastpath::l3::neigh::NeighEvent;
 use fastpath::l3::table::{Link, NextHop};
 use fastpath::snapshot::{PortGuard, PortRole};
 use fastpath::wire::{self, ipv6};
 use fastpath::worker::WorkerEvent;
 use fastpath::{PortId, mac_octets};
-
-const ROUTER: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
 
 const POD_A: PortId = 0;
 const POD_B: PortId = 1;
@@ -64,19 +63,6 @@ const NODE_IP: u128 = 0xfd00_00ff_0000_0000_0000_0000_0000_0005;
 const NOWHERE: u128 = 0x2001_0db8_0000_0000_0000_0000_0000_0001;
 const ALL_NODES: u128 = 0xff02_0000_0000_0000_0000_0000_0000_0001;
 
-fn mac_a() -> [u8; 6] {
-    mac(0x0a)
-}
-fn mac_b() -> [u8; 6] {
-    mac(0x0b)
-}
-fn mac_c() -> [u8; 6] {
-    mac(0x0c)
-}
-fn host_mac() -> [u8; 6] {
-    mac(0x40)
-}
-
 /// The router's link-local address (from its MAC).
 fn router_ll() -> u128 {
     ipv6::link_local_of(key(ROUTER))
@@ -87,10 +73,6 @@ fn ll(m: [u8; 6]) -> u128 {
     ipv6::link_local_of(key(m))
 }
 
-fn ip6(a: u128) -> IpAddr {
-    IpAddr::V6(Ipv6Addr::from(a))
-}
-
 fn octets(a: u128) -> [u8; 16] {
     a.to_be_bytes()
 }
@@ -98,10 +80,6 @@ fn octets(a: u128) -> [u8; 16] {
 /// The Ethernet address of IPv6 multicast group `a`.
 fn group_mac(a: u128) -> [u8; 6] {
     mac_octets(ipv6::multicast_mac(a))
-}
-
-fn route(sw: &mut TestSwitch, addr: u128, len: u8, hop: NextHop) {
-    sw.l3.routes.insert(ip6(addr), len, hop);
 }
 
 /// The switch of the module documentation, routing IPv6 only.
@@ -127,36 +105,8 @@ fn routed_switch() -> TestSwitch {
     sw
 }
 
-/// Tells the controller's neighbour table that `addr` is at `m` behind
-/// `port`, and publishes.
-fn know_neighbour(sw: &mut TestSwitch, addr: u128, m: [u8; 6], port: PortId) {
-    sw.learn_neighbours(vec![WorkerEvent::Neighbour(NeighEvent {
-        ip: ip6(addr),
-        mac: key(m),
-        port,
-    })]);
-}
-
 // ---------------------------------------------------------------------------
 // Frames in.
-
-/// A UDP datagram over IPv6 (etherparse computes the checksum).
-fn udp6(
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    src: u128,
-    dst: u128,
-    hop: u8,
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv6(octets(src), octets(dst), hop)
-        .udp(5000, 6000)
-        .write(&mut out, payload)
-        .unwrap();
-    out
-}
 
 /// An ICMPv6 message of type `t` with `body` after its 8-byte header.
 fn icmp6(
@@ -299,10 +249,7 @@ impl Parsed {
 /// checksum is valid.
 #[track_caller]
 fn parse(f: &[u8]) -> Parsed {
-    let p = SlicedPacket::from_ethernet(f).unwrap_or_else(|e| panic!("{e}: {f:02x?}"));
-    let Some(LinkSlice::Ethernet2(eth)) = &p.link else {
-        panic!("not Ethernet II: {f:02x?}")
-    };
+    let (p, dst, src) = slice_ethernet(f);
     let Some(NetSlice::Ipv6(ip)) = &p.net else {
         panic!("not IPv6: {f:02x?}")
     };
@@ -313,8 +260,8 @@ fn parse(f: &[u8]) -> Parsed {
         "frame length agrees with the payload length"
     );
     let mut out = Parsed {
-        dst: eth.destination(),
-        src: eth.source(),
+        dst,
+        src,
         ip: h.clone(),
         icmp: None,
         udp: None,
@@ -346,14 +293,6 @@ fn parse(f: &[u8]) -> Parsed {
         _ => {}
     }
     out
-}
-
-fn event(addr: u128, m: [u8; 6], port: PortId) -> NeighEvent {
-    NeighEvent {
-        ip: ip6(addr),
-        mac: key(m),
-        port,
-    }
 }
 
 /// Asserts a neighbour advertisement from the router for `target` and
@@ -411,7 +350,7 @@ fn a_solicitation_for_a_router_address_is_answered_out_the_ingress_port() {
     sw.assert_silent_except(&[]);
     // The solicitor is a neighbour now (reported once: the worker holds
     // back repeats).
-    assert_eq!(sw.neighbour_events(), vec![event(IP_A, mac_a(), POD_A)]);
+    assert_eq!(sw.neighbour_events(), vec![neighbour(IP_A, mac_a(), POD_A)]);
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
 }
@@ -581,7 +520,7 @@ fn an_advertisement_to_the_router_is_consumed_and_reported() {
     sw.assert_silent_except(&[]);
     assert_eq!(sw.stats(POD_B).rx_packets, 1);
     sw.assert_drops(&[]);
-    assert_eq!(sw.neighbour_events(), vec![event(IP_B, mac_b(), POD_B)]);
+    assert_eq!(sw.neighbour_events(), vec![neighbour(IP_B, mac_b(), POD_B)]);
     sw.assert_no_leaks();
 }
 
@@ -647,7 +586,7 @@ fn routed_between_subnets_to_resolved_neighbours() {
     sw.teach(POD_B, mac_b());
     know_neighbour(&mut sw, IP_B, mac_b(), POD_B);
 
-    let f = udp6(mac_a(), ROUTER, IP_A, IP_B, 64, b"A to B");
+    let f = udp(mac_a(), ROUTER, IP_A, IP_B, 64, b"A to B");
     sw.inject(POD_A, f.clone());
     sw.run();
     let out = sw.take_one(POD_B);
@@ -663,7 +602,7 @@ fn routed_between_subnets_to_resolved_neighbours() {
     sw.take_sent(POD_A);
     let events = sw.events();
     sw.learn_neighbours(events);
-    sw.inject(POD_B, udp6(mac_b(), ROUTER, IP_B, IP_A, 2, b"B to A"));
+    sw.inject(POD_B, udp(mac_b(), ROUTER, IP_B, IP_A, 2, b"B to A"));
     sw.run();
     assert_routed(&sw.take_one(POD_A), mac_a(), IP_B, IP_A, 1, b"B to A");
     sw.assert_silent_except(&[]);
@@ -676,7 +615,7 @@ fn a_packet_to_an_unresolved_neighbour_waits_for_a_solicitation_and_is_delivered
     let mut sw = routed_switch();
     let target = NET_B | 0x30;
     let target_mac = mac(0x30);
-    sw.inject(POD_A, udp6(mac_a(), ROUTER, IP_A, target, 64, b"held"));
+    sw.inject(POD_A, udp(mac_a(), ROUTER, IP_A, target, 64, b"held"));
     sw.run();
 
     // The router solicits on the bridge from its link-local address, to
@@ -714,7 +653,7 @@ fn a_packet_to_an_unresolved_neighbour_waits_for_a_solicitation_and_is_delivered
     let events = sw.events();
     assert_eq!(
         events,
-        vec![WorkerEvent::Neighbour(event(target, target_mac, POD_B))]
+        vec![WorkerEvent::Neighbour(neighbour(target, target_mac, POD_B))]
     );
     assert!(sw.learn_neighbours(events).is_empty());
 
@@ -742,7 +681,7 @@ fn an_uplink_next_hop_is_solicited_on_the_uplink_only() {
     );
     sw.publish();
     let away: u128 = 0x2001_0db8_00ff_0000_0000_0000_0000_0001;
-    sw.inject(POD_A, udp6(mac_a(), ROUTER, IP_A, away, 64, b"away"));
+    sw.inject(POD_A, udp(mac_a(), ROUTER, IP_A, away, 64, b"away"));
     sw.run();
 
     // The gateway is solicited, not the destination, and only there.
@@ -762,7 +701,7 @@ fn an_uplink_next_hop_is_solicited_on_the_uplink_only() {
     let events = sw.events();
     assert_eq!(
         events,
-        vec![WorkerEvent::Neighbour(event(gw, gw_mac, UPLINK))]
+        vec![WorkerEvent::Neighbour(neighbour(gw, gw_mac, UPLINK))]
     );
     sw.learn_neighbours(events);
     sw.run();
@@ -799,8 +738,8 @@ fn assert_icmp_error(
 #[test]
 fn hop_limit_expiry_is_answered_with_time_exceeded_from_the_senders_gateway() {
     let mut sw = routed_switch();
-    let from_a = udp6(mac_a(), ROUTER, IP_A, IP_B, 1, &[0x5a; 1400]);
-    let from_b = udp6(mac_b(), ROUTER, IP_B, IP_A, 0, b"zero");
+    let from_a = udp(mac_a(), ROUTER, IP_A, IP_B, 1, &[0x5a; 1400]);
+    let from_b = udp(mac_b(), ROUTER, IP_B, IP_A, 0, b"zero");
     sw.inject(POD_A, from_a.clone());
     sw.inject(POD_B, from_b.clone());
     sw.run();
@@ -831,7 +770,7 @@ fn hop_limit_expiry_is_answered_with_time_exceeded_from_the_senders_gateway() {
 #[test]
 fn no_route_is_answered_with_destination_unreachable() {
     let mut sw = routed_switch();
-    let f = udp6(mac_a(), ROUTER, IP_A, NOWHERE, 64, b"nowhere");
+    let f = udp(mac_a(), ROUTER, IP_A, NOWHERE, 64, b"nowhere");
     sw.inject(POD_A, f.clone());
     sw.run();
     let (t, rest, quoted) = assert_icmp_error(&sw.take_one(POD_A), mac_a(), GW_A, IP_A);
@@ -869,17 +808,17 @@ fn too_big_for_the_output_mtu_is_answered_with_packet_too_big() {
     let payload = |ip_len: usize| vec![0x33u8; ip_len - 48];
 
     // Exactly the MTU passes.
-    sw.inject(POD_A, udp6(mac_a(), ROUTER, IP_A, IP_B, 64, &payload(1280)));
-    sw.inject(POD_A, udp6(mac_a(), ROUTER, IP_A, far, 64, &payload(1400)));
+    sw.inject(POD_A, udp(mac_a(), ROUTER, IP_A, IP_B, 64, &payload(1280)));
+    sw.inject(POD_A, udp(mac_a(), ROUTER, IP_A, far, 64, &payload(1400)));
     sw.run();
     assert_eq!(sw.take_one(POD_B).len(), 14 + 1280);
     assert_eq!(sw.take_one(POD_C).len(), 14 + 1400);
     sw.assert_silent_except(&[]);
 
     // One byte more: packet too big with the MTU (a router never fragments).
-    let big = udp6(mac_a(), ROUTER, IP_A, IP_B, 64, &payload(1281));
+    let big = udp(mac_a(), ROUTER, IP_A, IP_B, 64, &payload(1281));
     sw.inject(POD_A, big.clone());
-    sw.inject(POD_A, udp6(mac_a(), ROUTER, IP_A, far, 64, &payload(1401)));
+    sw.inject(POD_A, udp(mac_a(), ROUTER, IP_A, far, 64, &payload(1401)));
     sw.run();
     let errors = sw.take_sent(POD_A);
     assert_eq!(errors.len(), 2);
@@ -937,19 +876,19 @@ fn link_local_and_multicast_destinations_are_not_routed() {
     let mdns: u128 = 0xff02_0000_0000_0000_0000_0000_0000_00fb;
     let global_group: u128 = 0xff0e_0000_0000_0000_0000_0000_0000_0101;
     // All sent to the router's MAC.
-    sw.inject(POD_A, udp6(mac_a(), ROUTER, IP_A, ll_b, 64, b"ll"));
-    sw.inject(POD_A, udp6(mac_a(), ROUTER, IP_A, mdns, 64, b"mdns"));
-    sw.inject(POD_A, udp6(mac_a(), ROUTER, IP_A, global_group, 64, b"mc"));
+    sw.inject(POD_A, udp(mac_a(), ROUTER, IP_A, ll_b, 64, b"ll"));
+    sw.inject(POD_A, udp(mac_a(), ROUTER, IP_A, mdns, 64, b"mdns"));
+    sw.inject(POD_A, udp(mac_a(), ROUTER, IP_A, global_group, 64, b"mc"));
     // A link-local source may not leave its link either.
-    sw.inject(POD_A, udp6(mac_a(), ROUTER, ll(mac_a()), IP_B, 64, b"src"));
+    sw.inject(POD_A, udp(mac_a(), ROUTER, ll(mac_a()), IP_B, 64, b"src"));
     // Nor is any of it answered with an error, even when it would expire.
-    sw.inject(POD_A, udp6(mac_a(), ROUTER, IP_A, ll_b, 1, b"ll, hop 1"));
+    sw.inject(POD_A, udp(mac_a(), ROUTER, IP_A, ll_b, 1, b"ll, hop 1"));
     sw.run();
     sw.assert_silent_except(&[]);
     sw.assert_drops(&[(POD_A, DropReason::Unsupported, 5)]);
 
     // The same UDP to B's global address is routed.
-    sw.inject(POD_A, udp6(mac_a(), ROUTER, IP_A, IP_B, 64, b"global"));
+    sw.inject(POD_A, udp(mac_a(), ROUTER, IP_A, IP_B, 64, b"global"));
     sw.run();
     assert_eq!(
         sw.take_sent(POD_B).len() + sw.take_sent(POD_C).len(),
@@ -986,7 +925,7 @@ fn a_guarded_pod_may_only_send_from_its_own_ipv6_addresses() {
     // Its own address: routed. Its link-local address: solicitations
     // answered. Duplicate address detection (::) for its own address:
     // switched like any solicitation for a pod.
-    sw.inject(POD_A, udp6(mac_a(), ROUTER, IP_A, IP_B, 64, b"me"));
+    sw.inject(POD_A, udp(mac_a(), ROUTER, IP_A, IP_B, 64, b"me"));
     sw.inject(POD_A, solicit(mac_a(), ll(mac_a()), GW_A));
     let own_dad = dad(mac_a(), IP_A);
     sw.inject(POD_A, own_dad.clone());
@@ -1015,12 +954,12 @@ fn a_guarded_pod_may_only_send_from_its_own_ipv6_addresses() {
     sw.assert_silent_except(&[]);
     sw.assert_drops(&[]);
     // The advertisement told the router where A is.
-    assert_eq!(sw.neighbour_events(), vec![event(IP_A, mac_a(), POD_A)]);
+    assert_eq!(sw.neighbour_events(), vec![neighbour(IP_A, mac_a(), POD_A)]);
 
     // Spoofs: another global source; an advertisement (from its own
     // address, or its link-local one) for C's address; an advertisement
     // for the router's address.
-    sw.inject(POD_A, udp6(mac_a(), ROUTER, NET_A | 0x99, IP_B, 64, b"ip"));
+    sw.inject(POD_A, udp(mac_a(), ROUTER, NET_A | 0x99, IP_B, 64, b"ip"));
     sw.inject(POD_A, advert(mac_a(), mac_c(), IP_A, IP_C, IP_C));
     sw.inject(
         POD_A,
@@ -1036,7 +975,7 @@ fn a_guarded_pod_may_only_send_from_its_own_ipv6_addresses() {
     sw.assert_drops(&[(POD_A, DropReason::SpoofedSource, 4)]);
 
     // Unguarded ports are not checked.
-    sw.inject(POD_C, udp6(mac_c(), ROUTER, NET_A | 0x77, IP_B, 64, b"c"));
+    sw.inject(POD_C, udp(mac_c(), ROUTER, NET_A | 0x77, IP_B, 64, b"c"));
     sw.run();
     assert_eq!(sw.take_sent(POD_B).len(), 1);
     sw.assert_no_leaks();

@@ -24,25 +24,25 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Config, TestSwitch, XorShift, fix_ipv4_checksum, frame, key, mac};
+use common::frames::{
+    NODE_IP, NODE_MAC, REMOTE_ROUTER, ROUTER, UPLINK_GW, UPLINK_GW_MAC, arp, arp_unpadded, ip4,
+    ip6, ipv4_header, know_neighbour, mac_a, mac_b, ping4, run_until, slice_ethernet, udp,
+    udp_ports, v4,
+};
+use common::{Config, TestSwitch, XorShift, fix_ipv4_checksum, frame, key};
 use etherparse::icmpv4::DestUnreachableHeader;
 use etherparse::{
-    ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv4Type, Icmpv6Type, IpNumber,
-    Ipv4Header, LinkSlice, NetSlice, PacketBuilder, SlicedPacket, TransportSlice, UdpHeader,
+    ArpOperation, Icmpv4Type, Icmpv6Type, IpNumber, Ipv4Header, NetSlice, PacketBuilder,
+    SlicedPacket, TransportSlice, UdpHeader,
 };
 use fastpath::PortId;
 use fastpath::drop::DropReason;
-use fastpath::l3::neigh::NeighEvent;
 use fastpath::l3::table::{Link, NextHop};
 use fastpath::pool::FRAME_CAPACITY;
 use fastpath::snapshot::PortRole;
 use fastpath::wire::{self, ipv6, vxlan};
-use fastpath::worker::WorkerEvent;
-
-const ROUTER: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
 
 const POD_A: PortId = 0;
 const POD_B: PortId = 1;
@@ -53,8 +53,6 @@ const IP_A: [u8; 4] = [10, 244, 1, 10];
 const IP_B: [u8; 4] = [10, 244, 1, 20];
 /// A pod on the remote node.
 const REMOTE: [u8; 4] = [10, 244, 2, 20];
-const NODE: [u8; 4] = [192, 168, 0, 5];
-const UPLINK_GW: [u8; 4] = [192, 168, 0, 254];
 const VTEP: [u8; 4] = [192, 168, 60, 2];
 const VNI: u32 = 42;
 
@@ -62,36 +60,6 @@ const GW6: u128 = 0xfd00_0001_0000_0000_0000_0000_0000_0001;
 const IP6_A: u128 = 0xfd00_0001_0000_0000_0000_0000_0000_0010;
 const IP6_B: u128 = 0xfd00_0001_0000_0000_0000_0000_0000_0020;
 const REMOTE6: u128 = 0xfd00_0002_0000_0000_0000_0000_0000_0020;
-
-fn mac_a() -> [u8; 6] {
-    mac(0x0a)
-}
-fn mac_b() -> [u8; 6] {
-    mac(0x0b)
-}
-fn nic_mac() -> [u8; 6] {
-    [0x02, 0x77, 0, 0, 0, 0x05]
-}
-fn gw_mac() -> [u8; 6] {
-    [0x02, 0x77, 0, 0, 0, 0xfe]
-}
-/// The router MAC of the remote node's switch (inner source MAC of what
-/// it sends).
-fn remote_router() -> [u8; 6] {
-    [0x02, 0xbb, 0, 0, 0, 1]
-}
-
-fn ip4(a: [u8; 4]) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::from(a))
-}
-
-fn ip6(a: u128) -> IpAddr {
-    IpAddr::V6(Ipv6Addr::from(a))
-}
-
-fn v4(a: [u8; 4]) -> u32 {
-    u32::from_be_bytes(a)
-}
 
 /// The switch of the module documentation; the gateway is a known
 /// neighbour unless `gw_known` is false.
@@ -110,8 +78,8 @@ fn vxlan_switch_on(mut sw: TestSwitch, gw_known: bool) -> TestSwitch {
     l3.link_local = ipv6::link_local_of(key(ROUTER));
     l3.addrs4 = vec![(v4(GW4), 24)];
     l3.addrs6 = vec![(GW6, 64)];
-    l3.vtep_src = Some(v4(NODE));
-    l3.vteps = vec![v4(NODE)];
+    l3.vtep_src = Some(v4(NODE_IP));
+    l3.vteps = vec![v4(NODE_IP)];
     l3.vnis = vec![VNI];
     let bridge = NextHop::Resolve {
         link: Link::Bridge,
@@ -151,11 +119,7 @@ fn vxlan_switch_on(mut sw: TestSwitch, gw_known: bool) -> TestSwitch {
     r.insert(ip6(REMOTE6 & !0xffff), 64, tunnel);
     sw.publish();
     if gw_known {
-        sw.learn_neighbours(vec![WorkerEvent::Neighbour(NeighEvent {
-            ip: ip4(UPLINK_GW),
-            mac: key(gw_mac()),
-            port: UPLINK,
-        })]);
+        know_neighbour(&mut sw, UPLINK_GW, UPLINK_GW_MAC, UPLINK);
     }
     sw
 }
@@ -167,46 +131,6 @@ fn vxlan_switch() -> TestSwitch {
 // ---------------------------------------------------------------------------
 // Frames in.
 
-/// A UDP datagram over IPv4 (DF set, checksums computed by etherparse).
-#[allow(clippy::too_many_arguments)]
-fn udp4(
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    src: [u8; 4],
-    dst: [u8; 4],
-    ttl: u8,
-    ports: (u16, u16),
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src, dst, ttl)
-        .udp(ports.0, ports.1)
-        .write(&mut out, payload)
-        .unwrap();
-    out
-}
-
-/// A UDP datagram over IPv6.
-#[allow(clippy::too_many_arguments)]
-fn udp6(
-    src_mac: [u8; 6],
-    dst_mac: [u8; 6],
-    src: u128,
-    dst: u128,
-    hop: u8,
-    ports: (u16, u16),
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv6(src.to_be_bytes(), dst.to_be_bytes(), hop)
-        .udp(ports.0, ports.1)
-        .write(&mut out, payload)
-        .unwrap();
-    out
-}
-
 /// A VXLAN header with the VNI flag and `vni`.
 fn vxlan_header(vni: u32) -> [u8; 8] {
     let v = (vni << 8).to_be_bytes();
@@ -217,7 +141,7 @@ fn vxlan_header(vni: u32) -> [u8; 8] {
 /// the VTEP to `dst`, arriving on the uplink from the gateway. The UDP
 /// payload is `vx` followed by `inner`.
 fn vxlan_in_raw(dst: [u8; 4], vx: &[u8], inner: &[u8]) -> Vec<u8> {
-    vxlan_packet((gw_mac(), nic_mac()), (VTEP, dst), vx, inner)
+    vxlan_packet((UPLINK_GW_MAC, NODE_MAC), (VTEP, dst), vx, inner)
 }
 
 /// A VXLAN packet with the given Ethernet and IPv4 addresses.
@@ -237,15 +161,15 @@ fn vxlan_packet(
 }
 
 fn vxlan_in(vni: u32, inner: &[u8]) -> Vec<u8> {
-    vxlan_in_raw(NODE, &vxlan_header(vni), inner)
+    vxlan_in_raw(NODE_IP, &vxlan_header(vni), inner)
 }
 
 /// An inner IPv4 packet from the remote pod to `dst`, as the remote
 /// switch wraps it (TTL already decremented there).
 fn inner4(dst: [u8; 4], ttl: u8, payload: &[u8]) -> Vec<u8> {
-    udp4(
-        remote_router(),
-        remote_router(),
+    udp_ports(
+        REMOTE_ROUTER,
+        REMOTE_ROUTER,
         REMOTE,
         dst,
         ttl,
@@ -255,9 +179,9 @@ fn inner4(dst: [u8; 4], ttl: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 fn inner6(dst: u128, hop: u8, payload: &[u8]) -> Vec<u8> {
-    udp6(
-        remote_router(),
-        remote_router(),
+    udp_ports(
+        REMOTE_ROUTER,
+        REMOTE_ROUTER,
         REMOTE6,
         dst,
         hop,
@@ -285,14 +209,8 @@ struct Outer {
 /// checksum, its lengths and its VXLAN header.
 #[track_caller]
 fn parse_vxlan(f: &[u8]) -> Outer {
-    let p = SlicedPacket::from_ethernet(f).unwrap_or_else(|e| panic!("{e}: {f:02x?}"));
-    let Some(LinkSlice::Ethernet2(eth)) = &p.link else {
-        panic!("not Ethernet II: {f:02x?}")
-    };
-    let Some(NetSlice::Ipv4(ip)) = &p.net else {
-        panic!("not IPv4: {f:02x?}")
-    };
-    let h = ip.header().to_header();
+    let (p, dst, src) = slice_ethernet(f);
+    let h = ipv4_header(&p, f);
     assert_eq!(
         h.header_checksum,
         h.calc_header_checksum(),
@@ -320,8 +238,8 @@ fn parse_vxlan(f: &[u8]) -> Outer {
     assert_eq!(vx[1..4], [0, 0, 0], "reserved");
     assert_eq!(vx[7], 0, "reserved");
     Outer {
-        dst: eth.destination(),
-        src: eth.source(),
+        dst,
+        src,
         ip: h,
         udp: uh,
         vni: u32::from_be_bytes([0, vx[4], vx[5], vx[6]]),
@@ -334,8 +252,8 @@ fn parse_vxlan(f: &[u8]) -> Outer {
 #[track_caller]
 fn assert_tunnelled(f: &[u8]) -> Outer {
     let o = parse_vxlan(f);
-    assert_eq!((o.dst, o.src), (gw_mac(), ROUTER), "to the gateway");
-    assert_eq!((o.ip.source, o.ip.destination), (NODE, VTEP));
+    assert_eq!((o.dst, o.src), (UPLINK_GW_MAC, ROUTER), "to the gateway");
+    assert_eq!((o.ip.source, o.ip.destination), (NODE_IP, VTEP));
     assert_eq!(o.vni, VNI);
     assert!(
         o.udp.source_port >= 49152,
@@ -370,7 +288,7 @@ fn forwarded6(orig: &[u8]) -> Vec<u8> {
 #[test]
 fn a_routed_ipv4_packet_leaves_the_uplink_in_vxlan() {
     let mut sw = vxlan_switch();
-    let f = udp4(mac_a(), ROUTER, IP_A, REMOTE, 64, (5000, 6000), b"over");
+    let f = udp(mac_a(), ROUTER, IP_A, REMOTE, 64, b"over");
     sw.inject(POD_A, f.clone());
     sw.run();
     let out = sw.take_one(UPLINK);
@@ -390,7 +308,7 @@ fn a_routed_ipv4_packet_leaves_the_uplink_in_vxlan() {
 #[test]
 fn a_routed_ipv6_packet_leaves_the_uplink_in_vxlan() {
     let mut sw = vxlan_switch();
-    let f = udp6(mac_a(), ROUTER, IP6_A, REMOTE6, 64, (5000, 6000), b"over");
+    let f = udp(mac_a(), ROUTER, IP6_A, REMOTE6, 64, b"over");
     sw.inject(POD_A, f.clone());
     sw.run();
     let out = sw.take_one(UPLINK);
@@ -410,7 +328,7 @@ fn a_routed_ipv6_packet_leaves_the_uplink_in_vxlan() {
 #[test]
 fn the_vtep_gateway_is_resolved_while_the_packet_waits() {
     let mut sw = vxlan_switch_with(false);
-    let f = udp4(mac_a(), ROUTER, IP_A, REMOTE, 64, (5000, 6000), b"wait");
+    let f = udp(mac_a(), ROUTER, IP_A, REMOTE, 64, b"wait");
     sw.inject(POD_A, f.clone());
     sw.run();
     // An address probe for the gateway, on the uplink only.
@@ -425,22 +343,14 @@ fn the_vtep_gateway_is_resolved_while_the_packet_waits() {
     sw.assert_silent_except(&[]);
     assert_eq!(sw.frames_held(), 1);
 
-    let reply = ArpPacket::new(
-        ArpHardwareId::ETHERNET,
-        EtherType::IPV4,
+    let r = arp(
+        ROUTER,
         ArpOperation::REPLY,
-        &gw_mac(),
-        &UPLINK_GW,
-        &ROUTER,
-        &[0, 0, 0, 0],
-    )
-    .unwrap();
-    let mut r = Vec::new();
-    PacketBuilder::ethernet2(gw_mac(), ROUTER)
-        .arp(reply)
-        .write(&mut r)
-        .unwrap();
-    r.resize(60, 0);
+        UPLINK_GW_MAC,
+        UPLINK_GW,
+        ROUTER,
+        [0, 0, 0, 0],
+    );
     sw.inject(UPLINK, r);
     sw.run();
     let events = sw.events();
@@ -473,7 +383,7 @@ fn ipv4_flows_spread_over_source_ports_and_each_keeps_its_own() {
             1 => (5000, 6000 + i, REMOTE),
             _ => (5000, 6000, [10, 244, 2, i as u8]),
         };
-        let flow = |seq: u8| udp4(mac_a(), ROUTER, IP_A, dst, 64, (sport, dport), &[seq; 20]);
+        let flow = |seq: u8| udp_ports(mac_a(), ROUTER, IP_A, dst, 64, (sport, dport), &[seq; 20]);
         let first = source_port(&mut sw, flow(0));
         // The same flow, other payloads: the same port, so that it keeps
         // its path (no reordering).
@@ -502,7 +412,7 @@ fn ipv6_flows_spread_over_source_ports() {
             1 => (5000, 6000 + i, REMOTE6),
             _ => (5000, 6000, REMOTE6 + u128::from(i)),
         };
-        let f = udp6(mac_a(), ROUTER, IP6_A, dst, 64, (sport, dport), b"v6");
+        let f = udp_ports(mac_a(), ROUTER, IP6_A, dst, 64, (sport, dport), b"v6");
         ports.insert(source_port(&mut sw, f));
     }
     assert!(
@@ -517,13 +427,15 @@ fn ipv6_flows_spread_over_source_ports() {
 fn one_ping_keeps_its_source_port() {
     let mut sw = vxlan_switch();
     let ping = |seq: u16| {
-        let mut out = Vec::new();
-        PacketBuilder::ethernet2(mac_a(), ROUTER)
-            .ipv4(IP_A, REMOTE, 64)
-            .icmpv4_echo_request(0x1234, seq)
-            .write(&mut out, b"ping payload")
-            .unwrap();
-        out
+        ping4(
+            mac_a(),
+            ROUTER,
+            IP_A,
+            REMOTE,
+            64,
+            (0x1234, seq),
+            b"ping payload",
+        )
     };
     let first = source_port(&mut sw, ping(1));
     for seq in 2..10 {
@@ -539,28 +451,19 @@ fn too_big_for_the_tunnel_needs_fragmentation_at_the_uplink_mtu_less_the_overhea
     let payload = |ip_len: usize, hdrs: usize| vec![0x44u8; ip_len - hdrs];
 
     // Exactly the tunnel's MTU: the outer packet is exactly the uplink's.
-    let fits = udp4(
-        mac_a(),
-        ROUTER,
-        IP_A,
-        REMOTE,
-        64,
-        (5000, 6000),
-        &payload(inner_mtu, 28),
-    );
+    let fits = udp(mac_a(), ROUTER, IP_A, REMOTE, 64, &payload(inner_mtu, 28));
     sw.inject(POD_A, fits);
     sw.run();
     let o = assert_tunnelled(&sw.take_one(UPLINK));
     assert_eq!(o.ip.total_len, 1500);
 
     // One byte more with DF: fragmentation needed, with the tunnel's MTU.
-    let big = udp4(
+    let big = udp(
         mac_a(),
         ROUTER,
         IP_A,
         REMOTE,
         64,
-        (5000, 6000),
         &payload(inner_mtu + 1, 28),
     );
     sw.inject(POD_A, big.clone());
@@ -588,13 +491,12 @@ fn too_big_for_the_tunnel_needs_fragmentation_at_the_uplink_mtu_less_the_overhea
     sw.assert_silent_except(&[]);
 
     // IPv6: packet too big, with the tunnel's MTU.
-    let big6 = udp6(
+    let big6 = udp(
         mac_a(),
         ROUTER,
         IP6_A,
         REMOTE6,
         64,
-        (5000, 6000),
         &payload(inner_mtu + 1, 48),
     );
     sw.inject(POD_A, big6);
@@ -623,13 +525,12 @@ fn a_jumbo_uplink_still_reports_what_the_frames_cannot_carry() {
     // The largest IPv4 packet a frame can carry once wrapped.
     let room = FRAME_CAPACITY as usize - 14 - vxlan::OVERHEAD;
     let packet = |ip_len: usize| {
-        udp4(
+        udp(
             mac_a(),
             ROUTER,
             IP_A,
             REMOTE,
             64,
-            (5000, 6000),
             &vec![0x55u8; ip_len - 28],
         )
     };
@@ -717,7 +618,7 @@ fn errors_about_unwrapped_packets_go_back_through_the_tunnel() {
     for f in &out {
         // Never the remote switch's MAC straight on the node network: it
         // is not a neighbour there.
-        assert_ne!(f[..6], remote_router(), "sent raw: {f:02x?}");
+        assert_ne!(f[..6], REMOTE_ROUTER, "sent raw: {f:02x?}");
     }
     assert!(matches!(
         assert_icmp_through_the_tunnel(&out[0]),
@@ -734,16 +635,19 @@ fn errors_about_unwrapped_packets_go_back_through_the_tunnel() {
 #[test]
 fn a_remote_pod_pinging_the_router_is_answered_through_the_tunnel() {
     let mut sw = vxlan_switch();
-    let mut ping = Vec::new();
-    PacketBuilder::ethernet2(remote_router(), remote_router())
-        .ipv4(REMOTE, GW4, 63)
-        .icmpv4_echo_request(7, 1)
-        .write(&mut ping, b"gateway alive?")
-        .unwrap();
+    let ping = ping4(
+        REMOTE_ROUTER,
+        REMOTE_ROUTER,
+        REMOTE,
+        GW4,
+        63,
+        (7, 1),
+        b"gateway alive?",
+    );
     sw.inject(UPLINK, vxlan_in(VNI, &ping));
     sw.run();
     let f = sw.take_one(UPLINK);
-    assert_ne!(f[..6], remote_router(), "sent raw: {f:02x?}");
+    assert_ne!(f[..6], REMOTE_ROUTER, "sent raw: {f:02x?}");
     assert!(matches!(
         assert_icmp_through_the_tunnel(&f),
         Icmpv4Type::EchoReply(_)
@@ -778,21 +682,17 @@ fn vxlan_to_an_address_that_is_no_vtep_is_plain_udp() {
 
     // VXLAN from a pod port to the node's address is routed like any
     // packet: out of the uplink, towards the node (resolved first).
-    sw.learn_neighbours(vec![WorkerEvent::Neighbour(NeighEvent {
-        ip: ip4(NODE),
-        mac: key(nic_mac()),
-        port: UPLINK,
-    })]);
+    know_neighbour(&mut sw, NODE_IP, NODE_MAC, UPLINK);
     let from_pod = vxlan_packet(
         (mac_a(), ROUTER),
-        (IP_A, NODE),
+        (IP_A, NODE_IP),
         &vxlan_header(VNI),
         &inner4(IP_B, 63, b"y"),
     );
     sw.inject(POD_A, from_pod.clone());
     sw.run();
     let out = sw.take_one(UPLINK);
-    assert_eq!(out[..6], nic_mac());
+    assert_eq!(out[..6], NODE_MAC);
     assert_eq!(
         out[14..],
         forwarded4(&from_pod)[..],
@@ -813,7 +713,7 @@ fn broken_vxlan_is_malformed() {
     // The I flag clear.
     let mut vx = vxlan_header(VNI);
     vx[0] = 0;
-    broken.push(vxlan_in_raw(NODE, &vx, &inner));
+    broken.push(vxlan_in_raw(NODE_IP, &vx, &inner));
     // UDP length one more, one less than the datagram.
     for delta in [1i32, -1] {
         let mut f = good();
@@ -827,8 +727,8 @@ fn broken_vxlan_is_malformed() {
     broken.push(f);
     // Consistent lengths, but no room for an inner Ethernet header, or
     // not even for the VXLAN header.
-    broken.push(vxlan_in_raw(NODE, &vxlan_header(VNI), &inner[..13]));
-    broken.push(vxlan_in_raw(NODE, &vxlan_header(VNI)[..4], &[]));
+    broken.push(vxlan_in_raw(NODE_IP, &vxlan_header(VNI), &inner[..13]));
+    broken.push(vxlan_in_raw(NODE_IP, &vxlan_header(VNI)[..4], &[]));
     // The inner IPv4 packet cut short (its total length past its frame),
     // or with a bad header checksum.
     broken.push(vxlan_in(VNI, &inner[..inner.len() - 3]));
@@ -844,26 +744,16 @@ fn broken_vxlan_is_malformed() {
     sw.assert_drops(&[(UPLINK, DropReason::Malformed, n)]);
 
     // Inner frames that are not IP.
-    let arp = {
-        let a = ArpPacket::new(
-            ArpHardwareId::ETHERNET,
-            EtherType::IPV4,
-            ArpOperation::REQUEST,
-            &remote_router(),
-            &REMOTE,
-            &[0; 6],
-            &IP_A,
-        )
-        .unwrap();
-        let mut out = Vec::new();
-        PacketBuilder::ethernet2(remote_router(), [0xff; 6])
-            .arp(a)
-            .write(&mut out)
-            .unwrap();
-        out
-    };
+    let arp = arp_unpadded(
+        (REMOTE_ROUTER, [0xff; 6]),
+        ArpOperation::REQUEST,
+        REMOTE_ROUTER,
+        REMOTE,
+        [0; 6],
+        IP_A,
+    );
     sw.inject(UPLINK, vxlan_in(VNI, &arp));
-    sw.inject(UPLINK, vxlan_in(VNI, &frame(ROUTER, remote_router(), 9)));
+    sw.inject(UPLINK, vxlan_in(VNI, &frame(ROUTER, REMOTE_ROUTER, 9)));
     sw.run();
     sw.assert_silent_except(&[]);
     sw.assert_drops(&[
@@ -886,18 +776,6 @@ fn consumable(f: &[u8]) -> bool {
         Some([0x08, 0x06]) => true,
         Some([0x86, 0xdd]) => f.get(14 + 6) == Some(&58) && matches!(f.get(54), Some(135 | 136)),
         _ => false,
-    }
-}
-
-/// Runs the switch every 110 ms until `done` or a deadline.
-fn run_until(sw: &mut TestSwitch, deadline: Duration, mut done: impl FnMut(&TestSwitch) -> bool) {
-    let until = Instant::now() + deadline;
-    loop {
-        sw.run();
-        if done(sw) || Instant::now() > until {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(110));
     }
 }
 

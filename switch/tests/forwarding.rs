@@ -22,6 +22,21 @@ fn two_pods(env: &mut TestEnv, a: Attach, b: Attach) -> (Pod, Pod) {
     (pa, pb)
 }
 
+/// Pings from `a` to `b`, then moves data with iperf3 each way and asserts
+/// that each transfer moved more than [`MIN_IPERF_BYTES`].
+fn tcp_both_ways(env: &mut TestEnv, a: &Pod, b: &Pod) {
+    env.ping(a, b);
+    for (from, to) in [(a, b), (b, a)] {
+        let bytes = env.iperf(from, to, IPERF_SECS);
+        assert!(
+            bytes > MIN_IPERF_BYTES,
+            "only {bytes} bytes from {} to {}",
+            from.name,
+            to.name
+        );
+    }
+}
+
 #[test]
 fn ping_between_afxdp_pods() {
     let Some(mut env) = TestEnv::new("ping_between_afxdp_pods") else {
@@ -55,16 +70,7 @@ fn tcp_between_afxdp_pods() {
         return;
     };
     let (a, b) = two_pods(&mut env, Attach::Afxdp, Attach::Afxdp);
-    env.ping(&a, &b);
-    for (from, to) in [(&a, &b), (&b, &a)] {
-        let bytes = env.iperf(from, to, IPERF_SECS);
-        assert!(
-            bytes > MIN_IPERF_BYTES,
-            "only {bytes} bytes from {} to {}",
-            from.name,
-            to.name
-        );
-    }
+    tcp_both_ways(&mut env, &a, &b);
 }
 
 #[test]
@@ -73,16 +79,7 @@ fn tcp_between_tap_pods() {
         return;
     };
     let (a, b) = two_pods(&mut env, Attach::Tap, Attach::Tap);
-    env.ping(&a, &b);
-    for (from, to) in [(&a, &b), (&b, &a)] {
-        let bytes = env.iperf(from, to, IPERF_SECS);
-        assert!(
-            bytes > MIN_IPERF_BYTES,
-            "only {bytes} bytes from {} to {}",
-            from.name,
-            to.name
-        );
-    }
+    tcp_both_ways(&mut env, &a, &b);
 }
 
 #[test]
@@ -91,17 +88,8 @@ fn tcp_between_afxdp_and_tap_pods() {
         return;
     };
     let (a, t) = two_pods(&mut env, Attach::Afxdp, Attach::Tap);
-    env.ping(&a, &t);
     // Both directions: AF_XDP RX -> TAP write, and TAP read -> AF_XDP TX.
-    for (from, to) in [(&a, &t), (&t, &a)] {
-        let bytes = env.iperf(from, to, IPERF_SECS);
-        assert!(
-            bytes > MIN_IPERF_BYTES,
-            "only {bytes} bytes from {} to {}",
-            from.name,
-            to.name
-        );
-    }
+    tcp_both_ways(&mut env, &a, &t);
 }
 
 /// Checks every worker's frame pool: nothing lost, nothing used twice.

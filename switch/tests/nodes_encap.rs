@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     Attach, CmdResult, Daemon, Node, NodeLink, Pod, PodSpec, TestEnv, allowed_cores, ip,
-    netns_exec, run_cmd, wait_for,
+    netns_exec, run_cmd, tcp_listening, wait_for,
 };
 
 /// The cores of the two nodes' workers (the same core on a one-core machine).
@@ -133,6 +133,22 @@ fn expect_icmp_error(ns: &str, args: &[&str], to: &str, from_addr: &str, error: 
     );
 }
 
+/// The gateways that answer a packet from node a's pod to node b's pods
+/// when its TTL (hop limit) runs out: the local switch at TTL 1, the far
+/// one (through the tunnel back) at TTL 2.
+const FAR4: [&str; 2] = ["10.244.1.1", "10.244.2.1"];
+const FAR6: [&str; 2] = ["fd00:10:244:1::1", "fd00:10:244:2::1"];
+
+/// [`expect_icmp_error`] with TTL (hop limit) 1, then 2, from `gws[0]`,
+/// then `gws[1]`; `args` comes first (such as `-6`).
+fn expect_ttl_errors(ns: &str, args: &[&str], to: &str, gws: [&str; 2], error: &str) {
+    for (ttl, gw) in ["1", "2"].into_iter().zip(gws) {
+        let mut full = args.to_vec();
+        full.extend(["-t", ttl]);
+        expect_icmp_error(ns, &full, to, gw, error);
+    }
+}
+
 /// The drop counter `reason` of port `port`.
 fn drops(d: &Daemon, port: &str, reason: &str) -> u64 {
     let s = d.port_stats(port);
@@ -184,10 +200,8 @@ fn tcp_echo(
     env.spawn_background(
         Command::new("ip").args(["netns", "exec", server_ns, "python3", "-c", &server_py]),
     );
-    let filter = format!("sport = :{port}");
     let listening = wait_for(Duration::from_secs(10), || {
-        let r = netns_exec(server_ns, &["ss", "-Hltn", &filter]);
-        (!r.stdout.trim().is_empty()).then_some(())
+        tcp_listening(server_ns, port).then_some(())
     });
     assert!(
         listening.is_some(),
@@ -501,32 +515,12 @@ fn vxlan_across_a_routed_underlay_carries_ipv4_and_ipv6() {
 
     // ICMP errors: the local switch for TTL 1, the far one (through the
     // tunnel back) for TTL 2.
-    expect_icmp_error(
+    expect_ttl_errors(&pa.name, &[], "10.244.2.5", FAR4, "Time to live exceeded");
+    expect_ttl_errors(
         &pa.name,
-        &["-t", "1"],
-        "10.244.2.5",
-        "10.244.1.1",
-        "Time to live exceeded",
-    );
-    expect_icmp_error(
-        &pa.name,
-        &["-t", "2"],
-        "10.244.2.5",
-        "10.244.2.1",
-        "Time to live exceeded",
-    );
-    expect_icmp_error(
-        &pa.name,
-        &["-6", "-t", "1"],
+        &["-6"],
         "fd00:10:244:2::5",
-        "fd00:10:244:1::1",
-        "Time exceeded: Hop limit",
-    );
-    expect_icmp_error(
-        &pa.name,
-        &["-6", "-t", "2"],
-        "fd00:10:244:2::5",
-        "fd00:10:244:2::1",
+        FAR6,
         "Time exceeded: Hop limit",
     );
 
@@ -827,18 +821,11 @@ fn ipv6_host_gw_across_two_wired_nodes() {
     );
 
     // ICMPv6 errors: hop limit 1 expires at the local switch, 2 at the far one.
-    expect_icmp_error(
+    expect_ttl_errors(
         &pa.name,
-        &["-6", "-t", "1"],
+        &["-6"],
         "fd00:10:244:2::5",
-        "fd00:10:244:1::1",
-        "Time exceeded: Hop limit",
-    );
-    expect_icmp_error(
-        &pa.name,
-        &["-6", "-t", "2"],
-        "fd00:10:244:2::5",
-        "fd00:10:244:2::1",
+        FAR6,
         "Time exceeded: Hop limit",
     );
     expect_icmp_error(

@@ -112,6 +112,22 @@ fn expect_icmp_error(from: &Pod, args: &[&str], to: &str, from_addr: &str, error
     );
 }
 
+/// [`expect_icmp_error`], and asserts that the drop counter `reason` of
+/// `from`'s port counted the packet.
+fn expect_counted_icmp_error(
+    d: &Daemon,
+    reason: &str,
+    from: &Pod,
+    args: &[&str],
+    to: impl std::fmt::Display,
+    from_addr: &str,
+    error: &str,
+) {
+    let before = drops(d, &from.name, reason);
+    expect_icmp_error(from, args, &to.to_string(), from_addr, error);
+    assert_eq!(drops(d, &from.name, reason), before + 1);
+}
+
 /// The drop counter `reason` of port `port`.
 fn drops(d: &Daemon, port: &str, reason: &str) -> u64 {
     let s = d.port_stats(port);
@@ -220,34 +236,11 @@ fn ttl_expiry_and_missing_route_answer_with_icmp_errors() {
     ping_addr(&env, &a, &b.ip.to_string());
     let d = env.daemon();
 
-    let ttl_before = drops(d, &a.name, "ttl_expired");
-    expect_icmp_error(
-        &a,
-        &["-t", "1"],
-        &b.ip.to_string(),
-        GW1,
-        "Time to live exceeded",
-    );
-    assert_eq!(drops(d, &a.name, "ttl_expired"), ttl_before + 1);
+    let ttl = "Time to live exceeded";
+    expect_counted_icmp_error(d, "ttl_expired", &a, &["-t", "1"], b.ip, GW1, ttl);
     // The same from a TAP pod, and from the other subnet.
-    let ttl_t = drops(d, &t.name, "ttl_expired");
-    expect_icmp_error(
-        &t,
-        &["-t", "1"],
-        &b.ip.to_string(),
-        GW1,
-        "Time to live exceeded",
-    );
-    assert_eq!(drops(d, &t.name, "ttl_expired"), ttl_t + 1);
-    let ttl_b = drops(d, &b.name, "ttl_expired");
-    expect_icmp_error(
-        &b,
-        &["-t", "1"],
-        &a.ip.to_string(),
-        GW2,
-        "Time to live exceeded",
-    );
-    assert_eq!(drops(d, &b.name, "ttl_expired"), ttl_b + 1);
+    expect_counted_icmp_error(d, "ttl_expired", &t, &["-t", "1"], b.ip, GW1, ttl);
+    expect_counted_icmp_error(d, "ttl_expired", &b, &["-t", "1"], a.ip, GW2, ttl);
     // TTL 2 is enough for one hop.
     let r = ping_from(&a, &["-c", "1", "-W", "2", "-t", "2"], &b.ip.to_string());
     assert!(
@@ -256,12 +249,9 @@ fn ttl_expiry_and_missing_route_answer_with_icmp_errors() {
         r.stdout
     );
 
-    let no_route_before = drops(d, &a.name, "no_route");
-    expect_icmp_error(&a, &[], "10.99.0.1", GW1, "Destination Net Unreachable");
-    assert_eq!(drops(d, &a.name, "no_route"), no_route_before + 1);
-    let no_route_t = drops(d, &t.name, "no_route");
-    expect_icmp_error(&t, &[], "172.31.9.9", GW1, "Destination Net Unreachable");
-    assert_eq!(drops(d, &t.name, "no_route"), no_route_t + 1);
+    let unreachable = "Destination Net Unreachable";
+    expect_counted_icmp_error(d, "no_route", &a, &[], "10.99.0.1", GW1, unreachable);
+    expect_counted_icmp_error(d, "no_route", &t, &[], "172.31.9.9", GW1, unreachable);
 
     // Nothing of this disturbed ordinary traffic.
     ping_addr(&env, &a, &b.ip.to_string());

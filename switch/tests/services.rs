@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     Attach, CmdResult, Daemon, DaemonOpts, NodeLink, Pod, PodSpec, TestEnv, allowed_cores, ip,
-    netns_exec, pick_cores, run_cmd, wait_for,
+    netns_exec, pick_cores, run_cmd, tcp_listening, wait_for,
 };
 use ctl::{BackendState, CtEntry, CtState, CtStats, PortStats, Proto, ServiceInfo};
 
@@ -215,6 +215,16 @@ fn svc(vip: &str, port: u16, proto: &str) -> String {
     format!("{vip}:{port}/{proto}")
 }
 
+/// `service add KEY` with a `--backend` for each of `eps`, then `extra`.
+fn add_service(d: &Daemon, key: &str, eps: &[String], extra: &[&str]) {
+    let mut args = vec!["service", "add", key];
+    for e in eps {
+        args.extend(["--backend", e]);
+    }
+    args.extend_from_slice(extra);
+    d.ctl_ok(&args);
+}
+
 /// `IP:8080` of a backend pod.
 fn ep(p: &Pod) -> String {
     format!("{}:{TCP_PORT}", p.ip)
@@ -265,9 +275,9 @@ fn start_servers(env: &mut TestEnv, pods: &[&Pod]) {
     }
     for p in pods {
         let up = wait_for(Duration::from_secs(15), || {
-            let tcp = netns_exec(&p.name, &["ss", "-Hltn", &format!("sport = :{TCP_PORT}")]);
+            let tcp = tcp_listening(&p.name, TCP_PORT);
             let udp = netns_exec(&p.name, &["ss", "-Hlun", &format!("sport = :{UDP_PORT}")]);
-            (!tcp.stdout.trim().is_empty() && !udp.stdout.trim().is_empty()).then_some(())
+            (tcp && !udp.stdout.trim().is_empty()).then_some(())
         });
         assert!(up.is_some(), "server in {} did not start listening", p.name);
     }
@@ -482,12 +492,8 @@ fn new_connections_are_spread_over_every_backend() {
     };
     let d = env.daemon();
     let key = svc(VIP, 80, "tcp");
-    let mut args = vec!["service", "add", &key];
     let eps: Vec<String> = bs.iter().map(ep).collect();
-    for e in &eps {
-        args.extend(["--backend", e]);
-    }
-    d.ctl_ok(&args);
+    add_service(d, &key, &eps, &[]);
 
     let answers = curl_n(d, &c.name, &format!("http://{VIP}/"), 30);
     let counts = tally(&answers);
@@ -580,17 +586,7 @@ fn established_connection_survives_a_conntrack_flush() {
     };
     let key = svc(VIP, 80, "tcp");
     let eps: Vec<String> = bs.iter().map(ep).collect();
-    env.daemon().ctl_ok(&[
-        "service",
-        "add",
-        &key,
-        "--backend",
-        &eps[0],
-        "--backend",
-        &eps[1],
-        "--backend",
-        &eps[2],
-    ]);
+    add_service(env.daemon(), &key, &eps, &[]);
     let conn = LongConn::open(&mut env, &c.name.clone(), VIP, 80, "x");
     let d = env.daemon();
     conn.wait_more(2, d, "before the flush");
@@ -623,17 +619,7 @@ fn long_lived_connection_survives_endpoint_changes() {
     };
     let key = svc(VIP, 80, "tcp");
     let eps: Vec<String> = bs.iter().map(ep).collect();
-    env.daemon().ctl_ok(&[
-        "service",
-        "add",
-        &key,
-        "--backend",
-        &eps[0],
-        "--backend",
-        &eps[1],
-        "--backend",
-        &eps[2],
-    ]);
+    add_service(env.daemon(), &key, &eps, &[]);
 
     let conn = LongConn::open(&mut env, &c.name.clone(), VIP, 80, "a");
     let d = env.daemon();
@@ -704,19 +690,7 @@ fn services_and_established_connections_survive_a_restart() {
     };
     let key = svc(VIP, 80, "tcp");
     let eps: Vec<String> = bs.iter().map(ep).collect();
-    env.daemon().ctl_ok(&[
-        "service",
-        "add",
-        &key,
-        "--backend",
-        &eps[0],
-        "--backend",
-        &eps[1],
-        "--backend",
-        &eps[2],
-        "--node-port",
-        "30080",
-    ]);
+    add_service(env.daemon(), &key, &eps, &["--node-port", "30080"]);
     let before = env.daemon().ctl_value(&["service", "list"]);
     let conn = LongConn::open(&mut env, &c.name.clone(), VIP, 80, "r");
     conn.wait_more(2, env.daemon(), "before the restart");
@@ -928,15 +902,7 @@ fn a_backend_reaches_its_own_service() {
     // Itself and another pod behind a second VIP: each flow is translated
     // (or not) on its own.
     let both = svc("10.96.0.11", 80, "tcp");
-    d.ctl_ok(&[
-        "service",
-        "add",
-        &both,
-        "--backend",
-        &ep(&bs[0]),
-        "--backend",
-        &ep(&bs[1]),
-    ]);
+    add_service(d, &both, &[ep(&bs[0]), ep(&bs[1])], &[]);
     let answers = curl_n(d, &bs[0].name, "http://10.96.0.11/", 20);
     let own_ip = bs[0].ip.to_string();
     for (n, peer) in &answers {
@@ -1038,15 +1004,7 @@ fn node_port_serves_clients_outside_the_node() {
     start_servers(&mut env, &[&b]);
     let d = env.node_daemon(&na.name);
     let key = svc(VIP, 80, "tcp");
-    d.ctl_ok(&[
-        "service",
-        "add",
-        &key,
-        "--backend",
-        &ep(&b),
-        "--node-port",
-        "30080",
-    ]);
+    add_service(d, &key, &[ep(&b)], &["--node-port", "30080"]);
     assert_eq!(service(d, &key).node_port, Some(30080));
 
     let url = format!("http://{}:30080/", na.uplink_ip);

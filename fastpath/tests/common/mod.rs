@@ -20,6 +20,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
+pub mod frames;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -10,6 +10,8 @@ pub use std::collections::HashMap;
 pub use std::sync::Arc;
 pub use std::time::Duration;
 
+pub use crate::common::frames::{NODE_IP, NODE_MAC, REMOTE_ROUTER, ROUTER, v4};
+use crate::common::frames::{ipv4_header, neighbour, route, slice_ethernet, udp_ports};
 pub use crate::common::{Config, TestSwitch, XorShift, fix_ipv4_checksum, key};
 pub use etherparse::icmpv4::DestUnreachableHeader;
 pub use etherparse::{
@@ -28,16 +30,10 @@ pub use fastpath::services::table::{PROTO_TCP, PROTO_UDP, Service, endpoint};
 pub use fastpath::snapshot::PortRole;
 pub use fastpath::worker::WorkerEvent;
 
-pub const ROUTER: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
-/// The uplink NIC's own MAC: NodePort traffic is addressed to it.
-pub const NODE_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 0, 0x05];
 pub const EXT_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 0, 0x4d];
 pub const EXT2_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 0, 0x4e];
 /// The remote node's VTEP on the uplink's subnet.
 pub const VTEP_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 0, 0x02];
-/// The router MAC of the remote node's switch.
-pub const REMOTE_ROUTER: [u8; 6] = [0x02, 0xbb, 0, 0, 0, 1];
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Pod {
     pub port: PortId,
@@ -70,7 +66,6 @@ pub const UPLINK: PortId = 4;
 
 pub const GW_1: [u8; 4] = [10, 244, 1, 1];
 pub const GW_2: [u8; 4] = [10, 244, 2, 1];
-pub const NODE_IP: [u8; 4] = [192, 168, 0, 5];
 pub const EXT_IP: [u8; 4] = [192, 168, 0, 77];
 pub const EXT2_IP: [u8; 4] = [192, 168, 0, 78];
 pub const VTEP: [u8; 4] = [192, 168, 0, 2];
@@ -97,10 +92,6 @@ pub const ACK_NO: u32 = 5000;
 pub const IP: usize = 14;
 pub const L4: usize = IP + 20;
 
-pub fn v4(a: [u8; 4]) -> u32 {
-    u32::from_be_bytes(a)
-}
-
 // ---------------------------------------------------------------------------
 // The switch and its Services.
 
@@ -117,16 +108,15 @@ pub fn switch_with(cfg: Config, owner: fn(PortId) -> usize) -> TestSwitch {
     sw.configure_port(UPLINK, |e| e.role = PortRole::Uplink);
     sw.l3.router_mac = key(ROUTER);
     sw.l3.addrs4 = vec![(v4(GW_1), 24), (v4(GW_2), 24)];
-    let ip = |a| std::net::IpAddr::from(a);
     for gw in [GW_1, GW_2] {
-        sw.l3.routes.insert(ip(gw), 32, NextHop::Local);
+        route(&mut sw, gw, 32, NextHop::Local);
     }
     for p in PODS {
         let hop = NextHop::Peer {
             port: p.port,
             mac: key(p.mac),
         };
-        sw.l3.routes.insert(ip(p.ip), 32, hop);
+        route(&mut sw, p.ip, 32, hop);
     }
     sw.publish();
     sw
@@ -136,28 +126,21 @@ pub fn switch_with(cfg: Config, owner: fn(PortId) -> usize) -> TestSwitch {
 /// 192.168.0.5) with two outside clients and the remote VTEP known
 /// neighbours, and the remote node's pods behind a VXLAN route.
 pub fn add_uplink(sw: &mut TestSwitch) {
-    let ip = |a| std::net::IpAddr::from(a);
     let hop = NextHop::Resolve {
         link: Link::Port(UPLINK),
         gw: None,
     };
-    sw.l3.routes.insert(ip([192, 168, 0, 0]), 24, hop);
+    route(sw, [192, 168, 0, 0], 24, hop);
     let tunnel = NextHop::Vxlan {
         vtep: v4(VTEP),
         vni: VNI,
     };
-    sw.l3.routes.insert(ip([10, 244, 3, 0]), 24, tunnel);
+    route(sw, [10, 244, 3, 0], 24, tunnel);
     sw.l3.vteps = vec![v4(NODE_IP)];
     sw.l3.vtep_src = Some(v4(NODE_IP));
     sw.l3.vnis = vec![VNI];
     let events = [(EXT_IP, EXT_MAC), (EXT2_IP, EXT2_MAC), (VTEP, VTEP_MAC)]
-        .map(|(a, m)| {
-            WorkerEvent::Neighbour(NeighEvent {
-                ip: ip(a),
-                mac: key(m),
-                port: UPLINK,
-            })
-        })
+        .map(|(a, m)| WorkerEvent::Neighbour(neighbour(a, m, UPLINK)))
         .to_vec();
     sw.learn_neighbours(events);
 }
@@ -247,19 +230,14 @@ pub fn tcp(
     out
 }
 
+/// A UDP datagram, TTL 64.
 pub fn udp(
     macs: ([u8; 6], [u8; 6]),
     from: ([u8; 4], u16),
     to: ([u8; 4], u16),
     data: &[u8],
 ) -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(macs.0, macs.1)
-        .ipv4(from.0, to.0, 64)
-        .udp(from.1, to.1)
-        .write(&mut out, data)
-        .unwrap();
-    out
+    udp_ports(macs.0, macs.1, from.0, to.0, 64, (from.1, to.1), data)
 }
 
 /// A segment from pod `p`'s port `sport` to the VIP, sent to the router.
@@ -318,19 +296,13 @@ impl Out {
 /// and ICMP checksums must equal etherparse's computation.
 #[track_caller]
 pub fn parse(port: PortId, f: &[u8]) -> Out {
-    let p = SlicedPacket::from_ethernet(f).unwrap_or_else(|e| panic!("{e}: {f:02x?}"));
-    let Some(LinkSlice::Ethernet2(eth)) = &p.link else {
-        panic!("not Ethernet II: {f:02x?}")
-    };
-    let Some(NetSlice::Ipv4(ip)) = &p.net else {
-        panic!("not IPv4: {f:02x?}")
-    };
-    let h = ip.header().to_header();
+    let (p, dst, src) = slice_ethernet(f);
+    let h = ipv4_header(&p, f);
     assert_eq!(h.header_checksum, h.calc_header_checksum(), "IPv4 checksum");
     let mut out = Out {
         port,
-        dst: eth.destination(),
-        src: eth.source(),
+        dst,
+        src,
         ip: h.clone(),
         tcp: None,
         udp: None,

@@ -332,6 +332,12 @@ pub enum NodeLink<'a> {
     Lan(&'a str),
 }
 
+/// Whether something in namespace `ns` listens on TCP port `port` (by `ss`).
+pub fn tcp_listening(ns: &str, port: u16) -> bool {
+    let r = netns_exec(ns, &["ss", "-Hltn", &format!("sport = :{port}")]);
+    !r.stdout.trim().is_empty()
+}
+
 /// Polls `f` every 50 ms until it returns `Some` or `timeout` passes.
 pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
@@ -938,10 +944,8 @@ impl TestEnv {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start python3 in {server_ns}: {e}"));
         self.background.push(child);
-        let filter = format!("sport = :{port}");
         let listening = wait_for(Duration::from_secs(10), || {
-            let r = netns_exec(server_ns, &["ss", "-Hltn", &filter]);
-            (!r.stdout.trim().is_empty()).then_some(())
+            tcp_listening(server_ns, port).then_some(())
         });
         assert!(
             listening.is_some(),
@@ -1053,8 +1057,7 @@ impl TestEnv {
                 .args(["iperf3", "-s", "-1", "-p", "5201"]),
         );
         let listening = wait_for(Duration::from_secs(5), || {
-            let r = netns_exec(&to.name, &["ss", "-Hltn", "sport = :5201"]);
-            (!r.stdout.trim().is_empty()).then_some(())
+            tcp_listening(&to.name, 5201).then_some(())
         });
         assert!(
             listening.is_some(),
