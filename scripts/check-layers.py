@@ -4,12 +4,59 @@
 ARCHITECTURE.md draws fastpath in layers (ports, tx.rs and the tables below
 ctx.rs, the stages above it, then the pipeline and the worker); a module
 that imported from a layer above its own would close a cycle. Every
-`crate::a::b` path in a module's non-test code counts as an import of the
-longest module it names. Prints each cycle found and exits non-zero.
+`crate::a::b` or `super::b` path in a module's non-test code, outside
+comments, counts as an import of the longest module it names; grouped
+imports (`crate::l3::{v4, v6}`) count once per member. Prints each cycle
+found and exits non-zero.
 """
 import os
 import re
 import sys
+
+
+def tree(code, i):
+    """Expands the path tree starting at code[i] (`a::b::{c, d::{e}}`) into
+    its paths, each a list of segments; returns them and where it ended."""
+    segs = []
+    while True:
+        m = re.compile(r"\s*([A-Za-z_][A-Za-z_0-9]*)").match(code, i)
+        if not m:
+            break
+        segs.append(m.group(1))
+        i = m.end()
+        m = re.compile(r"\s*::\s*").match(code, i)
+        if not m:
+            return [segs], i
+        i = m.end()
+        if code.startswith("{", i):
+            out, i = [], i + 1
+            while True:
+                m = re.compile(r"[\s,]*").match(code, i)
+                i = m.end()
+                if code.startswith("}", i):
+                    return [segs + (t if t != ["self"] else []) for t in out], i + 1
+                sub, j = tree(code, i)
+                if j == i:
+                    return [segs], i
+                out += sub
+                i = j
+    return [segs], i
+
+
+def imports(mod, code):
+    """Every module path a module's code names through `crate::` or
+    `super::`, grouped imports (`crate::l3::{v4, v6}`) expanded."""
+    parent = mod.rsplit("::", 1)[0] if "::" in mod else ""
+    for m in re.finditer(r"\b(crate|super)::", code):
+        paths, _ = tree(code, m.end())
+        for segs in paths:
+            segs = [x for x in segs if x != "self"]
+            if m.group(1) == "super":
+                base = parent.split("::") if parent else []
+                segs = base + segs
+            if segs:
+                yield "::".join(segs)
+
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fastpath", "src")
 deps = {}
@@ -22,7 +69,9 @@ for d, _, names in os.walk(root):
         mod = mod[: -len("/mod")] if mod.endswith("/mod") else mod
         mod = mod.replace("/", "::")
         code = open(path).read().split("#[cfg(test)]")[0]
-        deps[mod] = set(re.findall(r"crate::([a-z_0-9]+(?:::[a-z_0-9]+)*)", code))
+        # Comments (doc links among them) import nothing.
+        code = re.sub(r"//[^\n]*", "", code)
+        deps[mod] = set(imports(mod, code))
 
 graph = {}
 for mod, paths in deps.items():

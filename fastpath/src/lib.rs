@@ -39,8 +39,8 @@
 //!   miss the worker's flow cache (see [`services::conntrack`]).
 //! - Every frame of a pool is, at any time, in exactly one place: the free
 //!   list, a kernel ring, the worker's batch, or in transit to another worker.
-//! - `unsafe` lives in [`pool`] (raw frame memory), [`port::afxdp`] and
-//!   [`sys`] (the OS), plus a poll(2) in [`worker`], the eventfd in
+//! - `unsafe` lives in [`pool`] (raw frame memory), [`port::afxdp`],
+//!   [`port::uplink`] (libbpf) and [`sys`] (the OS), plus a poll(2) in [`worker`], the eventfd in
 //!   [`worker::handoff`] and the clock read in [`clock`]; each block carries a
 //!   `SAFETY:` note.
 

@@ -208,25 +208,43 @@ fn aside_tmp(path: &Path) -> std::path::PathBuf {
     path.with_file_name(name)
 }
 
-/// Puts back the file the last [`save`] replaced: the backup becomes the
-/// state file again and stays as the backup (the state file is replaced
-/// by a rename, so it is never missing); if that save created the file,
-/// the file goes. Used when what a saved change asked for could not be
-/// done.
+/// Where [`save`] keeps the backup it replaced until the change is
+/// settled: [`revert`] puts it back, [`settle`] lets it go.
+fn prev_backup_path(path: &Path) -> std::path::PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(backup_path(path).file_name().unwrap_or_default());
+    name.push(".prev");
+    path.with_file_name(name)
+}
+
+/// Undoes the last [`save`]: the file it replaced is the state file again
+/// (or, if it created the file, there is none) and the backup is the one
+/// before. Used when what a saved change asked for could not be done, so
+/// that the refused change leaves both files as they were.
 pub fn revert(path: &Path) -> io::Result<()> {
     let bak = backup_path(path);
-    if !bak.exists() {
-        return match fs::remove_file(path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            r => r,
-        };
+    match fs::rename(&bak, path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        },
+        Err(e) => return Err(e),
     }
-    let tmp = aside_tmp(path);
-    let _ = fs::remove_file(&tmp);
-    if fs::hard_link(&bak, &tmp).is_err() {
-        fs::copy(&bak, &tmp)?;
+    match fs::rename(prev_backup_path(path), &bak) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
     }
-    fs::rename(&tmp, path)
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The change the last [`save`] wrote stands: the backup it replaced is
+/// not needed any more.
+pub fn settle(path: &Path) {
+    let _ = fs::remove_file(prev_backup_path(path));
 }
 
 /// Writes the state file atomically; the file it replaces becomes
@@ -254,6 +272,19 @@ pub fn save(path: &Path, state: &State) -> io::Result<()> {
     // name and renamed over the old backup, so that neither `path` nor the
     // backup is ever missing.
     let bak = backup_path(path);
+    // The backup about to be replaced, kept for `revert`.
+    let prev = prev_backup_path(path);
+    match fs::remove_file(&prev) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    match fs::hard_link(&bak, &prev) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(_) => {
+            fs::copy(&bak, &prev)?;
+        }
+    }
     let bak_tmp = dir.join(format!(".{name}.bak.tmp"));
     match fs::remove_file(&bak_tmp) {
         Ok(()) => {}
@@ -267,6 +298,15 @@ pub fn save(path: &Path, state: &State) -> io::Result<()> {
     };
     if linked {
         fs::rename(&bak_tmp, &bak)?;
+    } else {
+        // No file to back up: a backup left from before is not the
+        // previous state (which is "none"), and `revert` must not bring it
+        // back.
+        match fs::remove_file(&bak) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
     }
     fs::rename(&tmp, path)?;
     // The new state is in place: failing to make the rename durable must not
@@ -384,23 +424,60 @@ mod tests {
     }
 
     #[test]
-    fn revert_puts_the_previous_file_back_and_keeps_it_as_the_backup() {
+    fn revert_puts_back_the_file_and_the_backup_as_they_were() {
         let dir = std::env::temp_dir().join(format!("vswitch-state-rev-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let path = dir.join("state.json");
-        let mut first = State::default();
-        first.ports.push(PortSpec::afxdp("veth1"));
-        save(&path, &first).unwrap();
+        let bak = backup_path(&path);
+        let names = || {
+            let mut v: Vec<_> = fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            v.sort();
+            v
+        };
+        let state = |n: usize| {
+            let mut s = State::default();
+            for i in 0..n {
+                s.ports.push(PortSpec::afxdp(&format!("veth{i}")));
+            }
+            s
+        };
+        save(&path, &state(1)).unwrap();
         // Reverting the first write removes the file it created.
         revert(&path).unwrap();
-        assert!(!path.exists());
-        save(&path, &first).unwrap();
-        let mut second = first.clone();
-        second.ports.push(PortSpec::afxdp("veth2"));
-        save(&path, &second).unwrap();
+        assert!(!path.exists() && !bak.exists());
+        save(&path, &state(1)).unwrap();
+        save(&path, &state(2)).unwrap();
+        settle(&path);
+        let before = (fs::read(&path).unwrap(), fs::read(&bak).unwrap(), names());
+        save(&path, &state(3)).unwrap();
         revert(&path).unwrap();
-        assert_eq!(load(&path).unwrap(), first);
-        assert_eq!(load(&backup_path(&path)).unwrap(), first);
+        assert_eq!(
+            (fs::read(&path).unwrap(), fs::read(&bak).unwrap(), names()),
+            before,
+            "file, backup and directory as before"
+        );
+        // Twice in a row, and a change that stands after them.
+        save(&path, &state(3)).unwrap();
+        revert(&path).unwrap();
+        assert_eq!(
+            (fs::read(&bak).unwrap(), names()),
+            (before.1.clone(), before.2.clone())
+        );
+        save(&path, &state(4)).unwrap();
+        settle(&path);
+        assert_eq!(load(&path).unwrap(), state(4));
+        assert_eq!(load(&bak).unwrap(), state(2));
+        assert_eq!(names(), before.2);
+        // The file removed behind the daemon's back: reverting the next
+        // write leaves no file, and the backup as it was.
+        fs::remove_file(&path).unwrap();
+        save(&path, &state(5)).unwrap();
+        revert(&path).unwrap();
+        assert!(!path.exists());
+        assert_eq!(load(&bak).unwrap(), state(2));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -5,8 +5,9 @@
 //! its IPv4 addresses, ARP whose sender is the pod (or an address probe from
 //! 0.0.0.0), IPv6 packets from its IPv6 addresses, a link-local address or
 //! the unspecified address (duplicate address detection), and neighbour
-//! advertisements only for those addresses. Everything else is
-//! `spoofed_source`. Ports without declared addresses are not checked.
+//! advertisements only for those addresses. Everything else, other
+//! EtherTypes (VLAN tags among them) included, is `spoofed_source`. Ports
+//! without declared addresses are not checked.
 
 use crate::batch::{Batch, Verdict};
 use crate::ctx::Ctx;
@@ -78,7 +79,9 @@ fn check(guard: &PortGuard, src: u64, ethertype: u16, frame: &[u8]) -> Option<Dr
             }
             None
         }
-        _ => None,
+        // Anything else (802.1Q or QinQ tags, other protocols) would carry
+        // what the checks above never see.
+        _ => Some(DropReason::SpoofedSource),
     }
 }
 
@@ -178,5 +181,9 @@ mod tests {
             verdict(&ipv4_from(POD_MAC, [10, 244, 1, 7])[..30]),
             Some(DropReason::Malformed)
         );
+        // A VLAN tag in front of a spoofed packet: never let through.
+        let plain = ipv4_from(POD_MAC, [10, 244, 1, 8]);
+        let tagged = [&plain[..12], &[0x81, 0x00, 0x00, 0x07], &plain[12..]].concat();
+        assert_eq!(verdict(&tagged), s, "802.1Q");
     }
 }

@@ -10,8 +10,10 @@
 //!   encapsulation towards other nodes and decapsulation from them.
 
 pub mod arp;
+pub mod egress;
 pub mod nd;
 pub mod neigh;
+pub mod next_hop;
 pub mod resolver;
 pub mod routing;
 pub mod table;

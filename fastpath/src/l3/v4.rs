@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use crate::batch::{Pkt, Verdict};
 use crate::ctx::Ctx;
 use crate::drop::DropReason;
-use crate::l3::routing::{forward, icmp_error, reply};
+use crate::l3::egress::{forward, icmp_error};
 use crate::l3::table::{Link, NextHop};
 use crate::wire::icmp::{self, Icmp};
 use crate::wire::ipv4::{self, Ipv4};
@@ -100,7 +100,7 @@ fn local(p: &mut Pkt, total: usize, cx: &mut Ctx<'_>) -> Verdict {
     ip.swap_addrs();
     ip.set_ttl(64);
     write_macs(frame, p.src, router_mac);
-    reply(p, cx)
+    Verdict::Reply
 }
 
 /// Turns the packet into the ICMP error `(type, code, rest)` back to its

@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use crate::batch::{Pkt, Verdict};
 use crate::ctx::Ctx;
 use crate::drop::DropReason;
-use crate::l3::routing::{forward, icmp_error, reply};
+use crate::l3::egress::{forward, icmp_error};
 use crate::l3::table::NextHop;
 use crate::wire::icmp::Icmp;
 use crate::wire::ipv6::{self, Ipv6};
@@ -71,7 +71,7 @@ fn local(p: &mut Pkt, total: usize, cx: &mut Ctx<'_>) -> Verdict {
     ip.swap_addrs();
     ip.set_hop_limit(64);
     write_macs(frame, p.src, router_mac);
-    reply(p, cx)
+    Verdict::Reply
 }
 
 /// Turns the packet into the ICMPv6 error `(type, code, rest)` back to its

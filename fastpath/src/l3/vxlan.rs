@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use crate::batch::{Batch, Pkt, Verdict};
 use crate::ctx::Ctx;
 use crate::drop::DropReason;
-use crate::l3::routing::{decrement_hop_limit, resolve};
+use crate::l3::next_hop::{decrement_hop_limit, resolve};
 use crate::l3::table::{Link, NextHop};
 use crate::pool::FRAME_CAPACITY;
 use crate::snapshot::PortRole;

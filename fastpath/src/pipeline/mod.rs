@@ -49,3 +49,16 @@ pub fn process(batch: &mut Batch, cx: &mut Ctx<'_>) {
     output::run(batch, cx);
     batch.clear();
 }
+
+/// Runs frames that waited for a neighbour through the stages after the
+/// one that held them: routing (which holds frames), forwarding and
+/// output. The stages before it already ran on them (a frame translated
+/// by the Service stage must not be checked by port security again, nor
+/// one unwrapped from VXLAN be unwrapped twice).
+#[inline]
+pub fn process_held(batch: &mut Batch, cx: &mut Ctx<'_>) {
+    routing::run(batch, cx);
+    forward::run(batch, cx);
+    output::run(batch, cx);
+    batch.clear();
+}

@@ -37,7 +37,7 @@ use crate::snapshot::PortRole;
 use crate::wire::icmp;
 use crate::wire::ipv4::{self, Ipv4};
 use crate::wire::l4::{Tcp, Udp, tcp, udp};
-use crate::wire::{self, ETH_LEN, ETHERTYPE_IPV4};
+use crate::wire::{self, ETH_LEN, ETHERTYPE_IPV4, GROUP_BIT};
 
 /// Runs every pending IPv4 packet of the batch through the Service logic.
 #[inline]
@@ -287,14 +287,20 @@ fn translate(p: &mut Pkt, t: &Tuple, nat: Nat, cx: &mut Ctx<'_>) {
 
 /// Refuses a packet to a Service without endpoints (or a VIP port no
 /// Service has): a TCP reset, or ICMP port unreachable, back where it came
-/// from (its ingress port, or the VXLAN tunnel); counted as `no_endpoints`. Resets are never answered,
-/// and answers are rate-limited with the router's ICMP errors.
+/// from (its ingress port, or the VXLAN tunnel); counted as `no_endpoints`.
+/// Resets, frames to a group MAC and packets from unspecified, broadcast or
+/// multicast sources are never answered, and answers are rate-limited with
+/// the router's ICMP errors.
 fn refuse(p: &mut Pkt, t: &Tuple, cx: &mut Ctx<'_>) -> Verdict {
     let reason = DropReason::NoEndpoints;
     let is_rst = t
         .flags
         .is_some_and(|f| f & crate::services::conntrack::tcp_flags::RST != 0);
-    if is_rst || !cx.resolver.icmp_allowed(cx.now) {
+    // As for the router's ICMP errors (RFC 1812 4.3.2.7): nothing sent to
+    // a group MAC, or from an unspecified, broadcast or multicast source,
+    // is answered.
+    let bad_source = t.src == 0 || t.src >> 28 >= 0xe;
+    if is_rst || bad_source || p.dst & GROUP_BIT != 0 || !cx.resolver.icmp_allowed(cx.now) {
         return Verdict::Drop(reason);
     }
     cx.counters.port(p.in_port).drop(reason, 1);

@@ -355,7 +355,7 @@ impl Worker {
                 bytes += u64::from(len);
             }
             self.counters.port(id).rx(n as u64, bytes);
-            self.process(&snap, now);
+            self.process(&snap, now, false);
             self.flush(&snap);
         }
         if self.resolver.retry_due(fresh, now) {
@@ -381,7 +381,7 @@ impl Worker {
 
     /// Runs the batch through the pipeline.
     #[inline]
-    fn process(&mut self, snap: &Snapshot, now: u64) {
+    fn process(&mut self, snap: &Snapshot, now: u64, held: bool) {
         let mut cx = Ctx {
             snap,
             pool: &mut self.pool,
@@ -393,7 +393,11 @@ impl Worker {
             conntrack: &self.conntrack,
             now,
         };
-        pipeline::process(&mut self.batch, &mut cx);
+        if held {
+            pipeline::process_held(&mut self.batch, &mut cx);
+        } else {
+            pipeline::process(&mut self.batch, &mut cx);
+        }
     }
 
     /// Runs frames that wait for a neighbour through the pipeline again.
@@ -412,7 +416,7 @@ impl Worker {
             }
             left -= taken;
             work += self.batch.len();
-            self.process(snap, now);
+            self.process(snap, now, true);
             self.resolver.retried();
             self.flush(snap);
         }

@@ -266,15 +266,22 @@ impl Controller {
     }
 
     /// Gives the node's kernel a route to every router subnet through the
-    /// host port (and removes the ones it no longer needs).
+    /// host port (and removes the ones it no longer needs). Only what the
+    /// kernel took is recorded: a failed add is tried again at the next
+    /// sync, a failed removal too. While the host port is down nothing is
+    /// changed or forgotten; a host port on a new interface starts from
+    /// nothing (the old interface's routes went with it).
     pub(super) fn sync_kernel_routes(&mut self) {
         let Some(host) = self.ports.values().find(|r| r.spec.host && r.up) else {
-            self.kernel_routes.clear();
             return;
         };
         let Some(ifindex) = sys::if_index(&host.spec.name) else {
             return;
         };
+        if ifindex != self.kernel_routes_dev {
+            self.kernel_routes.clear();
+            self.kernel_routes_dev = ifindex;
+        }
         let subnets: BTreeSet<IpNet> = self.model.router.addrs.iter().map(IpNet::trunc).collect();
         // Service VIPs too, so the node reaches them (as kube-proxy makes
         // the node reach ClusterIPs).
@@ -285,9 +292,17 @@ impl Controller {
                 .keys()
                 .filter_map(|k| IpNet::new(k.vip, 32).ok()),
         );
+        let mut have = self.kernel_routes.clone();
         for net in self.kernel_routes.difference(&want) {
-            if let Err(e) = crate::os::kernel_route(false, net.addr(), net.prefix_len(), ifindex) {
-                tracing::debug!("removing kernel route {net}: {e}");
+            match crate::os::kernel_route(false, net.addr(), net.prefix_len(), ifindex) {
+                Ok(()) => {
+                    have.remove(net);
+                }
+                // Gone already.
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                    have.remove(net);
+                }
+                Err(e) => tracing::warn!("removing kernel route {net}: {e}"),
             }
         }
         // Subnet routes are renewed every time (cheap, few); VIP routes
@@ -296,11 +311,14 @@ impl Controller {
             .iter()
             .filter(|n| subnets.contains(n) || !self.kernel_routes.contains(n))
         {
-            if let Err(e) = crate::os::kernel_route(true, net.addr(), net.prefix_len(), ifindex) {
-                tracing::warn!("kernel route {net} dev {}: {e}", host.spec.name);
+            match crate::os::kernel_route(true, net.addr(), net.prefix_len(), ifindex) {
+                Ok(()) => {
+                    have.insert(*net);
+                }
+                Err(e) => tracing::warn!("kernel route {net} dev {}: {e}", host.spec.name),
             }
         }
-        self.kernel_routes = want;
+        self.kernel_routes = have;
     }
 
     pub(super) fn neigh_infos(&self) -> Vec<NeighInfo> {

@@ -7,10 +7,12 @@
 //! (opening a port: its interface, an uplink's XDP program and promiscuous
 //! mode) → the new model is committed and one snapshot published, which
 //! brings the kernel in line (the host port's routes, the uplink's maps) →
-//! ports the model dropped are closed. A step that fails leaves nothing of
-//! the command: a refused write opened nothing; a failed open puts the
-//! previous state file back (`tests/state_file.rs`). Kernel effects follow
-//! the model only: a read command never changes the kernel.
+//! ports the model dropped are closed. A step before the commit that fails
+//! leaves nothing of the command: a refused write opened nothing; a failed
+//! open puts the previous state file and backup back (`tests/state_file.rs`).
+//! What follows the commit does not refuse it: a kernel route or map sync
+//! that fails is logged and tried again at the next sync. Kernel effects
+//! follow the model only: a read command never changes the kernel.
 //!
 //! The controller also owns learned state: the MAC table (the workers'
 //! learning reports, aging), neighbours, port health.
@@ -147,6 +149,9 @@ pub struct Controller {
     neigh_view: Arc<NeighView>,
     /// Kernel routes installed through the host port.
     kernel_routes: BTreeSet<IpNet>,
+    /// The host port's interface those routes were added through (routes
+    /// go with their interface when it is deleted).
+    kernel_routes_dev: u32,
     /// The node's addresses as last seen (the host port's routes).
     node_addrs: Vec<IpAddr>,
     /// The uplink's XDP program, while the uplink is open.
@@ -205,6 +210,7 @@ impl Controller {
             l3_dirty: true,
             neigh_view: Arc::default(),
             kernel_routes: BTreeSet::new(),
+            kernel_routes_dev: 0,
             node_addrs: Vec::new(),
             uplink: None,
             promisc: None,
@@ -287,6 +293,7 @@ impl Controller {
             }
         }
         self.commit(next, opened);
+        state::settle(&self.settings.state);
         Ok(Reply::Done)
     }
 

@@ -1,5 +1,8 @@
 //! Start-up: the configuration of the state file, entry by entry, through
-//! the model's checks, as if each were added now.
+//! the model's checks, as if each were added now (static routes: their
+//! shape only, since their next hops may be reachable only once the
+//! node's addresses are back; the routing table is built from what is
+//! reachable at each publish).
 
 use std::collections::BTreeSet;
 
@@ -13,7 +16,7 @@ use crate::state::State;
 
 impl Controller {
     /// Recreates the configuration of a state file: each entry is checked
-    /// by the model as if it were added now. Entries that no longer pass
+    /// by the model as if it were added now (routes: their shape only). Entries that no longer pass
     /// stay in the file, unused (see `model::Kept`); ports that cannot be
     /// opened now (their interface is missing) are kept, down, with the
     /// reason. `recovered` says how a bad file was replaced, if it was.
@@ -77,8 +80,9 @@ impl Controller {
         // Keep the router MAC chosen now; written once everything is
         // restored, with what was not applied, so the file never loses
         // what it held.
-        if let Err(e) = self.persist(&self.model) {
-            tracing::warn!("{e}");
+        match self.persist(&self.model) {
+            Ok(()) => crate::state::settle(&self.settings.state),
+            Err(e) => tracing::warn!("{e}"),
         }
         self.publish();
     }

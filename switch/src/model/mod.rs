@@ -5,9 +5,10 @@
 //! [`Model::apply`] is pure: it checks one command against a copy of the
 //! model and returns the model the command asks for, or why it is refused.
 //! It opens nothing, writes nothing and asks the kernel nothing beyond
-//! what [`Facts`] says. The controller then writes the state file, performs
-//! the effects (opening and closing ports, the uplink's program, kernel
-//! routes) and only then commits the new model (`controller/mod.rs`).
+//! what [`Facts`] says. The controller then writes the state file, opens
+//! new ports (the effects that can refuse a command) and only then commits
+//! the new model; what follows the commit (kernel routes, the uplink's
+//! maps, closing removed ports) cannot refuse it (`controller/mod.rs`).
 //!
 //! Each part checks its own entries: `ports` (port specs), `router`
 //! (addresses and static routes), `services` (Service specs), the FDB here.
