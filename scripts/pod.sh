@@ -179,6 +179,7 @@ add_pod() {
     if [[ $TAP -eq 0 ]]; then
         hostip link add "$NAME" type veth peer name eth0 netns "$NAME" ||
             die "cannot create veth pair $NAME <-> $NAME/eth0"
+        MADE_LINK=1
         # The pod keeps the kernel's default offloads: the switch completes
         # the partial checksums they leave (fastpath/src/pipeline/csum.rs).
         if [[ -n $MAC ]]; then
@@ -189,11 +190,13 @@ add_pod() {
         hostexec sysctl -qw "net.ipv6.conf.$NAME.disable_ipv6=1" 2>/dev/null || true
         hostip link set dev "$NAME" up
         ctl port add "$NAME" "${secure[@]}" || die "vswitchctl port add $NAME failed"
+        MADE_PORT=1
     else
         local args=(port add "$NAME" --type tap --netns "$NAME" --ifname eth0)
         [[ -n $MAC ]] && args+=(--mac "$MAC")
         [[ $SECURE -eq 1 ]] && args+=(--ip "${IP%%/*}")
         ctl "${args[@]}" || die "vswitchctl port add $NAME --type tap failed"
+        MADE_PORT=1
         wait_for_link_in_netns "$NAME" eth0 ||
             die "vswitchd did not move its TAP into netns '$NAME' as eth0"
         ip -n "$NAME" link set dev eth0 up
@@ -206,13 +209,17 @@ add_pod() {
     trap - EXIT
 }
 
+# Removes what this invocation created, and only that (a port or a host
+# interface of the same name that existed before is not ours to delete).
 rollback() {
     echo "$PROG: removing partly created pod '$NAME'" >&2
-    if [[ -n ${CTL:-} ]]; then
+    if [[ ${MADE_PORT:-0} -eq 1 && -n ${CTL:-} ]]; then
         ctl port del "$NAME" >/dev/null 2>&1 || true
     fi
     ip netns del "$NAME" 2>/dev/null || true
-    hostip link del dev "$NAME" 2>/dev/null || true
+    if [[ ${MADE_LINK:-0} -eq 1 ]]; then
+        hostip link del dev "$NAME" 2>/dev/null || true
+    fi
 }
 
 del_pod() {

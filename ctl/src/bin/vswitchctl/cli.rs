@@ -132,7 +132,8 @@ pub(crate) struct PortAddArgs {
     #[arg(long, value_enum)]
     mode: Option<CliXdpMode>,
 
-    /// MAC address of the TAP device (tap only).
+    /// MAC address: of the TAP device (tap), or the pod's, declared for
+    /// port security with --ip (afxdp).
     #[arg(long)]
     mac: Option<MacAddr>,
 
