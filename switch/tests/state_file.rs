@@ -143,8 +143,10 @@ fn a_port_that_cannot_be_opened_after_the_write_changes_nothing() {
         return;
     };
     let d = env.daemon();
-    d.ctl_ok(&["port", "add", "vt-h0", "--type", "tap", "--host"]);
+    // Two changes, so that there is a backup (and no kernel object is
+    // made that could outlive the test).
     d.ctl_ok(&["addr", "add", "10.244.1.1/24"]);
+    d.ctl_ok(&["addr", "add", "10.244.2.1/24"]);
     let dir = d.state.parent().unwrap().to_path_buf();
     let bak = d.state.with_file_name("state.json.bak");
     // The file, its backup and what else lies beside them.
