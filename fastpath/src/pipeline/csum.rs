@@ -110,21 +110,24 @@ mod tests {
     use super::*;
     use crate::wire::ETH_LEN;
     use crate::wire::checksum::halves;
-    use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+    use etherparse::{IpHeaders, PacketBuilder, PacketBuilderStep, SlicedPacket, TransportSlice};
 
-    fn v4(tcp: bool, payload: &[u8]) -> Vec<u8> {
-        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(
-            [10, 244, 1, 5],
-            [10, 244, 1, 6],
-            64,
-        );
+    const MACS: ([u8; 6], [u8; 6]) = ([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+
+    /// A TCP or UDP segment over the IP header `ip`, checksums right.
+    fn segment(ip: PacketBuilderStep<IpHeaders>, tcp: bool, payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         if tcp {
-            b.tcp(40000, 80, 7, 1000).write(&mut out, payload).unwrap();
+            ip.tcp(40000, 80, 7, 1000).write(&mut out, payload).unwrap();
         } else {
-            b.udp(40000, 53).write(&mut out, payload).unwrap();
+            ip.udp(40000, 53).write(&mut out, payload).unwrap();
         }
         out
+    }
+
+    fn v4(tcp: bool, payload: &[u8]) -> Vec<u8> {
+        let eth = PacketBuilder::ethernet2(MACS.0, MACS.1);
+        segment(eth.ipv4([10, 244, 1, 5], [10, 244, 1, 6], 64), tcp, payload)
     }
 
     fn v6(tcp: bool, payload: &[u8]) -> Vec<u8> {
@@ -133,14 +136,8 @@ mod tests {
         src[15] = 5;
         let mut dst = src;
         dst[15] = 6;
-        let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv6(src, dst, 64);
-        let mut out = Vec::new();
-        if tcp {
-            b.tcp(40000, 80, 7, 1000).write(&mut out, payload).unwrap();
-        } else {
-            b.udp(40000, 53).write(&mut out, payload).unwrap();
-        }
-        out
+        let eth = PacketBuilder::ethernet2(MACS.0, MACS.1);
+        segment(eth.ipv6(src, dst, 64), tcp, payload)
     }
 
     /// Where the checksum field is, and the pseudo-header sum a sender's

@@ -16,22 +16,13 @@ pub const REPLY: u16 = 2;
 /// Hardware type Ethernet, protocol IPv4, address lengths 6 and 4.
 const ETHERNET_IPV4: [u8; 6] = [0, 1, 8, 0, 6, 4];
 
-/// A view of an ARP packet at the start of `B`; [`Arp::new`] checks that
-/// the 28 bytes of an Ethernet/IPv4 packet fit.
-#[derive(Debug, Clone, Copy)]
-pub struct Arp<B>(B);
+view! {
+    /// A view of an ARP packet at the start of `B`; [`Arp::new`] checks that
+    /// the 28 bytes of an Ethernet/IPv4 packet fit.
+    Arp, LEN
+}
 
 impl<B: AsRef<[u8]>> Arp<B> {
-    #[inline(always)]
-    pub fn new(buf: B) -> Option<Self> {
-        (buf.as_ref().len() >= LEN).then_some(Arp(buf))
-    }
-
-    #[inline(always)]
-    pub fn bytes(&self) -> &[u8] {
-        self.0.as_ref()
-    }
-
     /// Whether it maps IPv4 addresses to Ethernet ones (the only kind the
     /// switch reads).
     #[inline(always)]

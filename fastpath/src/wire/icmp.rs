@@ -32,22 +32,13 @@ pub fn quotes_a_packet(t: u8) -> bool {
     matches!(t, 3 | 11 | 12)
 }
 
-/// A view of an ICMP or ICMPv6 message (header and body) at the start of
-/// `B`; [`Icmp::new`] checks that the 8-byte header fits.
-#[derive(Debug, Clone, Copy)]
-pub struct Icmp<B>(B);
+view! {
+    /// A view of an ICMP or ICMPv6 message (header and body) at the start of
+    /// `B`; [`Icmp::new`] checks that the 8-byte header fits.
+    Icmp, HDR_LEN
+}
 
 impl<B: AsRef<[u8]>> Icmp<B> {
-    #[inline(always)]
-    pub fn new(buf: B) -> Option<Self> {
-        (buf.as_ref().len() >= HDR_LEN).then_some(Icmp(buf))
-    }
-
-    #[inline(always)]
-    pub fn bytes(&self) -> &[u8] {
-        self.0.as_ref()
-    }
-
     #[inline(always)]
     pub fn msg_type(&self) -> u8 {
         self.bytes()[0]
@@ -73,11 +64,6 @@ impl<B: AsRef<[u8]>> Icmp<B> {
 }
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> Icmp<B> {
-    #[inline(always)]
-    pub fn bytes_mut(&mut self) -> &mut [u8] {
-        self.0.as_mut()
-    }
-
     /// Changes the type, updating the checksum incrementally (echo request
     /// into echo reply).
     #[inline]

@@ -22,25 +22,15 @@ pub const DF: u16 = 0x4000;
 pub const MF_OFFSET: u16 = 0x3fff;
 pub const PROTO_ICMP: u8 = 1;
 
-/// A view of an IPv4 header at the start of `B` (`&[u8]` to read,
-/// `&mut [u8]` to write too). [`Ipv4::new`] checks that the fixed header
-/// fits, so no accessor panics; what the fields say (version, header and
-/// total length) is for the caller to check ([`Ipv4::lengths`]).
-#[derive(Debug, Clone, Copy)]
-pub struct Ipv4<B>(B);
+view! {
+    /// A view of an IPv4 header at the start of `B` (`&[u8]` to read,
+    /// `&mut [u8]` to write too). [`Ipv4::new`] checks that the fixed header
+    /// fits, so no accessor panics; what the fields say (version, header and
+    /// total length) is for the caller to check ([`Ipv4::lengths`]).
+    Ipv4, MIN_LEN
+}
 
 impl<B: AsRef<[u8]>> Ipv4<B> {
-    /// A view of `buf` if it holds a fixed (20-byte) header.
-    #[inline(always)]
-    pub fn new(buf: B) -> Option<Self> {
-        (buf.as_ref().len() >= MIN_LEN).then_some(Ipv4(buf))
-    }
-
-    #[inline(always)]
-    pub fn bytes(&self) -> &[u8] {
-        self.0.as_ref()
-    }
-
     #[inline(always)]
     pub fn version(&self) -> u8 {
         self.bytes()[0] >> 4
@@ -130,11 +120,6 @@ impl<B: AsRef<[u8]>> Ipv4<B> {
 }
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> Ipv4<B> {
-    #[inline(always)]
-    pub fn bytes_mut(&mut self) -> &mut [u8] {
-        self.0.as_mut()
-    }
-
     /// Takes one off the TTL (known to be above 1), updating the header
     /// checksum incrementally.
     #[inline(always)]

@@ -93,22 +93,13 @@ pub fn icmpv6_checksum(src: u128, dst: u128, msg: &[u8]) -> u16 {
     fold(sum(msg, acc))
 }
 
-/// A view of an IPv6 fixed header at the start of `B`; [`Ipv6::new`]
-/// checks that the 40 bytes fit.
-#[derive(Debug, Clone, Copy)]
-pub struct Ipv6<B>(B);
+view! {
+    /// A view of an IPv6 fixed header at the start of `B`; [`Ipv6::new`]
+    /// checks that the 40 bytes fit.
+    Ipv6, HDR_LEN
+}
 
 impl<B: AsRef<[u8]>> Ipv6<B> {
-    #[inline(always)]
-    pub fn new(buf: B) -> Option<Self> {
-        (buf.as_ref().len() >= HDR_LEN).then_some(Ipv6(buf))
-    }
-
-    #[inline(always)]
-    pub fn bytes(&self) -> &[u8] {
-        self.0.as_ref()
-    }
-
     #[inline(always)]
     pub fn version(&self) -> u8 {
         self.bytes()[0] >> 4
@@ -155,11 +146,6 @@ impl<B: AsRef<[u8]>> Ipv6<B> {
 }
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> Ipv6<B> {
-    #[inline(always)]
-    pub fn bytes_mut(&mut self) -> &mut [u8] {
-        self.0.as_mut()
-    }
-
     #[inline(always)]
     pub fn set_hop_limit(&mut self, hop_limit: u8) {
         self.bytes_mut()[HOP_LIMIT] = hop_limit;

@@ -37,32 +37,42 @@ pub fn ipv4_checksum(src: u32, dst: u32, proto: u8, seg: &[u8]) -> u16 {
     fold(sum(seg, acc))
 }
 
-/// A view of a TCP header at the start of `B`; [`Tcp::new`] checks that
-/// the 20-byte fixed header fits.
-#[derive(Debug, Clone, Copy)]
-pub struct Tcp<B>(B);
+/// Source and destination port, where TCP and UDP both keep them.
+macro_rules! ports {
+    ($name:ident) => {
+        impl<B: AsRef<[u8]>> $name<B> {
+            #[inline(always)]
+            pub fn sport(&self) -> u16 {
+                read_u16(self.bytes(), SPORT)
+            }
+
+            #[inline(always)]
+            pub fn dport(&self) -> u16 {
+                read_u16(self.bytes(), DPORT)
+            }
+        }
+
+        impl<B: AsRef<[u8]> + AsMut<[u8]>> $name<B> {
+            #[inline(always)]
+            pub fn set_ports(&mut self, sport: u16, dport: u16) {
+                let b = self.bytes_mut();
+                write_u16(b, SPORT, sport);
+                write_u16(b, DPORT, dport);
+            }
+        }
+    };
+}
+
+ports!(Tcp);
+ports!(Udp);
+
+view! {
+    /// A view of a TCP header at the start of `B`; [`Tcp::new`] checks that
+    /// the 20-byte fixed header fits.
+    Tcp, tcp::MIN_LEN
+}
 
 impl<B: AsRef<[u8]>> Tcp<B> {
-    #[inline(always)]
-    pub fn new(buf: B) -> Option<Self> {
-        (buf.as_ref().len() >= tcp::MIN_LEN).then_some(Tcp(buf))
-    }
-
-    #[inline(always)]
-    pub fn bytes(&self) -> &[u8] {
-        self.0.as_ref()
-    }
-
-    #[inline(always)]
-    pub fn sport(&self) -> u16 {
-        read_u16(self.bytes(), SPORT)
-    }
-
-    #[inline(always)]
-    pub fn dport(&self) -> u16 {
-        read_u16(self.bytes(), DPORT)
-    }
-
     #[inline(always)]
     pub fn seq(&self) -> u32 {
         read_u32(self.bytes(), tcp::SEQ)
@@ -92,18 +102,6 @@ impl<B: AsRef<[u8]>> Tcp<B> {
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> Tcp<B> {
     #[inline(always)]
-    pub fn bytes_mut(&mut self) -> &mut [u8] {
-        self.0.as_mut()
-    }
-
-    #[inline(always)]
-    pub fn set_ports(&mut self, sport: u16, dport: u16) {
-        let b = self.bytes_mut();
-        write_u16(b, SPORT, sport);
-        write_u16(b, DPORT, dport);
-    }
-
-    #[inline(always)]
     pub fn set_checksum(&mut self, c: u16) {
         write_u16(self.bytes_mut(), tcp::CHECKSUM, c);
     }
@@ -132,32 +130,13 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Tcp<B> {
     }
 }
 
-/// A view of a UDP header at the start of `B`; [`Udp::new`] checks that
-/// the 8 bytes fit.
-#[derive(Debug, Clone, Copy)]
-pub struct Udp<B>(B);
+view! {
+    /// A view of a UDP header at the start of `B`; [`Udp::new`] checks that
+    /// the 8 bytes fit.
+    Udp, udp::HDR_LEN
+}
 
 impl<B: AsRef<[u8]>> Udp<B> {
-    #[inline(always)]
-    pub fn new(buf: B) -> Option<Self> {
-        (buf.as_ref().len() >= udp::HDR_LEN).then_some(Udp(buf))
-    }
-
-    #[inline(always)]
-    pub fn bytes(&self) -> &[u8] {
-        self.0.as_ref()
-    }
-
-    #[inline(always)]
-    pub fn sport(&self) -> u16 {
-        read_u16(self.bytes(), SPORT)
-    }
-
-    #[inline(always)]
-    pub fn dport(&self) -> u16 {
-        read_u16(self.bytes(), DPORT)
-    }
-
     /// The length field: header and payload.
     #[inline(always)]
     pub fn len(&self) -> usize {
@@ -182,18 +161,6 @@ impl<B: AsRef<[u8]>> Udp<B> {
 }
 
 impl<B: AsRef<[u8]> + AsMut<[u8]>> Udp<B> {
-    #[inline(always)]
-    pub fn bytes_mut(&mut self) -> &mut [u8] {
-        self.0.as_mut()
-    }
-
-    #[inline(always)]
-    pub fn set_ports(&mut self, sport: u16, dport: u16) {
-        let b = self.bytes_mut();
-        write_u16(b, SPORT, sport);
-        write_u16(b, DPORT, dport);
-    }
-
     #[inline(always)]
     pub fn set_len(&mut self, len: u16) {
         write_u16(self.bytes_mut(), udp::LEN, len);

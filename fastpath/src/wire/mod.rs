@@ -20,6 +20,37 @@
 //! 1.4–1.9× slower for NAT (no incremental checksum update), and neither
 //! crate has the in-place rewrites (ICMP quoting, VXLAN) the router does.
 
+/// Declares a view of a header at the start of a byte buffer `B`:
+/// `new` checks that `$min` bytes (its fixed part) fit, so that no
+/// accessor of a view can panic; `bytes` and `bytes_mut` give the buffer.
+macro_rules! view {
+    ($(#[$doc:meta])* $name:ident, $min:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name<B>(B);
+
+        impl<B: AsRef<[u8]>> $name<B> {
+            /// A view of `buf`, if its fixed header fits.
+            #[inline(always)]
+            pub fn new(buf: B) -> Option<Self> {
+                (buf.as_ref().len() >= $min).then_some($name(buf))
+            }
+
+            #[inline(always)]
+            pub fn bytes(&self) -> &[u8] {
+                self.0.as_ref()
+            }
+        }
+
+        impl<B: AsRef<[u8]> + AsMut<[u8]>> $name<B> {
+            #[inline(always)]
+            pub fn bytes_mut(&mut self) -> &mut [u8] {
+                self.0.as_mut()
+            }
+        }
+    };
+}
+
 pub mod arp;
 pub mod checksum;
 pub mod icmp;

@@ -13,22 +13,13 @@ pub const FIXED_LEN: usize = 24;
 /// A message the switch writes: the fixed part and one link-layer option.
 const WRITTEN_LEN: usize = FIXED_LEN + 8;
 
-/// A view of a solicitation or advertisement (the ICMPv6 message, from
-/// its type on); [`Nd::new`] checks that the fixed part fits.
-#[derive(Debug, Clone, Copy)]
-pub struct Nd<B>(B);
+view! {
+    /// A view of a solicitation or advertisement (the ICMPv6 message, from
+    /// its type on); [`Nd::new`] checks that the fixed part fits.
+    Nd, FIXED_LEN
+}
 
 impl<B: AsRef<[u8]>> Nd<B> {
-    #[inline(always)]
-    pub fn new(buf: B) -> Option<Self> {
-        (buf.as_ref().len() >= FIXED_LEN).then_some(Nd(buf))
-    }
-
-    #[inline(always)]
-    pub fn bytes(&self) -> &[u8] {
-        self.0.as_ref()
-    }
-
     #[inline(always)]
     pub fn msg_type(&self) -> u8 {
         self.bytes()[0]

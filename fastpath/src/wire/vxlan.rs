@@ -15,17 +15,13 @@ pub const OVERHEAD: usize = 14 + 20 + 8 + HDR_LEN;
 pub const FLAG_VNI: u8 = 0x08;
 pub const PROTO_UDP: u8 = 17;
 
-/// A view of a VXLAN header at the start of `B`; [`Vxlan::new`] checks
-/// that its 8 bytes fit.
-#[derive(Debug, Clone, Copy)]
-pub struct Vxlan<B>(B);
+view! {
+    /// A view of a VXLAN header at the start of `B`; [`Vxlan::new`] checks
+    /// that its 8 bytes fit.
+    Vxlan, HDR_LEN
+}
 
 impl<B: AsRef<[u8]>> Vxlan<B> {
-    #[inline(always)]
-    pub fn new(buf: B) -> Option<Self> {
-        (buf.as_ref().len() >= HDR_LEN).then_some(Vxlan(buf))
-    }
-
     /// Whether the "VNI present" flag is set.
     #[inline(always)]
     pub fn has_vni(&self) -> bool {
