@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Creates or removes a "pod": a network namespace with an eth0 attached to vswitchd.
 #
-#   pod.sh add NAME --ip ADDR/PREFIX [--mac MAC] [--gw ADDR] [--tap] [--port-security]
-#              [--node NODE] [--socket PATH]
+#   pod.sh add NAME --ip ADDR/PREFIX [--mac MAC] [--gw ADDR] [--tap [--offload on|off]]
+#              [--port-security] [--node NODE] [--socket PATH]
 #   pod.sh del NAME [--node NODE] [--socket PATH]
 #
 # veth mode (default): a veth pair NAME <-> eth0, eth0 inside netns NAME, and
@@ -12,7 +12,8 @@
 #
 # TAP mode (--tap): vswitchd creates a TAP device, moves it into netns NAME
 # and renames it to eth0 (`vswitchctl port add NAME --type tap --netns NAME
-# --ifname eth0`).
+# --ifname eth0`), with checksum and segmentation offloads on unless
+# --offload off (`vswitchctl port add ... --offload off`).
 #
 # Either way the script then assigns the address and the default route
 # inside the namespace.
@@ -40,8 +41,8 @@ PROG=$(basename "$0")
 
 usage() {
     cat >&2 <<USAGE
-usage: $PROG add NAME --ip ADDR/PREFIX [--mac MAC] [--gw ADDR] [--tap] [--port-security]
-                [--node NODE] [--socket PATH]
+usage: $PROG add NAME --ip ADDR/PREFIX [--mac MAC] [--gw ADDR] [--tap [--offload on|off]]
+                [--port-security] [--node NODE] [--socket PATH]
        $PROG del NAME [--node NODE] [--socket PATH]
 
   NAME      pod name: the network namespace, and the host-side interface
@@ -50,6 +51,7 @@ usage: $PROG add NAME --ip ADDR/PREFIX [--mac MAC] [--gw ADDR] [--tap] [--port-s
   --mac     MAC address of the pod's eth0 (default: kernel/vswitchd chooses)
   --gw      default gateway inside the pod
   --tap     attach through a TAP device created by vswitchd instead of a veth
+  --offload TAP only: the TAP's checksum and segmentation offloads (default on)
   --port-security
             declare the address (and --mac) to the switch: host route, and
             frames from any other source MAC/IP are dropped
@@ -107,6 +109,7 @@ IP=""
 MAC=""
 GW=""
 TAP=0
+OFFLOAD=""
 SECURE=0
 NODE=""
 SOCKET=${VSWITCH_SOCKET:-}
@@ -118,6 +121,7 @@ while [[ $# -gt 0 ]]; do
     --gw) [[ $# -ge 2 ]] || usage; GW=$2; shift 2 ;;
     --socket) [[ $# -ge 2 ]] || usage; SOCKET=$2; shift 2 ;;
     --tap) TAP=1; shift ;;
+    --offload) [[ $# -ge 2 ]] || usage; OFFLOAD=$2; shift 2 ;;
     --port-security) SECURE=1; shift ;;
     --node) [[ $# -ge 2 ]] || usage; NODE=$2; shift 2 ;;
     -h | --help) usage ;;
@@ -154,6 +158,7 @@ hostexec() {
 add_pod() {
     [[ -n $IP ]] || { echo "$PROG: add needs --ip ADDR/PREFIX" >&2; usage; }
     [[ $IP == */* ]] || die "--ip '$IP' needs a prefix length, e.g. $IP/24"
+    [[ -z $OFFLOAD || $TAP -eq 1 ]] || die "--offload applies to TAP pods (--tap)"
     if [[ -n $MAC ]] && ! [[ $MAC =~ ^([0-9A-Fa-f]{1,2}[:-]){5}[0-9A-Fa-f]{1,2}$ ]]; then
         die "invalid MAC address '$MAC'"
     fi
@@ -194,6 +199,7 @@ add_pod() {
     else
         local args=(port add "$NAME" --type tap --netns "$NAME" --ifname eth0)
         [[ -n $MAC ]] && args+=(--mac "$MAC")
+        [[ -n $OFFLOAD ]] && args+=(--offload "$OFFLOAD")
         [[ $SECURE -eq 1 ]] && args+=(--ip "${IP%%/*}")
         ctl "${args[@]}" || die "vswitchctl port add $NAME --type tap failed"
         MADE_PORT=1

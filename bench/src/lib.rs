@@ -38,7 +38,7 @@ use fastpath::drop::DropReason;
 use fastpath::l2::fdb::{DEFAULT_AGING_SECS, DEFAULT_MAC_LIMIT, LearnEvent, MacTable};
 use fastpath::pool::FramePool;
 use fastpath::port::memory::MemPort;
-use fastpath::port::{Port, PortGone, PortMode};
+use fastpath::port::{Port, PortGone, PortMode, RxFrame};
 use fastpath::services::conntrack::Conntrack;
 use fastpath::snapshot::{self, PortEntry, SharedSnapshot, Snapshot};
 use fastpath::tx::TxFrame;
@@ -131,11 +131,7 @@ impl FrameSource {
 }
 
 impl Port for FrameSource {
-    fn rx_burst(
-        &mut self,
-        pool: &mut FramePool,
-        out: &mut [(u32, u32)],
-    ) -> Result<usize, PortGone> {
+    fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [RxFrame]) -> Result<usize, PortGone> {
         let mut n = 0;
         for slot in out.iter_mut() {
             // An empty pool ends the burst early; the scenario checks count
@@ -143,7 +139,7 @@ impl Port for FrameSource {
             let Some(frame) = pool.write_frame(&self.template) else {
                 break;
             };
-            *slot = frame;
+            *slot = frame.into();
             n += 1;
         }
         Ok(n)
@@ -166,11 +162,7 @@ impl Port for FrameSource {
 pub struct FrameSink;
 
 impl Port for FrameSink {
-    fn rx_burst(
-        &mut self,
-        _pool: &mut FramePool,
-        _out: &mut [(u32, u32)],
-    ) -> Result<usize, PortGone> {
+    fn rx_burst(&mut self, _pool: &mut FramePool, _out: &mut [RxFrame]) -> Result<usize, PortGone> {
         Ok(0)
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use fastpath::l3::neigh::{NeighEvent, NeighTable, NeighView};
 use fastpath::l3::table::{Link, NextHop, RouteTable};
 use fastpath::pool::FramePool;
-use fastpath::port::{Port, PortGone, PortMode};
+use fastpath::port::{Port, PortGone, PortMode, RxFrame};
 use fastpath::snapshot::{self, L3Config, PortEntry, PortRole, Snapshot};
 use fastpath::tx::TxFrame;
 use fastpath::{PortId, mac_key};
@@ -65,18 +65,14 @@ impl CyclingSource {
 }
 
 impl Port for CyclingSource {
-    fn rx_burst(
-        &mut self,
-        pool: &mut FramePool,
-        out: &mut [(u32, u32)],
-    ) -> Result<usize, PortGone> {
+    fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [RxFrame]) -> Result<usize, PortGone> {
         let mut n = 0;
         for slot in out.iter_mut() {
             let Some(frame) = pool.write_frame(&self.templates[self.next]) else {
                 break;
             };
             self.next = (self.next + 1) % self.templates.len();
-            *slot = frame;
+            *slot = frame.into();
             n += 1;
         }
         Ok(n)

@@ -225,6 +225,11 @@ pub struct PortSpec {
     /// network. Routed, not part of the pod bridge.
     #[serde(default, skip_serializing_if = "is_false")]
     pub host: bool,
+    /// For TAP ports: checksum and segmentation offloads (a virtio-net
+    /// header on every frame, GSO frames of up to 64 KiB). `None` is the
+    /// default, on; `Some(false)` turns them off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offload: Option<bool>,
     /// Request option, never stored: a port of that name with exactly these
     /// settings already existing is not an error (idempotent add).
     #[serde(default, skip_serializing_if = "is_false")]
@@ -248,8 +253,14 @@ impl PortSpec {
             ips: Vec::new(),
             uplink: false,
             host: false,
+            offload: None,
             may_exist: false,
         }
+    }
+
+    /// True for a TAP port whose offloads are on (the default).
+    pub fn offloads(&self) -> bool {
+        self.port_type == PortType::Tap && self.offload != Some(false)
     }
 }
 

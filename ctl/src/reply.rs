@@ -209,6 +209,10 @@ pub struct PortInfo {
     pub mode: String,
     /// AF_XDP only: whether the socket runs zero-copy (false: copy mode).
     pub zero_copy: bool,
+    /// TAP only: checksum and segmentation offloads are on (GSO frames
+    /// cross the switch whole).
+    #[serde(default)]
+    pub offload: bool,
     pub state: PortState,
     /// Why the port is down, if it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,6 +1,7 @@
 //! A batch of frames moving through the pipeline together.
 
 use crate::drop::DropReason;
+use crate::gso::Gso;
 use crate::{MacKey, PortId};
 
 /// Most frames in one batch (one RX burst).
@@ -52,6 +53,9 @@ pub struct Pkt {
     /// The frame arrived inside VXLAN and was unwrapped: what the switch
     /// answers it with goes back through the tunnel.
     pub tunneled: bool,
+    /// A GSO frame from a TAP port with offloads: one packet standing for
+    /// several (see [`crate::gso`]).
+    pub gso: Gso,
 }
 
 impl Pkt {
@@ -68,6 +72,7 @@ impl Pkt {
             ethertype: 0,
             l4: 0,
             tunneled: false,
+            gso: Gso::NONE,
         }
     }
 
@@ -91,6 +96,10 @@ impl Pkt {
 pub struct Batch {
     pkts: [Pkt; BATCH_SIZE],
     len: usize,
+    /// Frames may be GSO frames or larger than a regular frame: they came
+    /// from a TAP port with offloads, or were held (from any port). Only
+    /// such batches pay for the checks (see [`Batch::set_big`]).
+    big: bool,
 }
 
 impl Default for Batch {
@@ -104,6 +113,7 @@ impl Batch {
         Batch {
             pkts: [Pkt::new(0, 0, 0); BATCH_SIZE],
             len: 0,
+            big: false,
         }
     }
 
@@ -125,6 +135,20 @@ impl Batch {
     #[inline]
     pub fn clear(&mut self) {
         self.len = 0;
+        self.big = false;
+    }
+
+    /// Marks the batch as one whose frames may be GSO or big frames (from a
+    /// port that [takes GSO](crate::port::Port::takes_gso), or held ones).
+    #[inline]
+    pub fn set_big(&mut self) {
+        self.big = true;
+    }
+
+    /// See [`Batch::set_big`].
+    #[inline]
+    pub fn may_be_big(&self) -> bool {
+        self.big
     }
 
     /// Appends a frame; returns false (and does nothing) when full.

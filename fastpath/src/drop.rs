@@ -52,11 +52,16 @@ pub enum DropReason {
     /// A new Service flow, refused because the connection table is full
     /// of answered flows.
     ConntrackFull,
+    /// From a TAP port with offloads, with a virtio-net header that does
+    /// not describe its frame (GSO size 0, a header length or checksum
+    /// position beyond the frame, an unknown GSO type), or a GSO frame
+    /// whose headers do not parse.
+    BadOffload,
 }
 
 impl DropReason {
     /// Number of reasons (size of counter arrays).
-    pub const COUNT: usize = 21;
+    pub const COUNT: usize = 22;
 
     /// All reasons, in counter order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -81,6 +86,7 @@ impl DropReason {
         DropReason::Unsupported,
         DropReason::NoEndpoints,
         DropReason::ConntrackFull,
+        DropReason::BadOffload,
     ];
 
     /// The stable name.
@@ -107,6 +113,7 @@ impl DropReason {
             DropReason::Unsupported => "unsupported",
             DropReason::NoEndpoints => "no_endpoints",
             DropReason::ConntrackFull => "conntrack_full",
+            DropReason::BadOffload => "bad_offload",
         }
     }
 

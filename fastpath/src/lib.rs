@@ -50,6 +50,7 @@ pub mod counters;
 pub mod ctx;
 pub mod drop;
 pub mod events;
+pub mod gso;
 pub mod l2;
 pub mod l3;
 pub mod pipeline;
@@ -58,6 +59,8 @@ pub mod port;
 pub mod services;
 pub mod snapshot;
 pub mod sys;
+#[cfg(test)]
+pub(crate) mod test_frames;
 pub mod tx;
 pub mod wire;
 pub mod worker;

@@ -1,9 +1,15 @@
 //! A worker's packet buffers: fixed-size frames in one memory region.
 //!
-//! The region is page-aligned memory that every AF_XDP port of the worker
-//! registers as its UMEM, so forwarding between two AF_XDP ports hands a
-//! descriptor from one socket's RX ring to another's TX ring without copying.
-//! TAP and in-memory ports read into and write from the same frames.
+//! The region's first part is page-aligned memory that every AF_XDP port of
+//! the worker registers as its UMEM ([`FramePool::umem`]), so forwarding
+//! between two AF_XDP ports hands a descriptor from one socket's RX ring to
+//! another's TX ring without copying. TAP and in-memory ports read into and
+//! write from the same frames.
+//!
+//! After the UMEM come a few *big* frames ([`BIG_CAPACITY`] bytes) for the
+//! GSO frames of TAP ports with offloads (up to 64 KiB of TCP or UDP in one
+//! frame); they are never lent to the kernel's AF_XDP rings. Every address
+//! names one frame of either kind; [`FramePool::data`] and friends take both.
 //!
 //! A frame is named by its *address*: the byte offset of its packet data in
 //! the region. Every frame has an owner, tracked in a side array so that a
@@ -28,12 +34,22 @@ pub const FRAME_SIZE: u32 = 2048;
 pub const HEADROOM: u32 = 256;
 /// Largest frame the pool can hold.
 pub const FRAME_CAPACITY: u32 = FRAME_SIZE - HEADROOM;
+/// Bytes per big frame: 64 KiB of GSO payload and headers, with room to spare.
+pub const BIG_FRAME_SIZE: u32 = 34 * FRAME_SIZE;
+/// Largest frame a big frame holds.
+pub const BIG_CAPACITY: u32 = BIG_FRAME_SIZE - HEADROOM;
+/// Big frames of each worker's pool.
+pub const BIG_FRAMES: u32 = 64;
 /// Size of the fill and completion rings of each AF_XDP socket.
 pub const XSK_RING_SIZE: u32 = 2048;
 
 const FREE: u16 = u16::MAX;
 const WORKER: u16 = u16::MAX - 1;
 const HANDOFF: u16 = u16::MAX - 2;
+/// The slots of a big frame after its first: no frame starts there.
+const INSIDE: u16 = u16::MAX - 3;
+/// Regular-frame slots a big frame spans.
+const SLOTS_PER_BIG: u32 = BIG_FRAME_SIZE / FRAME_SIZE;
 
 /// Counts of where a pool's frames are.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,8 +66,13 @@ pub struct PoolCounts {
 /// The frames of one worker.
 pub struct FramePool {
     base: NonNull<u8>,
+    /// Regular frames, then `big` big ones.
     count: u32,
+    big: u32,
+    /// Bytes of regular frames: the UMEM part, where big frames start.
+    umem_len: u32,
     free: Vec<u32>,
+    free_big: Vec<u32>,
     owner: Vec<u16>,
     lent: u32,
     handoff: u32,
@@ -64,11 +85,20 @@ pub struct FramePool {
 unsafe impl Send for FramePool {}
 
 impl FramePool {
-    /// A pool of `count` frames.
+    /// A pool of `count` regular frames and no big ones.
     pub fn new(count: u32) -> Self {
+        Self::with_big(count, 0)
+    }
+
+    /// A pool of `count` regular frames and `big` big frames.
+    pub fn with_big(count: u32, big: u32) -> Self {
         let count = count.max(1);
-        let layout = Layout::from_size_align(count as usize * FRAME_SIZE as usize, 4096)
-            .expect("pool layout fits in memory");
+        let umem_len = count
+            .checked_mul(FRAME_SIZE)
+            .and_then(|u| big.checked_mul(BIG_FRAME_SIZE)?.checked_add(u).map(|_| u))
+            .expect("pool addresses fit in 32 bits");
+        let size = umem_len as usize + big as usize * BIG_FRAME_SIZE as usize;
+        let layout = Layout::from_size_align(size, 4096).expect("pool layout fits in memory");
         // SAFETY: the layout has non-zero size.
         let ptr = unsafe { alloc_zeroed(layout) };
         let base = NonNull::new(ptr).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
@@ -77,11 +107,26 @@ impl FramePool {
             .rev()
             .map(|i| i * FRAME_SIZE + HEADROOM)
             .collect();
+        let free_big = (0..big)
+            .rev()
+            .map(|j| umem_len + j * BIG_FRAME_SIZE + HEADROOM)
+            .collect();
         FramePool {
             base,
             count,
+            big,
+            umem_len,
             free,
-            owner: vec![FREE; count as usize],
+            free_big,
+            owner: (0..count + big * SLOTS_PER_BIG)
+                .map(|slot| {
+                    if slot >= count && !(slot - count).is_multiple_of(SLOTS_PER_BIG) {
+                        INSIDE
+                    } else {
+                        FREE
+                    }
+                })
+                .collect(),
             lent: 0,
             handoff: 0,
             errors: 0,
@@ -94,33 +139,72 @@ impl FramePool {
         Self::new(count)
     }
 
-    /// Number of frames.
+    /// Number of frames (regular and big).
     pub fn total(&self) -> u32 {
-        self.count
+        self.count + self.big
     }
 
-    /// Frames in the free list.
+    /// Frames in the free lists (regular and big).
     pub fn available(&self) -> u32 {
-        self.free.len() as u32
+        (self.free.len() + self.free_big.len()) as u32
     }
 
-    /// Where the frames are.
+    /// Big frames in the free list.
+    pub fn available_big(&self) -> u32 {
+        self.free_big.len() as u32
+    }
+
+    /// True for a frame the AF_XDP rings may carry (a regular frame).
+    #[inline]
+    pub fn in_umem(&self, addr: u32) -> bool {
+        addr < self.umem_len
+    }
+
+    /// Where the frames are (regular and big together).
     pub fn counts(&self) -> PoolCounts {
-        let free = self.free.len() as u32;
+        let free = self.available();
+        let count = self.total();
         PoolCounts {
-            total: self.count,
+            total: count,
             free,
             lent: self.lent,
             handoff: self.handoff,
-            worker: self.count - free - self.lent - self.handoff,
+            worker: count - free - self.lent - self.handoff,
             errors: self.errors,
         }
     }
 
+    /// The slot `addr` falls in (any offset within it). Slots are
+    /// regular-frame sized over the whole region, so that finding a frame's
+    /// owner costs the same for both kinds; a big frame is owned through
+    /// its first slot (the others are `INSIDE`, never a frame's).
     #[inline]
     fn index(&self, addr: u32) -> Option<usize> {
         let idx = addr / FRAME_SIZE;
-        (idx < self.count).then_some(idx as usize)
+        (idx < self.owner.len() as u32).then_some(idx as usize)
+    }
+
+    /// The canonical address of the frame starting at slot `idx`.
+    #[inline]
+    fn canonical(idx: usize) -> u32 {
+        idx as u32 * FRAME_SIZE + HEADROOM
+    }
+
+    /// How many bytes the frame at canonical address `addr` holds; `None`
+    /// for an address that is not a frame's canonical one.
+    #[inline]
+    fn capacity(&self, addr: u32) -> Option<u32> {
+        if addr / FRAME_SIZE < self.count && addr % FRAME_SIZE == HEADROOM {
+            return Some(FRAME_CAPACITY);
+        }
+        self.big_capacity(addr)
+    }
+
+    #[inline(never)]
+    fn big_capacity(&self, addr: u32) -> Option<u32> {
+        let j = (addr / FRAME_SIZE).checked_sub(self.count)?;
+        (addr % FRAME_SIZE == HEADROOM && j < self.big * SLOTS_PER_BIG && j.is_multiple_of(SLOTS_PER_BIG))
+            .then_some(BIG_CAPACITY)
     }
 
     /// Takes a free frame for the worker.
@@ -129,6 +213,28 @@ impl FramePool {
         let addr = self.free.pop()?;
         self.owner[(addr / FRAME_SIZE) as usize] = WORKER;
         Some(addr)
+    }
+
+    /// Takes a free big frame for the worker.
+    #[inline]
+    pub fn alloc_big(&mut self) -> Option<u32> {
+        let addr = self.free_big.pop()?;
+        let idx = self.index(addr).expect("free big frames are in the pool");
+        self.owner[idx] = WORKER;
+        Some(addr)
+    }
+
+    /// Takes a free frame that holds `len` bytes: a regular one when it
+    /// fits, else a big one.
+    #[inline]
+    pub fn alloc_for(&mut self, len: u32) -> Option<u32> {
+        if len <= FRAME_CAPACITY {
+            self.alloc()
+        } else if len <= BIG_CAPACITY {
+            self.alloc_big()
+        } else {
+            None
+        }
     }
 
     /// Returns a frame held by the worker to the free list.
@@ -149,7 +255,17 @@ impl FramePool {
             }
         }
         self.owner[idx] = FREE;
-        self.free.push(idx as u32 * FRAME_SIZE + HEADROOM);
+        self.release(idx);
+    }
+
+    #[inline]
+    fn release(&mut self, idx: usize) {
+        let addr = Self::canonical(idx);
+        if idx < self.count as usize {
+            self.free.push(addr);
+        } else {
+            self.free_big.push(addr);
+        }
     }
 
     /// Marks a worker-held frame as lent to `port` (placed in a kernel ring).
@@ -179,18 +295,18 @@ impl FramePool {
         }
         self.owner[idx] = WORKER;
         self.lent -= 1;
-        Some(idx as u32 * FRAME_SIZE + HEADROOM)
+        Some(Self::canonical(idx))
     }
 
     /// Frees every frame lent to `port` (the port is gone and its rings with
     /// it). Returns how many were recovered.
     pub fn reclaim_port(&mut self, port: PortId) -> u32 {
         let mut n = 0;
-        for idx in 0..self.count as usize {
+        for idx in 0..self.owner.len() {
             if self.owner[idx] == port {
                 self.owner[idx] = FREE;
                 self.lent -= 1;
-                self.free.push(idx as u32 * FRAME_SIZE + HEADROOM);
+                self.release(idx);
                 n += 1;
             }
         }
@@ -213,7 +329,7 @@ impl FramePool {
     /// the canonical offset) so it starts at the canonical address `canon`.
     /// Returns the length kept, or `None` if `addr`/`len` fall outside the frame.
     pub fn normalize(&mut self, addr: u32, canon: u32, len: u32) -> Option<u32> {
-        if self.index(canon).is_none() || canon % FRAME_SIZE != HEADROOM {
+        if !self.in_umem(canon) || canon % FRAME_SIZE != HEADROOM {
             return None;
         }
         let frame_start = canon - HEADROOM;
@@ -235,40 +351,143 @@ impl FramePool {
         Some(len)
     }
 
-    /// The packet data of a frame.
+    /// The packet data of a frame: `len` bytes, at most the frame's
+    /// capacity; empty for an address that is not a frame's.
     #[inline]
     pub fn data(&self, addr: u32, len: u32) -> &[u8] {
-        let len = len.min(FRAME_CAPACITY) as usize;
-        if self.index(addr).is_none() || addr % FRAME_SIZE != HEADROOM {
-            return &[];
-        }
-        // SAFETY: `addr` is a canonical address of a frame inside the region
-        // and `len` is at most the frame's capacity, so the range is in
-        // bounds. Frames held by the worker are not written by the kernel.
-        unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(addr as usize), len) }
+        let (start, len) = self.span(addr, len);
+        // SAFETY: `span` keeps the range within one frame of the region (or
+        // empty). Frames held by the worker are not written by the kernel.
+        unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(start), len) }
     }
 
-    /// The packet data of a frame, writable; `len` up to [`FRAME_CAPACITY`].
+    /// The packet data of a frame, writable; `len` up to the frame's capacity.
     #[inline]
     pub fn data_mut(&mut self, addr: u32, len: u32) -> &mut [u8] {
-        let len = len.min(FRAME_CAPACITY) as usize;
-        if self.index(addr).is_none() || addr % FRAME_SIZE != HEADROOM {
-            return &mut [];
-        }
+        let (start, len) = self.span(addr, len);
         // SAFETY: as in `data`; `&mut self` excludes other access from this
         // thread, and the worker only writes frames it holds.
-        unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(addr as usize), len) }
+        unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(start), len) }
     }
 
-    /// Copies a frame into a newly allocated one.
+    /// Where `len` bytes of the frame at `addr` are (cut to its
+    /// capacity); an empty range at the region's start if `addr` is not a
+    /// frame's. Regular frames take the short way.
+    #[inline(always)]
+    fn span(&self, addr: u32, len: u32) -> (usize, usize) {
+        if addr / FRAME_SIZE < self.count && addr % FRAME_SIZE == HEADROOM {
+            return (addr as usize, len.min(FRAME_CAPACITY) as usize);
+        }
+        self.big_span(addr, len)
+    }
+
+    #[inline(never)]
+    fn big_span(&self, addr: u32, len: u32) -> (usize, usize) {
+        match self.big_capacity(addr) {
+            Some(cap) => (addr as usize, len.min(cap) as usize),
+            None => (0, 0),
+        }
+    }
+
+    /// A frame's whole buffer (its capacity), writable: for rewriting a
+    /// packet into a longer one (an ICMP error quoting it).
     #[inline]
-    pub fn copy_frame(&mut self, addr: u32, len: u32) -> Option<u32> {
-        let len = len.min(FRAME_CAPACITY);
-        if self.index(addr).is_none() || addr % FRAME_SIZE != HEADROOM {
-            self.errors += 1;
+    pub fn frame_mut(&mut self, addr: u32) -> &mut [u8] {
+        self.data_mut(addr, u32::MAX)
+    }
+
+    /// The frame's packet data with `front` bytes of its headroom before it
+    /// (for a TAP port's virtio-net header), writable; `len` counts the
+    /// packet data only and is cut to the frame's capacity.
+    #[inline]
+    pub fn with_headroom_mut(&mut self, addr: u32, front: u32, len: u32) -> &mut [u8] {
+        let Some(cap) = self.capacity(addr).filter(|_| front <= HEADROOM) else {
+            return &mut [];
+        };
+        // SAFETY: the headroom's `front` bytes and the data up to the
+        // capacity lie within the frame (checked above); as in `data_mut`.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.base.as_ptr().add((addr - front) as usize),
+                (front + len.min(cap)) as usize,
+            )
+        }
+    }
+
+    /// Two distinct frames at once: `src` to read, `dst` to write (lengths
+    /// cut to their capacities); `None` if either is not a frame or they
+    /// are the same.
+    #[inline]
+    pub fn pair_mut(
+        &mut self,
+        src: u32,
+        src_len: u32,
+        dst: u32,
+        dst_len: u32,
+    ) -> Option<(&[u8], &mut [u8])> {
+        let (scap, dcap) = (self.capacity(src)?, self.capacity(dst)?);
+        if src == dst {
             return None;
         }
-        let new = self.alloc()?;
+        let base = self.base.as_ptr();
+        // SAFETY: both are canonical addresses of distinct frames of this
+        // region, each range within its frame (so they do not overlap);
+        // `&mut self` excludes other access for the borrows' lifetime.
+        unsafe {
+            Some((
+                std::slice::from_raw_parts(base.add(src as usize), src_len.min(scap) as usize),
+                std::slice::from_raw_parts_mut(base.add(dst as usize), dst_len.min(dcap) as usize),
+            ))
+        }
+    }
+
+    /// Copies `len` bytes of frame `src` and the `front` bytes of headroom
+    /// before them into frame `dst` (held by the worker). Returns false,
+    /// copying nothing, if they do not fit or are not frames.
+    pub fn copy_into(&mut self, src: u32, dst: u32, front: u32, len: u32) -> bool {
+        let (Some(scap), Some(dcap)) = (self.capacity(src), self.capacity(dst)) else {
+            return false;
+        };
+        if src == dst || front > HEADROOM || len > scap.min(dcap) {
+            return false;
+        }
+        let base = self.base.as_ptr();
+        // SAFETY: distinct frames, both ranges within their frames (the
+        // headroom and `len` bytes of data, checked above).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                base.add((src - front) as usize),
+                base.add((dst - front) as usize),
+                (front + len) as usize,
+            )
+        };
+        true
+    }
+
+    /// Where the `front` bytes of headroom and `len` bytes of data of a
+    /// frame are, for a port's read(2)/write(2) into it: the frame must be
+    /// held by the worker while the pointer is used. `None` if `addr` is
+    /// not a frame or they do not fit.
+    pub fn raw_span(&mut self, addr: u32, front: u32, len: u32) -> Option<(*mut u8, usize)> {
+        let cap = self.capacity(addr)?;
+        if front > HEADROOM || len > cap {
+            return None;
+        }
+        // SAFETY: the headroom's `front` bytes lie within the frame.
+        let p = unsafe { self.base.as_ptr().add((addr - front) as usize) };
+        Some((p, (front + len) as usize))
+    }
+
+    /// Copies a frame into a newly allocated one (a big one only when the
+    /// data needs it).
+    #[inline]
+    pub fn copy_frame(&mut self, addr: u32, len: u32) -> Option<u32> {
+        let Some(cap) = self.capacity(addr) else {
+            self.errors += 1;
+            return None;
+        };
+        let len = len.min(cap);
+        let new = self.alloc_for(len)?;
         let base = self.base.as_ptr();
         // SAFETY: both are canonical frame addresses of this pool (one held,
         // one just allocated, so distinct) and `len` fits a frame.
@@ -282,20 +501,46 @@ impl FramePool {
         Some(new)
     }
 
-    /// Allocates a frame and fills it with `bytes` (truncated to capacity).
+    /// Allocates a frame and fills it with `bytes` (a big frame when they
+    /// need one and one is free; truncated to the capacity).
+    #[inline]
     pub fn write_frame(&mut self, bytes: &[u8]) -> Option<(u32, u32)> {
+        if bytes.len() > FRAME_CAPACITY as usize {
+            return self.write_big_frame(bytes);
+        }
         let addr = self.alloc()?;
-        let len = bytes.len().min(FRAME_CAPACITY as usize);
+        self.data_mut(addr, bytes.len() as u32)
+            .copy_from_slice(bytes);
+        Some((addr, bytes.len() as u32))
+    }
+
+    #[inline(never)]
+    fn write_big_frame(&mut self, bytes: &[u8]) -> Option<(u32, u32)> {
+        let (addr, cap) = match self.alloc_big() {
+            Some(a) => (a, BIG_CAPACITY),
+            None => (self.alloc()?, FRAME_CAPACITY),
+        };
+        let len = bytes.len().min(cap as usize);
         self.data_mut(addr, len as u32)
             .copy_from_slice(&bytes[..len]);
         Some((addr, len as u32))
     }
 
-    /// A read-only handle on the region for other workers (handoff).
+    /// A read-only handle on the whole region for other workers (handoff).
     pub fn view(&self) -> PoolView {
         PoolView {
             base: self.base,
-            len: self.count as usize * FRAME_SIZE as usize,
+            len: self.layout.size(),
+            umem_len: self.umem_len as usize,
+        }
+    }
+
+    /// The regular frames only: what AF_XDP sockets register as UMEM.
+    pub fn umem(&self) -> PoolView {
+        PoolView {
+            base: self.base,
+            len: self.umem_len as usize,
+            umem_len: self.umem_len as usize,
         }
     }
 }
@@ -313,6 +558,8 @@ impl Drop for FramePool {
 pub struct PoolView {
     base: NonNull<u8>,
     len: usize,
+    /// Where big frames start.
+    umem_len: usize,
 }
 
 // SAFETY: a view only reads frames whose ownership protocol (HANDOFF state)
@@ -345,8 +592,18 @@ impl PoolView {
     #[inline]
     pub unsafe fn read(&self, addr: u32, len: u32) -> &[u8] {
         let start = addr as usize;
-        let len = (len.min(FRAME_CAPACITY)) as usize;
-        if start % FRAME_SIZE as usize != HEADROOM as usize || start + len > self.len {
+        let (size, cap) = if start < self.umem_len {
+            (FRAME_SIZE as usize, FRAME_CAPACITY)
+        } else {
+            (BIG_FRAME_SIZE as usize, BIG_CAPACITY)
+        };
+        let len = len.min(cap) as usize;
+        let offset = if start < self.umem_len {
+            start
+        } else {
+            start - self.umem_len
+        };
+        if offset % size != HEADROOM as usize || start + len > self.len {
             return &[];
         }
         // SAFETY: in bounds (checked); the caller guarantees nobody writes it.
@@ -409,6 +666,39 @@ mod tests {
         assert_eq!(p.reclaim(FRAME_SIZE * 100, 1), None);
         p.free(FRAME_SIZE * 100);
         assert_eq!(p.counts().errors, 2);
+    }
+
+    #[test]
+    fn big_frames_hold_gso_frames_and_are_kept_apart() {
+        let mut p = FramePool::with_big(2, 2);
+        assert_eq!(p.total(), 4);
+        let big = vec![7u8; 60_000];
+        let (a, len) = p.write_frame(&big).unwrap();
+        assert_eq!(len, 60_000);
+        assert!(!p.in_umem(a), "a big frame is not in the UMEM");
+        assert_eq!(p.data(a, len), &big[..]);
+        assert_eq!(p.available_big(), 1);
+        let c = p.copy_frame(a, len).unwrap();
+        assert_eq!(p.data(c, len).len(), 60_000);
+        assert!(p.copy_frame(a, len).is_none(), "no big frame left");
+        // A short copy of a big frame takes a regular one.
+        let s = p.copy_frame(a, 100).unwrap();
+        assert!(p.in_umem(s));
+        // Inside a big frame but not its start: not a frame.
+        assert!(p.data(a + FRAME_SIZE, 10).is_empty());
+        p.free(a);
+        p.free(c);
+        p.free(s);
+        p.free(a);
+        assert_eq!(p.counts().errors, 1, "double free of a big frame detected");
+        assert_eq!(p.available(), 4);
+        assert_eq!(p.umem().len(), 2 * FRAME_SIZE as usize);
+        let w = p.with_headroom_mut(HEADROOM, 10, 5);
+        assert_eq!(w.len(), 15);
+        assert!(p.with_headroom_mut(HEADROOM, HEADROOM + 1, 5).is_empty());
+        // A pool without big frames keeps GSO-sized data out.
+        let mut q = FramePool::new(1);
+        assert_eq!(q.write_frame(&big).unwrap().1, FRAME_CAPACITY);
     }
 
     #[test]

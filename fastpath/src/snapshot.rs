@@ -62,6 +62,9 @@ pub struct PortEntry {
     /// peer with checksum offload): the switch completes them
     /// (the pipeline's `csum` stage).
     pub finish_csum: bool,
+    /// The port takes GSO and big frames whole (a TAP with offloads);
+    /// toward other ports they are cut into segments.
+    pub gso: bool,
 }
 
 impl PortEntry {
@@ -76,6 +79,7 @@ impl PortEntry {
             mtu: DEFAULT_MTU,
             guard: None,
             finish_csum: false,
+            gso: false,
         }
     }
 }

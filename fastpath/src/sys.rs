@@ -261,6 +261,65 @@ pub fn set_tap_persist(fd: RawFd, persist: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Opens TAP device `name` (creating it if it does not exist) without
+/// packet information, non-blocking; with `vnet_hdr`, every frame read or
+/// written is preceded by a `virtio_net_hdr` (`IFF_VNET_HDR`).
+///
+/// Raw ioctls rather than the `tun-tap` crate: that crate cannot ask for
+/// `IFF_VNET_HDR` nor set offloads.
+pub fn tap_open(name: &str, vnet_hdr: bool) -> io::Result<OwnedFd> {
+    // _IOW('T', 202, int) from linux/if_tun.h.
+    const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+    let mut req = ifreq(name)?;
+    let mut flags = libc::IFF_TAP | libc::IFF_NO_PI;
+    if vnet_hdr {
+        flags |= libc::IFF_VNET_HDR;
+    }
+    req.ifr_ifru.ifru_flags = flags as libc::c_short;
+    // SAFETY: plain open(2) of a constant NUL-terminated path.
+    let fd = unsafe {
+        libc::open(
+            c"/dev/net/tun".as_ptr(),
+            libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: `req` is a valid ifreq for TUNSETIFF and outlives the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, &mut req as *mut libc::ifreq) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// Tells a TAP opened with a virtio-net header what its reader takes:
+/// partial checksums, TSO over IPv4 and IPv6 (with ECN) and, where the
+/// kernel has it (6.2 on), USO. Returns whether USO is on.
+pub fn tap_set_offload(fd: RawFd) -> io::Result<bool> {
+    // _IOW('T', 208, unsigned int) and the TUN_F_* bits from linux/if_tun.h.
+    const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+    const CSUM: libc::c_ulong = 0x01;
+    const TSO4: libc::c_ulong = 0x02;
+    const TSO6: libc::c_ulong = 0x04;
+    const TSO_ECN: libc::c_ulong = 0x08;
+    const USO4: libc::c_ulong = 0x20;
+    const USO6: libc::c_ulong = 0x40;
+    let tcp = CSUM | TSO4 | TSO6 | TSO_ECN;
+    // SAFETY: TUNSETOFFLOAD takes its argument by value; `fd` is a TAP.
+    if unsafe { libc::ioctl(fd, TUNSETOFFLOAD as _, tcp | USO4 | USO6) } == 0 {
+        return Ok(true);
+    }
+    // SAFETY: as above.
+    if unsafe { libc::ioctl(fd, TUNSETOFFLOAD as _, tcp) } == 0 {
+        return Ok(false);
+    }
+    Err(io::Error::last_os_error())
+}
+
 /// Whether an AF_XDP socket runs in zero-copy mode.
 pub fn xsk_zero_copy(fd: RawFd) -> bool {
     #[repr(C)]

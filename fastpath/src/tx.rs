@@ -5,7 +5,9 @@
 
 use crate::counters::WorkerCounters;
 use crate::drop::DropReason;
-use crate::pool::FramePool;
+use crate::gso::Gso;
+use crate::gso::segment::segment;
+use crate::pool::{FRAME_CAPACITY, FramePool};
 use crate::snapshot::Snapshot;
 use crate::{MAX_PORTS, PortId};
 
@@ -16,6 +18,22 @@ pub struct TxFrame {
     pub len: u32,
     /// Where the frame came in, for counting a drop at transmit time.
     pub in_port: PortId,
+    /// A GSO frame (only ever handed to a port that [takes it
+    /// whole](crate::port::Port::takes_gso)).
+    pub gso: Gso,
+}
+
+impl TxFrame {
+    /// A plain frame (not GSO).
+    #[inline]
+    pub fn new(addr: u32, len: u32, in_port: PortId) -> Self {
+        TxFrame {
+            addr,
+            len,
+            in_port,
+            gso: Gso::NONE,
+        }
+    }
 }
 
 /// Per-port lists of frames to send, and which lists are non-empty.
@@ -78,6 +96,68 @@ pub enum Flood {
     All,
 }
 
+/// Queues `frame` on `port`: whole, or, for a GSO frame toward a port
+/// that cannot take it, cut into the packets it stands for (one frame
+/// each, see [`crate::gso::segment`]). A frame in a big buffer that is not
+/// GSO goes whole only to a port that takes big frames; elsewhere it is
+/// copied into a regular frame if it fits one (an ICMP error written over
+/// a GSO frame), else dropped as `malformed` (a jumbo frame from a TAP:
+/// longer than the port accepts). So AF_XDP rings only ever get regular
+/// frames.
+#[inline]
+pub fn send(
+    snap: &Snapshot,
+    pool: &mut FramePool,
+    outputs: &mut Outputs,
+    counters: &WorkerCounters,
+    frame: TxFrame,
+    port: PortId,
+) {
+    if !frame.gso.is_some() && pool.in_umem(frame.addr) {
+        outputs.push(port, frame);
+    } else {
+        send_big(snap, pool, outputs, counters, frame, port);
+    }
+}
+
+#[inline(never)]
+fn send_big(
+    snap: &Snapshot,
+    pool: &mut FramePool,
+    outputs: &mut Outputs,
+    counters: &WorkerCounters,
+    frame: TxFrame,
+    port: PortId,
+) {
+    if snap.port(port).is_some_and(|e| e.gso) {
+        outputs.push(port, frame);
+        return;
+    }
+    let in_port = frame.in_port;
+    let (reason, n) = if frame.gso.is_some() {
+        let out =
+            |_: &mut FramePool, addr, len| outputs.push(port, TxFrame::new(addr, len, in_port));
+        match segment(pool, frame.addr, frame.len, frame.gso, out) {
+            Ok((_, lost)) => (DropReason::NoBuffer, lost),
+            Err(_) => (DropReason::BadOffload, 1),
+        }
+    } else if frame.len <= FRAME_CAPACITY {
+        match pool.copy_frame(frame.addr, frame.len) {
+            Some(copy) => {
+                outputs.push(port, TxFrame::new(copy, frame.len, in_port));
+                (DropReason::NoBuffer, 0)
+            }
+            None => (DropReason::NoBuffer, 1),
+        }
+    } else {
+        (DropReason::Malformed, 1)
+    };
+    if n > 0 {
+        counters.port(in_port).drop(reason, n as u64);
+    }
+    pool.free(frame.addr);
+}
+
 /// Queues `frame` on the pod ports `scope` names: the last target gets the
 /// frame itself, the others a copy; a copy without a free buffer is
 /// dropped as `no_buffer` (on `frame.in_port`).
@@ -90,7 +170,7 @@ pub fn flood(
     frame: TxFrame,
     scope: Flood,
 ) {
-    let TxFrame { addr, len, in_port } = frame;
+    let in_port = frame.in_port;
     let skip_in_port = scope == Flood::Others;
     let mut last: Option<PortId> = None;
     for &target in &snap.flood {
@@ -98,27 +178,26 @@ pub fn flood(
             continue;
         }
         if let Some(prev) = last {
-            match pool.copy_frame(addr, len) {
-                Some(copy) => outputs.push(
-                    prev,
-                    TxFrame {
+            match pool.copy_frame(frame.addr, frame.len) {
+                Some(copy) => {
+                    let f = TxFrame {
                         addr: copy,
-                        len,
-                        in_port,
-                    },
-                ),
+                        ..frame
+                    };
+                    send(snap, pool, outputs, counters, f, prev);
+                }
                 None => counters.port(in_port).drop(DropReason::NoBuffer, 1),
             }
         }
         last = Some(target);
     }
     match last {
-        Some(port) => outputs.push(port, TxFrame { addr, len, in_port }),
+        Some(port) => send(snap, pool, outputs, counters, frame, port),
         None => {
             // Nowhere to go (the flood list is the snapshot's, so this only
             // happens when no other pod port is up).
             counters.port(in_port).drop(DropReason::NoDestination, 1);
-            pool.free(addr);
+            pool.free(frame.addr);
         }
     }
 }

@@ -16,9 +16,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use fastpath::pool::FramePool;
-use fastpath::port::Port;
 use fastpath::port::afxdp::AfXdpPort;
 use fastpath::port::uplink::{UplinkAttach, UplinkProgram, XdpMode};
+use fastpath::port::{Port, RxFrame};
 use fastpath::sys;
 
 const NODE_NS: &str = "vsw-upl-node";
@@ -166,7 +166,7 @@ struct Uplink {
 impl Uplink {
     fn attach(mode: UplinkAttach) -> Uplink {
         let pool = FramePool::new(4096);
-        let view = pool.view();
+        let view = pool.umem();
         // The ifindex, the attachment and the socket's bind all name the
         // interface in the node namespace.
         let (program, mut port) = sys::in_netns(NODE_NS, move || {
@@ -211,14 +211,14 @@ impl Uplink {
     fn receive_until(&mut self, marker: &[u8]) -> (bool, Vec<Vec<u8>>) {
         let port = self.port.as_mut().expect("socket open");
         let mut seen = Vec::new();
-        let mut burst = [(0u32, 0u32); 64];
+        let mut burst = [RxFrame::default(); 64];
         let start = Instant::now();
         while start.elapsed() < DEADLINE {
             port.maintain(&mut self.pool).expect("port healthy");
             let n = port
                 .rx_burst(&mut self.pool, &mut burst)
                 .expect("port healthy");
-            for &(addr, len) in &burst[..n] {
+            for &RxFrame { addr, len, .. } in &burst[..n] {
                 seen.push(self.pool.data(addr, len).to_vec());
                 self.pool.free(addr);
             }

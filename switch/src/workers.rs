@@ -6,7 +6,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use fastpath::counters::WorkerCounters;
 use fastpath::l2::fdb::LearnEvent;
-use fastpath::pool::{FramePool, PoolView};
+use fastpath::pool::{BIG_FRAMES, FramePool, PoolView};
 use fastpath::services::conntrack::Conntrack;
 use fastpath::snapshot::SharedSnapshot;
 use fastpath::worker::handoff::Mesh;
@@ -50,10 +50,13 @@ impl Workers {
         if let Err(e) = &af_xdp {
             tracing::warn!("{e}; AF_XDP ports cannot be added");
         }
-        let pools: Vec<FramePool> = cores.iter().map(|_| FramePool::new(POOL_FRAMES)).collect();
+        let pools: Vec<FramePool> = cores
+            .iter()
+            .map(|_| FramePool::with_big(POOL_FRAMES, BIG_FRAMES))
+            .collect();
         let umems: Vec<Result<PoolView, String>> = pools
             .iter()
-            .map(|p| af_xdp.clone().map(|()| p.view()))
+            .map(|p| af_xdp.clone().map(|()| p.umem()))
             .collect();
         let mesh = Arc::new(Mesh::new(pools.iter().map(FramePool::view).collect()));
         let mut handles = Vec::new();

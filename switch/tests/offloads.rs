@@ -1,15 +1,28 @@
-//! Pods that keep the kernel's default offloads. A pod on a veth pair (an
-//! AF_XDP port) with TX checksum offload on sends TCP and UDP with partial
-//! checksums (only the pseudo-header summed); the switch completes them, so
-//! the receiving pod, on AF_XDP or TAP, accepts every segment and counts no
-//! checksum error. (`scripts/pod.sh` turns the offload off; these tests
-//! turn it back on.)
+//! Pods that keep the kernel's default offloads.
+//!
+//! A pod on a veth pair (an AF_XDP port) with TX checksum offload on sends
+//! TCP and UDP with partial checksums (only the pseudo-header summed); the
+//! switch completes them, so the receiving pod, on AF_XDP or TAP, accepts
+//! every segment and counts no checksum error.
+//!
+//! A TAP pod with offloads (the default) hands the switch TCP segments of up
+//! to 64 KiB (GSO frames): they reach another TAP pod whole (the mean frame
+//! size the switch counts is far above an MTU), switched, routed and through
+//! a Service, and an AF_XDP pod as MTU-sized segments that its stack
+//! accepts (no checksum errors, the data all there).
 //!
 //! Needs root; see `common/mod.rs`.
 
 mod common;
 
-use common::{Attach, Pod, TestEnv, netns_exec};
+use common::{Attach, Daemon, Pod, PodSpec, TestEnv, netns_exec};
+
+/// An iperf3 transfer must move at least this much (see forwarding.rs).
+const MIN_IPERF_BYTES: u64 = 1_000_000;
+const IPERF_SECS: u32 = 3;
+/// Frames larger than any Ethernet frame of a 1,500-byte MTU: a mean above
+/// this means GSO frames crossed the port whole.
+const WIRE_MAX: u64 = 1514;
 
 /// Turns TX checksum offload (back) on in a pod, as a container runtime
 /// leaves it.
@@ -119,4 +132,154 @@ fn an_afxdp_pod_with_checksum_offload_reaches_a_tap_pod() {
     let a = env.add_pod("a", Attach::Afxdp);
     let b = env.add_pod("b", Attach::Tap);
     check(&mut env, &a, &b);
+}
+
+/// The mean size of the frames port `name` received and sent.
+fn mean_sizes(d: &Daemon, name: &str) -> (u64, u64) {
+    let s = d.port_stats(name);
+    (
+        s.rx_bytes / s.rx_packets.max(1),
+        s.tx_bytes / s.tx_packets.max(1),
+    )
+}
+
+/// The pod's eth0 has TCP segmentation offload as `on` says.
+fn expect_tso(pod: &Pod, on: bool) {
+    let k = netns_exec(&pod.name, &["ethtool", "-k", "eth0"]).stdout;
+    let want = format!(
+        "tcp-segmentation-offload: {}",
+        if on { "on" } else { "off" }
+    );
+    assert!(k.contains(&want), "{}: {k}", pod.name);
+}
+
+/// No frame was dropped for its offloads or for not fitting.
+fn no_offload_drops(d: &Daemon) {
+    for s in d.stats() {
+        for reason in ["bad_offload", "malformed", "frag_needed", "no_buffer"] {
+            assert_eq!(s.drops[reason], 0, "{reason} on {}: {s:?}", s.name);
+        }
+    }
+}
+
+/// iperf3 from `from` to `to` (at `addr`) moves data, and `to` counts no
+/// checksum error.
+fn transfer(env: &mut TestEnv, from: &Pod, to: &Pod, addr: std::net::Ipv4Addr) {
+    let before = csum_errors(to);
+    let bytes = env.iperf_via(from, to, addr, IPERF_SECS);
+    assert!(
+        bytes > MIN_IPERF_BYTES,
+        "only {bytes} bytes {} -> {}",
+        from.name,
+        to.name
+    );
+    assert_eq!(
+        csum_errors(to),
+        before,
+        "checksum errors counted in {}",
+        to.name
+    );
+}
+
+#[test]
+fn tap_pods_pass_gso_frames_whole() {
+    let Some(mut env) = TestEnv::with_daemon("tap_pods_pass_gso_frames") else {
+        return;
+    };
+    let a = env.add_pod("a", Attach::Tap);
+    let b = env.add_pod("b", Attach::Tap);
+    expect_tso(&a, true);
+    assert!(env.daemon().port(&a.name).offload);
+    transfer(&mut env, &a, &b, b.ip);
+    let d = env.daemon();
+    let (rx_a, _) = mean_sizes(d, &a.name);
+    let (_, tx_b) = mean_sizes(d, &b.name);
+    assert!(rx_a > 3 * WIRE_MAX, "GSO frames from a: mean {rx_a} bytes");
+    assert!(
+        tx_b > 3 * WIRE_MAX,
+        "GSO frames written whole to b: mean {tx_b} bytes"
+    );
+    no_offload_drops(d);
+}
+
+#[test]
+fn gso_frames_are_cut_for_an_afxdp_pod() {
+    let Some(mut env) = TestEnv::with_daemon("gso_frames_are_cut") else {
+        return;
+    };
+    let a = env.add_pod("a", Attach::Tap);
+    let b = env.add_pod("b", Attach::Afxdp);
+    transfer(&mut env, &a, &b, b.ip);
+    let d = env.daemon();
+    let (rx_a, _) = mean_sizes(d, &a.name);
+    let (_, tx_b) = mean_sizes(d, &b.name);
+    assert!(rx_a > 3 * WIRE_MAX, "GSO frames from a: mean {rx_a} bytes");
+    assert!(tx_b <= WIRE_MAX, "segments to b: mean {tx_b} bytes");
+    // And back: the AF_XDP pod's frames reach the TAP pod as they are.
+    transfer(&mut env, &b, &a, a.ip);
+    no_offload_drops(env.daemon());
+}
+
+#[test]
+fn a_tap_pod_without_offloads_sends_wire_sized_frames() {
+    let Some(mut env) = TestEnv::with_daemon("tap_pod_without_offloads") else {
+        return;
+    };
+    let a = env.add_pod_with(PodSpec::new("a", Attach::Tap, "10.77.0.11/24").offload(false));
+    let b = env.add_pod("b", Attach::Tap);
+    expect_tso(&a, false);
+    assert!(!env.daemon().port(&a.name).offload);
+    transfer(&mut env, &a, &b, b.ip);
+    // GSO frames from b are cut for a, which takes none.
+    transfer(&mut env, &b, &a, a.ip);
+    let d = env.daemon();
+    let (rx_a, tx_a) = mean_sizes(d, &a.name);
+    assert!(
+        rx_a <= WIRE_MAX && tx_a <= WIRE_MAX,
+        "a: mean {rx_a}/{tx_a} bytes"
+    );
+    assert!(
+        mean_sizes(d, &b.name).0 > 3 * WIRE_MAX,
+        "b still sends GSO frames"
+    );
+    no_offload_drops(d);
+}
+
+#[test]
+fn gso_frames_are_routed_and_translated_for_a_service() {
+    let Some(mut env) = TestEnv::with_daemon("gso_routed_and_service") else {
+        return;
+    };
+    let d = env.daemon();
+    d.ctl_ok(&["addr", "add", "10.244.1.1/24"]);
+    d.ctl_ok(&["addr", "add", "10.244.2.1/24"]);
+    let pod = |s: &str, attach, cidr: &str, gw: &str| PodSpec::new(s, attach, cidr).gw(gw);
+    let c = env.add_pod_with(pod("c", Attach::Tap, "10.244.1.10/24", "10.244.1.1"));
+    let t = env.add_pod_with(pod("t", Attach::Tap, "10.244.2.20/24", "10.244.2.1"));
+    let x = env.add_pod_with(pod("x", Attach::Afxdp, "10.244.2.21/24", "10.244.2.1"));
+    // Routed, TAP to TAP: whole.
+    transfer(&mut env, &c, &t, t.ip);
+    assert!(mean_sizes(env.daemon(), &t.name).1 > 3 * WIRE_MAX);
+    // Through a Service VIP (NAT with the checksum left partial), routed.
+    let vip: std::net::Ipv4Addr = "10.96.0.10".parse().unwrap();
+    let key = "10.96.0.10:5201/tcp";
+    env.daemon()
+        .ctl_ok(&["service", "add", key, "--backend", "10.244.2.20:5201"]);
+    let tx_before = env.daemon().port_stats(&t.name);
+    transfer(&mut env, &c, &t, vip);
+    let tx_after = env.daemon().port_stats(&t.name);
+    let (bytes, packets) = (
+        tx_after.tx_bytes - tx_before.tx_bytes,
+        tx_after.tx_packets - tx_before.tx_packets,
+    );
+    assert!(
+        bytes / packets.max(1) > 3 * WIRE_MAX,
+        "to t through the VIP: {bytes} bytes in {packets} frames"
+    );
+    // To an AF_XDP endpoint: translated, routed and cut.
+    env.daemon()
+        .ctl_ok(&["service", "backends", key, "10.244.2.21:5201"]);
+    transfer(&mut env, &c, &x, vip);
+    assert!(mean_sizes(env.daemon(), &x.name).1 <= WIRE_MAX);
+    no_offload_drops(env.daemon());
 }

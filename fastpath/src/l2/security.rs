@@ -23,13 +23,23 @@ use crate::wire::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 #[inline]
 pub fn run(batch: &mut Batch, cx: &mut Ctx<'_>) {
     let (snap, pool) = (cx.snap, &*cx.pool);
+    // A received batch comes from one port: its guard is looked up once,
+    // again only where the port changes (frames retried from several ports).
+    let guard_of = |port| snap.port(port).and_then(|e| e.guard.as_deref());
+    let Some(first) = batch.pkts().first() else {
+        return;
+    };
+    let (mut port, mut guard) = (first.in_port, guard_of(first.in_port));
     for p in batch.pkts_mut() {
+        if p.in_port != port {
+            (port, guard) = (p.in_port, guard_of(p.in_port));
+        }
+        let Some(guard) = guard else {
+            continue;
+        };
         if !p.alive() {
             continue;
         }
-        let Some(guard) = snap.port(p.in_port).and_then(|e| e.guard.as_deref()) else {
-            continue;
-        };
         let verdict = check(guard, p.src, p.ethertype, pool.data(p.addr, p.len));
         if let Some(reason) = verdict {
             p.verdict = Verdict::Drop(reason);
@@ -140,6 +150,35 @@ mod tests {
         let src = mac_key(frame[6..12].try_into().unwrap());
         let et = u16::from_be_bytes([frame[12], frame[13]]);
         check(&guard(), src, et, frame)
+    }
+
+    /// The guard is looked up once per run of frames from one port: a
+    /// batch that mixes ports (frames retried after a neighbour answered)
+    /// still checks each frame against its own port's guard.
+    #[test]
+    fn each_frame_is_checked_against_its_own_port() {
+        use crate::batch::Pkt;
+        use crate::ctx::TestParts;
+        use crate::l2::fdb::FdbView;
+        use crate::snapshot::{PortEntry, Snapshot};
+        use std::sync::Arc;
+
+        let mut parts = TestParts::new(8);
+        let mut guarded = PortEntry::new(1, 0);
+        guarded.guard = Some(Arc::new(guard()));
+        parts.snap = Snapshot::build(1, vec![PortEntry::new(0, 0), guarded], FdbView::default());
+        let spoof = ipv4_from(POD_MAC, [10, 244, 1, 8]);
+        let mut b = Batch::new();
+        for port in [1, 0, 0, 1, 1, 0] {
+            let (addr, len) = parts.pool.write_frame(&spoof).unwrap();
+            let mut p = Pkt::new(addr, len, port);
+            p.src = mac_key(&POD_MAC);
+            p.ethertype = crate::wire::ETHERTYPE_IPV4;
+            b.push(p);
+        }
+        run(&mut b, &mut parts.cx());
+        let dropped: Vec<bool> = b.pkts().iter().map(|p| !p.alive()).collect();
+        assert_eq!(dropped, [true, false, false, true, true, false]);
     }
 
     #[test]

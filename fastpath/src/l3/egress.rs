@@ -8,10 +8,10 @@ use crate::MacKey;
 use crate::batch::{Pkt, Verdict};
 use crate::ctx::Ctx;
 use crate::drop::DropReason;
+use crate::gso::{self, Gso};
 use crate::l3::next_hop::{decrement_hop_limit, next_hop};
 use crate::l3::table::NextHop;
 use crate::l3::vxlan;
-use crate::pool::FRAME_CAPACITY;
 use crate::wire::{ETH_LEN, ETHERTYPE_IPV4, GROUP_BIT, l4_offset, write_macs};
 
 /// Sends a packet whose route is `hop` (not `Local`) on towards `dst`:
@@ -36,7 +36,16 @@ pub(crate) fn forward(
         // The families answer their own addresses before they get here.
         NextHop::Local => return Verdict::Drop(DropReason::Unsupported),
     };
-    if total > usize::from(mtu) {
+    // A GSO frame fits if each packet it stands for does.
+    let size = if p.gso.is_some() {
+        match gso::segment_ip_len(cx.pool.data(p.addr, p.len), p.gso) {
+            Some(s) => s,
+            None => return Verdict::Drop(DropReason::BadOffload),
+        }
+    } else {
+        total
+    };
+    if size > usize::from(mtu) {
         return too_big(p, mtu, cx);
     }
     let router_mac = cx.snap.l3.router_mac;
@@ -65,9 +74,10 @@ pub(crate) fn icmp_error(
         return Verdict::Drop(reason);
     }
     cx.counters.port(p.in_port).drop(reason, 1);
-    let frame = cx.pool.data_mut(p.addr, FRAME_CAPACITY);
+    let frame = cx.pool.frame_mut(p.addr);
     let len = write(frame, p.src, cx.snap.l3.router_mac);
     p.len = len as u32;
+    p.gso = Gso::NONE;
     p.l4 = l4_offset(p.ethertype, &frame[ETH_LEN..len]);
     if p.ethertype == ETHERTYPE_IPV4 && !cx.snap.services.is_empty() {
         // About a packet translated for a Service: quote what the client sent.

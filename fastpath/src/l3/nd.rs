@@ -18,7 +18,6 @@ use crate::batch::{Batch, Verdict};
 use crate::ctx::Ctx;
 use crate::drop::DropReason;
 use crate::l3::table::NextHop;
-use crate::pool::FRAME_CAPACITY;
 use crate::snapshot::PortRole;
 use crate::wire::ipv6::{self, Ipv6, icmpv6_checksum};
 use crate::wire::nd::{self, Nd};
@@ -95,7 +94,7 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx<'_>) {
                     let flags = ipv6::NA_ROUTER | ipv6::NA_SOLICITED | o;
                     (src, lla.unwrap_or(p.src), flags)
                 };
-                let frame = pool.data_mut(p.addr, FRAME_CAPACITY);
+                let frame = pool.frame_mut(p.addr);
                 let n = nd::write_advert(frame, eth_to, l3.router_mac, to, target, flags);
                 p.len = n as u32;
                 p.dst = eth_to;

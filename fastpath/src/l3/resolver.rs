@@ -266,11 +266,7 @@ impl Resolver {
     ) {
         // Drops count on the port of the frame that needed it; a flood goes
         // back there too (the neighbour may be behind it: hairpin).
-        let f = TxFrame {
-            addr,
-            len,
-            in_port: ask.in_port,
-        };
+        let f = TxFrame::new(addr, len, ask.in_port);
         let known_port = match (ask.link, ask.known) {
             (Link::Port(port), _) => Some(port),
             (Link::Bridge, Some(mac)) => snap.fdb.get(mac).map(|slot| slot.port),

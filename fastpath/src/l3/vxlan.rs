@@ -15,10 +15,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use crate::batch::{Batch, Pkt, Verdict};
 use crate::ctx::Ctx;
 use crate::drop::DropReason;
+use crate::gso::{self, segment::segment};
 use crate::l3::next_hop::{decrement_hop_limit, resolve};
 use crate::l3::table::{Link, NextHop};
-use crate::pool::FRAME_CAPACITY;
+use crate::pool::{FRAME_CAPACITY, FramePool};
 use crate::snapshot::PortRole;
+use crate::tx::TxFrame;
 use crate::wire::ipv4::{self, Ipv4};
 use crate::wire::ipv6;
 use crate::wire::l4::Udp;
@@ -109,8 +111,20 @@ pub(crate) fn encap(
     let inner_mtu = mtu
         .saturating_sub(vxlan::OVERHEAD as u16)
         .min((FRAME_CAPACITY as usize - ETH_LEN - vxlan::OVERHEAD) as u16);
-    if total > usize::from(inner_mtu) {
+    // A GSO frame fits if each packet it stands for does.
+    let size = if p.gso.is_some() {
+        match gso::segment_ip_len(cx.pool.data(p.addr, p.len), p.gso) {
+            Some(s) => s,
+            None => return Verdict::Drop(DropReason::BadOffload),
+        }
+    } else {
+        total
+    };
+    if size > usize::from(inner_mtu) {
         return too_big(p, inner_mtu, cx);
+    }
+    if p.gso.is_some() {
+        return encap_segments(p, total, (src, vtep, vni), (verdict, mac), cx);
     }
     let inner_len = ETH_LEN + total;
     let frame = cx.pool.data_mut(p.addr, FRAME_CAPACITY);
@@ -131,6 +145,45 @@ pub(crate) fn encap(
     p.dst = mac;
     p.src = l3.router_mac;
     verdict
+}
+
+/// Sends a GSO frame into the tunnel to `vtep` from `src` (`verdict` and
+/// `mac`: the outer next hop): the uplink takes no GSO, so the frame is
+/// cut into the packets it stands for and each is wrapped on its own (the
+/// same outer source port for all: one flow). The frame itself is then
+/// consumed; segments without a free frame are `no_buffer`.
+fn encap_segments(
+    p: &mut Pkt,
+    total: usize,
+    (src, vtep, vni): (u32, u32, u32),
+    (verdict, mac): (Verdict, crate::MacKey),
+    cx: &mut Ctx<'_>,
+) -> Verdict {
+    let Verdict::Unicast(port) = verdict else {
+        return Verdict::Drop(DropReason::NoRoute);
+    };
+    let router_mac = cx.snap.l3.router_mac;
+    let frame = cx.pool.data_mut(p.addr, p.len);
+    decrement_hop_limit(frame, p.ethertype);
+    write_macs(frame, router_mac, router_mac);
+    let l4 = usize::from(p.l4).saturating_sub(ETH_LEN);
+    let sport =
+        49152 | (flow_hash(&frame[ETH_LEN..ETH_LEN + total], p.ethertype, l4) & 0x3fff) as u16;
+    let (outputs, in_port) = (&mut *cx.outputs, p.in_port);
+    let wrap = |pool: &mut FramePool, addr: u32, len: u32| {
+        let f = pool.frame_mut(addr);
+        let n = vxlan::encap_in_place(f, len as usize, mac, router_mac, src, vtep, sport, vni);
+        outputs.push(port, TxFrame::new(addr, n as u32, in_port));
+    };
+    match segment(cx.pool, p.addr, p.len, p.gso, wrap) {
+        Ok((_, 0)) => {}
+        Ok((_, lost)) => cx
+            .counters
+            .port(in_port)
+            .drop(DropReason::NoBuffer, lost as u64),
+        Err(_) => return Verdict::Drop(DropReason::BadOffload),
+    }
+    Verdict::Consumed
 }
 
 /// Takes the packet out of its VXLAN envelope (in place); the inner packet

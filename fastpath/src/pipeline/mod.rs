@@ -34,7 +34,7 @@ use crate::services;
 /// is queued in `cx.outputs`, held by the resolver (waiting for a
 /// neighbour), or freed (counted as a drop unless the switch itself
 /// consumed it).
-#[inline]
+#[inline(never)]
 pub fn process(batch: &mut Batch, cx: &mut Ctx<'_>) {
     parse::run(batch, cx);
     security::run(batch, cx);

@@ -11,7 +11,7 @@
 //! The worker then transmits each list in one burst (or hands it to the
 //! port's owning worker), see [`crate::worker`].
 
-use crate::batch::{Batch, Verdict};
+use crate::batch::{Batch, Pkt, Verdict};
 use crate::ctx::Ctx;
 use crate::drop::DropReason;
 use crate::tx::{self, Flood, TxFrame};
@@ -19,25 +19,32 @@ use crate::tx::{self, Flood, TxFrame};
 /// Queues or drops every frame of the batch according to its verdict.
 #[inline]
 pub fn run(batch: &mut Batch, cx: &mut Ctx<'_>) {
+    // Only a batch that may hold GSO or big frames needs `tx::send`'s
+    // checks; every other one queues its frames as they are.
+    if batch.may_be_big() {
+        each::<true>(batch.pkts(), cx);
+    } else {
+        each::<false>(batch.pkts(), cx);
+    }
+}
+
+#[inline(always)]
+fn each<const BIG: bool>(pkts: &[Pkt], cx: &mut Ctx<'_>) {
     let (snap, pool, outputs, counters) = (cx.snap, &mut *cx.pool, &mut *cx.outputs, cx.counters);
-    for p in batch.pkts() {
+    for p in pkts {
+        // Each arm builds its own `TxFrame`: one built before the `match`
+        // and shared by the arms went through the stack and was copied out
+        // with one 16-byte load over four narrower stores, which stalls
+        // store forwarding on every frame (measured: +20 % on the L2 path).
         match p.verdict {
-            Verdict::Unicast(port) => outputs.push(
-                port,
-                TxFrame {
-                    addr: p.addr,
-                    len: p.len,
-                    in_port: p.in_port,
-                },
-            ),
-            Verdict::Flood => {
-                let f = TxFrame {
-                    addr: p.addr,
-                    len: p.len,
-                    in_port: p.in_port,
-                };
-                tx::flood(snap, pool, outputs, counters, f, Flood::Others)
+            Verdict::Unicast(port) => {
+                if BIG {
+                    tx::send(snap, pool, outputs, counters, frame(p), port)
+                } else {
+                    outputs.push(port, frame(p))
+                }
             }
+            Verdict::Flood => tx::flood(snap, pool, outputs, counters, frame(p), Flood::Others),
             Verdict::Drop(reason) => {
                 counters.port(p.in_port).drop(reason, 1);
                 pool.free(p.addr);
@@ -52,5 +59,16 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx<'_>) {
                 pool.free(p.addr);
             }
         }
+    }
+}
+
+/// What `p` is on its way out.
+#[inline(always)]
+fn frame(p: &Pkt) -> TxFrame {
+    TxFrame {
+        addr: p.addr,
+        len: p.len,
+        in_port: p.in_port,
+        gso: p.gso,
     }
 }

@@ -35,7 +35,7 @@ use libxdp_sys::{
     xsk_socket_config__bindgen_ty_1, xsk_umem, xsk_umem_config,
 };
 
-use super::{Port, PortGone, PortMode};
+use super::{Port, PortGone, PortMode, RxFrame};
 use crate::PortId;
 use crate::batch::BATCH_SIZE;
 use crate::pool::{FRAME_SIZE, FramePool, PoolView, XSK_RING_SIZE};
@@ -396,11 +396,7 @@ impl AfXdpPort {
 }
 
 impl Port for AfXdpPort {
-    fn rx_burst(
-        &mut self,
-        pool: &mut FramePool,
-        out: &mut [(u32, u32)],
-    ) -> Result<usize, PortGone> {
+    fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [RxFrame]) -> Result<usize, PortGone> {
         let max = out.len().min(BATCH_SIZE) as u32;
         let mut idx = 0u32;
         // SAFETY: the RX ring is live; peeked entries are readable until released.
@@ -417,7 +413,7 @@ impl Port for AfXdpPort {
             self.in_fill -= 1;
             match pool.normalize(raw, canon, d.len) {
                 Some(len) => {
-                    out[kept] = (canon, len);
+                    out[kept] = RxFrame::new(canon, len);
                     kept += 1;
                 }
                 None => pool.free(canon),
@@ -431,7 +427,13 @@ impl Port for AfXdpPort {
     }
 
     fn tx_burst(&mut self, pool: &mut FramePool, frames: &[TxFrame]) -> Result<usize, PortGone> {
-        let want = frames.len().min(XSK_RING_SIZE as usize) as u32;
+        let want = frames.len().min(XSK_RING_SIZE as usize);
+        // Only UMEM frames can go on the ring (the output step copies or
+        // cuts others first): stop before any other, never lend it.
+        let want = frames[..want]
+            .iter()
+            .position(|f| !pool.in_umem(f.addr))
+            .unwrap_or(want) as u32;
         // SAFETY: the TX ring is live and owned by this port.
         let n = unsafe { libxdp_sys::xsk_prod_nb_free(&mut *self.xsk.tx, want) }.min(want);
         let mut idx = 0u32;

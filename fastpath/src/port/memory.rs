@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use super::{Port, PortGone, PortMode};
+use super::{Port, PortGone, PortMode, RxFrame};
 use crate::PortId;
 use crate::pool::FramePool;
 use crate::tx::TxFrame;
@@ -72,11 +72,7 @@ impl MemPort {
 }
 
 impl Port for MemPort {
-    fn rx_burst(
-        &mut self,
-        pool: &mut FramePool,
-        out: &mut [(u32, u32)],
-    ) -> Result<usize, PortGone> {
+    fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [RxFrame]) -> Result<usize, PortGone> {
         let Some(wire) = &self.wire else {
             let mut n = 0;
             while n < out.len() {
@@ -86,7 +82,7 @@ impl Port for MemPort {
                 let Some(addr) = pool.reclaim(addr, self.id) else {
                     continue;
                 };
-                out[n] = (addr, len);
+                out[n] = RxFrame::new(addr, len);
                 n += 1;
             }
             return Ok(n);
@@ -107,7 +103,7 @@ impl Port for MemPort {
             };
             // A frame longer than the pool's frames is passed on with its
             // true length so that the parse stage counts it as malformed.
-            out[n] = (frame.0, frame.1.max(bytes.len() as u32));
+            out[n] = RxFrame::new(frame.0, frame.1.max(bytes.len() as u32));
             n += 1;
         }
         Ok(n)

@@ -11,6 +11,7 @@ pub mod uplink;
 
 use std::os::fd::RawFd;
 
+use crate::gso::Gso;
 use crate::pool::FramePool;
 use crate::tx::TxFrame;
 
@@ -28,12 +29,40 @@ pub struct PortMode {
     pub zero_copy: bool,
 }
 
+/// A frame a port received: where it is in the pool, and what its port's
+/// offloads say about it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RxFrame {
+    pub addr: u32,
+    pub len: u32,
+    /// GSO frames from TAP ports with offloads; [`Gso::NONE`] elsewhere.
+    pub gso: Gso,
+}
+
+impl RxFrame {
+    /// A plain frame (not GSO).
+    #[inline]
+    pub fn new(addr: u32, len: u32) -> Self {
+        RxFrame {
+            addr,
+            len,
+            gso: Gso::NONE,
+        }
+    }
+}
+
+impl From<(u32, u32)> for RxFrame {
+    #[inline]
+    fn from((addr, len): (u32, u32)) -> Self {
+        RxFrame::new(addr, len)
+    }
+}
+
 /// A source and sink of Ethernet frames owned by one worker.
 pub trait Port: Send {
     /// Receives up to `out.len()` frames into pool frames. Each received
-    /// frame is reported as `(addr, len)` and is held by the worker.
-    fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [(u32, u32)])
-    -> Result<usize, PortGone>;
+    /// frame is reported in `out` and is held by the worker.
+    fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [RxFrame]) -> Result<usize, PortGone>;
 
     /// Transmits a prefix of `frames` and returns its length. The port owns
     /// the frames it accepted; the caller still holds (and must free) the rest.
@@ -54,6 +83,11 @@ pub trait Port: Send {
 
     /// How the port runs.
     fn mode(&self) -> PortMode;
+
+    /// True for a port that takes GSO frames whole (a TAP with offloads).
+    fn takes_gso(&self) -> bool {
+        false
+    }
 
     /// The port is being removed from the switch for good (not at shutdown):
     /// release what would otherwise outlive it, such as a persistent TAP.

@@ -4,36 +4,52 @@
 //! the pod's interface name, so a pod needs no veth. Receiving and
 //! transmitting are one read(2)/write(2) per frame, straight into and out of
 //! the worker's pool frames: the kernel's copy is the only one.
+//!
+//! With offloads (the default), every frame is preceded by a
+//! `virtio_net_hdr` and the device may hand over GSO frames of up to 64 KiB
+//! with partial checksums ([`crate::gso`]): the header goes in the frame's
+//! headroom, and a frame longer than a regular frame spills into a big one
+//! (one readv(2) into both), so nothing is copied for the common sizes.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use tun_tap::{Iface, Mode};
-
-use super::{Port, PortGone, PortMode};
-use crate::pool::{FRAME_CAPACITY, FramePool};
+use super::{Port, PortGone, PortMode, RxFrame};
+use crate::gso::{VNET_HDR_LEN, VnetHdr};
+use crate::pool::{BIG_CAPACITY, FRAME_CAPACITY, FramePool};
 use crate::sys;
 use crate::tx::TxFrame;
 
+const HDR: u32 = VNET_HDR_LEN as u32;
+
 /// A TAP device owned by the switch; deleted when the port is dropped.
 pub struct TapPort {
-    iface: Iface,
+    fd: OwnedFd,
     /// This port created the device (rather than re-attaching to one).
     created: bool,
     /// The last write failed with EIO: the device is administratively down.
     link_down: bool,
+    /// Frames carry a virtio-net header (offloads on).
+    vnet: bool,
 }
 
 impl TapPort {
     /// Creates TAP device `ifname`, inside network namespace `netns` when
-    /// given, sets its MAC (if given) and brings it up.
+    /// given, sets its MAC (if given) and brings it up; with `offload`, the
+    /// device passes checksum and segmentation offloads (see the module
+    /// documentation).
     ///
     /// The device is made persistent, so that it outlives a restart of the
     /// daemon with its addresses and routes (the pod's network keeps its
     /// configuration, only the carrier drops meanwhile); a TAP of that name
     /// left by an earlier run is attached again. [`Port::on_remove`] clears
     /// the flag, so `port del` deletes the device.
-    pub fn create(ifname: &str, netns: Option<&str>, mac: Option<[u8; 6]>) -> io::Result<Self> {
+    pub fn create(
+        ifname: &str,
+        netns: Option<&str>,
+        mac: Option<[u8; 6]>,
+        offload: bool,
+    ) -> io::Result<Self> {
         if !sys::valid_ifname(ifname) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -41,9 +57,9 @@ impl TapPort {
             ));
         }
         let name = ifname.to_string();
-        let make = move || -> io::Result<(Iface, bool)> {
+        let make = move || -> io::Result<TapPort> {
             let existed = sys::if_index(&name).is_some();
-            let iface = Iface::without_packet_info(&name, Mode::Tap).map_err(|e| {
+            let fd = sys::tap_open(&name, offload).map_err(|e| {
                 if existed {
                     io::Error::new(
                         e.kind(),
@@ -56,26 +72,105 @@ impl TapPort {
             if existed {
                 tracing::info!(ifname = %name, "attached to an existing TAP device");
             }
+            let port = TapPort {
+                fd,
+                created: !existed,
+                link_down: false,
+                vnet: offload,
+            };
+            // From here on, dropping `port` before the flag below is set
+            // deletes a device we created.
+            if offload {
+                let uso = sys::tap_set_offload(port.fd.as_raw_fd()).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("cannot set offloads on TAP '{name}': {e}"),
+                    )
+                })?;
+                tracing::debug!(ifname = %name, uso, "TAP offloads on");
+            }
             sys::configure_link(&name, mac)?;
-            // Only once the device is fully set up: on an error above, a
-            // device we created disappears with `iface`.
-            sys::set_tap_persist(iface.as_raw_fd(), true)?;
-            Ok((iface, !existed))
+            // Only once the device is fully set up.
+            sys::set_tap_persist(port.fd.as_raw_fd(), true)?;
+            Ok(port)
         };
-        let (iface, created) = match netns {
-            Some(ns) => sys::in_netns(ns, make)?,
-            None => make()?,
-        };
-        let mut port = TapPort {
-            iface,
-            created,
-            link_down: false,
-        };
-        if let Err(e) = port.iface.set_non_blocking() {
-            port.abandon();
+        match netns {
+            Some(ns) => sys::in_netns(ns, make),
+            None => make(),
+        }
+    }
+
+    /// Reads one frame without a header into `addr`.
+    fn read_plain(&mut self, pool: &mut FramePool, addr: u32) -> io::Result<RxFrame> {
+        let (ptr, len) = pool
+            .raw_span(addr, 0, FRAME_CAPACITY)
+            .ok_or_else(|| io::Error::other("not a pool frame"))?;
+        // SAFETY: `ptr` points at `len` writable bytes of a frame the
+        // worker holds (nothing else reads or writes it meanwhile).
+        let r = unsafe { libc::read(self.fd.as_raw_fd(), ptr.cast(), len) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // A longer frame than the buffer was cut by the kernel, which still
+        // reports its whole length: the parse stage drops it as `malformed`.
+        Ok(RxFrame::new(addr, r as u32))
+    }
+
+    /// Reads one frame and its virtio-net header: the header into the
+    /// headroom of `addr`, the frame into `addr` and, beyond a regular
+    /// frame's capacity, into a big frame, which then gets the start too.
+    fn read_vnet(&mut self, pool: &mut FramePool, addr: u32) -> io::Result<RxFrame> {
+        let big = pool.alloc_big();
+        let not_frame = || io::Error::other("not a pool frame");
+        let (p0, l0) = pool
+            .raw_span(addr, HDR, FRAME_CAPACITY)
+            .ok_or_else(not_frame)?;
+        let mut iov = [
+            libc::iovec {
+                iov_base: p0.cast(),
+                iov_len: l0,
+            },
+            libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            },
+        ];
+        if let Some((p1, l1)) = big.and_then(|b| pool.raw_span(b, 0, BIG_CAPACITY)) {
+            let skip = FRAME_CAPACITY as usize;
+            // SAFETY: `skip` < `l1`: the pointer stays inside the big frame.
+            iov[1].iov_base = unsafe { p1.add(skip) }.cast();
+            iov[1].iov_len = l1 - skip;
+        }
+        // SAFETY: both iovecs describe writable bytes of frames the worker
+        // holds (the second may be empty); the array outlives the call.
+        let r = unsafe { libc::readv(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if let Some(b) = big {
+                pool.free(b);
+            }
             return Err(e);
         }
-        Ok(port)
+        let len = (r as u32).saturating_sub(HDR);
+        let frame = match big {
+            Some(b) if len > FRAME_CAPACITY => {
+                pool.copy_into(addr, b, HDR, FRAME_CAPACITY);
+                pool.free(addr);
+                b
+            }
+            Some(b) => {
+                pool.free(b);
+                addr
+            }
+            None => addr,
+        };
+        let hdr = VnetHdr::read(pool.with_headroom_mut(frame, HDR, 0)).unwrap_or_default();
+        let gso = hdr.accept(pool.data_mut(frame, len));
+        Ok(RxFrame {
+            addr: frame,
+            len,
+            gso,
+        })
     }
 }
 
@@ -84,17 +179,18 @@ fn gone(e: io::Error) -> PortGone {
 }
 
 impl Port for TapPort {
-    fn rx_burst(
-        &mut self,
-        pool: &mut FramePool,
-        out: &mut [(u32, u32)],
-    ) -> Result<usize, PortGone> {
+    fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [RxFrame]) -> Result<usize, PortGone> {
         let mut n = 0;
         while n < out.len() {
             let Some(addr) = pool.alloc() else { break };
-            match self.iface.recv(pool.data_mut(addr, FRAME_CAPACITY)) {
-                Ok(len) => {
-                    out[n] = (addr, len as u32);
+            let got = if self.vnet {
+                self.read_vnet(pool, addr)
+            } else {
+                self.read_plain(pool, addr)
+            };
+            match got {
+                Ok(frame) => {
+                    out[n] = frame;
                     n += 1;
                 }
                 Err(e) => {
@@ -111,28 +207,40 @@ impl Port for TapPort {
 
     fn tx_burst(&mut self, pool: &mut FramePool, frames: &[TxFrame]) -> Result<usize, PortGone> {
         for (i, f) in frames.iter().enumerate() {
-            match self.iface.send(pool.data(f.addr, f.len)) {
-                Ok(_) => {
-                    pool.free(f.addr);
-                    self.link_down = false;
+            let front = if self.vnet {
+                // A header the frame's own headers cannot give (they were
+                // checked when it arrived) degrades to "nothing to do".
+                let hdr = VnetHdr::for_frame(pool.data(f.addr, f.len), f.gso).unwrap_or_default();
+                hdr.write(pool.with_headroom_mut(f.addr, HDR, 0));
+                HDR
+            } else {
+                0
+            };
+            let buf = pool.with_headroom_mut(f.addr, front, f.len);
+            // SAFETY: `buf` is readable for its length during the call.
+            let r = unsafe { libc::write(self.fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+            if r >= 0 {
+                pool.free(f.addr);
+                self.link_down = false;
+                continue;
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                // Queue full, or the device is administratively down:
+                // the rest of the burst is dropped by the caller.
+                Some(libc::EAGAIN | libc::ENOBUFS | libc::EINTR) => return Ok(i),
+                Some(libc::EIO) => {
+                    self.link_down = true;
+                    return Ok(i);
                 }
-                Err(e) => match e.raw_os_error() {
-                    // Queue full, or the device is administratively down:
-                    // the rest of the burst is dropped by the caller.
-                    Some(libc::EAGAIN | libc::ENOBUFS | libc::EINTR) => return Ok(i),
-                    Some(libc::EIO) => {
-                        self.link_down = true;
-                        return Ok(i);
-                    }
-                    _ => return Err(gone(e)),
-                },
+                _ => return Err(gone(e)),
             }
         }
         Ok(frames.len())
     }
 
     fn poll_fd(&self) -> Option<RawFd> {
-        Some(self.iface.as_raw_fd())
+        Some(self.fd.as_raw_fd())
     }
 
     fn abandon(&mut self) {
@@ -147,7 +255,7 @@ impl Port for TapPort {
 
     fn on_remove(&mut self) {
         // Without the flag the kernel deletes the device when we close it.
-        if let Err(e) = sys::set_tap_persist(self.iface.as_raw_fd(), false) {
+        if let Err(e) = sys::set_tap_persist(self.fd.as_raw_fd(), false) {
             tracing::warn!("cannot make TAP non-persistent, it stays after removal: {e}");
         }
     }
@@ -157,5 +265,9 @@ impl Port for TapPort {
             mode: "tap",
             zero_copy: false,
         }
+    }
+
+    fn takes_gso(&self) -> bool {
+        self.vnet
     }
 }

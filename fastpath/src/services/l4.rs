@@ -15,8 +15,19 @@ use crate::wire::{ETH_LEN, ETHERTYPE_IPV4, read_u16, write_macs, write_u16};
 /// then the whole transport header) to source `src:sport` and destination
 /// `dst:dport`, updating the IP and transport checksums incrementally. A
 /// UDP checksum of 0 (none) stays 0.
+///
+/// With `partial` (a GSO frame), the transport checksum field holds the
+/// pseudo-header sum that each segment's checksum will start from: only
+/// the addresses enter it (ports are not in the pseudo-header), and it is
+/// a sum, not its complement.
 #[inline]
-pub fn ipv4_nat(ip: &mut [u8], ihl: usize, src: u32, sport: u16, dst: u32, dport: u16) {
+pub fn ipv4_nat(
+    ip: &mut [u8],
+    ihl: usize,
+    (src, sport): (u32, u16),
+    (dst, dport): (u32, u16),
+    partial: bool,
+) {
     let Some(mut v) = Ipv4::new(&mut *ip) else {
         return;
     };
@@ -27,6 +38,16 @@ pub fn ipv4_nat(ip: &mut [u8], ihl: usize, src: u32, sport: u16, dst: u32, dport
     let port_delta =
         u32::from(!old_sport) + u32::from(!old_dport) + u32::from(sport) + u32::from(dport);
     let delta = addr_delta + port_delta;
+    if partial {
+        if let Some(mut t) = Tcp::new(&mut *seg).filter(|_| proto == tcp::PROTO) {
+            t.set_checksum(!apply_delta(!t.checksum(), addr_delta));
+            t.set_ports(sport, dport);
+        } else if let Some(mut u) = Udp::new(&mut *seg).filter(|_| proto == udp::PROTO) {
+            u.set_checksum(!apply_delta(!u.checksum(), addr_delta));
+            u.set_ports(sport, dport);
+        }
+        return;
+    }
     match proto {
         tcp::PROTO => {
             if let Some(mut t) = Tcp::new(seg) {
@@ -147,7 +168,7 @@ mod tests {
                 let mut f = frame(tcp, payload);
                 assert_checksums(&f);
                 let (src, dst) = (0x0af4_0101, 0x0af4_0207);
-                ipv4_nat(&mut f[ETH_LEN..], 20, src, 61000, dst, 8080);
+                ipv4_nat(&mut f[ETH_LEN..], 20, (src, 61000), (dst, 8080), false);
                 assert_checksums(&f);
                 let p = SlicedPacket::from_ethernet(&f).unwrap();
                 let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else {
@@ -169,7 +190,7 @@ mod tests {
     fn nat_keeps_a_missing_udp_checksum_missing() {
         let mut f = frame(false, b"x");
         write_u16(&mut f, ETH_LEN + 20 + udp::CHECKSUM, 0);
-        ipv4_nat(&mut f[ETH_LEN..], 20, 1, 2, 3, 4);
+        ipv4_nat(&mut f[ETH_LEN..], 20, (1, 2), (3, 4), false);
         assert_eq!(read_u16(&f, ETH_LEN + 20 + udp::CHECKSUM), 0);
     }
 
@@ -177,9 +198,42 @@ mod tests {
     fn nat_and_back_restores_the_packet() {
         let orig = frame(true, b"abc");
         let mut f = orig.clone();
-        ipv4_nat(&mut f[ETH_LEN..], 20, 9, 9, 9, 9);
-        ipv4_nat(&mut f[ETH_LEN..], 20, 0x0af4_0105, 40000, 0x0a60_000a, 80);
+        ipv4_nat(&mut f[ETH_LEN..], 20, (9, 9), (9, 9), false);
+        ipv4_nat(
+            &mut f[ETH_LEN..],
+            20,
+            (0x0af4_0105, 40000),
+            (0x0a60_000a, 80),
+            false,
+        );
         assert_eq!(f, orig);
+    }
+
+    /// A GSO frame's checksum field holds the pseudo-header sum each
+    /// segment's checksum starts from: NAT must leave it the sum for the
+    /// new addresses (ports are not in it), so that the segments cut from
+    /// the translated frame verify.
+    #[test]
+    fn nat_of_a_partial_checksum_keeps_it_the_pseudo_header_sum() {
+        use crate::wire::checksum::{fold, halves};
+        let pseudo = |f: &[u8], proto: u8| {
+            let ip = Ipv4::new(&f[ETH_LEN..]).unwrap();
+            let len = f.len() - ETH_LEN - 20;
+            !fold(halves(ip.src()) + halves(ip.dst()) + u32::from(proto) + len as u32)
+        };
+        for (tcp, at, proto) in [(true, tcp::CHECKSUM, 6), (false, udp::CHECKSUM, 17)] {
+            let mut f = frame(tcp, &[3; 3000]);
+            let field = ETH_LEN + 20 + at;
+            let sum = pseudo(&f, proto);
+            write_u16(&mut f, field, sum);
+            let nat = ((0x0af4_0101, 61000), (0x0af4_0207, 8080));
+            ipv4_nat(&mut f[ETH_LEN..], 20, nat.0, nat.1, true);
+            assert_eq!(read_u16(&f, field), pseudo(&f, proto), "tcp {tcp}");
+            assert_eq!(read_u16(&f, ETH_LEN + 20), 61000);
+            assert_eq!(read_u16(&f, ETH_LEN + 22), 8080);
+            let ip = Ipv4::new(&f[ETH_LEN..]).unwrap();
+            assert!(ip.checksum_ok(20), "the IP header checksum stays whole");
+        }
     }
 
     #[test]

@@ -29,7 +29,7 @@ use std::net::Ipv4Addr;
 use crate::batch::{Batch, Pkt, Verdict};
 use crate::ctx::Ctx;
 use crate::drop::DropReason;
-use crate::pool::FRAME_CAPACITY;
+use crate::gso::Gso;
 use crate::services::conntrack::{Hit, Nat, NewFlow, Tracked, flow_key};
 use crate::services::l4;
 use crate::services::table::{Service, endpoint_parts};
@@ -278,10 +278,9 @@ fn translate(p: &mut Pkt, t: &Tuple, nat: Nat, cx: &mut Ctx<'_>) {
     l4::ipv4_nat(
         &mut frame[ETH_LEN..],
         t.ihl,
-        nat.src,
-        nat.sport,
-        nat.dst,
-        nat.dport,
+        (nat.src, nat.sport),
+        (nat.dst, nat.dport),
+        p.gso.is_some(),
     );
 }
 
@@ -305,7 +304,7 @@ fn refuse(p: &mut Pkt, t: &Tuple, cx: &mut Ctx<'_>) -> Verdict {
     }
     cx.counters.port(p.in_port).drop(reason, 1);
     let router_mac = cx.snap.l3.router_mac;
-    let frame = cx.pool.data_mut(p.addr, FRAME_CAPACITY);
+    let frame = cx.pool.frame_mut(p.addr);
     let len = if t.flags.is_some() {
         l4::tcp_rst_in_place(frame, t.ihl, t.total, p.src, router_mac)
     } else {
@@ -321,6 +320,7 @@ fn refuse(p: &mut Pkt, t: &Tuple, cx: &mut Ctx<'_>) -> Verdict {
         )
     };
     p.len = len as u32;
+    p.gso = Gso::NONE;
     let dst = p.src;
     p.src = router_mac;
     p.dst = dst;

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering, fence};
 use crossbeam_queue::ArrayQueue;
 
 use crate::PortId;
+use crate::gso::Gso;
 use crate::pool::PoolView;
 
 /// Frames in transit between one pair of workers.
@@ -35,6 +36,8 @@ pub struct HandoffDesc {
     pub port: PortId,
     /// Ingress port, for counting a drop.
     pub in_port: PortId,
+    /// A GSO frame, for a port that takes it whole.
+    pub gso: Gso,
 }
 
 /// The queues between every pair of workers.

@@ -34,7 +34,7 @@ use crate::l2::fdb::{LearnEvent, Learner};
 use crate::l3::resolver::Resolver;
 use crate::pipeline;
 use crate::pool::FramePool;
-use crate::port::{Port, PortGone};
+use crate::port::{Port, PortGone, RxFrame};
 use crate::services::conntrack::{Conntrack, FlowCache};
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::tx::{Outputs, TxFrame};
@@ -89,6 +89,8 @@ struct Slot {
     id: PortId,
     port: Box<dyn Port>,
     up: bool,
+    /// The port may hand over GSO and big frames ([`Port::takes_gso`]).
+    big: bool,
     /// The controller has been told this port is gone.
     reported: bool,
     /// Why the port stopped.
@@ -116,7 +118,7 @@ pub struct Worker {
     flows: FlowCache,
     outputs: Outputs,
     batch: Batch,
-    rx: [(u32, u32); BATCH_SIZE],
+    rx: [RxFrame; BATCH_SIZE],
     cmds: Receiver<WorkerCmd>,
     events: Sender<WorkerEvent>,
     mesh: Arc<Mesh>,
@@ -172,7 +174,7 @@ impl Worker {
             flows: FlowCache::default(),
             outputs: Outputs::new(),
             batch: Batch::new(),
-            rx: [(0, 0); BATCH_SIZE],
+            rx: [RxFrame::default(); BATCH_SIZE],
             cmds: p.cmds,
             events: p.events,
             mesh: p.mesh,
@@ -246,6 +248,7 @@ impl Worker {
         self.slot_of[usize::from(id)] = self.ports.len() as u16;
         self.ports.push(Slot {
             id,
+            big: port.takes_gso(),
             port,
             up: true,
             reported: false,
@@ -350,11 +353,17 @@ impl Worker {
             }
             work += n;
             let mut bytes = 0u64;
-            for &(addr, len) in &self.rx[..n] {
-                self.batch.push(Pkt::new(addr, len, id));
-                bytes += u64::from(len);
+            for rx in &self.rx[..n] {
+                self.batch.push(Pkt {
+                    gso: rx.gso,
+                    ..Pkt::new(rx.addr, rx.len, id)
+                });
+                bytes += u64::from(rx.len);
             }
             self.counters.port(id).rx(n as u64, bytes);
+            if self.ports[i].big {
+                self.batch.set_big();
+            }
             self.process(&snap, now, false);
             self.flush(&snap);
         }
@@ -416,6 +425,8 @@ impl Worker {
             }
             left -= taken;
             work += self.batch.len();
+            // Held frames come from any port.
+            self.batch.set_big();
             self.process(snap, now, true);
             self.resolver.retried();
             self.flush(snap);
@@ -468,6 +479,7 @@ impl Worker {
                         len: f.len,
                         port,
                         in_port: f.in_port,
+                        gso: f.gso,
                     };
                     if self.in_transit[w] < HANDOFF_DEPTH && queue.push(desc).is_ok() {
                         self.pool.mark_handoff(f.addr);
@@ -505,7 +517,7 @@ impl Worker {
             while n < BATCH_SIZE {
                 let Some(d) = queue.pop() else { break };
                 n += 1;
-                match self.pool.alloc() {
+                match self.pool.alloc_for(d.len) {
                     Some(addr) => {
                         // SAFETY: `src` handed us this frame and does not
                         // touch it until we push its address back below.
@@ -519,6 +531,7 @@ impl Worker {
                                 addr,
                                 len: len as u32,
                                 in_port: d.in_port,
+                                gso: d.gso,
                             },
                         );
                     }

@@ -520,6 +520,7 @@ impl Controller {
                 mtu: r.facts.mtu,
                 guard: guard_of(&r.spec),
                 finish_csum: r.facts.finish_csum,
+                gso: r.spec.offloads(),
             })
             .collect();
         let snap = Snapshot {

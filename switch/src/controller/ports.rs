@@ -207,6 +207,7 @@ impl Controller {
                     tap_ifname(spec),
                     spec.netns.as_deref(),
                     spec.mac.map(|m| m.0),
+                    spec.offloads(),
                 )
                 .map_err(|source| E::Tap {
                     name: spec.name.clone(),

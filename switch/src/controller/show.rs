@@ -73,6 +73,7 @@ impl Controller {
                     _ => "none".to_string(),
                 },
                 zero_copy: r.mode.as_ref().is_some_and(|m| m.zero_copy),
+                offload: r.spec.offloads(),
                 state: if r.up { PortState::Up } else { PortState::Down },
                 error: r.error.clone(),
                 worker: r.worker,

@@ -30,6 +30,8 @@ pub enum PortError {
     RoleTaken { other: String, role: ctl::PortRole },
     #[error("--netns and --ifname apply to TAP ports only (use --type tap)")]
     NetnsOnAfxdp,
+    #[error("--offload applies to TAP ports only (use --type tap)")]
+    OffloadOnAfxdp,
     #[error(
         "--mac on an AF_XDP port declares the pod's MAC and needs --ip \
          (a TAP port's --mac sets the device's MAC)"
@@ -112,6 +114,9 @@ pub(super) fn check(
         PortType::Afxdp => {
             if spec.netns.is_some() || spec.ifname.is_some() {
                 return Err(E::NetnsOnAfxdp);
+            }
+            if spec.offload.is_some() {
+                return Err(E::OffloadOnAfxdp);
             }
             if spec.mac.is_some() && spec.ips.is_empty() {
                 return Err(E::MacWithoutIp);

@@ -52,7 +52,7 @@ use ctl::{FdbEntry, MacAddr, PortInfo, PortStats, ShowReply};
 use serde::de::DeserializeOwned;
 
 /// Every drop reason name `stats` must report (zeros included).
-pub const DROP_REASONS: [&str; 21] = [
+pub const DROP_REASONS: [&str; 22] = [
     "runt",
     "malformed",
     "invalid_src_mac",
@@ -74,6 +74,7 @@ pub const DROP_REASONS: [&str; 21] = [
     "unsupported",
     "no_endpoints",
     "conntrack_full",
+    "bad_offload",
 ];
 
 /// How long vswitchd may take to answer its socket after start.
@@ -280,6 +281,8 @@ pub struct PodSpec {
     pub port_security: bool,
     /// The node to put the pod on (`pod.sh --node`).
     pub node: Option<String>,
+    /// A TAP pod's offloads (`pod.sh --offload`); `None`: the default, on.
+    pub offload: Option<bool>,
 }
 
 impl PodSpec {
@@ -292,7 +295,13 @@ impl PodSpec {
             gw: None,
             port_security: false,
             node: None,
+            offload: None,
         }
+    }
+
+    pub fn offload(mut self, on: bool) -> Self {
+        self.offload = Some(on);
+        self
     }
 
     pub fn gw(mut self, gw: &str) -> Self {
@@ -785,6 +794,9 @@ impl TestEnv {
         if spec.attach == Attach::Tap {
             cmd.arg("--tap");
         }
+        if let Some(on) = spec.offload {
+            cmd.args(["--offload", if on { "on" } else { "off" }]);
+        }
         if let Some(gw) = &spec.gw {
             cmd.args(["--gw", gw]);
         }
@@ -1051,6 +1063,12 @@ impl TestEnv {
     /// Runs an iperf3 TCP transfer of `secs` seconds from `from` to `to`
     /// and returns the bytes the receiver got.
     pub fn iperf(&mut self, from: &Pod, to: &Pod, secs: u32) -> u64 {
+        self.iperf_via(from, to, to.ip, secs)
+    }
+
+    /// As [`TestEnv::iperf`], with the client connecting to `addr` (a
+    /// Service VIP in front of `to`, say) rather than to `to`'s address.
+    pub fn iperf_via(&mut self, from: &Pod, to: &Pod, addr: Ipv4Addr, secs: u32) -> u64 {
         self.spawn_background(
             Command::new("ip")
                 .args(["netns", "exec", &to.name])
@@ -1071,7 +1089,7 @@ impl TestEnv {
                 .args([
                     "iperf3",
                     "-c",
-                    &to.ip.to_string(),
+                    &addr.to_string(),
                     "-p",
                     "5201",
                     "-t",

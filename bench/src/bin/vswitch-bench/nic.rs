@@ -10,8 +10,8 @@ use std::io;
 use std::net::Ipv4Addr;
 
 use fastpath::pool::{FRAME_CAPACITY, FramePool};
-use fastpath::port::Port;
 use fastpath::port::afxdp::{AfXdpPort, AttachMode};
+use fastpath::port::{Port, RxFrame};
 use fastpath::sys;
 use fastpath::tx::TxFrame;
 
@@ -117,7 +117,7 @@ struct Xdp {
     port: AfXdpPort,
     pool: FramePool,
     frames: Vec<TxFrame>,
-    rx: [(u32, u32); BURST],
+    rx: [RxFrame; BURST],
 }
 
 impl Xdp {
@@ -128,7 +128,7 @@ impl Xdp {
         // keeps the queue busy until the kernel's deferred cleanup runs.
         let mut tries = 0;
         let port = loop {
-            match AfXdpPort::open(ifname, 0, AttachMode::Auto, &pool.view()) {
+            match AfXdpPort::open(ifname, 0, AttachMode::Auto, &pool.umem()) {
                 Ok(p) => break p,
                 Err(e) if tries < BUSY_TRIES && e.reason.contains("busy") => {
                     tries += 1;
@@ -141,7 +141,7 @@ impl Xdp {
             port,
             pool,
             frames: Vec::with_capacity(BURST),
-            rx: [(0, 0); BURST],
+            rx: [RxFrame::default(); BURST],
         };
         x.port
             .maintain(&mut x.pool)
@@ -158,11 +158,7 @@ impl Xdp {
         for i in 0..n.min(BURST) {
             let Some(addr) = self.pool.alloc() else { break };
             let len = fill(i, self.pool.data_mut(addr, FRAME_CAPACITY));
-            self.frames.push(TxFrame {
-                addr,
-                len: len as u32,
-                in_port: 0,
-            });
+            self.frames.push(TxFrame::new(addr, len as u32, 0));
         }
         let sent = match self.port.tx_burst(&mut self.pool, &self.frames) {
             Ok(n) => n,
@@ -184,7 +180,7 @@ impl Xdp {
             .port
             .rx_burst(&mut self.pool, &mut self.rx)
             .map_err(|e| io::Error::other(e.0))?;
-        for &(addr, len) in &self.rx[..n] {
+        for &RxFrame { addr, len, .. } in &self.rx[..n] {
             f(self.pool.data(addr, len));
             self.pool.free(addr);
         }

@@ -161,6 +161,11 @@ pub(crate) struct PortAddArgs {
     #[arg(long)]
     host: bool,
 
+    /// TAP ports: checksum and segmentation offloads (GSO frames of up to
+    /// 64 KiB cross the switch whole) [default: on].
+    #[arg(long, value_name = "on|off", value_parser = on_off)]
+    offload: Option<bool>,
+
     /// Succeed when a port of this name already exists with the same settings.
     #[arg(long)]
     may_exist: bool,
@@ -347,6 +352,15 @@ impl Cmd {
     }
 }
 
+/// `on` or `off`.
+fn on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("'{s}' is neither 'on' nor 'off'")),
+    }
+}
+
 impl PortAddArgs {
     fn to_spec(&self) -> Result<PortSpec, Failure> {
         match self.port_type {
@@ -357,6 +371,7 @@ impl PortAddArgs {
                     ("--mac", self.mac.is_some() && self.ips.is_empty()),
                     ("--netns", self.netns.is_some()),
                     ("--ifname", self.ifname.is_some()),
+                    ("--offload", self.offload.is_some()),
                 ];
                 if let Some((flag, _)) = tap_only.iter().find(|(_, given)| *given) {
                     return Err(Failure::Usage(format!(
@@ -382,6 +397,7 @@ impl PortAddArgs {
             ips: self.ips.clone(),
             uplink: self.uplink,
             host: self.host,
+            offload: self.offload,
             may_exist: self.may_exist,
         })
     }
@@ -651,9 +667,19 @@ mod tests {
             ],
             uplink: false,
             host: false,
+            offload: None,
             may_exist: false,
         };
         assert_eq!(got, Ok(Command::PortAdd(want)));
+        let got = command(&["port", "add", "t", "--type", "tap", "--offload", "off"]);
+        let want = PortSpec {
+            port_type: PortType::Tap,
+            offload: Some(false),
+            ..PortSpec::afxdp("t")
+        };
+        assert_eq!(got, Ok(Command::PortAdd(want)));
+        let line = usage_error(&["port", "add", "t", "--type", "tap", "--offload", "maybe"]);
+        assert!(line.contains("'maybe' is neither 'on' nor 'off'"), "{line}");
         let got = command(&["port", "add", "veth1", "--mode", "zerocopy"]);
         let mut want = PortSpec::afxdp("veth1");
         want.mode = XdpMode::Zerocopy;
@@ -668,6 +694,7 @@ mod tests {
                 "--mac",
             ),
             (&["port", "add", "v", "--netns", "pod1"][..], "--netns"),
+            (&["port", "add", "v", "--offload", "on"][..], "--offload"),
             (
                 &[
                     "port", "add", "v", "--type", "afxdp", "--netns", "n", "--ifname", "e",

@@ -583,6 +583,7 @@ mod tests {
             requested_mode: XdpMode::Auto,
             mode: "native".to_string(),
             zero_copy: false,
+            offload: false,
             state: PortState::Up,
             error: None,
             worker: 0,
