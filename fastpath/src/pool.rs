@@ -149,6 +149,11 @@ impl FramePool {
         (self.free.len() + self.free_big.len()) as u32
     }
 
+    /// Regular frames in the free list.
+    pub fn available_regular(&self) -> u32 {
+        self.free.len() as u32
+    }
+
     /// Big frames in the free list.
     pub fn available_big(&self) -> u32 {
         self.free_big.len() as u32
@@ -203,8 +208,10 @@ impl FramePool {
     #[inline(never)]
     fn big_capacity(&self, addr: u32) -> Option<u32> {
         let j = (addr / FRAME_SIZE).checked_sub(self.count)?;
-        (addr % FRAME_SIZE == HEADROOM && j < self.big * SLOTS_PER_BIG && j.is_multiple_of(SLOTS_PER_BIG))
-            .then_some(BIG_CAPACITY)
+        (addr % FRAME_SIZE == HEADROOM
+            && j < self.big * SLOTS_PER_BIG
+            && j.is_multiple_of(SLOTS_PER_BIG))
+        .then_some(BIG_CAPACITY)
     }
 
     /// Takes a free frame for the worker.

@@ -296,10 +296,12 @@ pub fn tap_open(name: &str, vnet_hdr: bool) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Tells a TAP opened with a virtio-net header what its reader takes:
-/// partial checksums, TSO over IPv4 and IPv6 (with ECN) and, where the
-/// kernel has it (6.2 on), USO. Returns whether USO is on.
-pub fn tap_set_offload(fd: RawFd) -> io::Result<bool> {
+/// Tells a TAP what its reader takes: with `on` (a TAP opened with a
+/// virtio-net header), partial checksums, TSO over IPv4 and IPv6 (with ECN)
+/// and, where the kernel has it (6.2 on), USO; without, nothing (the pod's
+/// stack then checksums and segments everything itself). Returns whether
+/// USO is on.
+pub fn tap_set_offload(fd: RawFd, on: bool) -> io::Result<bool> {
     // _IOW('T', 208, unsigned int) and the TUN_F_* bits from linux/if_tun.h.
     const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
     const CSUM: libc::c_ulong = 0x01;
@@ -309,6 +311,13 @@ pub fn tap_set_offload(fd: RawFd) -> io::Result<bool> {
     const USO4: libc::c_ulong = 0x20;
     const USO6: libc::c_ulong = 0x40;
     let tcp = CSUM | TSO4 | TSO6 | TSO_ECN;
+    if !on {
+        // SAFETY: TUNSETOFFLOAD takes its argument by value; `fd` is a TAP.
+        if unsafe { libc::ioctl(fd, TUNSETOFFLOAD as _, 0 as libc::c_ulong) } == 0 {
+            return Ok(false);
+        }
+        return Err(io::Error::last_os_error());
+    }
     // SAFETY: TUNSETOFFLOAD takes its argument by value; `fd` is a TAP.
     if unsafe { libc::ioctl(fd, TUNSETOFFLOAD as _, tcp | USO4 | USO6) } == 0 {
         return Ok(true);

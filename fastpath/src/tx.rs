@@ -170,7 +170,14 @@ pub fn flood(
     frame: TxFrame,
     scope: Flood,
 ) {
-    let in_port = frame.in_port;
+    let TxFrame {
+        addr,
+        len,
+        in_port,
+        gso,
+    } = frame;
+    // A plain frame is queued as it is; a GSO or big one through `send`.
+    let plain = !gso.is_some() && pool.in_umem(addr);
     let skip_in_port = scope == Flood::Others;
     let mut last: Option<PortId> = None;
     for &target in &snap.flood {
@@ -178,11 +185,14 @@ pub fn flood(
             continue;
         }
         if let Some(prev) = last {
-            match pool.copy_frame(frame.addr, frame.len) {
+            match pool.copy_frame(addr, len) {
+                Some(copy) if plain => outputs.push(prev, TxFrame::new(copy, len, in_port)),
                 Some(copy) => {
                     let f = TxFrame {
                         addr: copy,
-                        ..frame
+                        len,
+                        in_port,
+                        gso,
                     };
                     send(snap, pool, outputs, counters, f, prev);
                 }
@@ -192,12 +202,13 @@ pub fn flood(
         last = Some(target);
     }
     match last {
+        Some(port) if plain => outputs.push(port, TxFrame::new(addr, len, in_port)),
         Some(port) => send(snap, pool, outputs, counters, frame, port),
         None => {
             // Nowhere to go (the flood list is the snapshot's, so this only
             // happens when no other pod port is up).
             counters.port(in_port).drop(DropReason::NoDestination, 1);
-            pool.free(frame.addr);
+            pool.free(addr);
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Software segmentation: a GSO frame cut into the packets it stands for,
 //! for a port that cannot take it whole.
 //!
-//! As the kernel's `tcp_gso_segment`/`udp4_ufo_fragment` for USO do: every
+//! As the kernel's `tcp_gso_segment`/`__udp_gso_segment` (USO) do: every
 //! segment gets the frame's headers and at most `gso.size` bytes of its
 //! payload; IPv4 lengths, identifications (incremented per segment) and
 //! header checksums, IPv6 payload lengths, TCP sequence numbers, TCP flags
@@ -19,6 +19,11 @@ const LAST_ONLY: u8 = tcp::FIN | 0x08;
 /// CWR: only the first segment keeps it.
 const CWR: u8 = 0x80;
 
+/// Regular frames segmentation leaves free: a pod's GSO frames with a tiny
+/// segment size (hundreds of segments each) must not empty the pool that
+/// the AF_XDP fill rings are topped up from.
+pub const RESERVE: u32 = 4096;
+
 /// Why a GSO frame could not be cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SegmentError {
@@ -31,7 +36,8 @@ pub enum SegmentError {
 /// order, with the pool (to finish the segment, which `emit` owns from then
 /// on). The frame itself is left as it is (the caller frees it). Returns
 /// the number of segments emitted and the number lost for want of a free
-/// frame (counted by the caller as `no_buffer`).
+/// frame beyond the pool's [`RESERVE`] (counted by the caller as
+/// `no_buffer`).
 pub fn segment(
     pool: &mut FramePool,
     addr: u32,
@@ -53,9 +59,15 @@ pub fn segment(
         let start = hdr + i * mss;
         let chunk = mss.min(payload.saturating_sub(i * mss));
         let seg_len = hdr + chunk;
-        let Some(new) = pool.alloc() else {
-            lost += 1;
-            continue;
+        let new = match pool.alloc() {
+            Some(a) if pool.available_regular() >= RESERVE => a,
+            other => {
+                if let Some(a) = other {
+                    pool.free(a);
+                }
+                lost = count - i;
+                break;
+            }
         };
         let Some((src, dst)) = pool.pair_mut(addr, len, new, seg_len as u32) else {
             pool.free(new);

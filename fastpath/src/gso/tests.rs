@@ -37,7 +37,7 @@ fn kind_of(f: &[u8], tcp: bool) -> u8 {
 
 /// Cuts `f` and returns the segments' bytes.
 fn cut(f: &[u8], gso: Gso) -> Result<Vec<Vec<u8>>, SegmentError> {
-    let mut pool = FramePool::with_big(256, 2);
+    let mut pool = FramePool::with_big(super::segment::RESERVE + 256, 2);
     let (addr, len) = pool.write_frame(f).unwrap();
     let mut segs = Vec::new();
     let (sent, lost) = segment(&mut pool, addr, len, gso, |pool, a, l| {
@@ -47,7 +47,11 @@ fn cut(f: &[u8], gso: Gso) -> Result<Vec<Vec<u8>>, SegmentError> {
     assert_eq!((sent, lost), (segs.len(), 0));
     pool.free(addr);
     assert_eq!(pool.counts().errors, 0);
-    assert_eq!(pool.available(), 258, "every frame back");
+    assert_eq!(
+        pool.available(),
+        super::segment::RESERVE + 258,
+        "every frame back"
+    );
     Ok(segs)
 }
 
@@ -140,15 +144,22 @@ fn frames_that_are_not_what_their_type_says_are_refused() {
 }
 
 #[test]
-fn segments_without_a_free_frame_are_counted_lost() {
+fn segments_beyond_the_pool_reserve_are_counted_lost() {
     let f = gso_frame(v4, true, &[5; 6000]);
-    let mut pool = FramePool::with_big(2, 1);
+    let mut pool = FramePool::with_big(super::segment::RESERVE + 2, 1);
     let (addr, len) = pool.write_frame(&f).unwrap();
     let gso = Gso::new(GSO_TCPV4, 1000);
     let mut got = Vec::new();
     let r = segment(&mut pool, addr, len, gso, |_, a, _| got.push(a));
     assert_eq!(r, Ok((2, 4)));
     assert_eq!(got.len(), 2);
+    assert_eq!(pool.available_regular(), super::segment::RESERVE);
+    // A hostile segment size of 1 byte stops at the reserve too.
+    for a in got {
+        pool.free(a);
+    }
+    let r = segment(&mut pool, addr, len, Gso::new(GSO_TCPV4, 1), |_, _, _| {});
+    assert_eq!(r, Ok((2, 5998)));
 }
 
 fn hdr(flags: u8, gso_type: u8, hdr_len: u16, gso_size: u16, start: u16, off: u16) -> VnetHdr {

@@ -24,7 +24,8 @@ use crate::wire::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 pub fn run(batch: &mut Batch, cx: &mut Ctx<'_>) {
     let (snap, pool) = (cx.snap, &*cx.pool);
     // A received batch comes from one port: its guard is looked up once,
-    // again only where the port changes (frames retried from several ports).
+    // again only where the port changes (a batch built from several ports,
+    // as stage tests do: the worker's batches come from one port).
     let guard_of = |port| snap.port(port).and_then(|e| e.guard.as_deref());
     let Some(first) = batch.pkts().first() else {
         return;
@@ -153,7 +154,7 @@ mod tests {
     }
 
     /// The guard is looked up once per run of frames from one port: a
-    /// batch that mixes ports (frames retried after a neighbour answered)
+    /// batch that mixes ports
     /// still checks each frame against its own port's guard.
     #[test]
     fn each_frame_is_checked_against_its_own_port() {

@@ -8,8 +8,8 @@ use crate::MacKey;
 use crate::batch::{Pkt, Verdict};
 use crate::ctx::Ctx;
 use crate::drop::DropReason;
-use crate::gso::{self, Gso};
-use crate::l3::next_hop::{decrement_hop_limit, next_hop};
+use crate::gso::Gso;
+use crate::l3::next_hop::{decrement_hop_limit, next_hop, wire_size};
 use crate::l3::table::NextHop;
 use crate::l3::vxlan;
 use crate::wire::{ETH_LEN, ETHERTYPE_IPV4, GROUP_BIT, l4_offset, write_macs};
@@ -36,14 +36,8 @@ pub(crate) fn forward(
         // The families answer their own addresses before they get here.
         NextHop::Local => return Verdict::Drop(DropReason::Unsupported),
     };
-    // A GSO frame fits if each packet it stands for does.
-    let size = if p.gso.is_some() {
-        match gso::segment_ip_len(cx.pool.data(p.addr, p.len), p.gso) {
-            Some(s) => s,
-            None => return Verdict::Drop(DropReason::BadOffload),
-        }
-    } else {
-        total
+    let Some(size) = wire_size(p, total, cx) else {
+        return Verdict::Drop(DropReason::BadOffload);
     };
     if size > usize::from(mtu) {
         return too_big(p, mtu, cx);

@@ -9,6 +9,7 @@ use crate::MacKey;
 use crate::batch::{Pkt, Verdict};
 use crate::ctx::Ctx;
 use crate::drop::DropReason;
+use crate::gso;
 use crate::l3::resolver::Ask;
 use crate::l3::table::{Link, NextHop};
 use crate::wire::ipv4::Ipv4;
@@ -17,6 +18,18 @@ use crate::wire::{ETH_LEN, ETHERTYPE_IPV6};
 
 /// A neighbour in use is asked again once its confirmation is this old.
 const NEIGH_REFRESH_MS: u64 = 30_000;
+
+/// The IP length the MTU check sees: `total`, or for a GSO frame the
+/// largest packet it stands for (a GSO frame fits if each of them does);
+/// `None` for a GSO frame whose headers do not parse.
+#[inline]
+pub(crate) fn wire_size(p: &Pkt, total: usize, cx: &Ctx<'_>) -> Option<usize> {
+    if p.gso.is_some() {
+        gso::segment_ip_len(cx.pool.data(p.addr, p.len), p.gso)
+    } else {
+        Some(total)
+    }
+}
 
 /// Takes one off the TTL (IPv4, with the checksum updated) or the hop
 /// limit (IPv6) of a frame whose header the routing stage has checked.

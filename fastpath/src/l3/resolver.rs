@@ -18,7 +18,7 @@ use crate::drop::DropReason;
 use crate::events::WorkerEvent;
 use crate::l3::neigh::NeighEvent;
 use crate::l3::table::Link;
-use crate::pool::FramePool;
+use crate::pool::{FRAME_CAPACITY, FramePool};
 use crate::snapshot::Snapshot;
 use crate::tx::{self, Flood, Outputs, TxFrame};
 use crate::wire::{self, arp, ipv6, nd};
@@ -26,6 +26,9 @@ use crate::{MacKey, PortId};
 
 /// Most frames one worker holds while their next hop is being resolved.
 pub const MAX_HELD: usize = 256;
+/// Most held frames that may be GSO or big frames: a worker has few big
+/// frames, and its TAP ports with offloads stop reading without one.
+pub const MAX_HELD_BIG: usize = 16;
 /// How long a frame waits for its next hop before it is dropped.
 pub const RESOLVE_TIMEOUT_MS: u64 = 3000;
 /// How often held frames are retried when no new snapshot arrives.
@@ -128,6 +131,10 @@ impl Resolver {
     #[inline]
     pub fn hold(&mut self, p: &Pkt, now: u64) -> bool {
         if self.held.len() >= MAX_HELD {
+            return false;
+        }
+        let big = |p: &Pkt| p.gso.is_some() || p.len > FRAME_CAPACITY;
+        if big(p) && self.held.iter().filter(|(h, _)| big(h)).count() >= MAX_HELD_BIG {
             return false;
         }
         let since = self

@@ -15,8 +15,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use crate::batch::{Batch, Pkt, Verdict};
 use crate::ctx::Ctx;
 use crate::drop::DropReason;
-use crate::gso::{self, segment::segment};
-use crate::l3::next_hop::{decrement_hop_limit, resolve};
+use crate::gso::segment::segment;
+use crate::l3::next_hop::{decrement_hop_limit, resolve, wire_size};
 use crate::l3::table::{Link, NextHop};
 use crate::pool::{FRAME_CAPACITY, FramePool};
 use crate::snapshot::PortRole;
@@ -111,14 +111,8 @@ pub(crate) fn encap(
     let inner_mtu = mtu
         .saturating_sub(vxlan::OVERHEAD as u16)
         .min((FRAME_CAPACITY as usize - ETH_LEN - vxlan::OVERHEAD) as u16);
-    // A GSO frame fits if each packet it stands for does.
-    let size = if p.gso.is_some() {
-        match gso::segment_ip_len(cx.pool.data(p.addr, p.len), p.gso) {
-            Some(s) => s,
-            None => return Verdict::Drop(DropReason::BadOffload),
-        }
-    } else {
-        total
+    let Some(size) = wire_size(p, total, cx) else {
+        return Verdict::Drop(DropReason::BadOffload);
     };
     if size > usize::from(inner_mtu) {
         return too_big(p, inner_mtu, cx);

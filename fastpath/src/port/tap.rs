@@ -80,15 +80,15 @@ impl TapPort {
             };
             // From here on, dropping `port` before the flag below is set
             // deletes a device we created.
-            if offload {
-                let uso = sys::tap_set_offload(port.fd.as_raw_fd()).map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!("cannot set offloads on TAP '{name}': {e}"),
-                    )
-                })?;
-                tracing::debug!(ifname = %name, uso, "TAP offloads on");
-            }
+            // Always set: a persistent TAP attached again keeps the
+            // offloads an earlier run gave it.
+            let uso = sys::tap_set_offload(port.fd.as_raw_fd(), offload).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot set offloads on TAP '{name}': {e}"),
+                )
+            })?;
+            tracing::debug!(ifname = %name, offload, uso, "TAP offloads set");
             sys::configure_link(&name, mac)?;
             // Only once the device is fully set up.
             sys::set_tap_persist(port.fd.as_raw_fd(), true)?;
@@ -119,50 +119,48 @@ impl TapPort {
     /// Reads one frame and its virtio-net header: the header into the
     /// headroom of `addr`, the frame into `addr` and, beyond a regular
     /// frame's capacity, into a big frame, which then gets the start too.
+    /// Without a free big frame nothing is read (`WouldBlock`): the frame
+    /// waits in the device's queue rather than being cut short.
     fn read_vnet(&mut self, pool: &mut FramePool, addr: u32) -> io::Result<RxFrame> {
-        let big = pool.alloc_big();
-        let not_frame = || io::Error::other("not a pool frame");
-        let (p0, l0) = pool
-            .raw_span(addr, HDR, FRAME_CAPACITY)
-            .ok_or_else(not_frame)?;
-        let mut iov = [
+        let Some(big) = pool.alloc_big() else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        let spans =
+            pool.raw_span(addr, HDR, FRAME_CAPACITY)
+                .zip(pool.raw_span(big, 0, BIG_CAPACITY));
+        let Some(((p0, l0), (p1, l1))) = spans else {
+            pool.free(big);
+            return Err(io::Error::other("not a pool frame"));
+        };
+        let skip = FRAME_CAPACITY as usize;
+        let iov = [
             libc::iovec {
                 iov_base: p0.cast(),
                 iov_len: l0,
             },
             libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
+                // SAFETY: `skip` < `l1`: the pointer stays inside the big frame.
+                iov_base: unsafe { p1.add(skip) }.cast(),
+                iov_len: l1 - skip,
             },
         ];
-        if let Some((p1, l1)) = big.and_then(|b| pool.raw_span(b, 0, BIG_CAPACITY)) {
-            let skip = FRAME_CAPACITY as usize;
-            // SAFETY: `skip` < `l1`: the pointer stays inside the big frame.
-            iov[1].iov_base = unsafe { p1.add(skip) }.cast();
-            iov[1].iov_len = l1 - skip;
-        }
         // SAFETY: both iovecs describe writable bytes of frames the worker
-        // holds (the second may be empty); the array outlives the call.
+        // holds; the array outlives the call.
         let r = unsafe { libc::readv(self.fd.as_raw_fd(), iov.as_ptr(), 2) };
         if r < 0 {
             let e = io::Error::last_os_error();
-            if let Some(b) = big {
-                pool.free(b);
-            }
+            pool.free(big);
             return Err(e);
         }
         let len = (r as u32).saturating_sub(HDR);
-        let frame = match big {
-            Some(b) if len > FRAME_CAPACITY => {
-                pool.copy_into(addr, b, HDR, FRAME_CAPACITY);
-                pool.free(addr);
-                b
-            }
-            Some(b) => {
-                pool.free(b);
-                addr
-            }
-            None => addr,
+        let frame = if len > FRAME_CAPACITY && pool.copy_into(addr, big, HDR, FRAME_CAPACITY) {
+            pool.free(addr);
+            big
+        } else {
+            // Fits a regular frame (else, never: the copy failed, and the
+            // frame, cut short, is dropped by the parse stage).
+            pool.free(big);
+            addr
         };
         let hdr = VnetHdr::read(pool.with_headroom_mut(frame, HDR, 0)).unwrap_or_default();
         let gso = hdr.accept(pool.data_mut(frame, len));

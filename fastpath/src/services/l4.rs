@@ -211,8 +211,10 @@ mod tests {
 
     /// A GSO frame's checksum field holds the pseudo-header sum each
     /// segment's checksum starts from: NAT must leave it the sum for the
-    /// new addresses (ports are not in it), so that the segments cut from
-    /// the translated frame verify.
+    /// new addresses (ports are not in it). The switch's own segmentation
+    /// recomputes every checksum, and a receiving pod trusts a partial one,
+    /// so only this test sees the field: a stack that forwards the frame on
+    /// (out of a NIC that completes the checksum) would send it wrong.
     #[test]
     fn nat_of_a_partial_checksum_keeps_it_the_pseudo_header_sum() {
         use crate::wire::checksum::{fold, halves};
