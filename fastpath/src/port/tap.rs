@@ -78,10 +78,10 @@ impl TapPort {
                 link_down: false,
                 vnet: offload,
             };
-            // From here on, dropping `port` before the flag below is set
-            // deletes a device we created.
-            // Always set: a persistent TAP attached again keeps the
-            // offloads an earlier run gave it.
+            // From here on, an error drops `port` before the persistent
+            // flag is set, which deletes a device we created. Offloads are
+            // set either way: a persistent TAP attached again keeps those
+            // an earlier run gave it.
             let uso = sys::tap_set_offload(port.fd.as_raw_fd(), offload).map_err(|e| {
                 io::Error::new(
                     e.kind(),
