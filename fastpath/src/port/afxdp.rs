@@ -362,7 +362,7 @@ impl AfXdpPort {
     }
 
     fn refill(&mut self, pool: &mut FramePool) {
-        let spare = pool.available().saturating_sub(POOL_RESERVE);
+        let spare = pool.available_regular().saturating_sub(POOL_RESERVE);
         let want = FILL_TARGET.saturating_sub(self.in_fill).min(spare);
         if want == 0 {
             return;
