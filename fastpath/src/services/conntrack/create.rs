@@ -6,9 +6,11 @@
 //! else a port of the dynamic range that maps to the same shard, so both
 //! records of a flow always share one lock. A tuple held by a live record
 //! is never taken over; a full shard first evicts its oldest unanswered
-//! flow and refuses the new flow if it has none. Flow states come from the
-//! shard's recycled ones when nothing else still refers to them, so
-//! creating a flow usually allocates nothing.
+//! flow and refuses the new flow if it has none. Flow states are recycled:
+//! a new flow takes a removed flow's state that nothing refers to any more
+//! (no record, no worker's cache), from its own shard or another, so once
+//! the table has held as many flows as it holds now, creating one
+//! allocates nothing (`tests/conntrack_alloc.rs`).
 
 use std::sync::Arc;
 use std::sync::TryLockError;
@@ -62,7 +64,7 @@ impl Conntrack {
         let mut s = lock(&self.shards[i]);
         if let Some(old) = s.map.get(&orig_key).filter(|r| r.orig) {
             old.flow.kill();
-            let other = old.other;
+            let other = old.other(orig_key);
             s.remove_flow(orig_key, other);
         }
         self.create_locked(&mut s, i, f, orig_key, now)
@@ -99,7 +101,7 @@ impl Conntrack {
                 return Ok(Tracked::Existing(hit));
             }
             flow.kill();
-            let other = rec.other;
+            let other = rec.other(orig_key);
             s.remove_flow(orig_key, other);
             if expired {
                 s.expired += 1;
@@ -125,7 +127,7 @@ impl Conntrack {
                 s.full += 1;
                 return Err(CreateError::NoPort);
             }
-            let other = r.other;
+            let other = r.other(orig_key);
             s.remove_flow(orig_key, other);
         }
         if self.total.load(Ordering::Relaxed) >= self.limit
@@ -142,7 +144,7 @@ impl Conntrack {
         let reply_key = loop {
             let k = flow_key(f.backend.0, src, f.backend.1, port, f.proto);
             // Any record holds the tuple, of either direction.
-            match s.map.get(&k).map(|r| (r.flow.expired(now), r.other)) {
+            match s.map.get(&k).map(|r| (r.flow.expired(now), r.other(k))) {
                 None => break k,
                 // A stale record: its flow is over, reuse the tuple.
                 Some((true, other)) => {
@@ -170,13 +172,15 @@ impl Conntrack {
             f.proto,
             now,
         );
-        let flow = match s.spare.pop() {
+        // A spare state of this shard, else of another (states belong to
+        // no shard), else a new one: once the table has held as many flows
+        // as it holds now, making one allocates nothing.
+        let flow = match s.reuse().or_else(|| self.reuse_elsewhere(i)) {
             Some(mut spare) => match Arc::get_mut(&mut spare) {
                 Some(slot) => {
                     *slot = fresh;
                     spare
                 }
-                // A worker's cache took a reference meanwhile: let it go.
                 None => Arc::new(fresh),
             },
             None => Arc::new(fresh),
@@ -191,7 +195,6 @@ impl Conntrack {
                     dst: f.client.0,
                     dport: f.client.1,
                 },
-                other: orig_key,
                 flow: Arc::clone(&flow),
             },
         );
@@ -201,12 +204,15 @@ impl Conntrack {
             dst: f.backend.0,
             dport: f.backend.1,
         };
+        debug_assert_eq!(
+            s.map.get(&reply_key).map(|r| r.other(reply_key)),
+            Some(orig_key)
+        );
         s.map.insert(
             orig_key,
             Rec {
                 orig: true,
                 nat,
-                other: reply_key,
                 flow,
             },
         );
@@ -218,6 +224,17 @@ impl Conntrack {
             s.compact_young();
         }
         Ok(nat)
+    }
+
+    /// A spare flow state of another shard than `i` (whose lock the caller
+    /// holds), for a shard that has none free; shards are only tried, as
+    /// in [`Conntrack::evict_elsewhere`].
+    fn reuse_elsewhere(&self, i: usize) -> Option<Arc<Flow>> {
+        (1..SHARDS).find_map(|k| match self.shards[(i + k) % SHARDS].try_lock() {
+            Ok(mut g) => g.reuse(),
+            Err(TryLockError::Poisoned(e)) => e.into_inner().reuse(),
+            Err(TryLockError::WouldBlock) => None,
+        })
     }
 
     /// Evicts the oldest unanswered flow of another shard than `i` (whose

@@ -146,7 +146,7 @@ impl Conntrack {
         let rec = s.map.get(&key).filter(|r| r.orig == orig)?;
         let flow = &rec.flow;
         if flow.expired(now) || reopens(orig, flow, tcp) {
-            let other = rec.other;
+            let other = rec.other(key);
             flow.kill();
             s.remove_flow(key, other);
             s.expired += 1;

@@ -39,7 +39,7 @@
 //! outside it; `affinity` ClientIP affinity; `report` what `ct list` and
 //! `ct stats` show; `cache` a worker's lock-free [`FlowCache`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -102,12 +102,25 @@ impl Conntrack {
         let hash = FlowHash::default();
         let per_shard = limit.div_ceil(SHARDS).max(1);
         let total = Arc::new(AtomicUsize::new(0));
+        let spares = Arc::new(AtomicUsize::new(0));
         let shards = (0..SHARDS)
             .map(|_| {
+                // Sized up front for the shard's share of a full table (two
+                // records per flow; the eviction queue before compaction),
+                // so that churn below the limit never grows them (pages
+                // are touched only as flows arrive).
                 Mutex::new(Shard {
-                    map: HashMap::with_hasher(hash),
+                    map: HashMap::with_capacity_and_hasher(2 * per_shard, hash),
                     total: Arc::clone(&total),
-                    spare: Vec::with_capacity(per_shard),
+                    young: VecDeque::with_capacity(2 * per_shard + 16),
+                    spare: VecDeque::with_capacity(per_shard),
+                    spares: Arc::clone(&spares),
+                    limit: per_shard * SHARDS,
+                    gone: Vec::with_capacity(per_shard),
+                    seen: rustc_hash::FxHashSet::with_capacity_and_hasher(
+                        per_shard,
+                        Default::default(),
+                    ),
                     ..Shard::default()
                 })
             })

@@ -6,15 +6,49 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{DEAD, Flow, FlowHash, Nat};
+use super::{DEAD, Flow, FlowHash, Nat, flow_key};
+
+/// Spare states [`Shard::take_spare`] looks at before it allocates.
+const SPARE_TRIES: usize = 4;
+
+/// Asks the CPU to fetch the line of a flow state and of its reference
+/// counts (which sit just before it) ahead of use; a hint only.
+#[inline(always)]
+fn prefetch(flow: *const Flow) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let p = flow.cast::<i8>();
+        // SAFETY: a prefetch reads nothing the program sees and cannot
+        // fault, whatever the address; the intrinsic is unsafe only for its
+        // target feature, SSE, which every x86-64 CPU has.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_sub(16));
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(16));
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = flow;
+}
 
 #[derive(Debug, Clone)]
 pub(super) struct Rec {
     pub(super) orig: bool,
     pub(super) nat: Nat,
-    /// The key of the other direction's record.
-    pub(super) other: u128,
     pub(super) flow: Arc<Flow>,
+}
+
+impl Rec {
+    /// The key of the other direction's record, given this record's own
+    /// `key`: a packet that leaves with this record's translation is
+    /// answered with its addresses and ports swapped, and that answer is
+    /// what the other record is keyed by (kept out of the record: one key
+    /// fewer per record keeps more of the table in cache).
+    #[inline]
+    pub(super) fn other(&self, key: u128) -> u128 {
+        let n = &self.nat;
+        flow_key(n.dst, n.src, n.dport, n.sport, key as u8)
+    }
 }
 
 /// One shard: the records of the flows whose client port hashes here,
@@ -35,10 +69,22 @@ pub(super) struct Shard {
     pub(super) evicted: u64,
     pub(super) full: u64,
     pub(super) expired: u64,
-    /// Flow states of removed flows that nothing refers to any more, for
-    /// new flows to reuse (as a kernel slab cache would): creating a flow
-    /// then allocates nothing. At most the shard's limit.
-    pub(super) spare: Vec<Arc<Flow>>,
+    /// Flow states of removed flows, last removed at the back, for new flows to reuse
+    /// (as a kernel slab cache would): creating a flow then allocates
+    /// nothing. A state that a worker's cache still refers to waits here
+    /// until the cache lets it go (see [`Shard::take_spare`]). At most the
+    /// table's limit, in all shards together (`spares`), so the flows of
+    /// a busy shard (one client port) are recycled as well as any.
+    pub(super) spare: VecDeque<Arc<Flow>>,
+    /// Room for the keys [`Shard::retain`] removes and the keys
+    /// [`Shard::compact_young`] has seen, kept between calls so that
+    /// sweeping allocates nothing once the shard has reached its size.
+    pub(super) gone: Vec<(u128, u128)>,
+    pub(super) seen: rustc_hash::FxHashSet<u128>,
+    /// Spare states in every shard (shared, like `total`).
+    pub(super) spares: Arc<AtomicUsize>,
+    /// The table's limit: the most spare states kept, all shards together.
+    pub(super) limit: usize,
 }
 
 impl Shard {
@@ -67,13 +113,40 @@ impl Shard {
         self.recycle(r.flow);
     }
 
-    /// Keeps a removed flow's state for reuse once nothing else refers to
-    /// it (the other record gone, no worker's cache holding it).
+    /// Keeps a removed flow's state for reuse (both records are gone; a
+    /// worker's cache may still hold it, which [`Shard::take_spare`]
+    /// checks).
     #[inline]
     pub(super) fn recycle(&mut self, flow: Arc<Flow>) {
-        if Arc::strong_count(&flow) == 1 && self.spare.len() < self.spare.capacity() {
-            self.spare.push(flow);
+        if self.spares.fetch_add(1, Ordering::Relaxed) < self.limit {
+            self.spare.push_back(flow);
+        } else {
+            self.spares.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    /// A removed flow's state that nothing refers to any more, for a new
+    /// flow to reuse. The state removed last is tried first (its line is
+    /// the likeliest to be in cache); one that a worker's cache still
+    /// refers to goes to the far end of the queue (caches let go of dead
+    /// flows as other flows take their slots), so a state pinned by a
+    /// cache never blocks the others. The next candidate is fetched ahead
+    /// of use: spare states are often cold, and waiting for one was the
+    /// largest single cost of a new flow (BENCHMARKS.md, "Conntrack").
+    #[inline]
+    pub(super) fn reuse(&mut self) -> Option<Arc<Flow>> {
+        for _ in 0..SPARE_TRIES {
+            let mut spare = self.spare.pop_back()?;
+            if let Some(next) = self.spare.back() {
+                prefetch(Arc::as_ptr(next));
+            }
+            if Arc::get_mut(&mut spare).is_some() {
+                self.spares.fetch_sub(1, Ordering::Relaxed);
+                return Some(spare);
+            }
+            self.spare.push_front(spare);
+        }
+        None
     }
 
     /// Keeps the records `keep` says yes to; the others' flows are marked
@@ -82,16 +155,18 @@ impl Shard {
     pub(super) fn retain(&mut self, mut keep: impl FnMut(&Rec) -> bool) -> usize {
         // Decided once per flow, on its original record (the reply record
         // goes with it); a reply record whose flow is dead is an orphan.
-        let mut gone = Vec::new();
+        let mut gone = std::mem::take(&mut self.gone);
         for (&k, r) in &self.map {
             if (r.orig && !keep(r)) || (!r.orig && r.flow.bits() & DEAD != 0) {
-                gone.push((k, r.other));
+                gone.push((k, r.other(k)));
             }
         }
         let before = self.flows;
-        for (k, other) in gone {
+        for &(k, other) in &gone {
             self.remove_flow(k, other);
         }
+        gone.clear();
+        self.gone = gone;
         before - self.flows
     }
 
@@ -108,7 +183,7 @@ impl Shard {
             if rec.flow.replied() && !rec.flow.expired(now) {
                 continue;
             }
-            let other = rec.other;
+            let other = rec.other(k);
             self.remove_flow(k, other);
             self.evicted += 1;
             return true;
@@ -120,9 +195,11 @@ impl Shard {
     /// repeated keys (a tuple reused by successive flows), so that it never
     /// holds more than the shard's unanswered flows.
     pub(super) fn compact_young(&mut self) {
-        let Shard { map, young, .. } = self;
-        let mut seen = rustc_hash::FxHashSet::default();
+        let Shard {
+            map, young, seen, ..
+        } = self;
         young
             .retain(|k| map.get(k).is_some_and(|r| r.orig && !r.flow.replied()) && seen.insert(*k));
+        seen.clear();
     }
 }

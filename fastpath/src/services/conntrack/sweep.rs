@@ -16,7 +16,7 @@ impl Conntrack {
         let mut s = lock(&self.shards[self.shard_of(key, true)]);
         if let Some(rec) = s.map.get(&key).filter(|r| r.orig) {
             rec.flow.kill();
-            let other = rec.other;
+            let other = rec.other(key);
             s.remove_flow(key, other);
         }
     }
