@@ -28,6 +28,16 @@
 //!   so every frame of an iteration is the first of its flow. The table's
 //!   limit (the default, 262,144) is four times that, so nothing is
 //!   evicted or refused.
+//! - `service/churn`: flows that come and go, [`CHURN_FLOWS`] at a time,
+//!   never flushed: each is a SYN, two ACKs and a RST (the segments of
+//!   the flows interleaved, a flow's next one [`CHURN_FLOWS`] frames
+//!   later), and the next cycle's SYN on the same tuple reopens the closed
+//!   flow (removes it, chooses an endpoint, creates a new one). So one
+//!   frame in four is the first of a flow and the others hit it in the
+//!   worker's flow cache; flow states are recycled while workers' caches
+//!   still refer to the old ones. After measuring, the bench checks that
+//!   every SYN made a flow and that the measured iterations allocated
+//!   nothing (a counting allocator on the worker's thread).
 //! - `service/maglev_build`: `Service::new` with 10 endpoints (a Maglev
 //!   table of 1,009 slots); an element is one Service.
 //! - `service/table_10k`: a `ServiceTable` of 10,000 Services × 10
@@ -61,6 +71,52 @@ use fastpath::services::maglev::DEFAULT_MIN_SIZE;
 use fastpath::services::table::{PROTO_TCP, Service, ServiceTable, endpoint};
 use fastpath::snapshot::Snapshot;
 
+/// Counts the allocations of the thread that asks (the worker's: the
+/// rig runs it on the bench's thread), for `churn`'s no-allocation check.
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    pub struct Counting;
+
+    thread_local! {
+        static ALLOCS: Cell<Option<u64>> = const { Cell::new(None) };
+    }
+
+    fn count() {
+        let _ = ALLOCS.try_with(|c| c.set(c.get().map(|n| n + 1)));
+    }
+
+    // SAFETY: every call goes to the system allocator unchanged; counting
+    // touches only a thread-local `Cell`, which allocates nothing.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            count();
+            // SAFETY: the caller's contract is `System.alloc`'s.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: as above.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, size: usize) -> *mut u8 {
+            count();
+            // SAFETY: as above.
+            unsafe { System.realloc(ptr, layout, size) }
+        }
+    }
+
+    /// Allocations `f` makes on this thread.
+    pub fn allocations(f: impl FnOnce()) -> u64 {
+        ALLOCS.with(|c| c.set(Some(0)));
+        f();
+        ALLOCS.with(|c| c.replace(None)).unwrap_or(0)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: counting::Counting = counting::Counting;
+
 /// Routes in the table (as in `l3.rs`).
 const ROUTES: usize = 10_000;
 /// Endpoints of the benchmarked Service.
@@ -81,9 +137,26 @@ fn v4(a: [u8; 4]) -> u32 {
 /// A 64-byte TCP ACK segment (10 bytes of payload) from `src:sport` to
 /// the VIP, sent to the router by host A, with valid checksums.
 fn tcp_to_vip(src: [u8; 4], sport: u16) -> Vec<u8> {
+    tcp_to_vip_flags(src, sport, Segment::Ack)
+}
+
+/// What a segment of [`tcp_to_vip_flags`] is.
+#[derive(Clone, Copy)]
+enum Segment {
+    Syn,
+    Ack,
+    Rst,
+}
+
+/// A 64-byte TCP segment from `src:sport` to the VIP (see [`tcp_to_vip`]).
+fn tcp_to_vip_flags(src: [u8; 4], sport: u16, seg: Segment) -> Vec<u8> {
     let mut h = TcpHeader::new(sport, VPORT, 1, 64240);
-    h.ack = true;
-    h.acknowledgment_number = 1;
+    match seg {
+        Segment::Syn => h.syn = true,
+        Segment::Ack => h.ack = true,
+        Segment::Rst => (h.rst, h.ack) = (true, true),
+    }
+    h.acknowledgment_number = if h.ack { 1 } else { 0 };
     let mut f = Vec::with_capacity(FRAME_64B);
     PacketBuilder::ethernet2(MAC_A, ROUTER_MAC)
         .ipv4(src, VIP, 64)
@@ -260,6 +333,66 @@ fn first_packet(group: &mut BenchmarkGroup<'_, WallTime>, routes: &ClusterRoutes
     }
 }
 
+/// Flows of the `churn` scenario, each [`CHURN_SEGMENTS`] segments long.
+const CHURN_FLOWS: usize = FRAMES_PER_ITER / CHURN_SEGMENTS;
+const CHURN_SEGMENTS: usize = 4;
+
+fn churn(group: &mut BenchmarkGroup<'_, WallTime>, routes: &ClusterRoutes) {
+    let name = "churn";
+    let mut rig: Option<Rig> = None;
+    let (mut handled, mut iterations, mut allocs) = (0usize, 0usize, 0u64);
+    group.bench_function(name, |b| {
+        let rig = rig.get_or_insert_with(|| {
+            // Segment k of flow j at position k × CHURN_FLOWS + j: a SYN
+            // (which reopens the tuple's flow closed by the last cycle's
+            // RST), two ACKs, a RST; 64 clients × 256 ports.
+            let templates: Vec<Vec<u8>> = (0..FRAMES_PER_ITER)
+                .map(|i| {
+                    let (k, j) = (i / CHURN_FLOWS, i % CHURN_FLOWS);
+                    let seg = match k {
+                        0 => Segment::Syn,
+                        k if k == CHURN_SEGMENTS - 1 => Segment::Rst,
+                        _ => Segment::Ack,
+                    };
+                    let src = [10, 244, 0, 100 + (j / 256) as u8];
+                    tcp_to_vip_flags(src, 1024 + (j % 256) as u16, seg)
+                })
+                .collect();
+            service_rig(routes, one_service(routes), templates).settle(name)
+        });
+        b.iter(|| {
+            let mut n = 0;
+            allocs += counting::allocations(|| n = rig.run_frames(FRAMES_PER_ITER));
+            handled += n;
+            iterations += 1;
+            black_box(n)
+        });
+    });
+    if let Some(mut rig) = rig {
+        let c = rig.conntrack.counters(fastpath::clock::now_ms());
+        // One flow per tuple at any time (closed by its RST, it stays
+        // until its 10 s are up or a SYN reopens the tuple); every SYN,
+        // settling and warm-up included, opened a new one.
+        assert_eq!(c.entries, CHURN_FLOWS as u64, "{name}: {c:?}");
+        // The frames received began with a SYN: those of whole cycles,
+        // then those of a last partial one.
+        let frames = rig.totals().rx_packets;
+        let (cycles, rest) = (
+            frames / FRAMES_PER_ITER as u64,
+            frames % FRAMES_PER_ITER as u64,
+        );
+        assert_eq!(
+            c.created,
+            cycles * CHURN_FLOWS as u64 + rest.min(CHURN_FLOWS as u64),
+            "{name}: one flow per SYN of {frames} frames: {c:?}"
+        );
+        assert_eq!((c.evicted, c.full), (0, 0), "{name}: {c:?}");
+        check_after(name, &mut rig, handled, iterations);
+        eprintln!("service/{name}: {allocs} allocations while measuring");
+        assert_eq!(allocs, 0, "{name}: churn allocated");
+    }
+}
+
 /// `n` endpoints 10.244.x.y:8080 for Service number `s`.
 fn endpoints_of(s: usize, n: usize) -> Vec<u64> {
     (0..n)
@@ -313,6 +446,7 @@ fn data_path(c: &mut Criterion) {
     group.throughput(Throughput::Elements(FRAMES_PER_ITER as u64));
     established(&mut group, &routes);
     first_packet(&mut group, &routes);
+    churn(&mut group, &routes);
     group.finish();
 }
 

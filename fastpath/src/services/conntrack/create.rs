@@ -219,10 +219,11 @@ impl Conntrack {
         s.flows += 1;
         s.total.fetch_add(1, Ordering::Relaxed);
         s.created += 1;
-        s.young.push_back(orig_key);
-        if s.young.len() > 2 * s.flows.max(self.per_shard) + 16 {
+        // Compacted before it outgrows the room it was given.
+        if s.young.len() >= 2 * s.flows.max(self.per_shard) + 16 {
             s.compact_young();
         }
+        s.young.push_back(orig_key);
         Ok(nat)
     }
 

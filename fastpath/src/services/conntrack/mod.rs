@@ -105,12 +105,14 @@ impl Conntrack {
         let spares = Arc::new(AtomicUsize::new(0));
         let shards = (0..SHARDS)
             .map(|_| {
-                // Sized up front for the shard's share of a full table (two
-                // records per flow; the eviction queue before compaction),
-                // so that churn below the limit never grows them (pages
-                // are touched only as flows arrive).
+                // The shard's lists are sized up front for its share of a
+                // full table (the eviction queue before compaction, the
+                // sweep's), so that churn never grows them. The map is
+                // not: a map sized for a full table spreads a few flows
+                // over many lines and pages (`service/first_packet` +50 %);
+                // it grows, doubling, to the most flows it has held.
                 Mutex::new(Shard {
-                    map: HashMap::with_capacity_and_hasher(2 * per_shard, hash),
+                    map: HashMap::with_hasher(hash),
                     total: Arc::clone(&total),
                     young: VecDeque::with_capacity(2 * per_shard + 16),
                     spare: VecDeque::with_capacity(per_shard),

@@ -235,3 +235,30 @@ fn flows_that_share_a_client_port_have_the_whole_table() {
     let c = ct.counters(5);
     assert_eq!((c.entries, c.evicted, c.full), (1024, 1, 0));
 }
+
+#[test]
+fn a_record_with_its_key_is_48_bytes() {
+    // ARCHITECTURE.md: a record does not store the other direction's key.
+    assert_eq!(std::mem::size_of::<(u128, super::shard::Rec)>(), 48);
+}
+
+#[test]
+fn a_records_other_key_is_the_other_records_key() {
+    let ct = Conntrack::new(1024);
+    let f = NewFlow {
+        proto: 6,
+        client: (0x0af4_010a, 40000),
+        front: (0x0a60_000a, 80),
+        backend: (0x0af4_0214, 8080),
+        snat: Some(0xc0a8_0005),
+        service: 1,
+    };
+    ct.create(&f, 1).unwrap();
+    let s = lock(&ct.shards[ct.port_shard(40000)]);
+    assert_eq!(s.map.len(), 2);
+    for (&k, r) in &s.map {
+        let other = s.map.get(&r.other(k)).expect("the other record");
+        assert_ne!(other.orig, r.orig);
+        assert!(Arc::ptr_eq(&other.flow, &r.flow));
+    }
+}
