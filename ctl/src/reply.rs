@@ -312,13 +312,23 @@ pub struct PortStats {
     pub rx_bytes: u64,
     pub tx_packets: u64,
     pub tx_bytes: u64,
-    /// Every drop reason (snake_case name) with its count, zeros included.
+    /// Every drop reason (snake_case name) with its count, zeros included;
+    /// AF_XDP ports add the kernel's drops on the way to the switch
+    /// ([`XSK_RX_DROPPED`], [`XSK_RX_RING_FULL`]).
     pub drops: BTreeMap<String, u64>,
     /// AF_XDP ports: the kernel's own counters of the socket (frames the
     /// kernel could not hand to the switch, descriptors it rejected).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xdp: Option<XdpStats>,
 }
+
+/// Drops of an AF_XDP port's frames by the kernel, before the switch saw
+/// them, for want of a free frame on the fill ring (or too large):
+/// `XDP_STATISTICS`' `rx_dropped`.
+pub const XSK_RX_DROPPED: &str = "xsk_rx_dropped";
+/// Drops of an AF_XDP port's frames by the kernel because the socket's RX
+/// ring was full (the switch fell behind): `rx_ring_full`.
+pub const XSK_RX_RING_FULL: &str = "xsk_rx_ring_full";
 
 /// The kernel's statistics of an AF_XDP socket (`XDP_STATISTICS`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -157,3 +157,81 @@ fn bad_frames_are_dropped_and_counted() {
     assert!(env.daemon_mut().is_running());
     env.ping_all(&[&a, &b, &t]);
 }
+
+/// Frames the kernel drops before the switch sees them are the switch's
+/// losses: with vswitchd stopped (SIGSTOP), a burst into an AF_XDP port
+/// fills the socket's fill and RX rings and the rest is dropped by the
+/// kernel; `stats` counts those with the switch's own drops
+/// (`xsk_rx_dropped`, or `xsk_rx_ring_full`), in the port's drop total,
+/// and every frame of the burst is either received or counted dropped.
+#[test]
+fn kernel_drops_of_an_afxdp_port_are_counted_with_the_switchs_drops() {
+    const BURST: u64 = 6000;
+    let Some(mut env) =
+        TestEnv::with_daemon("kernel_drops_of_an_afxdp_port_are_counted_with_the_switchs_drops")
+    else {
+        return;
+    };
+    let a = env.add_pod("a", Attach::Afxdp);
+    let b = env.add_pod("b", Attach::Afxdp);
+    env.ping_all(&[&a, &b]);
+
+    let d = env.daemon();
+    let before = d.port_stats(&a.name);
+    assert!(before.xdp.is_some(), "an AF_XDP port has kernel counters");
+    for name in [ctl::XSK_RX_DROPPED, ctl::XSK_RX_RING_FULL] {
+        assert!(
+            before.drops.contains_key(name),
+            "{name} in {:?}",
+            before.drops
+        );
+    }
+    let kernel = |s: &ctl::PortStats| s.drops[ctl::XSK_RX_DROPPED] + s.drops[ctl::XSK_RX_RING_FULL];
+
+    d.signal(libc::SIGSTOP);
+    // A UDP frame from a to b, sent BURST times with an AF_PACKET socket.
+    let ip = |x: std::net::Ipv4Addr| -> String {
+        x.octets().iter().map(|o| format!("{o:02x}")).collect()
+    };
+    let frame = format!(
+        "{}{}0800450000200000400040110000{}{}04000400000c00000000",
+        hex(&b.mac),
+        hex(&a.mac),
+        ip(a.ip),
+        ip(b.ip)
+    );
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+         s.bind(('eth0', 0))\n\
+         f = bytes.fromhex('{frame}')\n\
+         for _ in range({BURST}):\n    s.send(f)\n"
+    );
+    let sent = netns_exec(&a.name, &["python3", "-c", &script]);
+    d.signal(libc::SIGCONT);
+    assert!(sent.success(), "burst from {}: {}", a.name, sent.stderr);
+
+    let settled = wait_for(Duration::from_secs(5), || {
+        let after = d.port_stats(&a.name);
+        let got = (after.rx_packets - before.rx_packets) + (kernel(&after) - kernel(&before));
+        (got >= BURST).then_some(after)
+    });
+    let after = settled.unwrap_or_else(|| {
+        panic!(
+            "{BURST} frames sent, not all received or counted: before {before:?}, after {:?}",
+            d.port_stats(&a.name)
+        )
+    });
+    let dropped = kernel(&after) - kernel(&before);
+    // The rings hold at most 2,048 frames each: most of the burst was lost.
+    assert!(
+        dropped >= BURST - 2 * 2048,
+        "only {dropped} of {BURST} counted as kernel drops: {after:?}"
+    );
+    let xdp = after.xdp.expect("kernel counters");
+    eprintln!("{dropped} of {BURST} frames dropped by the kernel: {xdp:?}");
+    assert_eq!(after.drops[ctl::XSK_RX_DROPPED], xdp.rx_dropped);
+    assert_eq!(after.drops[ctl::XSK_RX_RING_FULL], xdp.rx_ring_full);
+    assert!(after.drops_total() - before.drops_total() >= dropped);
+    env.ping_all(&[&a, &b]);
+}

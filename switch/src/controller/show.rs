@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use ctl::{
     DaemonInfo, FdbEntry, FdbKind, FdbSummary, FramePoolInfo, MacAddr, PortInfo, PortState,
-    PortStats, Reply, ShowReply, WorkerInfo, XdpStats,
+    PortStats, Reply, ShowReply, WorkerInfo, XSK_RX_DROPPED, XSK_RX_RING_FULL, XdpStats,
 };
 use fastpath::counters::PortCounterValues;
 use fastpath::drop::DropReason;
@@ -27,24 +27,33 @@ impl Controller {
     pub(super) fn port_stats(&self, rec: &PortRecord) -> PortStats {
         let base = self.baselines.get(&rec.id).copied().unwrap_or_default();
         let v = self.sum_counters(rec.id).since(&base);
+        let xdp = rec.xsk_fd.and_then(sys::xsk_statistics).map(|k| XdpStats {
+            rx_dropped: k[0],
+            rx_invalid_descs: k[1],
+            tx_invalid_descs: k[2],
+            rx_ring_full: k[3],
+            rx_fill_ring_empty: k[4],
+            tx_ring_empty: k[5],
+        });
+        let mut drops: std::collections::BTreeMap<String, u64> = DropReason::ALL
+            .iter()
+            .map(|r| (r.name().to_string(), v.drop_count(*r)))
+            .collect();
+        // Frames the kernel dropped on their way to the switch are the
+        // switch's losses too: counted with its own (since the socket
+        // was opened).
+        if let Some(x) = &xdp {
+            drops.insert(XSK_RX_DROPPED.to_string(), x.rx_dropped);
+            drops.insert(XSK_RX_RING_FULL.to_string(), x.rx_ring_full);
+        }
         PortStats {
             name: rec.spec.name.clone(),
             rx_packets: v.rx_packets,
             rx_bytes: v.rx_bytes,
             tx_packets: v.tx_packets,
             tx_bytes: v.tx_bytes,
-            drops: DropReason::ALL
-                .iter()
-                .map(|r| (r.name().to_string(), v.drop_count(*r)))
-                .collect(),
-            xdp: rec.xsk_fd.and_then(sys::xsk_statistics).map(|k| XdpStats {
-                rx_dropped: k[0],
-                rx_invalid_descs: k[1],
-                tx_invalid_descs: k[2],
-                rx_ring_full: k[3],
-                rx_fill_ring_empty: k[4],
-                tx_ring_empty: k[5],
-            }),
+            drops,
+            xdp,
         }
     }
 
