@@ -73,6 +73,11 @@ pub enum WorkerCmd {
     Stop,
 }
 
+/// Flow-cache slots a poll scrubs of removed flows
+/// ([`FlowCache::scrub`]): busy, and idle.
+const SCRUB_BUSY: usize = 4;
+const SCRUB_IDLE: usize = 64;
+
 /// What a worker publishes about itself (written by the worker, read by the controller).
 #[derive(Default)]
 pub struct WorkerStatus {
@@ -372,6 +377,11 @@ impl Worker {
         }
         work += self.receive_handoffs(&snap);
         self.reclaim_returned();
+        if !snap.services.is_empty() {
+            // Let go of removed flows: a little on every poll, more when idle.
+            self.flows
+                .scrub(if work == 0 { SCRUB_IDLE } else { SCRUB_BUSY });
+        }
         for i in 0..self.ports.len() {
             if self.ports[i].up
                 && let Err(e) = self.ports[i].port.maintain(&mut self.pool)

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{Flow, Hit};
+use super::{DEAD, Flow, Hit};
 
 /// Slots of a worker's [`FlowCache`] (a power of two).
 pub const FLOW_CACHE_SLOTS: usize = 4096;
@@ -27,17 +27,39 @@ pub(super) struct CacheEntry {
 #[derive(Debug)]
 pub struct FlowCache {
     pub(super) entries: Box<[Option<CacheEntry>]>,
+    /// The slot [`FlowCache::scrub`] looks at next.
+    next: usize,
 }
 
 impl Default for FlowCache {
     fn default() -> Self {
         FlowCache {
             entries: (0..FLOW_CACHE_SLOTS).map(|_| None).collect(),
+            next: 0,
         }
     }
 }
 
 impl FlowCache {
+    /// Empties those of the next `n` slots (going round the cache, from
+    /// where the last call stopped) whose flow has been removed from the
+    /// table. An entry is only replaced when another flow takes its slot,
+    /// so without this a removed flow's state stays referenced long after,
+    /// and the table, which reuses only states nothing refers to, would
+    /// allocate new ones. The worker calls it every poll.
+    pub fn scrub(&mut self, n: usize) {
+        for _ in 0..n {
+            let i = self.next;
+            self.next = (i + 1) % FLOW_CACHE_SLOTS;
+            if self.entries[i]
+                .as_ref()
+                .is_some_and(|e| e.flow.bits() & DEAD != 0)
+            {
+                self.entries[i] = None;
+            }
+        }
+    }
+
     #[inline]
     pub(super) fn put(&mut self, key: u128, orig: bool, hit: Hit, flow: Arc<Flow>) {
         let slot = self.slot(key);

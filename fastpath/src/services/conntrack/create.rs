@@ -20,6 +20,9 @@ use super::flow::reopens;
 use super::shard::{Rec, Shard};
 use super::{Conntrack, Flow, FlowCache, Hit, Nat, SHARDS, flow_key, lock};
 
+/// Other shards [`Conntrack::reuse_elsewhere`] tries.
+const ELSEWHERE: usize = 8;
+
 /// What [`Conntrack::lookup_or_create`] found or made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tracked {
@@ -176,13 +179,10 @@ impl Conntrack {
         // no shard), else a new one: once the table has held as many flows
         // as it holds now, making one allocates nothing.
         let flow = match s.reuse().or_else(|| self.reuse_elsewhere(i)) {
-            Some(mut spare) => match Arc::get_mut(&mut spare) {
-                Some(slot) => {
-                    *slot = fresh;
-                    spare
-                }
-                None => Arc::new(fresh),
-            },
+            Some(mut spare) => {
+                *Arc::get_mut(&mut spare).expect("reuse hands out unshared states") = fresh;
+                spare
+            }
             None => Arc::new(fresh),
         };
         s.map.insert(
@@ -227,11 +227,15 @@ impl Conntrack {
         Ok(nat)
     }
 
-    /// A spare flow state of another shard than `i` (whose lock the caller
-    /// holds), for a shard that has none free; shards are only tried, as
-    /// in [`Conntrack::evict_elsewhere`].
+    /// A spare flow state of one of the next few shards after `i` (whose
+    /// lock the caller holds), for a shard that has none free; shards are
+    /// only tried, as in [`Conntrack::evict_elsewhere`], and not at all
+    /// when no shard has a spare state (as while the table grows).
     fn reuse_elsewhere(&self, i: usize) -> Option<Arc<Flow>> {
-        (1..SHARDS).find_map(|k| match self.shards[(i + k) % SHARDS].try_lock() {
+        if self.spares.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        (1..=ELSEWHERE).find_map(|k| match self.shards[(i + k) % SHARDS].try_lock() {
             Ok(mut g) => g.reuse(),
             Err(TryLockError::Poisoned(e)) => e.into_inner().reuse(),
             Err(TryLockError::WouldBlock) => None,

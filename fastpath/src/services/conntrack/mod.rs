@@ -82,6 +82,8 @@ pub struct Conntrack {
     limit: usize,
     /// Flows in the table (see [`Shard`]'s `total`).
     total: Arc<AtomicUsize>,
+    /// Spare flow states in all shards (see [`Shard`]'s `spares`).
+    spares: Arc<AtomicUsize>,
 }
 
 impl Default for Conntrack {
@@ -105,24 +107,20 @@ impl Conntrack {
         let spares = Arc::new(AtomicUsize::new(0));
         let shards = (0..SHARDS)
             .map(|_| {
-                // The shard's lists are sized up front for its share of a
-                // full table (the eviction queue before compaction, the
-                // sweep's), so that churn never grows them. The map is
-                // not: a map sized for a full table spreads a few flows
-                // over many lines and pages (`service/first_packet` +50 %);
-                // it grows, doubling, to the most flows it has held.
+                // Only the spare lists are sized up front (a shard's share
+                // of the table; 64 KiB a shard at the default). The rest
+                // is not: a map or list grows,
+                // doubling, to the most it has held and keeps that room,
+                // so churn below that allocates nothing. (A map sized for
+                // a full table spread a few flows over so many lines that
+                // `service/first_packet` ran 50 % slower.)
                 Mutex::new(Shard {
                     map: HashMap::with_hasher(hash),
                     total: Arc::clone(&total),
-                    young: VecDeque::with_capacity(2 * per_shard + 16),
                     spare: VecDeque::with_capacity(per_shard),
+                    pinned: VecDeque::with_capacity(per_shard),
                     spares: Arc::clone(&spares),
                     limit: per_shard * SHARDS,
-                    gone: Vec::with_capacity(per_shard),
-                    seen: rustc_hash::FxHashSet::with_capacity_and_hasher(
-                        per_shard,
-                        Default::default(),
-                    ),
                     ..Shard::default()
                 })
             })
@@ -137,6 +135,7 @@ impl Conntrack {
             per_shard,
             limit: per_shard * SHARDS,
             total,
+            spares,
         }
     }
 

@@ -6,10 +6,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{DEAD, Flow, FlowHash, Nat, flow_key};
+use super::{DEAD, Flow, FlowHash, Nat, flow_key, flow_parts};
 
-/// Spare states [`Shard::take_spare`] looks at before it allocates.
+/// Spare states [`Shard::reuse`] looks at, last removed first.
 const SPARE_TRIES: usize = 4;
+/// Pinned states [`Shard::reuse`] looks at, oldest first, before it gives up.
+const PINNED_TRIES: usize = 16;
 
 /// Asks the CPU to fetch the line of a flow state and of its reference
 /// counts (which sit just before it) ahead of use; a hint only.
@@ -19,9 +21,10 @@ fn prefetch(flow: *const Flow) {
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         let p = flow.cast::<i8>();
-        // SAFETY: a prefetch reads nothing the program sees and cannot
-        // fault, whatever the address; the intrinsic is unsafe only for its
-        // target feature, SSE, which every x86-64 CPU has.
+        // SAFETY: a prefetch is a hint: it reads nothing the program sees
+        // and cannot fault, whatever the address, so the raw pointers (made
+        // with wrapping arithmetic, never dereferenced) need no validity;
+        // its target feature, SSE, is part of every x86-64 CPU.
         unsafe {
             _mm_prefetch::<_MM_HINT_T0>(p.wrapping_sub(16));
             _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(16));
@@ -47,7 +50,7 @@ impl Rec {
     #[inline]
     pub(super) fn other(&self, key: u128) -> u128 {
         let n = &self.nat;
-        flow_key(n.dst, n.src, n.dport, n.sport, key as u8)
+        flow_key(n.dst, n.src, n.dport, n.sport, flow_parts(key).4)
     }
 }
 
@@ -71,19 +74,23 @@ pub(super) struct Shard {
     pub(super) expired: u64,
     /// Flow states of removed flows, last removed at the back, for new flows to reuse
     /// (as a kernel slab cache would): creating a flow then allocates
-    /// nothing. A state that a worker's cache still refers to waits here
-    /// until the cache lets it go (see [`Shard::take_spare`]). At most the
+    /// nothing. A state that a worker's cache still refers to waits in
+    /// `pinned` until the cache lets it go (see [`Shard::reuse`]). At most the
     /// table's limit, in all shards together (`spares`), so the flows of
     /// a busy shard (one client port) are recycled as well as any.
     pub(super) spare: VecDeque<Arc<Flow>>,
+    /// Spare states a worker's cache still referred to when they were
+    /// removed (or last looked at), oldest first (counted in `spares` too).
+    pub(super) pinned: VecDeque<Arc<Flow>>,
     /// Room for the keys [`Shard::retain`] removes and the keys
     /// [`Shard::compact_young`] has seen, kept between calls so that
-    /// sweeping allocates nothing once the shard has reached its size.
+    /// sweeping allocates nothing once the shard has held as much.
     pub(super) gone: Vec<(u128, u128)>,
     pub(super) seen: rustc_hash::FxHashSet<u128>,
     /// Spare states in every shard (shared, like `total`).
     pub(super) spares: Arc<AtomicUsize>,
-    /// The table's limit: the most spare states kept, all shards together.
+    /// The table's limit (`--ct-max` rounded up to a multiple of the
+    /// shards): the most spare states kept, all shards together.
     pub(super) limit: usize,
 }
 
@@ -114,29 +121,37 @@ impl Shard {
     }
 
     /// Keeps a removed flow's state for reuse (both records are gone; a
-    /// worker's cache may still hold it, which [`Shard::take_spare`]
-    /// checks).
+    /// worker's cache may still hold it, which [`Shard::reuse`] checks).
     #[inline]
     pub(super) fn recycle(&mut self, flow: Arc<Flow>) {
         if self.spares.fetch_add(1, Ordering::Relaxed) < self.limit {
-            self.spare.push_back(flow);
+            // Once removed, a flow gains no new references (only the table
+            // hands them out), so a state nothing else refers to now is
+            // free for good; one a cache holds waits in `pinned`.
+            if Arc::strong_count(&flow) == 1 {
+                self.spare.push_back(flow);
+            } else {
+                self.pinned.push_back(flow);
+            }
         } else {
             self.spares.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
     /// A removed flow's state that nothing refers to any more, for a new
-    /// flow to reuse. The state removed last is tried first (its line is
-    /// the likeliest to be in cache); one that a worker's cache still
-    /// refers to goes to the far end of the queue (caches let go of dead
-    /// flows as other flows take their slots), so a state pinned by a
-    /// cache never blocks the others. The next candidate is fetched ahead
-    /// of use: spare states are often cold, and waiting for one was the
-    /// largest single cost of a new flow (BENCHMARKS.md, "Conntrack").
+    /// flow to reuse. The free state removed last is taken first (its line
+    /// is the likeliest to be in cache), with the next one prefetched:
+    /// spare states are often cold, and waiting for one was the largest
+    /// single cost of a new flow (BENCHMARKS.md, "Conntrack"). Without a
+    /// free one, the oldest `pinned` states are tried: caches let go of
+    /// removed flows within a few polls ([`super::FlowCache::scrub`]), so
+    /// the longest removed are the likeliest free.
     #[inline]
     pub(super) fn reuse(&mut self) -> Option<Arc<Flow>> {
         for _ in 0..SPARE_TRIES {
-            let mut spare = self.spare.pop_back()?;
+            let Some(mut spare) = self.spare.pop_back() else {
+                break;
+            };
             if let Some(next) = self.spare.back() {
                 prefetch(Arc::as_ptr(next));
             }
@@ -144,7 +159,16 @@ impl Shard {
                 self.spares.fetch_sub(1, Ordering::Relaxed);
                 return Some(spare);
             }
-            self.spare.push_front(spare);
+            // Not reached while `recycle` sorts them; kept for safety.
+            self.pinned.push_back(spare);
+        }
+        for _ in 0..PINNED_TRIES {
+            let mut spare = self.pinned.pop_front()?;
+            if Arc::get_mut(&mut spare).is_some() {
+                self.spares.fetch_sub(1, Ordering::Relaxed);
+                return Some(spare);
+            }
+            self.pinned.push_back(spare);
         }
         None
     }
