@@ -2,7 +2,8 @@
 //! the way the Service stage creates them (`lookup_or_create` with a
 //! worker's `FlowCache`; each flow's second datagram puts it in the cache,
 //! which keeps its state referenced, and the cache is scrubbed of removed
-//! flows at the worker's busy rate, 4 slots per 64 packets), answered,
+//! flows at the rate of a worker busy on one port, 4 slots per 64 packets;
+//! a worker busy on several ports scrubs fewer per packet), answered,
 //! expired and swept by the controller, round after round. After a warm-up
 //! (one round with more flows than the others plus a cache's worth, then
 //! 19 ordinary rounds, while the spare states settle between free and

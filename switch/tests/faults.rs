@@ -163,7 +163,8 @@ fn bad_frames_are_dropped_and_counted() {
 /// fills the socket's fill and RX rings and the rest is dropped by the
 /// kernel; `stats` counts those with the switch's own drops
 /// (`xsk_rx_dropped`, or `xsk_rx_ring_full`), in the port's drop total,
-/// and every frame of the burst is either received or counted dropped.
+/// and every frame of the burst (but for 1 %, which the veth itself may
+/// drop) is either received or counted dropped.
 #[test]
 fn kernel_drops_of_an_afxdp_port_are_counted_with_the_switchs_drops() {
     const BURST: u64 = 6000;
@@ -214,7 +215,9 @@ fn kernel_drops_of_an_afxdp_port_are_counted_with_the_switchs_drops() {
     let settled = wait_for(Duration::from_secs(5), || {
         let after = d.port_stats(&a.name);
         let got = (after.rx_packets - before.rx_packets) + (kernel(&after) - kernel(&before));
-        (got >= BURST).then_some(after)
+        // A few frames may be lost before the socket (the veth's own
+        // queue, on a loaded machine): those no counter of the switch sees.
+        (got >= BURST - BURST / 100).then_some(after)
     });
     let after = settled.unwrap_or_else(|| {
         panic!(
@@ -223,9 +226,9 @@ fn kernel_drops_of_an_afxdp_port_are_counted_with_the_switchs_drops() {
         )
     });
     let dropped = kernel(&after) - kernel(&before);
-    // The rings hold at most 2,048 frames each: most of the burst was lost.
+    // The switch holds at most the 2,048 frames of its fill ring.
     assert!(
-        dropped >= BURST - 2 * 2048,
+        dropped >= BURST - 2048 - BURST / 100,
         "only {dropped} of {BURST} counted as kernel drops: {after:?}"
     );
     let xdp = after.xdp.expect("kernel counters");

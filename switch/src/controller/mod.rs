@@ -99,6 +99,10 @@ struct PortRecord {
     ifindex: Option<u32>,
     /// For AF_XDP ports that are open: the socket, for the kernel's statistics.
     xsk_fd: Option<RawFd>,
+    /// For AF_XDP ports: the kernel's drops (`rx_dropped`, `rx_ring_full`)
+    /// on the port's earlier sockets, so that `stats` keeps counting up
+    /// across a re-attach.
+    xsk_drops: [u64; 2],
     /// While down: when to try re-attaching next, and the current back-off.
     retry_at: Instant,
     retry_backoff: Duration,

@@ -49,6 +49,14 @@ impl Controller {
     /// buffers and (for a TAP) the namespace it pins. The port stays
     /// configured, down, until `port del`.
     pub(super) fn retire(&mut self, id: PortId, worker: usize) {
+        // The socket's kernel drops, read while the socket is still open:
+        // the port's next socket counts from zero again.
+        if let Some(rec) = self.record_by_id(id)
+            && let Some(k) = rec.xsk_fd.and_then(sys::xsk_statistics)
+        {
+            rec.xsk_drops[0] += k[0];
+            rec.xsk_drops[1] += k[3];
+        }
         let (done, _) = crossbeam_channel::bounded(1);
         // A blocking send: the worker must stop using the port; the channel
         // only fills up if the worker is stuck.
@@ -288,6 +296,7 @@ impl Controller {
             mode,
             ifindex,
             xsk_fd,
+            xsk_drops: [0; 2],
             retry_at: Instant::now(),
             retry_backoff: Duration::ZERO,
             facts,

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
+use ctl::PortType;
 use ctl::{
     DaemonInfo, FdbEntry, FdbKind, FdbSummary, FramePoolInfo, MacAddr, PortInfo, PortState,
     PortStats, Reply, ShowReply, WorkerInfo, XSK_RX_DROPPED, XSK_RX_RING_FULL, XdpStats,
@@ -40,11 +41,12 @@ impl Controller {
             .map(|r| (r.name().to_string(), v.drop_count(*r)))
             .collect();
         // Frames the kernel dropped on their way to the switch are the
-        // switch's losses too: counted with its own (since the socket
-        // was opened).
-        if let Some(x) = &xdp {
-            drops.insert(XSK_RX_DROPPED.to_string(), x.rx_dropped);
-            drops.insert(XSK_RX_RING_FULL.to_string(), x.rx_ring_full);
+        // switch's losses too: counted with its own, over every socket the
+        // port has had (listed while the port is down too).
+        if rec.spec.port_type == PortType::Afxdp {
+            let now = xdp.map_or([0; 2], |x| [x.rx_dropped, x.rx_ring_full]);
+            drops.insert(XSK_RX_DROPPED.to_string(), rec.xsk_drops[0] + now[0]);
+            drops.insert(XSK_RX_RING_FULL.to_string(), rec.xsk_drops[1] + now[1]);
         }
         PortStats {
             name: rec.spec.name.clone(),

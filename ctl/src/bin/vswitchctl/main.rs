@@ -171,9 +171,17 @@ mod tests {
             rx_bytes: 180,
             tx_packets: 0,
             tx_bytes: 0,
-            drops: [("no_destination".to_string(), 3)].into_iter().collect(),
+            // As vswitchd reports an AF_XDP port: the kernel's drops also
+            // among the drops.
+            drops: [
+                ("no_destination".to_string(), 3),
+                (ctl::XSK_RX_RING_FULL.to_string(), 7),
+            ]
+            .into_iter()
+            .collect(),
             xdp: Some(ctl::XdpStats {
                 rx_ring_full: 7,
+                rx_invalid_descs: 2,
                 ..Default::default()
             }),
         }];
@@ -200,9 +208,15 @@ mod tests {
                         "{text}"
                     );
                     assert!(
-                        rows.contains(&vec!["pod1", "xdp.rx_ring_full", "7"]),
+                        rows.contains(&vec!["pod1", "xsk_rx_ring_full", "7"]),
                         "{text}"
                     );
+                    assert!(
+                        rows.contains(&vec!["pod1", "xdp.rx_invalid_descs", "2"]),
+                        "{text}"
+                    );
+                    // Listed once, not again under xdp.
+                    assert!(!text.contains("xdp.rx_ring_full"), "{text}");
                 }
                 _ => assert_eq!(
                     serde_json::from_str::<Vec<PortStats>>(&text).unwrap(),

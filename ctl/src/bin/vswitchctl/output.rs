@@ -439,9 +439,11 @@ pub fn stats_text(stats: &[PortStats]) -> String {
             drops.row([s.name.clone(), reason.clone(), count.to_string()]);
         }
         // The kernel's AF_XDP counters, except the wakeup hints
-        // (fill/tx ring empty), which are normal when idle.
+        // (fill/tx ring empty), which are normal when idle, and the two
+        // drops already listed above (`xsk_rx_dropped`, `xsk_rx_ring_full`).
         if let Some(x) = &s.xdp {
-            for (name, count) in x.named().into_iter().take(4).filter(|(_, c)| *c != 0) {
+            let rejected = [x.named()[1], x.named()[2]];
+            for (name, count) in rejected.into_iter().filter(|(_, c)| *c != 0) {
                 drops.row([s.name.clone(), format!("xdp.{name}"), count.to_string()]);
             }
         }

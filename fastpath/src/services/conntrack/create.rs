@@ -9,8 +9,8 @@
 //! flow and refuses the new flow if it has none. Flow states are recycled:
 //! a new flow takes a removed flow's state that nothing refers to any more
 //! (no record, no worker's cache), from its own shard or another, so once
-//! the table has held as many flows as it holds now, creating one
-//! allocates nothing (`tests/conntrack_alloc.rs`).
+//! the table has held as many flows as it holds now, creating one almost
+//! never allocates (`tests/conntrack_alloc.rs`).
 
 use std::sync::Arc;
 use std::sync::TryLockError;
@@ -176,8 +176,7 @@ impl Conntrack {
             now,
         );
         // A spare state of this shard, else of another (states belong to
-        // no shard), else a new one: once the table has held as many flows
-        // as it holds now, making one allocates nothing.
+        // no shard), else a new one (see the module's comment).
         let flow = match s.reuse().or_else(|| self.reuse_elsewhere(i)) {
             Some(mut spare) => {
                 *Arc::get_mut(&mut spare).expect("reuse hands out unshared states") = fresh;
