@@ -121,6 +121,8 @@ pub struct Worker {
     learner: Learner,
     resolver: Resolver,
     flows: FlowCache,
+    /// The flow cache has been emptied since the last Service went.
+    flows_cleared: bool,
     outputs: Outputs,
     batch: Batch,
     rx: [RxFrame; BATCH_SIZE],
@@ -177,6 +179,7 @@ impl Worker {
             learner: Learner::new(p.learn_tx),
             resolver: Resolver::new(p.events.clone()),
             flows: FlowCache::default(),
+            flows_cleared: true,
             outputs: Outputs::new(),
             batch: Batch::new(),
             rx: [RxFrame::default(); BATCH_SIZE],
@@ -381,6 +384,10 @@ impl Worker {
             // Let go of removed flows: a little on every poll, more when idle.
             self.flows
                 .scrub(if work == 0 { SCRUB_IDLE } else { SCRUB_BUSY });
+            self.flows_cleared = false;
+        } else if !self.flows_cleared {
+            self.flows.clear();
+            self.flows_cleared = true;
         }
         for i in 0..self.ports.len() {
             if self.ports[i].up

@@ -41,6 +41,13 @@ impl Default for FlowCache {
 }
 
 impl FlowCache {
+    /// Empties every slot (the worker does once no Service is left: the
+    /// cache is then of no use, and what it holds would keep removed
+    /// flows' states from being reused).
+    pub fn clear(&mut self) {
+        self.entries.iter_mut().for_each(|e| *e = None);
+    }
+
     /// Empties those of the next `n` slots (going round the cache, from
     /// where the last call stopped) whose flow has been removed from the
     /// table. An entry is only replaced when another flow takes its slot,
