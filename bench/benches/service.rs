@@ -37,7 +37,9 @@
 //!   worker's flow cache; flow states are recycled while workers' caches
 //!   still refer to the old ones. After measuring, the bench checks that
 //!   every SYN made a flow and that the measured iterations allocated
-//!   nothing (a counting allocator on the worker's thread).
+//!   nothing (a counting allocator on the worker's thread), after 64
+//!   cycles of warm-up besides settling: the first cycles grow the
+//!   table's maps and lists to what the churn needs.
 //! - `service/maglev_build`: `Service::new` with 10 endpoints (a Maglev
 //!   table of 1,009 slots); an element is one Service.
 //! - `service/table_10k`: a `ServiceTable` of 10,000 Services × 10
@@ -71,51 +73,9 @@ use fastpath::services::maglev::DEFAULT_MIN_SIZE;
 use fastpath::services::table::{PROTO_TCP, Service, ServiceTable, endpoint};
 use fastpath::snapshot::Snapshot;
 
-/// Counts the allocations of the thread that asks (the worker's: the
-/// rig runs it on the bench's thread), for `churn`'s no-allocation check.
-mod counting {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
-
-    pub struct Counting;
-
-    thread_local! {
-        static ALLOCS: Cell<Option<u64>> = const { Cell::new(None) };
-    }
-
-    fn count() {
-        let _ = ALLOCS.try_with(|c| c.set(c.get().map(|n| n + 1)));
-    }
-
-    // SAFETY: every call goes to the system allocator unchanged; counting
-    // touches only a thread-local `Cell`, which allocates nothing.
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            count();
-            // SAFETY: the caller's contract is `System.alloc`'s.
-            unsafe { System.alloc(layout) }
-        }
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            // SAFETY: as above.
-            unsafe { System.dealloc(ptr, layout) }
-        }
-        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, size: usize) -> *mut u8 {
-            count();
-            // SAFETY: as above.
-            unsafe { System.realloc(ptr, layout, size) }
-        }
-    }
-
-    /// Allocations `f` makes on this thread.
-    pub fn allocations(f: impl FnOnce()) -> u64 {
-        ALLOCS.with(|c| c.set(Some(0)));
-        f();
-        ALLOCS.with(|c| c.replace(None)).unwrap_or(0)
-    }
-}
-
 #[global_allocator]
-static GLOBAL: counting::Counting = counting::Counting;
+// Counts the worker's allocations for `churn`'s no-allocation check.
+static GLOBAL: fastpath::alloc_count::Counting = fastpath::alloc_count::Counting;
 
 /// Routes in the table (as in `l3.rs`).
 const ROUTES: usize = 10_000;
@@ -336,6 +296,8 @@ fn first_packet(group: &mut BenchmarkGroup<'_, WallTime>, routes: &ClusterRoutes
 /// Flows of the `churn` scenario, each [`CHURN_SEGMENTS`] segments long.
 const CHURN_FLOWS: usize = FRAMES_PER_ITER / CHURN_SEGMENTS;
 const CHURN_SEGMENTS: usize = 4;
+/// Cycles `churn` runs before it measures, on top of settling.
+const CHURN_WARM_CYCLES: usize = 64;
 
 fn churn(group: &mut BenchmarkGroup<'_, WallTime>, routes: &ClusterRoutes) {
     let name = "churn";
@@ -358,11 +320,15 @@ fn churn(group: &mut BenchmarkGroup<'_, WallTime>, routes: &ClusterRoutes) {
                     tcp_to_vip_flags(src, 1024 + (j % 256) as u16, seg)
                 })
                 .collect();
-            service_rig(routes, one_service(routes), templates).settle(name)
+            let mut rig = service_rig(routes, one_service(routes), templates).settle(name);
+            // Until the table's lists and maps have grown to what the
+            // churn needs (what a long-running switch has long done).
+            rig.run_frames(CHURN_WARM_CYCLES * FRAMES_PER_ITER);
+            rig
         });
         b.iter(|| {
             let mut n = 0;
-            allocs += counting::allocations(|| n = rig.run_frames(FRAMES_PER_ITER));
+            allocs += fastpath::alloc_count::allocations(|| n = rig.run_frames(FRAMES_PER_ITER));
             handled += n;
             iterations += 1;
             black_box(n)

@@ -44,6 +44,7 @@
 //!   [`worker::handoff`] and the clock read in [`clock`]; each block carries a
 //!   `SAFETY:` note.
 
+pub mod alloc_count;
 pub mod batch;
 pub mod clock;
 pub mod counters;

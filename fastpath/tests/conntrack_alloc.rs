@@ -19,54 +19,13 @@
 //! reviewer's variant measured ~180 a round, with the spare states growing
 //! on).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
+use fastpath::alloc_count::{Counting, allocations};
 use fastpath::services::conntrack::{
     Conntrack, FLOW_CACHE_SLOTS, FlowCache, NewFlow, Tracked, UDP_REPLIED_MS, flow_key,
 };
 
-/// Counts allocations made by a thread while its counter is on.
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<Option<u64>> = const { Cell::new(None) };
-}
-
-fn count() {
-    // `try_with`: the thread-local may be gone while a thread exits.
-    let _ = ALLOCS.try_with(|c| c.set(c.get().map(|n| n + 1)));
-}
-
-// SAFETY: every call is passed on to the system allocator unchanged; the
-// counter only reads and writes a thread-local `Cell`, which allocates
-// nothing.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: the caller's contract is `System.alloc`'s.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// Allocations `f` makes on this thread.
-fn allocations(f: impl FnOnce()) -> u64 {
-    ALLOCS.with(|c| c.set(Some(0)));
-    f();
-    ALLOCS.with(|c| c.replace(None)).unwrap_or(0)
-}
 
 const UDP: u8 = 17;
 const VIP: u32 = 0x0a60_000a;

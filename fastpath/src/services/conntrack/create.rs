@@ -20,6 +20,9 @@ use super::flow::reopens;
 use super::shard::{Rec, Shard};
 use super::{Conntrack, Flow, FlowCache, Hit, Nat, SHARDS, flow_key, lock};
 
+/// The fewest flows the eviction queue's compaction threshold assumes.
+pub(super) const YOUNG_FLOOR: usize = 64;
+
 /// Other shards [`Conntrack::reuse_elsewhere`] tries.
 const ELSEWHERE: usize = 8;
 
@@ -218,8 +221,11 @@ impl Conntrack {
         s.flows += 1;
         s.total.fetch_add(1, Ordering::Relaxed);
         s.created += 1;
-        // Compacted before it outgrows the room it was given.
-        if s.young.len() >= 2 * s.flows.max(self.per_shard) + 16 {
+        // Compacted once it is twice the shard's flows (at least 64): it
+        // then holds at most the unanswered flows, so compacting costs a
+        // constant per flow and the queue (and the set compaction uses)
+        // grows only with the flows the shard holds.
+        if s.young.len() >= 2 * s.flows.max(YOUNG_FLOOR) + 16 {
             s.compact_young();
         }
         s.young.push_back(orig_key);

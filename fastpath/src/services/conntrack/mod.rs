@@ -108,8 +108,8 @@ impl Conntrack {
         let shards = (0..SHARDS)
             .map(|_| {
                 // Only the spare lists are sized up front (a shard's share
-                // of the table; 64 KiB a shard at the default). The rest
-                // is not: a map or list grows,
+                // of the table; 64 KiB a shard at the default, virtual
+                // until used). The rest is not: a map or list grows,
                 // doubling, to the most it has held and keeps that room,
                 // so churn below that allocates nothing. (A map sized for
                 // a full table spread a few flows over so many lines that
