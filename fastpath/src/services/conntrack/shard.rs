@@ -72,12 +72,13 @@ pub(super) struct Shard {
     pub(super) evicted: u64,
     pub(super) full: u64,
     pub(super) expired: u64,
-    /// Flow states of removed flows, last removed at the back, for new flows to reuse
-    /// (as a kernel slab cache would): creating a flow then allocates
-    /// nothing. A state that a worker's cache still refers to waits in
-    /// `pinned` until the cache lets it go (see [`Shard::reuse`]). At most the
-    /// table's limit, in all shards together (`spares`), so the flows of
-    /// a busy shard (one client port) are recycled as well as any.
+    /// Flow states of removed flows that nothing refers to, last removed
+    /// at the back, for new flows to reuse (as a kernel slab cache would),
+    /// so that creating a flow almost never allocates. A state that a
+    /// worker's cache still refers to waits in `pinned` until the cache
+    /// lets it go (see [`Shard::reuse`]). At most the table's limit, in all
+    /// shards together (`spares`), so the flows of a busy shard (one client
+    /// port) are recycled as well as any.
     pub(super) spare: VecDeque<Arc<Flow>>,
     /// Spare states a worker's cache still referred to when they were
     /// removed (or last looked at), oldest first (counted in `spares` too).
