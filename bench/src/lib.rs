@@ -153,6 +153,7 @@ impl Port for FrameSource {
         PortMode {
             mode: "memory",
             zero_copy: false,
+            io: None,
         }
     }
 }
@@ -177,6 +178,7 @@ impl Port for FrameSink {
         PortMode {
             mode: "memory",
             zero_copy: true,
+            io: None,
         }
     }
 }

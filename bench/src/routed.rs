@@ -86,6 +86,7 @@ impl Port for CyclingSource {
         PortMode {
             mode: "memory",
             zero_copy: false,
+            io: None,
         }
     }
 }

@@ -209,6 +209,10 @@ pub struct PortInfo {
     pub mode: String,
     /// AF_XDP only: whether the socket runs zero-copy (false: copy mode).
     pub zero_copy: bool,
+    /// TAP only, while up: how frames move, `io_uring` (a submission per
+    /// burst) or `syscalls` (a read/write per frame).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io: Option<String>,
     /// TAP only: checksum and segmentation offloads are on (GSO frames
     /// cross the switch whole).
     #[serde(default)]

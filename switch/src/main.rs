@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, ValueEnum};
 use fastpath::l2::fdb::{DEFAULT_AGING_SECS, DEFAULT_MAC_LIMIT};
+use fastpath::port::tap::TapIo;
 use fastpath::services::conntrack::Conntrack;
 use fastpath::snapshot::{self, Snapshot};
 use fastpath::worker::PollMode;
@@ -31,6 +32,15 @@ enum Poll {
     Busy,
     /// Sleep in poll(2) after a run of empty polls.
     Adaptive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TapIoArg {
+    /// One io_uring submission per burst (falls back to syscalls where the
+    /// kernel refuses it).
+    IoUring,
+    /// One read(2)/write(2) per frame.
+    Syscalls,
 }
 
 /// The vswitch daemon.
@@ -74,6 +84,9 @@ struct Args {
     /// keep it clear of the node's own services and ephemeral ports).
     #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
     node_port_range: (u16, u16),
+    /// How TAP ports move frames.
+    #[arg(long, value_enum, default_value_t = TapIoArg::IoUring)]
+    tap_io: TapIoArg,
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
@@ -177,6 +190,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         neigh_timeout_secs: args.neigh_timeout,
         maglev_min_size: args.maglev_size,
         node_port_range: args.node_port_range,
+        tap_io: match args.tap_io {
+            TapIoArg::IoUring => TapIo::IoUring,
+            TapIoArg::Syscalls => TapIo::Syscalls,
+        },
     };
     let mut ctl = Controller::new(settings, workers, shared, conntrack);
     ctl.restore(saved.state, saved.recovered);

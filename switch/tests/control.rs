@@ -54,6 +54,8 @@ fn json_output_reports_ports_counters_and_fdb() {
     let pt = d.port(&t.name);
     assert_eq!(pt.port_type, PortType::Tap);
     assert_eq!(pt.mode, "tap");
+    assert_eq!(pt.io.as_deref(), Some("io_uring"));
+    assert_eq!(pa.io, None, "only TAP ports report their I/O");
     assert_eq!(pt.state, PortState::Up);
     assert_eq!(pt.error, None);
     assert_eq!(

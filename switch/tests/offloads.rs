@@ -15,7 +15,7 @@
 
 mod common;
 
-use common::{Attach, Daemon, Pod, PodSpec, TestEnv, netns_exec};
+use common::{Attach, Daemon, DaemonOpts, Pod, PodSpec, TestEnv, netns_exec};
 
 /// An iperf3 transfer must move at least this much (see forwarding.rs).
 const MIN_IPERF_BYTES: u64 = 1_000_000;
@@ -190,6 +190,11 @@ fn tap_pods_pass_gso_frames_whole() {
     let b = env.add_pod("b", Attach::Tap);
     expect_tso(&a, true);
     assert!(env.daemon().port(&a.name).offload);
+    assert_eq!(
+        env.daemon().port(&a.name).io.as_deref(),
+        Some("io_uring"),
+        "TAP ports move frames through io_uring by default"
+    );
     transfer(&mut env, &a, &b, b.ip);
     let d = env.daemon();
     let (rx_a, _) = mean_sizes(d, &a.name);
@@ -198,6 +203,41 @@ fn tap_pods_pass_gso_frames_whole() {
     assert!(
         tx_b > 3 * WIRE_MAX,
         "GSO frames written whole to b: mean {tx_b} bytes"
+    );
+    no_offload_drops(d);
+}
+
+/// `--tap-io syscalls`: the same frames, whole and cut, with a read(2) or
+/// write(2) each, with offloads and without.
+#[test]
+fn tap_ports_move_frames_with_a_syscall_each_when_asked() {
+    let Some(mut env) = TestEnv::new("tap_io_syscalls") else {
+        return;
+    };
+    env.start_daemon_with(DaemonOpts {
+        extra: vec!["--tap-io".into(), "syscalls".into()],
+        ..DaemonOpts::default()
+    });
+    let a = env.add_pod("a", Attach::Tap);
+    let b = env.add_pod("b", Attach::Tap);
+    let c = env.add_pod_with(PodSpec::new("c", Attach::Tap, "10.77.0.13/24").offload(false));
+    for p in [&a, &b, &c] {
+        assert_eq!(env.daemon().port(&p.name).io.as_deref(), Some("syscalls"));
+    }
+    let list = env.daemon().ctl_ok(&["port", "list"]).stdout;
+    assert!(list.contains("tap/syscalls"), "port list: {list}");
+    transfer(&mut env, &a, &b, b.ip);
+    transfer(&mut env, &b, &c, c.ip);
+    transfer(&mut env, &c, &a, a.ip);
+    let d = env.daemon();
+    let (rx_a, _) = mean_sizes(d, &a.name);
+    let (_, tx_b) = mean_sizes(d, &b.name);
+    let (rx_c, tx_c) = mean_sizes(d, &c.name);
+    assert!(rx_a > 3 * WIRE_MAX, "GSO frames from a: mean {rx_a} bytes");
+    assert!(tx_b > 3 * WIRE_MAX, "GSO frames to b: mean {tx_b} bytes");
+    assert!(
+        rx_c <= WIRE_MAX && tx_c <= WIRE_MAX,
+        "c: mean {rx_c}/{tx_c} bytes"
     );
     no_offload_drops(d);
 }

@@ -517,6 +517,7 @@ impl Port for AfXdpPort {
         PortMode {
             mode: if self.native { "native" } else { "generic" },
             zero_copy: self.zero_copy,
+            io: None,
         }
     }
 }

@@ -138,6 +138,7 @@ impl Port for MemPort {
         PortMode {
             mode: "memory",
             zero_copy: true,
+            io: None,
         }
     }
 }

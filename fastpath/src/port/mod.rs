@@ -27,6 +27,8 @@ pub struct PortMode {
     /// `native`, `generic`, `tap` or `memory`.
     pub mode: &'static str,
     pub zero_copy: bool,
+    /// TAP ports: how frames move (`io_uring` or `syscalls`).
+    pub io: Option<&'static str>,
 }
 
 /// A frame a port received: where it is in the pool, and what its port's

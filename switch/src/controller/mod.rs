@@ -36,6 +36,7 @@ use fastpath::counters::PortCounterValues;
 use fastpath::l2::fdb::{EntryKind, MacTable};
 use fastpath::l3::neigh::{NeighTable, NeighView};
 use fastpath::l3::table::NextHop;
+use fastpath::port::tap::TapIo;
 use fastpath::port::uplink::UplinkProgram;
 use fastpath::port::{Port, PortMode};
 use fastpath::services::conntrack::Conntrack;
@@ -82,6 +83,8 @@ pub struct Settings {
     pub maglev_min_size: u32,
     /// NodePorts Services may use (`--node-port-range`).
     pub node_port_range: (u16, u16),
+    /// `--tap-io`: how TAP ports move frames.
+    pub tap_io: TapIo,
 }
 
 fn refuse<T>(msg: impl Into<String>) -> Result<T, Refused> {

@@ -216,6 +216,7 @@ impl Controller {
                     spec.netns.as_deref(),
                     spec.mac.map(|m| m.0),
                     spec.offloads(),
+                    self.settings.tap_io,
                 )
                 .map_err(|source| E::Tap {
                     name: spec.name.clone(),

@@ -84,6 +84,12 @@ impl Controller {
                     _ => "none".to_string(),
                 },
                 zero_copy: r.mode.as_ref().is_some_and(|m| m.zero_copy),
+                io: r
+                    .mode
+                    .as_ref()
+                    .filter(|_| r.up)
+                    .and_then(|m| m.io)
+                    .map(str::to_string),
                 offload: r.spec.offloads(),
                 state: if r.up { PortState::Up } else { PortState::Down },
                 error: r.error.clone(),

@@ -318,9 +318,13 @@ pub fn ports_text(ports: &[PortInfo]) -> String {
 
 /// The mode a port runs in; `zerocopy` stands for native XDP with a
 /// zero-copy socket, matching the `--mode` value that asks for it.
+/// A TAP port that moves frames with a syscall each says so
+/// (`tap/syscalls`).
 fn port_mode(p: &PortInfo) -> String {
     if p.zero_copy {
         "zerocopy".to_string()
+    } else if p.io.as_deref() == Some("syscalls") {
+        format!("{}/syscalls", p.mode)
     } else {
         p.mode.clone()
     }
@@ -585,6 +589,7 @@ mod tests {
             requested_mode: XdpMode::Auto,
             mode: "native".to_string(),
             zero_copy: false,
+            io: None,
             offload: false,
             state: PortState::Up,
             error: None,

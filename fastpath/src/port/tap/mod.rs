@@ -1,0 +1,403 @@
+//! TAP ports: a TAP device created by the switch.
+//!
+//! The device can be created directly inside a pod's network namespace under
+//! the pod's interface name, so a pod needs no veth. Frames are read into and
+//! written from the worker's pool frames: the kernel's copy is the only one.
+//! A burst is one io_uring submission ([`uring`]) where the kernel allows it,
+//! else one read(2)/write(2) per frame ([`TapIo::Syscalls`]).
+//!
+//! With offloads (the default), every frame is preceded by a
+//! `virtio_net_hdr` and the device may hand over GSO frames of up to 64 KiB
+//! with partial checksums ([`crate::gso`]): the header goes in the frame's
+//! headroom, and a frame longer than a regular frame spills into a big one
+//! (one readv(2) into both), so nothing is copied for the common sizes.
+
+mod uring;
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use super::{Port, PortGone, PortMode, RxFrame};
+use crate::gso::{VNET_HDR_LEN, VnetHdr};
+use crate::pool::{BIG_CAPACITY, FRAME_CAPACITY, FramePool};
+use crate::sys;
+use crate::tx::TxFrame;
+
+const HDR: u32 = VNET_HDR_LEN as u32;
+
+/// How a TAP port moves its frames (`vswitchd --tap-io`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TapIo {
+    /// One io_uring submission per burst; one syscall per frame where the
+    /// kernel refuses io_uring.
+    #[default]
+    IoUring,
+    /// One read(2)/write(2) per frame.
+    Syscalls,
+}
+
+/// A TAP device owned by the switch; deleted when the port is dropped.
+pub struct TapPort {
+    fd: OwnedFd,
+    /// This port created the device (rather than re-attaching to one).
+    created: bool,
+    /// The last write failed with EIO: the device is administratively down.
+    link_down: bool,
+    /// Frames carry a virtio-net header (offloads on).
+    vnet: bool,
+    /// Batched I/O; `None`: a syscall per frame.
+    uring: Option<Box<uring::Uring>>,
+}
+
+/// Where one frame is read into: the regular frame `addr` and, with
+/// offloads, the big frame `big` a longer frame spills into.
+#[derive(Debug, Clone, Copy, Default)]
+struct ReadSlot {
+    addr: u32,
+    big: u32,
+}
+
+/// The layout of `libc::iovec`, without its raw pointer (so the port stays
+/// `Send`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct Iov {
+    base: usize,
+    len: usize,
+}
+
+impl TapPort {
+    /// Creates TAP device `ifname`, inside network namespace `netns` when
+    /// given, sets its MAC (if given) and brings it up; with `offload`, the
+    /// device passes checksum and segmentation offloads (see the module
+    /// documentation).
+    ///
+    /// The device is made persistent, so that it outlives a restart of the
+    /// daemon with its addresses and routes (the pod's network keeps its
+    /// configuration, only the carrier drops meanwhile); a TAP of that name
+    /// left by an earlier run is attached again. [`Port::on_remove`] clears
+    /// the flag, so `port del` deletes the device.
+    pub fn create(
+        ifname: &str,
+        netns: Option<&str>,
+        mac: Option<[u8; 6]>,
+        offload: bool,
+        io: TapIo,
+    ) -> io::Result<Self> {
+        if !sys::valid_ifname(ifname) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid interface name '{ifname}'"),
+            ));
+        }
+        let name = ifname.to_string();
+        let make = move || -> io::Result<TapPort> {
+            let existed = sys::if_index(&name).is_some();
+            let fd = sys::tap_open(&name, offload).map_err(|e| {
+                if existed {
+                    io::Error::new(
+                        e.kind(),
+                        format!("interface '{name}' exists and is not a free TAP device: {e}"),
+                    )
+                } else {
+                    io::Error::new(e.kind(), format!("cannot create TAP '{name}': {e}"))
+                }
+            })?;
+            if existed {
+                tracing::info!(ifname = %name, "attached to an existing TAP device");
+            }
+            let uring = match io {
+                TapIo::Syscalls => None,
+                TapIo::IoUring => match uring::Uring::new(fd.as_raw_fd()) {
+                    Ok(u) => Some(Box::new(u)),
+                    Err(e) => {
+                        tracing::warn!(ifname = %name, "io_uring unavailable, one syscall per frame: {e}");
+                        None
+                    }
+                },
+            };
+            let port = TapPort {
+                fd,
+                created: !existed,
+                link_down: false,
+                vnet: offload,
+                uring,
+            };
+            // From here on, an error drops `port` before the persistent
+            // flag is set, which deletes a device we created. Offloads are
+            // set either way: a persistent TAP attached again keeps those
+            // an earlier run gave it.
+            let uso = sys::tap_set_offload(port.fd.as_raw_fd(), offload).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot set offloads on TAP '{name}': {e}"),
+                )
+            })?;
+            tracing::debug!(ifname = %name, offload, uso, "TAP offloads set");
+            sys::configure_link(&name, mac)?;
+            // Only once the device is fully set up.
+            sys::set_tap_persist(port.fd.as_raw_fd(), true)?;
+            Ok(port)
+        };
+        match netns {
+            Some(ns) => sys::in_netns(ns, make),
+            None => make(),
+        }
+    }
+
+    /// The I/O this port uses now (io_uring falls back to syscalls for good
+    /// when the kernel refuses its requests).
+    pub fn io(&self) -> TapIo {
+        if self.uring.is_some() {
+            TapIo::IoUring
+        } else {
+            TapIo::Syscalls
+        }
+    }
+
+    /// Takes the frames one read needs (a big frame too with offloads) and
+    /// says where the read goes; `None` when the pool is out of them.
+    fn read_slot(&self, pool: &mut FramePool) -> Option<(ReadSlot, [Iov; 2], usize)> {
+        let addr = pool.alloc()?;
+        if !self.vnet {
+            let Some((p, l)) = pool.raw_span(addr, 0, FRAME_CAPACITY) else {
+                pool.free(addr);
+                return None;
+            };
+            let iov = [
+                Iov {
+                    base: p as usize,
+                    len: l,
+                },
+                Iov::default(),
+            ];
+            return Some((ReadSlot { addr, big: 0 }, iov, 1));
+        }
+        let Some(big) = pool.alloc_big() else {
+            pool.free(addr);
+            return None;
+        };
+        let spans =
+            pool.raw_span(addr, HDR, FRAME_CAPACITY)
+                .zip(pool.raw_span(big, 0, BIG_CAPACITY));
+        let Some(((p0, l0), (p1, l1))) = spans else {
+            pool.free(addr);
+            pool.free(big);
+            return None;
+        };
+        let skip = FRAME_CAPACITY as usize;
+        // The header and a regular frame's worth into `addr`, the rest into
+        // the big frame after the place the start will be copied to.
+        let iov = [
+            Iov {
+                base: p0 as usize,
+                len: l0,
+            },
+            Iov {
+                base: p1 as usize + skip,
+                len: l1 - skip,
+            },
+        ];
+        Some((ReadSlot { addr, big }, iov, 2))
+    }
+
+    /// The frame a read of `n` bytes into `slot` produced (its header
+    /// applied, moved into the big frame when longer than a regular one);
+    /// frees what it does not use.
+    fn take_read(&self, pool: &mut FramePool, slot: ReadSlot, n: usize) -> RxFrame {
+        if !self.vnet {
+            // A longer frame than the buffer was cut by the kernel, which
+            // still reports its whole length: the parse stage drops it as
+            // `malformed`.
+            return RxFrame::new(slot.addr, n as u32);
+        }
+        let len = (n as u32).saturating_sub(HDR);
+        let frame =
+            if len > FRAME_CAPACITY && pool.copy_into(slot.addr, slot.big, HDR, FRAME_CAPACITY) {
+                pool.free(slot.addr);
+                slot.big
+            } else {
+                // Fits a regular frame (else, never: the copy failed, and the
+                // frame, cut short, is dropped by the parse stage).
+                pool.free(slot.big);
+                slot.addr
+            };
+        let hdr = VnetHdr::read(pool.with_headroom_mut(frame, HDR, 0)).unwrap_or_default();
+        let gso = hdr.accept(pool.data_mut(frame, len));
+        RxFrame {
+            addr: frame,
+            len,
+            gso,
+        }
+    }
+
+    /// Returns a slot's frames to the pool (nothing was read).
+    fn release(pool: &mut FramePool, slot: ReadSlot, vnet: bool) {
+        pool.free(slot.addr);
+        if vnet {
+            pool.free(slot.big);
+        }
+    }
+
+    /// Puts the frame's virtio-net header (with offloads) in its headroom
+    /// and says what to write.
+    fn write_span(&self, pool: &mut FramePool, f: &TxFrame) -> (usize, usize) {
+        let front = if self.vnet {
+            // A header the frame's own headers cannot give (they were
+            // checked when it arrived) degrades to "nothing to do".
+            let hdr = VnetHdr::for_frame(pool.data(f.addr, f.len), f.gso).unwrap_or_default();
+            hdr.write(pool.with_headroom_mut(f.addr, HDR, 0));
+            HDR
+        } else {
+            0
+        };
+        let buf = pool.with_headroom_mut(f.addr, front, f.len);
+        (buf.as_ptr() as usize, buf.len())
+    }
+
+    /// What a failed write means: `Ok(())` for a frame the device did not
+    /// take (queue full, link down: the rest of the burst is dropped by the
+    /// caller), `Err` when the device is gone.
+    fn write_failed(&mut self, errno: i32) -> Result<(), PortGone> {
+        match errno {
+            libc::EAGAIN | libc::ENOBUFS | libc::EINTR => Ok(()),
+            libc::EIO => {
+                self.link_down = true;
+                Ok(())
+            }
+            _ => Err(gone(io::Error::from_raw_os_error(errno))),
+        }
+    }
+
+    fn rx_syscalls(
+        &mut self,
+        pool: &mut FramePool,
+        out: &mut [RxFrame],
+    ) -> Result<usize, PortGone> {
+        let mut n = 0;
+        while n < out.len() {
+            let Some((slot, iov, count)) = self.read_slot(pool) else {
+                break;
+            };
+            // SAFETY: the iovecs describe writable bytes of frames the
+            // worker holds (nothing else touches them meanwhile); `Iov` has
+            // `libc::iovec`'s layout, and the array outlives the call.
+            let r = unsafe {
+                libc::readv(
+                    self.fd.as_raw_fd(),
+                    iov.as_ptr().cast::<libc::iovec>(),
+                    count as i32,
+                )
+            };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                Self::release(pool, slot, self.vnet);
+                match e.kind() {
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => break,
+                    _ => return Err(gone(e)),
+                }
+            }
+            out[n] = self.take_read(pool, slot, r as usize);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn tx_syscalls(&mut self, pool: &mut FramePool, frames: &[TxFrame]) -> Result<usize, PortGone> {
+        for (i, f) in frames.iter().enumerate() {
+            let (p, len) = self.write_span(pool, f);
+            // SAFETY: `p` is readable for `len` bytes (a frame the worker
+            // holds) during the call.
+            let r = unsafe { libc::write(self.fd.as_raw_fd(), p as *const libc::c_void, len) };
+            if r >= 0 {
+                pool.free(f.addr);
+                self.link_down = false;
+                continue;
+            }
+            let errno = io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO);
+            self.write_failed(errno)?;
+            return Ok(i);
+        }
+        Ok(frames.len())
+    }
+
+    /// io_uring refused requests of this kind: a syscall per frame from now on.
+    fn uring_refused(&mut self, e: &io::Error) {
+        tracing::warn!("io_uring refused TAP I/O, one syscall per frame from now on: {e}");
+        self.uring = None;
+    }
+}
+
+fn gone(e: io::Error) -> PortGone {
+    PortGone(format!("TAP device failed: {e}"))
+}
+
+impl Port for TapPort {
+    fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [RxFrame]) -> Result<usize, PortGone> {
+        if let Some(mut u) = self.uring.take() {
+            let got = u.rx(self, pool, out);
+            self.uring = Some(u);
+            match got {
+                Ok(n) => return Ok(n),
+                Err(uring::Failure::Refused(e)) => self.uring_refused(&e),
+                Err(uring::Failure::Gone(e)) => return Err(gone(e)),
+            }
+        }
+        self.rx_syscalls(pool, out)
+    }
+
+    fn tx_burst(&mut self, pool: &mut FramePool, frames: &[TxFrame]) -> Result<usize, PortGone> {
+        let mut sent = 0;
+        if let Some(mut u) = self.uring.take() {
+            let got = u.tx(self, pool, frames);
+            self.uring = Some(u);
+            match got {
+                Ok(n) => return Ok(n),
+                Err((n, uring::Failure::Refused(e))) => {
+                    sent = n;
+                    self.uring_refused(&e);
+                }
+                Err((_, uring::Failure::Gone(e))) => return Err(gone(e)),
+            }
+        }
+        Ok(sent + self.tx_syscalls(pool, &frames[sent..])?)
+    }
+
+    fn poll_fd(&self) -> Option<RawFd> {
+        Some(self.fd.as_raw_fd())
+    }
+
+    fn abandon(&mut self) {
+        if self.created {
+            self.on_remove();
+        }
+    }
+
+    fn link_down(&self) -> bool {
+        self.link_down
+    }
+
+    fn on_remove(&mut self) {
+        // Without the flag the kernel deletes the device when we close it.
+        if let Err(e) = sys::set_tap_persist(self.fd.as_raw_fd(), false) {
+            tracing::warn!("cannot make TAP non-persistent, it stays after removal: {e}");
+        }
+    }
+
+    fn mode(&self) -> PortMode {
+        PortMode {
+            mode: "tap",
+            zero_copy: false,
+            io: Some(match self.io() {
+                TapIo::IoUring => "io_uring",
+                TapIo::Syscalls => "syscalls",
+            }),
+        }
+    }
+
+    fn takes_gso(&self) -> bool {
+        self.vnet
+    }
+}
