@@ -318,7 +318,8 @@ pub struct PortStats {
     pub tx_bytes: u64,
     /// Every drop reason (snake_case name) with its count, zeros included;
     /// AF_XDP ports add the kernel's drops on the way to the switch
-    /// ([`XSK_RX_DROPPED`], [`XSK_RX_RING_FULL`]).
+    /// ([`XSK_RX_DROPPED`], [`XSK_RX_RING_FULL`]), TAP ports theirs
+    /// ([`TAP_TX_DROPPED`]).
     pub drops: BTreeMap<String, u64>,
     /// AF_XDP ports: the kernel's own counters of the socket (frames the
     /// kernel could not hand to the switch, descriptors it rejected).
@@ -333,6 +334,11 @@ pub const XSK_RX_DROPPED: &str = "xsk_rx_dropped";
 /// Drops of an AF_XDP port's frames by the kernel because the socket's RX
 /// ring was full (the switch fell behind): `rx_ring_full`.
 pub const XSK_RX_RING_FULL: &str = "xsk_rx_ring_full";
+
+/// Drops of a TAP port's frames by the kernel before the switch read them,
+/// mostly because the device's queue was full (the switch fell behind): the
+/// device's `tx_dropped`, counted from when the switch opened it.
+pub const TAP_TX_DROPPED: &str = "tap_tx_dropped";
 
 /// The kernel's statistics of an AF_XDP socket (`XDP_STATISTICS`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

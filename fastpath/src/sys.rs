@@ -131,6 +131,37 @@ where
         .map_err(|_| io::Error::other("namespace thread panicked"))?
 }
 
+/// The `tx_dropped` count of interface `ifname` in network namespace
+/// `netns` (ours when `None`): for a TAP, the frames the kernel dropped
+/// before the switch read them (its queue was full), read from
+/// /proc/net/dev as that namespace sees it.
+pub fn tx_dropped(netns: Option<&str>, ifname: &str) -> io::Result<u64> {
+    let name = ifname.to_string();
+    let read = move || {
+        // The calling thread's namespace, not the process's.
+        let text = std::fs::read_to_string("/proc/thread-self/net/dev")?;
+        dev_tx_dropped(&text, &name).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, format!("no interface '{name}'"))
+        })
+    };
+    match netns {
+        Some(ns) => in_netns(ns, read),
+        None => read(),
+    }
+}
+
+/// The transmit `drop` column of `name`'s line in /proc/net/dev's format
+/// (after the colon: 8 receive counters, then bytes, packets, errs, drop).
+fn dev_tx_dropped(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let (n, counters) = line.split_once(':')?;
+        if n.trim() != name {
+            return None;
+        }
+        counters.split_whitespace().nth(11)?.parse().ok()
+    })
+}
+
 fn ifreq(name: &str) -> io::Result<libc::ifreq> {
     if !valid_ifname(name) {
         return Err(io::Error::new(
@@ -412,6 +443,19 @@ mod tests {
             netns_path("/proc/1/ns/net"),
             PathBuf::from("/proc/1/ns/net")
         );
+    }
+
+    #[test]
+    fn tx_drops_from_proc_net_dev() {
+        let text = "Inter-|   Receive                            |  Transmit\n \
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
+lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0\n  \
+eth0: 5000      40    1    2    0     0          0         0     7000      50    3  417    0     0       0          0\n";
+        assert_eq!(dev_tx_dropped(text, "eth0"), Some(417));
+        assert_eq!(dev_tx_dropped(text, "lo"), Some(0));
+        assert_eq!(dev_tx_dropped(text, "eth"), None);
+        assert!(tx_dropped(None, "lo").is_ok());
+        assert!(tx_dropped(None, "no-such-if0").is_err());
     }
 
     #[test]

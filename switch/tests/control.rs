@@ -87,9 +87,13 @@ fn json_output_reports_ports_counters_and_fdb() {
     for s in &before {
         let keys: BTreeSet<&str> = s.drops.keys().map(String::as_str).collect();
         let mut expected: BTreeSet<&str> = DROP_REASONS.into_iter().collect();
-        // An AF_XDP port adds the kernel's drops on the way to the switch.
+        // An AF_XDP port adds the kernel's drops on the way to the switch,
         if s.name == a.name {
             expected.extend([ctl::XSK_RX_DROPPED, ctl::XSK_RX_RING_FULL]);
+        }
+        // A TAP port, the kernel's drops in the device's queue.
+        if s.name == t.name {
+            expected.insert(ctl::TAP_TX_DROPPED);
         }
         assert_eq!(keys, expected, "stats of {} lack drop reasons", s.name);
     }

@@ -190,25 +190,8 @@ fn kernel_drops_of_an_afxdp_port_are_counted_with_the_switchs_drops() {
     let kernel = |s: &ctl::PortStats| s.drops[ctl::XSK_RX_DROPPED] + s.drops[ctl::XSK_RX_RING_FULL];
 
     d.signal(libc::SIGSTOP);
-    // A UDP frame from a to b, sent BURST times with an AF_PACKET socket.
-    let ip = |x: std::net::Ipv4Addr| -> String {
-        x.octets().iter().map(|o| format!("{o:02x}")).collect()
-    };
-    let frame = format!(
-        "{}{}0800450000200000400040110000{}{}04000400000c00000000",
-        hex(&b.mac),
-        hex(&a.mac),
-        ip(a.ip),
-        ip(b.ip)
-    );
-    let script = format!(
-        "import socket\n\
-         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
-         s.bind(('eth0', 0))\n\
-         f = bytes.fromhex('{frame}')\n\
-         for _ in range({BURST}):\n    s.send(f)\n"
-    );
-    let sent = netns_exec(&a.name, &["python3", "-c", &script]);
+    // A UDP frame from a to b, sent BURST times.
+    let sent = netns_exec(&a.name, &["python3", "-c", &burst_script(&a, &b, BURST)]);
     d.signal(libc::SIGCONT);
     assert!(sent.success(), "burst from {}: {}", a.name, sent.stderr);
 
@@ -237,4 +220,86 @@ fn kernel_drops_of_an_afxdp_port_are_counted_with_the_switchs_drops() {
     assert_eq!(after.drops[ctl::XSK_RX_RING_FULL], xdp.rx_ring_full);
     assert!(after.drops_total() - before.drops_total() >= dropped);
     env.ping_all(&[&a, &b]);
+}
+
+/// The same for a TAP port: with vswitchd stopped, a burst from a TAP pod
+/// fills the device's queue (its txqueuelen, 1,000 frames) and the kernel
+/// drops the rest; `stats` counts them as `tap_tx_dropped`, exactly the
+/// device's own `tx_dropped`, and every frame of the burst is either
+/// received or counted.
+#[test]
+fn kernel_drops_of_a_tap_port_are_counted_with_the_switchs_drops() {
+    const BURST: u64 = 6000;
+    let Some(mut env) =
+        TestEnv::with_daemon("kernel_drops_of_a_tap_port_are_counted_with_the_switchs_drops")
+    else {
+        return;
+    };
+    let a = env.add_pod("a", Attach::Tap);
+    let b = env.add_pod("b", Attach::Tap);
+    env.ping_all(&[&a, &b]);
+    let device = || {
+        let r = netns_exec(&a.name, &["ip", "-s", "-j", "link", "show", "eth0"]);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("ip -s -j link in {}: {e}: {}", a.name, r.stdout));
+        v[0]["stats64"]["tx"]["dropped"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no tx dropped in {v}"))
+    };
+
+    let d = env.daemon();
+    let before = d.port_stats(&a.name);
+    let at_start = *before
+        .drops
+        .get(ctl::TAP_TX_DROPPED)
+        .unwrap_or_else(|| panic!("{} in {:?}", ctl::TAP_TX_DROPPED, before.drops));
+    let device_before = device();
+    d.signal(libc::SIGSTOP);
+    let sent = netns_exec(&a.name, &["python3", "-c", &burst_script(&a, &b, BURST)]);
+    d.signal(libc::SIGCONT);
+    assert!(sent.success(), "burst from {}: {}", a.name, sent.stderr);
+
+    let settled = wait_for(Duration::from_secs(5), || {
+        let after = d.port_stats(&a.name);
+        let got =
+            (after.rx_packets - before.rx_packets) + (after.drops[ctl::TAP_TX_DROPPED] - at_start);
+        (got >= BURST).then_some(after)
+    });
+    let after = settled.unwrap_or_else(|| {
+        panic!(
+            "{BURST} frames sent, not all received or counted: before {before:?}, after {:?}",
+            d.port_stats(&a.name)
+        )
+    });
+    let dropped = after.drops[ctl::TAP_TX_DROPPED] - at_start;
+    eprintln!("{dropped} of {BURST} frames dropped by the kernel");
+    assert_eq!(dropped, device() - device_before, "the device's own count");
+    assert!(
+        dropped >= BURST - 1000 - BURST / 100,
+        "only {dropped} of {BURST} counted as kernel drops: {after:?}"
+    );
+    assert!(after.drops_total() - before.drops_total() >= dropped);
+    env.ping_all(&[&a, &b]);
+}
+
+/// A Python script that sends `count` UDP frames from `from` to `to` out of
+/// eth0 through an AF_PACKET socket.
+fn burst_script(from: &Pod, to: &Pod, count: u64) -> String {
+    let ip = |x: std::net::Ipv4Addr| -> String {
+        x.octets().iter().map(|o| format!("{o:02x}")).collect()
+    };
+    let frame = format!(
+        "{}{}0800450000200000400040110000{}{}04000400000c00000000",
+        hex(&to.mac),
+        hex(&from.mac),
+        ip(from.ip),
+        ip(to.ip)
+    );
+    format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+         s.bind(('eth0', 0))\n\
+         f = bytes.fromhex('{frame}')\n\
+         for _ in range({count}):\n    s.send(f)\n"
+    )
 }

@@ -106,11 +106,47 @@ struct PortRecord {
     /// on the port's earlier sockets, so that `stats` keeps counting up
     /// across a re-attach.
     xsk_drops: [u64; 2],
+    /// For TAP ports: the device's kernel drops since the port opened.
+    tap_drops: TapDrops,
     /// While down: when to try re-attaching next, and the current back-off.
     retry_at: Instant,
     retry_backoff: Duration,
     /// What the router needs to know about the interface (see `PortFacts`).
     facts: PortFacts,
+}
+
+/// A TAP device's `tx_dropped` (frames its pod sent that the kernel dropped
+/// before the switch read them) counted from when the switch opened it, over
+/// every time it did: read on demand, so it needs interior mutability.
+#[derive(Debug, Default)]
+struct TapDrops {
+    /// The device's count when the port last opened (`None`: not read yet).
+    base: std::cell::Cell<Option<u64>>,
+    /// Drops counted while the port was open before.
+    earlier: std::cell::Cell<u64>,
+    /// The count since `base` at the last read.
+    seen: std::cell::Cell<u64>,
+}
+
+impl TapDrops {
+    /// The total after reading `now` from the device (`None`: it could
+    /// not be read, the last count stands).
+    fn update(&self, now: Option<u64>) -> u64 {
+        if let Some(now) = now {
+            match self.base.get() {
+                None => self.base.set(Some(now)),
+                Some(base) => self.seen.set(now.saturating_sub(base)),
+            }
+        }
+        self.earlier.get() + self.seen.get()
+    }
+
+    /// The port opened again: the device (perhaps a new one) counts anew.
+    fn reopened(&self, now: Option<u64>) {
+        self.earlier.set(self.earlier.get() + self.seen.get());
+        self.seen.set(0);
+        self.base.set(now);
+    }
 }
 
 /// What the router learns about a port's interface when it opens it.

@@ -14,7 +14,7 @@ use fastpath::worker::WorkerCmd;
 use fastpath::{PortId, sys};
 
 use super::kernel::port_facts;
-use super::{Controller, DEL_TIMEOUT, HOUSEKEEPING, MAX_RETRY_BACKOFF, PortRecord};
+use super::{Controller, DEL_TIMEOUT, HOUSEKEEPING, MAX_RETRY_BACKOFF, PortRecord, TapDrops};
 use crate::model::PortError;
 use crate::model::ports::tap_ifname;
 
@@ -51,11 +51,13 @@ impl Controller {
     pub(super) fn retire(&mut self, id: PortId, worker: usize) {
         // The socket's kernel drops, read while the socket is still open:
         // the port's next socket counts from zero again.
-        if let Some(rec) = self.record_by_id(id)
-            && let Some(k) = rec.xsk_fd.and_then(sys::xsk_statistics)
-        {
-            rec.xsk_drops[0] += k[0];
-            rec.xsk_drops[1] += k[3];
+        if let Some(rec) = self.record_by_id(id) {
+            if let Some(k) = rec.xsk_fd.and_then(sys::xsk_statistics) {
+                rec.xsk_drops[0] += k[0];
+                rec.xsk_drops[1] += k[3];
+            }
+            // The TAP's last count, while its namespace may still be there.
+            rec.tap_drops.update(tap_tx_dropped(&rec.spec));
         }
         let (done, _) = crossbeam_channel::bounded(1);
         // A blocking send: the worker must stop using the port; the channel
@@ -105,6 +107,7 @@ impl Controller {
                         rec.mode = mode;
                         rec.ifindex = ifindex;
                         rec.xsk_fd = port.xsk_fd();
+                        rec.tap_drops.reopened(tap_tx_dropped(&rec.spec));
                         rec.retry_backoff = Duration::ZERO;
                         rec.facts = port_facts(&rec.spec);
                     }
@@ -288,6 +291,10 @@ impl Controller {
             Ok((port, ifindex)) => (true, None, Some(port.mode()), ifindex, port.xsk_fd()),
             Err(e) => (false, Some(e), None, None, None),
         };
+        let tap_drops = TapDrops::default();
+        if up {
+            tap_drops.reopened(tap_tx_dropped(&spec));
+        }
         PortRecord {
             spec,
             id,
@@ -298,6 +305,7 @@ impl Controller {
             ifindex,
             xsk_fd,
             xsk_drops: [0; 2],
+            tap_drops,
             retry_at: Instant::now(),
             retry_backoff: Duration::ZERO,
             facts,
@@ -363,4 +371,15 @@ fn attach_mode(m: XdpMode) -> AttachMode {
         XdpMode::Generic => AttachMode::Generic,
         XdpMode::Zerocopy => AttachMode::ZeroCopy,
     }
+}
+
+/// A TAP port's device `tx_dropped` count now; `None` for other ports and
+/// when it cannot be read (the namespace or device is gone).
+pub(super) fn tap_tx_dropped(spec: &PortSpec) -> Option<u64> {
+    if spec.port_type != PortType::Tap {
+        return None;
+    }
+    sys::tx_dropped(spec.netns.as_deref(), tap_ifname(spec))
+        .inspect_err(|e| tracing::debug!(port = %spec.name, "cannot read the TAP's drops: {e}"))
+        .ok()
 }

@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use ctl::PortType;
 use ctl::{
     DaemonInfo, FdbEntry, FdbKind, FdbSummary, FramePoolInfo, MacAddr, PortInfo, PortState,
-    PortStats, Reply, ShowReply, WorkerInfo, XSK_RX_DROPPED, XSK_RX_RING_FULL, XdpStats,
+    PortStats, Reply, ShowReply, TAP_TX_DROPPED, WorkerInfo, XSK_RX_DROPPED, XSK_RX_RING_FULL,
+    XdpStats,
 };
 use fastpath::counters::PortCounterValues;
 use fastpath::drop::DropReason;
@@ -14,6 +15,7 @@ use fastpath::l2::fdb::EntryKind;
 use fastpath::worker::PollMode;
 use fastpath::{PortId, clock, mac_octets, sys};
 
+use super::ports::tap_tx_dropped;
 use super::{Controller, PortRecord, Refused, refuse};
 
 impl Controller {
@@ -47,6 +49,10 @@ impl Controller {
             let now = xdp.map_or([0; 2], |x| [x.rx_dropped, x.rx_ring_full]);
             drops.insert(XSK_RX_DROPPED.to_string(), rec.xsk_drops[0] + now[0]);
             drops.insert(XSK_RX_RING_FULL.to_string(), rec.xsk_drops[1] + now[1]);
+        }
+        if rec.spec.port_type == PortType::Tap {
+            let now = rec.up.then(|| tap_tx_dropped(&rec.spec)).flatten();
+            drops.insert(TAP_TX_DROPPED.to_string(), rec.tap_drops.update(now));
         }
         PortStats {
             name: rec.spec.name.clone(),

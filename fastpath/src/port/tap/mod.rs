@@ -47,6 +47,11 @@ pub struct TapPort {
     vnet: bool,
     /// Batched I/O; `None`: a syscall per frame.
     uring: Option<Box<uring::Uring>>,
+    /// The device failed after part of a burst went through: reported by
+    /// the next burst, so that this one can still count what it moved.
+    failed: Option<io::Error>,
+    /// The device's name, for the log.
+    name: String,
 }
 
 /// Where one frame is read into: the regular frame `addr` and, with
@@ -65,6 +70,12 @@ struct Iov {
     base: usize,
     len: usize,
 }
+
+const _: () = assert!(
+    std::mem::size_of::<Iov>() == std::mem::size_of::<libc::iovec>()
+        && std::mem::align_of::<Iov>() == std::mem::align_of::<libc::iovec>()
+        && std::mem::offset_of!(Iov, len) == std::mem::offset_of!(libc::iovec, iov_len)
+);
 
 impl TapPort {
     /// Creates TAP device `ifname`, inside network namespace `netns` when
@@ -122,6 +133,8 @@ impl TapPort {
                 link_down: false,
                 vnet: offload,
                 uring,
+                failed: None,
+                name: name.clone(),
             };
             // From here on, an error drops `port` before the persistent
             // flag is set, which deletes a device we created. Offloads are
@@ -255,20 +268,6 @@ impl TapPort {
         (buf.as_ptr() as usize, buf.len())
     }
 
-    /// What a failed write means: `Ok(())` for a frame the device did not
-    /// take (queue full, link down: the rest of the burst is dropped by the
-    /// caller), `Err` when the device is gone.
-    fn write_failed(&mut self, errno: i32) -> Result<(), PortGone> {
-        match errno {
-            libc::EAGAIN | libc::ENOBUFS | libc::EINTR => Ok(()),
-            libc::EIO => {
-                self.link_down = true;
-                Ok(())
-            }
-            _ => Err(gone(io::Error::from_raw_os_error(errno))),
-        }
-    }
-
     fn rx_syscalls(
         &mut self,
         pool: &mut FramePool,
@@ -294,7 +293,7 @@ impl TapPort {
                 Self::release(pool, slot, self.vnet);
                 match e.kind() {
                     io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => break,
-                    _ => return Err(gone(e)),
+                    _ => return self.fail(n, e),
                 }
             }
             out[n] = self.take_read(pool, slot, r as usize);
@@ -303,7 +302,14 @@ impl TapPort {
         Ok(n)
     }
 
-    fn tx_syscalls(&mut self, pool: &mut FramePool, frames: &[TxFrame]) -> Result<usize, PortGone> {
+    /// Writes a prefix of `frames` with a syscall each; `before` frames of
+    /// this burst went out already.
+    fn tx_syscalls(
+        &mut self,
+        pool: &mut FramePool,
+        frames: &[TxFrame],
+        before: usize,
+    ) -> Result<usize, PortGone> {
         for (i, f) in frames.iter().enumerate() {
             let (p, len) = self.write_span(pool, f);
             // SAFETY: `p` is readable for `len` bytes (a frame the worker
@@ -314,18 +320,34 @@ impl TapPort {
                 self.link_down = false;
                 continue;
             }
-            let errno = io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO);
-            self.write_failed(errno)?;
-            return Ok(i);
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                // Queue full, or the device is administratively down:
+                // the rest of the burst is dropped by the caller.
+                Some(libc::EAGAIN | libc::ENOBUFS | libc::EINTR) => {}
+                Some(libc::EIO) => self.link_down = true,
+                _ => return self.fail(before + i, e),
+            }
+            return Ok(before + i);
         }
-        Ok(frames.len())
+        Ok(before + frames.len())
     }
 
-    /// io_uring refused requests of this kind: a syscall per frame from now on.
+    /// The device failed after `done` frames of this burst: report those,
+    /// and the failure with the next burst (a burst that moved nothing
+    /// fails at once).
+    fn fail(&mut self, done: usize, e: io::Error) -> Result<usize, PortGone> {
+        if done == 0 {
+            return Err(gone(e));
+        }
+        self.failed = Some(e);
+        Ok(done)
+    }
+
+    /// The ring failed: a syscall per frame from now on (`port list` still
+    /// shows the I/O the port opened with; the log says when it changed).
     fn uring_refused(&mut self, e: &io::Error) {
-        tracing::warn!("io_uring refused TAP I/O, one syscall per frame from now on: {e}");
+        tracing::warn!(ifname = %self.name, "io_uring failed, one syscall per frame from now on: {e}");
         self.uring = None;
     }
 }
@@ -336,33 +358,54 @@ fn gone(e: io::Error) -> PortGone {
 
 impl Port for TapPort {
     fn rx_burst(&mut self, pool: &mut FramePool, out: &mut [RxFrame]) -> Result<usize, PortGone> {
+        if let Some(e) = self.failed.take() {
+            return Err(gone(e));
+        }
         if let Some(mut u) = self.uring.take() {
-            let got = u.rx(self, pool, out);
-            self.uring = Some(u);
-            match got {
-                Ok(n) => return Ok(n),
-                Err(uring::Failure::Refused(e)) => self.uring_refused(&e),
-                Err(uring::Failure::Gone(e)) => return Err(gone(e)),
+            let (n, failure) = u.rx(self, pool, out);
+            match failure {
+                None => {
+                    self.uring = Some(u);
+                    return Ok(n);
+                }
+                // The ring is dropped here either way: requests it may
+                // still hold unsubmitted never run.
+                Some(uring::Failure::Refused(e)) => {
+                    self.uring_refused(&e);
+                    if n > 0 {
+                        return Ok(n);
+                    }
+                }
+                Some(uring::Failure::Gone(e)) => return self.fail(n, e),
             }
         }
         self.rx_syscalls(pool, out)
     }
 
     fn tx_burst(&mut self, pool: &mut FramePool, frames: &[TxFrame]) -> Result<usize, PortGone> {
+        if let Some(e) = self.failed.take() {
+            return Err(gone(e));
+        }
         let mut sent = 0;
-        if let Some(mut u) = self.uring.take() {
-            let got = u.tx(self, pool, frames);
-            self.uring = Some(u);
-            match got {
-                Ok(n) => return Ok(n),
-                Err((n, uring::Failure::Refused(e))) => {
-                    sent = n;
-                    self.uring_refused(&e);
+        // While the link is down, a syscall finds out at the first frame
+        // instead of a submission copying a whole burst to be refused.
+        if !self.link_down
+            && let Some(mut u) = self.uring.take()
+        {
+            let (n, end) = u.tx(self, pool, frames);
+            match end {
+                uring::TxEnd::Done => {
+                    self.uring = Some(u);
+                    return Ok(n);
                 }
-                Err((_, uring::Failure::Gone(e))) => return Err(gone(e)),
+                uring::TxEnd::Refused(e) => {
+                    self.uring_refused(&e);
+                    sent = n;
+                }
+                uring::TxEnd::Gone(e) => return self.fail(n, e),
             }
         }
-        Ok(sent + self.tx_syscalls(pool, &frames[sent..])?)
+        self.tx_syscalls(pool, &frames[sent..], sent)
     }
 
     fn poll_fd(&self) -> Option<RawFd> {

@@ -8,8 +8,11 @@
 //! submission runs or fails it with EAGAIN, never parks it to wait for the
 //! device, so the frames a burst names are the worker's again when the
 //! burst returns ([`Uring::run`] collects every completion before it does).
-//! A kernel that refuses io_uring or `RWF_NOWAIT` on a TAP turns the port to
-//! one syscall per frame ([`Failure::Refused`]).
+//! When io_uring_enter(2) itself fails, requests may be left unsubmitted
+//! in the queue: the port then drops the ring, so they never run, and
+//! moves frames with syscalls from then on ([`Failure::Refused`]), as it
+//! does when the kernel refuses io_uring or `RWF_NOWAIT` on a TAP at
+//! creation (io_uring before Linux 5.18, TAP `RWF_NOWAIT` before 6.4).
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -26,13 +29,24 @@ use crate::tx::TxFrame;
 const DEPTH: usize = BATCH_SIZE;
 /// A result no completion has filled in.
 const PENDING: i32 = i32::MIN;
-/// Submissions retried while the kernel is short of resources.
-const RETRIES: u32 = 16;
 
-/// Why a burst did not go through io_uring.
+/// Why a port must stop using its ring.
 #[derive(Debug)]
 pub(super) enum Failure {
-    /// The kernel refuses these requests: use syscalls from now on.
+    /// The kernel refused the ring or these requests: syscalls from now on.
+    Refused(io::Error),
+    /// The device failed.
+    Gone(io::Error),
+}
+
+/// Where a transmission stopped.
+#[derive(Debug)]
+pub(super) enum TxEnd {
+    /// Every frame was sent, or the device took no more (queue full, link
+    /// down): the caller drops the rest.
+    Done,
+    /// The ring failed or was refused; the frames from the count on were
+    /// not tried: syscalls from now on.
     Refused(io::Error),
     /// The device failed.
     Gone(io::Error),
@@ -64,43 +78,40 @@ impl Uring {
             iovs: [[Iov::default(); 2]; DEPTH],
             results: [PENDING; DEPTH],
         };
-        // An empty write: the TAP refuses it (EINVAL, or EIO while down)
-        // without counting anything, but only after the kernel has taken
-        // RWF_NOWAIT, which it refuses (EOPNOTSUPP) for files without it.
+        // An empty write: the TAP refuses it (EINVAL: shorter than a
+        // header) before it allocates or counts anything, but only after
+        // the kernel has taken RWF_NOWAIT, which it refuses (EOPNOTSUPP) for
+        // files that do not support it.
         let probe = [0u8; 1];
         let sqe = opcode::Write::new(types::Fd(fd), probe.as_ptr(), 0)
             .rw_flags(libc::RWF_NOWAIT)
             .build()
             .user_data(0);
         // SAFETY: the request reads nothing; `run` collects its completion
-        // before `probe` goes away.
+        // (or the ring is dropped) before `probe` goes away.
         unsafe { u.ring.submission().push(&sqe) }
             .map_err(|_| io::Error::other("io_uring queue full"))?;
-        match u.run(1) {
-            Err(Failure::Refused(e) | Failure::Gone(e)) => Err(e),
-            Ok(()) if u.results[0] == -libc::EOPNOTSUPP => Err(io::Error::other(
-                "the kernel does not take RWF_NOWAIT requests on a TAP",
-            )),
-            Ok(()) => Ok(u),
+        u.run(1)?;
+        if u.results[0] == -libc::EOPNOTSUPP {
+            return Err(io::Error::other(
+                "the kernel does not take RWF_NOWAIT requests on a TAP (Linux 6.4 does)",
+            ));
         }
+        Ok(u)
     }
 
     /// Submits the `n` requests queued (user data: their index) and
-    /// collects every completion's result into `results`.
-    fn run(&mut self, n: usize) -> Result<(), Failure> {
+    /// collects every completion's result into `results`; a request that
+    /// did not run keeps [`PENDING`]. Any error but EINTR is the ring's
+    /// (the device's come in the results): the caller must drop the ring.
+    fn run(&mut self, n: usize) -> Result<(), io::Error> {
         self.results[..n].fill(PENDING);
         let mut seen = 0;
-        let mut retries = 0;
-        while seen < n {
-            if let Err(e) = self.ring.submit_and_wait(n - seen) {
-                match e.raw_os_error() {
-                    Some(libc::EINTR) => {}
-                    Some(libc::EAGAIN | libc::EBUSY) if retries < RETRIES => retries += 1,
-                    Some(libc::EOPNOTSUPP | libc::EPERM | libc::ENOSYS) => {
-                        return Err(Failure::Refused(e));
-                    }
-                    _ => return Err(Failure::Gone(e)),
-                }
+        let mut failed = None;
+        while seen < n && failed.is_none() {
+            match self.ring.submit_and_wait(n - seen) {
+                Err(e) if e.raw_os_error() != Some(libc::EINTR) => failed = Some(e),
+                _ => {}
             }
             for c in self.ring.completion() {
                 if let Some(r) = usize::try_from(c.user_data())
@@ -113,16 +124,18 @@ impl Uring {
                 }
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// Receives up to `out.len()` frames with one submission of reads.
+    /// Returns how many it received (in `out`, in the device's order) and
+    /// whether the port must stop using the ring.
     pub(super) fn rx(
         &mut self,
         port: &TapPort,
         pool: &mut FramePool,
         out: &mut [RxFrame],
-    ) -> Result<usize, Failure> {
+    ) -> (usize, Option<Failure>) {
         let want = self.window.min(out.len()).min(DEPTH);
         let fd = types::Fd(port.fd.as_raw_fd());
         let mut k = 0;
@@ -138,7 +151,8 @@ impl Uring {
                 .user_data(k as u64);
             // SAFETY: the iovecs (`Iov` has `libc::iovec`'s layout) live in
             // `self` and describe frames the worker holds; both stay as they
-            // are until `run` below has collected the request's completion.
+            // are until `run` below has collected the request's completion,
+            // or the ring is dropped unsubmitted.
             if unsafe { self.ring.submission().push(&sqe) }.is_err() {
                 TapPort::release(pool, slot, port.vnet);
                 break;
@@ -146,37 +160,27 @@ impl Uring {
             k += 1;
         }
         if k == 0 {
-            return Ok(0);
+            return (0, None);
         }
-        let ran = self.run(k);
-        let refused = |r: i32| r == -libc::EOPNOTSUPP;
-        let hard = |r: i32| r < 0 && r != -libc::EAGAIN && r != -libc::EINTR;
-        let failure = match ran {
-            Err(f) => Some(f),
-            Ok(()) => self.results[..k].iter().find(|&&r| hard(r)).map(|&r| {
-                let e = io::Error::from_raw_os_error(-r);
-                if refused(r) {
-                    Failure::Refused(e)
-                } else {
-                    Failure::Gone(e)
-                }
-            }),
-        };
-        if let Some(f) = failure {
-            for &slot in &self.slots[..k] {
-                TapPort::release(pool, slot, port.vnet);
-            }
-            return Err(f);
-        }
+        let mut failure = self.run(k).err().map(Failure::Refused);
         let mut n = 0;
         for j in 0..k {
             let (slot, r) = (self.slots[j], self.results[j]);
-            match usize::try_from(r) {
-                Ok(len) => {
-                    out[n] = port.take_read(pool, slot, len);
-                    n += 1;
+            if let Ok(len) = usize::try_from(r) {
+                out[n] = port.take_read(pool, slot, len);
+                n += 1;
+                continue;
+            }
+            TapPort::release(pool, slot, port.vnet);
+            let e = io::Error::from_raw_os_error(r.saturating_neg());
+            match r {
+                PENDING => {}
+                r if r == -libc::EAGAIN || r == -libc::EINTR => {}
+                r if r == -libc::EOPNOTSUPP => {
+                    failure.get_or_insert(Failure::Refused(e));
                 }
-                Err(_) => TapPort::release(pool, slot, port.vnet),
+                // The device's failure decides, whatever the ring's.
+                _ => failure = Some(Failure::Gone(e)),
             }
         }
         self.window = if n == want {
@@ -184,19 +188,18 @@ impl Uring {
         } else {
             (n + 1).min(DEPTH)
         };
-        Ok(n)
+        (n, failure)
     }
 
     /// Transmits a prefix of `frames` with one submission of writes per
-    /// `DEPTH` frames and returns its length, like [`super::Port::tx_burst`].
-    /// On a failure, the frames before it are sent (and freed) and the
-    /// caller still holds the rest: the count comes with the failure.
+    /// `DEPTH` frames; returns its length (those frames are sent and freed,
+    /// the caller holds the rest) and why it stopped short, if it did.
     pub(super) fn tx(
         &mut self,
         port: &mut TapPort,
         pool: &mut FramePool,
         frames: &[TxFrame],
-    ) -> Result<usize, (usize, Failure)> {
+    ) -> (usize, TxEnd) {
         let fd = types::Fd(port.fd.as_raw_fd());
         let mut done = 0;
         while done < frames.len() {
@@ -209,13 +212,14 @@ impl Uring {
                     .build()
                     .user_data(i as u64);
                 // SAFETY: the frame is held by the worker and stays as it is
-                // until `run` below has collected the request's completion.
+                // until `run` below has collected the request's completion,
+                // or the ring is dropped unsubmitted.
                 if unsafe { self.ring.submission().push(&sqe) }.is_err() {
                     break;
                 }
                 k += 1;
             }
-            self.run(k).map_err(|f| (done, f))?;
+            let ran = self.run(k);
             for (i, f) in frames[done..done + k].iter().enumerate() {
                 let r = self.results[i];
                 if r >= 0 {
@@ -225,28 +229,33 @@ impl Uring {
                 }
                 // The device did not take this frame. Frames after it in
                 // this submission may have been written (only a queue
-                // running full or the link going down in between would
-                // do that): the caller frees them with the rest and counts
+                // running full or the link going down in between would do
+                // that): the caller frees them with the rest and counts
                 // them as not sent.
                 let sent = done + i;
-                return match -r {
-                    libc::EAGAIN | libc::ENOBUFS | libc::EINTR => Ok(sent),
-                    libc::EIO => {
-                        port.link_down = true;
-                        Ok(sent)
+                let e = io::Error::from_raw_os_error(r.saturating_neg());
+                return match r {
+                    // Not submitted (the ring failed): syscalls go on from here.
+                    PENDING => (sent, TxEnd::Refused(ran.err().unwrap_or(e))),
+                    r if r == -libc::EOPNOTSUPP => (sent, TxEnd::Refused(e)),
+                    r if r == -libc::EAGAIN || r == -libc::ENOBUFS || r == -libc::EINTR => {
+                        (sent, TxEnd::Done)
                     }
-                    libc::EOPNOTSUPP if i == 0 => Err((
-                        sent,
-                        Failure::Refused(io::Error::from_raw_os_error(libc::EOPNOTSUPP)),
-                    )),
-                    e => Err((sent, Failure::Gone(io::Error::from_raw_os_error(e)))),
+                    r if r == -libc::EIO => {
+                        port.link_down = true;
+                        (sent, TxEnd::Done)
+                    }
+                    _ => (sent, TxEnd::Gone(e)),
                 };
             }
             done += k;
+            if let Err(e) = ran {
+                return (done, TxEnd::Refused(e));
+            }
             if k == 0 {
-                break;
+                return (done, TxEnd::Done);
             }
         }
-        Ok(done)
+        (done, TxEnd::Done)
     }
 }
