@@ -46,6 +46,7 @@ use fastpath::worker::{PollMode, WorkerCmd, WorkerEvent};
 use fastpath::{MAX_PORTS, MacKey, PortId, clock, mac_key, mac_octets, sys};
 use ipnet::IpNet;
 
+mod drops;
 mod kernel;
 mod ports;
 mod restore;
@@ -60,6 +61,7 @@ use crate::model::router::{self as l3, BuiltRoute, PortView};
 use crate::model::{Facts, Model, changes_model};
 use crate::state;
 use crate::workers::Workers;
+use drops::TapDrops;
 
 /// How long a port removal waits for its worker.
 const DEL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -113,40 +115,6 @@ struct PortRecord {
     retry_backoff: Duration,
     /// What the router needs to know about the interface (see `PortFacts`).
     facts: PortFacts,
-}
-
-/// A TAP device's `tx_dropped` (frames its pod sent that the kernel dropped
-/// before the switch read them) counted from when the switch opened it, over
-/// every time it did: read on demand, so it needs interior mutability.
-#[derive(Debug, Default)]
-struct TapDrops {
-    /// The device's count when the port last opened (`None`: not read yet).
-    base: std::cell::Cell<Option<u64>>,
-    /// Drops counted while the port was open before.
-    earlier: std::cell::Cell<u64>,
-    /// The count since `base` at the last read.
-    seen: std::cell::Cell<u64>,
-}
-
-impl TapDrops {
-    /// The total after reading `now` from the device (`None`: it could
-    /// not be read, the last count stands).
-    fn update(&self, now: Option<u64>) -> u64 {
-        if let Some(now) = now {
-            match self.base.get() {
-                None => self.base.set(Some(now)),
-                Some(base) => self.seen.set(now.saturating_sub(base)),
-            }
-        }
-        self.earlier.get() + self.seen.get()
-    }
-
-    /// The port opened again: the device (perhaps a new one) counts anew.
-    fn reopened(&self, now: Option<u64>) {
-        self.earlier.set(self.earlier.get() + self.seen.get());
-        self.seen.set(0);
-        self.base.set(now);
-    }
 }
 
 /// What the router learns about a port's interface when it opens it.

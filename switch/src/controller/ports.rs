@@ -13,8 +13,9 @@ use fastpath::port::uplink::{UplinkAttach, UplinkProgram};
 use fastpath::worker::WorkerCmd;
 use fastpath::{PortId, sys};
 
+use super::drops::TapDrops;
 use super::kernel::port_facts;
-use super::{Controller, DEL_TIMEOUT, HOUSEKEEPING, MAX_RETRY_BACKOFF, PortRecord, TapDrops};
+use super::{Controller, DEL_TIMEOUT, HOUSEKEEPING, MAX_RETRY_BACKOFF, PortRecord};
 use crate::model::PortError;
 use crate::model::ports::tap_ifname;
 
