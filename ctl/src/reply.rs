@@ -121,6 +121,9 @@ pub struct DaemonInfo {
     pub state_file: String,
     /// `busy` or `adaptive`.
     pub poll: String,
+    /// `--tap-io`: `io_uring` or `syscalls` (what TAP ports open with).
+    #[serde(default)]
+    pub tap_io: String,
     pub mac_aging_secs: u64,
     pub mac_limit: u32,
     /// The MAC the switch routes with (gateway MAC of every router address).

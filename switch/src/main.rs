@@ -38,6 +38,7 @@ enum Poll {
 enum TapIoArg {
     /// One io_uring submission per burst (falls back to syscalls where the
     /// kernel refuses it).
+    #[value(alias = "io_uring")]
     IoUring,
     /// One read(2)/write(2) per frame.
     Syscalls,

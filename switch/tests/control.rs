@@ -54,7 +54,11 @@ fn json_output_reports_ports_counters_and_fdb() {
     let pt = d.port(&t.name);
     assert_eq!(pt.port_type, PortType::Tap);
     assert_eq!(pt.mode, "tap");
-    assert_eq!(pt.io.as_deref(), Some("io_uring"));
+    assert_eq!(
+        pt.io.as_deref(),
+        Some("io_uring"),
+        "TAP I/O: io_uring needs Linux 6.4+ and no seccomp filter blocking it"
+    );
     assert_eq!(pa.io, None, "only TAP ports report their I/O");
     assert_eq!(pt.state, PortState::Up);
     assert_eq!(pt.error, None);

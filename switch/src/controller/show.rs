@@ -12,6 +12,7 @@ use ctl::{
 use fastpath::counters::PortCounterValues;
 use fastpath::drop::DropReason;
 use fastpath::l2::fdb::EntryKind;
+use fastpath::port::tap::TapIo;
 use fastpath::worker::PollMode;
 use fastpath::{PortId, clock, mac_octets, sys};
 
@@ -170,6 +171,10 @@ impl Controller {
                 poll: match self.settings.poll {
                     PollMode::Busy => "busy".into(),
                     PollMode::Adaptive => "adaptive".into(),
+                },
+                tap_io: match self.settings.tap_io {
+                    TapIo::IoUring => "io_uring".into(),
+                    TapIo::Syscalls => "syscalls".into(),
                 },
                 mac_aging_secs: self.settings.mac_aging_secs,
                 mac_limit: self.settings.mac_limit,

@@ -240,6 +240,9 @@ pub fn daemon_text(d: &DaemonInfo) -> String {
     t.row(["socket", d.socket.as_str()]);
     t.row(["state file", d.state_file.as_str()]);
     t.row(["poll mode", d.poll.as_str()]);
+    if !d.tap_io.is_empty() {
+        t.row(["tap i/o", d.tap_io.as_str()]);
+    }
     t.row(["mac aging".to_string(), duration(d.mac_aging_secs)]);
     t.row(["mac limit".to_string(), d.mac_limit.to_string()]);
     t.row(["router mac".to_string(), d.router_mac.to_string()]);
@@ -874,6 +877,7 @@ MAC                PORT     KIND       AGE
                 socket: "/run/vswitch/vswitchd.sock".into(),
                 state_file: "/var/lib/vswitch/state.json".into(),
                 poll: "adaptive".into(),
+                tap_io: "io_uring".into(),
                 mac_aging_secs: 300,
                 mac_limit: 4096,
                 router_mac: "02:00:5e:00:01:01".parse().unwrap(),
@@ -908,6 +912,7 @@ MAC                PORT     KIND       AGE
             "socket      /run/vswitch/vswitchd.sock\n",
             "state file  /var/lib/vswitch/state.json\n",
             "poll mode   adaptive\n",
+            "tap i/o     io_uring\n",
             "mac aging   5m00s\n",
             "mac limit   4096\n",
             "router mac  02:00:5e:00:01:01\n",

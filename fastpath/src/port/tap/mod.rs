@@ -102,6 +102,7 @@ impl TapPort {
             ));
         }
         let name = ifname.to_string();
+        let ns = netns.unwrap_or("").to_string();
         let make = move || -> io::Result<TapPort> {
             let existed = sys::if_index(&name).is_some();
             let fd = sys::tap_open(&name, offload).map_err(|e| {
@@ -115,14 +116,14 @@ impl TapPort {
                 }
             })?;
             if existed {
-                tracing::info!(ifname = %name, "attached to an existing TAP device");
+                tracing::info!(ifname = %name, netns = %ns, "attached to an existing TAP device");
             }
             let uring = match io {
                 TapIo::Syscalls => None,
                 TapIo::IoUring => match uring::Uring::new(fd.as_raw_fd()) {
                     Ok(u) => Some(Box::new(u)),
                     Err(e) => {
-                        tracing::warn!(ifname = %name, "io_uring unavailable, one syscall per frame: {e}");
+                        tracing::warn!(ifname = %name, netns = %ns, "io_uring unavailable, one syscall per frame: {e}");
                         None
                     }
                 },

@@ -1,8 +1,8 @@
 //! Batched TAP I/O: one io_uring_enter(2) per burst instead of a read(2) or
 //! write(2) per frame. On this project's 2-vCPU VM a syscall is most of the
-//! cost of a small frame: in batches of 32, a 64-byte frame's write took
-//! 2.2 µs instead of 3.2 and its read 1.4 µs instead of 2.0 (BENCHMARKS.md,
-//! "TAP I/O").
+//! cost of a small frame: in a scratch micro-benchmark with batches of 32
+//! (a burst here is up to 64), a 64-byte frame's write took 2.2 µs instead
+//! of 3.2 and its read 1.4 µs instead of 2.0 (BENCHMARKS.md, "TAP I/O").
 //!
 //! Every request carries `RWF_NOWAIT`: the kernel performs it while the
 //! submission runs or fails it with EAGAIN, never parks it to wait for the
@@ -29,6 +29,8 @@ use crate::tx::TxFrame;
 const DEPTH: usize = BATCH_SIZE;
 /// A result no completion has filled in.
 const PENDING: i32 = i32::MIN;
+/// Submissions tried again while the kernel is short of resources.
+const SHORT_RETRIES: u32 = 8;
 
 /// Why a port must stop using its ring.
 #[derive(Debug)]
@@ -70,6 +72,7 @@ impl Uring {
         // SUBMIT_ALL: a request the kernel cannot prepare fails alone (its
         // completion says why) instead of leaving the ones after it queued
         // for a later submission.
+        let probe = [0u8; 1];
         let ring = IoUring::builder().setup_submit_all().build(DEPTH as u32)?;
         let mut u = Uring {
             ring,
@@ -82,13 +85,12 @@ impl Uring {
         // header) before it allocates or counts anything, but only after
         // the kernel has taken RWF_NOWAIT, which it refuses (EOPNOTSUPP) for
         // files that do not support it.
-        let probe = [0u8; 1];
         let sqe = opcode::Write::new(types::Fd(fd), probe.as_ptr(), 0)
             .rw_flags(libc::RWF_NOWAIT)
             .build()
             .user_data(0);
         // SAFETY: the request reads nothing; `run` collects its completion
-        // (or the ring is dropped) before `probe` goes away.
+        // (or the ring, declared after `probe`, is dropped first).
         unsafe { u.ring.submission().push(&sqe) }
             .map_err(|_| io::Error::other("io_uring queue full"))?;
         u.run(1)?;
@@ -102,16 +104,24 @@ impl Uring {
 
     /// Submits the `n` requests queued (user data: their index) and
     /// collects every completion's result into `results`; a request that
-    /// did not run keeps [`PENDING`]. Any error but EINTR is the ring's
-    /// (the device's come in the results): the caller must drop the ring.
+    /// did not run keeps [`PENDING`]. EINTR, and a few times a shortage
+    /// (EAGAIN, EBUSY, ENOMEM), are tried again; any other error is the
+    /// ring's (the device's come in the results): the caller must drop
+    /// the ring.
     fn run(&mut self, n: usize) -> Result<(), io::Error> {
         self.results[..n].fill(PENDING);
         let mut seen = 0;
         let mut failed = None;
+        let mut short = 0;
         while seen < n && failed.is_none() {
-            match self.ring.submit_and_wait(n - seen) {
-                Err(e) if e.raw_os_error() != Some(libc::EINTR) => failed = Some(e),
-                _ => {}
+            if let Err(e) = self.ring.submit_and_wait(n - seen) {
+                match e.raw_os_error() {
+                    Some(libc::EINTR) => {}
+                    Some(libc::EAGAIN | libc::EBUSY | libc::ENOMEM) if short < SHORT_RETRIES => {
+                        short += 1;
+                    }
+                    _ => failed = Some(e),
+                }
             }
             for c in self.ring.completion() {
                 if let Some(r) = usize::try_from(c.user_data())
