@@ -242,6 +242,34 @@ fn tap_ports_move_frames_with_a_syscall_each_when_asked() {
     no_offload_drops(d);
 }
 
+/// TCP segments from an AF_XDP pod (no TSO on a veth with XDP) reach a TAP
+/// pod with offloads coalesced into GSO frames (the mean frame the switch
+/// writes to the TAP is far above an MTU), every byte there and no
+/// checksum error in the receiving pod; toward a TAP without offloads they
+/// stay segments.
+#[test]
+fn segments_from_an_afxdp_pod_are_coalesced_for_a_tap_pod() {
+    let Some(mut env) = TestEnv::with_daemon("segments_coalesced_for_a_tap_pod") else {
+        return;
+    };
+    let a = env.add_pod("a", Attach::Afxdp);
+    let b = env.add_pod("b", Attach::Tap);
+    let c = env.add_pod_with(PodSpec::new("c", Attach::Tap, "10.77.0.13/24").offload(false));
+    transfer(&mut env, &a, &b, b.ip);
+    transfer(&mut env, &a, &c, c.ip);
+    let d = env.daemon();
+    let (rx_a, _) = mean_sizes(d, &a.name);
+    let (_, tx_b) = mean_sizes(d, &b.name);
+    let (_, tx_c) = mean_sizes(d, &c.name);
+    assert!(rx_a <= WIRE_MAX, "segments from a: mean {rx_a} bytes");
+    assert!(
+        tx_b > 2 * WIRE_MAX,
+        "coalesced frames written to b: mean {tx_b} bytes"
+    );
+    assert!(tx_c <= WIRE_MAX, "segments to c: mean {tx_c} bytes");
+    no_offload_drops(d);
+}
+
 #[test]
 fn gso_frames_are_cut_for_an_afxdp_pod() {
     let Some(mut env) = TestEnv::with_daemon("gso_frames_are_cut") else {
@@ -255,7 +283,8 @@ fn gso_frames_are_cut_for_an_afxdp_pod() {
     let (_, tx_b) = mean_sizes(d, &b.name);
     assert!(rx_a > 3 * WIRE_MAX, "GSO frames from a: mean {rx_a} bytes");
     assert!(tx_b <= WIRE_MAX, "segments to b: mean {tx_b} bytes");
-    // And back: the AF_XDP pod's frames reach the TAP pod as they are.
+    // And back: the AF_XDP pod's segments reach the TAP pod (coalesced,
+    // see below).
     transfer(&mut env, &b, &a, a.ip);
     no_offload_drops(env.daemon());
 }

@@ -14,6 +14,7 @@
 //! describes the frame it comes with, and completes checksums the header
 //! leaves partial on frames that are not GSO.
 
+pub mod coalesce;
 pub mod segment;
 
 use crate::wire::checksum::sum;

@@ -7,6 +7,7 @@ use super::{NO_SLOT, Worker};
 use crate::MAX_PORTS;
 use crate::batch::BATCH_SIZE;
 use crate::drop::DropReason;
+use crate::gso;
 use crate::snapshot::Snapshot;
 use crate::tx::TxFrame;
 
@@ -20,6 +21,9 @@ impl Worker {
             let slot = usize::from(self.slot_of[usize::from(port) % MAX_PORTS]);
             let local_up = slot != usize::from(NO_SLOT) && self.ports[slot].up;
             if local_up {
+                if self.ports[slot].port.takes_gso() {
+                    gso::coalesce::coalesce(&mut self.pool, list);
+                }
                 let (sent, failed) = match self.ports[slot].port.tx_burst(&mut self.pool, list) {
                     Ok(n) => (n, false),
                     Err(e) => {
