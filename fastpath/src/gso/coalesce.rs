@@ -5,15 +5,17 @@
 //! GRO does for a NIC). It serves what cannot arrive as GSO frames: TCP
 //! from AF_XDP pods (a veth with XDP sends no TSO) and from the uplink.
 //!
-//! The rules are the kernel's `tcp_gro_receive`'s, kept simple: the same
-//! Ethernet header, the same IP header but for length, identification
-//! and checksum (IPv4 without options, not a fragment; IPv6 without
-//! extension headers), the same ports, acknowledgement number, window and
-//! TCP options, consecutive sequence numbers, flags ACK with PSH at most
-//! on the last segment, every segment but the last as long as the first,
-//! 64 KiB in all. Every segment's checksum must verify before it is
-//! merged (the merged frame's checksum is left partial, and a receiver
-//! trusts a partial checksum, so a corrupt segment must not hide in one).
+//! The rules follow the kernel's `inet_gro_receive`/`tcp_gro_receive`,
+//! kept simple: the same Ethernet header, the same IP header but for
+//! length, identification and checksum (IPv4 without options, not a
+//! fragment, identifications one apart, or equal with DF; IPv6 without
+//! extension headers), the same ports, acknowledgement number, window,
+//! urgent pointer and TCP options, consecutive sequence numbers, flags ACK
+//! with PSH at most on the last segment, every segment but the last as
+//! long as the first, 64 KiB in all. Every segment's IPv4 header checksum
+//! and TCP checksum must verify before it is merged (the merged frame's
+//! checksum is left partial, and a receiver trusts a partial checksum, so
+//! a corrupt segment must not hide in one).
 
 use super::{GSO_TCPV4, GSO_TCPV6, Gso, Layout};
 use crate::pool::{BIG_CAPACITY, FramePool};
@@ -38,12 +40,16 @@ struct Seg {
     seq: u32,
     payload: usize,
     flags: u8,
+    /// IPv4 identification (0 for IPv6).
+    id: u16,
+    /// The pseudo-header's sum but for the length.
+    pseudo: u32,
 }
 
-/// Reads `frame` as a segment that may be merged: TCP over IPv4 (no
-/// options, not a fragment) or IPv6 (no extension headers), IP length
-/// equal to the frame's, flags ACK (and PSH), some payload, checksum
-/// right.
+/// Reads `frame`'s headers as a segment that may be merged: TCP over IPv4
+/// (no options, not a fragment) or IPv6 (no extension headers), IP length
+/// equal to the frame's, flags ACK (and PSH), some payload. Checksums are
+/// left to [`verified`], for segments about to join a run.
 fn parse(frame: &[u8], gso: Gso) -> Option<Seg> {
     if gso.is_some() || frame.len() < ETH_LEN + ipv4::MIN_LEN + tcp::MIN_LEN {
         return None;
@@ -73,10 +79,6 @@ fn parse(frame: &[u8], gso: Gso) -> Option<Seg> {
     {
         return None;
     }
-    let acc = pseudo + u32::from(tcp::PROTO) + t.len() as u32;
-    if fold(sum(t, acc)) != 0 {
-        return None;
-    }
     Some(Seg {
         v6: l.v6,
         l4: l.l4,
@@ -84,10 +86,23 @@ fn parse(frame: &[u8], gso: Gso) -> Option<Seg> {
         seq: read_u32(t, tcp::SEQ),
         payload: frame.len() - l.hdr_len,
         flags,
+        id: if l.v6 { 0 } else { read_u16(ip, 4) },
+        pseudo,
     })
 }
 
-/// Whether `b` (after `a`, which follows `head`) continues `head`'s run.
+/// Whether `frame`'s IPv4 header checksum (if any) and TCP checksum are
+/// right.
+fn verified(frame: &[u8], s: &Seg) -> bool {
+    if !s.v6 && checksum(&frame[ETH_LEN..s.l4]) != 0 {
+        return false;
+    }
+    let t = &frame[s.l4..];
+    fold(sum(t, s.pseudo + u32::from(tcp::PROTO) + t.len() as u32)) == 0
+}
+
+/// Whether `b` (after `a`, which follows `head`) continues `head`'s run,
+/// judged by headers (checksums aside).
 fn continues(head: (&[u8], &Seg), a: &Seg, b: (&[u8], &Seg)) -> bool {
     let (hf, h) = head;
     let (bf, s) = b;
@@ -97,7 +112,16 @@ fn continues(head: (&[u8], &Seg), a: &Seg, b: (&[u8], &Seg)) -> bool {
     if s.seq != a.seq.wrapping_add(a.payload as u32) || s.payload > h.payload {
         return false;
     }
-    let same = |r: std::ops::Range<usize>| hf.get(r.clone()) == bf.get(r);
+    // IPv4 identifications: one apart, or equal with DF (as the kernel's
+    // GRO asks, so that cutting the frame again gives the same ones).
+    let df = !h.v6 && read_u16(hf, ETH_LEN + ipv4::FLAGS_FRAG) & ipv4::DF != 0;
+    if !h.v6 && s.id != a.id.wrapping_add(1) && !(df && s.id == a.id) {
+        return false;
+    }
+    let same = |r: std::ops::Range<usize>| match (hf.get(r.clone()), bf.get(r)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    };
     let ip_same = if h.v6 {
         // Version, class and flow label; next header, hop limit, addresses.
         same(ETH_LEN..ETH_LEN + 4) && same(ETH_LEN + 6..ETH_LEN + ipv6::HDR_LEN)
@@ -108,13 +132,13 @@ fn continues(head: (&[u8], &Seg), a: &Seg, b: (&[u8], &Seg)) -> bool {
             && same(ETH_LEN + ipv4::SRC..ETH_LEN + ipv4::DST + 4)
     };
     let l4 = h.l4;
-    // Ports; acknowledgement, data offset; window; options.
+    // Ports; acknowledgement, data offset; window; urgent pointer, options.
     same(0..ETH_LEN)
         && ip_same
         && same(l4..l4 + tcp::SEQ)
         && same(l4 + tcp::ACK..l4 + tcp::FLAGS)
         && same(l4 + tcp::WINDOW..l4 + tcp::CHECKSUM)
-        && same(l4 + tcp::MIN_LEN..h.hdr)
+        && same(l4 + tcp::CHECKSUM + 2..h.hdr)
 }
 
 /// Merges runs of segments in `list` (frames for one TAP port with
@@ -129,35 +153,40 @@ pub fn coalesce(pool: &mut FramePool, list: &mut Vec<TxFrame>) -> usize {
     let mut out = 0;
     let mut i = 0;
     while i < list.len() {
-        let end = run_end(pool, list, i);
-        let merged = if end - i >= 2 {
-            merge(pool, &list[i..end])
-        } else {
-            None
-        };
-        match merged {
-            Some(f) => {
-                list[out] = f;
-                out += 1;
-                i = end;
-            }
-            None => {
-                list[out] = list[i];
-                out += 1;
-                i += 1;
+        let (end, head) = run_end(pool, list, i);
+        if let Some(h) = head.filter(|_| end - i >= 2) {
+            match merge(pool, &list[i..end], &h) {
+                Some(f) => {
+                    list[out] = f;
+                    out += 1;
+                    i = end;
+                    continue;
+                }
+                // No big frame free: the rest goes as it is (looking for
+                // runs again would only cost checksum passes).
+                None => {
+                    list.copy_within(i.., out);
+                    out += list.len() - i;
+                    break;
+                }
             }
         }
+        list[out] = list[i];
+        out += 1;
+        i += 1;
     }
     list.truncate(out);
     before - out
 }
 
-/// Where the run that starts at `list[i]` ends (`i + 1`: no run).
-fn run_end(pool: &FramePool, list: &[TxFrame], i: usize) -> usize {
+/// Where the run that starts at `list[i]` ends (`i + 1`: no run), and
+/// its head's headers.
+fn run_end(pool: &FramePool, list: &[TxFrame], i: usize) -> (usize, Option<Seg>) {
     let hf = pool.data(list[i].addr, list[i].len);
     let Some(h) = parse(hf, list[i].gso) else {
-        return i + 1;
+        return (i + 1, None);
     };
+    let mut verified_head = false;
     let mut prev = h;
     let mut total = h.hdr + h.payload;
     let mut j = i + 1;
@@ -172,20 +201,29 @@ fn run_end(pool: &FramePool, list: &[TxFrame], i: usize) -> usize {
         if !fits || !continues((hf, &h), &prev, (bf, &s)) {
             break;
         }
+        // Checksums last, and the head's only once a segment would join.
+        if !verified_head {
+            if !verified(hf, &h) {
+                return (i + 1, None);
+            }
+            verified_head = true;
+        }
+        if !verified(bf, &s) {
+            break;
+        }
         j += 1;
         if s.payload < h.payload {
             break;
         }
         prev = s;
     }
-    j
+    (j, Some(h))
 }
 
-/// One GSO frame from the segments of a run; frees them. `None` (nothing
-/// changed) when no big frame is free.
-fn merge(pool: &mut FramePool, run: &[TxFrame]) -> Option<TxFrame> {
+/// One GSO frame from the segments of a run (head's headers `h`); frees
+/// them. `None` (nothing changed) when no big frame is free.
+fn merge(pool: &mut FramePool, run: &[TxFrame], h: &Seg) -> Option<TxFrame> {
     let head = run[0];
-    let h = parse(pool.data(head.addr, head.len), head.gso)?;
     let last = run[run.len() - 1];
     let last_flags = pool.data(last.addr, last.len)[h.l4 + tcp::FLAGS];
     let total: usize = h.hdr + run.iter().map(|f| f.len as usize - h.hdr).sum::<usize>();
@@ -296,6 +334,46 @@ mod tests {
             panic!("not TCP")
         };
         (t.sequence_number(), t.psh(), t.ack(), t.payload().to_vec())
+    }
+
+    /// Sets an IPv4 segment's identification and DF, header checksum right.
+    fn set_ip(f: &mut [u8], id: u16, df: bool) {
+        let ip = &mut f[ETH_LEN..ETH_LEN + 20];
+        write_u16(ip, 4, id);
+        write_u16(ip, ipv4::FLAGS_FRAG, if df { ipv4::DF } else { 0 });
+        write_u16(ip, ipv4::CHECKSUM, 0);
+        let c = checksum(ip);
+        write_u16(ip, ipv4::CHECKSUM, c);
+    }
+
+    #[test]
+    fn ipv4_identifications_and_header_checksums_are_checked() {
+        // One apart, without DF (a sender's usual): merged.
+        let mut segs = segments(false, &[1000, 1000, 1000], None);
+        for (k, f) in segs.iter_mut().enumerate() {
+            set_ip(f, 7 + k as u16, false);
+        }
+        let (mut pool, mut list) = listed(&segs, 4);
+        assert_eq!(coalesce(&mut pool, &mut list), 2);
+        // Equal without DF: cutting again would change them, so no.
+        for f in segs.iter_mut() {
+            set_ip(f, 7, false);
+        }
+        let (mut pool, mut list) = listed(&segs, 4);
+        assert_eq!(coalesce(&mut pool, &mut list), 0);
+        // Equal with DF: merged.
+        for f in segs.iter_mut() {
+            set_ip(f, 7, true);
+        }
+        let (mut pool, mut list) = listed(&segs, 4);
+        assert_eq!(coalesce(&mut pool, &mut list), 2);
+        // A bad IPv4 header checksum (an identification one apart, as it
+        // may be, but not the one the checksum was made for; the TCP
+        // checksum does not cover it): that segment is never merged.
+        segs[1][ETH_LEN + 5] += 1;
+        let (mut pool, mut list) = listed(&segs, 4);
+        assert_eq!(coalesce(&mut pool, &mut list), 0);
+        assert_eq!(list.len(), 3);
     }
 
     /// Recomputes an IPv4 TCP segment's checksum after an edit.
