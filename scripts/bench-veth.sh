@@ -344,17 +344,26 @@ pair_args() {
 }
 
 ndr() {
-    local peer=$1 scenario=$2 round=$3 sink=$4 dst=$5
+    local peer=$1 scenario=$2 round=$3 sink=$4 dst=$5 attempt
     shift 5
-    # shellcheck disable=SC2046
-    bench "$peer" "$scenario" "$round" ndr $(pair_args "$sink" "$dst") \
-        --trial "$TRIAL" --precision "$PRECISION" --warmup "$WARMUP" --latency-trial "$LAT_TRIAL" "$@" || return 1
     # A search in which not even the partial-drop criterion (<=0.5 % loss)
     # ever passed measured nothing: a broken set-up. An NDR below the
     # lowest rate (a few frames lost at every rate) is a result, reported
-    # as "<lowest rate".
-    python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["ndr"]["pdr_median_pps"] <= 0)' \
-        "$OUT/$scenario@$peer@r$round.json" || { log "  $scenario: no trial within 0.5 % loss"; return 1; }
+    # as "<lowest rate". With --quick (0.3 s trials, 3,000 frames at the
+    # lowest rate, right after a trial that saturated the switch) a
+    # start-up stall of a few milliseconds can cost more than 0.5 % on a
+    # 2-vCPU machine, so the search is run once more before it fails; a
+    # broken set-up fails both times.
+    for attempt in 1 2; do
+        # shellcheck disable=SC2046
+        bench "$peer" "$scenario" "$round" ndr $(pair_args "$sink" "$dst") \
+            --trial "$TRIAL" --precision "$PRECISION" --warmup "$WARMUP" --latency-trial "$LAT_TRIAL" "$@" || return 1
+        python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["ndr"]["pdr_median_pps"] <= 0)' \
+            "$OUT/$scenario@$peer@r$round.json" && return 0
+        log "  $scenario: no trial within 0.5 % loss (attempt $attempt)"
+        [[ $QUICK -eq 1 ]] || return 1
+    done
+    return 1
 }
 
 busy_jiffies() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }

@@ -420,7 +420,9 @@ pub struct NdrArgs {
     /// Seconds per trial.
     #[arg(long = "trial", default_value = "5", value_parser = parse_seconds)]
     pub trial_s: f64,
-    /// Seconds of traffic at --warmup-rate before the search (not counted).
+    /// Seconds of traffic at --warmup-rate before the search, and at the
+    /// lowest rate after the top trial (which saturates the device), not
+    /// counted.
     #[arg(long, default_value = "1", value_parser = parse_seconds)]
     pub warmup: f64,
     /// Frames per second of the warm-up.

@@ -223,6 +223,13 @@ pub fn search(
     let mut n = 0usize;
     for repeat in 0..cfg.repeats {
         let mut run_trial = |phase: &str, rate: Option<f64>, out: &mut NdrOutcome| {
+            // The top trial saturated the device and left its queues full:
+            // a warm-up at the lowest rate (not recorded) lets it recover,
+            // so that the lowest rate's trial measures the rate, not the
+            // recovery.
+            if phase == "min" && cfg.warmup_s > 0.0 {
+                dev.trial(rate, secs(cfg.warmup_s))?;
+            }
             let r = dev.trial(rate, secs(cfg.trial_s))?;
             n += 1;
             progress(phase, n, &r);
@@ -329,6 +336,67 @@ mod tests {
             };
             Ok(TrialResult::from_reports(rate, &g, &s))
         }
+    }
+
+    /// A device that loses 1 % of the first trial after one it could not
+    /// carry (its queues still draining), and nothing below `capacity`
+    /// otherwise.
+    struct Recovering {
+        capacity: f64,
+        saturated: bool,
+    }
+
+    impl Device for Recovering {
+        fn trial(&mut self, rate: Option<f64>, d: Duration) -> anyhow::Result<TrialResult> {
+            let offered = rate.unwrap_or(f64::INFINITY).min(1_000_000.0);
+            let sent = (offered * d.as_secs_f64()).round() as u64;
+            let received = if offered > self.capacity {
+                (sent as f64 * self.capacity / offered).floor() as u64
+            } else if self.saturated {
+                sent - sent / 100
+            } else {
+                sent
+            };
+            self.saturated = offered > self.capacity;
+            let g = crate::generator::GenReport {
+                sent,
+                bytes: sent * 64,
+                elapsed_s: d.as_secs_f64(),
+                offered_pps: offered,
+                ..Default::default()
+            };
+            let s = crate::sink::SinkReport {
+                received,
+                bytes: received * 64,
+                ..Default::default()
+            };
+            Ok(TrialResult::from_reports(rate, &g, &s))
+        }
+    }
+
+    #[test]
+    fn the_lowest_rate_is_measured_after_the_device_recovered() {
+        let mut c = cfg();
+        // Without a warm-up, the lowest rate's trial pays for the top
+        // trial: nothing passes.
+        let mut dev = Recovering {
+            capacity: 300_000.0,
+            saturated: false,
+        };
+        let out = search(&mut dev, &c, &mut quiet()).unwrap();
+        assert_eq!(out.runs[0].pdr.rate_pps, 0.0);
+        // With one, it is measured after the device recovered, and the
+        // search goes on from there (never above the capacity).
+        c.warmup_s = 0.1;
+        let mut dev = Recovering {
+            capacity: 300_000.0,
+            saturated: false,
+        };
+        let out = search(&mut dev, &c, &mut quiet()).unwrap();
+        let min = out.trials.iter().find(|t| t.phase == "min").unwrap();
+        assert_eq!(min.result.lost, 0, "the recorded lowest-rate trial");
+        let ndr = out.runs[0].ndr.rate_pps;
+        assert!(ndr > 0.0 && ndr <= 300_000.0, "ndr {ndr}");
     }
 
     fn cfg() -> SearchConfig {
