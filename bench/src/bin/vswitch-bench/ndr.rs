@@ -304,6 +304,30 @@ pub fn expected_trials(cfg: &SearchConfig) -> usize {
 mod tests {
     use super::*;
 
+    /// The result of a trial of 64-byte frames that offered `offered`,
+    /// sent `sent` and saw `received` arrive in `d`.
+    fn reported(
+        rate: Option<f64>,
+        offered: f64,
+        sent: u64,
+        received: u64,
+        d: Duration,
+    ) -> TrialResult {
+        let g = crate::generator::GenReport {
+            sent,
+            bytes: sent * 64,
+            elapsed_s: d.as_secs_f64(),
+            offered_pps: offered,
+            ..Default::default()
+        };
+        let s = crate::sink::SinkReport {
+            received,
+            bytes: received * 64,
+            ..Default::default()
+        };
+        TrialResult::from_reports(rate, &g, &s)
+    }
+
     /// A device that forwards up to `capacity` frames/s and drops the
     /// excess; its generator reaches at most `gen_max`.
     struct Sim {
@@ -322,19 +346,7 @@ mod tests {
             } else {
                 (sent as f64 * self.capacity / offered).floor() as u64
             };
-            let g = crate::generator::GenReport {
-                sent,
-                bytes: sent * 64,
-                elapsed_s: d.as_secs_f64(),
-                offered_pps: offered,
-                ..Default::default()
-            };
-            let s = crate::sink::SinkReport {
-                received,
-                bytes: received * 64,
-                ..Default::default()
-            };
-            Ok(TrialResult::from_reports(rate, &g, &s))
+            Ok(reported(rate, offered, sent, received, d))
         }
     }
 
@@ -358,19 +370,7 @@ mod tests {
                 sent
             };
             self.saturated = offered > self.capacity;
-            let g = crate::generator::GenReport {
-                sent,
-                bytes: sent * 64,
-                elapsed_s: d.as_secs_f64(),
-                offered_pps: offered,
-                ..Default::default()
-            };
-            let s = crate::sink::SinkReport {
-                received,
-                bytes: received * 64,
-                ..Default::default()
-            };
-            Ok(TrialResult::from_reports(rate, &g, &s))
+            Ok(reported(rate, offered, sent, received, d))
         }
     }
 
@@ -465,17 +465,7 @@ mod tests {
                 };
                 let sent = (offered * d.as_secs_f64()) as u64;
                 let received = if rate.is_none() { sent / 2 } else { sent };
-                let g = crate::generator::GenReport {
-                    sent,
-                    elapsed_s: d.as_secs_f64(),
-                    offered_pps: offered,
-                    ..Default::default()
-                };
-                let s = crate::sink::SinkReport {
-                    received,
-                    ..Default::default()
-                };
-                Ok(TrialResult::from_reports(rate, &g, &s))
+                Ok(reported(rate, offered, sent, received, d))
             }
         }
         let out = search(&mut Short, &cfg(), &mut quiet()).unwrap();
@@ -507,17 +497,8 @@ mod tests {
                     0.0
                 };
                 let sent = (offered * d.as_secs_f64()) as u64;
-                let g = crate::generator::GenReport {
-                    sent,
-                    elapsed_s: d.as_secs_f64(),
-                    offered_pps: offered,
-                    ..Default::default()
-                };
-                let s = crate::sink::SinkReport {
-                    received: sent - (sent as f64 * loss) as u64,
-                    ..Default::default()
-                };
-                Ok(TrialResult::from_reports(rate, &g, &s))
+                let received = sent - (sent as f64 * loss) as u64;
+                Ok(reported(rate, offered, sent, received, d))
             }
         }
         let out = search(&mut Bumpy, &cfg(), &mut quiet()).unwrap();
