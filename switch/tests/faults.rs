@@ -168,14 +168,12 @@ fn bad_frames_are_dropped_and_counted() {
 #[test]
 fn kernel_drops_of_an_afxdp_port_are_counted_with_the_switchs_drops() {
     const BURST: u64 = 6000;
-    let Some(mut env) =
-        TestEnv::with_daemon("kernel_drops_of_an_afxdp_port_are_counted_with_the_switchs_drops")
-    else {
+    let Some((mut env, a, b)) = two_pods_that_ping(
+        "kernel_drops_of_an_afxdp_port_are_counted_with_the_switchs_drops",
+        Attach::Afxdp,
+    ) else {
         return;
     };
-    let a = env.add_pod("a", Attach::Afxdp);
-    let b = env.add_pod("b", Attach::Afxdp);
-    env.ping_all(&[&a, &b]);
 
     let d = env.daemon();
     let before = d.port_stats(&a.name);
@@ -230,14 +228,12 @@ fn kernel_drops_of_an_afxdp_port_are_counted_with_the_switchs_drops() {
 #[test]
 fn kernel_drops_of_a_tap_port_are_counted_with_the_switchs_drops() {
     const BURST: u64 = 6000;
-    let Some(mut env) =
-        TestEnv::with_daemon("kernel_drops_of_a_tap_port_are_counted_with_the_switchs_drops")
-    else {
+    let Some((mut env, a, b)) = two_pods_that_ping(
+        "kernel_drops_of_a_tap_port_are_counted_with_the_switchs_drops",
+        Attach::Tap,
+    ) else {
         return;
     };
-    let a = env.add_pod("a", Attach::Tap);
-    let b = env.add_pod("b", Attach::Tap);
-    env.ping_all(&[&a, &b]);
     let device = || {
         let r = netns_exec(&a.name, &["ip", "-s", "-j", "link", "show", "eth0"]);
         let v: serde_json::Value = serde_json::from_str(&r.stdout)
@@ -280,6 +276,15 @@ fn kernel_drops_of_a_tap_port_are_counted_with_the_switchs_drops() {
     );
     assert!(after.drops_total() - before.drops_total() >= dropped);
     env.ping_all(&[&a, &b]);
+}
+
+/// A daemon and two pods attached as `attach` that reach each other.
+fn two_pods_that_ping(name: &str, attach: Attach) -> Option<(TestEnv, Pod, Pod)> {
+    let mut env = TestEnv::with_daemon(name)?;
+    let a = env.add_pod("a", attach);
+    let b = env.add_pod("b", attach);
+    env.ping_all(&[&a, &b]);
+    Some((env, a, b))
 }
 
 /// A Python script that sends `count` UDP frames from `from` to `to` out of
