@@ -168,7 +168,7 @@ fn bad_frames_are_dropped_and_counted() {
 #[test]
 fn kernel_drops_of_an_afxdp_port_are_counted_with_the_switchs_drops() {
     const BURST: u64 = 6000;
-    let Some((mut env, a, b)) = two_pods_that_ping(
+    let Some((env, a, b)) = two_pods_that_ping(
         "kernel_drops_of_an_afxdp_port_are_counted_with_the_switchs_drops",
         Attach::Afxdp,
     ) else {
@@ -228,7 +228,7 @@ fn kernel_drops_of_an_afxdp_port_are_counted_with_the_switchs_drops() {
 #[test]
 fn kernel_drops_of_a_tap_port_are_counted_with_the_switchs_drops() {
     const BURST: u64 = 6000;
-    let Some((mut env, a, b)) = two_pods_that_ping(
+    let Some((env, a, b)) = two_pods_that_ping(
         "kernel_drops_of_a_tap_port_are_counted_with_the_switchs_drops",
         Attach::Tap,
     ) else {
