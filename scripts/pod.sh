@@ -2,7 +2,7 @@
 # Creates or removes a "pod": a network namespace with an eth0 attached to vswitchd.
 #
 #   pod.sh add NAME --ip ADDR/PREFIX [--mac MAC] [--gw ADDR] [--tap [--offload on|off]]
-#              [--port-security] [--node NODE] [--socket PATH]
+#              [--queues N] [--port-security] [--node NODE] [--socket PATH]
 #   pod.sh del NAME [--node NODE] [--socket PATH]
 #
 # veth mode (default): a veth pair NAME <-> eth0, eth0 inside netns NAME, and
@@ -14,6 +14,12 @@
 # and renames it to eth0 (`vswitchctl port add NAME --type tap --netns NAME
 # --ifname eth0`), with checksum and segmentation offloads on unless
 # --offload off (`vswitchctl port add ... --offload off`).
+#
+# --queues N gives the pod's interface N queues, each served by its own
+# socket and spread over the switch's workers: a veth pair with N TX and RX
+# queues on each end (`ip link add ... numtxqueues N numrxqueues N`) or a
+# multi-queue TAP (`vswitchctl port add ... --queues N`). The pod's stack
+# spreads its flows over the queues by their hash.
 #
 # Either way the script then assigns the address and the default route
 # inside the namespace.
@@ -42,7 +48,7 @@ PROG=$(basename "$0")
 usage() {
     cat >&2 <<USAGE
 usage: $PROG add NAME --ip ADDR/PREFIX [--mac MAC] [--gw ADDR] [--tap [--offload on|off]]
-                [--port-security] [--node NODE] [--socket PATH]
+                [--queues N] [--port-security] [--node NODE] [--socket PATH]
        $PROG del NAME [--node NODE] [--socket PATH]
 
   NAME      pod name: the network namespace, and the host-side interface
@@ -52,6 +58,7 @@ usage: $PROG add NAME --ip ADDR/PREFIX [--mac MAC] [--gw ADDR] [--tap [--offload
   --gw      default gateway inside the pod
   --tap     attach through a TAP device created by vswitchd instead of a veth
   --offload TAP only: the TAP's checksum and segmentation offloads (default on)
+  --queues  queues of the pod's interface, spread over the switch's workers (default 1)
   --port-security
             declare the address (and --mac) to the switch: host route, and
             frames from any other source MAC/IP are dropped
@@ -110,6 +117,7 @@ MAC=""
 GW=""
 TAP=0
 OFFLOAD=""
+QUEUES=1
 SECURE=0
 NODE=""
 SOCKET=${VSWITCH_SOCKET:-}
@@ -122,6 +130,7 @@ while [[ $# -gt 0 ]]; do
     --socket) [[ $# -ge 2 ]] || usage; SOCKET=$2; shift 2 ;;
     --tap) TAP=1; shift ;;
     --offload) [[ $# -ge 2 ]] || usage; OFFLOAD=$2; shift 2 ;;
+    --queues) [[ $# -ge 2 ]] || usage; QUEUES=$2; shift 2 ;;
     --port-security) SECURE=1; shift ;;
     --node) [[ $# -ge 2 ]] || usage; NODE=$2; shift 2 ;;
     -h | --help) usage ;;
@@ -159,6 +168,7 @@ add_pod() {
     [[ -n $IP ]] || { echo "$PROG: add needs --ip ADDR/PREFIX" >&2; usage; }
     [[ $IP == */* ]] || die "--ip '$IP' needs a prefix length, e.g. $IP/24"
     [[ -z $OFFLOAD || $TAP -eq 1 ]] || die "--offload applies to TAP pods (--tap)"
+    [[ $QUEUES =~ ^[1-9][0-9]?$ ]] || die "--queues '$QUEUES' is not a number of queues (1-32)"
     if [[ -n $MAC ]] && ! [[ $MAC =~ ^([0-9A-Fa-f]{1,2}[:-]){5}[0-9A-Fa-f]{1,2}$ ]]; then
         die "invalid MAC address '$MAC'"
     fi
@@ -182,7 +192,8 @@ add_pod() {
     ip -n "$NAME" link set lo up
 
     if [[ $TAP -eq 0 ]]; then
-        hostip link add "$NAME" type veth peer name eth0 netns "$NAME" ||
+        hostip link add "$NAME" numtxqueues "$QUEUES" numrxqueues "$QUEUES" type veth \
+            peer name eth0 netns "$NAME" numtxqueues "$QUEUES" numrxqueues "$QUEUES" ||
             die "cannot create veth pair $NAME <-> $NAME/eth0"
         MADE_LINK=1
         # The pod keeps the kernel's default offloads: the switch completes
@@ -194,12 +205,15 @@ add_pod() {
         # The host end is a switch port, not an interface of the host's stack.
         hostexec sysctl -qw "net.ipv6.conf.$NAME.disable_ipv6=1" 2>/dev/null || true
         hostip link set dev "$NAME" up
-        ctl port add "$NAME" "${secure[@]}" || die "vswitchctl port add $NAME failed"
+        local queues=()
+        [[ $QUEUES -gt 1 ]] && queues=(--queues "$QUEUES")
+        ctl port add "$NAME" "${queues[@]}" "${secure[@]}" || die "vswitchctl port add $NAME failed"
         MADE_PORT=1
     else
         local args=(port add "$NAME" --type tap --netns "$NAME" --ifname eth0)
         [[ -n $MAC ]] && args+=(--mac "$MAC")
         [[ -n $OFFLOAD ]] && args+=(--offload "$OFFLOAD")
+        [[ $QUEUES -gt 1 ]] && args+=(--queues "$QUEUES")
         [[ $SECURE -eq 1 ]] && args+=(--ip "${IP%%/*}")
         ctl "${args[@]}" || die "vswitchctl port add $NAME --type tap failed"
         MADE_PORT=1

@@ -22,3 +22,5 @@ pub use service::*;
 pub const DEFAULT_SOCKET: &str = "/run/vswitch/vswitchd.sock";
 /// Default path of the state file.
 pub const DEFAULT_STATE: &str = "/var/lib/vswitch/state.json";
+/// Most queues one port may have (`port add … --queues`).
+pub const MAX_QUEUES: u16 = 32;

@@ -230,6 +230,11 @@ pub struct PortSpec {
     /// default, on; `Some(false)` turns them off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offload: Option<bool>,
+    /// Queues of the port, each served by its own socket (AF_XDP: RX
+    /// queues 0..N of the interface; TAP: a multi-queue device), spread
+    /// over the workers. 1 (the default) is stored as absent.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub queues: u16,
     /// Request option, never stored: a port of that name with exactly these
     /// settings already existing is not an error (idempotent add).
     #[serde(default, skip_serializing_if = "is_false")]
@@ -238,6 +243,14 @@ pub struct PortSpec {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+fn one() -> u16 {
+    1
+}
+
+fn is_one(n: &u16) -> bool {
+    *n == 1
 }
 
 impl PortSpec {
@@ -254,6 +267,7 @@ impl PortSpec {
             uplink: false,
             host: false,
             offload: None,
+            queues: 1,
             may_exist: false,
         }
     }

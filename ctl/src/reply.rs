@@ -224,8 +224,11 @@ pub struct PortInfo {
     /// Why the port is down, if it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// Index of the worker that polls this port.
+    /// Index of the worker that polls this port (its first queue).
     pub worker: usize,
+    /// The worker of each queue, in queue order (one entry per queue).
+    #[serde(default)]
+    pub queues: Vec<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<MacAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -328,6 +331,19 @@ pub struct PortStats {
     /// kernel could not hand to the switch, descriptors it rejected).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xdp: Option<XdpStats>,
+    /// Ports with several queues: packets by each worker that serves one
+    /// (received from the port's queues on it, sent by it), in order of the
+    /// queues. Empty for a one-queue port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workers: Vec<PortWorkerStats>,
+}
+
+/// One worker's share of a multi-queue port's packets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortWorkerStats {
+    pub worker: usize,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
 }
 
 /// Drops of an AF_XDP port's frames by the kernel, before the switch saw

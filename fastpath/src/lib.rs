@@ -72,6 +72,19 @@ pub type PortId = u16;
 /// Most ports one switch can hold.
 pub const MAX_PORTS: usize = 1024;
 
+/// Most queues one port may have (`port add … --queues`).
+pub const MAX_QUEUES: u16 = 32;
+
+/// The tag under which the pool records frames lent to queue `queue` of
+/// port `id` (its kernel rings): one per queue, so that a frame lent to one
+/// queue's socket is never taken back through another's.
+#[inline]
+pub const fn lender(id: PortId, queue: u16) -> u16 {
+    id + queue * MAX_PORTS as u16
+}
+
+const _: () = assert!((MAX_PORTS as u32) * (MAX_QUEUES as u32) <= u16::MAX as u32 - 3);
+
 /// A MAC address packed into the low 48 bits of a u64 (first octet most
 /// significant), the key of the forwarding tables.
 pub type MacKey = u64;

@@ -45,8 +45,10 @@ pub const DEFAULT_MTU: u16 = 1500;
 #[derive(Debug, Clone)]
 pub struct PortEntry {
     pub id: PortId,
-    /// Index of the worker that owns (polls and transmits on) the port.
-    pub worker: usize,
+    /// The workers that own (poll and transmit on) the port's queues, each
+    /// once, in queue order; never empty. A worker without a queue of the
+    /// port hands frames for it to one of them ([`PortEntry::tx_worker`]).
+    pub workers: Vec<usize>,
     /// False while the interface is gone or failed; frames to it are dropped.
     pub up: bool,
     /// The port has reached its learned-MAC limit: frames from new source
@@ -72,7 +74,7 @@ impl PortEntry {
     pub fn new(id: PortId, worker: usize) -> Self {
         PortEntry {
             id,
-            worker,
+            workers: vec![worker],
             up: true,
             learn_full: false,
             role: PortRole::Pod,
@@ -81,6 +83,19 @@ impl PortEntry {
             finish_csum: false,
             gso: false,
         }
+    }
+
+    /// The worker that transmits what worker `from` sends to this port:
+    /// `from` itself when it owns a queue of the port, else one owner,
+    /// always the same for a given `from` (so the frames of a flow stay in
+    /// order). `None` if the port has no owner (never in a snapshot the
+    /// controller builds).
+    #[inline]
+    pub fn tx_worker(&self, from: usize) -> Option<usize> {
+        if self.workers.contains(&from) {
+            return Some(from);
+        }
+        self.workers.get(from % self.workers.len().max(1)).copied()
     }
 }
 

@@ -280,6 +280,20 @@ pub fn af_xdp_available() -> Result<(), String> {
     Ok(())
 }
 
+/// How many RX queues interface `name` (in this namespace) has, from
+/// sysfs; `None` if it cannot be read.
+pub fn rx_queues(name: &str) -> Option<u32> {
+    if !valid_ifname(name) {
+        return None;
+    }
+    let dir = std::fs::read_dir(format!("/sys/class/net/{name}/queues")).ok()?;
+    let n = dir
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+        .count();
+    Some(n as u32)
+}
+
 /// Sets or clears TUNSETPERSIST on a TAP descriptor.
 pub fn set_tap_persist(fd: RawFd, persist: bool) -> io::Result<()> {
     // _IOW('T', 203, int) from linux/if_tun.h.
@@ -294,17 +308,22 @@ pub fn set_tap_persist(fd: RawFd, persist: bool) -> io::Result<()> {
 
 /// Opens TAP device `name` (creating it if it does not exist) without
 /// packet information, non-blocking; with `vnet_hdr`, every frame read or
-/// written is preceded by a `virtio_net_hdr` (`IFF_VNET_HDR`).
+/// written is preceded by a `virtio_net_hdr` (`IFF_VNET_HDR`). With
+/// `multi_queue`, the device is multi-queue (`IFF_MULTI_QUEUE`) and each
+/// call attaches one more queue.
 ///
 /// Raw ioctls rather than the `tun-tap` crate: that crate cannot ask for
 /// `IFF_VNET_HDR` nor set offloads.
-pub fn tap_open(name: &str, vnet_hdr: bool) -> io::Result<OwnedFd> {
+pub fn tap_open(name: &str, vnet_hdr: bool, multi_queue: bool) -> io::Result<OwnedFd> {
     // _IOW('T', 202, int) from linux/if_tun.h.
     const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
     let mut req = ifreq(name)?;
     let mut flags = libc::IFF_TAP | libc::IFF_NO_PI;
     if vnet_hdr {
         flags |= libc::IFF_VNET_HDR;
+    }
+    if multi_queue {
+        flags |= libc::IFF_MULTI_QUEUE;
     }
     req.ifr_ifru.ifru_flags = flags as libc::c_short;
     // SAFETY: plain open(2) of a constant NUL-terminated path.

@@ -174,7 +174,7 @@ impl Uplink {
                 .ok_or_else(|| io::Error::other(format!("no {NODE_IF} in {NODE_NS}")))?;
             let program = UplinkProgram::attach(ifindex, mode).map_err(io::Error::other)?;
             let port =
-                AfXdpPort::open_without_program(NODE_IF, 0, program.mode().socket_mode(), &view)
+                AfXdpPort::open_without_program(NODE_IF, 0, 0, program.mode().socket_mode(), &view)
                     .map_err(io::Error::other)?;
             Ok((program, port))
         })

@@ -9,10 +9,11 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{Attach, CmdResult, DROP_REASONS, Daemon, DaemonOpts, TestEnv, ip, wait_for};
+use common::{
+    Attach, CmdResult, DROP_REASONS, Daemon, DaemonOpts, TestEnv, VethGuard, ip, wait_for,
+};
 use ctl::{FdbKind, PortState, PortType, XdpMode};
 
 /// Smallest frame of `ping`'s default 56-byte payload: Ethernet + IPv4 + ICMP.
@@ -517,27 +518,6 @@ fn zerocopy_on_veth_is_refused() {
         !d.port_list().iter().any(|p| p.name == host),
         "port del left the port listed"
     );
-}
-
-/// A veth pair in the node namespace, removed on drop.
-struct VethGuard(String);
-
-impl VethGuard {
-    fn new(host: &str, peer: &str) -> Self {
-        let _ = ip(&["link", "del", "dev", host]);
-        common::run_ok(
-            Command::new("ip").args(["link", "add", host, "type", "veth", "peer", "name", peer]),
-        );
-        common::run_ok(Command::new("ip").args(["link", "set", "dev", host, "up"]));
-        common::run_ok(Command::new("ip").args(["link", "set", "dev", peer, "up"]));
-        VethGuard(host.to_string())
-    }
-}
-
-impl Drop for VethGuard {
-    fn drop(&mut self) {
-        let _ = ip(&["link", "del", "dev", &self.0]);
-    }
 }
 
 /// A port's learned-MAC limit: a second MAC behind a port that may learn

@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{Attach, DaemonOpts, Pod, TestEnv, pick_cores, wait_for};
+use common::{Attach, DaemonOpts, Pod, TestEnv, assert_frames_accounted, pick_cores};
 
 /// An iperf3 transfer through the switch must move at least this much. Far
 /// below what even generic XDP on a slow machine does, far above what a
@@ -90,40 +88,6 @@ fn tcp_between_afxdp_and_tap_pods() {
     let (a, t) = two_pods(&mut env, Attach::Afxdp, Attach::Tap);
     // Both directions: AF_XDP RX -> TAP write, and TAP read -> AF_XDP TX.
     tcp_both_ways(&mut env, &a, &t);
-}
-
-/// Checks every worker's frame pool: nothing lost, nothing used twice.
-/// `in_flight` may be non-zero for an instant, so the sum is polled.
-fn assert_frames_accounted(env: &TestEnv, totals_before: &[u64]) {
-    let show = env.daemon().show();
-    let totals: Vec<u64> = show.workers.iter().map(|w| w.frames.total).collect();
-    assert_eq!(
-        totals, totals_before,
-        "a worker's frame pool changed size under load"
-    );
-    let balanced = wait_for(Duration::from_secs(2), || {
-        let show = env.daemon().show();
-        show.workers
-            .iter()
-            .all(|w| {
-                let f = w.frames;
-                f.free + f.in_rings + f.in_flight == f.total
-            })
-            .then_some(())
-    });
-    let show = env.daemon().show();
-    assert!(
-        balanced.is_some(),
-        "free + in_rings + in_flight != total for 2 s (frames lost or double-counted): {:#?}",
-        show.workers
-    );
-    for w in &show.workers {
-        assert_eq!(
-            w.frames.errors, 0,
-            "worker {} reports frame errors: {:?}",
-            w.id, w.frames
-        );
-    }
 }
 
 #[test]

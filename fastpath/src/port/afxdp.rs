@@ -130,9 +130,10 @@ fn errno_text(rc: i32) -> String {
 }
 
 impl Xsk {
-    /// Registers `region` as a UMEM and binds a socket to queue 0 of `ifname`.
+    /// Registers `region` as a UMEM and binds a socket to queue `queue` of `ifname`.
     fn create(
         ifname: &CString,
+        queue: u16,
         region: &PoolView,
         xdp_flags: u32,
         bind_flags: u32,
@@ -184,7 +185,7 @@ impl Xsk {
             libxdp_sys::xsk_socket__create(
                 &mut x.socket,
                 ifname.as_ptr(),
-                0,
+                u32::from(queue),
                 x.umem,
                 &mut *x.rx,
                 &mut *x.tx,
@@ -199,9 +200,10 @@ impl Xsk {
     }
 }
 
-/// An AF_XDP socket on queue 0 of one interface.
+/// An AF_XDP socket on one queue of one interface.
 pub struct AfXdpPort {
-    id: PortId,
+    /// The pool's tag for frames lent to this socket ([`crate::lender`]).
+    owner: u16,
     xsk: Xsk,
     fd: RawFd,
     native: bool,
@@ -217,15 +219,18 @@ pub struct AfXdpPort {
 unsafe impl Send for AfXdpPort {}
 
 impl AfXdpPort {
-    /// Binds an AF_XDP socket to queue 0 of `ifname` with the worker's
-    /// pool region as UMEM, trying the attach modes `mode` allows.
+    /// Binds an AF_XDP socket to queue `queue` of `ifname` (the port
+    /// `id`'s queue) with the worker's pool region as UMEM, trying the
+    /// attach modes `mode` allows. The XDP program libxdp loads redirects
+    /// each RX queue to the socket bound to it.
     pub fn open(
         ifname: &str,
         id: PortId,
+        queue: u16,
         mode: AttachMode,
         region: &PoolView,
     ) -> Result<Self, AttachError> {
-        Self::open_with(ifname, id, mode, region, 0)
+        Self::open_with(ifname, id, queue, mode, region, 0)
     }
 
     /// Like [`AfXdpPort::open`], but libxdp loads no XDP program: the socket
@@ -237,23 +242,29 @@ impl AfXdpPort {
     pub fn open_without_program(
         ifname: &str,
         id: PortId,
+        queue: u16,
         mode: AttachMode,
         region: &PoolView,
     ) -> Result<Self, AttachError> {
         let inhibit = libxdp_sys::XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;
-        Self::open_with(ifname, id, mode, region, inhibit)
+        Self::open_with(ifname, id, queue, mode, region, inhibit)
     }
 
     fn open_with(
         ifname: &str,
         id: PortId,
+        queue: u16,
         mode: AttachMode,
         region: &PoolView,
         libxdp_flags: u32,
     ) -> Result<Self, AttachError> {
         let err = |reason: String| AttachError {
             ifname: ifname.to_string(),
-            reason,
+            reason: if queue > 0 {
+                format!("queue {queue}: {reason}")
+            } else {
+                reason
+            },
         };
         if !sys::valid_ifname(ifname) {
             return Err(err("invalid interface name".into()));
@@ -279,7 +290,7 @@ impl AfXdpPort {
             // A socket we closed moments ago (the port was just deleted)
             // keeps its queue busy until the kernel's deferred cleanup has
             // run; a queue busy for any other reason fails at once.
-            let mut result = Xsk::create(&name, region, xdp, bind, libxdp_flags);
+            let mut result = Xsk::create(&name, queue, region, xdp, bind, libxdp_flags);
             let retries = if closed_recently(ifname) {
                 BUSY_RETRIES
             } else {
@@ -289,7 +300,7 @@ impl AfXdpPort {
                 match &result {
                     Err((rc, _)) if *rc == -libc::EBUSY => {
                         std::thread::sleep(BUSY_WAIT);
-                        result = Xsk::create(&name, region, xdp, bind, libxdp_flags);
+                        result = Xsk::create(&name, queue, region, xdp, bind, libxdp_flags);
                     }
                     _ => break,
                 }
@@ -303,7 +314,7 @@ impl AfXdpPort {
                         continue;
                     }
                     return Ok(AfXdpPort {
-                        id,
+                        owner: crate::lender(id, queue),
                         xsk,
                         fd,
                         native,
@@ -350,7 +361,7 @@ impl AfXdpPort {
             let addr = unsafe {
                 *libxdp_sys::xsk_ring_cons__comp_addr(&*self.xsk.cq, idx.wrapping_add(i))
             };
-            if let Some(a) = pool.reclaim(addr as u32, self.id) {
+            if let Some(a) = pool.reclaim(addr as u32, self.owner) {
                 pool.free(a);
                 self.in_tx -= 1;
             }
@@ -382,7 +393,7 @@ impl AfXdpPort {
         }
         for i in 0..want {
             let addr = pool.alloc().expect("checked available above");
-            pool.lend(addr, self.id);
+            pool.lend(addr, self.owner);
             // SAFETY: within the reserved range.
             unsafe {
                 *libxdp_sys::xsk_ring_prod__fill_addr(&mut *self.xsk.fq, idx.wrapping_add(i)) =
@@ -407,7 +418,7 @@ impl Port for AfXdpPort {
             let d: xdp_desc =
                 unsafe { *libxdp_sys::xsk_ring_cons__rx_desc(&*self.xsk.rx, idx.wrapping_add(i)) };
             let raw = d.addr as u32;
-            let Some(canon) = pool.reclaim(raw, self.id) else {
+            let Some(canon) = pool.reclaim(raw, self.owner) else {
                 continue;
             };
             self.in_fill -= 1;
@@ -450,7 +461,7 @@ impl Port for AfXdpPort {
             return Ok(0);
         }
         for (i, f) in frames[..n as usize].iter().enumerate() {
-            pool.lend(f.addr, self.id);
+            pool.lend(f.addr, self.owner);
             // SAFETY: within the reserved range.
             unsafe {
                 *libxdp_sys::xsk_ring_prod__tx_desc(

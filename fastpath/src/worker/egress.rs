@@ -12,7 +12,8 @@ use crate::snapshot::Snapshot;
 use crate::tx::TxFrame;
 
 impl Worker {
-    /// Sends every queued list: on a local port, or to the owning worker.
+    /// Sends every queued list: on a local port (this worker's queue of
+    /// it), or to a worker that owns one of its queues.
     ///
     /// Drops are counted on the frame's ingress port, except `tx_ring_full`,
     /// which is counted on the port whose ring (or handoff queue) was full.
@@ -48,11 +49,12 @@ impl Worker {
                         .port(port)
                         .drop(DropReason::TxRingFull, (list.len() - sent) as u64);
                 }
-            } else if let Some(e) = snap
+            } else if let Some(w) = snap
                 .port(port)
-                .filter(|e| e.up && e.worker != self.id && e.worker < self.in_transit.len())
+                .filter(|e| e.up)
+                .and_then(|e| e.tx_worker(self.id))
+                .filter(|&w| w != self.id && w < self.in_transit.len())
             {
-                let w = e.worker;
                 let queue = self.mesh.forward(self.id, w);
                 for f in list.iter() {
                     let desc = HandoffDesc {

@@ -58,9 +58,15 @@ const IDLE_SLEEP_MS: i32 = 1;
 
 /// Requests from the controller.
 pub enum WorkerCmd {
-    /// Start polling a port (already opened by the controller).
-    AddPort { id: PortId, port: Box<dyn Port> },
-    /// Stop polling a port and close it; `done` is signalled afterwards.
+    /// Start polling queue `queue` of a port (already opened by the
+    /// controller).
+    AddPort {
+        id: PortId,
+        queue: u16,
+        port: Box<dyn Port>,
+    },
+    /// Stop polling every queue of a port this worker holds and close them;
+    /// `done` is signalled afterwards.
     /// `remove`: the port leaves the configuration (`port del`), so it also
     /// releases what would outlive it (a persistent TAP); false when a port
     /// that went down is only closed.
@@ -92,6 +98,7 @@ pub struct WorkerStatus {
 
 struct Slot {
     id: PortId,
+    queue: u16,
     port: Box<dyn Port>,
     up: bool,
     /// The port may hand over GSO and big frames ([`Port::takes_gso`]).
@@ -109,6 +116,8 @@ pub struct Worker {
     id: usize,
     pool: FramePool,
     ports: Vec<Slot>,
+    /// A port's first slot here (the queue this worker transmits on), or
+    /// `NO_SLOT`.
     slot_of: Vec<u16>,
     /// Where the controller publishes; read through a cache that only
     /// touches the shared reference count when a new snapshot appears.
@@ -231,7 +240,7 @@ impl Worker {
     pub fn handle_commands(&mut self) -> bool {
         loop {
             match self.cmds.try_recv() {
-                Ok(WorkerCmd::AddPort { id, port }) => self.add_port(id, port),
+                Ok(WorkerCmd::AddPort { id, queue, port }) => self.add_queue(id, queue, port),
                 Ok(WorkerCmd::DelPort { id, done, remove }) => {
                     self.del_port(id, remove);
                     let _ = done.send(());
@@ -243,49 +252,70 @@ impl Worker {
         }
     }
 
-    /// Adds a port directly (tests and benches; the daemon uses commands).
+    /// Adds a one-queue port directly (tests and benches; the daemon uses
+    /// commands).
     pub fn add_port(&mut self, id: PortId, port: Box<dyn Port>) {
-        if usize::from(id) >= MAX_PORTS {
+        self.add_queue(id, 0, port);
+    }
+
+    /// Adds queue `queue` of port `id`.
+    pub fn add_queue(&mut self, id: PortId, queue: u16, port: Box<dyn Port>) {
+        if usize::from(id) >= MAX_PORTS || queue >= crate::MAX_QUEUES {
             return;
         }
-        if self.slot_of[usize::from(id)] != NO_SLOT {
+        if self.ports.iter().any(|s| s.id == id && s.queue == queue) {
             // The controller reopened a port this worker still holds (its
             // close request was lost): the new port replaces the old one.
             self.del_port(id, false);
         }
-        self.slot_of[usize::from(id)] = self.ports.len() as u16;
         self.ports.push(Slot {
             id,
+            queue,
             big: port.takes_gso(),
             port,
             up: true,
             reported: false,
             down_reason: None,
         });
+        self.rebuild_slots();
         self.rebuild_pollfds();
     }
 
     fn del_port(&mut self, id: PortId, remove: bool) {
-        let Some(&slot) = self.slot_of.get(usize::from(id)) else {
+        let mut removed = Vec::new();
+        let mut i = 0;
+        while i < self.ports.len() {
+            if self.ports[i].id == id {
+                removed.push(self.ports.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        if removed.is_empty() {
             return;
-        };
-        if slot == NO_SLOT {
-            return;
         }
-        let mut removed = self.ports.swap_remove(usize::from(slot));
-        if remove {
-            removed.port.on_remove();
+        self.rebuild_slots();
+        for mut slot in removed {
+            if remove {
+                slot.port.on_remove();
+            }
+            let owner = crate::lender(id, slot.queue);
+            // Close the socket first: only then can the kernel no longer
+            // write into the frames it still holds, and they can go back to
+            // the pool.
+            drop(slot);
+            self.pool.reclaim_port(owner);
         }
-        self.slot_of[usize::from(id)] = NO_SLOT;
-        if let Some(moved) = self.ports.get(usize::from(slot)) {
-            self.slot_of[usize::from(moved.id)] = slot;
-        }
-        // Close the socket first: only then can the kernel no longer write
-        // into the frames it still holds, and they can go back to the pool.
-        drop(removed);
-        self.pool.reclaim_port(id);
         self.rebuild_pollfds();
         self.publish_status();
+    }
+
+    /// Points each port at its first slot (after slots were added or moved).
+    fn rebuild_slots(&mut self) {
+        self.slot_of.fill(NO_SLOT);
+        for (i, s) in self.ports.iter().enumerate().rev() {
+            self.slot_of[usize::from(s.id)] = i as u16;
+        }
     }
 
     fn rebuild_pollfds(&mut self) {
@@ -461,7 +491,7 @@ impl Worker {
                 continue;
             };
             if s.up {
-                tracing::warn!(port = s.id, "port down: {e}");
+                tracing::warn!(port = s.id, queue = s.queue, "port down: {e}");
                 s.up = false;
                 s.down_reason = Some(e.0.clone());
             }

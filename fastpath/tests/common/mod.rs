@@ -292,7 +292,7 @@ impl TestSwitch {
             .filter(|(_, p)| p.listed)
             .map(|(&id, p)| PortEntry {
                 id,
-                worker: p.worker,
+                workers: vec![p.worker],
                 up: p.up,
                 learn_full: self.table.is_full(id),
                 ..p.entry.clone()

@@ -96,14 +96,16 @@ fn refuse<T>(msg: impl Into<String>) -> Result<T, Refused> {
 struct PortRecord {
     spec: PortSpec,
     id: PortId,
-    worker: usize,
+    /// The worker of each queue, in queue order.
+    workers: Vec<usize>,
     up: bool,
     error: Option<String>,
     mode: Option<PortMode>,
     /// For AF_XDP ports: the ifindex attached, to notice the interface going away.
     ifindex: Option<u32>,
-    /// For AF_XDP ports that are open: the socket, for the kernel's statistics.
-    xsk_fd: Option<RawFd>,
+    /// For AF_XDP ports that are open: the sockets (one per queue), for
+    /// the kernel's statistics.
+    xsk_fds: Vec<RawFd>,
     /// For AF_XDP ports: the kernel's drops (`rx_dropped`, `rx_ring_full`)
     /// on the port's earlier sockets, so that `stats` keeps counting up
     /// across a re-attach.
@@ -147,10 +149,11 @@ pub struct Controller {
     workers: Workers,
     snapshot: SharedSnapshot,
     generation: u64,
-    baselines: HashMap<PortId, PortCounterValues>,
+    baselines: HashMap<PortId, Vec<PortCounterValues>>,
     last_housekeeping: Instant,
     /// Ports opened but not yet handed to their worker (see `publish`).
-    pending_adds: Vec<(usize, PortId, Box<dyn Port>)>,
+    /// Opened queues to hand to their workers (worker, port, queue).
+    pending_adds: Vec<(usize, PortId, u16, Box<dyn Port>)>,
     router_mac: MacAddr,
     neigh: NeighTable,
     /// The router's part of the snapshot, rebuilt when `l3_dirty`.
@@ -322,10 +325,10 @@ impl Controller {
                 removed.push(rec);
             }
         }
-        for Opened { rec, port } in opened {
-            tracing::info!(port = %rec.spec.name, id = rec.id, worker = rec.worker,
+        for Opened { rec, queues } in opened {
+            tracing::info!(port = %rec.spec.name, id = rec.id, workers = ?rec.workers,
                 mode = rec.mode.as_ref().map(|m| m.mode), "port added");
-            self.insert_port(rec, port);
+            self.insert_port(rec, queues);
         }
         for (mac, port) in &prev.fdb {
             if self.model.fdb.get(mac) != Some(port) {
@@ -475,8 +478,7 @@ impl Controller {
                         tracing::warn!(port = %rec.spec.name, "port down: {reason}");
                         rec.up = false;
                         rec.error = Some(reason);
-                        let worker = rec.worker;
-                        self.retire(id, worker);
+                        self.retire(id);
                         changed = true;
                     }
                 }
@@ -524,7 +526,7 @@ impl Controller {
             .values()
             .map(|r| PortEntry {
                 id: r.id,
-                worker: r.worker,
+                workers: ports::distinct(&r.workers),
                 up: r.up,
                 learn_full: self.macs.is_full(r.id),
                 role: role_of(&r.spec),
@@ -543,10 +545,10 @@ impl Controller {
         self.snapshot.store(Arc::new(snap));
         // New ports start polling only once the snapshot knows them, so
         // their first frames are forwarded like any other.
-        for (worker, id, port) in self.pending_adds.drain(..) {
+        for (worker, id, queue, port) in self.pending_adds.drain(..) {
             let _ = self.workers.handles[worker]
                 .cmds
-                .send(WorkerCmd::AddPort { id, port });
+                .send(WorkerCmd::AddPort { id, queue, port });
         }
     }
 }

@@ -38,43 +38,46 @@ impl Controller {
             tracing::warn!(port = %rec.spec.name, "port down: {why}");
             rec.up = false;
             rec.error = Some(why);
-            retired.push((rec.id, rec.worker));
+            retired.push(rec.id);
         }
-        for (id, worker) in &retired {
-            self.retire(*id, *worker);
+        for id in &retired {
+            self.retire(*id);
         }
         !retired.is_empty()
     }
 
-    /// Has the owning worker close a port that went down, releasing its
-    /// buffers and (for a TAP) the namespace it pins. The port stays
-    /// configured, down, until `port del`.
-    pub(super) fn retire(&mut self, id: PortId, worker: usize) {
-        // The socket's kernel drops, read while the socket is still open:
-        // the port's next socket counts from zero again.
-        if let Some(rec) = self.record_by_id(id) {
-            if let Some(k) = rec.xsk_fd.and_then(sys::xsk_statistics) {
-                rec.xsk_drops[0] += k[0];
-                rec.xsk_drops[1] += k[3];
-            }
-            // The TAP's last count, while its namespace may still be there.
-            rec.tap_drops.update(tap_tx_dropped(&rec.spec));
+    /// Has the owning workers close a port that went down (every queue of
+    /// it), releasing its buffers and (for a TAP) the namespace it pins.
+    /// The port stays configured, down, until `port del`.
+    pub(super) fn retire(&mut self, id: PortId) {
+        let Some(rec) = self.record_by_id(id) else {
+            return;
+        };
+        // The sockets' kernel drops, read while the sockets are still
+        // open: the port's next sockets count from zero again.
+        if let Some(k) = xsk_statistics(&rec.xsk_fds) {
+            rec.xsk_drops[0] += k[0];
+            rec.xsk_drops[1] += k[3];
         }
-        let (done, _) = crossbeam_channel::bounded(1);
-        // A blocking send: the worker must stop using the port; the channel
-        // only fills up if the worker is stuck.
-        let _ = self.workers.handles[worker].cmds.send(WorkerCmd::DelPort {
-            id,
-            done,
-            remove: false,
-        });
+        // The TAP's last count, while its namespace may still be there.
+        rec.tap_drops.update(tap_tx_dropped(&rec.spec));
+        // The workers close the sockets: the descriptors are no longer
+        // ours to read.
+        rec.xsk_fds.clear();
+        let workers = distinct(&rec.workers);
+        for worker in workers {
+            let (done, _) = crossbeam_channel::bounded(1);
+            // A blocking send: the worker must stop using the port; the
+            // channel only fills up if the worker is stuck.
+            let _ = self.workers.handles[worker].cmds.send(WorkerCmd::DelPort {
+                id,
+                done,
+                remove: false,
+            });
+        }
         self.macs.remove_learned_on(id);
         if self.neigh.remove_port(id) > 0 {
             self.neigh_view = self.neigh.view();
-        }
-        // The worker closes the socket: its descriptor is no longer ours to read.
-        if let Some(rec) = self.record_by_id(id) {
-            rec.xsk_fd = None;
         }
     }
 
@@ -97,23 +100,22 @@ impl Controller {
             let Some(rec) = self.ports.get(&name) else {
                 continue;
             };
-            let (spec, id, worker) = (rec.spec.clone(), rec.id, rec.worker);
-            match self.open_port(&spec, id, worker) {
-                Ok((port, ifindex)) => {
+            let (spec, id, workers) = (rec.spec.clone(), rec.id, rec.workers.clone());
+            match self.open_port(&spec, id, &workers) {
+                Ok((queues, ifindex)) => {
                     tracing::info!(port = %name, "port back up");
-                    let mode = Some(port.mode());
                     if let Some(rec) = self.ports.get_mut(&name) {
                         rec.up = true;
                         rec.error = None;
-                        rec.mode = mode;
+                        rec.mode = Some(queues[0].mode());
                         rec.ifindex = ifindex;
-                        rec.xsk_fd = port.xsk_fd();
+                        rec.xsk_fds = queues.iter().filter_map(|q| q.xsk_fd()).collect();
                         rec.tap_drops.reopened(tap_tx_dropped(&rec.spec));
                         rec.retry_backoff = Duration::ZERO;
                         rec.facts = port_facts(&rec.spec);
                     }
                     self.l3_dirty = true;
-                    self.pending_adds.push((worker, id, port));
+                    self.queue_adds(id, &workers, queues);
                     changed = true;
                 }
                 Err(e) => {
@@ -143,36 +145,64 @@ impl Controller {
             .map(|i| i as PortId)
     }
 
-    pub(super) fn pick_worker(&self) -> usize {
-        let mut load = vec![0usize; self.workers.handles.len()];
+    /// The worker of each of `queues` queues: the least loaded (queues
+    /// served), spreading one port's queues over as many workers as there
+    /// are before any worker gets a second.
+    pub(super) fn pick_workers(&self, queues: u16) -> Vec<usize> {
+        let mut load = vec![0usize; self.workers.handles.len().max(1)];
         for r in self.ports.values() {
-            load[r.worker] += 1;
+            for &w in &r.workers {
+                load[w] += 1;
+            }
         }
-        (0..load.len()).min_by_key(|&w| (load[w], w)).unwrap_or(0)
+        let mut mine = vec![0usize; load.len()];
+        (0..queues.max(1))
+            .map(|_| {
+                let w = (0..load.len())
+                    .min_by_key(|&w| (mine[w], load[w], w))
+                    .unwrap_or(0);
+                mine[w] += 1;
+                load[w] += 1;
+                w
+            })
+            .collect()
     }
 
-    /// Opens a port's interface. An uplink also gets its XDP program, which
-    /// the controller keeps in `self.uplink` (replacing an old one).
+    /// Hands opened queues to their workers once the next snapshot is out.
+    pub(super) fn queue_adds(&mut self, id: PortId, workers: &[usize], queues: Queues) {
+        for (queue, (port, &worker)) in queues.into_iter().zip(workers).enumerate() {
+            self.pending_adds.push((worker, id, queue as u16, port));
+        }
+    }
+
+    /// Opens a port's interface, one port per queue (queue `q` with the
+    /// pool of `workers[q]`). An uplink also gets its XDP program, which
+    /// the controller keeps in `self.uplink` (replacing an old one). On
+    /// failure the queues opened so far are abandoned.
     pub(super) fn open_port(
         &mut self,
         spec: &PortSpec,
         id: PortId,
-        worker: usize,
-    ) -> Result<(Box<dyn Port>, Option<u32>), PortError> {
+        workers: &[usize],
+    ) -> Result<(Queues, Option<u32>), PortError> {
         use PortError as E;
         let uplink_err = |why: &dyn std::fmt::Display| E::Uplink {
             name: spec.name.clone(),
             why: why.to_string(),
         };
-        match spec.port_type {
-            PortType::Afxdp if spec.uplink => {
-                let umem = match &self.workers.handles[worker].umem {
-                    Ok(u) => u,
-                    Err(e) => return Err(E::NoPool(e.clone())),
-                };
-                let Some(ifindex) = sys::if_index(&spec.name) else {
-                    return Err(E::NoInterface(spec.name.clone()));
-                };
+        if spec.port_type == PortType::Afxdp {
+            let Some(ifindex) = sys::if_index(&spec.name) else {
+                return Err(E::NoInterface(spec.name.clone()));
+            };
+            let has = sys::rx_queues(&spec.name).unwrap_or(1);
+            if spec.queues > 1 && has < u32::from(spec.queues) {
+                return Err(E::TooFewQueues {
+                    name: spec.name.clone(),
+                    has,
+                    want: spec.queues,
+                });
+            }
+            let prog = if spec.uplink {
                 let attach = match spec.mode {
                     XdpMode::Auto => UplinkAttach::Auto,
                     XdpMode::Native | XdpMode::Zerocopy => UplinkAttach::Native,
@@ -181,19 +211,49 @@ impl Controller {
                 // Drop an old program first: attaching replaces it anyway,
                 // and its Drop must not detach the new one afterwards.
                 self.uplink = None;
-                let prog = UplinkProgram::attach(ifindex, attach).map_err(|e| uplink_err(&e))?;
-                let mode = match spec.mode {
-                    XdpMode::Zerocopy => AttachMode::ZeroCopy,
-                    _ => prog.mode().socket_mode(),
+                Some(UplinkProgram::attach(ifindex, attach).map_err(|e| uplink_err(&e))?)
+            } else {
+                None
+            };
+            let mut queues: Queues = Vec::with_capacity(workers.len());
+            for (q, &worker) in workers.iter().enumerate() {
+                let q = q as u16;
+                let opened = match &self.workers.handles[worker].umem {
+                    Err(e) => Err(E::NoPool(e.clone())),
+                    Ok(umem) => match &prog {
+                        Some(prog) => {
+                            let mode = match spec.mode {
+                                XdpMode::Zerocopy => AttachMode::ZeroCopy,
+                                _ => prog.mode().socket_mode(),
+                            };
+                            AfXdpPort::open_without_program(&spec.name, id, q, mode, umem)
+                                .map_err(|e| E::Open(e.to_string()))
+                                .and_then(|port| {
+                                    let fd = port.xsk_fd().ok_or(E::UplinkNoFd)?;
+                                    prog.register_socket(u32::from(q), fd)
+                                        .map_err(|e| uplink_err(&e))?;
+                                    Ok(port)
+                                })
+                        }
+                        None => AfXdpPort::open(&spec.name, id, q, attach_mode(spec.mode), umem)
+                            .map_err(|e| E::Open(e.to_string())),
+                    },
                 };
-                let port = AfXdpPort::open_without_program(&spec.name, id, mode, umem)
-                    .map_err(|e| E::Open(e.to_string()))?;
-                let fd = port.xsk_fd().ok_or(E::UplinkNoFd)?;
-                prog.register_socket(0, fd)
-                    .and_then(|()| prog.set_router_mac(self.router_mac.0))
+                match opened {
+                    Ok(port) => queues.push(Box::new(port)),
+                    Err(e) => {
+                        for mut port in queues {
+                            port.abandon();
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            if let Some(prog) = prog {
+                prog.set_router_mac(self.router_mac.0)
                     .map_err(|e| uplink_err(&e))?;
-                // The switch answers on the wire with its own MAC: a real NIC
-                // must not filter frames addressed to it.
+                // The switch answers on the wire with its own MAC: a real
+                // NIC must not filter frames addressed to it.
                 if !crate::os::is_promisc(&spec.name).unwrap_or(true) {
                     match crate::os::set_promisc(&spec.name, true) {
                         Ok(()) => self.promisc = Some(spec.name.clone()),
@@ -203,41 +263,34 @@ impl Controller {
                     }
                 }
                 self.uplink = Some(prog);
-                Ok((Box::new(port), Some(ifindex)))
             }
-            PortType::Afxdp => {
-                let umem = match &self.workers.handles[worker].umem {
-                    Ok(u) => u,
-                    Err(e) => return Err(E::NoPool(e.clone())),
-                };
-                let port = AfXdpPort::open(&spec.name, id, attach_mode(spec.mode), umem)
-                    .map_err(|e| E::Open(e.to_string()))?;
-                Ok((Box::new(port), sys::if_index(&spec.name)))
-            }
-            PortType::Tap => {
-                let port = TapPort::create(
-                    tap_ifname(spec),
-                    spec.netns.as_deref(),
-                    spec.mac.map(|m| m.0),
-                    spec.offloads(),
-                    self.settings.tap_io,
-                )
-                .map_err(|source| E::Tap {
-                    name: spec.name.clone(),
-                    source,
-                })?;
-                Ok((Box::new(port), None))
-            }
+            return Ok((queues, Some(ifindex)));
         }
+        let ports = TapPort::create(
+            tap_ifname(spec),
+            spec.netns.as_deref(),
+            spec.mac.map(|m| m.0),
+            spec.offloads(),
+            self.settings.tap_io,
+            spec.queues,
+        )
+        .map_err(|source| E::Tap {
+            name: spec.name.clone(),
+            source,
+        })?;
+        let queues = ports
+            .into_iter()
+            .map(|p| Box::new(p) as Box<dyn Port>)
+            .collect();
+        Ok((queues, None))
     }
 
-    pub(super) fn insert_port(&mut self, rec: PortRecord, port: Option<Box<dyn Port>>) {
+    pub(super) fn insert_port(&mut self, rec: PortRecord, queues: Queues) {
         let id = rec.id;
         // Counters of a reused id start from zero for the new port.
-        self.baselines.insert(id, self.sum_counters(id));
-        if let Some(port) = port {
-            self.pending_adds.push((rec.worker, id, port));
-        }
+        self.baselines.insert(id, self.raw_counters(id));
+        let workers = rec.workers.clone();
+        self.queue_adds(id, &workers, queues);
         self.ids[usize::from(id)] = Some(rec.spec.name.clone());
         self.ports.insert(rec.spec.name.clone(), rec);
     }
@@ -252,11 +305,11 @@ impl Controller {
             sys::open_netns(ns).map_err(|e| PortError::Open(e.to_string()))?;
         }
         let id = self.free_id().ok_or(PortError::TooMany)?;
-        let worker = self.pick_worker();
-        let (port, ifindex) = self.open_port(spec, id, worker)?;
+        let workers = self.pick_workers(spec.queues);
+        let (queues, ifindex) = self.open_port(spec, id, &workers)?;
         Ok(Opened {
-            rec: self.record(spec.clone(), id, worker, Ok((&*port, ifindex))),
-            port: Some(port),
+            rec: self.record(spec.clone(), id, workers, Ok((&queues, ifindex))),
+            queues,
         })
     }
 
@@ -264,17 +317,17 @@ impl Controller {
     /// kept, down, with the reason (see `revive_ports`).
     pub(super) fn open_restored(&mut self, spec: &PortSpec) -> Result<Opened, PortError> {
         let id = self.free_id().ok_or(PortError::TooMany)?;
-        let worker = self.pick_worker();
-        Ok(match self.open_port(spec, id, worker) {
-            Ok((port, ifindex)) => Opened {
-                rec: self.record(spec.clone(), id, worker, Ok((&*port, ifindex))),
-                port: Some(port),
+        let workers = self.pick_workers(spec.queues);
+        Ok(match self.open_port(spec, id, &workers) {
+            Ok((queues, ifindex)) => Opened {
+                rec: self.record(spec.clone(), id, workers, Ok((&queues, ifindex))),
+                queues,
             },
             Err(e) => {
                 tracing::warn!(port = %spec.name, "restored port is down: {e}");
                 Opened {
-                    rec: self.record(spec.clone(), id, worker, Err(e.to_string())),
-                    port: None,
+                    rec: self.record(spec.clone(), id, workers, Err(e.to_string())),
+                    queues: Vec::new(),
                 }
             }
         })
@@ -284,13 +337,19 @@ impl Controller {
         &self,
         spec: PortSpec,
         id: PortId,
-        worker: usize,
-        opened: Result<(&dyn Port, Option<u32>), String>,
+        workers: Vec<usize>,
+        opened: Result<(&Queues, Option<u32>), String>,
     ) -> PortRecord {
         let facts = port_facts(&spec);
-        let (up, error, mode, ifindex, xsk_fd) = match opened {
-            Ok((port, ifindex)) => (true, None, Some(port.mode()), ifindex, port.xsk_fd()),
-            Err(e) => (false, Some(e), None, None, None),
+        let (up, error, mode, ifindex, xsk_fds) = match opened {
+            Ok((queues, ifindex)) => (
+                true,
+                None,
+                queues.first().map(|q| q.mode()),
+                ifindex,
+                queues.iter().filter_map(|q| q.xsk_fd()).collect(),
+            ),
+            Err(e) => (false, Some(e), None, None, Vec::new()),
         };
         let tap_drops = TapDrops::default();
         if up {
@@ -299,12 +358,12 @@ impl Controller {
         PortRecord {
             spec,
             id,
-            worker,
+            workers,
             up,
             error,
             mode,
             ifindex,
-            xsk_fd,
+            xsk_fds,
             xsk_drops: [0; 2],
             tap_drops,
             retry_at: Instant::now(),
@@ -315,7 +374,7 @@ impl Controller {
 
     /// Undoes `open_new` for a command that failed after it.
     pub(super) fn abandon(&mut self, opened: Opened) {
-        if let Some(mut port) = opened.port {
+        for mut port in opened.queues {
             port.abandon();
         }
         if opened.rec.spec.uplink {
@@ -334,21 +393,23 @@ impl Controller {
         Some(rec)
     }
 
-    /// Has the owning worker close a port `unlink_port` took out.
+    /// Has the owning workers close a port `unlink_port` took out.
     pub(super) fn close(&mut self, rec: PortRecord) {
         let name = &rec.spec.name;
-        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-        if self.workers.handles[rec.worker]
-            .cmds
-            .send(WorkerCmd::DelPort {
-                id: rec.id,
-                done: done_tx,
-                remove: true,
-            })
-            .is_ok()
-            && done_rx.recv_timeout(DEL_TIMEOUT).is_err()
-        {
-            tracing::error!(port = %name, "worker did not confirm port removal in time");
+        for worker in distinct(&rec.workers) {
+            let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+            if self.workers.handles[worker]
+                .cmds
+                .send(WorkerCmd::DelPort {
+                    id: rec.id,
+                    done: done_tx,
+                    remove: true,
+                })
+                .is_ok()
+                && done_rx.recv_timeout(DEL_TIMEOUT).is_err()
+            {
+                tracing::error!(port = %name, worker, "worker did not confirm port removal in time");
+            }
         }
         // By the record, not the interface: a deleted uplink whose
         // interface is already gone still had its program and promiscuous mode.
@@ -359,10 +420,38 @@ impl Controller {
     }
 }
 
+/// An opened port: one per queue, in queue order.
+pub(super) type Queues = Vec<Box<dyn Port>>;
+
 /// A port opened for the model, not yet the runtime's.
 pub(super) struct Opened {
     pub rec: PortRecord,
-    pub port: Option<Box<dyn Port>>,
+    /// One per queue; none for a restored port that could not be opened.
+    pub queues: Queues,
+}
+
+/// Each worker of `workers` once, in order of first appearance.
+pub(super) fn distinct(workers: &[usize]) -> Vec<usize> {
+    let mut seen = Vec::with_capacity(workers.len());
+    for &w in workers {
+        if !seen.contains(&w) {
+            seen.push(w);
+        }
+    }
+    seen
+}
+
+/// The kernel's statistics of every socket of a port, summed (see
+/// [`sys::xsk_statistics`]); `None` when none can be read.
+pub(super) fn xsk_statistics(fds: &[std::os::fd::RawFd]) -> Option<[u64; 6]> {
+    let mut sum: Option<[u64; 6]> = None;
+    for k in fds.iter().filter_map(|&fd| sys::xsk_statistics(fd)) {
+        let total = sum.get_or_insert([0; 6]);
+        for (t, v) in total.iter_mut().zip(k) {
+            *t += v;
+        }
+    }
+    sum
 }
 
 fn attach_mode(m: XdpMode) -> AttachMode {

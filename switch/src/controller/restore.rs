@@ -40,7 +40,7 @@ impl Controller {
                 continue;
             }
             match self.open_restored(&spec) {
-                Ok(Opened { rec, port }) => self.insert_port(rec, port),
+                Ok(Opened { rec, queues }) => self.insert_port(rec, queues),
                 Err(e) => {
                     self.model.ports.remove(&spec.name);
                     self.model.kept.keep(KeptEntry::Port(spec), e.to_string());

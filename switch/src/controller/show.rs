@@ -6,32 +6,63 @@ use std::sync::atomic::Ordering::Relaxed;
 use ctl::PortType;
 use ctl::{
     DaemonInfo, FdbEntry, FdbKind, FdbSummary, FramePoolInfo, MacAddr, PortInfo, PortState,
-    PortStats, Reply, ShowReply, TAP_TX_DROPPED, WorkerInfo, XSK_RX_DROPPED, XSK_RX_RING_FULL,
-    XdpStats,
+    PortStats, PortWorkerStats, Reply, ShowReply, TAP_TX_DROPPED, WorkerInfo, XSK_RX_DROPPED,
+    XSK_RX_RING_FULL, XdpStats,
 };
 use fastpath::counters::PortCounterValues;
 use fastpath::drop::DropReason;
 use fastpath::l2::fdb::EntryKind;
 use fastpath::port::tap::TapIo;
 use fastpath::worker::PollMode;
-use fastpath::{PortId, clock, mac_octets, sys};
+use fastpath::{PortId, clock, mac_octets};
 
-use super::ports::tap_tx_dropped;
+use super::ports::{tap_tx_dropped, xsk_statistics};
 use super::{Controller, PortRecord, Refused, refuse};
 
 impl Controller {
-    pub(super) fn sum_counters(&self, id: PortId) -> PortCounterValues {
-        let mut total = PortCounterValues::default();
-        for h in &self.workers.handles {
-            total.add(&h.counters.port(id).read());
-        }
-        total
+    /// Each worker's counters of port `id`, as they are now.
+    pub(super) fn raw_counters(&self, id: PortId) -> Vec<PortCounterValues> {
+        self.workers
+            .handles
+            .iter()
+            .map(|h| h.counters.port(id).read())
+            .collect()
+    }
+
+    /// Each worker's counters of port `id` since the port was added.
+    fn worker_counters(&self, id: PortId) -> Vec<PortCounterValues> {
+        let base = self.baselines.get(&id);
+        self.raw_counters(id)
+            .into_iter()
+            .enumerate()
+            .map(|(w, v)| match base.and_then(|b| b.get(w)) {
+                Some(b) => v.since(b),
+                None => v,
+            })
+            .collect()
     }
 
     pub(super) fn port_stats(&self, rec: &PortRecord) -> PortStats {
-        let base = self.baselines.get(&rec.id).copied().unwrap_or_default();
-        let v = self.sum_counters(rec.id).since(&base);
-        let xdp = rec.xsk_fd.and_then(sys::xsk_statistics).map(|k| XdpStats {
+        let per_worker = self.worker_counters(rec.id);
+        let mut v = PortCounterValues::default();
+        for w in &per_worker {
+            v.add(w);
+        }
+        // A port with several queues: how its traffic spreads over the
+        // workers of its queues.
+        let workers = if rec.workers.len() > 1 {
+            super::ports::distinct(&rec.workers)
+                .into_iter()
+                .map(|w| PortWorkerStats {
+                    worker: w,
+                    rx_packets: per_worker[w].rx_packets,
+                    tx_packets: per_worker[w].tx_packets,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let xdp = xsk_statistics(&rec.xsk_fds).map(|k| XdpStats {
             rx_dropped: k[0],
             rx_invalid_descs: k[1],
             tx_invalid_descs: k[2],
@@ -63,6 +94,7 @@ impl Controller {
             tx_bytes: v.tx_bytes,
             drops,
             xdp,
+            workers,
         }
     }
 
@@ -100,7 +132,8 @@ impl Controller {
                 offload: r.spec.offloads(),
                 state: if r.up { PortState::Up } else { PortState::Down },
                 error: r.error.clone(),
-                worker: r.worker,
+                worker: r.workers[0],
+                queues: r.workers.clone(),
                 mac: r.spec.mac,
                 netns: r.spec.netns.clone(),
                 ifname: r.spec.ifname.clone(),
@@ -145,7 +178,7 @@ impl Controller {
                     ports: self
                         .ports
                         .values()
-                        .filter(|r| r.worker == id)
+                        .filter(|r| r.workers.contains(&id))
                         .map(|r| r.spec.name.clone())
                         .collect(),
                     frames: FramePoolInfo {

@@ -9,6 +9,8 @@ use fastpath::{MAX_PORTS, sys};
 
 use super::router::{PortView, RouteError, RouterModel};
 
+const _: () = assert!(ctl::MAX_QUEUES == fastpath::MAX_QUEUES);
+
 /// Why a port request is refused; the message is what users see.
 #[derive(Debug, thiserror::Error)]
 pub enum PortError {
@@ -39,6 +41,10 @@ pub enum PortError {
     MacWithoutIp,
     #[error("a host port is a TAP: use --type tap --host")]
     HostNotTap,
+    #[error("--queues must be 1 to {max}, not {0}", max = fastpath::MAX_QUEUES)]
+    Queues(u16),
+    #[error("interface '{name}' has {has} RX queue(s); --queues {want} needs as many")]
+    TooFewQueues { name: String, has: u32, want: u16 },
     #[error("--mode applies to AF_XDP ports only")]
     ModeOnTap,
     #[error("an uplink is the node's NIC, attached through AF_XDP (not --type tap)")]
@@ -92,6 +98,9 @@ pub(super) fn check(
     }
     if spec.uplink && spec.host {
         return Err(E::UplinkAndHost);
+    }
+    if spec.queues == 0 || spec.queues > fastpath::MAX_QUEUES {
+        return Err(E::Queues(spec.queues));
     }
     if !spec.ips.is_empty() {
         if spec.uplink || spec.host {

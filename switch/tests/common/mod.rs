@@ -283,6 +283,8 @@ pub struct PodSpec {
     pub node: Option<String>,
     /// A TAP pod's offloads (`pod.sh --offload`); `None`: the default, on.
     pub offload: Option<bool>,
+    /// Queues of the pod's interface (`pod.sh --queues`).
+    pub queues: u16,
 }
 
 impl PodSpec {
@@ -296,7 +298,13 @@ impl PodSpec {
             port_security: false,
             node: None,
             offload: None,
+            queues: 1,
         }
+    }
+
+    pub fn queues(mut self, n: u16) -> Self {
+        self.queues = n;
+        self
     }
 
     pub fn offload(mut self, on: bool) -> Self {
@@ -800,6 +808,9 @@ impl TestEnv {
         if let Some(gw) = &spec.gw {
             cmd.args(["--gw", gw]);
         }
+        if spec.queues != 1 {
+            cmd.args(["--queues", &spec.queues.to_string()]);
+        }
         if spec.port_security {
             cmd.arg("--port-security");
         }
@@ -1223,5 +1234,60 @@ impl Drop for TestEnv {
             }
         }
         let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Checks every worker's frame pool: nothing lost, nothing used twice.
+/// `in_flight` may be non-zero for an instant, so the sum is polled.
+pub fn assert_frames_accounted(env: &TestEnv, totals_before: &[u64]) {
+    let show = env.daemon().show();
+    let totals: Vec<u64> = show.workers.iter().map(|w| w.frames.total).collect();
+    assert_eq!(
+        totals, totals_before,
+        "a worker's frame pool changed size under load"
+    );
+    let balanced = wait_for(Duration::from_secs(2), || {
+        let show = env.daemon().show();
+        show.workers
+            .iter()
+            .all(|w| {
+                let f = w.frames;
+                f.free + f.in_rings + f.in_flight == f.total
+            })
+            .then_some(())
+    });
+    let show = env.daemon().show();
+    assert!(
+        balanced.is_some(),
+        "free + in_rings + in_flight != total for 2 s (frames lost or double-counted): {:#?}",
+        show.workers
+    );
+    for w in &show.workers {
+        assert_eq!(
+            w.frames.errors, 0,
+            "worker {} reports frame errors: {:?}",
+            w.id, w.frames
+        );
+    }
+}
+
+/// A veth pair in the node namespace, removed on drop.
+pub struct VethGuard(String);
+
+impl VethGuard {
+    pub fn new(host: &str, peer: &str) -> Self {
+        let _ = ip(&["link", "del", "dev", host]);
+        run_ok(
+            Command::new("ip").args(["link", "add", host, "type", "veth", "peer", "name", peer]),
+        );
+        run_ok(Command::new("ip").args(["link", "set", "dev", host, "up"]));
+        run_ok(Command::new("ip").args(["link", "set", "dev", peer, "up"]));
+        VethGuard(host.to_string())
+    }
+}
+
+impl Drop for VethGuard {
+    fn drop(&mut self) {
+        let _ = ip(&["link", "del", "dev", &self.0]);
     }
 }

@@ -128,7 +128,7 @@ impl Xdp {
         // keeps the queue busy until the kernel's deferred cleanup runs.
         let mut tries = 0;
         let port = loop {
-            match AfXdpPort::open(ifname, 0, AttachMode::Auto, &pool.umem()) {
+            match AfXdpPort::open(ifname, 0, 0, AttachMode::Auto, &pool.umem()) {
                 Ok(p) => break p,
                 Err(e) if tries < BUSY_TRIES && e.reason.contains("busy") => {
                     tries += 1;

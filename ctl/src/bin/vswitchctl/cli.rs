@@ -166,6 +166,13 @@ pub(crate) struct PortAddArgs {
     #[arg(long, value_name = "on|off", value_parser = on_off)]
     offload: Option<bool>,
 
+    /// Queues to serve, each with its own socket, spread over the workers:
+    /// RX queues 0..N of the interface (afxdp; it must have N), or a
+    /// multi-queue TAP device (tap).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(ctl::MAX_QUEUES)))]
+    queues: u16,
+
     /// Succeed when a port of this name already exists with the same settings.
     #[arg(long)]
     may_exist: bool,
@@ -398,6 +405,7 @@ impl PortAddArgs {
             uplink: self.uplink,
             host: self.host,
             offload: self.offload,
+            queues: self.queues,
             may_exist: self.may_exist,
         })
     }
@@ -668,6 +676,7 @@ mod tests {
             uplink: false,
             host: false,
             offload: None,
+            queues: 1,
             may_exist: false,
         };
         assert_eq!(got, Ok(Command::PortAdd(want)));
@@ -680,6 +689,16 @@ mod tests {
         assert_eq!(got, Ok(Command::PortAdd(want)));
         let line = usage_error(&["port", "add", "t", "--type", "tap", "--offload", "maybe"]);
         assert!(line.contains("'maybe' is neither 'on' nor 'off'"), "{line}");
+        let got = command(&["port", "add", "veth1", "--queues", "4"]);
+        let want = PortSpec {
+            queues: 4,
+            ..PortSpec::afxdp("veth1")
+        };
+        assert_eq!(got, Ok(Command::PortAdd(want)));
+        for bad in ["0", "33", "two"] {
+            let line = usage_error(&["port", "add", "veth1", "--queues", bad]);
+            assert!(line.contains("--queues"), "{bad}: {line}");
+        }
         let got = command(&["port", "add", "veth1", "--mode", "zerocopy"]);
         let mut want = PortSpec::afxdp("veth1");
         want.mode = XdpMode::Zerocopy;

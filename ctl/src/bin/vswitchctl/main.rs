@@ -184,6 +184,19 @@ mod tests {
                 rx_invalid_descs: 2,
                 ..Default::default()
             }),
+            // A two-queue port's share per worker.
+            workers: vec![
+                ctl::PortWorkerStats {
+                    worker: 0,
+                    rx_packets: 1,
+                    tx_packets: 0,
+                },
+                ctl::PortWorkerStats {
+                    worker: 1,
+                    rx_packets: 2,
+                    tx_packets: 0,
+                },
+            ],
         }];
         for format in ["text", "json"] {
             let (path, daemon) = fake_daemon(format, Response::ok(Reply::Stats(stats.clone())));

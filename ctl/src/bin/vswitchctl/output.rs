@@ -302,7 +302,7 @@ pub fn ports_text(ports: &[PortInfo]) -> String {
             p.role.to_string(),
             port_mode(p),
             p.state.to_string(),
-            p.worker.to_string(),
+            port_workers(p),
             p.mac.map(|m| m.to_string()).unwrap_or_default(),
             p.learned_macs.to_string(),
             comma_list(&p.ips),
@@ -317,6 +317,15 @@ pub fn ports_text(ports: &[PortInfo]) -> String {
         out.push_str(&errors.render());
     }
     out
+}
+
+/// The worker of each queue (`0,1` for two queues on workers 0 and 1).
+fn port_workers(p: &PortInfo) -> String {
+    if p.queues.len() > 1 {
+        comma_list(&p.queues)
+    } else {
+        p.worker.to_string()
+    }
 }
 
 /// The mode a port runs in; `zerocopy` stands for native XDP with a
@@ -597,6 +606,7 @@ mod tests {
             state: PortState::Up,
             error: None,
             worker: 0,
+            queues: vec![0],
             mac: mac.map(|m| m.parse::<MacAddr>().unwrap()),
             netns: None,
             ifname: None,
@@ -618,6 +628,7 @@ mod tests {
                 .map(|(r, c)| (r.to_string(), *c))
                 .collect::<BTreeMap<_, _>>(),
             xdp: None,
+            workers: Vec::new(),
         }
     }
 

@@ -81,20 +81,25 @@ impl TapPort {
     /// Creates TAP device `ifname`, inside network namespace `netns` when
     /// given, sets its MAC (if given) and brings it up; with `offload`, the
     /// device passes checksum and segmentation offloads (see the module
-    /// documentation).
+    /// documentation). Returns one port per queue: with `queues` above 1
+    /// the device is multi-queue (`IFF_MULTI_QUEUE`; the pod's stack
+    /// spreads its flows over the queues), each queue a descriptor of its
+    /// own that one worker serves.
     ///
     /// The device is made persistent, so that it outlives a restart of the
     /// daemon with its addresses and routes (the pod's network keeps its
     /// configuration, only the carrier drops meanwhile); a TAP of that name
-    /// left by an earlier run is attached again. [`Port::on_remove`] clears
-    /// the flag, so `port del` deletes the device.
+    /// left by an earlier run is attached again (with the same number of
+    /// queues). [`Port::on_remove`] clears the flag, so `port del` deletes
+    /// the device.
     pub fn create(
         ifname: &str,
         netns: Option<&str>,
         mac: Option<[u8; 6]>,
         offload: bool,
         io: TapIo,
-    ) -> io::Result<Self> {
+        queues: u16,
+    ) -> io::Result<Vec<Self>> {
         if !sys::valid_ifname(ifname) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -103,55 +108,69 @@ impl TapPort {
         }
         let name = ifname.to_string();
         let ns = netns.unwrap_or("").to_string();
-        let make = move || -> io::Result<TapPort> {
+        let multi = queues > 1;
+        let make = move || -> io::Result<Vec<TapPort>> {
             let existed = sys::if_index(&name).is_some();
-            let fd = sys::tap_open(&name, offload).map_err(|e| {
-                if existed {
-                    io::Error::new(
-                        e.kind(),
-                        format!("interface '{name}' exists and is not a free TAP device: {e}"),
-                    )
-                } else {
-                    io::Error::new(e.kind(), format!("cannot create TAP '{name}': {e}"))
-                }
-            })?;
+            let mut ports: Vec<TapPort> = Vec::with_capacity(usize::from(queues));
+            for queue in 0..queues.max(1) {
+                let fd = sys::tap_open(&name, offload, multi).map_err(|e| {
+                    if queue > 0 {
+                        io::Error::new(
+                            e.kind(),
+                            format!("cannot attach queue {queue} of TAP '{name}': {e}"),
+                        )
+                    } else if existed {
+                        let mq = if multi { "multi-queue " } else { "" };
+                        io::Error::new(
+                            e.kind(),
+                            format!(
+                                "interface '{name}' exists and is not a free {mq}TAP device: {e}"
+                            ),
+                        )
+                    } else {
+                        io::Error::new(e.kind(), format!("cannot create TAP '{name}': {e}"))
+                    }
+                })?;
+                let uring = match io {
+                    TapIo::Syscalls => None,
+                    TapIo::IoUring => match uring::Uring::new(fd.as_raw_fd()) {
+                        Ok(u) => Some(Box::new(u)),
+                        Err(e) => {
+                            tracing::warn!(ifname = %name, netns = %ns, queue, "io_uring unavailable, one syscall per frame: {e}");
+                            None
+                        }
+                    },
+                };
+                ports.push(TapPort {
+                    fd,
+                    created: !existed,
+                    link_down: false,
+                    vnet: offload,
+                    uring,
+                    failed: None,
+                    name: name.clone(),
+                });
+            }
             if existed {
                 tracing::info!(ifname = %name, netns = %ns, "attached to an existing TAP device");
             }
-            let uring = match io {
-                TapIo::Syscalls => None,
-                TapIo::IoUring => match uring::Uring::new(fd.as_raw_fd()) {
-                    Ok(u) => Some(Box::new(u)),
-                    Err(e) => {
-                        tracing::warn!(ifname = %name, netns = %ns, "io_uring unavailable, one syscall per frame: {e}");
-                        None
-                    }
-                },
-            };
-            let port = TapPort {
-                fd,
-                created: !existed,
-                link_down: false,
-                vnet: offload,
-                uring,
-                failed: None,
-                name: name.clone(),
-            };
-            // From here on, an error drops `port` before the persistent
+            // From here on, an error drops the ports before the persistent
             // flag is set, which deletes a device we created. Offloads are
             // set either way: a persistent TAP attached again keeps those
-            // an earlier run gave it.
-            let uso = sys::tap_set_offload(port.fd.as_raw_fd(), offload).map_err(|e| {
+            // an earlier run gave it. Offloads and the flag are the
+            // device's, whichever queue sets them.
+            let first = ports[0].fd.as_raw_fd();
+            let uso = sys::tap_set_offload(first, offload).map_err(|e| {
                 io::Error::new(
                     e.kind(),
                     format!("cannot set offloads on TAP '{name}': {e}"),
                 )
             })?;
-            tracing::debug!(ifname = %name, offload, uso, "TAP offloads set");
+            tracing::debug!(ifname = %name, offload, uso, queues, "TAP offloads set");
             sys::configure_link(&name, mac)?;
             // Only once the device is fully set up.
-            sys::set_tap_persist(port.fd.as_raw_fd(), true)?;
-            Ok(port)
+            sys::set_tap_persist(first, true)?;
+            Ok(ports)
         };
         match netns {
             Some(ns) => sys::in_netns(ns, make),

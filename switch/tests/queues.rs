@@ -1,0 +1,226 @@
+//! Ports with several queues (`port add … --queues N`): a veth pod whose
+//! two queues are attached through AF_XDP and a two-queue TAP pod, each
+//! queue served by its own worker. The pods' stacks spread their flows over
+//! the queues; both workers must receive and forward them, the frames must
+//! all be accounted for, a restart must bring the queues back, and a
+//! request for more queues than the interface has must change nothing.
+//!
+//! Needs root; see `common/mod.rs`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::time::Duration;
+
+use common::{
+    Attach, DaemonOpts, Pod, PodSpec, TestEnv, VethGuard, assert_frames_accounted, ip, netns_exec,
+    pick_cores, wait_for,
+};
+
+/// UDP flows (each from its own socket, so its own source port) a pod
+/// sends: with two queues, the chance that its stack hashes every one of
+/// them to the same queue is 2^-63.
+const FLOWS: u32 = 64;
+/// Datagrams per flow.
+const PER_FLOW: u32 = 20;
+
+/// Sends `FLOWS` UDP flows of `PER_FLOW` datagrams from `from` to `to`.
+fn send_udp_flows(from: &Pod, to: &Pod) {
+    let py = format!(
+        "import socket, time\n\
+         for i in range({FLOWS}):\n\
+         \x20   s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         \x20   for j in range({PER_FLOW}):\n\
+         \x20       s.sendto(b'q' * 64, ('{}', 9))\n\
+         \x20   s.close()\n\
+         \x20   time.sleep(0.002)\n",
+        to.ip
+    );
+    let r = netns_exec(&from.name, &["python3", "-c", &py]);
+    assert!(r.success(), "UDP flows from {}: {}", from.name, r.stderr);
+}
+
+/// The workers of a port's queues, as `port list` reports them.
+fn queue_workers(env: &TestEnv, pod: &Pod) -> Vec<usize> {
+    env.daemon().port(&pod.name).queues
+}
+
+/// Sends the flows from `from` and checks that each worker serving one of
+/// its queues received part of them, and that `to` was sent all of them.
+fn flows_spread_over_workers(env: &TestEnv, from: &Pod, to: &Pod) {
+    let d = env.daemon();
+    let before_from = d.port_stats(&from.name);
+    let before_to = d.port_stats(&to.name);
+    send_udp_flows(from, to);
+    let sent = u64::from(FLOWS * PER_FLOW);
+    let delivered = wait_for(Duration::from_secs(5), || {
+        let now = d.port_stats(&to.name).tx_packets - before_to.tx_packets;
+        (now >= sent).then_some(now)
+    });
+    assert!(
+        delivered.is_some(),
+        "{} was not sent all {sent} datagrams from {}: {:?}",
+        to.name,
+        from.name,
+        d.port_stats(&to.name)
+    );
+    let after = d.port_stats(&from.name);
+    assert_eq!(
+        after.workers.len(),
+        2,
+        "stats of a two-queue port on two workers list both: {after:?}"
+    );
+    let mut total = 0;
+    for (w, b) in after.workers.iter().zip(&before_from.workers) {
+        let got = w.rx_packets - b.rx_packets;
+        assert!(
+            got > 0,
+            "worker {} received nothing of {FLOWS} flows from {}: the flows are not spread over its queues ({after:?})",
+            w.worker,
+            from.name
+        );
+        total += w.rx_packets;
+    }
+    assert_eq!(
+        total, after.rx_packets,
+        "the workers' shares do not add up to the port's packets"
+    );
+}
+
+/// How many frames the XDP program on veth host end `ifname` redirected
+/// from RX queue `queue` (to that queue's socket), from ethtool.
+fn redirected_on_queue(ifname: &str, queue: u32) -> u64 {
+    let out = common::run_ok(std::process::Command::new("ethtool").args(["-S", ifname])).stdout;
+    let key = format!("rx_queue_{queue}_xdp_redirect:");
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix(&key))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or_else(|| panic!("ethtool -S {ifname} has no {key}:\n{out}"))
+}
+
+#[test]
+fn queues_of_a_port_are_served_by_several_workers() {
+    let Some(mut env) = TestEnv::new("queues_served") else {
+        return;
+    };
+    let cores = pick_cores(2).expect("this test needs two usable cores");
+    let opts = DaemonOpts {
+        cores,
+        extra: Vec::new(),
+    };
+    env.start_daemon_with(opts.clone());
+    let a = env.add_pod_with(PodSpec::new("a", Attach::Afxdp, "10.77.0.11/24").queues(2));
+    let t = env.add_pod_with(PodSpec::new("t", Attach::Tap, "10.77.0.12/24").queues(2));
+    let b = env.add_pod_with(PodSpec::new("b", Attach::Afxdp, "10.77.0.13/24"));
+    for pod in [&a, &t] {
+        let workers = queue_workers(&env, pod);
+        assert_eq!(
+            workers.iter().collect::<BTreeSet<_>>().len(),
+            2,
+            "the two queues of {} are not on two workers: {workers:?}",
+            pod.name
+        );
+    }
+    assert_eq!(queue_workers(&env, &b).len(), 1);
+    let show = env.daemon().show();
+    for w in &show.workers {
+        assert!(
+            w.ports.contains(&a.name) && w.ports.contains(&t.name),
+            "worker {} does not list the two-queue ports it polls: {:?}",
+            w.id,
+            w.ports
+        );
+    }
+    let totals: Vec<u64> = show.workers.iter().map(|w| w.frames.total).collect();
+
+    // The kernel's word that both RX queues of the veth carried frames to
+    // their sockets, and the switch's that both workers received them.
+    let redirected = [0, 1].map(|q| redirected_on_queue(&a.name, q));
+    flows_spread_over_workers(&env, &a, &b);
+    for q in 0..2 {
+        assert!(
+            redirected_on_queue(&a.name, q) > redirected[q as usize],
+            "RX queue {q} of {} redirected nothing to its socket",
+            a.name
+        );
+    }
+    flows_spread_over_workers(&env, &t, &b);
+
+    env.ping_all(&[&a, &t, &b]);
+    // TCP through a multi-queue port each way: the receiving end's replies
+    // leave through whichever queue its worker owns.
+    assert!(env.iperf(&a, &t, 2) > 1_000_000);
+    assert!(env.iperf(&t, &b, 2) > 1_000_000);
+    assert!(env.iperf(&b, &a, 2) > 1_000_000);
+    assert_frames_accounted(&env, &totals);
+
+    // The state file keeps the queues; a restart opens all of them again.
+    let before = env.daemon().port_list();
+    let status = env.take_daemon().stop();
+    assert!(status.success(), "vswitchd exited with {status}");
+    env.start_daemon_with(opts);
+    env.daemon().wait_ports_up(&[&a.name, &t.name, &b.name]);
+    for pod in [&a, &t, &b] {
+        let was = before.iter().find(|p| p.name == pod.name).unwrap();
+        assert_eq!(
+            queue_workers(&env, pod).len(),
+            was.queues.len(),
+            "{} came back with another number of queues",
+            pod.name
+        );
+    }
+    env.ping_all(&[&a, &t, &b]);
+
+    // Deleting a multi-queue port closes every queue: the frames lent to
+    // its sockets come back and the XDP program leaves the interface.
+    env.daemon().ctl_ok(&["port", "del", &a.name]);
+    let link = ip(&["link", "show", "dev", &a.name]).stdout;
+    assert!(
+        !link.contains("xdp"),
+        "{} keeps an XDP program after port del: {link}",
+        a.name
+    );
+    let show = env.daemon().show();
+    assert_frames_accounted(
+        &env,
+        &show
+            .workers
+            .iter()
+            .map(|w| w.frames.total)
+            .collect::<Vec<_>>(),
+    );
+}
+
+#[test]
+fn more_queues_than_the_interface_has_are_refused() {
+    let Some(env) = TestEnv::with_daemon("queues_refused") else {
+        return;
+    };
+    let name = format!("{}v", env.tag);
+    let _veth = VethGuard::new(&name, &format!("{}w", env.tag));
+    let state = env.state_path();
+    let state_before = fs::read(&state).ok();
+
+    env.daemon().ctl_refused(
+        &["port", "add", &name, "--queues", "2"],
+        &format!("interface '{name}' has 1 RX queue(s); --queues 2 needs as many"),
+    );
+    assert!(
+        env.daemon().port_list().is_empty(),
+        "a refused port was added"
+    );
+    let link = ip(&["link", "show", "dev", &name]).stdout;
+    assert!(
+        !link.contains("xdp"),
+        "a refused port left an XDP program on {name}: {link}"
+    );
+    assert_eq!(
+        fs::read(&state).ok(),
+        state_before,
+        "a refused port changed the state file"
+    );
+    // The same interface with the queues it has is fine.
+    env.daemon().ctl_ok(&["port", "add", &name]);
+    env.daemon().wait_ports_up(&[&name]);
+}
