@@ -4,6 +4,7 @@
 #
 #   node.sh lan LAN
 #   node.sh add NODE --uplink-ip ADDR/PREFIX [--lan LAN | --wire PEER] [--mac MAC]
+#               [--queues N]
 #   node.sh del NAME
 #
 # Two ways to join nodes:
@@ -59,6 +60,7 @@ usage() {
     cat >&2 <<USAGE
 usage: $PROG lan LAN
        $PROG add NODE --uplink-ip ADDR/PREFIX [--lan LAN | --wire PEER] [--mac MAC]
+                [--queues N]
        $PROG del NAME
 
   lan LAN       create network namespace LAN with a Linux bridge $BRIDGE, for
@@ -70,6 +72,9 @@ usage: $PROG lan LAN
   --wire PEER   join $UPLINK directly to node PEER's $UPLINK (PEER added
                 before, without --lan/--wire, and not wired yet)
   --mac         MAC address of $UPLINK (default: the kernel chooses)
+  --queues      TX and RX queues of the veth this add creates (default 1), as
+                a multi-queue NIC has (vswitchctl port add $UPLINK --queues N);
+                not with --wire, whose veth PEER's add created
   del NAME      delete node or LAN NAME and its veth ends (stop its vswitchd first)
 
   NODE, LAN and PEER are network namespace names, 1-15 characters.
@@ -117,6 +122,9 @@ add_node() {
     [[ -n $UPLINK_IP ]] || { echo "$PROG: add needs --uplink-ip ADDR/PREFIX" >&2; usage; }
     [[ $UPLINK_IP == */* ]] || die "--uplink-ip '$UPLINK_IP' needs a prefix length, e.g. $UPLINK_IP/24"
     [[ -z $LAN || -z $WIRE ]] || die "--lan and --wire exclude each other"
+    [[ -z $QUEUES || -z $WIRE ]] || die "--queues and --wire exclude each other (the wire has PEER's queues)"
+    [[ -z $QUEUES || $QUEUES =~ ^[1-9][0-9]?$ ]] || die "--queues '$QUEUES' is not a number of queues (1-32)"
+    local q=(numtxqueues "${QUEUES:-1}" numrxqueues "${QUEUES:-1}")
     if [[ -n $MAC ]] && ! [[ $MAC =~ ^([0-9A-Fa-f]{1,2}[:-]){5}[0-9A-Fa-f]{1,2}$ ]]; then
         die "invalid MAC address '$MAC'"
     fi
@@ -142,7 +150,7 @@ add_node() {
     ip -n "$node" link set lo up
 
     if [[ -n $LAN ]]; then
-        ip -n "$LAN" link add "$node" type veth peer name "$UPLINK" netns "$node" ||
+        ip -n "$LAN" link add "$node" "${q[@]}" type veth peer name "$UPLINK" netns "$node" "${q[@]}" ||
             die "cannot create veth $LAN/$node <-> $node/$UPLINK"
         no_tx_csum "$LAN" "$node"
         ip -n "$LAN" link set "$node" master "$BRIDGE" up
@@ -153,7 +161,7 @@ add_node() {
         ip -n "$node" link set "$LOOSE_END" name "$UPLINK"
         ip -n "$WIRE" link set "$UPLINK" up
     else
-        ip -n "$node" link add "$UPLINK" type veth peer name "$LOOSE_END" ||
+        ip -n "$node" link add "$UPLINK" "${q[@]}" type veth peer name "$LOOSE_END" "${q[@]}" ||
             die "cannot create veth $node/$UPLINK <-> $node/$LOOSE_END"
         no_tx_csum "$node" "$LOOSE_END"
     fi
@@ -206,6 +214,7 @@ UPLINK_IP=""
 LAN=""
 WIRE=""
 MAC=""
+QUEUES=""
 CREATED=""
 
 while [[ $# -gt 0 ]]; do
@@ -214,6 +223,7 @@ while [[ $# -gt 0 ]]; do
     --lan) [[ $# -ge 2 ]] || usage; LAN=$2; shift 2 ;;
     --wire) [[ $# -ge 2 ]] || usage; WIRE=$2; shift 2 ;;
     --mac) [[ $# -ge 2 ]] || usage; MAC=$2; shift 2 ;;
+    --queues) [[ $# -ge 2 ]] || usage; QUEUES=$2; shift 2 ;;
     -h | --help) usage ;;
     *) echo "$PROG: unknown argument '$1'" >&2; usage ;;
     esac
@@ -224,12 +234,12 @@ check_name "$NAME"
 
 case $ACTION in
 lan)
-    [[ -z $UPLINK_IP && -z $LAN && -z $WIRE && -z $MAC ]] || die "'lan' takes no options"
+    [[ -z $UPLINK_IP && -z $LAN && -z $WIRE && -z $MAC && -z $QUEUES ]] || die "'lan' takes no options"
     add_lan "$NAME"
     ;;
 add) add_node "$NAME" ;;
 del)
-    [[ -z $UPLINK_IP && -z $LAN && -z $WIRE && -z $MAC ]] || die "'del' takes no options"
+    [[ -z $UPLINK_IP && -z $LAN && -z $WIRE && -z $MAC && -z $QUEUES ]] || die "'del' takes no options"
     del_ns "$NAME"
     ;;
 *) echo "$PROG: unknown action '$ACTION'" >&2; usage ;;

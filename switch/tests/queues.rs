@@ -11,11 +11,12 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use common::{
-    Attach, DaemonOpts, Pod, PodSpec, TestEnv, VethGuard, assert_frames_accounted, ip, netns_exec,
-    pick_cores, wait_for,
+    Attach, Daemon, DaemonOpts, NodeLink, Pod, PodSpec, TestEnv, VethGuard,
+    assert_frames_accounted, ip, netns_exec, pick_cores, wait_for,
 };
 
 /// UDP flows (each from its own socket, so its own source port) a pod
@@ -25,20 +26,19 @@ const FLOWS: u32 = 64;
 /// Datagrams per flow.
 const PER_FLOW: u32 = 20;
 
-/// Sends `FLOWS` UDP flows of `PER_FLOW` datagrams from `from` to `to`.
-fn send_udp_flows(from: &Pod, to: &Pod) {
+/// Sends `FLOWS` UDP flows of `PER_FLOW` datagrams from namespace `ns` to `to`.
+fn send_udp_flows(ns: &str, to: Ipv4Addr) {
     let py = format!(
         "import socket, time\n\
          for i in range({FLOWS}):\n\
          \x20   s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
          \x20   for j in range({PER_FLOW}):\n\
-         \x20       s.sendto(b'q' * 64, ('{}', 9))\n\
+         \x20       s.sendto(b'q' * 64, ('{to}', 9))\n\
          \x20   s.close()\n\
-         \x20   time.sleep(0.002)\n",
-        to.ip
+         \x20   time.sleep(0.002)\n"
     );
-    let r = netns_exec(&from.name, &["python3", "-c", &py]);
-    assert!(r.success(), "UDP flows from {}: {}", from.name, r.stderr);
+    let r = netns_exec(ns, &["python3", "-c", &py]);
+    assert!(r.success(), "UDP flows from {ns}: {}", r.stderr);
 }
 
 /// The workers of a port's queues, as `port list` reports them.
@@ -46,13 +46,19 @@ fn queue_workers(env: &TestEnv, pod: &Pod) -> Vec<usize> {
     env.daemon().port(&pod.name).queues
 }
 
-/// Sends the flows from `from` and checks that each worker serving one of
-/// its queues received part of them, and that `to` was sent all of them.
-fn flows_spread_over_workers(env: &TestEnv, from: &Pod, to: &Pod) {
-    let d = env.daemon();
-    let before_from = d.port_stats(&from.name);
+/// Sends the flows from pod `from` to pod `to` (both on `d`) and checks
+/// that each worker serving one of `from`'s queues received part of them,
+/// and that `to` was sent all of them.
+fn flows_spread_over_workers(d: &Daemon, from: &Pod, to: &Pod) {
+    flows_in_spread_over_workers(d, &from.name, &from.name, to);
+}
+
+/// As [`flows_spread_over_workers`], the flows sent from namespace `ns`
+/// and received on port `from`.
+fn flows_in_spread_over_workers(d: &Daemon, ns: &str, from: &str, to: &Pod) {
+    let before_from = d.port_stats(from);
     let before_to = d.port_stats(&to.name);
-    send_udp_flows(from, to);
+    send_udp_flows(ns, to.ip);
     let sent = u64::from(FLOWS * PER_FLOW);
     let delivered = wait_for(Duration::from_secs(5), || {
         let now = d.port_stats(&to.name).tx_packets - before_to.tx_packets;
@@ -60,12 +66,11 @@ fn flows_spread_over_workers(env: &TestEnv, from: &Pod, to: &Pod) {
     });
     assert!(
         delivered.is_some(),
-        "{} was not sent all {sent} datagrams from {}: {:?}",
+        "{} was not sent all {sent} datagrams from {from}: {:?}",
         to.name,
-        from.name,
         d.port_stats(&to.name)
     );
-    let after = d.port_stats(&from.name);
+    let after = d.port_stats(from);
     assert_eq!(
         after.workers.len(),
         2,
@@ -76,9 +81,8 @@ fn flows_spread_over_workers(env: &TestEnv, from: &Pod, to: &Pod) {
         let got = w.rx_packets - b.rx_packets;
         assert!(
             got > 0,
-            "worker {} received nothing of {FLOWS} flows from {}: the flows are not spread over its queues ({after:?})",
+            "worker {} received nothing of {FLOWS} flows from {from}: the flows are not spread over its queues ({after:?})",
             w.worker,
-            from.name
         );
         total += w.rx_packets;
     }
@@ -137,7 +141,7 @@ fn queues_of_a_port_are_served_by_several_workers() {
     // The kernel's word that both RX queues of the veth carried frames to
     // their sockets, and the switch's that both workers received them.
     let redirected = [0, 1].map(|q| redirected_on_queue(&a.name, q));
-    flows_spread_over_workers(&env, &a, &b);
+    flows_spread_over_workers(env.daemon(), &a, &b);
     for q in 0..2 {
         assert!(
             redirected_on_queue(&a.name, q) > redirected[q as usize],
@@ -145,7 +149,7 @@ fn queues_of_a_port_are_served_by_several_workers() {
             a.name
         );
     }
-    flows_spread_over_workers(&env, &t, &b);
+    flows_spread_over_workers(env.daemon(), &t, &b);
 
     env.ping_all(&[&a, &t, &b]);
     // TCP through a multi-queue port each way: the receiving end's replies
@@ -223,4 +227,52 @@ fn more_queues_than_the_interface_has_are_refused() {
     // The same interface with the queues it has is fine.
     env.daemon().ctl_ok(&["port", "add", &name]);
     env.daemon().wait_ports_up(&[&name]);
+}
+
+#[test]
+fn an_uplink_with_two_queues_takes_flows_on_both() {
+    let Some(mut env) = TestEnv::new("queues_uplink") else {
+        return;
+    };
+    let lan = env.add_lan("l");
+    let node = env.add_node_with_queues("n", "192.168.50.1/24", NodeLink::Lan(&lan), 2);
+    let cores = pick_cores(2).expect("this test needs two usable cores");
+    env.start_node_daemon(&node, &cores);
+    let d = env.node_daemon(&node.name);
+    d.ctl_ok(&["addr", "add", "10.244.1.1/24"]);
+    d.ctl_ok(&["port", "add", "up0", "--uplink", "--queues", "2"]);
+    d.wait_ports_up(&["up0"]);
+    let up0 = d.port("up0");
+    assert_eq!(
+        up0.queues.iter().collect::<BTreeSet<_>>().len(),
+        2,
+        "the uplink's two queues are not on two workers: {up0:?}"
+    );
+    let pod = env.add_pod_with(
+        PodSpec::new("p", Attach::Afxdp, "10.244.1.5/24")
+            .gw("10.244.1.1")
+            .node(&node),
+    );
+    // The LAN's own kernel is a host beyond the node that routes the pod
+    // network through it; its flows reach up0 on both RX queues.
+    ip(&["-n", &lan, "addr", "add", "192.168.50.100/24", "dev", "br0"]);
+    ip(&[
+        "-n",
+        &lan,
+        "route",
+        "add",
+        "10.244.1.0/24",
+        "via",
+        "192.168.50.1",
+    ]);
+    let reached = wait_for(Duration::from_secs(10), || {
+        netns_exec(&lan, &["ping", "-c", "1", "-W", "1", "10.244.1.5"])
+            .success()
+            .then_some(())
+    });
+    assert!(
+        reached.is_some(),
+        "the LAN host cannot reach the pod through the uplink"
+    );
+    flows_in_spread_over_workers(env.node_daemon(&node.name), &lan, "up0", &pod);
 }

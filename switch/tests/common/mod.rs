@@ -856,6 +856,18 @@ impl TestEnv {
     /// joined to others as `link` says. Start its switch with
     /// [`TestEnv::start_node_daemon`].
     pub fn add_node(&mut self, suffix: &str, uplink_cidr: &str, link: NodeLink<'_>) -> Node {
+        self.add_node_with_queues(suffix, uplink_cidr, link, 1)
+    }
+
+    /// As [`TestEnv::add_node`], with `queues` TX and RX queues on the
+    /// uplink's veth (`node.sh add --queues`; not for a wire).
+    pub fn add_node_with_queues(
+        &mut self,
+        suffix: &str,
+        uplink_cidr: &str,
+        link: NodeLink<'_>,
+        queues: u16,
+    ) -> Node {
         let name = format!("{}{suffix}", self.tag);
         assert!(name.len() <= 15, "node name {name} too long");
         let uplink_ip = uplink_cidr
@@ -874,6 +886,9 @@ impl TestEnv {
             NodeLink::Lan(lan) => {
                 cmd.args(["--lan", lan]);
             }
+        }
+        if queues != 1 {
+            cmd.args(["--queues", &queues.to_string()]);
         }
         run_ok(&mut cmd);
         Node {
