@@ -45,6 +45,9 @@ quick_out=$(mktemp -d)
 scripts/bench-veth.sh --quick --no-build --peers vswitch-afxdp,vswitch-tap --out "$quick_out"
 rm -rf "$quick_out"
 
+step "scripts/bench-queues.sh (one short round: pods with two queues, 1 and 2 workers)"
+scripts/bench-queues.sh --rounds 1 --secs 1 --streams 2
+
 step "scripts/bench-nic.sh --check (the NIC benchmark's whole sequence on veth pairs)"
 scripts/bench-nic.sh --check
 

@@ -328,7 +328,8 @@ pub struct PortStats {
     /// ([`TAP_TX_DROPPED`]).
     pub drops: BTreeMap<String, u64>,
     /// AF_XDP ports: the kernel's own counters of the socket (frames the
-    /// kernel could not hand to the switch, descriptors it rejected).
+    /// kernel could not hand to the switch, descriptors it rejected),
+    /// summed over the port's sockets (one per queue).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub xdp: Option<XdpStats>,
     /// Ports with several queues: packets by each worker that serves one

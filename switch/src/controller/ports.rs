@@ -202,6 +202,14 @@ impl Controller {
                     want: spec.queues,
                 });
             }
+            if spec.uplink && has > u32::from(spec.queues) {
+                // Frames the NIC hashes to a queue without a socket go to
+                // the node's kernel (the program's fallback), not the pods.
+                tracing::warn!(port = %spec.name, rx_queues = has, queues = spec.queues,
+                    "the uplink has more RX queues than the switch serves: pod traffic on the \
+                     others goes to the kernel; use --queues {has} or reduce the NIC's queues \
+                     (ethtool -L)");
+            }
             let prog = if spec.uplink {
                 let attach = match spec.mode {
                     XdpMode::Auto => UplinkAttach::Auto,
