@@ -54,7 +54,8 @@ struct Args {
     /// State file path (configuration restored on start).
     #[arg(long, default_value = ctl::DEFAULT_STATE)]
     state: PathBuf,
-    /// Cores to run one worker each on, e.g. `1,3` or `0-3` (default: the last core).
+    /// Cores to run one worker each on, e.g. `1,3` or `0-3` (default: the last core); the
+    /// controller runs on the others.
     #[arg(long)]
     cores: Option<String>,
     /// How workers wait when there is no traffic.
@@ -147,6 +148,41 @@ fn raise_memlock_limit() {
     }
 }
 
+/// Keeps this thread, the controller (and the threads it starts later),
+/// off the workers' cores: a sweep of the connection table or a burst of
+/// requests then never takes time from a worker, as VPP's main thread and
+/// Open vSwitch's non-PMD threads stay off their workers' cores. When
+/// every core has a worker, the controller stays where the kernel puts it.
+fn keep_controller_off(available: &[usize], workers: &[usize]) {
+    let rest: Vec<usize> = available
+        .iter()
+        .copied()
+        .filter(|c| !workers.contains(c) && *c < libc::CPU_SETSIZE as usize)
+        .collect();
+    if rest.is_empty() {
+        tracing::info!("every core has a worker: the controller shares them");
+        return;
+    }
+    // SAFETY: cpu_set_t is a plain bit array, valid when zeroed; CPU_SET
+    // writes within it (the cores are below CPU_SETSIZE, checked above),
+    // and sched_setaffinity only reads it.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in &rest {
+            libc::CPU_SET(c, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 {
+        tracing::warn!(
+            "cannot keep the controller off the workers' cores: {}",
+            std::io::Error::last_os_error()
+        );
+    } else {
+        tracing::debug!(cores = ?rest, "controller runs on the cores without a worker");
+    }
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
     raise_memlock_limit();
     let available: Vec<usize> = core_affinity::get_core_ids()
@@ -181,6 +217,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     fastpath::sys::quiet_libxdp();
     let conntrack = Arc::new(Conntrack::new(args.ct_max));
     let workers = Workers::start(&cores, poll, &shared, &conntrack)?;
+    keep_controller_off(&available, &cores);
     let settings = Settings {
         socket: args.socket.clone(),
         state: args.state.clone(),

@@ -678,3 +678,40 @@ fn may_exist_and_if_exists_make_port_commands_idempotent() {
     assert!(d.port_list().iter().all(|p| p.name != a.name));
     d.ctl_ok(&["port", "del", &a.name, "--if-exists"]);
 }
+
+/// The controller (vswitchd's main thread) runs on the cores without a
+/// worker, each worker on its own core: a sweep or a burst of requests
+/// never takes a worker's time.
+#[test]
+fn the_controller_stays_off_the_workers_cores() {
+    let Some(env) = TestEnv::with_daemon("controller_cores") else {
+        return;
+    };
+    let d = env.daemon();
+    let worker: usize = d.opts.cores.parse().expect("one worker core");
+    let all = common::allowed_cores();
+    assert!(all.len() >= 2, "this test needs two usable cores: {all:?}");
+    let pid = d.pid();
+    let controller = common::cores_allowed(&format!("/proc/{pid}/status"));
+    let mut rest = all.clone();
+    rest.retain(|&c| c != worker);
+    assert_eq!(
+        controller, rest,
+        "the controller may run on {controller:?}; the cores without a worker are {rest:?}"
+    );
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let mut workers = 0;
+    for t in tasks {
+        let dir = t.unwrap().path();
+        let name = fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if name.trim() == "vswitch-w0" {
+            workers += 1;
+            let cores = common::cores_allowed(dir.join("status").to_str().unwrap());
+            assert_eq!(cores, vec![worker], "worker 0 is not pinned to its core");
+        }
+    }
+    assert_eq!(
+        workers, 1,
+        "no worker thread vswitch-w0 in /proc/{pid}/task"
+    );
+}

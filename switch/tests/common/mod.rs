@@ -191,11 +191,21 @@ pub fn is_root() -> bool {
 
 /// Cores this process may run on (its affinity mask).
 pub fn allowed_cores() -> Vec<usize> {
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let mut cores = cores_allowed("/proc/self/status");
+    if cores.is_empty() {
+        cores.push(0);
+    }
+    cores
+}
+
+/// The cores a thread may run on, from its `/proc/.../status` file at
+/// `status` (empty if it cannot be read).
+pub fn cores_allowed(status: &str) -> Vec<usize> {
+    let status = fs::read_to_string(status).unwrap_or_default();
     let list = status
         .lines()
         .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-        .unwrap_or("0")
+        .unwrap_or("")
         .trim();
     let mut cores = Vec::new();
     for part in list.split(',').filter(|p| !p.is_empty()) {
@@ -206,9 +216,6 @@ pub fn allowed_cores() -> Vec<usize> {
             }
             None => cores.push(part.parse().unwrap()),
         }
-    }
-    if cores.is_empty() {
-        cores.push(0);
     }
     cores
 }
