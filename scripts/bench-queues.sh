@@ -2,8 +2,8 @@
 # Scaling with workers: TCP between two pods whose ports have several queues
 # (`port add --queues N`), through vswitchd with 1, 2, ... workers.
 #
-#   scripts/bench-queues.sh [--workers "1 2"] [--queues N] [--streams S] [--secs T]
-#                           [--rounds R] [--cores LIST] [--tap] [--bin DIR]
+#   scripts/bench-queues.sh [--workers "1 2"] [--queues 2] [--streams 4] [--secs 5]
+#                           [--rounds 3] [--cores LIST] [--tap] [--bin target/release]
 #
 # Each trial starts its own vswitchd (private socket and state file, busy
 # polling) with K workers on the first K cores of --cores (default: every
@@ -12,9 +12,10 @@
 # TAP with --tap; scripts/pod.sh), and runs S iperf3 clients in bq-a
 # against S iperf3 servers in bq-b at once (one stream each, separate
 # processes, so that iperf3 itself is not the single-core limit): the pods'
-# stacks hash the streams over the queues, and each queue's worker serves
-# it. Rounds alternate the worker counts; the table gives each round's sum
-# and the median.
+# stacks hash the streams over the queues (unevenly with few streams), and
+# each queue's worker serves it. Rounds alternate the worker counts; the
+# table gives each round's sum and the median. A trial that moves nothing
+# fails the script; KEEP_LOG=FILE keeps the last vswitchd log.
 #
 # On a machine with C cores, give the switch at most C - 2 of them (--cores)
 # so that the pods' stacks and iperf3 have cores of their own; with fewer
@@ -25,20 +26,35 @@ set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 WORKERS="1 2" QUEUES=2 STREAMS=4 SECS=5 ROUNDS=3 CORES="" TAP="" BIN=$REPO_ROOT/target/release
+usage() {
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+    exit "${1:-2}"
+}
 while [ $# -gt 0 ]; do
     case "$1" in
-    --workers) WORKERS=$2; shift 2 ;;
-    --queues) QUEUES=$2; shift 2 ;;
-    --streams) STREAMS=$2; shift 2 ;;
-    --secs) SECS=$2; shift 2 ;;
-    --rounds) ROUNDS=$2; shift 2 ;;
-    --cores) CORES=$2; shift 2 ;;
-    --tap) TAP=--tap; shift ;;
-    --bin) BIN=$2; shift 2 ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    --tap) TAP=--tap; shift; continue ;;
+    -h | --help) usage 0 ;;
+    esac
+    [ $# -ge 2 ] || { echo "bench-queues.sh: $1 needs a value" >&2; exit 2; }
+    case "$1" in
+    --workers) WORKERS=$2 ;;
+    --queues) QUEUES=$2 ;;
+    --streams) STREAMS=$2 ;;
+    --secs) SECS=$2 ;;
+    --rounds) ROUNDS=$2 ;;
+    --cores) CORES=$2 ;;
+    --bin) BIN=$2 ;;
     *) echo "bench-queues.sh: unknown option $1" >&2; exit 2 ;;
     esac
+    shift 2
 done
+number() { [[ $2 =~ ^[1-9][0-9]*$ ]] || { echo "bench-queues.sh: $1 '$2' is not a positive number" >&2; exit 2; }; }
+number --queues "$QUEUES"
+[ "$QUEUES" -le 32 ] || { echo "bench-queues.sh: --queues is at most 32" >&2; exit 2; }
+number --streams "$STREAMS"
+number --secs "$SECS"
+number --rounds "$ROUNDS"
+for k in $WORKERS; do number --workers "$k"; done
 [ "$(id -u)" -eq 0 ] || { echo "bench-queues.sh: must run as root" >&2; exit 1; }
 for tool in iperf3 python3; do
     command -v "$tool" >/dev/null || { echo "bench-queues.sh: needs $tool" >&2; exit 1; }
@@ -56,7 +72,13 @@ done
 dir=$(mktemp -d)
 sock=$dir/vswitchd.sock
 pid=""
+servers=()
 teardown() {
+    if [ ${#servers[@]} -gt 0 ]; then
+        kill "${servers[@]}" 2>/dev/null || true
+        wait "${servers[@]}" 2>/dev/null || true
+        servers=()
+    fi
     for p in bq-a bq-b; do
         VSWITCHCTL=$BIN/vswitchctl "$SCRIPT_DIR/pod.sh" del "$p" --socket "$sock" >/dev/null 2>&1 || true
     done
@@ -69,9 +91,11 @@ teardown() {
 }
 trap 'teardown; [ -n "${KEEP_LOG:-}" ] && cp "$dir/log" "$KEEP_LOG"; rm -rf "$dir"' EXIT
 
-# One trial: K workers; prints the Gbit/s the servers received, summed.
+# One trial with K workers, in this shell (so that a failure stops the
+# script and the trap cleans up); sets RESULT to the Gbit/s the servers
+# received, summed.
 trial() {
-    local k=$1 cores
+    local k=$1 cores i
     cores=$(IFS=,; echo "${core_list[*]:0:$k}")
     "$BIN/vswitchd" --socket "$sock" --state "$dir/state.json" --cores "$cores" >"$dir/log" 2>&1 &
     pid=$!
@@ -79,9 +103,12 @@ trial() {
     export VSWITCHCTL=$BIN/vswitchctl
     "$SCRIPT_DIR/pod.sh" add bq-a --ip 10.99.0.1/24 --queues "$QUEUES" $TAP --socket "$sock" >/dev/null
     "$SCRIPT_DIR/pod.sh" add bq-b --ip 10.99.0.2/24 --queues "$QUEUES" $TAP --socket "$sock" >/dev/null
-    local i
+    rm -f "$dir"/server-*.json
     for i in $(seq "$STREAMS"); do
-        ip netns exec bq-b iperf3 -s -1 -p $((5200 + i)) -J >"$dir/server-$i.json" 2>/dev/null &
+        # One client each; the timeout ends a server whose client never came.
+        timeout $((SECS + 20)) ip netns exec bq-b iperf3 -s -1 -p $((5200 + i)) -J \
+            >"$dir/server-$i.json" 2>/dev/null &
+        servers+=($!)
     done
     for i in $(seq "$STREAMS"); do
         for _ in $(seq 50); do
@@ -91,11 +118,16 @@ trial() {
     done
     # Warm-up: neighbours learned, ARP done.
     ip netns exec bq-a ping -c 2 -i 0.2 -W 1 10.99.0.2 >/dev/null
+    local clients=()
     for i in $(seq "$STREAMS"); do
-        ip netns exec bq-a iperf3 -c 10.99.0.2 -p $((5200 + i)) -t "$SECS" >/dev/null 2>&1 &
+        timeout $((SECS + 20)) ip netns exec bq-a iperf3 -c 10.99.0.2 -p $((5200 + i)) -t "$SECS" \
+            >/dev/null 2>&1 &
+        clients+=($!)
     done
-    wait $(jobs -p | grep -v "^$pid\$") 2>/dev/null || true
-    python3 - "$dir" "$STREAMS" <<'PY'
+    wait "${clients[@]}" || true
+    wait "${servers[@]}" 2>/dev/null || true
+    servers=()
+    RESULT=$(python3 - "$dir" "$STREAMS" <<'PY'
 import json, sys
 d, n = sys.argv[1], int(sys.argv[2])
 total = 0.0
@@ -107,15 +139,17 @@ for i in range(1, n + 1):
         pass
 print(f"{total / 1e9:.2f}")
 PY
+)
     teardown
 }
 
 kind=${TAP:+TAP}
-echo "TCP, $STREAMS streams, pods with $QUEUES queues (${kind:-veth + AF_XDP}), ${SECS} s a trial, cores ${CORES}"
+echo "TCP, $STREAMS stream(s), pods with $QUEUES queue(s) (${kind:-veth + AF_XDP}), ${SECS} s a trial, cores ${CORES}"
 declare -A results
 for r in $(seq "$ROUNDS"); do
     for k in $WORKERS; do
-        g=$(trial "$k")
+        trial "$k"
+        g=$RESULT
         echo "  round $r: $k worker(s): $g Gbit/s"
         results[$k]="${results[$k]:-} $g"
     done

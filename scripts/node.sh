@@ -123,7 +123,7 @@ add_node() {
     [[ $UPLINK_IP == */* ]] || die "--uplink-ip '$UPLINK_IP' needs a prefix length, e.g. $UPLINK_IP/24"
     [[ -z $LAN || -z $WIRE ]] || die "--lan and --wire exclude each other"
     [[ -z $QUEUES || -z $WIRE ]] || die "--queues and --wire exclude each other (the wire has PEER's queues)"
-    [[ -z $QUEUES || $QUEUES =~ ^[1-9][0-9]?$ ]] || die "--queues '$QUEUES' is not a number of queues (1-32)"
+    [[ -z $QUEUES || ($QUEUES =~ ^[1-9][0-9]?$ && $QUEUES -le 32) ]] || die "--queues '$QUEUES' is not a number of queues (1-32)"
     local q=(numtxqueues "${QUEUES:-1}" numrxqueues "${QUEUES:-1}")
     if [[ -n $MAC ]] && ! [[ $MAC =~ ^([0-9A-Fa-f]{1,2}[:-]){5}[0-9A-Fa-f]{1,2}$ ]]; then
         die "invalid MAC address '$MAC'"

@@ -168,7 +168,7 @@ add_pod() {
     [[ -n $IP ]] || { echo "$PROG: add needs --ip ADDR/PREFIX" >&2; usage; }
     [[ $IP == */* ]] || die "--ip '$IP' needs a prefix length, e.g. $IP/24"
     [[ -z $OFFLOAD || $TAP -eq 1 ]] || die "--offload applies to TAP pods (--tap)"
-    [[ $QUEUES =~ ^[1-9][0-9]?$ ]] || die "--queues '$QUEUES' is not a number of queues (1-32)"
+    [[ $QUEUES =~ ^[1-9][0-9]?$ && $QUEUES -le 32 ]] || die "--queues '$QUEUES' is not a number of queues (1-32)"
     if [[ -n $MAC ]] && ! [[ $MAC =~ ^([0-9A-Fa-f]{1,2}[:-]){5}[0-9A-Fa-f]{1,2}$ ]]; then
         die "invalid MAC address '$MAC'"
     fi

@@ -231,7 +231,7 @@ pub struct PortSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offload: Option<bool>,
     /// Queues of the port, each served by its own socket (AF_XDP: RX
-    /// queues 0..N of the interface; TAP: a multi-queue device), spread
+    /// queues 0..N-1 of the interface; TAP: a multi-queue device), spread
     /// over the workers. 1 (the default) is stored as absent.
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub queues: u16,

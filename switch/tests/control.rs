@@ -661,9 +661,14 @@ fn may_exist_and_if_exists_make_port_commands_idempotent() {
         "--may-exist of an identical port changed state"
     );
     assert_failure(&d.ctl(&["port", "add", &a.name]), "repeated port add");
-    assert_failure(
-        &d.ctl(&["port", "add", &a.name, "--mode", "generic", "--may-exist"]),
-        "--may-exist with other settings",
+    // The refusal says what differs.
+    d.ctl_refused(
+        &["port", "add", &a.name, "--mode", "generic", "--may-exist"],
+        "already exists with other settings: mode auto, asked generic",
+    );
+    d.ctl_refused(
+        &["port", "add", &a.name, "--queues", "2", "--may-exist"],
+        "already exists with other settings: queues default, asked 2",
     );
     assert_eq!(snapshot(d), before);
 

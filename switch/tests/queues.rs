@@ -175,10 +175,41 @@ fn queues_of_a_port_are_served_by_several_workers() {
         );
     }
     env.ping_all(&[&a, &t, &b]);
+    flows_spread_over_workers(env.daemon(), &a, &b);
+    flows_spread_over_workers(env.daemon(), &t, &b);
 
     // Deleting a multi-queue port closes every queue: the frames lent to
-    // its sockets come back and the XDP program leaves the interface.
+    // its two sockets' fill rings (2,048 each while idle) come back and
+    // the XDP program leaves the interface.
+    let in_rings = |env: &TestEnv| -> u64 {
+        env.daemon()
+            .show()
+            .workers
+            .iter()
+            .map(|w| w.frames.in_rings)
+            .sum()
+    };
+    let full = wait_for(Duration::from_secs(2), || {
+        let n = in_rings(&env);
+        (n == 3 * 2048).then_some(n)
+    });
+    assert!(
+        full.is_some(),
+        "three idle AF_XDP sockets (two of {}, one of {}) should hold 3 x 2048 frames, not {}",
+        a.name,
+        b.name,
+        in_rings(&env)
+    );
     env.daemon().ctl_ok(&["port", "del", &a.name]);
+    let back = wait_for(Duration::from_secs(2), || {
+        (in_rings(&env) == 2048).then_some(())
+    });
+    assert!(
+        back.is_some(),
+        "after port del {} the frames of its queues are still lent: {} in rings",
+        a.name,
+        in_rings(&env)
+    );
     let link = ip(&["link", "show", "dev", &a.name]).stdout;
     assert!(
         !link.contains("xdp"),
@@ -275,4 +306,39 @@ fn an_uplink_with_two_queues_takes_flows_on_both() {
         "the LAN host cannot reach the pod through the uplink"
     );
     flows_in_spread_over_workers(env.node_daemon(&node.name), &lan, "up0", &pod);
+}
+
+/// One worker serving more sockets than its pool fills full rings for (a
+/// pod port with 32 queues, 2,048 frames each, and another pod): the
+/// sockets share the pool, so every queue receives and the other pod too.
+#[test]
+fn a_worker_shares_its_frames_among_many_queues() {
+    let Some(mut env) = TestEnv::with_daemon("queues_share") else {
+        return;
+    };
+    let m = env.add_pod_with(PodSpec::new("m", Attach::Afxdp, "10.77.0.11/24").queues(32));
+    let c = env.add_pod_with(PodSpec::new("c", Attach::Afxdp, "10.77.0.12/24"));
+    env.ping_all(&[&m, &c]);
+    let d = env.daemon();
+    let before = d.port_stats(&c.name).tx_packets;
+    send_udp_flows(&m.name, c.ip);
+    let sent = u64::from(FLOWS * PER_FLOW);
+    let delivered = wait_for(Duration::from_secs(5), || {
+        (d.port_stats(&c.name).tx_packets - before >= sent).then_some(())
+    });
+    let stats = d.port_stats(&m.name);
+    assert!(
+        delivered.is_some(),
+        "{} was not sent all {sent} datagrams from the 32 queues of {}: {stats:?}",
+        c.name,
+        m.name
+    );
+    for reason in ["xsk_rx_dropped", "xsk_rx_ring_full"] {
+        assert_eq!(stats.drops[reason], 0, "{reason} on {}: {stats:?}", m.name);
+    }
+    let frames = d.show().workers[0].frames;
+    assert!(
+        frames.in_rings <= frames.total,
+        "more frames in rings than the pool holds: {frames:?}"
+    );
 }

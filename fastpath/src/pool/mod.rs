@@ -147,6 +147,11 @@ impl FramePool {
         self.count + self.big
     }
 
+    /// Number of regular frames (those AF_XDP rings may carry).
+    pub fn regular(&self) -> u32 {
+        self.count
+    }
+
     /// Frames in the free lists (regular and big).
     pub fn available(&self) -> u32 {
         (self.free.len() + self.free_big.len()) as u32

@@ -57,10 +57,21 @@ pub enum AttachMode {
 const BUSY_RETRIES: u32 = 50;
 const BUSY_WAIT: Duration = Duration::from_millis(20);
 
-/// Frames each port keeps in its fill ring.
+/// Most frames a socket keeps in its fill ring.
 const FILL_TARGET: u32 = XSK_RING_SIZE;
 /// Frames the pool keeps back from fill rings for copies and TAP receive.
 const POOL_RESERVE: u32 = 512;
+
+/// The frames each of a worker's `sockets` AF_XDP sockets may keep in its
+/// fill ring: a full ring each while the pool's `regular` frames (less a
+/// reserve) suffice, else an equal share, a multiple of a burst, so that
+/// no socket's fill ring stays empty however many sockets (ports and
+/// queues) the worker serves.
+pub fn fill_share(regular: u32, sockets: usize) -> u32 {
+    let share = regular.saturating_sub(POOL_RESERVE) / (sockets.max(1) as u32);
+    let share = share / BATCH_SIZE as u32 * BATCH_SIZE as u32;
+    share.clamp(BATCH_SIZE as u32, FILL_TARGET)
+}
 
 // From linux/if_link.h (not in libxdp-sys's bindings).
 const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
@@ -180,7 +191,7 @@ impl Xsk {
             bind_flags: (bind_flags | libxdp_sys::XDP_USE_NEED_WAKEUP) as u16,
         };
         // SAFETY: `umem` is live, `ifname` is NUL-terminated, the rings are
-        // boxed; the daemon binds each interface at most once.
+        // boxed; the daemon binds each queue of an interface at most once.
         let rc = unsafe {
             libxdp_sys::xsk_socket__create(
                 &mut x.socket,
@@ -209,6 +220,8 @@ pub struct AfXdpPort {
     native: bool,
     zero_copy: bool,
     in_fill: u32,
+    /// Frames this socket may keep in its fill ring ([`fill_share`]).
+    fill_target: u32,
     in_tx: u32,
     /// A kick that failed after its frames were queued, reported by `maintain`.
     failed: Option<PortGone>,
@@ -269,6 +282,9 @@ impl AfXdpPort {
         if !sys::valid_ifname(ifname) {
             return Err(err("invalid interface name".into()));
         }
+        if queue >= crate::MAX_QUEUES {
+            return Err(err(format!("at most {} queues", crate::MAX_QUEUES)));
+        }
         if sys::if_index(ifname).is_none() {
             return Err(err("no such interface".into()));
         }
@@ -320,6 +336,7 @@ impl AfXdpPort {
                         native,
                         zero_copy: sys::xsk_zero_copy(fd),
                         in_fill: 0,
+                        fill_target: FILL_TARGET,
                         in_tx: 0,
                         failed: None,
                     });
@@ -374,7 +391,7 @@ impl AfXdpPort {
 
     fn refill(&mut self, pool: &mut FramePool) {
         let spare = pool.available_regular().saturating_sub(POOL_RESERVE);
-        let want = FILL_TARGET.saturating_sub(self.in_fill).min(spare);
+        let want = self.fill_target.saturating_sub(self.in_fill).min(spare);
         if want == 0 {
             return;
         }
@@ -524,11 +541,42 @@ impl Port for AfXdpPort {
         Some(self.fd)
     }
 
+    fn fills(&self) -> bool {
+        true
+    }
+
+    fn set_fill_target(&mut self, frames: u32) {
+        self.fill_target = frames.min(FILL_TARGET);
+    }
+
     fn mode(&self) -> PortMode {
         PortMode {
             mode: if self.native { "native" } else { "generic" },
             zero_copy: self.zero_copy,
             io: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fill_share;
+
+    #[test]
+    fn sockets_share_the_pool_when_their_rings_would_not_fit() {
+        // 32,768 frames: 15 full rings fit, 16 do not.
+        assert_eq!(fill_share(32_768, 1), 2048);
+        assert_eq!(fill_share(32_768, 15), 2048);
+        assert_eq!(fill_share(32_768, 16), 2048 - 64);
+        assert_eq!(fill_share(32_768, 32), 1008 / 64 * 64);
+        for n in 1..200 {
+            let share = fill_share(32_768, n);
+            assert!(share >= 64 && share.is_multiple_of(64), "{n}: {share}");
+            assert!(
+                share as usize * n <= 32_768 - 512 || share == 64,
+                "{n} sockets of {share} frames overdraw the pool"
+            );
+        }
+        assert_eq!(fill_share(0, 0), 64);
     }
 }

@@ -109,4 +109,14 @@ pub trait Port: Send {
     fn xsk_fd(&self) -> Option<RawFd> {
         None
     }
+
+    /// True for a port that keeps pool frames in a kernel fill ring (an
+    /// AF_XDP socket): the worker shares its pool among them.
+    fn fills(&self) -> bool {
+        false
+    }
+
+    /// How many frames the port may keep in its fill ring, the worker's
+    /// share for it (see [`afxdp::fill_share`]).
+    fn set_fill_target(&mut self, _frames: u32) {}
 }

@@ -116,7 +116,8 @@ pub struct Worker {
     id: usize,
     pool: FramePool,
     ports: Vec<Slot>,
-    /// A port's first slot here (the queue this worker transmits on), or
+    /// The slot of the queue of a port this worker transmits on (the first
+    /// in `ports`: the lowest-numbered slot, whichever queue that is), or
     /// `NO_SLOT`.
     slot_of: Vec<u16>,
     /// Where the controller publishes; read through a cache that only
@@ -263,10 +264,17 @@ impl Worker {
         if usize::from(id) >= MAX_PORTS || queue >= crate::MAX_QUEUES {
             return;
         }
-        if self.ports.iter().any(|s| s.id == id && s.queue == queue) {
-            // The controller reopened a port this worker still holds (its
-            // close request was lost): the new port replaces the old one.
-            self.del_port(id, false);
+        if let Some(i) = self
+            .ports
+            .iter()
+            .position(|s| s.id == id && s.queue == queue)
+        {
+            // The controller reopened a queue this worker still holds (its
+            // close request was lost): the new one replaces the old one,
+            // whose frames come back once its socket is closed.
+            let old = self.ports.swap_remove(i);
+            drop(old);
+            self.pool.reclaim_port(crate::lender(id, queue));
         }
         self.ports.push(Slot {
             id,
@@ -310,11 +318,17 @@ impl Worker {
         self.publish_status();
     }
 
-    /// Points each port at its first slot (after slots were added or moved).
+    /// Points each port at its first slot (after slots were added or
+    /// moved), and shares the pool among the sockets' fill rings.
     fn rebuild_slots(&mut self) {
         self.slot_of.fill(NO_SLOT);
         for (i, s) in self.ports.iter().enumerate().rev() {
             self.slot_of[usize::from(s.id)] = i as u16;
+        }
+        let sockets = self.ports.iter().filter(|s| s.port.fills()).count();
+        let share = crate::port::afxdp::fill_share(self.pool.regular(), sockets);
+        for s in &mut self.ports {
+            s.port.set_fill_target(share);
         }
     }
 

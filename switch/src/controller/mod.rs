@@ -474,7 +474,8 @@ impl Controller {
         while let Ok(ev) = self.workers.events_rx.try_recv() {
             match ev {
                 WorkerEvent::PortGone { id, reason } => {
-                    if let Some(rec) = self.record_by_id(id) {
+                    // One report per queue: the first retires every queue.
+                    if let Some(rec) = self.record_by_id(id).filter(|r| r.up) {
                         tracing::warn!(port = %rec.spec.name, "port down: {reason}");
                         rec.up = false;
                         rec.error = Some(reason);

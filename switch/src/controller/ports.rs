@@ -194,20 +194,30 @@ impl Controller {
             let Some(ifindex) = sys::if_index(&spec.name) else {
                 return Err(E::NoInterface(spec.name.clone()));
             };
-            let has = sys::rx_queues(&spec.name).unwrap_or(1);
-            if spec.queues > 1 && has < u32::from(spec.queues) {
+            let want = u32::from(spec.queues);
+            let has = match sys::rx_queues(&spec.name) {
+                Some(has) => has,
+                None if want > 1 => {
+                    return Err(E::Open(format!(
+                        "cannot read the RX queues of '{}' (/sys/class/net/{}/queues)",
+                        spec.name, spec.name
+                    )));
+                }
+                None => want,
+            };
+            if has < want {
                 return Err(E::TooFewQueues {
                     name: spec.name.clone(),
                     has,
                     want: spec.queues,
                 });
             }
-            if spec.uplink && has > u32::from(spec.queues) {
-                // Frames the NIC hashes to a queue without a socket go to
-                // the node's kernel (the program's fallback), not the pods.
+            if has > want {
+                // Frames on a queue without a socket go to the kernel (the
+                // XDP program's fallback), not through the switch.
                 tracing::warn!(port = %spec.name, rx_queues = has, queues = spec.queues,
-                    "the uplink has more RX queues than the switch serves: pod traffic on the \
-                     others goes to the kernel; use --queues {has} or reduce the NIC's queues \
+                    "the interface has more RX queues than the switch serves: traffic on the \
+                     others goes to the kernel; use --queues {has} or reduce its queues \
                      (ethtool -L)");
             }
             let prog = if spec.uplink {
@@ -224,6 +234,10 @@ impl Controller {
                 None
             };
             let mut queues: Queues = Vec::with_capacity(workers.len());
+            // Every queue attaches in the mode the first one got (`auto`
+            // may fall back to generic XDP, and the program is the
+            // interface's, whichever queue loaded it).
+            let mut mode = attach_mode(spec.mode);
             for (q, &worker) in workers.iter().enumerate() {
                 let q = q as u16;
                 let opened = match &self.workers.handles[worker].umem {
@@ -243,12 +257,20 @@ impl Controller {
                                     Ok(port)
                                 })
                         }
-                        None => AfXdpPort::open(&spec.name, id, q, attach_mode(spec.mode), umem)
+                        None => AfXdpPort::open(&spec.name, id, q, mode, umem)
                             .map_err(|e| E::Open(e.to_string())),
                     },
                 };
                 match opened {
-                    Ok(port) => queues.push(Box::new(port)),
+                    Ok(port) => {
+                        if mode == AttachMode::Auto {
+                            mode = match port.mode().mode {
+                                "native" => AttachMode::Native,
+                                _ => AttachMode::Generic,
+                            };
+                        }
+                        queues.push(Box::new(port));
+                    }
                     Err(e) => {
                         for mut port in queues {
                             port.abandon();

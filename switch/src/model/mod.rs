@@ -211,7 +211,8 @@ impl Model {
             return if *old == spec {
                 Ok(())
             } else {
-                Err(PortError::ExistsOtherwise(spec.name))
+                let diff = ports::differences(old, &spec);
+                Err(PortError::ExistsOtherwise(spec.name, diff))
             };
         }
         ports::check(&self.ports, &self.router, &spec, views)?;

@@ -18,8 +18,8 @@ pub enum PortError {
     InvalidName(String),
     #[error("port '{0}' already exists")]
     Exists(String),
-    #[error("port '{0}' already exists with other settings")]
-    ExistsOtherwise(String),
+    #[error("port '{0}' already exists with other settings: {1}")]
+    ExistsOtherwise(String, String),
     #[error("port '{0}' does not exist")]
     NoSuchPort(String),
     #[error("a port is either --uplink or --host, not both")]
@@ -170,6 +170,29 @@ pub(super) fn check(
         }
     }
     Ok(())
+}
+
+/// How `asked` differs from the port `has`, setting by setting, as a
+/// `may_exist` refusal says it (`queues 2, asked default`).
+pub(super) fn differences(has: &PortSpec, asked: &PortSpec) -> String {
+    let fields = |s: &PortSpec| match serde_json::to_value(s) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    let (has, asked) = (fields(has), fields(asked));
+    let mut keys: Vec<&String> = has.keys().chain(asked.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let show = |v: Option<&serde_json::Value>| match v {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+        None => "default".to_string(),
+    };
+    keys.into_iter()
+        .filter(|k| has.get(*k) != asked.get(*k))
+        .map(|k| format!("{k} {}, asked {}", show(has.get(k)), show(asked.get(k))))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The device name of a TAP port: `--ifname` inside a namespace, else the port name.

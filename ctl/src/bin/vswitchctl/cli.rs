@@ -167,7 +167,7 @@ pub(crate) struct PortAddArgs {
     offload: Option<bool>,
 
     /// Queues to serve, each with its own socket, spread over the workers:
-    /// RX queues 0..N of the interface (afxdp; it must have N), or a
+    /// RX queues 0..N-1 of the interface (afxdp; it must have N), or a
     /// multi-queue TAP device (tap).
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=i64::from(ctl::MAX_QUEUES)))]

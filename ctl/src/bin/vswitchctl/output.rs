@@ -319,12 +319,19 @@ pub fn ports_text(ports: &[PortInfo]) -> String {
     out
 }
 
-/// The worker of each queue (`0,1` for two queues on workers 0 and 1).
+/// The worker of each queue (`0,1` for two queues on workers 0 and 1);
+/// beyond four queues, the number of queues and each worker once
+/// (`32q:0,1`), so that the column stays narrow (and one word).
 fn port_workers(p: &PortInfo) -> String {
-    if p.queues.len() > 1 {
-        comma_list(&p.queues)
-    } else {
-        p.worker.to_string()
+    match p.queues.len() {
+        0 | 1 => p.worker.to_string(),
+        2..=4 => comma_list(&p.queues),
+        n => {
+            let mut workers = p.queues.clone();
+            workers.sort_unstable();
+            workers.dedup();
+            format!("{n}q:{}", comma_list(&workers))
+        }
     }
 }
 
@@ -732,6 +739,16 @@ mod tests {
             text.lines().all(|l| l == l.trim_end()),
             "no trailing spaces"
         );
+    }
+
+    #[test]
+    fn workers_column_lists_queues_compactly() {
+        let mut p = port("p", None, 0);
+        assert_eq!(port_workers(&p), "0");
+        p.queues = vec![0, 1];
+        assert_eq!(port_workers(&p), "0,1");
+        p.queues = (0..32).map(|q| 1 - q % 2).collect();
+        assert_eq!(port_workers(&p), "32q:0,1");
     }
 
     #[test]
