@@ -342,3 +342,57 @@ fn a_worker_shares_its_frames_among_many_queues() {
         "more frames in rings than the pool holds: {frames:?}"
     );
 }
+
+/// A multi-queue TAP that another process holds (one queue attached, the
+/// device up) is refused and left alone; once that process lets go (its
+/// device goes with it), the port is created.
+#[test]
+fn a_multi_queue_tap_another_process_holds_is_refused() {
+    let Some(mut env) = TestEnv::with_daemon("queues_tap_held") else {
+        return;
+    };
+    let name = format!("{}h", env.tag);
+    let _ = ip(&["link", "del", &name]);
+    // TUNSETIFF with IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE, held open.
+    let py = format!(
+        "import fcntl, os, struct, time\n\
+         fd = os.open('/dev/net/tun', os.O_RDWR)\n\
+         fcntl.ioctl(fd, 0x400454ca, struct.pack('16sH', b'{name}', 0x0002 | 0x1000 | 0x0100))\n\
+         time.sleep(120)\n"
+    );
+    let holder = env
+        .spawn_background(std::process::Command::new("python3").args(["-c", &py]))
+        .id();
+    let held = wait_for(Duration::from_secs(5), || {
+        ip(&["link", "show", "dev", &name]).success().then_some(())
+    });
+    assert!(held.is_some(), "the holder did not create TAP {name}");
+    assert!(ip(&["link", "set", "dev", &name, "up"]).success());
+    let mac = |name: &str| ip(&["-o", "link", "show", "dev", name]).stdout;
+    let before = mac(&name);
+
+    env.daemon().ctl_refused(
+        &["port", "add", &name, "--type", "tap", "--queues", "2"],
+        &format!("TAP '{name}' is in use"),
+    );
+    assert!(
+        env.daemon().port_list().is_empty(),
+        "a refused port was added"
+    );
+    assert_eq!(
+        mac(&name),
+        before,
+        "a refused port changed the holder's TAP"
+    );
+
+    // The holder lets go: its device goes with it, and the port is made.
+    common::run_ok(std::process::Command::new("kill").args(["-9", &holder.to_string()]));
+    let gone = wait_for(Duration::from_secs(5), || {
+        (!ip(&["link", "show", "dev", &name]).success()).then_some(())
+    });
+    assert!(gone.is_some(), "TAP {name} outlived its holder");
+    env.daemon()
+        .ctl_ok(&["port", "add", &name, "--type", "tap", "--queues", "2"]);
+    env.daemon().wait_ports_up(&[&name]);
+    env.daemon().ctl_ok(&["port", "del", &name]);
+}

@@ -111,6 +111,21 @@ impl TapPort {
         let multi = queues > 1;
         let make = move || -> io::Result<Vec<TapPort>> {
             let existed = sys::if_index(&name).is_some();
+            // The kernel lets any number of descriptors attach to a
+            // multi-queue TAP (it refuses only a single-queue one in use):
+            // a running one (carrier up: some queue is attached, as ours
+            // are not after a restart) belongs to another process.
+            if existed
+                && multi
+                && sys::if_flags(&name).is_ok_and(|f| i32::from(f) & libc::IFF_RUNNING != 0)
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "TAP '{name}' is in use: its carrier is up, so another process holds its queues"
+                    ),
+                ));
+            }
             let mut ports: Vec<TapPort> = Vec::with_capacity(usize::from(queues));
             for queue in 0..queues.max(1) {
                 let fd = sys::tap_open(&name, offload, multi).map_err(|e| {
