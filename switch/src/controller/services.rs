@@ -141,10 +141,9 @@ impl Controller {
     /// `ct list`.
     pub(super) fn ct_list(&self) -> Reply {
         let now = clock::now_ms();
-        let mut flows = self.conntrack.flows(now);
-        flows.sort_by_key(|f| f.orig);
         Reply::Conntrack(
-            flows
+            self.conntrack
+                .flows(now)
                 .into_iter()
                 .map(|f| {
                     let (src, dst, sport, dport, _) = flow_parts(f.orig);

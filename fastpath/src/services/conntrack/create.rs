@@ -13,11 +13,10 @@
 //! never allocates (`tests/conntrack_alloc.rs`).
 
 use std::sync::Arc;
-use std::sync::TryLockError;
 use std::sync::atomic::Ordering;
 
 use super::flow::reopens;
-use super::shard::{Rec, Shard};
+use super::shard::Shard;
 use super::{Conntrack, Flow, FlowCache, Hit, Nat, SHARDS, flow_key, lock};
 
 /// The fewest flows the eviction queue's compaction threshold assumes.
@@ -149,8 +148,15 @@ impl Conntrack {
         let mut attempt = 0u32;
         let reply_key = loop {
             let k = flow_key(f.backend.0, src, f.backend.1, port, f.proto);
-            // Any record holds the tuple, of either direction.
-            match s.map.get(&k).map(|r| (r.flow.expired(now), r.other(k))) {
+            // Any record holds the tuple, of either direction, and so does
+            // the new flow's own original tuple (a hairpin whose client is
+            // its endpoint, source-NATed to the address it came from).
+            let holder = if k == orig_key {
+                Some((false, 0))
+            } else {
+                s.map.get(&k).map(|r| (r.flow.expired(now), r.other(k)))
+            };
+            match holder {
                 None => break k,
                 // A stale record: its flow is over, reuse the tuple.
                 Some((true, other)) => {
@@ -187,18 +193,16 @@ impl Conntrack {
             }
             None => Arc::new(fresh),
         };
-        s.map.insert(
+        s.insert(
             reply_key,
-            Rec {
-                orig: false,
-                nat: Nat {
-                    src: f.front.0,
-                    sport: f.front.1,
-                    dst: f.client.0,
-                    dport: f.client.1,
-                },
-                flow: Arc::clone(&flow),
+            false,
+            Nat {
+                src: f.front.0,
+                sport: f.front.1,
+                dst: f.client.0,
+                dport: f.client.1,
             },
+            Arc::clone(&flow),
         );
         let nat = Nat {
             src,
@@ -210,14 +214,7 @@ impl Conntrack {
             s.map.get(&reply_key).map(|r| r.other(reply_key)),
             Some(orig_key)
         );
-        s.map.insert(
-            orig_key,
-            Rec {
-                orig: true,
-                nat,
-                flow,
-            },
-        );
+        s.insert(orig_key, true, nat, flow);
         s.flows += 1;
         s.total.fetch_add(1, Ordering::Relaxed);
         s.created += 1;
@@ -240,11 +237,7 @@ impl Conntrack {
         if self.spares.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        (1..=ELSEWHERE).find_map(|k| match self.shards[(i + k) % SHARDS].try_lock() {
-            Ok(mut g) => g.reuse(),
-            Err(TryLockError::Poisoned(e)) => e.into_inner().reuse(),
-            Err(TryLockError::WouldBlock) => None,
-        })
+        (1..=ELSEWHERE).find_map(|k| self.shards[(i + k) % SHARDS].try_lock()?.reuse())
     }
 
     /// Evicts the oldest unanswered flow of another shard than `i` (whose
@@ -254,12 +247,7 @@ impl Conntrack {
     fn evict_elsewhere(&self, i: usize, now: u64) -> bool {
         (1..SHARDS).any(|k| {
             let m = &self.shards[(i + k) % SHARDS];
-            let mut other = match m.try_lock() {
-                Ok(g) => g,
-                Err(TryLockError::Poisoned(e)) => e.into_inner(),
-                Err(TryLockError::WouldBlock) => return false,
-            };
-            other.evict_one(now)
+            m.try_lock().is_some_and(|mut other| other.evict_one(now))
         })
     }
 }

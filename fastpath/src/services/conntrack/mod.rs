@@ -30,18 +30,23 @@
 //!
 //! Expiry (kernel-like timeouts, see [`timeout_ms`](Flow::timeout_ms)) is
 //! checked on lookup and by [`Conntrack::sweep`], which the controller runs
-//! periodically.
+//! periodically. The controller's walks of the table (sweep, flush,
+//! `ct list`, `ct stats`) hold a shard's lock for a bounded step of records
+//! at a time, never for a whole shard (`walk`).
 //!
 //! Layout, by what each part owns: this module the table itself and its
 //! shard choice; `key` the packed tuples and their hash; `flow` a flow's
 //! shared state and timeouts; `shard` one shard's records, eviction queue
-//! and counters; `lookup` and `create` the packet path; `sweep` removals
-//! outside it; `affinity` ClientIP affinity; `report` what `ct list` and
-//! `ct stats` show; `cache` a worker's lock-free [`FlowCache`].
+//! and counters; `lookup` and `create` the packet path; `walk` the
+//! controller's stepwise walks; `sweep` removals outside the packet path;
+//! `affinity` ClientIP affinity; `report` what `ct list` and `ct stats`
+//! show; `cache` a worker's lock-free [`FlowCache`].
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex, MutexGuard};
+
+use parking_lot::{Mutex, MutexGuard};
 
 mod affinity;
 mod cache;
@@ -52,6 +57,7 @@ mod lookup;
 mod report;
 mod shard;
 mod sweep;
+mod walk;
 
 use affinity::AffinityMap;
 pub use cache::{FLOW_CACHE_SLOTS, FlowCache};
@@ -92,10 +98,14 @@ impl Default for Conntrack {
     }
 }
 
-/// Locks a shard, going on if another thread panicked while holding it
-/// (the map is still consistent: no operation leaves it half-done).
+/// Locks a shard. The shards' mutexes are `parking_lot`'s, not the
+/// standard library's: a walk hands a shard over to a waiting worker
+/// between its steps (`MutexGuard::unlock_fair`), which the standard one
+/// cannot do (its walker took the lock straight back, and a worker waited
+/// for the whole walk: BENCHMARKS.md "Conntrack walks").
+#[inline]
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock()
 }
 
 impl Conntrack {

@@ -1,10 +1,13 @@
 //! What the controller shows of the table: the live flows (`ct list`) and
 //! the counters (`ct stats`).
 //!
-//! Both read one shard at a time under its lock and count only live flows
-//! (original-direction records whose flow has not expired), so a report is
-//! consistent per shard but not across shards. Reading changes nothing:
-//! expired flows found here are left for the sweep.
+//! Both go through the table a step at a time ([`Conntrack::walk`]) and
+//! count only live flows (original-direction records whose flow has not
+//! expired); a report is a view of a table that changes while it is taken,
+//! consistent per step. Reading changes nothing: expired flows found here
+//! are left for the sweep.
+
+use std::sync::atomic::Ordering;
 
 use super::{Conntrack, FlowState, Nat, lock};
 
@@ -36,15 +39,16 @@ pub struct CtCounters {
 }
 
 impl Conntrack {
-    /// Every live flow (original direction), shard by shard.
+    /// Every live flow (original direction), sorted by original tuple.
     pub fn flows(&self, now: u64) -> Vec<FlowView> {
-        let mut out = Vec::new();
-        for m in self.shards.iter() {
-            let s = lock(m);
-            for (&k, r) in &s.map {
-                if !r.orig || r.flow.expired(now) {
-                    continue;
-                }
+        // Room for every flow up front: growing the list inside the walk
+        // would copy it while a shard is held.
+        let mut out = Vec::with_capacity(self.total.load(Ordering::Relaxed) + 64);
+        self.walk(
+            |s, k| {
+                let Some(r) = s.map.get(&k).filter(|r| r.orig && !r.flow.expired(now)) else {
+                    return;
+                };
                 let last = r.flow.last();
                 out.push(FlowView {
                     orig: k,
@@ -55,32 +59,42 @@ impl Conntrack {
                     state: r.flow.state(),
                     expires_ms: (last + r.flow.timeout_ms()).saturating_sub(now),
                 });
-            }
-        }
+            },
+            |_| {},
+        );
+        // A tuple whose flow was replaced during the walk (removed, made
+        // again in a slot not yet walked) is seen twice: one is kept.
+        out.sort_unstable_by_key(|f| f.orig);
+        out.dedup_by_key(|f| f.orig);
         out
     }
 
-    /// Counters, with the live entries counted now.
+    /// Counters, with the live entries counted now (a tuple whose flow is
+    /// replaced while they are counted may count twice).
     pub fn counters(&self, now: u64) -> CtCounters {
         let mut c = CtCounters {
             limit: self.limit as u64,
             ..CtCounters::default()
         };
-        for m in self.shards.iter() {
-            let s = lock(m);
-            c.created += s.created;
-            c.evicted += s.evicted;
-            c.full += s.full;
-            c.expired += s.expired;
-            for r in s.map.values() {
-                if r.orig && !r.flow.expired(now) {
+        self.walk(
+            |s, k| {
+                if let Some(r) = s.map.get(&k)
+                    && r.orig
+                    && !r.flow.expired(now)
+                {
                     c.entries += 1;
                     if !r.flow.replied() {
                         c.embryonic += 1;
                     }
                 }
-            }
-        }
+            },
+            |s| {
+                c.created += s.created;
+                c.evicted += s.evicted;
+                c.full += s.full;
+                c.expired += s.expired;
+            },
+        );
         for m in self.affinity.iter() {
             c.affinity += lock(m).values().filter(|(_, e)| *e >= now).count() as u64;
         }

@@ -1,12 +1,17 @@
 //! One shard of the connection table: the records of the flows whose
-//! client port hashes here, the shard's eviction queue, counters and
-//! recycled flow states. Everything here runs under the shard's lock.
+//! client port hashes here, the list of their keys that walks go through,
+//! the shard's eviction queue, counters and recycled flow states.
+//! Everything here runs under the shard's lock.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{DEAD, Flow, FlowHash, Nat, flow_key, flow_parts};
+use super::{Flow, FlowHash, Nat, flow_key, flow_parts};
+
+/// A free slot of [`Shard::keys`]: no key is this (a packed tuple's bits
+/// 8 to 31 are always zero, see [`flow_key`]).
+pub(super) const HOLE: u128 = u128::MAX;
 
 /// Spare states [`Shard::reuse`] looks at, last removed first.
 const SPARE_TRIES: usize = 4;
@@ -39,6 +44,9 @@ pub(super) struct Rec {
     pub(super) orig: bool,
     pub(super) nat: Nat,
     pub(super) flow: Arc<Flow>,
+    /// Where this record's key is in the shard's `keys` (fits in what was
+    /// padding: a record with its key is 48 bytes either way).
+    slot: u32,
 }
 
 impl Rec {
@@ -60,6 +68,14 @@ impl Rec {
 #[derive(Default)]
 pub(super) struct Shard {
     pub(super) map: HashMap<u128, Rec, FlowHash>,
+    /// The key of every record in `map`, at the record's `slot`, and
+    /// [`HOLE`] in the slots of removed records (listed in `holes`, which
+    /// new records fill first). A record never moves, so walks of the
+    /// table (sweep, `ct list`, `ct stats`) can go through this list by
+    /// index a step at a time, releasing the lock between steps (see
+    /// `walk.rs`), which a hash map's iterator cannot do.
+    pub(super) keys: Vec<u128>,
+    pub(super) holes: Vec<u32>,
     /// Flows (original-direction records) in this shard: the limit counts these.
     pub(super) flows: usize,
     /// Flows in the whole table (every shard's `flows`), shared by the
@@ -83,11 +99,14 @@ pub(super) struct Shard {
     /// Spare states a worker's cache still referred to when they were
     /// removed (or last looked at), oldest first (counted in `spares` too).
     pub(super) pinned: VecDeque<Arc<Flow>>,
-    /// Room for the keys [`Shard::retain`] removes and the keys
-    /// [`Shard::compact_young`] has seen, kept between calls so that
-    /// sweeping allocates nothing once the shard has held as much.
-    pub(super) gone: Vec<(u128, u128)>,
+    /// Room for the keys [`Shard::compact_young`] has seen, kept between
+    /// calls so that compacting allocates nothing once the shard has held
+    /// as much.
     pub(super) seen: rustc_hash::FxHashSet<u128>,
+    /// Keys at the front of `young` that the sweep's stepwise compaction
+    /// has still to look at (see `Conntrack::compact_young_in_steps`);
+    /// whoever else takes keys from the front counts them off.
+    pub(super) compacting: usize,
     /// Spare states in every shard (shared, like `total`).
     pub(super) spares: Arc<AtomicUsize>,
     /// The table's limit (`--ct-max` rounded up to a multiple of the
@@ -96,11 +115,79 @@ pub(super) struct Shard {
 }
 
 impl Shard {
+    /// Adds the record of `key` (which no record holds).
+    #[inline]
+    pub(super) fn insert(&mut self, key: u128, orig: bool, nat: Nat, flow: Arc<Flow>) {
+        debug_assert_ne!(key, HOLE);
+        let slot = match self.holes.pop() {
+            Some(slot) => {
+                self.keys[slot as usize] = key;
+                slot
+            }
+            None => {
+                self.keys.push(key);
+                u32::try_from(self.keys.len() - 1).expect("a shard holds fewer than 2^32 records")
+            }
+        };
+        let old = self.map.insert(
+            key,
+            Rec {
+                orig,
+                nat,
+                flow,
+                slot,
+            },
+        );
+        // Never reached (callers claim free tuples only); if it were, the
+        // replaced record's slot becomes a hole, so `keys` stays true.
+        debug_assert!(old.is_none(), "a record is never replaced");
+        if let Some(old) = old {
+            self.keys[old.slot as usize] = HOLE;
+            self.holes.push(old.slot);
+        }
+    }
+
+    /// Forgets the list of holes once the shard holds no record (the next
+    /// records take slots from the start again); keeps the room.
+    pub(super) fn forget_holes(&mut self) {
+        if self.map.is_empty() {
+            self.keys.clear();
+            self.holes.clear();
+        }
+    }
+
+    /// Removes the record of `key`, leaving a hole in `keys`.
+    #[inline]
+    fn take(&mut self, key: u128) -> Option<Rec> {
+        let r = self.map.remove(&key)?;
+        self.keys[r.slot as usize] = HOLE;
+        self.holes.push(r.slot);
+        Some(r)
+    }
+
+    /// Panics unless `keys` lists exactly the records of `map`, each at
+    /// its record's slot, and holes where `holes` says.
+    #[cfg(test)]
+    pub(super) fn check(&self) {
+        assert_eq!(self.keys.len(), self.map.len() + self.holes.len());
+        let holes: std::collections::HashSet<u32> = self.holes.iter().copied().collect();
+        assert_eq!(holes.len(), self.holes.len(), "a hole listed twice");
+        for &h in &self.holes {
+            assert_eq!(self.keys[h as usize], HOLE, "hole {h}");
+        }
+        for (i, k) in self.keys.iter().enumerate().filter(|(_, k)| **k != HOLE) {
+            assert_eq!(self.map[k].slot as usize, i, "slot of key {i}");
+        }
+        for (k, r) in &self.map {
+            assert_eq!(self.keys[r.slot as usize], *k, "the slot of a record");
+        }
+    }
+
     /// Removes both records of a flow (record `key`, and `other` if it
     /// still belongs to the same flow), marking the flow dead first so that
     /// no worker's cache uses it again.
     pub(super) fn remove_flow(&mut self, key: u128, other: u128) {
-        let Some(r) = self.map.remove(&key) else {
+        let Some(r) = self.take(key) else {
             return;
         };
         r.flow.kill();
@@ -112,7 +199,7 @@ impl Shard {
             .map
             .get(&other)
             .is_some_and(|o| Arc::ptr_eq(&o.flow, &r.flow))
-            && let Some(o) = self.map.remove(&other)
+            && let Some(o) = self.take(other)
             && o.orig
         {
             self.flows -= 1;
@@ -174,27 +261,6 @@ impl Shard {
         None
     }
 
-    /// Keeps the records `keep` says yes to; the others' flows are marked
-    /// dead (so cached entries of them are dropped too). Returns the number
-    /// of flows removed.
-    pub(super) fn retain(&mut self, mut keep: impl FnMut(&Rec) -> bool) -> usize {
-        // Decided once per flow, on its original record (the reply record
-        // goes with it); a reply record whose flow is dead is an orphan.
-        let mut gone = std::mem::take(&mut self.gone);
-        for (&k, r) in &self.map {
-            if (r.orig && !keep(r)) || (!r.orig && r.flow.bits() & DEAD != 0) {
-                gone.push((k, r.other(k)));
-            }
-        }
-        let before = self.flows;
-        for &(k, other) in &gone {
-            self.remove_flow(k, other);
-        }
-        gone.clear();
-        self.gone = gone;
-        before - self.flows
-    }
-
     /// Evicts the oldest unanswered flow; false if there is none (looking
     /// at a bounded number of candidates).
     pub(super) fn evict_one(&mut self, now: u64) -> bool {
@@ -202,6 +268,7 @@ impl Shard {
             let Some(k) = self.young.pop_front() else {
                 break;
             };
+            self.compacting = self.compacting.saturating_sub(1);
             let Some(rec) = self.map.get(&k).filter(|r| r.orig) else {
                 continue;
             };
@@ -226,5 +293,7 @@ impl Shard {
         young
             .retain(|k| map.get(k).is_some_and(|r| r.orig && !r.flow.replied()) && seen.insert(*k));
         seen.clear();
+        // A stepwise pass under way ends here: this did its work.
+        self.compacting = 0;
     }
 }

@@ -3,11 +3,16 @@
 //! controller runs, and the bulk removals when Services go or the table is
 //! flushed.
 //!
-//! Each removal takes one shard lock at a time and marks every removed
-//! flow dead first (through the shard's own removal), so a worker's cached
-//! entry of it misses from then on. No lock is held across shards, so
-//! packets of other shards keep flowing during a sweep.
+//! Each removal marks every removed flow dead first (through the shard's
+//! own removal), so a worker's cached entry of it misses from then on. The
+//! bulk ones go through [`Conntrack::walk`], a step of a shard at a time,
+//! so packets keep flowing during a sweep, in that shard too.
 
+use parking_lot::MutexGuard;
+
+use super::flow::DEAD;
+use super::shard::Shard;
+use super::walk::STEP;
 use super::{Conntrack, lock};
 
 impl Conntrack {
@@ -25,26 +30,80 @@ impl Conntrack {
     /// Returns the number of flows removed.
     pub fn sweep(&self, now: u64) -> usize {
         let mut removed = 0;
-        for m in self.shards.iter() {
-            let mut s = lock(m);
-            let n = s.retain(|r| !r.flow.expired(now));
-            s.expired += n as u64;
-            removed += n;
-            s.compact_young();
-        }
+        self.walk(
+            |s, k| {
+                let Some(r) = s.map.get(&k) else {
+                    return;
+                };
+                // Decided on a flow's original record (the reply record
+                // goes with it); a reply record whose flow is dead is an
+                // orphan.
+                if r.orig && r.flow.expired(now) {
+                    let other = r.other(k);
+                    s.remove_flow(k, other);
+                    s.expired += 1;
+                    removed += 1;
+                } else if !r.orig && r.flow.bits() & DEAD != 0 {
+                    let other = r.other(k);
+                    s.remove_flow(k, other);
+                }
+            },
+            Shard::forget_holes,
+        );
+        self.compact_young_in_steps();
+        // An affinity shard holds at most a flow shard's share of the limit
+        // (`per_shard`), so each is swept under one hold of its lock.
         for m in self.affinity.iter() {
             lock(m).retain(|_, &mut (_, expires)| expires >= now);
         }
         removed
     }
 
-    /// Forgets every flow and affinity entry.
-    pub fn flush(&self) {
+    /// Compacts each shard's eviction queue as [`Shard::compact_young`]
+    /// does, but [`STEP`] keys per hold of the lock: the keys the queue held
+    /// when the pass began are taken from its front one by one, and those of
+    /// flows still unanswered go to its back (once each). Flows queued by a
+    /// worker during the pass are thus ahead of the older ones put back;
+    /// nothing else changes order.
+    fn compact_young_in_steps(&self) {
         for m in self.shards.iter() {
             let mut s = lock(m);
-            s.retain(|_| false);
-            s.young.clear();
+            s.compacting = s.young.len();
+            s.seen.clear();
+            loop {
+                let mut n = 0;
+                while n < STEP && s.compacting > 0 {
+                    n += 1;
+                    s.compacting -= 1;
+                    let Some(k) = s.young.pop_front() else {
+                        break;
+                    };
+                    if s.map.get(&k).is_some_and(|r| r.orig && !r.flow.replied())
+                        && s.seen.insert(k)
+                    {
+                        s.young.push_back(k);
+                    }
+                }
+                if s.compacting == 0 {
+                    s.seen.clear();
+                    break;
+                }
+                MutexGuard::unlock_fair(s);
+                s = lock(m);
+            }
         }
+    }
+
+    /// Forgets every flow and affinity entry.
+    pub fn flush(&self) {
+        self.walk(
+            |s, k| {
+                let other = s.map.get(&k).map_or(0, |r| r.other(k));
+                s.remove_flow(k, other);
+            },
+            Shard::forget_holes,
+        );
+        self.compact_young_in_steps();
         for m in self.affinity.iter() {
             lock(m).clear();
         }
@@ -53,8 +112,16 @@ impl Conntrack {
     /// Forgets every flow of the Services with these packed keys.
     pub fn forget_services(&self, services: &[u64]) {
         let gone: rustc_hash::FxHashSet<u64> = services.iter().copied().collect();
-        for m in self.shards.iter() {
-            lock(m).retain(|r| !gone.contains(&r.flow.service));
-        }
+        self.walk(
+            |s, k| {
+                if let Some(r) = s.map.get(&k).filter(|r| r.orig)
+                    && gone.contains(&r.flow.service)
+                {
+                    let other = r.other(k);
+                    s.remove_flow(k, other);
+                }
+            },
+            |_| {},
+        );
     }
 }

@@ -263,3 +263,151 @@ fn a_records_other_key_is_the_other_records_key() {
         assert!(Arc::ptr_eq(&other.flow, &r.flow));
     }
 }
+
+/// `n` TCP flows from one client port (so all in one shard), client
+/// addresses `C + i`.
+fn one_port_flows(ct: &Conntrack, n: u32) -> Vec<u128> {
+    (0..n)
+        .map(|i| {
+            let mut f = new_flow(5000, PROTO_TCP);
+            f.client.0 = C + i;
+            ct.create(&f, 0).unwrap();
+            flow_key(C + i, VIP, 5000, 80, PROTO_TCP)
+        })
+        .collect()
+}
+
+#[test]
+fn a_walk_sees_every_record_that_stays_once_while_others_come_and_go() {
+    let ct = Conntrack::new(1 << 16);
+    let keys = one_port_flows(&ct, 5000);
+    let shard = ct.port_shard(5000);
+    let mut stays = std::collections::HashSet::new();
+    {
+        let s = lock(&ct.shards[shard]);
+        for (i, k) in keys.iter().enumerate() {
+            if i % 2 == 0 {
+                stays.insert(*k);
+                stays.insert(s.map[k].other(*k));
+            }
+        }
+    }
+    // While the walk runs, as workers would between (and, here, within)
+    // steps: the flows of odd clients end, new flows come.
+    let mut seen = std::collections::HashSet::new();
+    let mut visits = 0;
+    let mut ending = keys.iter().skip(1).step_by(2);
+    let mut added = 0u32;
+    ct.walk(
+        |s, k| {
+            assert!(seen.insert(k), "a record visited twice");
+            visits += 1;
+            if visits % 3 == 0
+                && let Some(&gone) = ending.next()
+            {
+                let other = s.map[&gone].other(gone);
+                s.remove_flow(gone, other);
+            }
+            if visits % 5 == 0 {
+                let flow = Arc::new(Flow::new(1, 1, PROTO_TCP, 0));
+                let nat = Nat {
+                    src: 1,
+                    sport: 2,
+                    dst: 3,
+                    dport: 4,
+                };
+                s.insert(flow_key(1, 2, 3, 4 + added as u16, 17), false, nat, flow);
+                added += 1;
+            }
+        },
+        |s| s.check(),
+    );
+    let missed = stays.iter().filter(|k| !seen.contains(k)).count();
+    assert_eq!(missed, 0, "records that stayed but were not visited");
+    assert!(added > 100 && ending.next().is_none());
+    lock(&ct.shards[shard]).check();
+}
+
+#[test]
+fn walks_of_one_crowded_shard_remove_and_report_every_flow() {
+    let ct = Conntrack::new(1 << 16);
+    let keys = one_port_flows(&ct, 10_000);
+    let shard = ct.port_shard(5000);
+    assert_eq!(lock(&ct.shards[shard]).map.len(), 20_000);
+    // Answer half, so that half stays beyond the unanswered timeout.
+    for k in keys.iter().step_by(2) {
+        let (src, ..) = flow_parts(*k);
+        let reply = flow_key(B, src, 8080, 5000, PROTO_TCP);
+        ct.lookup(reply, false, Some(tcp_flags::SYN | tcp_flags::ACK), 1)
+            .unwrap();
+        ct.lookup(*k, true, Some(tcp_flags::ACK), 1).unwrap();
+    }
+    let c = ct.counters(2);
+    assert_eq!((c.entries, c.embryonic), (10_000, 5_000));
+    let listed = ct.flows(2);
+    assert_eq!(listed.len(), 10_000);
+    assert!(listed.windows(2).all(|w| w[0].orig < w[1].orig));
+    assert_eq!(ct.sweep(TCP_SYN_SENT_MS + 2), 5_000);
+    lock(&ct.shards[shard]).check();
+    assert_eq!(ct.counters(TCP_SYN_SENT_MS + 2).entries, 5_000);
+    assert_eq!(ct.flows(TCP_SYN_SENT_MS + 2).len(), 5_000);
+    assert!(
+        lock(&ct.shards[shard]).young.is_empty(),
+        "the sweep trims the eviction queue of answered and removed flows"
+    );
+    ct.forget_services(&[7]);
+    assert_eq!(ct.counters(TCP_SYN_SENT_MS + 2).entries, 0);
+    one_port_flows(&ct, 300);
+    ct.flush();
+    let s = lock(&ct.shards[shard]);
+    assert!(s.map.is_empty() && s.flows == 0);
+    assert_eq!(s.holes.len(), s.keys.len());
+    s.check();
+}
+
+#[test]
+fn a_hairpin_whose_reply_tuple_is_its_own_tuple_gets_another_port() {
+    // A pod reaches a NodePort (node address, port 30080) whose endpoint is
+    // itself on that same port, source-NATed to the node address: the reply
+    // tuple with the client's own port would be the original tuple.
+    let ct = Conntrack::new(1024);
+    let (pod, node) = (0x0af4_0105, 0xc0a8_0005);
+    let f = NewFlow {
+        proto: PROTO_TCP,
+        client: (pod, 30080),
+        front: (node, 30080),
+        backend: (pod, 30080),
+        snat: Some(node),
+        service: 3,
+    };
+    let nat = ct.create(&f, 1).unwrap();
+    assert_ne!(nat.sport, 30080, "the client's port is translated");
+    let s = lock(&ct.shards[ct.port_shard(30080)]);
+    assert_eq!(s.map.len(), 2, "both records kept");
+    s.check();
+}
+
+#[test]
+fn the_sweep_compacts_the_eviction_queue_keeping_order() {
+    let ct = Conntrack::new(1 << 16);
+    let keys = one_port_flows(&ct, 3000);
+    let shard = ct.port_shard(5000);
+    // Answer every third flow; queue some keys twice, as reused tuples do.
+    for k in keys.iter().step_by(3) {
+        let (src, ..) = flow_parts(*k);
+        let reply = flow_key(B, src, 8080, 5000, PROTO_TCP);
+        ct.lookup(reply, false, Some(tcp_flags::SYN | tcp_flags::ACK), 1)
+            .unwrap();
+    }
+    lock(&ct.shards[shard]).young.extend(keys[..100].iter().copied());
+    assert_eq!(ct.sweep(2), 0);
+    let s = lock(&ct.shards[shard]);
+    let want: Vec<u128> = keys
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 != 0)
+        .map(|(_, k)| *k)
+        .collect();
+    assert_eq!(s.young.iter().copied().collect::<Vec<_>>(), want);
+    assert_eq!(s.compacting, 0);
+}
