@@ -22,6 +22,9 @@ use super::{Conntrack, Flow, FlowCache, Hit, Nat, SHARDS, flow_key, lock};
 /// The fewest flows the eviction queue's compaction threshold assumes.
 pub(super) const YOUNG_FLOOR: usize = 64;
 
+/// Keys of the eviction queue a new flow compacts while the queue is long.
+const COMPACT_PER_FLOW: usize = 16;
+
 /// Other shards [`Conntrack::reuse_elsewhere`] tries.
 const ELSEWHERE: usize = 8;
 
@@ -218,12 +221,15 @@ impl Conntrack {
         s.flows += 1;
         s.total.fetch_add(1, Ordering::Relaxed);
         s.created += 1;
-        // Compacted once it is twice the shard's flows (at least 64): it
-        // then holds at most the unanswered flows, so compacting costs a
-        // constant per flow and the queue (and the set compaction uses)
-        // grows only with the flows the shard holds.
+        // Compacted while it holds twice the shard's flows (at least 64),
+        // [`COMPACT_PER_FLOW`] keys per new flow: a pass over the queue ends
+        // within a sixteenth as many new flows as the queue held keys, and
+        // then leaves at most the unanswered flows (plus those made during
+        // the pass), so the queue (and the set compaction uses) grows only
+        // with the flows the shard holds, and no new flow holds the shard
+        // for more than that many keys.
         if s.young.len() >= 2 * s.flows.max(YOUNG_FLOOR) + 16 {
-            s.compact_young();
+            s.compact_young(COMPACT_PER_FLOW);
         }
         s.young.push_back(orig_key);
         Ok(nat)

@@ -99,13 +99,13 @@ pub(super) struct Shard {
     /// Spare states a worker's cache still referred to when they were
     /// removed (or last looked at), oldest first (counted in `spares` too).
     pub(super) pinned: VecDeque<Arc<Flow>>,
-    /// Room for the keys [`Shard::compact_young`] has seen, kept between
-    /// calls so that compacting allocates nothing once the shard has held
-    /// as much.
+    /// The keys a compaction pass ([`Shard::compact_young`]) has kept so
+    /// far; its room is kept between passes, so that compacting allocates
+    /// nothing once the shard has held as much.
     pub(super) seen: rustc_hash::FxHashSet<u128>,
-    /// Keys at the front of `young` that the sweep's stepwise compaction
-    /// has still to look at (see `Conntrack::compact_young_in_steps`);
-    /// whoever else takes keys from the front counts them off.
+    /// Keys at the front of `young` that the compaction pass under way
+    /// has still to look at ([`Shard::compact_young`]); whoever else takes
+    /// keys from the front counts them off.
     pub(super) compacting: usize,
     /// Spare states in every shard (shared, like `total`).
     pub(super) spares: Arc<AtomicUsize>,
@@ -283,17 +283,40 @@ impl Shard {
         false
     }
 
-    /// Drops from `young` the keys of flows that are gone or answered, and
-    /// repeated keys (a tuple reused by successive flows), so that it never
-    /// holds more than the shard's unanswered flows.
-    pub(super) fn compact_young(&mut self) {
-        let Shard {
-            map, young, seen, ..
-        } = self;
-        young
-            .retain(|k| map.get(k).is_some_and(|r| r.orig && !r.flow.replied()) && seen.insert(*k));
-        seen.clear();
-        // A stepwise pass under way ends here: this did its work.
-        self.compacting = 0;
+    /// Compacts the eviction queue, up to `n` keys at a time: the keys of
+    /// flows that are gone or answered, and repeated keys (a tuple reused
+    /// by successive flows), are dropped, so that after a whole pass the
+    /// queue holds only the shard's unanswered flows, once each. A pass goes
+    /// over the keys the queue held when it began, taking them from the
+    /// front and putting those it keeps at the back (behind keys queued
+    /// meanwhile); a call goes on with the pass under way or begins one.
+    /// Returns true once the pass is over.
+    pub(super) fn compact_young(&mut self, n: usize) -> bool {
+        if self.compacting == 0 {
+            self.compacting = self.young.len();
+            self.seen.clear();
+        }
+        for _ in 0..n {
+            if self.compacting == 0 {
+                break;
+            }
+            self.compacting -= 1;
+            let Some(k) = self.young.pop_front() else {
+                self.compacting = 0;
+                break;
+            };
+            if self
+                .map
+                .get(&k)
+                .is_some_and(|r| r.orig && !r.flow.replied())
+                && self.seen.insert(k)
+            {
+                self.young.push_back(k);
+            }
+        }
+        if self.compacting == 0 {
+            self.seen.clear();
+        }
+        self.compacting == 0
     }
 }

@@ -59,35 +59,13 @@ impl Conntrack {
         removed
     }
 
-    /// Compacts each shard's eviction queue as [`Shard::compact_young`]
-    /// does, but [`STEP`] keys per hold of the lock: the keys the queue held
-    /// when the pass began are taken from its front one by one, and those of
-    /// flows still unanswered go to its back (once each). Flows queued by a
-    /// worker during the pass are thus ahead of the older ones put back;
-    /// nothing else changes order.
+    /// Compacts each shard's eviction queue ([`Shard::compact_young`],
+    /// going on with a pass under way or making a whole one), [`STEP`] keys
+    /// per hold of the lock.
     fn compact_young_in_steps(&self) {
         for m in self.shards.iter() {
             let mut s = lock(m);
-            s.compacting = s.young.len();
-            s.seen.clear();
-            loop {
-                let mut n = 0;
-                while n < STEP && s.compacting > 0 {
-                    n += 1;
-                    s.compacting -= 1;
-                    let Some(k) = s.young.pop_front() else {
-                        break;
-                    };
-                    if s.map.get(&k).is_some_and(|r| r.orig && !r.flow.replied())
-                        && s.seen.insert(k)
-                    {
-                        s.young.push_back(k);
-                    }
-                }
-                if s.compacting == 0 {
-                    s.seen.clear();
-                    break;
-                }
+            while !s.compact_young(STEP) {
                 MutexGuard::unlock_fair(s);
                 s = lock(m);
             }

@@ -399,7 +399,9 @@ fn the_sweep_compacts_the_eviction_queue_keeping_order() {
         ct.lookup(reply, false, Some(tcp_flags::SYN | tcp_flags::ACK), 1)
             .unwrap();
     }
-    lock(&ct.shards[shard]).young.extend(keys[..100].iter().copied());
+    lock(&ct.shards[shard])
+        .young
+        .extend(keys[..100].iter().copied());
     assert_eq!(ct.sweep(2), 0);
     let s = lock(&ct.shards[shard]);
     let want: Vec<u128> = keys
