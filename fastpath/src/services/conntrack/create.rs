@@ -5,8 +5,9 @@
 //! its reply tuple is claimed there too: the client's own port if free,
 //! else a port of the dynamic range that maps to the same shard, so both
 //! records of a flow always share one lock. A tuple held by a live record
-//! is never taken over; a full shard first evicts its oldest unanswered
-//! flow and refuses the new flow if it has none. Flow states are recycled:
+//! is never taken over; a full table first evicts an unanswered flow (the
+//! oldest queued of its shard, else of another shard it can lock without
+//! waiting) and refuses the new flow if there is none. Flow states are recycled:
 //! a new flow takes a removed flow's state that nothing refers to any more
 //! (no record, no worker's cache), from its own shard or another, so once
 //! the table has held as many flows as it holds now, creating one almost
@@ -222,9 +223,9 @@ impl Conntrack {
         s.total.fetch_add(1, Ordering::Relaxed);
         s.created += 1;
         // Compacted while it holds twice the shard's flows (at least 64),
-        // [`COMPACT_PER_FLOW`] keys per new flow: a pass over the queue ends
-        // within a sixteenth as many new flows as the queue held keys, and
-        // then leaves at most the unanswered flows (plus those made during
+        // [`COMPACT_PER_FLOW`] keys per new flow: while the queue stays that
+        // long, a pass over it ends within a sixteenth as many new flows as
+        // it held keys, and then leaves at most the unanswered flows (plus those made during
         // the pass), so the queue (and the set compaction uses) grows only
         // with the flows the shard holds, and no new flow holds the shard
         // for more than that many keys.

@@ -23,7 +23,8 @@
 //! on several workers may pass it by one each), so flows that share a
 //! client port (NTP, IKE, a fixed-port client), which all live in one
 //! shard, have the whole table. A new flow in a full table evicts the
-//! oldest flow that has had no reply yet (a TCP SYN, a UDP datagram never
+//! oldest queued flow that has had no reply yet (roughly the oldest: see
+//! `Shard::young`) (a TCP SYN, a UDP datagram never
 //! answered), of its own shard, else of another shard it can lock without
 //! waiting; if there is none, the new flow is refused (`conntrack_full`). Flows that have been answered are never
 //! evicted, so a flood of new flows cannot disturb established ones.
@@ -31,7 +32,7 @@
 //! Expiry (kernel-like timeouts, see [`timeout_ms`](Flow::timeout_ms)) is
 //! checked on lookup and by [`Conntrack::sweep`], which the controller runs
 //! periodically. The controller's walks of the table (sweep, flush,
-//! `ct list`, `ct stats`) hold a shard's lock for a bounded step of records
+//! `ct list`, `ct stats`, `service list`, a deleted Service) hold a shard's lock for a bounded step of records
 //! at a time, never for a whole shard (`walk`).
 //!
 //! Layout, by what each part owns: this module the table itself and its

@@ -9,6 +9,8 @@
 
 use std::sync::atomic::Ordering;
 
+use super::shard::Shard;
+use super::walk::{STEP, Walk};
 use super::{Conntrack, FlowState, Nat, lock};
 
 /// One flow as `ct list` reports it.
@@ -41,27 +43,38 @@ pub struct CtCounters {
 impl Conntrack {
     /// Every live flow (original direction), sorted by original tuple.
     pub fn flows(&self, now: u64) -> Vec<FlowView> {
-        // Room for every flow up front: growing the list inside the walk
-        // would copy it while a shard is held.
-        let mut out = Vec::with_capacity(self.total.load(Ordering::Relaxed) + 64);
-        self.walk(
-            |s, k| {
-                let Some(r) = s.map.get(&k).filter(|r| r.orig && !r.flow.expired(now)) else {
-                    return;
-                };
-                let last = r.flow.last();
-                out.push(FlowView {
-                    orig: k,
-                    nat: r.nat,
-                    service: r.flow.service,
-                    backend: r.flow.backend,
-                    proto: r.flow.proto,
-                    state: r.flow.state(),
-                    expires_ms: (last + r.flow.timeout_ms()).saturating_sub(now),
-                });
-            },
-            |_| {},
-        );
+        // Room for a step's flows is made before each step: growing the
+        // list during one would copy it while a shard is held.
+        let mut out = Vec::with_capacity(self.total.load(Ordering::Relaxed) + STEP);
+        let mut w = Walk::default();
+        let view = |s: &mut Shard, k: u128| {
+            let r = s.map.get(&k).filter(|r| r.orig && !r.flow.expired(now))?;
+            let last = r.flow.last();
+            Some(FlowView {
+                orig: k,
+                nat: r.nat,
+                service: r.flow.service,
+                backend: r.flow.backend,
+                proto: r.flow.proto,
+                state: r.flow.state(),
+                expires_ms: (last + r.flow.timeout_ms()).saturating_sub(now),
+            })
+        };
+        loop {
+            out.reserve(STEP);
+            let more = self.walk_step(
+                &mut w,
+                &mut |s, k| {
+                    if let Some(v) = view(s, k) {
+                        out.push(v);
+                    }
+                },
+                &mut |_| {},
+            );
+            if !more {
+                break;
+            }
+        }
         // A tuple whose flow was replaced during the walk (removed, made
         // again in a slot not yet walked) is seen twice: one is kept.
         out.sort_unstable_by_key(|f| f.orig);

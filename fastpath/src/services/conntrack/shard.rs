@@ -44,9 +44,11 @@ pub(super) struct Rec {
     pub(super) orig: bool,
     pub(super) nat: Nat,
     pub(super) flow: Arc<Flow>,
-    /// Where this record's key is in the shard's `keys` (fits in what was
-    /// padding: a record with its key is 48 bytes either way).
+    /// Where this record's key is in the shard's `keys`, and the last
+    /// eviction-queue compaction pass that kept its key (both fit in what
+    /// was padding: a record with its key is 48 bytes either way).
     slot: u32,
+    pass: u32,
 }
 
 impl Rec {
@@ -81,8 +83,10 @@ pub(super) struct Shard {
     /// Flows in the whole table (every shard's `flows`), shared by the
     /// shards: the table's limit is on it, whatever shard a flow is in.
     pub(super) total: Arc<AtomicUsize>,
-    /// Keys of flows created here, oldest first: candidates for eviction
-    /// while they have had no reply. Stale keys are skipped and compacted.
+    /// Keys of flows created here, roughly oldest first (a compaction pass
+    /// puts the keys it keeps behind those queued during the pass):
+    /// candidates for eviction while they have had no reply. Stale keys are
+    /// skipped and compacted.
     pub(super) young: VecDeque<u128>,
     pub(super) created: u64,
     pub(super) evicted: u64,
@@ -99,10 +103,8 @@ pub(super) struct Shard {
     /// Spare states a worker's cache still referred to when they were
     /// removed (or last looked at), oldest first (counted in `spares` too).
     pub(super) pinned: VecDeque<Arc<Flow>>,
-    /// The keys a compaction pass ([`Shard::compact_young`]) has kept so
-    /// far; its room is kept between passes, so that compacting allocates
-    /// nothing once the shard has held as much.
-    pub(super) seen: rustc_hash::FxHashSet<u128>,
+    /// The compaction pass under way or last made ([`Shard::compact_young`]).
+    pub(super) pass: u32,
     /// Keys at the front of `young` that the compaction pass under way
     /// has still to look at ([`Shard::compact_young`]); whoever else takes
     /// keys from the front counts them off.
@@ -136,14 +138,22 @@ impl Shard {
                 nat,
                 flow,
                 slot,
+                // A pass that is over (its key is queued behind any pass
+                // under way, which will not look at it).
+                pass: self.pass.wrapping_sub(1),
             },
         );
         // Never reached (callers claim free tuples only); if it were, the
-        // replaced record's slot becomes a hole, so `keys` stays true.
+        // replaced record goes as a removed one would.
         debug_assert!(old.is_none(), "a record is never replaced");
         if let Some(old) = old {
+            old.flow.kill();
             self.keys[old.slot as usize] = HOLE;
             self.holes.push(old.slot);
+            if old.orig {
+                self.flows -= 1;
+                self.total.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -166,7 +176,8 @@ impl Shard {
     }
 
     /// Panics unless `keys` lists exactly the records of `map`, each at
-    /// its record's slot, and holes where `holes` says.
+    /// its record's slot, and holes where `holes` says; and unless every
+    /// unanswered flow is in the eviction queue.
     #[cfg(test)]
     pub(super) fn check(&self) {
         assert_eq!(self.keys.len(), self.map.len() + self.holes.len());
@@ -180,6 +191,13 @@ impl Shard {
         }
         for (k, r) in &self.map {
             assert_eq!(self.keys[r.slot as usize], *k, "the slot of a record");
+        }
+        assert!(self.compacting <= self.young.len());
+        let queued: std::collections::HashSet<u128> = self.young.iter().copied().collect();
+        for (k, r) in &self.map {
+            if r.orig && !r.flow.replied() && r.flow.bits() & super::flow::DEAD == 0 {
+                assert!(queued.contains(k), "an unanswered flow is queued");
+            }
         }
     }
 
@@ -285,17 +303,19 @@ impl Shard {
 
     /// Compacts the eviction queue, up to `n` keys at a time: the keys of
     /// flows that are gone or answered, and repeated keys (a tuple reused
-    /// by successive flows), are dropped, so that after a whole pass the
-    /// queue holds only the shard's unanswered flows, once each. A pass goes
-    /// over the keys the queue held when it began, taking them from the
-    /// front and putting those it keeps at the back (behind keys queued
-    /// meanwhile); a call goes on with the pass under way or begins one.
-    /// Returns true once the pass is over.
+    /// by successive flows), are dropped. A pass goes over the keys the
+    /// queue held when it began, taking them from the front and putting
+    /// those it keeps at the back, behind keys queued meanwhile (which it
+    /// does not look at); a call goes on with the pass under way or begins
+    /// one. A kept key's record is marked with the pass, which is how a
+    /// repeat is known: no set to fill or clear. Returns true once the pass
+    /// is over.
     pub(super) fn compact_young(&mut self, n: usize) -> bool {
         if self.compacting == 0 {
             self.compacting = self.young.len();
-            self.seen.clear();
+            self.pass = self.pass.wrapping_add(1);
         }
+        let pass = self.pass;
         for _ in 0..n {
             if self.compacting == 0 {
                 break;
@@ -305,17 +325,14 @@ impl Shard {
                 self.compacting = 0;
                 break;
             };
-            if self
-                .map
-                .get(&k)
-                .is_some_and(|r| r.orig && !r.flow.replied())
-                && self.seen.insert(k)
+            if let Some(r) = self.map.get_mut(&k)
+                && r.orig
+                && !r.flow.replied()
+                && r.pass != pass
             {
+                r.pass = pass;
                 self.young.push_back(k);
             }
-        }
-        if self.compacting == 0 {
-            self.seen.clear();
         }
         self.compacting == 0
     }

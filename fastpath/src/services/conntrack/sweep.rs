@@ -59,13 +59,16 @@ impl Conntrack {
         removed
     }
 
-    /// Compacts each shard's eviction queue ([`Shard::compact_young`],
-    /// going on with a pass under way or making a whole one), [`STEP`] keys
-    /// per hold of the lock.
+    /// Compacts each shard's eviction queue ([`Shard::compact_young`]),
+    /// [`STEP`] keys per hold of the lock: goes on with the pass under way,
+    /// or makes one, for at most as many holds as a pass over the queue
+    /// found takes (new flows may end a pass and begin the next meanwhile).
     fn compact_young_in_steps(&self) {
         for m in self.shards.iter() {
             let mut s = lock(m);
-            while !s.compact_young(STEP) {
+            let mut holds = s.young.len() / STEP + 1;
+            while !s.compact_young(STEP) && holds > 0 {
+                holds -= 1;
                 MutexGuard::unlock_fair(s);
                 s = lock(m);
             }

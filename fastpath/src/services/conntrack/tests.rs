@@ -361,7 +361,10 @@ fn walks_of_one_crowded_shard_remove_and_report_every_flow() {
     ct.flush();
     let s = lock(&ct.shards[shard]);
     assert!(s.map.is_empty() && s.flows == 0);
-    assert_eq!(s.holes.len(), s.keys.len());
+    assert!(
+        s.keys.is_empty() && s.holes.is_empty(),
+        "an empty shard's list starts again"
+    );
     s.check();
 }
 
@@ -382,9 +385,24 @@ fn a_hairpin_whose_reply_tuple_is_its_own_tuple_gets_another_port() {
     };
     let nat = ct.create(&f, 1).unwrap();
     assert_ne!(nat.sport, 30080, "the client's port is translated");
-    let s = lock(&ct.shards[ct.port_shard(30080)]);
-    assert_eq!(s.map.len(), 2, "both records kept");
-    s.check();
+    {
+        let s = lock(&ct.shards[ct.port_shard(30080)]);
+        assert_eq!(s.map.len(), 2, "both records kept");
+        s.check();
+    }
+    // The pod, as the endpoint, answers the node address's new port.
+    let reply = flow_key(pod, node, 30080, nat.sport, PROTO_TCP);
+    assert_eq!(
+        ct.lookup(reply, false, Some(tcp_flags::SYN | tcp_flags::ACK), 2),
+        Some(Hit::Reply {
+            nat: Nat {
+                src: node,
+                sport: 30080,
+                dst: pod,
+                dport: 30080
+            }
+        })
+    );
 }
 
 #[test]
@@ -412,4 +430,48 @@ fn the_sweep_compacts_the_eviction_queue_keeping_order() {
         .collect();
     assert_eq!(s.young.iter().copied().collect::<Vec<_>>(), want);
     assert_eq!(s.compacting, 0);
+    s.check();
+}
+
+/// Random operations on one crowded shard, as workers and the controller
+/// interleave them: after each, every unanswered flow is queued for
+/// eviction and the pass state is consistent (`Shard::check`).
+#[test]
+fn the_eviction_queue_survives_interleaved_passes_evictions_and_reuse() {
+    let ct = Conntrack::new(512);
+    let shard = ct.port_shard(5000);
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    for i in 0..20_000u64 {
+        let client = C + (next() % 600) as u32;
+        let mut f = new_flow(5000, PROTO_TCP);
+        f.client.0 = client;
+        match next() % 6 {
+            // A new flow, or a reused tuple (a full table evicts).
+            0 | 1 => {
+                let _ = ct.create(&f, i);
+            }
+            // An answer.
+            2 => {
+                let reply = flow_key(B, client, 8080, 5000, PROTO_TCP);
+                let _ = ct.lookup(reply, false, Some(tcp_flags::SYN | tcp_flags::ACK), i);
+            }
+            // A step of the compaction pass, as the sweep makes them.
+            3 => {
+                lock(&ct.shards[shard]).compact_young(1 + (next() % 70) as usize);
+            }
+            // An eviction.
+            4 => {
+                lock(&ct.shards[shard]).evict_one(i);
+            }
+            _ => ct.kill(flow_key(client, VIP, 5000, 80, PROTO_TCP)),
+        }
+        lock(&ct.shards[shard]).check();
+    }
+    assert!(ct.counters(20_000).evicted > 0);
 }

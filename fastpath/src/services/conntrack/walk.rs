@@ -21,8 +21,9 @@
 //!
 //! Workers release a shard with a plain unlock, so a walk waiting to take
 //! it back may lose to other workers for a while (parking_lot hands it over
-//! fairly at least every half millisecond): a walk's own length under heavy
-//! contention on one shard is not bounded by this design.
+//! fairly now and then, every half millisecond on average, when a thread
+//! is waiting): a walk's own length under heavy contention on one shard is
+//! not bounded by this design.
 
 use parking_lot::MutexGuard;
 
@@ -35,6 +36,13 @@ pub(super) const STEP: usize = 64;
 /// Slots a step looks at, holes included, at most (holes cost a load each).
 const STEP_SLOTS: usize = 16 * STEP;
 
+/// Where a walk is: the shard, and the slots of it looked at so far.
+#[derive(Debug, Default)]
+pub(super) struct Walk {
+    shard: usize,
+    next: usize,
+}
+
 impl Conntrack {
     /// Calls `visit` with each record's key, shard by shard, holding the
     /// shard's lock for at most [`STEP`] calls at a time. `visit` may
@@ -45,29 +53,42 @@ impl Conntrack {
         mut visit: impl FnMut(&mut Shard, u128),
         mut done: impl FnMut(&mut Shard),
     ) {
-        for m in self.shards.iter() {
-            // Slots below `next` have been looked at.
-            let mut next = 0;
-            loop {
-                let mut s = lock(m);
-                let (mut records, mut slots) = (0, 0);
-                while records < STEP && slots < STEP_SLOTS && next < s.keys.len() {
-                    let key = s.keys[next];
-                    next += 1;
-                    slots += 1;
-                    if key != HOLE {
-                        records += 1;
-                        visit(&mut s, key);
-                    }
-                }
-                if next >= s.keys.len() {
-                    done(&mut s);
-                    break;
-                }
-                // A worker waiting for the shard gets it now: a plain
-                // unlock would let this loop take it straight back.
-                MutexGuard::unlock_fair(s);
+        let mut w = Walk::default();
+        while self.walk_step(&mut w, &mut visit, &mut done) {}
+    }
+
+    /// One step of a walk: one hold of one shard's lock, at most [`STEP`]
+    /// calls of `visit`. Returns false once every shard has been walked.
+    /// (A caller that must not allocate under the lock makes room between
+    /// steps, as `ct list` does.)
+    pub(super) fn walk_step(
+        &self,
+        w: &mut Walk,
+        visit: &mut impl FnMut(&mut Shard, u128),
+        done: &mut impl FnMut(&mut Shard),
+    ) -> bool {
+        let Some(m) = self.shards.get(w.shard) else {
+            return false;
+        };
+        let mut s = lock(m);
+        let (mut records, mut slots) = (0, 0);
+        while records < STEP && slots < STEP_SLOTS && w.next < s.keys.len() {
+            let key = s.keys[w.next];
+            w.next += 1;
+            slots += 1;
+            if key != HOLE {
+                records += 1;
+                visit(&mut s, key);
             }
         }
+        if w.next >= s.keys.len() {
+            done(&mut s);
+            w.shard += 1;
+            w.next = 0;
+        }
+        // A worker waiting for the shard gets it now: a plain unlock would
+        // let the next step take it straight back.
+        MutexGuard::unlock_fair(s);
+        w.shard < self.shards.len()
     }
 }
