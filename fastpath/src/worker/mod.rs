@@ -59,11 +59,12 @@ const IDLE_SLEEP_MS: i32 = 1;
 /// Requests from the controller.
 pub enum WorkerCmd {
     /// Start polling queue `queue` of a port (already opened by the
-    /// controller).
+    /// controller); `added` is signalled once its rings are filled.
     AddPort {
         id: PortId,
         queue: u16,
         port: Box<dyn Port>,
+        added: Option<Sender<()>>,
     },
     /// Stop polling every queue of a port this worker holds and close them;
     /// `done` is signalled afterwards.
@@ -239,9 +240,31 @@ impl Worker {
 
     /// Applies pending controller commands; false when the worker must stop.
     pub fn handle_commands(&mut self) -> bool {
+        let mut added = Vec::new();
+        let go_on = self.take_commands(&mut added);
+        if !added.is_empty() {
+            self.fill_rings();
+            for a in added.into_iter().flatten() {
+                let _ = a.send(());
+            }
+        }
+        go_on
+    }
+
+    /// Applies the commands waiting; the senders of the ports' `added`
+    /// signals go to `added`.
+    fn take_commands(&mut self, added: &mut Vec<Option<Sender<()>>>) -> bool {
         loop {
             match self.cmds.try_recv() {
-                Ok(WorkerCmd::AddPort { id, queue, port }) => self.add_queue(id, queue, port),
+                Ok(WorkerCmd::AddPort {
+                    id,
+                    queue,
+                    port,
+                    added: signal,
+                }) => {
+                    self.add_queue(id, queue, port);
+                    added.push(signal);
+                }
                 Ok(WorkerCmd::DelPort { id, done, remove }) => {
                     self.del_port(id, remove);
                     let _ = done.send(());
@@ -287,6 +310,22 @@ impl Worker {
         });
         self.rebuild_slots();
         self.rebuild_pollfds();
+    }
+
+    /// Fills the rings of every port (what each poll ends with), for ports
+    /// just added: the kernel already steers their queues' frames to their
+    /// sockets, and a frame that finds a fill ring empty is dropped
+    /// (`xsk_rx_dropped`). Done once a burst of additions has been taken,
+    /// so that the sockets share the pool as [`Worker::rebuild_slots`] set
+    /// it, not in the order they came.
+    fn fill_rings(&mut self) {
+        for i in 0..self.ports.len() {
+            if self.ports[i].up
+                && let Err(e) = self.ports[i].port.maintain(&mut self.pool)
+            {
+                self.gone.push((i, e));
+            }
+        }
     }
 
     fn del_port(&mut self, id: PortId, remove: bool) {

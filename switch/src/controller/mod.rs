@@ -545,11 +545,24 @@ impl Controller {
         };
         self.snapshot.store(Arc::new(snap));
         // New ports start polling only once the snapshot knows them, so
-        // their first frames are forwarded like any other.
+        // their first frames are forwarded like any other; the request
+        // that added them is answered once their workers have filled their
+        // rings (a frame the kernel steers to a socket with an empty fill
+        // ring is dropped), or after a second at most.
+        let (added, filled) = crossbeam_channel::unbounded();
+        let mut waiting = 0;
         for (worker, id, queue, port) in self.pending_adds.drain(..) {
-            let _ = self.workers.handles[worker]
-                .cmds
-                .send(WorkerCmd::AddPort { id, queue, port });
+            let sent = self.workers.handles[worker].cmds.send(WorkerCmd::AddPort {
+                id,
+                queue,
+                port,
+                added: Some(added.clone()),
+            });
+            waiting += usize::from(sent.is_ok());
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        while waiting > 0 && filled.recv_deadline(deadline).is_ok() {
+            waiting -= 1;
         }
     }
 }
