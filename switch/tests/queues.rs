@@ -321,6 +321,9 @@ fn a_worker_shares_its_frames_among_many_queues() {
     env.ping_all(&[&m, &c]);
     let d = env.daemon();
     let before = d.port_stats(&c.name).tx_packets;
+    // Drops counted from here: a frame the pod sent while its sockets were
+    // being made (one now and then in CI) is not what this test is about.
+    let drops_before = d.port_stats(&m.name).drops;
     send_udp_flows(&m.name, c.ip);
     let sent = u64::from(FLOWS * PER_FLOW);
     let delivered = wait_for(Duration::from_secs(5), || {
@@ -334,7 +337,11 @@ fn a_worker_shares_its_frames_among_many_queues() {
         m.name
     );
     for reason in ["xsk_rx_dropped", "xsk_rx_ring_full"] {
-        assert_eq!(stats.drops[reason], 0, "{reason} on {}: {stats:?}", m.name);
+        assert_eq!(
+            stats.drops[reason], drops_before[reason],
+            "{reason} on {} during the flows: {stats:?}",
+            m.name
+        );
     }
     let frames = d.show().workers[0].frames;
     assert!(
