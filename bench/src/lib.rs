@@ -154,6 +154,7 @@ impl Port for FrameSource {
             mode: "memory",
             zero_copy: false,
             io: None,
+            tx_csum: false,
         }
     }
 }
@@ -179,6 +180,7 @@ impl Port for FrameSink {
             mode: "memory",
             zero_copy: true,
             io: None,
+            tx_csum: false,
         }
     }
 }

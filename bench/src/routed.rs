@@ -87,6 +87,7 @@ impl Port for CyclingSource {
             mode: "memory",
             zero_copy: false,
             io: None,
+            tx_csum: false,
         }
     }
 }

@@ -220,6 +220,11 @@ pub struct PortInfo {
     /// cross the switch whole).
     #[serde(default)]
     pub offload: bool,
+    /// While up: the kernel completes partial TCP/UDP checksums of frames
+    /// sent on the port (AF_XDP: TX metadata on a copy-mode socket; TAP:
+    /// offloads on); else the switch completes them itself.
+    #[serde(default)]
+    pub tx_checksum: bool,
     pub state: PortState,
     /// Why the port is down, if it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -61,12 +61,15 @@ pub struct PortEntry {
     /// Port security, for pod ports declared with addresses.
     pub guard: Option<Arc<PortGuard>>,
     /// Frames from the port may carry partial TCP/UDP checksums (a veth
-    /// peer with checksum offload): the switch completes them
-    /// (the pipeline's `csum` stage).
+    /// peer with checksum offload): the pipeline's `csum` stage marks them.
     pub finish_csum: bool,
     /// The port takes GSO and big frames whole (a TAP with offloads);
     /// toward other ports they are cut into segments.
     pub gso: bool,
+    /// The port takes frames whose checksum is partial and has it
+    /// completed (a TAP with offloads, an AF_XDP socket with TX metadata
+    /// in copy mode); toward other ports the switch completes it.
+    pub tx_csum: bool,
 }
 
 impl PortEntry {
@@ -82,6 +85,7 @@ impl PortEntry {
             guard: None,
             finish_csum: false,
             gso: false,
+            tx_csum: false,
         }
     }
 

@@ -5,10 +5,10 @@
 
 use crate::counters::WorkerCounters;
 use crate::drop::DropReason;
-use crate::gso::Gso;
 use crate::gso::segment::segment;
+use crate::gso::{Gso, complete};
 use crate::pool::{FRAME_CAPACITY, FramePool};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{PortEntry, Snapshot};
 use crate::{MAX_PORTS, PortId};
 
 /// A frame queued for transmission: what a port's `send` takes.
@@ -113,7 +113,7 @@ pub fn send(
     frame: TxFrame,
     port: PortId,
 ) {
-    if !frame.gso.is_some() && pool.in_umem(frame.addr) {
+    if frame.gso == Gso::NONE && pool.in_umem(frame.addr) {
         outputs.push(port, frame);
     } else {
         send_big(snap, pool, outputs, counters, frame, port);
@@ -126,10 +126,26 @@ fn send_big(
     pool: &mut FramePool,
     outputs: &mut Outputs,
     counters: &WorkerCounters,
-    frame: TxFrame,
+    mut frame: TxFrame,
     port: PortId,
 ) {
-    if snap.port(port).is_some_and(|e| e.gso) {
+    let entry = snap.port(port);
+    if frame.gso.is_partial() {
+        // One packet with a partial checksum: as it is to a port that
+        // completes checksums, else completed here.
+        let whole = |e: &PortEntry| e.tx_csum && (e.gso || pool.in_umem(frame.addr));
+        if entry.is_some_and(whole) {
+            outputs.push(port, frame);
+            return;
+        }
+        complete(pool.data_mut(frame.addr, frame.len), frame.gso);
+        frame.gso = Gso::NONE;
+        if pool.in_umem(frame.addr) {
+            outputs.push(port, frame);
+            return;
+        }
+    }
+    if entry.is_some_and(|e| e.gso) {
         outputs.push(port, frame);
         return;
     }
@@ -176,8 +192,9 @@ pub fn flood(
         in_port,
         gso,
     } = frame;
-    // A plain frame is queued as it is; a GSO or big one through `send`.
-    let plain = !gso.is_some() && pool.in_umem(addr);
+    // A plain frame is queued as it is; a GSO, partial or big one through
+    // `send` (each copy: the targets may differ in what they take).
+    let plain = gso == Gso::NONE && pool.in_umem(addr);
     let skip_in_port = scope == Flood::Others;
     let mut last: Option<PortId> = None;
     for &target in &snap.flood {
@@ -210,5 +227,92 @@ pub fn flood(
             counters.port(in_port).drop(DropReason::NoDestination, 1);
             pool.free(addr);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::l2::fdb::FdbView;
+    use crate::pipeline::csum;
+    use crate::snapshot::PortEntry;
+    use crate::test_frames::{partial_of, v4, v6, verifies};
+
+    /// A frame with its TCP or UDP checksum partial, in `pool`, marked so.
+    fn partial_frame(pool: &mut FramePool, v6_: bool, tcp: bool) -> (TxFrame, Vec<u8>) {
+        let good = if v6_ { v6 } else { v4 }(tcp, b"some payload, odd: 7");
+        let (at, partial) = partial_of(&good);
+        let mut f = good.clone();
+        f[at..at + 2].copy_from_slice(&partial.to_be_bytes());
+        let ethertype = u16::from_be_bytes([f[12], f[13]]);
+        let gso = csum::mark(&f, ethertype).expect("marked partial");
+        let (addr, len) = pool.write_frame(&f).unwrap();
+        (
+            TxFrame {
+                addr,
+                len,
+                in_port: 0,
+                gso,
+            },
+            good,
+        )
+    }
+
+    fn drain(outputs: &mut Outputs) -> Vec<(PortId, TxFrame)> {
+        let mut out = Vec::new();
+        while let Some((port, list)) = outputs.next_dirty() {
+            out.extend(list.iter().map(|f| (port, *f)));
+            list.clear();
+        }
+        out.sort_by_key(|(p, _)| *p);
+        out
+    }
+
+    #[test]
+    fn a_partial_checksum_goes_as_it_is_only_to_a_port_that_completes_it() {
+        let mut takes = PortEntry::new(1, 0);
+        takes.tx_csum = true;
+        let entries = vec![PortEntry::new(0, 0), takes, PortEntry::new(2, 0)];
+        let snap = Snapshot::build(1, entries, FdbView::default());
+        let counters = WorkerCounters::new();
+        for (v6_, tcp) in [(false, true), (false, false), (true, true), (true, false)] {
+            let mut pool = FramePool::new(64);
+            let mut outputs = Outputs::new();
+            let (f1, good) = partial_frame(&mut pool, v6_, tcp);
+            let (f2, _) = partial_frame(&mut pool, v6_, tcp);
+            let partial_bytes = pool.data(f1.addr, f1.len).to_vec();
+            send(&snap, &mut pool, &mut outputs, &counters, f1, 1);
+            send(&snap, &mut pool, &mut outputs, &counters, f2, 2);
+            let out = drain(&mut outputs);
+            assert_eq!(out.len(), 2);
+            // Port 1 completes checksums: the frame goes untouched, marked.
+            assert_eq!(out[0].1.gso, f1.gso);
+            assert_eq!(pool.data(out[0].1.addr, out[0].1.len), &partial_bytes[..]);
+            // Port 2 does not: completed here, as the sender would have.
+            assert_eq!(out[1].1.gso, Gso::NONE);
+            assert_eq!(pool.data(out[1].1.addr, out[1].1.len), &good[..]);
+            assert!(verifies(pool.data(out[1].1.addr, out[1].1.len)));
+        }
+    }
+
+    #[test]
+    fn each_copy_of_a_flooded_partial_frame_gets_what_its_port_takes() {
+        let mut takes = PortEntry::new(1, 0);
+        takes.tx_csum = true;
+        let entries = vec![PortEntry::new(0, 0), takes, PortEntry::new(2, 0)];
+        let snap = Snapshot::build(1, entries, FdbView::default());
+        let counters = WorkerCounters::new();
+        let mut pool = FramePool::new(64);
+        let mut outputs = Outputs::new();
+        let (f, good) = partial_frame(&mut pool, false, true);
+        let partial_bytes = pool.data(f.addr, f.len).to_vec();
+        flood(&snap, &mut pool, &mut outputs, &counters, f, Flood::Others);
+        let out = drain(&mut outputs);
+        assert_eq!(out.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [1, 2]);
+        assert_ne!(out[0].1.addr, out[1].1.addr, "separate buffers");
+        assert_eq!(out[0].1.gso, f.gso);
+        assert_eq!(pool.data(out[0].1.addr, out[0].1.len), &partial_bytes[..]);
+        assert_eq!(out[1].1.gso, Gso::NONE);
+        assert_eq!(pool.data(out[1].1.addr, out[1].1.len), &good[..]);
     }
 }

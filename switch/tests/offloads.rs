@@ -124,6 +124,57 @@ fn afxdp_pods_with_checksum_offload_reach_each_other() {
     check(&mut env, &a, &b);
 }
 
+/// Where the kernel can, it completes the partial checksums, not the
+/// switch: both AF_XDP ports say so (`tx_checksum`, TX metadata on a
+/// copy-mode socket), and the receiving pod's tcpdump shows TCP segments
+/// with their checksum still partial ("incorrect": its stack gets them as
+/// from a local sender, `CHECKSUM_PARTIAL`, and trusts them) while it
+/// counts no checksum error. Fails if the switch completed them itself.
+#[test]
+fn afxdp_ports_leave_partial_checksums_to_the_kernel() {
+    let Some(mut env) = TestEnv::with_daemon("afxdp_partial_checksums") else {
+        return;
+    };
+    let a = env.add_pod("a", Attach::Afxdp);
+    let b = env.add_pod("b", Attach::Afxdp);
+    offloads_on(&a);
+    offloads_on(&b);
+    for pod in [&a, &b] {
+        let p = env.daemon().port(&pod.name);
+        assert!(p.tx_checksum, "{}: {p:?}", pod.name);
+    }
+    let dump = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", &b.name, "timeout", "8", "tcpdump", "-i", "eth0",
+        ])
+        .args(["-nn", "-vv", "-l", "-c", "6", "-Q", "in"])
+        .arg(format!(
+            "tcp dst port 5003 and dst host {} and greater 200",
+            b.ip
+        ))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tcpdump");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let before = csum_errors(&b);
+    env.tcp_exchange(&a.name, &b.name, b.ip, 5003);
+    let out = dump.wait_with_output().expect("tcpdump output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let segments = text.lines().filter(|l| l.contains("cksum")).count();
+    let partial = text.lines().filter(|l| l.contains("incorrect")).count();
+    assert!(
+        segments > 0,
+        "tcpdump saw nothing: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        partial > 0,
+        "every segment arrived with a complete checksum: {text}"
+    );
+    assert_eq!(csum_errors(&b), before, "checksum errors counted in b");
+}
+
 #[test]
 fn an_afxdp_pod_with_checksum_offload_reaches_a_tap_pod() {
     let Some(mut env) = TestEnv::with_daemon("an_afxdp_pod_with_checksum_offload") else {

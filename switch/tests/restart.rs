@@ -124,4 +124,15 @@ fn ports_come_back_after_crash() {
     env.take_daemon().crash();
     // The crash left the XDP programs attached to the veths and a stale socket file.
     check_restored(&mut env, &pods, &before);
+    // The restarted switch replaced the programs the crash left: once the
+    // ports are deleted, no XDP program remains (one left behind would).
+    for pod in pods.iter().filter(|p| p.attach == Attach::Afxdp) {
+        env.daemon().ctl_ok(&["port", "del", &pod.name]);
+        let link = common::ip(&["link", "show", "dev", &pod.name]).stdout;
+        assert!(
+            !link.contains("xdp"),
+            "{} keeps an XDP program after a crash, a restart and port del: {link}",
+            pod.name
+        );
+    }
 }

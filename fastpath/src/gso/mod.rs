@@ -35,10 +35,20 @@ pub const GSO_TCPV6: u8 = 4;
 pub const GSO_UDP_L4: u8 = 5;
 /// The TCP segment has CWR set (only on the first segment once cut).
 pub const GSO_ECN: u8 = 0x80;
+/// [`Gso`] kinds of a frame that is one packet with its TCP (UDP) checksum
+/// partial: not virtio-net values, never read from a header.
+const PARTIAL_TCP: u8 = 0x40;
+const PARTIAL_UDP: u8 = 0x41;
+/// Where the checksum field is in a TCP and a UDP header.
+const TCP_CSUM_OFFSET: u16 = 16;
+const UDP_CSUM_OFFSET: u16 = 6;
 
 /// What a frame carries beyond its bytes: how to cut it, if it is a GSO
-/// frame. Copied from the virtio-net header on receive, written back into
-/// one on transmit; [`Gso::kind`] uses the header's `gso_type` values.
+/// frame, or where its partial checksum is, if it is one packet whose
+/// TCP or UDP checksum field holds only the pseudo-header sum
+/// ([`Gso::partial`]: from a pod that leaves checksums to the "hardware").
+/// Copied from the virtio-net header on receive, written back into one on
+/// transmit; [`Gso::kind`] uses the header's `gso_type` values.
 ///
 /// One 32-bit word (type in the low byte, segment size in the high half),
 /// so that it is written and read in one piece: a descriptor written
@@ -60,6 +70,39 @@ impl Gso {
         Gso(kind as u32 | (size as u32) << 16)
     }
 
+    /// One packet whose TCP (or, with `udp`, UDP) checksum is partial,
+    /// its transport header at byte `l4` of the frame.
+    #[inline(always)]
+    pub const fn partial(l4: u16, udp: bool) -> Self {
+        Gso((PARTIAL_TCP | udp as u8) as u32 | (l4 as u32) << 16)
+    }
+
+    /// True for one packet with a partial checksum ([`Gso::partial`]).
+    #[inline(always)]
+    pub fn is_partial(self) -> bool {
+        self.kind() & !1 == PARTIAL_TCP
+    }
+
+    /// True for any frame whose transport checksum is partial: a GSO frame
+    /// or a [partial](Gso::partial) one.
+    #[inline(always)]
+    pub fn csum_partial(self) -> bool {
+        self != Gso::NONE && !self.is_invalid()
+    }
+
+    /// Of a [partial](Gso::partial) frame: where the checksum starts (the
+    /// transport header) and the field's offset from there, as a NIC is
+    /// told (`csum_start`, `csum_offset`).
+    #[inline(always)]
+    pub fn csum_at(self) -> (u16, u16) {
+        let offset = if self.kind() == PARTIAL_UDP {
+            UDP_CSUM_OFFSET
+        } else {
+            TCP_CSUM_OFFSET
+        };
+        (self.size(), offset)
+    }
+
     /// The GSO type, with the ECN bit.
     #[inline(always)]
     pub fn kind(self) -> u8 {
@@ -72,10 +115,10 @@ impl Gso {
         (self.0 >> 16) as u16
     }
 
-    /// True for a frame to be cut into several.
+    /// True for a frame to be cut into several (or a refused one).
     #[inline(always)]
     pub fn is_some(self) -> bool {
-        self.kind() != GSO_NONE
+        self.kind() != GSO_NONE && !self.is_partial()
     }
 
     /// True for a frame whose header was refused.
@@ -131,10 +174,20 @@ impl VnetHdr {
         b[8..10].copy_from_slice(&self.csum_offset.to_ne_bytes());
     }
 
-    /// The header for sending `frame` with `gso`: all zero for a frame that
-    /// is not GSO (its checksums are complete), else the offsets the
-    /// frame's own headers give. `None` when they do not parse.
+    /// The header for sending `frame` with `gso`: all zero for a frame
+    /// whose checksums are complete, the checksum's place for a
+    /// [partial](Gso::partial) one, else the offsets the frame's own
+    /// headers give. `None` when they do not parse.
     pub fn for_frame(frame: &[u8], gso: Gso) -> Option<Self> {
+        if gso.is_partial() {
+            let (csum_start, csum_offset) = gso.csum_at();
+            return Some(VnetHdr {
+                flags: F_NEEDS_CSUM,
+                csum_start,
+                csum_offset,
+                ..VnetHdr::default()
+            });
+        }
         if !gso.is_some() {
             return Some(VnetHdr::default());
         }
@@ -152,8 +205,10 @@ impl VnetHdr {
     /// What the header says about `frame`, which it came with: the frame's
     /// [`Gso`] ([`Gso::INVALID`] if the header does not describe the frame:
     /// GSO size 0, a header length or checksum position beyond the frame,
-    /// an unknown GSO type, offsets that are not the frame's own). A partial
-    /// checksum on a frame that is not GSO is completed here.
+    /// an unknown GSO type, offsets that are not the frame's own). A frame
+    /// that is not GSO with a partial TCP or UDP checksum where its own
+    /// headers put it is [partial](Gso::partial); any other partial
+    /// checksum is completed here.
     pub fn accept(&self, frame: &mut [u8]) -> Gso {
         let partial = self.flags & F_NEEDS_CSUM != 0;
         let start = usize::from(self.csum_start);
@@ -162,9 +217,13 @@ impl VnetHdr {
             return Gso::INVALID;
         }
         if self.gso_type == GSO_NONE {
-            if partial {
-                complete_partial(frame, start, field);
+            if !partial {
+                return Gso::NONE;
             }
+            if let Some(g) = partial_at(frame, start, self.csum_offset) {
+                return g;
+            }
+            complete_partial(frame, start, field);
             return Gso::NONE;
         }
         let base = self.gso_type & !GSO_ECN;
@@ -188,6 +247,37 @@ impl VnetHdr {
 pub fn segment_ip_len(frame: &[u8], gso: Gso) -> Option<usize> {
     let l = Layout::of(frame, gso.base())?;
     Some((l.hdr_len + usize::from(gso.size())).min(frame.len()) - ETH_LEN)
+}
+
+/// The [partial](Gso::partial) marking of `frame` if its TCP or UDP header
+/// (IPv4 or IPv6, per [`Layout::of`]) starts at `start` and its checksum
+/// field is at `offset` from there.
+fn partial_at(frame: &[u8], start: usize, offset: u16) -> Option<Gso> {
+    let ethertype = read_u16(frame.get(..ETH_LEN)?, 12);
+    let (base, udp) = match (offset, ethertype) {
+        (TCP_CSUM_OFFSET, ETHERTYPE_IPV4) => (GSO_TCPV4, false),
+        (TCP_CSUM_OFFSET, ETHERTYPE_IPV6) => (GSO_TCPV6, false),
+        (UDP_CSUM_OFFSET, _) => (GSO_UDP_L4, true),
+        _ => return None,
+    };
+    let l = Layout::of(frame, base)?;
+    (l.l4 == start).then(|| Gso::partial(start as u16, udp))
+}
+
+/// Completes the checksum of a [partial](Gso::partial) frame in software;
+/// false (frame untouched) if `gso` is not partial or the field lies beyond
+/// the frame.
+pub fn complete(frame: &mut [u8], gso: Gso) -> bool {
+    if !gso.is_partial() {
+        return false;
+    }
+    let (start, offset) = gso.csum_at();
+    let (start, field) = (usize::from(start), usize::from(start + offset));
+    if field + 2 > frame.len() {
+        return false;
+    }
+    complete_partial(frame, start, field);
+    true
 }
 
 /// Completes the checksum at `field` over the bytes from `start` on, as a

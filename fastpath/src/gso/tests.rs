@@ -241,7 +241,7 @@ fn a_header_that_does_not_describe_its_frame_is_refused() {
 }
 
 #[test]
-fn a_partial_checksum_of_a_whole_packet_is_completed() {
+fn a_partial_checksum_of_a_whole_packet_is_kept_partial_and_completes_right() {
     for make in [v4 as fn(bool, &[u8]) -> Vec<u8>, v6] {
         for tcp in [true, false] {
             for payload in [&b""[..], b"x", b"odd length!", &[0xff; 1400]] {
@@ -251,11 +251,39 @@ fn a_partial_checksum_of_a_whole_packet_is_completed() {
                 f[at..at + 2].copy_from_slice(&partial.to_be_bytes());
                 let l4 = usize::from(crate::wire::l4_offset(read_u16(&f, 12), &f[ETH_LEN..]));
                 let h = hdr(F_NEEDS_CSUM, GSO_NONE, 0, 0, l4 as u16, (at - l4) as u16);
-                assert_eq!(h.accept(&mut f), Gso::NONE);
+                let g = h.accept(&mut f);
+                assert_eq!(g, Gso::partial(l4 as u16, !tcp));
+                assert!(g.is_partial() && g.csum_partial() && !g.is_some());
+                assert_eq!(g.csum_at(), (l4 as u16, (at - l4) as u16));
+                // Sent to a TAP: the same header back.
+                assert_eq!(VnetHdr::for_frame(&f, g), Some(h));
+                // Completed in software: what the sender's stack would write.
+                assert!(complete(&mut f, g));
                 assert_eq!(f, good, "tcp {tcp} len {}", payload.len());
             }
         }
     }
+    // A checksum somewhere else than the frame's own TCP or UDP field is
+    // completed at once.
+    let good = v4(true, b"abcd");
+    let (at, _) = partial_of(&good);
+    let l4 = usize::from(crate::wire::l4_offset(
+        read_u16(&good, 12),
+        &good[ETH_LEN..],
+    ));
+    let mut f = good.clone();
+    let field = l4 + 4;
+    f[field..field + 2].copy_from_slice(&[0, 0]);
+    let h = hdr(F_NEEDS_CSUM, GSO_NONE, 0, 0, l4 as u16, (field - l4) as u16);
+    assert_eq!(h.accept(&mut f), Gso::NONE);
+    assert_ne!(
+        f[field..field + 2],
+        [0, 0],
+        "completed into the field asked for"
+    );
+    assert_eq!(f[at..at + 2], good[at..at + 2]);
+    // Not partial: nothing to complete.
+    assert!(!complete(&mut f, Gso::NONE));
     // Nothing to complete: the frame is left as it is.
     let mut f = v4(true, b"abc");
     let before = f.clone();

@@ -15,6 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use crate::batch::{Batch, Pkt, Verdict};
 use crate::ctx::Ctx;
 use crate::drop::DropReason;
+use crate::gso::Gso;
 use crate::gso::segment::segment;
 use crate::l3::next_hop::{decrement_hop_limit, resolve, wire_size};
 use crate::l3::table::{Link, NextHop};
@@ -119,6 +120,11 @@ pub(crate) fn encap(
     }
     if p.gso.is_some() {
         return encap_segments(p, total, (src, vtep, vni), (verdict, mac), cx);
+    }
+    if p.gso.is_partial() {
+        // The uplink is not asked to complete an inner checksum.
+        crate::gso::complete(cx.pool.data_mut(p.addr, p.len), p.gso);
+        p.gso = Gso::NONE;
     }
     let inner_len = ETH_LEN + total;
     let frame = cx.pool.data_mut(p.addr, FRAME_CAPACITY);

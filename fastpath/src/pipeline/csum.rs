@@ -1,4 +1,4 @@
-//! Finish partial TCP and UDP checksums.
+//! Find partial TCP and UDP checksums.
 //!
 //! A pod on a veth pair sends with the kernel's default offloads: its stack
 //! leaves the TCP and UDP checksum to the "hardware" (`CHECKSUM_PARTIAL`:
@@ -7,26 +7,35 @@
 //! state travels with the frame; through AF_XDP it is lost, and the
 //! receiver would drop the segment (`TcpInCsumErrors`). On ports whose
 //! frames may be such (`PortEntry::finish_csum`: AF_XDP on a virtual
-//! interface), this stage completes them in software as a NIC would: the
-//! sum from the transport header on, complemented, in the checksum field.
+//! interface), this stage marks them [partial](Gso::partial), reading
+//! headers only: the checksum is left to the port the frame leaves by, as
+//! the kernel leaves it to the NIC. A port that takes partial checksums
+//! (`PortEntry::tx_csum`: an AF_XDP socket that asks the kernel through TX
+//! metadata, a TAP with offloads) gets the frame as it is; for any other,
+//! or before VXLAN encapsulation, the output step completes it in software
+//! ([`crate::gso::complete`]).
 //!
-//! Only a field that holds exactly the pseudo-header sum is touched, and
-//! only if the checksum does not already verify: a right checksum costs
-//! one comparison, a wrong one is left for the receiver to judge. IPv4
-//! fragments, IPv6 extension headers and UDP over IPv4 without a checksum
-//! are left alone. Runs before anything rewrites addresses or ports (the
-//! Service stage updates checksums incrementally, which needs them whole).
+//! A frame is partial when its field holds exactly the pseudo-header sum
+//! (never 0, which a sender's stack does not write). A complete checksum
+//! that happens to equal that sum comes out of completion unchanged (in
+//! ones' complement, completing a field that holds the sum `P` with the
+//! rest `R` summing to `-2P` writes `P` again), so the mark needs no pass
+//! over the payload. IPv4 fragments, IPv6 extension headers and UDP over
+//! IPv4 without a checksum are left alone. Runs before anything rewrites
+//! addresses or ports (the Service stage keeps a partial checksum partial).
 
 use crate::batch::Batch;
 use crate::ctx::Ctx;
+use crate::gso::Gso;
+use crate::wire::ETH_LEN;
 use crate::wire::checksum::{fold, halves, sum};
 use crate::wire::ipv4::Ipv4;
 use crate::wire::ipv6::{self, Ipv6};
 use crate::wire::l4::{tcp, udp};
-use crate::wire::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6, read_u16, write_u16};
+use crate::wire::{self, ETHERTYPE_IPV4, ETHERTYPE_IPV6, read_u16};
 
-/// Completes the partial checksums of the batch's frames, if their port
-/// (a batch comes from one port) may send them.
+/// Marks the batch's frames whose checksum is partial, if their port (a
+/// batch comes from one port) may send them.
 #[inline]
 pub fn run(batch: &mut Batch, cx: &mut Ctx<'_>) {
     let Some(first) = batch.pkts().first() else {
@@ -35,28 +44,33 @@ pub fn run(batch: &mut Batch, cx: &mut Ctx<'_>) {
     if !cx.snap.port(first.in_port).is_some_and(|e| e.finish_csum) {
         return;
     }
-    let pool = &mut *cx.pool;
+    let pool = &*cx.pool;
+    let mut any = false;
     for p in batch.pkts_mut() {
-        if p.alive() {
-            finish(pool.data_mut(p.addr, p.len), p.ethertype);
+        if p.alive()
+            && p.gso == Gso::NONE
+            && let Some(g) = mark(pool.data(p.addr, p.len), p.ethertype)
+        {
+            p.gso = g;
+            any = true;
         }
+    }
+    if any {
+        // The output step must look at where each frame goes.
+        batch.set_big();
     }
 }
 
-/// Completes the TCP or UDP checksum of `frame` if it is partial; returns
-/// whether it did.
-pub fn finish(frame: &mut [u8], ethertype: u16) -> bool {
-    let ip = wire::payload_mut(frame);
+/// The [partial](Gso::partial) marking of `frame` if its TCP or UDP
+/// checksum field holds the pseudo-header sum.
+pub fn mark(frame: &[u8], ethertype: u16) -> Option<Gso> {
+    let ip = wire::payload(frame);
     let (pseudo, proto, start, end) = match ethertype {
         ETHERTYPE_IPV4 => {
-            let Some(v) = Ipv4::new(&*ip) else {
-                return false;
-            };
-            let Some((ihl, total)) = v.lengths() else {
-                return false;
-            };
+            let v = Ipv4::new(ip)?;
+            let (ihl, total) = v.lengths()?;
             if v.is_fragment() {
-                return false;
+                return None;
             }
             let proto = v.protocol();
             let len = (total - ihl) as u32;
@@ -64,45 +78,38 @@ pub fn finish(frame: &mut [u8], ethertype: u16) -> bool {
             (pseudo, proto, ihl, total)
         }
         ETHERTYPE_IPV6 => {
-            let Some(v) = Ipv6::new(&*ip) else {
-                return false;
-            };
-            let Some(total) = v.total_len() else {
-                return false;
-            };
+            let v = Ipv6::new(ip)?;
+            let total = v.total_len()?;
             let proto = v.next_header();
             let len = (total - ipv6::HDR_LEN) as u32;
             let addrs = &v.bytes()[ipv6::SRC..ipv6::DST + 16];
             let pseudo = sum(addrs, u32::from(proto) + len);
             (pseudo, proto, ipv6::HDR_LEN, total)
         }
-        _ => return false,
+        _ => return None,
     };
-    let seg = &mut ip[start..end];
+    let seg = &ip[start..end];
     let (at, min) = match proto {
         tcp::PROTO => (tcp::CHECKSUM, tcp::MIN_LEN),
         udp::PROTO => (udp::CHECKSUM, udp::HDR_LEN),
-        _ => return false,
+        _ => return None,
     };
     if seg.len() < min {
-        return false;
+        return None;
     }
     // The pseudo-header sum, as the sender's stack left it (folded, not
-    // complemented; 0 and 0xffff are the same sum).
+    // complemented; 0 and 0xffff are the same sum, and a stack writes a
+    // non-zero one).
     let marker = !fold(pseudo);
     let field = read_u16(seg, at);
-    let partial = field == marker || (field | marker == 0xffff && field & marker == 0);
-    if !partial || fold(sum(seg, pseudo)) == 0 {
-        return false;
-    }
-    write_u16(seg, at, 0);
-    let mut c = fold(sum(seg, pseudo));
-    if c == 0 && proto == udp::PROTO {
-        // 0 means "no checksum" in UDP; its ones'-complement twin.
-        c = 0xffff;
-    }
-    write_u16(seg, at, c);
-    true
+    let partial = field != 0 && (field == marker || (field == 0xffff && marker == 0));
+    partial.then(|| Gso::partial((ETH_LEN + start) as u16, proto == udp::PROTO))
+}
+
+/// Completes `frame`'s TCP or UDP checksum if it is partial; returns
+/// whether it did.
+pub fn finish(frame: &mut [u8], ethertype: u16) -> bool {
+    mark(frame, ethertype).is_some_and(|g| crate::gso::complete(frame, g))
 }
 
 #[cfg(test)]
@@ -128,6 +135,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn partial_checksums_are_marked_where_their_field_is() {
+        for tcp in [true, false] {
+            for make in [v4, v6] {
+                let good = make(tcp, b"payload");
+                let (at, partial) = partial_of(&good);
+                let mut f = good.clone();
+                f[at..at + 2].copy_from_slice(&partial.to_be_bytes());
+                let ethertype = u16::from_be_bytes([f[12], f[13]]);
+                let g = mark(&f, ethertype).expect("partial");
+                let (start, offset) = g.csum_at();
+                assert_eq!(usize::from(start + offset), at);
+                assert_eq!(mark(&good, ethertype), None, "complete");
+            }
+        }
+        // UDP over IPv4 without a checksum: never partial, whatever the
+        // pseudo-header sums to.
+        let mut f = v4(false, b"x");
+        let (at, _) = partial_of(&f);
+        f[at..at + 2].copy_from_slice(&[0, 0]);
+        assert_eq!(mark(&f, ETHERTYPE_IPV4), None);
     }
 
     #[test]

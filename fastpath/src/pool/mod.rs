@@ -173,6 +173,20 @@ impl FramePool {
         addr < self.umem_len
     }
 
+    /// The `N` bytes in front of a regular frame's data (the end of its
+    /// headroom), where an AF_XDP socket's TX metadata goes; `None` for an
+    /// address that is not a regular frame's.
+    #[inline]
+    pub fn headroom_tail_mut<const N: usize>(&mut self, addr: u32) -> Option<&mut [u8; N]> {
+        if addr / FRAME_SIZE >= self.count || addr % FRAME_SIZE != HEADROOM || N > HEADROOM as usize
+        {
+            return None;
+        }
+        // SAFETY: the N bytes end where the frame's data starts and lie in
+        // its headroom, within the region; the caller holds the frame.
+        Some(unsafe { &mut *self.base.as_ptr().add(addr as usize - N).cast::<[u8; N]>() })
+    }
+
     /// Where the frames are (regular and big together).
     pub fn counts(&self) -> PoolCounts {
         let free = self.available();

@@ -139,6 +139,7 @@ impl Port for MemPort {
             mode: "memory",
             zero_copy: true,
             io: None,
+            tx_csum: false,
         }
     }
 }

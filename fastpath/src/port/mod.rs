@@ -29,6 +29,10 @@ pub struct PortMode {
     pub zero_copy: bool,
     /// TAP ports: how frames move (`io_uring` or `syscalls`).
     pub io: Option<&'static str>,
+    /// The port takes frames whose TCP/UDP checksum is partial and has
+    /// the kernel complete it (TX metadata on an AF_XDP socket, the
+    /// virtio-net header of a TAP with offloads).
+    pub tx_csum: bool,
 }
 
 /// A frame a port received: where it is in the pool, and what its port's

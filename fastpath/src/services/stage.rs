@@ -280,7 +280,7 @@ fn translate(p: &mut Pkt, t: &Tuple, nat: Nat, cx: &mut Ctx<'_>) {
         t.ihl,
         (nat.src, nat.sport),
         (nat.dst, nat.dport),
-        p.gso.is_some(),
+        p.gso.csum_partial(),
     );
 }
 

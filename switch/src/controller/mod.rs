@@ -535,6 +535,7 @@ impl Controller {
                 guard: guard_of(&r.spec),
                 finish_csum: r.facts.finish_csum,
                 gso: r.spec.offloads(),
+                tx_csum: r.mode.as_ref().is_some_and(|m| m.tx_csum),
             })
             .collect();
         let snap = Snapshot {

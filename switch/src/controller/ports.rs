@@ -6,10 +6,10 @@
 use std::time::{Duration, Instant};
 
 use ctl::{PortSpec, PortType, XdpMode};
-use fastpath::port::Port;
 use fastpath::port::afxdp::{AfXdpPort, AttachMode};
 use fastpath::port::tap::TapPort;
 use fastpath::port::uplink::{UplinkAttach, UplinkProgram};
+use fastpath::port::{Port, PortMode};
 use fastpath::worker::WorkerCmd;
 use fastpath::{PortId, sys};
 
@@ -107,7 +107,7 @@ impl Controller {
                     if let Some(rec) = self.ports.get_mut(&name) {
                         rec.up = true;
                         rec.error = None;
-                        rec.mode = Some(queues[0].mode());
+                        rec.mode = mode_of(&queues);
                         rec.ifindex = ifindex;
                         rec.xsk_fds = queues.iter().filter_map(|q| q.xsk_fd()).collect();
                         rec.tap_drops.reopened(tap_tx_dropped(&rec.spec));
@@ -375,7 +375,7 @@ impl Controller {
             Ok((queues, ifindex)) => (
                 true,
                 None,
-                queues.first().map(|q| q.mode()),
+                mode_of(queues),
                 ifindex,
                 queues.iter().filter_map(|q| q.xsk_fd()).collect(),
             ),
@@ -502,4 +502,12 @@ pub(super) fn tap_tx_dropped(spec: &PortSpec) -> Option<u64> {
     sys::tx_dropped(spec.netns.as_deref(), tap_ifname(spec))
         .inspect_err(|e| tracing::debug!(port = %spec.name, "cannot read the TAP's drops: {e}"))
         .ok()
+}
+
+/// How a port's queues run: as its first does, taking partial checksums
+/// only if every queue does.
+fn mode_of(queues: &Queues) -> Option<PortMode> {
+    let mut mode = queues.first()?.mode();
+    mode.tx_csum = queues.iter().all(|q| q.mode().tx_csum);
+    Some(mode)
 }

@@ -130,6 +130,7 @@ impl Controller {
                     .and_then(|m| m.io)
                     .map(str::to_string),
                 offload: r.spec.offloads(),
+                tx_checksum: r.up && r.mode.as_ref().is_some_and(|m| m.tx_csum),
                 state: if r.up { PortState::Up } else { PortState::Down },
                 error: r.error.clone(),
                 worker: r.workers[0],

@@ -610,6 +610,7 @@ mod tests {
             zero_copy: false,
             io: None,
             offload: false,
+            tx_checksum: false,
             state: PortState::Up,
             error: None,
             worker: 0,

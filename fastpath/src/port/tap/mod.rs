@@ -482,6 +482,7 @@ impl Port for TapPort {
                 TapIo::IoUring => "io_uring",
                 TapIo::Syscalls => "syscalls",
             }),
+            tx_csum: self.vnet,
         }
     }
 

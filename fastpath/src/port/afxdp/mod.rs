@@ -24,21 +24,23 @@
 //! need_wakeup is on: the worker only makes a syscall when the kernel says
 //! it is needed (always for TX on veth, which transmits inside the kick).
 
-use std::ffi::CString;
 use std::os::fd::RawFd;
 use std::ptr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use libxdp_sys::{
-    xdp_desc, xsk_ring_cons, xsk_ring_prod, xsk_socket, xsk_socket_config,
-    xsk_socket_config__bindgen_ty_1, xsk_umem, xsk_umem_config,
-};
+use libxdp_sys::xdp_desc;
+
+mod program;
+mod socket;
+
+use socket::Socket;
+pub use socket::TX_METADATA_LEN;
 
 use super::{Port, PortGone, PortMode, RxFrame};
 use crate::PortId;
 use crate::batch::BATCH_SIZE;
-use crate::pool::{FRAME_SIZE, FramePool, PoolView, XSK_RING_SIZE};
+use crate::pool::{FramePool, PoolView, XSK_RING_SIZE};
 use crate::sys;
 use crate::tx::TxFrame;
 
@@ -73,10 +75,6 @@ pub fn fill_share(regular: u32, sockets: usize) -> u32 {
     share.clamp(BATCH_SIZE as u32, FILL_TARGET)
 }
 
-// From linux/if_link.h (not in libxdp-sys's bindings).
-const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
-const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
-
 /// Why a port could not be attached, with the attempts made.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot attach AF_XDP to '{ifname}': {reason}")]
@@ -97,115 +95,55 @@ fn closed_recently(ifname: &str) -> bool {
     list.iter().any(|(n, _)| n == ifname)
 }
 
-/// The libxdp objects of one port; deleted socket first, then UMEM.
+/// One queue's socket, and the program redirecting to it (none for an
+/// uplink, whose own program does).
 struct Xsk {
     ifname: String,
-    umem: *mut xsk_umem,
-    socket: *mut xsk_socket,
-    // libxdp keeps pointers to the fill and completion ring structures until
-    // the UMEM is deleted, so they live in boxes that do not move.
-    fq: Box<xsk_ring_prod>,
-    cq: Box<xsk_ring_cons>,
-    rx: Box<xsk_ring_cons>,
-    tx: Box<xsk_ring_prod>,
+    queue: u16,
+    // Declared before `socket`: its map entry is removed, and the program
+    // detached if it was the last queue's, before the socket closes.
+    program: Option<Arc<program::Program>>,
+    socket: Socket,
 }
 
 impl Drop for Xsk {
     fn drop(&mut self) {
-        if !self.socket.is_null() {
-            // Not per packet: once per port close.
-            let mut list = RECENTLY_CLOSED.lock().unwrap_or_else(|e| e.into_inner());
-            list.push((self.ifname.clone(), Instant::now()));
-        }
-        // SAFETY: both pointers came from successful libxdp create calls and
-        // are deleted exactly once, the socket before its UMEM.
-        unsafe {
-            if !self.socket.is_null() {
-                libxdp_sys::xsk_socket__delete(self.socket);
-            }
-            if !self.umem.is_null() {
-                libxdp_sys::xsk_umem__delete(self.umem);
-            }
+        // Not per packet: once per port close.
+        let mut list = RECENTLY_CLOSED.lock().unwrap_or_else(|e| e.into_inner());
+        list.push((self.ifname.clone(), Instant::now()));
+        drop(list);
+        if let Some(p) = self.program.take() {
+            p.unregister(self.queue);
         }
     }
 }
 
-fn zeroed_ring<T>() -> Box<T> {
-    // SAFETY: the ring structs are plain integers and raw pointers, for which
-    // all-zero is a valid (empty, unmapped) value; libxdp initialises them.
-    Box::new(unsafe { std::mem::zeroed() })
-}
-
-fn errno_text(rc: i32) -> String {
-    std::io::Error::from_raw_os_error(-rc).to_string()
-}
-
 impl Xsk {
-    /// Registers `region` as a UMEM and binds a socket to queue `queue` of `ifname`.
+    /// Registers `region` as a UMEM and binds a socket to queue `queue` of
+    /// `ifname` with `bind_flags`; with `program`, attaches the redirect
+    /// program in native or generic mode (`native`) and registers the
+    /// socket in it. The error carries a negative errno.
     fn create(
-        ifname: &CString,
+        ifname: &str,
         queue: u16,
         region: &PoolView,
-        xdp_flags: u32,
-        bind_flags: u32,
-        libxdp_flags: u32,
+        native: bool,
+        bind_flags: u16,
+        program: bool,
     ) -> Result<Self, (i32, String)> {
+        let ifindex = sys::if_index(ifname).ok_or((-libc::ENODEV, "no such interface".into()))?;
+        let socket =
+            Socket::create(ifindex, queue, region, bind_flags).map_err(|(e, m)| (-e, m))?;
         let mut x = Xsk {
-            ifname: ifname.to_string_lossy().into_owned(),
-            umem: ptr::null_mut(),
-            socket: ptr::null_mut(),
-            fq: zeroed_ring(),
-            cq: zeroed_ring(),
-            rx: zeroed_ring(),
-            tx: zeroed_ring(),
+            ifname: ifname.to_string(),
+            queue,
+            program: None,
+            socket,
         };
-        let ucfg = xsk_umem_config {
-            fill_size: XSK_RING_SIZE,
-            comp_size: XSK_RING_SIZE,
-            frame_size: FRAME_SIZE,
-            frame_headroom: 0,
-            flags: 0,
-        };
-        // SAFETY: the region is page-aligned memory owned by the worker's
-        // pool, which outlives every port of that worker (the worker drops
-        // its ports before its pool); the ring structs are boxed.
-        let rc = unsafe {
-            libxdp_sys::xsk_umem__create(
-                &mut x.umem,
-                region.as_ptr().cast(),
-                region.len() as u64,
-                &mut *x.fq,
-                &mut *x.cq,
-                &ucfg,
-            )
-        };
-        if rc != 0 {
-            x.umem = ptr::null_mut();
-            return Err((rc, format!("UMEM registration failed: {}", errno_text(rc))));
-        }
-        let scfg = xsk_socket_config {
-            rx_size: XSK_RING_SIZE,
-            tx_size: XSK_RING_SIZE,
-            __bindgen_anon_1: xsk_socket_config__bindgen_ty_1 { libxdp_flags },
-            xdp_flags,
-            bind_flags: (bind_flags | libxdp_sys::XDP_USE_NEED_WAKEUP) as u16,
-        };
-        // SAFETY: `umem` is live, `ifname` is NUL-terminated, the rings are
-        // boxed; the daemon binds each queue of an interface at most once.
-        let rc = unsafe {
-            libxdp_sys::xsk_socket__create(
-                &mut x.socket,
-                ifname.as_ptr(),
-                u32::from(queue),
-                x.umem,
-                &mut *x.rx,
-                &mut *x.tx,
-                &scfg,
-            )
-        };
-        if rc != 0 {
-            x.socket = ptr::null_mut();
-            return Err((rc, errno_text(rc)));
+        if program {
+            let p = program::attach(ifindex, native)?;
+            p.register(queue, x.socket.fd())?;
+            x.program = Some(p);
         }
         Ok(x)
     }
@@ -225,6 +163,10 @@ pub struct AfXdpPort {
     in_tx: u32,
     /// A kick that failed after its frames were queued, reported by `maintain`.
     failed: Option<PortGone>,
+    /// Partial checksums are left to the kernel through TX metadata (a
+    /// copy-mode socket whose UMEM has room for it; a zero-copy one would
+    /// need the driver's support, which is not asked).
+    tx_csum: bool,
 }
 
 // SAFETY: the libxdp objects and rings are only used by the one thread that
@@ -243,7 +185,7 @@ impl AfXdpPort {
         mode: AttachMode,
         region: &PoolView,
     ) -> Result<Self, AttachError> {
-        Self::open_with(ifname, id, queue, mode, region, 0)
+        Self::open_with(ifname, id, queue, mode, region, true)
     }
 
     /// Like [`AfXdpPort::open`], but libxdp loads no XDP program: the socket
@@ -259,8 +201,7 @@ impl AfXdpPort {
         mode: AttachMode,
         region: &PoolView,
     ) -> Result<Self, AttachError> {
-        let inhibit = libxdp_sys::XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;
-        Self::open_with(ifname, id, queue, mode, region, inhibit)
+        Self::open_with(ifname, id, queue, mode, region, false)
     }
 
     fn open_with(
@@ -269,7 +210,7 @@ impl AfXdpPort {
         queue: u16,
         mode: AttachMode,
         region: &PoolView,
-        libxdp_flags: u32,
+        program: bool,
     ) -> Result<Self, AttachError> {
         let err = |reason: String| AttachError {
             ifname: ifname.to_string(),
@@ -288,25 +229,19 @@ impl AfXdpPort {
         if sys::if_index(ifname).is_none() {
             return Err(err("no such interface".into()));
         }
-        let name = CString::new(ifname).map_err(|_| err("invalid interface name".into()))?;
-        let attempts: &[(bool, u32)] = match mode {
-            AttachMode::Auto => &[(true, 0), (false, libxdp_sys::XDP_COPY)],
+        let attempts: &[(bool, u16)] = match mode {
+            AttachMode::Auto => &[(true, 0), (false, libc::XDP_COPY)],
             AttachMode::Native => &[(true, 0)],
-            AttachMode::Generic => &[(false, libxdp_sys::XDP_COPY)],
-            AttachMode::ZeroCopy => &[(true, libxdp_sys::XDP_ZEROCOPY)],
+            AttachMode::Generic => &[(false, libc::XDP_COPY)],
+            AttachMode::ZeroCopy => &[(true, libc::XDP_ZEROCOPY)],
         };
         let mut failures = Vec::new();
         for &(native, bind) in attempts {
-            let xdp = if native {
-                XDP_FLAGS_DRV_MODE
-            } else {
-                XDP_FLAGS_SKB_MODE
-            };
             let label = if native { "native" } else { "generic" };
             // A socket we closed moments ago (the port was just deleted)
             // keeps its queue busy until the kernel's deferred cleanup has
             // run; a queue busy for any other reason fails at once.
-            let mut result = Xsk::create(&name, queue, region, xdp, bind, libxdp_flags);
+            let mut result = Xsk::create(ifname, queue, region, native, bind, program);
             let retries = if closed_recently(ifname) {
                 BUSY_RETRIES
             } else {
@@ -316,25 +251,26 @@ impl AfXdpPort {
                 match &result {
                     Err((rc, _)) if *rc == -libc::EBUSY => {
                         std::thread::sleep(BUSY_WAIT);
-                        result = Xsk::create(&name, queue, region, xdp, bind, libxdp_flags);
+                        result = Xsk::create(ifname, queue, region, native, bind, program);
                     }
                     _ => break,
                 }
             }
             match result.map_err(|(_, msg)| msg) {
                 Ok(xsk) => {
-                    // SAFETY: the socket pointer is live.
-                    let fd = unsafe { libxdp_sys::xsk_socket__fd(xsk.socket) };
+                    let fd = xsk.socket.fd();
                     if mode == AttachMode::ZeroCopy && !sys::xsk_zero_copy(fd) {
                         failures.push(format!("{label}: the kernel gave a copy-mode socket"));
                         continue;
                     }
+                    let zero_copy = sys::xsk_zero_copy(fd);
                     return Ok(AfXdpPort {
                         owner: crate::lender(id, queue),
+                        tx_csum: xsk.socket.tx_metadata && !zero_copy,
                         xsk,
                         fd,
                         native,
-                        zero_copy: sys::xsk_zero_copy(fd),
+                        zero_copy,
                         in_fill: 0,
                         fill_target: FILL_TARGET,
                         in_tx: 0,
@@ -349,7 +285,7 @@ impl AfXdpPort {
 
     fn kick_tx(&self) -> Result<(), PortGone> {
         // SAFETY: the TX ring is live and owned by this port.
-        if unsafe { libxdp_sys::xsk_ring_prod__needs_wakeup(&*self.xsk.tx) } == 0 {
+        if unsafe { libxdp_sys::xsk_ring_prod__needs_wakeup(&self.xsk.socket.tx) } == 0 {
             return Ok(());
         }
         // SAFETY: a zero-length sendto on our own socket; the kernel
@@ -367,16 +303,38 @@ impl AfXdpPort {
         Ok(())
     }
 
+    /// Prepares frame `f`, whose checksum is partial: TX metadata asking
+    /// the kernel to complete it (returns the descriptor's options), or,
+    /// on a socket without, completed here.
+    fn partial(&self, pool: &mut FramePool, f: &TxFrame) -> u32 {
+        let (start, offset) = f.gso.csum_at();
+        let fits = u32::from(start) + u32::from(offset) + 2 <= f.len;
+        if self.tx_csum
+            && fits
+            && let Some(m) = pool.headroom_tail_mut::<{ TX_METADATA_LEN as usize }>(f.addr)
+        {
+            // struct xsk_tx_metadata: flags, then request.csum_start and
+            // request.csum_offset, in the machine's byte order.
+            m[..8].copy_from_slice(&u64::from(libc::XDP_TXMD_FLAGS_CHECKSUM).to_ne_bytes());
+            m[8..10].copy_from_slice(&start.to_ne_bytes());
+            m[10..12].copy_from_slice(&offset.to_ne_bytes());
+            return libc::XDP_TX_METADATA;
+        }
+        crate::gso::complete(pool.data_mut(f.addr, f.len), f.gso);
+        0
+    }
+
     fn reap_completions(&mut self, pool: &mut FramePool) {
         let mut idx = 0u32;
         // SAFETY: the completion ring is live; entries in [idx, idx+n) are
         // readable until released.
-        let n =
-            unsafe { libxdp_sys::xsk_ring_cons__peek(&mut *self.xsk.cq, XSK_RING_SIZE, &mut idx) };
+        let n = unsafe {
+            libxdp_sys::xsk_ring_cons__peek(&mut self.xsk.socket.cq, XSK_RING_SIZE, &mut idx)
+        };
         for i in 0..n {
             // SAFETY: within the peeked range.
             let addr = unsafe {
-                *libxdp_sys::xsk_ring_cons__comp_addr(&*self.xsk.cq, idx.wrapping_add(i))
+                *libxdp_sys::xsk_ring_cons__comp_addr(&self.xsk.socket.cq, idx.wrapping_add(i))
             };
             if let Some(a) = pool.reclaim(addr as u32, self.owner) {
                 pool.free(a);
@@ -385,7 +343,7 @@ impl AfXdpPort {
         }
         if n > 0 {
             // SAFETY: releases exactly the entries peeked above.
-            unsafe { libxdp_sys::xsk_ring_cons__release(&mut *self.xsk.cq, n) };
+            unsafe { libxdp_sys::xsk_ring_cons__release(&mut self.xsk.socket.cq, n) };
         }
     }
 
@@ -396,7 +354,7 @@ impl AfXdpPort {
             return;
         }
         // SAFETY: the fill ring is live and owned by this port.
-        let want = unsafe { libxdp_sys::xsk_prod_nb_free(&mut *self.xsk.fq, want) }.min(want);
+        let want = unsafe { libxdp_sys::xsk_prod_nb_free(&mut self.xsk.socket.fq, want) }.min(want);
         let mut idx = 0u32;
         if want == 0 {
             return;
@@ -404,7 +362,7 @@ impl AfXdpPort {
         // SAFETY: reserves `want` slots (known to be free), which we fill
         // and submit below.
         let reserved =
-            unsafe { libxdp_sys::xsk_ring_prod__reserve(&mut *self.xsk.fq, want, &mut idx) };
+            unsafe { libxdp_sys::xsk_ring_prod__reserve(&mut self.xsk.socket.fq, want, &mut idx) };
         if reserved != want {
             return;
         }
@@ -413,12 +371,14 @@ impl AfXdpPort {
             pool.lend(addr, self.owner);
             // SAFETY: within the reserved range.
             unsafe {
-                *libxdp_sys::xsk_ring_prod__fill_addr(&mut *self.xsk.fq, idx.wrapping_add(i)) =
-                    u64::from(addr)
+                *libxdp_sys::xsk_ring_prod__fill_addr(
+                    &mut self.xsk.socket.fq,
+                    idx.wrapping_add(i),
+                ) = u64::from(addr)
             };
         }
         // SAFETY: submits exactly the slots reserved and written above.
-        unsafe { libxdp_sys::xsk_ring_prod__submit(&mut *self.xsk.fq, want) };
+        unsafe { libxdp_sys::xsk_ring_prod__submit(&mut self.xsk.socket.fq, want) };
         self.in_fill += want;
     }
 }
@@ -428,12 +388,13 @@ impl Port for AfXdpPort {
         let max = out.len().min(BATCH_SIZE) as u32;
         let mut idx = 0u32;
         // SAFETY: the RX ring is live; peeked entries are readable until released.
-        let n = unsafe { libxdp_sys::xsk_ring_cons__peek(&mut *self.xsk.rx, max, &mut idx) };
+        let n = unsafe { libxdp_sys::xsk_ring_cons__peek(&mut self.xsk.socket.rx, max, &mut idx) };
         let mut kept = 0;
         for i in 0..n {
             // SAFETY: within the peeked range.
-            let d: xdp_desc =
-                unsafe { *libxdp_sys::xsk_ring_cons__rx_desc(&*self.xsk.rx, idx.wrapping_add(i)) };
+            let d: xdp_desc = unsafe {
+                *libxdp_sys::xsk_ring_cons__rx_desc(&self.xsk.socket.rx, idx.wrapping_add(i))
+            };
             let raw = d.addr as u32;
             let Some(canon) = pool.reclaim(raw, self.owner) else {
                 continue;
@@ -449,7 +410,7 @@ impl Port for AfXdpPort {
         }
         if n > 0 {
             // SAFETY: releases exactly the entries peeked above.
-            unsafe { libxdp_sys::xsk_ring_cons__release(&mut *self.xsk.rx, n) };
+            unsafe { libxdp_sys::xsk_ring_cons__release(&mut self.xsk.socket.rx, n) };
         }
         Ok(kept)
     }
@@ -463,7 +424,7 @@ impl Port for AfXdpPort {
             .position(|f| !pool.in_umem(f.addr))
             .unwrap_or(want) as u32;
         // SAFETY: the TX ring is live and owned by this port.
-        let n = unsafe { libxdp_sys::xsk_prod_nb_free(&mut *self.xsk.tx, want) }.min(want);
+        let n = unsafe { libxdp_sys::xsk_prod_nb_free(&mut self.xsk.socket.tx, want) }.min(want);
         let mut idx = 0u32;
         if n == 0 {
             self.kick_tx()?;
@@ -472,27 +433,32 @@ impl Port for AfXdpPort {
         // SAFETY: reserves `n` slots (known to be free), which we fill and
         // submit below.
         let reserved =
-            unsafe { libxdp_sys::xsk_ring_prod__reserve(&mut *self.xsk.tx, n, &mut idx) };
+            unsafe { libxdp_sys::xsk_ring_prod__reserve(&mut self.xsk.socket.tx, n, &mut idx) };
         if reserved != n {
             self.kick_tx()?;
             return Ok(0);
         }
         for (i, f) in frames[..n as usize].iter().enumerate() {
+            let options = if f.gso.is_partial() {
+                self.partial(pool, f)
+            } else {
+                0
+            };
             pool.lend(f.addr, self.owner);
             // SAFETY: within the reserved range.
             unsafe {
                 *libxdp_sys::xsk_ring_prod__tx_desc(
-                    &mut *self.xsk.tx,
+                    &mut self.xsk.socket.tx,
                     idx.wrapping_add(i as u32),
                 ) = xdp_desc {
                     addr: u64::from(f.addr),
                     len: f.len,
-                    options: 0,
+                    options,
                 };
             }
         }
         // SAFETY: submits exactly the slots reserved and written above.
-        unsafe { libxdp_sys::xsk_ring_prod__submit(&mut *self.xsk.tx, n) };
+        unsafe { libxdp_sys::xsk_ring_prod__submit(&mut self.xsk.socket.tx, n) };
         self.in_tx += n;
         // The frames are the kernel's now whatever the kick says: report
         // them sent, and a failed kick from `maintain`.
@@ -516,7 +482,7 @@ impl Port for AfXdpPort {
         }
         self.refill(pool);
         // SAFETY: the fill ring is live.
-        if unsafe { libxdp_sys::xsk_ring_prod__needs_wakeup(&*self.xsk.fq) } != 0 {
+        if unsafe { libxdp_sys::xsk_ring_prod__needs_wakeup(&self.xsk.socket.fq) } != 0 {
             // SAFETY: a zero-length, non-blocking recvfrom on our own socket
             // tells the driver there are fill buffers again.
             unsafe {
@@ -554,6 +520,7 @@ impl Port for AfXdpPort {
             mode: if self.native { "native" } else { "generic" },
             zero_copy: self.zero_copy,
             io: None,
+            tx_csum: self.tx_csum,
         }
     }
 }
