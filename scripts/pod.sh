@@ -8,7 +8,8 @@
 # veth mode (default): a veth pair NAME <-> eth0, eth0 inside netns NAME, and
 # the host end NAME attached to the switch through AF_XDP
 # (`vswitchctl port add NAME`). eth0 keeps the kernel's default offloads:
-# the partial TCP/UDP checksums they leave are completed by the switch.
+# the partial TCP/UDP checksums they leave are completed by the kernel
+# (AF_XDP TX metadata) or the switch.
 #
 # TAP mode (--tap): vswitchd creates a TAP device, moves it into netns NAME
 # and renames it to eth0 (`vswitchctl port add NAME --type tap --netns NAME

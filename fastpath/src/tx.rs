@@ -5,7 +5,7 @@
 
 use crate::counters::WorkerCounters;
 use crate::drop::DropReason;
-use crate::gso::segment::segment;
+use crate::gso::segment::{segment, segment_partial};
 use crate::gso::{Gso, complete};
 use crate::pool::{FRAME_CAPACITY, FramePool};
 use crate::snapshot::{PortEntry, Snapshot};
@@ -19,7 +19,9 @@ pub struct TxFrame {
     /// Where the frame came in, for counting a drop at transmit time.
     pub in_port: PortId,
     /// A GSO frame (only ever handed to a port that [takes it
-    /// whole](crate::port::Port::takes_gso)).
+    /// whole](crate::port::Port::takes_gso)), or a whole packet whose
+    /// checksum is [partial](Gso::partial) (handed as it is to a port whose
+    /// entry says `tx_csum`; every port completes one it cannot hand on).
     pub gso: Gso,
 }
 
@@ -98,7 +100,10 @@ pub enum Flood {
 
 /// Queues `frame` on `port`: whole, or, for a GSO frame toward a port
 /// that cannot take it, cut into the packets it stands for (one frame
-/// each, see [`crate::gso::segment`]). A frame in a big buffer that is not
+/// each, see [`crate::gso::segment`]; their checksums left partial toward
+/// a port that has the kernel complete them, `PortEntry::tx_csum`). A
+/// whole packet with a partial checksum goes as it is to such a port and
+/// is completed first for any other. A frame in a big buffer that is not
 /// GSO goes whole only to a port that takes big frames; elsewhere it is
 /// copied into a regular frame if it fits one (an ICMP error written over
 /// a GSO frame), else dropped as `malformed` (a jumbo frame from a TAP:
@@ -151,9 +156,27 @@ fn send_big(
     }
     let in_port = frame.in_port;
     let (reason, n) = if frame.gso.is_some() {
-        let out =
-            |_: &mut FramePool, addr, len| outputs.push(port, TxFrame::new(addr, len, in_port));
-        match segment(pool, frame.addr, frame.len, frame.gso, out) {
+        // Toward a port that has the kernel complete checksums, the
+        // segments' are left partial (no pass over their payload).
+        let result = if entry.is_some_and(|e| e.tx_csum) {
+            let out = |_: &mut FramePool, addr, len, gso| {
+                outputs.push(
+                    port,
+                    TxFrame {
+                        addr,
+                        len,
+                        in_port,
+                        gso,
+                    },
+                )
+            };
+            segment_partial(pool, frame.addr, frame.len, frame.gso, out)
+        } else {
+            let out =
+                |_: &mut FramePool, addr, len| outputs.push(port, TxFrame::new(addr, len, in_port));
+            segment(pool, frame.addr, frame.len, frame.gso, out)
+        };
+        match result {
             Ok((_, lost)) => (DropReason::NoBuffer, lost),
             Err(_) => (DropReason::BadOffload, 1),
         }

@@ -584,6 +584,51 @@ fn vxlan_for_the_node_is_unwrapped_and_routed_to_the_pod() {
     sw.assert_no_leaks();
 }
 
+/// Replaces the UDP checksum of the IPv4 packet in `f` with the partial
+/// one a sender with checksum offload leaves: the pseudo-header sum.
+fn make_udp4_partial(f: &mut [u8]) {
+    let ip = 14;
+    let l4 = ip + usize::from(f[ip] & 0xf) * 4;
+    let len = f.len() - l4;
+    let mut acc: u32 = 17 + len as u32;
+    for w in f[ip + 12..ip + 20].chunks(2) {
+        acc += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    f[l4 + 6..l4 + 8].copy_from_slice(&(acc as u16).to_be_bytes());
+}
+
+#[test]
+fn partial_checksums_from_a_virtual_uplink_are_completed_inside_and_out() {
+    let mut sw = vxlan_switch();
+    // A veth uplink: its frames may carry partial checksums.
+    sw.configure_port(UPLINK, |e| e.finish_csum = true);
+    sw.publish();
+    // The outer UDP checksum partial, the inner one complete: the mark of
+    // the outer one must not survive the outer header.
+    let in4 = inner4(IP_A, 63, b"outer partial");
+    let mut f = vxlan_in(VNI, &in4);
+    make_udp4_partial(&mut f);
+    sw.inject(UPLINK, f);
+    // The inner one partial: completed on the way to the pod.
+    let mut inner_partial = inner4(IP_A, 63, b"inner partial");
+    make_udp4_partial(&mut inner_partial);
+    sw.inject(UPLINK, vxlan_in(VNI, &inner_partial));
+    sw.run();
+    let got = sw.take_sent(POD_A);
+    assert_eq!(got.len(), 2);
+    assert_delivered(&got[0], mac_a(), &forwarded4(&in4));
+    assert_delivered(
+        &got[1],
+        mac_a(),
+        &forwarded4(&inner4(IP_A, 63, b"inner partial")),
+    );
+    sw.assert_drops(&[]);
+    sw.assert_no_leaks();
+}
+
 /// Asserts that `f` is a packet through the tunnel back to the remote
 /// node, carrying an ICMP message from the router to the remote pod, and
 /// returns the ICMP type.

@@ -15,7 +15,9 @@
 //! long as the first, 64 KiB in all. Every segment's IPv4 header checksum
 //! and TCP checksum must verify before it is merged (the merged frame's
 //! checksum is left partial, and a receiver trusts a partial checksum, so
-//! a corrupt segment must not hide in one).
+//! a corrupt segment must not hide in one); a segment whose TCP checksum
+//! is itself [partial](Gso::partial) (from a pod's own stack, which left it
+//! to the "hardware") is trusted as the kernel trusts it.
 
 use super::{GSO_TCPV4, GSO_TCPV6, Gso, Layout};
 use crate::pool::{BIG_CAPACITY, FramePool};

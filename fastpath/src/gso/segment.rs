@@ -45,6 +45,32 @@ pub fn segment(
     gso: Gso,
     mut emit: impl FnMut(&mut FramePool, u32, u32),
 ) -> Result<(usize, usize), SegmentError> {
+    cut(pool, addr, len, gso, false, |pool, a, l, _| {
+        emit(pool, a, l)
+    })
+}
+
+/// As [`segment`], but each segment's transport checksum is left partial
+/// (the pseudo-header sum, for a port that has the kernel complete it):
+/// `emit` also gets the segment's [partial](Gso::partial) marking.
+pub fn segment_partial(
+    pool: &mut FramePool,
+    addr: u32,
+    len: u32,
+    gso: Gso,
+    emit: impl FnMut(&mut FramePool, u32, u32, Gso),
+) -> Result<(usize, usize), SegmentError> {
+    cut(pool, addr, len, gso, true, emit)
+}
+
+fn cut(
+    pool: &mut FramePool,
+    addr: u32,
+    len: u32,
+    gso: Gso,
+    partial: bool,
+    mut emit: impl FnMut(&mut FramePool, u32, u32, Gso),
+) -> Result<(usize, usize), SegmentError> {
     let frame = pool.data(addr, len);
     let layout = Layout::of(frame, gso.base()).ok_or(SegmentError::Malformed)?;
     let hdr = layout.hdr_len;
@@ -54,6 +80,11 @@ pub fn segment(
     }
     let payload = frame.len() - hdr;
     let count = payload.div_ceil(mss).max(1);
+    let marking = if partial {
+        Gso::partial(layout.l4 as u16, !layout.tcp)
+    } else {
+        Gso::NONE
+    };
     let (mut sent, mut lost) = (0, 0);
     for i in 0..count {
         let start = hdr + i * mss;
@@ -75,8 +106,8 @@ pub fn segment(
         };
         dst[..hdr].copy_from_slice(&src[..hdr]);
         dst[hdr..].copy_from_slice(&src[start..start + chunk]);
-        fix_headers(dst, &layout, i, count, mss);
-        emit(pool, new, seg_len as u32);
+        fix_headers(dst, &layout, i, count, mss, partial);
+        emit(pool, new, seg_len as u32, marking);
         sent += 1;
     }
     Ok((sent, lost))
@@ -84,8 +115,9 @@ pub fn segment(
 
 /// Writes segment `i` of `count`'s own lengths, identification, sequence
 /// number, flags and checksums into `seg` (headers copied from the GSO
-/// frame, payload already in place).
-fn fix_headers(seg: &mut [u8], l: &Layout, i: usize, count: usize, mss: usize) {
+/// frame, payload already in place); with `partial`, the transport
+/// checksum field gets only the pseudo-header sum.
+fn fix_headers(seg: &mut [u8], l: &Layout, i: usize, count: usize, mss: usize, partial: bool) {
     let ip_len = seg.len() - ETH_LEN;
     let l4_len = seg.len() - l.l4;
     // The pseudo-header: addresses, protocol, transport length.
@@ -118,13 +150,17 @@ fn fix_headers(seg: &mut [u8], l: &Layout, i: usize, count: usize, mss: usize) {
             flags &= !CWR;
         }
         seg4[tcp::FLAGS] = flags;
-        write_u16(seg4, tcp::CHECKSUM, 0);
-        let c = fold(sum(seg4, acc));
-        write_u16(seg4, tcp::CHECKSUM, c);
     } else {
         write_u16(seg4, udp::LEN, l4_len as u16);
-        write_u16(seg4, udp::CHECKSUM, 0);
-        let c = fold(sum(seg4, acc));
-        write_u16(seg4, udp::CHECKSUM, if c == 0 { 0xffff } else { c });
     }
+    let at = if l.tcp { tcp::CHECKSUM } else { udp::CHECKSUM };
+    if partial {
+        // The pseudo-header sum, folded, not complemented (never 0).
+        write_u16(seg4, at, !fold(acc));
+        return;
+    }
+    write_u16(seg4, at, 0);
+    let c = fold(sum(seg4, acc));
+    // 0 means "no checksum" in UDP; its ones'-complement twin.
+    write_u16(seg4, at, if c == 0 && !l.tcp { 0xffff } else { c });
 }

@@ -1,4 +1,4 @@
-use super::segment::{SegmentError, segment};
+use super::segment::{SegmentError, segment, segment_partial};
 use super::*;
 use crate::pool::FramePool;
 use crate::test_frames::{partial_of, v4, v6, verifies};
@@ -53,6 +53,30 @@ fn cut(f: &[u8], gso: Gso) -> Result<Vec<Vec<u8>>, SegmentError> {
         "every frame back"
     );
     Ok(segs)
+}
+
+#[test]
+fn segments_left_partial_complete_into_the_segments_cut_whole() {
+    let payload: Vec<u8> = (0..5000u32).map(|i| (i * 11 + 5) as u8).collect();
+    for make in [v4 as fn(bool, &[u8]) -> Vec<u8>, v6] {
+        for tcp in [true, false] {
+            let f = gso_frame(make, tcp, &payload);
+            let gso = Gso::new(kind_of(&f, tcp), 1400);
+            let whole = cut(&f, gso).unwrap();
+            let mut pool = FramePool::with_big(super::segment::RESERVE + 256, 2);
+            let (addr, len) = pool.write_frame(&f).unwrap();
+            let mut partial = Vec::new();
+            segment_partial(&mut pool, addr, len, gso, |pool, a, l, g| {
+                let mut seg = pool.data(a, l).to_vec();
+                assert!(g.is_partial() && !verifies(&seg));
+                assert!(complete(&mut seg, g));
+                partial.push(seg);
+                pool.free(a);
+            })
+            .unwrap();
+            assert_eq!(partial, whole, "tcp {tcp}");
+        }
+    }
 }
 
 #[test]

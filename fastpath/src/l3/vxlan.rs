@@ -19,6 +19,7 @@ use crate::gso::Gso;
 use crate::gso::segment::segment;
 use crate::l3::next_hop::{decrement_hop_limit, resolve, wire_size};
 use crate::l3::table::{Link, NextHop};
+use crate::pipeline::csum::mark;
 use crate::pool::{FRAME_CAPACITY, FramePool};
 use crate::snapshot::PortRole;
 use crate::tx::TxFrame;
@@ -209,6 +210,17 @@ fn decap(p: &mut Pkt, total: usize, cx: &mut Ctx<'_>) -> Option<Verdict> {
     p.ethertype = read_u16(frame, 12);
     p.l4 = l4_offset(p.ethertype, &frame[ETH_LEN..inner_len]);
     p.tunneled = true;
+    // A mark of the outer UDP checksum went with the outer headers; the
+    // inner packet's own checksum may be partial (a sender that left it to
+    // the "hardware"), on a port whose frames may carry such. (Every port
+    // completes a partial checksum it cannot hand on, so a batch that was
+    // not marked big is safe too.)
+    let inner = &frame[..inner_len];
+    p.gso = if cx.snap.port(p.in_port).is_some_and(|e| e.finish_csum) {
+        mark(inner, p.ethertype).unwrap_or(Gso::NONE)
+    } else {
+        Gso::NONE
+    };
     None
 }
 

@@ -108,6 +108,7 @@ pub fn mark(frame: &[u8], ethertype: u16) -> Option<Gso> {
 
 /// Completes `frame`'s TCP or UDP checksum if it is partial; returns
 /// whether it did.
+#[cfg(test)]
 pub fn finish(frame: &mut [u8], ethertype: u16) -> bool {
     mark(frame, ethertype).is_some_and(|g| crate::gso::complete(frame, g))
 }
@@ -158,6 +159,25 @@ mod tests {
         let (at, _) = partial_of(&f);
         f[at..at + 2].copy_from_slice(&[0, 0]);
         assert_eq!(mark(&f, ETHERTYPE_IPV4), None);
+    }
+
+    #[test]
+    fn a_complete_checksum_equal_to_the_pseudo_header_sum_completes_to_itself() {
+        // The payload word that makes the right checksum equal the
+        // pseudo-header sum: such a frame is marked partial (the mark reads
+        // no payload), and completing it must give it back unchanged.
+        let (good, at) = (0..=u16::MAX)
+            .find_map(|w| {
+                let f = v4(true, &w.to_be_bytes());
+                let (at, partial) = partial_of(&f);
+                (f[at..at + 2] == partial.to_be_bytes()).then_some((f, at))
+            })
+            .expect("some payload word gives that checksum");
+        assert!(verifies(&good));
+        let g = mark(&good, ETHERTYPE_IPV4).expect("looks partial");
+        let mut f = good.clone();
+        assert!(crate::gso::complete(&mut f, g));
+        assert_eq!(f, good, "checksum at {at} changed");
     }
 
     #[test]

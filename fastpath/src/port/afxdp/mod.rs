@@ -2,11 +2,18 @@
 //! veth, attached with an XDP program that redirects its frames to an
 //! AF_XDP socket whose UMEM is the worker's frame pool.
 //!
+//! The socket is made with the kernel's socket options ([`socket`]) so that
+//! its UMEM has room for TX metadata: a frame whose TCP/UDP checksum is
+//! partial ([`crate::gso::Gso::partial`]) goes with a checksum request, and
+//! the kernel completes it (copy mode; a zero-copy socket would need the
+//! driver's support, which is not asked, so the port completes it in
+//! software there, as on a kernel without TX metadata).
+//!
 //! Every port of a worker registers the *same* memory region (the worker's
 //! [`FramePool`]) as its UMEM, so a frame address means the same bytes on
 //! every port and forwarding between two AF_XDP ports moves a descriptor from
 //! one socket's RX ring to another's TX ring without copying. Each port owns
-//! its own UMEM registration, fill ring and completion ring. (libxdp's
+//! its own UMEM registration, fill ring and completion ring. (The kernel's
 //! XDP_SHARED_UMEM mode, which xsk-rs exposes, lets the first socket reuse
 //! the UMEM's own descriptor; that socket can then never be unbound without
 //! destroying the UMEM and every other port on it, so a deleted port's
@@ -176,8 +183,9 @@ unsafe impl Send for AfXdpPort {}
 impl AfXdpPort {
     /// Binds an AF_XDP socket to queue `queue` of `ifname` (the port
     /// `id`'s queue) with the worker's pool region as UMEM, trying the
-    /// attach modes `mode` allows. The XDP program libxdp loads redirects
-    /// each RX queue to the socket bound to it.
+    /// attach modes `mode` allows. The interface's redirect program
+    /// ([`program`], libxdp's own) sends each RX queue to the socket bound
+    /// to it.
     pub fn open(
         ifname: &str,
         id: PortId,
@@ -188,7 +196,7 @@ impl AfXdpPort {
         Self::open_with(ifname, id, queue, mode, region, true)
     }
 
-    /// Like [`AfXdpPort::open`], but libxdp loads no XDP program: the socket
+    /// Like [`AfXdpPort::open`], but no XDP program is attached: the socket
     /// receives only what the program already attached to `ifname` redirects
     /// to it (the uplink's [`super::uplink::UplinkProgram`], once the socket
     /// is registered there). `mode` must be the mode that program runs in

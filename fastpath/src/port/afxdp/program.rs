@@ -10,11 +10,16 @@
 //! (each holds an `Arc`); the last one dropped detaches it. A program of
 //! that name found on an interface that has none of ours is a leftover of
 //! a vswitchd that did not exit cleanly (its sockets are gone, its map
-//! empty): it is detached first, so that programs do not pile up.
+//! empty): it is detached first, so that programs do not pile up. The
+//! switch assumes it is the only AF_XDP user of the interfaces it attaches:
+//! another libxdp application's program of that name would be removed too
+//! (libxdp shares it between applications by name).
 //!
 //! Invariants: the registry lock is held while a program is attached or
 //! detached, so that attaching and a concurrent last drop on another
-//! thread never interleave; no `Arc<Program>` is dropped while it is held.
+//! thread never interleave (a worker dropping a deleted port's last queue
+//! may wait for another port's attach); no `Arc<Program>` is dropped while
+//! it is held.
 
 use std::ffi::{CStr, c_void};
 use std::os::fd::RawFd;
@@ -74,6 +79,9 @@ pub(super) fn attach(ifindex: u32, native: bool) -> Result<Arc<Program>, (i32, S
         xdp_attach_mode_XDP_MODE_SKB
     };
     let mut list = ATTACHED.lock().unwrap_or_else(|e| e.into_inner());
+    // A program whose last holder is dropping it (its drop waits for this
+    // lock) is not a leftover: it detaches itself.
+    let dying = list.iter().any(|(k, w)| *k == key && w.strong_count() == 0);
     list.retain(|(_, w)| w.strong_count() > 0);
     if let Some(p) = list
         .iter()
@@ -90,14 +98,14 @@ pub(super) fn attach(ifindex: u32, native: bool) -> Result<Arc<Program>, (i32, S
                 "generic"
             };
             return Err((
-                -libc::EBUSY,
+                -libc::EEXIST,
                 format!("the interface's program runs in {was} mode"),
             ));
         }
         return Ok(p);
     }
     for _ in 0..4 {
-        if !remove_leftover(ifindex) {
+        if dying || !remove_leftover(ifindex) {
             break;
         }
     }

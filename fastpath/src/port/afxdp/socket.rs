@@ -24,9 +24,12 @@ use libxdp_sys::{xdp_desc, xsk_ring_cons, xsk_ring_prod};
 
 use crate::pool::{FRAME_SIZE, PoolView, XSK_RING_SIZE};
 
-/// Bytes of TX metadata in front of every frame's data: one
-/// `struct xsk_tx_metadata` (the pool's headroom holds it).
-pub const TX_METADATA_LEN: u32 = size_of::<libc::xsk_tx_metadata>() as u32;
+/// Bytes of TX metadata in front of every frame's data (the pool's
+/// headroom holds them): the kernel's `struct xsk_tx_metadata` as of Linux
+/// 6.15 (flags; csum_start, csum_offset, launch_time), a multiple of 8.
+/// The switch writes only the flags and the checksum request, which an
+/// older kernel's smaller struct has at the same offsets.
+pub const TX_METADATA_LEN: u32 = 24;
 
 /// An AF_XDP socket bound to one queue, with its UMEM and four rings.
 pub(super) struct Socket {
@@ -144,8 +147,11 @@ impl Socket {
                 &mut len,
             )
         };
-        if rc != 0 || len as usize != size_of::<libc::xdp_mmap_offsets>() {
+        if rc != 0 {
             return Err(last_err("ring offsets"));
+        }
+        if len as usize != size_of::<libc::xdp_mmap_offsets>() {
+            return Err((libc::EINVAL, "ring offsets: a kernel before 5.4".into()));
         }
         let desc = size_of::<xdp_desc>();
         let addr = size_of::<u64>();

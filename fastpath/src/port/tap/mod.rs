@@ -297,6 +297,11 @@ impl TapPort {
             hdr.write(pool.with_headroom_mut(f.addr, HDR, 0));
             HDR
         } else {
+            // No header to ask the kernel with: a partial checksum (the
+            // output step completes those first) is completed here.
+            if f.gso.is_partial() {
+                crate::gso::complete(pool.data_mut(f.addr, f.len), f.gso);
+            }
             0
         };
         let buf = pool.with_headroom_mut(f.addr, front, f.len);
