@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # A/B: TCP through vswitch, pods with TX checksum offload on/off, old vs new binary.
+# KINDS: afxdp (veth pod to veth pod), tap (veth pod to TAP pod), tap2afxdp
+# (TAP pod to veth pod); VARIANTS: e.g. "old:on new:on" (default: all four).
 set -u
 REPO=$(cd "$(dirname "$0")/../../.." && pwd)
 ROUNDS=${ROUNDS:-3}
@@ -14,8 +16,10 @@ one() { # bin offload kind(afxdp|tap)
   local pid=$!
   for _ in $(seq 50); do [[ -S $RUN/s.sock ]] && break; sleep 0.1; done
   export VSWITCHCTL=${BIN[$b]}/vswitchctl VSWITCH_SOCKET=$RUN/s.sock
-  $REPO/scripts/pod.sh add aba --ip 10.55.0.1/24 >/dev/null
-  local t=(); [[ $kind == tap ]] && t=(--tap)
+  local ta=() t=()
+  [[ $kind == tap2afxdp ]] && ta=(--tap)
+  [[ $kind == tap ]] && t=(--tap)
+  $REPO/scripts/pod.sh add aba --ip 10.55.0.1/24 "${ta[@]}" >/dev/null
   $REPO/scripts/pod.sh add abb --ip 10.55.0.2/24 "${t[@]}" >/dev/null
   if [[ $off == off ]]; then
     ip netns exec aba ethtool -K eth0 tx off >/dev/null
@@ -32,6 +36,6 @@ one() { # bin offload kind(afxdp|tap)
 }
 for r in $(seq $ROUNDS); do
   for kind in ${KINDS:-afxdp tap}; do
-    for v in "old on" "new on" "new off" "old off"; do one $v $kind; done
+    for v in ${VARIANTS:-old:on new:on new:off old:off}; do one ${v%:*} ${v#*:} $kind; done
   done
 done
