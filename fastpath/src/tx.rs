@@ -291,12 +291,17 @@ mod tests {
         out
     }
 
-    #[test]
-    fn a_partial_checksum_goes_as_it_is_only_to_a_port_that_completes_it() {
+    /// Ports 0, 1 and 2; port 1 has the kernel complete checksums.
+    fn snap_port_1_completes() -> Snapshot {
         let mut takes = PortEntry::new(1, 0);
         takes.tx_csum = true;
         let entries = vec![PortEntry::new(0, 0), takes, PortEntry::new(2, 0)];
-        let snap = Snapshot::build(1, entries, FdbView::default());
+        Snapshot::build(1, entries, FdbView::default())
+    }
+
+    #[test]
+    fn a_partial_checksum_goes_as_it_is_only_to_a_port_that_completes_it() {
+        let snap = snap_port_1_completes();
         let counters = WorkerCounters::new();
         for (v6_, tcp) in [(false, true), (false, false), (true, true), (true, false)] {
             let mut pool = FramePool::new(64);
@@ -320,10 +325,7 @@ mod tests {
 
     #[test]
     fn each_copy_of_a_flooded_partial_frame_gets_what_its_port_takes() {
-        let mut takes = PortEntry::new(1, 0);
-        takes.tx_csum = true;
-        let entries = vec![PortEntry::new(0, 0), takes, PortEntry::new(2, 0)];
-        let snap = Snapshot::build(1, entries, FdbView::default());
+        let snap = snap_port_1_completes();
         let counters = WorkerCounters::new();
         let mut pool = FramePool::new(64);
         let mut outputs = Outputs::new();

@@ -254,41 +254,54 @@ fn register(fd: RawFd, region: &PoolView) -> Result<bool, (i32, String)> {
     Ok(false)
 }
 
-/// libxdp's producer ring over the mapping at `map` (as `xsk_create_umem_rings`
-/// and `xsk_socket__create` set them up).
-fn prod_ring(map: *mut u8, off: &libc::xdp_ring_offset, n: u32) -> xsk_ring_prod {
+/// The pointers of a ring mapped at `map`: producer, consumer, entries,
+/// flags (the offsets are the kernel's, within the mapping just made).
+fn ring_parts(
+    map: *mut u8,
+    off: &libc::xdp_ring_offset,
+) -> (*mut u32, *mut u32, *mut u8, *mut u32) {
     // SAFETY: the offsets are the kernel's, within the mapping just made.
     unsafe {
-        let producer = map.add(off.producer as usize).cast::<u32>();
-        let consumer = map.add(off.consumer as usize).cast::<u32>();
-        xsk_ring_prod {
-            cached_prod: producer.read_volatile(),
-            cached_cons: consumer.read_volatile().wrapping_add(n),
-            mask: n - 1,
-            size: n,
-            producer,
-            consumer,
-            ring: map.add(off.desc as usize).cast(),
-            flags: map.add(off.flags as usize).cast(),
-        }
+        (
+            map.add(off.producer as usize).cast(),
+            map.add(off.consumer as usize).cast(),
+            map.add(off.desc as usize),
+            map.add(off.flags as usize).cast(),
+        )
+    }
+}
+
+/// libxdp's producer ring over the mapping at `map` (as `xsk_create_umem_rings`
+/// and `xsk_socket__create` set them up: the consumer cached a ring ahead).
+fn prod_ring(map: *mut u8, off: &libc::xdp_ring_offset, n: u32) -> xsk_ring_prod {
+    let (producer, consumer, ring, flags) = ring_parts(map, off);
+    // SAFETY: the index words lie within the mapping just made.
+    let (prod, cons) = unsafe { (producer.read_volatile(), consumer.read_volatile()) };
+    xsk_ring_prod {
+        cached_prod: prod,
+        cached_cons: cons.wrapping_add(n),
+        mask: n - 1,
+        size: n,
+        producer,
+        consumer,
+        ring: ring.cast(),
+        flags,
     }
 }
 
 /// libxdp's consumer ring over the mapping at `map`.
 fn cons_ring(map: *mut u8, off: &libc::xdp_ring_offset, n: u32) -> xsk_ring_cons {
-    // SAFETY: the offsets are the kernel's, within the mapping just made.
-    unsafe {
-        let producer = map.add(off.producer as usize).cast::<u32>();
-        let consumer = map.add(off.consumer as usize).cast::<u32>();
-        xsk_ring_cons {
-            cached_prod: producer.read_volatile(),
-            cached_cons: consumer.read_volatile(),
-            mask: n - 1,
-            size: n,
-            producer,
-            consumer,
-            ring: map.add(off.desc as usize).cast(),
-            flags: map.add(off.flags as usize).cast(),
-        }
+    let (producer, consumer, ring, flags) = ring_parts(map, off);
+    // SAFETY: the index words lie within the mapping just made.
+    let (prod, cons) = unsafe { (producer.read_volatile(), consumer.read_volatile()) };
+    xsk_ring_cons {
+        cached_prod: prod,
+        cached_cons: cons,
+        mask: n - 1,
+        size: n,
+        producer,
+        consumer,
+        ring: ring.cast(),
+        flags,
     }
 }
