@@ -21,12 +21,25 @@ pub const SLOTS_PER_BACKEND: u32 = 100;
 /// Most backends one table holds (indices are `u16`).
 pub const MAX_BACKENDS: usize = 4096;
 
-/// The table size for `backends` backends: the smallest prime at least
-/// `max(min_size, 100 × backends)`.
+/// The sizes a table takes: the largest primes below 2^8, 2^10, ... 2^20,
+/// four times apart, so that a Service keeps its size while its endpoints
+/// vary within a factor of four (Maglev moves only ~1/N of the flows when a
+/// backend comes or goes *at the same size*; a new size remaps almost all).
+pub const SIZES: [u32; 7] = [251, 1021, 4093, 16381, 65521, 262_139, 1_048_573];
+
+/// The table size for `backends` backends: the smallest of [`SIZES`] that
+/// is at least `max(min_size, 100 × backends)` (beyond the last, or with a
+/// `min_size` beyond it, the smallest prime at least that). A function of
+/// the count alone, so every node and every restart sizes a Service alike;
+/// it changes only when the count crosses a step (a Service of 10
+/// endpoints keeps 1,021 slots from 3 to 10 endpoints).
 pub fn table_size(backends: usize, min_size: u32) -> u32 {
     let want = (backends as u64 * u64::from(SLOTS_PER_BACKEND))
         .max(u64::from(min_size))
         .max(2);
+    if let Some(&m) = SIZES.iter().find(|&&m| u64::from(m) >= want) {
+        return m;
+    }
     let mut n = want;
     while !is_prime(n) {
         n += 1;
@@ -120,14 +133,25 @@ mod tests {
     }
 
     #[test]
-    fn sizes_are_primes_of_at_least_100_per_backend() {
+    fn sizes_are_primes_of_at_least_100_per_backend_in_steps() {
         assert_eq!(table_size(0, DEFAULT_MIN_SIZE), 251);
         assert_eq!(table_size(1, DEFAULT_MIN_SIZE), 251);
-        assert_eq!(table_size(10, DEFAULT_MIN_SIZE), 1009);
-        assert_eq!(table_size(3, 1000), 1009);
+        assert_eq!(table_size(10, DEFAULT_MIN_SIZE), 1021);
+        assert_eq!(table_size(3, 1000), 1021);
         assert!(is_prime(u64::from(table_size(1000, 7))));
         assert!(table_size(1000, 7) >= 100_000);
         assert!(!is_prime(1) && is_prime(2) && is_prime(65537) && !is_prime(65535));
+        for m in SIZES {
+            assert!(is_prime(u64::from(m)), "{m}");
+        }
+        // The same size from 3 to 10 endpoints, and beyond the steps the
+        // smallest prime again.
+        assert!((3..=10).all(|n| table_size(n, DEFAULT_MIN_SIZE) == 1021));
+        assert_eq!(table_size(11, DEFAULT_MIN_SIZE), 4093);
+        assert_eq!(table_size(1, 2_000_000), 2_000_003);
+        for n in 0..=MAX_BACKENDS {
+            assert!(u64::from(table_size(n, DEFAULT_MIN_SIZE)) >= 100 * n as u64);
+        }
     }
 
     #[test]
@@ -142,7 +166,7 @@ mod tests {
         }
         for c in count {
             // M/N ± 1 (the paper's bound for a complete round).
-            assert!((100..=101).contains(&c), "{count:?}");
+            assert!((102..=103).contains(&c), "{count:?}");
         }
     }
 
