@@ -41,7 +41,11 @@ pub fn netns_path(ns: &str) -> PathBuf {
 
 /// Opens network namespace `ns`: a name under /run/netns, or an absolute
 /// path such as /proc/PID/ns/net. Anything that is not a namespace file
-/// (a FIFO, a device, a regular file) is refused without side effects.
+/// (a FIFO, a device, a regular file) is refused without side effects:
+/// the path is opened with `O_PATH` (which runs no open routine of a
+/// device, and opens no FIFO), checked to be on nsfs, and only then
+/// opened for use, through the `O_PATH` descriptor (the same file, even if
+/// the path changed meanwhile).
 pub fn open_netns(ns: &str) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let invalid = |why: &str| {
@@ -64,20 +68,22 @@ pub fn open_netns(ns: &str) -> io::Result<File> {
         return Err(invalid("a name may hold letters, digits, '_', '.' and '-'"));
     }
     let path = netns_path(ns);
-    let file = std::fs::OpenOptions::new()
+    let failed = |e: io::Error| {
+        io::Error::new(
+            e.kind(),
+            format!("network namespace '{ns}' ({}): {e}", path.display()),
+        )
+    };
+    let handle = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
         .open(&path)
-        .map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("network namespace '{ns}' ({}): {e}", path.display()),
-            )
-        })?;
-    // SAFETY: statfs is plain data; fstatfs fills it for an open descriptor.
+        .map_err(failed)?;
+    // SAFETY: statfs is plain data; fstatfs fills it for an open descriptor
+    // (an O_PATH one included).
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `file` is open and `st` is valid for writes.
-    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) };
+    // SAFETY: `handle` is open and `st` is valid for writes.
+    let rc = unsafe { libc::fstatfs(handle.as_raw_fd(), &mut st) };
     const NSFS_MAGIC: libc::c_long = 0x6e73_6673;
     if rc != 0 || st.f_type as libc::c_long != NSFS_MAGIC {
         return Err(invalid(&format!(
@@ -85,7 +91,13 @@ pub fn open_netns(ns: &str) -> io::Result<File> {
             path.display()
         )));
     }
-    Ok(file)
+    // setns needs a descriptor opened for real; this one names the file
+    // checked above whatever the path names now.
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(format!("/proc/self/fd/{}", handle.as_raw_fd()))
+        .map_err(failed)
 }
 
 /// Puts the calling thread into network namespace `ns` (a name under
@@ -453,6 +465,54 @@ mod tests {
         assert!(!valid_ifname("a/b"));
         assert!(!valid_ifname("a b"));
         assert!(!valid_ifname(".."));
+    }
+
+    #[test]
+    fn only_namespace_files_are_opened_as_namespaces() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = std::env::temp_dir().join(format!("vswitch-netns-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid path; creates a FIFO.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // A writer waits in open(2) until someone opens the FIFO to read:
+        // refusing it as a namespace must not be that someone.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w = fifo.clone();
+        let writer = std::thread::spawn(move || {
+            let f = std::fs::OpenOptions::new().write(true).open(&w);
+            tx.send(()).unwrap();
+            f.map(drop)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let e = open_netns(fifo.to_str().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("is not a namespace file"), "{e}");
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(300))
+                .is_err(),
+            "the FIFO was opened for reading"
+        );
+        // Let the writer go.
+        let r = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        writer.join().unwrap().unwrap();
+        drop(r);
+        // A character device and a regular file: refused the same way.
+        for p in ["/dev/null", fifo.to_str().unwrap(), "/proc/self/status"] {
+            let e = open_netns(p).unwrap_err();
+            assert!(
+                e.to_string().contains("is not a namespace file"),
+                "{p}: {e}"
+            );
+        }
+        // A namespace file: opened, and usable.
+        let ns = open_netns("/proc/self/ns/net").unwrap();
+        assert!(ns.as_raw_fd() >= 0);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

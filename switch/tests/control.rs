@@ -347,6 +347,12 @@ fn bad_requests_change_nothing() {
 
     let new = format!("{tag}x");
     let missing_ns = format!("{tag}nons");
+    // Not namespaces: a FIFO (opening it to read would release a writer)
+    // and a character device (opening it runs its driver's open routine).
+    let fifo = env.dir.join("not-a-netns");
+    let r = common::run_cmd(std::process::Command::new("mkfifo").arg(&fifo));
+    assert!(r.success(), "mkfifo: {}", r.stderr);
+    let fifo = fifo.to_str().unwrap().to_string();
     let nodev = format!("{tag}nodev");
     let too_long = format!("{tag}waytoolongname");
     let bad: Vec<(&str, Vec<&str>)> = vec![
@@ -419,11 +425,26 @@ fn bad_requests_change_nothing() {
             "AF_XDP port on a missing interface",
             vec!["port", "add", &nodev],
         ),
+        (
+            "TAP port with a FIFO as its netns",
+            vec!["port", "add", &new, "--type", "tap", "--netns", &fifo],
+        ),
+        (
+            "TAP port with a character device as its netns",
+            vec!["port", "add", &new, "--type", "tap", "--netns", "/dev/null"],
+        ),
     ];
     for (what, args) in &bad {
         let r = d.ctl(args);
         assert_failure(&r, what);
         assert_eq!(snapshot(d), before, "{what} changed the switch's state");
+        if args.contains(&"/dev/null") || args.contains(&fifo.as_str()) {
+            assert!(
+                r.stderr.contains("is not a namespace file"),
+                "{what}: {}",
+                r.stderr
+            );
+        }
     }
     assert!(
         !ip(&["link", "show", "dev", &new]).success(),
