@@ -3,9 +3,11 @@
 # and runs every test of the workspace in release mode.
 #
 # Run as root on Debian: scripts/test.sh
-# The integration tests in switch/tests/ attach XDP programs and create
-# network namespaces, so they need root; run as another user they print
-# "skipped" and pass.
+# The integration tests attach XDP programs and create network namespaces,
+# so they need root (and AF_XDP, and two cores for a few): where something
+# is missing they fail, saying what. VSWITCH_TESTS_MAY_SKIP=1 lets them
+# skip instead; the run then ends by counting the skipped tests (0 in CI,
+# which does not set it).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -37,7 +39,11 @@ scripts/check-docs.sh
 
 # --no-fail-fast: one CI run reports every failing test binary, not just the first.
 step "cargo test --workspace --release"
-cargo test --workspace --release --no-fail-fast
+skip_log=$(mktemp)
+VSWITCH_SKIP_LOG=$skip_log cargo test --workspace --release --no-fail-fast
+echo "tests skipped: $(wc -l <"$skip_log")"
+sed 's/^/  skipped /' "$skip_log"
+rm -f "$skip_log"
 
 # The benchmark tools end to end, at smoke size (they assert no speed).
 step "scripts/bench-veth.sh --quick (vswitch peers)"

@@ -5,9 +5,9 @@
 //! answering while the program is attached, after the socket is gone, and
 //! after the program is detached.
 //!
-//! These tests need root (namespaces, XDP) and AF_XDP; elsewhere they print
-//! why they are skipped and pass. They share fixed namespace and interface
-//! names, so they run one at a time.
+//! These tests need root (namespaces, XDP) and AF_XDP; elsewhere they fail,
+//! saying why, unless the run allows skipping (`common/skip.rs`). They
+//! share fixed namespace and interface names, so they run one at a time.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
@@ -33,6 +33,9 @@ const PEER_MAC: [u8; 6] = [0x02, 0x77, 0, 0, 0, 2];
 const PEER_MAC_STR: &str = "02:77:00:00:00:02";
 /// How long a frame the program redirects may take to show up on the socket.
 const DEADLINE: Duration = Duration::from_secs(3);
+
+#[path = "common/skip.rs"]
+mod skip;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -82,15 +85,15 @@ struct Net {
 }
 
 impl Net {
-    /// Builds the namespaces, or returns `None` after saying why the test
-    /// cannot run here.
+    /// Builds the namespaces; when the test cannot run here, a failure, or
+    /// `None` where the run allows skipping.
     fn new(test: &str) -> Option<Net> {
         if !is_root() {
-            eprintln!("skipped {test}: needs root (network namespaces, XDP)");
+            skip::cannot_run(test, "needs root (network namespaces, XDP)");
             return None;
         }
         if let Err(e) = sys::af_xdp_available() {
-            eprintln!("skipped {test}: {e}");
+            skip::cannot_run(test, &e.to_string());
             return None;
         }
         let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());

@@ -131,7 +131,10 @@ fn two_workers_forward_between_their_ports() {
         return;
     };
     let Some(cores) = pick_cores(2) else {
-        eprintln!("skipped two_workers_forward_between_their_ports: fewer than 2 usable cores");
+        common::cannot_run(
+            "two_workers_forward_between_their_ports",
+            "fewer than 2 usable cores",
+        );
         return;
     };
     env.start_daemon_with(DaemonOpts {

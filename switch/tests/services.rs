@@ -1130,7 +1130,7 @@ fn node_port_serves_clients_outside_the_node() {
 #[test]
 fn services_work_across_two_workers() {
     let Some(cores) = pick_cores(2) else {
-        eprintln!("skipped services_work_across_two_workers: fewer than 2 cores");
+        common::cannot_run("services_work_across_two_workers", "fewer than 2 cores");
         return;
     };
     let Some((mut env, c, bs)) = lab("services_work_across_two_workers", Some(cores), &[], 2)

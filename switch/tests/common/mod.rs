@@ -49,7 +49,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ctl::{FdbEntry, MacAddr, PortInfo, PortStats, ShowReply};
+
+#[path = "../../../fastpath/tests/common/skip.rs"]
+mod skip;
 use serde::de::DeserializeOwned;
+pub use skip::cannot_run;
 
 /// Every drop reason name `stats` must report (zeros included).
 pub const DROP_REASONS: [&str; 22] = [
@@ -682,11 +686,15 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
-    /// A fresh environment for test `name`, or `None` (after printing why)
-    /// when the test cannot run here because it is not root.
+    /// A fresh environment for test `name`; when the test cannot run here
+    /// (not root), a failure, or `None` where the run allows skipping
+    /// ([`cannot_run`]).
     pub fn new(name: &str) -> Option<TestEnv> {
         if !is_root() {
-            eprintln!("skipped {name}: integration tests need root (network namespaces, XDP)");
+            cannot_run(
+                name,
+                "integration tests need root (network namespaces, XDP)",
+            );
             return None;
         }
         let serial = SERIAL
