@@ -83,9 +83,11 @@ pub fn open_netns(ns: &str) -> io::Result<File> {
     // (an O_PATH one included).
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `handle` is open and `st` is valid for writes.
-    let rc = unsafe { libc::fstatfs(handle.as_raw_fd(), &mut st) };
+    if unsafe { libc::fstatfs(handle.as_raw_fd(), &mut st) } != 0 {
+        return Err(failed(io::Error::last_os_error()));
+    }
     const NSFS_MAGIC: libc::c_long = 0x6e73_6673;
-    if rc != 0 || st.f_type as libc::c_long != NSFS_MAGIC {
+    if st.f_type as libc::c_long != NSFS_MAGIC {
         return Err(invalid(&format!(
             "{} is not a namespace file",
             path.display()
@@ -93,11 +95,22 @@ pub fn open_netns(ns: &str) -> io::Result<File> {
     }
     // setns needs a descriptor opened for real; this one names the file
     // checked above whatever the path names now.
-    std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_CLOEXEC)
         .open(format!("/proc/self/fd/{}", handle.as_raw_fd()))
-        .map_err(failed)
+        .map_err(failed)?;
+    // NS_GET_NSTYPE (linux/nsfs.h: _IO(0xb7, 0x3)).
+    const NS_GET_NSTYPE: libc::Ioctl = 0xb703;
+    // SAFETY: an ioctl without argument on an open nsfs descriptor.
+    let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE) };
+    if kind != libc::CLONE_NEWNET {
+        return Err(invalid(&format!(
+            "{} is not a network namespace",
+            path.display()
+        )));
+    }
+    Ok(file)
 }
 
 /// Puts the calling thread into network namespace `ns` (a name under
@@ -470,7 +483,10 @@ mod tests {
     #[test]
     fn only_namespace_files_are_opened_as_namespaces() {
         use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::fs::MetadataExt;
         let dir = std::env::temp_dir().join(format!("vswitch-netns-{}", std::process::id()));
+        // A directory of an earlier run whose process had this pid.
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let fifo = dir.join("fifo");
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
@@ -509,9 +525,14 @@ mod tests {
                 "{p}: {e}"
             );
         }
-        // A namespace file: opened, and usable.
+        // Another kind of namespace: refused.
+        let e = open_netns("/proc/self/ns/mnt").unwrap_err();
+        assert!(e.to_string().contains("not a network namespace"), "{e}");
+        // A network namespace: opened, the one named.
         let ns = open_netns("/proc/self/ns/net").unwrap();
-        assert!(ns.as_raw_fd() >= 0);
+        let want = std::fs::metadata("/proc/self/ns/net").unwrap();
+        let got = ns.metadata().unwrap();
+        assert_eq!((got.dev(), got.ino()), (want.dev(), want.ino()));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -78,8 +78,10 @@ struct Args {
     /// never answered, then refuses new ones: `conntrack_full`).
     #[arg(long, default_value_t = fastpath::services::conntrack::DEFAULT_LIMIT, value_parser = parse_ct_max)]
     ct_max: usize,
-    /// Smallest Maglev table size; each Service's table is the smallest
-    /// prime at least this and at least 100 × its endpoints.
+    /// Smallest Maglev table size: every Service's table has this many
+    /// slots (the next prime) while it has at most a hundredth as many
+    /// ready endpoints, so that endpoints coming and going move few flows;
+    /// beyond that 16,381, 65,521, ... slots (at least 100 per endpoint).
     #[arg(long, default_value_t = fastpath::services::maglev::DEFAULT_MIN_SIZE, value_parser = clap::value_parser!(u32).range(2..=1_000_003))]
     maglev_size: u32,
     /// The ports Services may use as NodePorts (Kubernetes' default range;

@@ -12,8 +12,10 @@
 //! never on the order the backends are given in, the process or the
 //! machine, so every node (and every restart) builds the same table.
 
-/// Default smallest table size (a prime).
-pub const DEFAULT_MIN_SIZE: u32 = 251;
+/// Default smallest table size (a prime): every Service of up to 40 ready
+/// endpoints has a table of this size, whatever its count does (8 KiB a
+/// Service).
+pub const DEFAULT_MIN_SIZE: u32 = 4093;
 
 /// Slots per backend at least (the paper's recommendation: `M ≥ 100 N`).
 pub const SLOTS_PER_BACKEND: u32 = 100;
@@ -21,30 +23,39 @@ pub const SLOTS_PER_BACKEND: u32 = 100;
 /// Most backends one table holds (indices are `u16`).
 pub const MAX_BACKENDS: usize = 4096;
 
-/// The sizes a table takes: the largest primes below 2^8, 2^10, ... 2^20,
-/// four times apart, so that a Service keeps its size while its endpoints
-/// vary within a factor of four (Maglev moves only ~1/N of the flows when a
-/// backend comes or goes *at the same size*; a new size remaps almost all).
+/// The sizes a table takes beyond the smallest: the largest primes below
+/// 2^8, 2^10, ... 2^20, four times apart.
 pub const SIZES: [u32; 7] = [251, 1021, 4093, 16381, 65521, 262_139, 1_048_573];
 
-/// The table size for `backends` backends: the smallest of [`SIZES`] that
-/// is at least `max(min_size, 100 × backends)` (beyond the last, or with a
-/// `min_size` beyond it, the smallest prime at least that). A function of
-/// the count alone, so every node and every restart sizes a Service alike;
-/// it changes only when the count crosses a step (a Service of 10
-/// endpoints keeps 1,021 slots from 3 to 10 endpoints).
+/// The table size for `backends` backends: the smallest prime at least
+/// `min_size` while that holds 100 slots per backend, else the smallest of
+/// [`SIZES`] that does (beyond the last, the smallest prime that does).
+///
+/// Maglev moves only ~1/N of the flows when a backend comes or goes *at
+/// the same size*; a new size remaps almost all. So the size does not
+/// follow the count: a Service keeps `min_size` (rounded up to a prime)
+/// up to `min_size / 100` backends, and beyond that it changes only when
+/// its count crosses a step four times the last. A function of the count
+/// and `min_size` alone, so every node and every restart sizes a Service
+/// alike.
 pub fn table_size(backends: usize, min_size: u32) -> u32 {
-    let want = (backends as u64 * u64::from(SLOTS_PER_BACKEND))
-        .max(u64::from(min_size))
-        .max(2);
-    if let Some(&m) = SIZES.iter().find(|&&m| u64::from(m) >= want) {
-        return m;
+    let want = (backends as u64 * u64::from(SLOTS_PER_BACKEND)).max(2);
+    let base = next_prime(u64::from(min_size).max(2));
+    if base >= want {
+        return base as u32;
     }
-    let mut n = want;
+    match SIZES.iter().find(|&&m| u64::from(m) >= want) {
+        Some(&m) => m,
+        None => next_prime(want) as u32,
+    }
+}
+
+/// The smallest prime at least `n`.
+fn next_prime(mut n: u64) -> u64 {
     while !is_prime(n) {
         n += 1;
     }
-    n as u32
+    n
 }
 
 /// Trial division; the sizes here are below a few million.
@@ -133,24 +144,29 @@ mod tests {
     }
 
     #[test]
-    fn sizes_are_primes_of_at_least_100_per_backend_in_steps() {
-        assert_eq!(table_size(0, DEFAULT_MIN_SIZE), 251);
-        assert_eq!(table_size(1, DEFAULT_MIN_SIZE), 251);
-        assert_eq!(table_size(10, DEFAULT_MIN_SIZE), 1021);
-        assert_eq!(table_size(3, 1000), 1021);
+    fn sizes_are_primes_of_at_least_100_per_backend_that_stay_put() {
+        // One size from 0 to 40 endpoints with the default.
+        assert!((0..=40).all(|n| table_size(n, DEFAULT_MIN_SIZE) == 4093));
+        assert_eq!(table_size(41, DEFAULT_MIN_SIZE), 16381);
+        assert!((41..=163).all(|n| table_size(n, DEFAULT_MIN_SIZE) == 16381));
+        // A smallest size between steps is kept as it is (rounded up to a
+        // prime), not rounded up to a step.
+        assert!((0..=655).all(|n| table_size(n, 65_537) == 65_537));
+        assert_eq!(table_size(656, 65_537), 262_139);
+        assert_eq!(table_size(3, 1000), 1009);
+        assert_eq!(table_size(11, 1000), 4093);
+        assert_eq!(table_size(0, 251), 251);
         assert!(is_prime(u64::from(table_size(1000, 7))));
         assert!(table_size(1000, 7) >= 100_000);
         assert!(!is_prime(1) && is_prime(2) && is_prime(65537) && !is_prime(65535));
         for m in SIZES {
             assert!(is_prime(u64::from(m)), "{m}");
         }
-        // The same size from 3 to 10 endpoints, and beyond the steps the
-        // smallest prime again.
-        assert!((3..=10).all(|n| table_size(n, DEFAULT_MIN_SIZE) == 1021));
-        assert_eq!(table_size(11, DEFAULT_MIN_SIZE), 4093);
-        assert_eq!(table_size(1, 2_000_000), 2_000_003);
         for n in 0..=MAX_BACKENDS {
-            assert!(u64::from(table_size(n, DEFAULT_MIN_SIZE)) >= 100 * n as u64);
+            for min in [2, 251, DEFAULT_MIN_SIZE, 65_537] {
+                let m = table_size(n, min);
+                assert!(u64::from(m) >= 100 * n as u64 && m >= min && is_prime(u64::from(m)));
+            }
         }
     }
 
@@ -166,7 +182,7 @@ mod tests {
         }
         for c in count {
             // M/N ± 1 (the paper's bound for a complete round).
-            assert!((102..=103).contains(&c), "{count:?}");
+            assert!((m / 10..=m / 10 + 1).contains(&c), "{count:?}");
         }
     }
 
