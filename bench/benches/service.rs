@@ -41,7 +41,7 @@
 //!   cycles of warm-up besides settling: the first cycles grow the
 //!   table's maps and lists to what the churn needs.
 //! - `service/maglev_build`: `Service::new` with 10 endpoints (a Maglev
-//!   table of 4,093 slots); an element is one Service.
+//!   table of 2,039 slots); an element is one Service.
 //! - `service/table_10k`: a `ServiceTable` of 10,000 Services × 10
 //!   endpoints, built from nothing (every Service and its Maglev table,
 //!   then the table's indexes): what the controller pays to rebuild every
@@ -383,7 +383,7 @@ fn control_plane(c: &mut Criterion) {
                 vec![],
                 DEFAULT_MIN_SIZE,
             );
-            assert_eq!(svc.maglev.len(), 4093);
+            assert_eq!(svc.maglev.len(), 2039);
             svc
         })
     });

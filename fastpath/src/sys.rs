@@ -482,8 +482,8 @@ mod tests {
 
     #[test]
     fn only_namespace_files_are_opened_as_namespaces() {
-        use std::os::unix::fs::OpenOptionsExt;
         use std::os::unix::fs::MetadataExt;
+        use std::os::unix::fs::OpenOptionsExt;
         let dir = std::env::temp_dir().join(format!("vswitch-netns-{}", std::process::id()));
         // A directory of an earlier run whose process had this pid.
         let _ = std::fs::remove_dir_all(&dir);

@@ -12,10 +12,10 @@
 //! never on the order the backends are given in, the process or the
 //! machine, so every node (and every restart) builds the same table.
 
-/// Default smallest table size (a prime): every Service of up to 40 ready
-/// endpoints has a table of this size, whatever its count does (8 KiB a
-/// Service).
-pub const DEFAULT_MIN_SIZE: u32 = 4093;
+/// Default smallest table size (a prime): every Service of up to 20 ready
+/// endpoints has a table of this size, whatever its count does (4 KiB a
+/// Service; a batch of 10,000 Services stays within a second to apply).
+pub const DEFAULT_MIN_SIZE: u32 = 2039;
 
 /// Slots per backend at least (the paper's recommendation: `M ≥ 100 N`).
 pub const SLOTS_PER_BACKEND: u32 = 100;
@@ -112,18 +112,24 @@ pub fn build(names: &[Vec<u8>], m: u32) -> Box<[u16]> {
         .collect();
     const EMPTY: u16 = u16::MAX;
     let mut table = vec![EMPTY; m as usize].into_boxed_slice();
-    let mut next = vec![0u64; n];
+    // Each backend's next preferred slot, `(offset + j × skip) mod m` for
+    // its j-th preference, kept as the slot itself and stepped by `skip`
+    // (one addition and at most one subtraction, no division per probe).
+    let mut cursor: Vec<u64> = perms.iter().map(|&(offset, _)| offset).collect();
+    let step = |slot: u64, skip: u64| {
+        let s = slot + skip;
+        if s >= m64 { s - m64 } else { s }
+    };
     let mut filled = 0u64;
     'fill: loop {
-        for (k, &(offset, skip)) in perms.iter().enumerate() {
+        for (k, &(_, skip)) in perms.iter().enumerate() {
             // The backend's next preferred slot that is still free.
-            let mut slot = (offset + next[k] * skip) % m64;
+            let mut slot = cursor[k];
             while table[slot as usize] != EMPTY {
-                next[k] += 1;
-                slot = (offset + next[k] * skip) % m64;
+                slot = step(slot, skip);
             }
             table[slot as usize] = order[k] as u16;
-            next[k] += 1;
+            cursor[k] = step(slot, skip);
             filled += 1;
             if filled == m64 {
                 break 'fill;
@@ -145,8 +151,9 @@ mod tests {
 
     #[test]
     fn sizes_are_primes_of_at_least_100_per_backend_that_stay_put() {
-        // One size from 0 to 40 endpoints with the default.
-        assert!((0..=40).all(|n| table_size(n, DEFAULT_MIN_SIZE) == 4093));
+        // One size from 0 to 20 endpoints with the default, then steps.
+        assert!((0..=20).all(|n| table_size(n, DEFAULT_MIN_SIZE) == 2039));
+        assert!((21..=40).all(|n| table_size(n, DEFAULT_MIN_SIZE) == 4093));
         assert_eq!(table_size(41, DEFAULT_MIN_SIZE), 16381);
         assert!((41..=163).all(|n| table_size(n, DEFAULT_MIN_SIZE) == 16381));
         // A smallest size between steps is kept as it is (rounded up to a
@@ -222,6 +229,51 @@ mod tests {
         // little more than that.
         assert!(share >= 1.0 / n as f64 - 0.001, "moved {share}");
         assert!(share < 1.6 / n as f64, "moved {share}");
+    }
+
+    /// The population as the paper writes it: preference j of a backend
+    /// is `(offset + j × skip) mod M`.
+    fn reference(names: &[Vec<u8>], m: u32) -> Vec<u16> {
+        let m64 = u64::from(m);
+        let mut order: Vec<usize> = (0..names.len()).collect();
+        order.sort_by(|&a, &b| names[a].cmp(&names[b]));
+        let mut table = vec![u16::MAX; m as usize];
+        let mut next = vec![0u64; names.len()];
+        let mut filled = 0;
+        while filled < m64 {
+            for (k, &i) in order.iter().enumerate() {
+                let offset = stable_hash(&names[i], 0x6d61_676c_6576) % m64;
+                let skip = stable_hash(&names[i], 0x736b_6970) % (m64 - 1) + 1;
+                let mut slot = (offset + next[k] * skip) % m64;
+                while table[slot as usize] != u16::MAX {
+                    next[k] += 1;
+                    slot = (offset + next[k] * skip) % m64;
+                }
+                table[slot as usize] = i as u16;
+                next[k] += 1;
+                filled += 1;
+                if filled == m64 {
+                    break;
+                }
+            }
+        }
+        table
+    }
+
+    #[test]
+    fn the_table_is_the_papers_population() {
+        for n in [1, 2, 3, 7, 10, 11, 40, 41, 200] {
+            for m in [251, 1009, 4093, 16381] {
+                if u64::from(m) < n as u64 {
+                    continue;
+                }
+                assert_eq!(
+                    &*build(&names(n), m),
+                    &reference(&names(n), m)[..],
+                    "n {n} m {m}"
+                );
+            }
+        }
     }
 
     #[test]
