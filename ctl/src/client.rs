@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::proto::{Command, PROTOCOL_VERSION, Reply, Request, Response};
+use crate::service::CtEntry;
 
 /// Why a request could not be completed.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +52,7 @@ impl Client {
         let mut line = serde_json::to_string(&Request::new(command))
             .map_err(|e| ClientError::Malformed(e.to_string()))?;
         line.push('\n');
-        self.writer.write_all(line.as_bytes())?;
+        self.send(line.as_bytes())?;
         let resp = self.raw_line()?;
         let resp: Response =
             serde_json::from_str(&resp).map_err(|e| ClientError::Malformed(e.to_string()))?;
@@ -66,13 +67,54 @@ impl Client {
         }
     }
 
+    /// Every tracked connection, asked for a page at a time.
+    pub fn conntrack(&mut self) -> Result<Vec<CtEntry>, ClientError> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let reply = self.call(Command::CtList {
+                after: after.take(),
+                limit: None,
+            })?;
+            let Reply::CtPage(page) = reply else {
+                return Err(ClientError::Malformed(format!(
+                    "expected a conntrack page, got {reply:?}"
+                )));
+            };
+            all.extend(page.entries);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
     /// Sends a raw line (for tests of malformed input) and returns the raw response line.
     pub fn call_raw(&mut self, line: &str) -> Result<String, ClientError> {
-        self.writer.write_all(line.as_bytes())?;
+        let mut line = line.to_string();
         if !line.ends_with('\n') {
-            self.writer.write_all(b"\n")?;
+            line.push('\n');
         }
+        self.send(line.as_bytes())?;
         self.raw_line()
+    }
+
+    /// Writes a request. A daemon that refuses the connection (a peer it
+    /// does not admit, too many connections) answers with one error line
+    /// and closes: if the write fails because it closed, the answer is
+    /// still there to be read.
+    fn send(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        match self.writer.write_all(bytes) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                Ok(())
+            }
+            r => r.map_err(Into::into),
+        }
     }
 
     fn raw_line(&mut self) -> Result<String, ClientError> {

@@ -3,9 +3,9 @@
 //! Wire format: one JSON object per line in each direction.
 //!
 //! ```text
-//! → {"version":1,"command":{"op":"port_add","args":{"name":"pod1","type":"afxdp"}}}
-//! ← {"version":1,"ok":true,"reply":{"kind":"done"}}
-//! ← {"version":1,"ok":false,"error":"port 'pod1' already exists"}
+//! → {"version":2,"command":{"op":"port_add","args":{"name":"pod1","type":"afxdp"}}}
+//! ← {"version":2,"ok":true,"reply":{"kind":"done"}}
+//! ← {"version":2,"ok":false,"error":"port 'pod1' already exists"}
 //! ```
 //!
 //! The enums here are the public interface of the daemon: adding a command
@@ -21,7 +21,21 @@ use crate::mac::MacAddr;
 use crate::service::{CtEntry, CtStats, ServiceInfo, ServiceKey, ServiceSpec};
 
 /// Version of this protocol. Bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// Most `ct list` entries in one reply: a reply is built whole in the
+/// daemon's memory, a page of this size is ~3 MB of JSON.
+pub const CT_PAGE_MAX: u32 = 10_000;
+/// Entries in a `ct list` page when the request names no limit.
+pub const CT_PAGE_DEFAULT: u32 = CT_PAGE_MAX;
+
+/// One page of tracked connections.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CtPage {
+    pub entries: Vec<CtEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
 
 /// One request from a client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,8 +128,16 @@ pub enum Command {
         if_exists: bool,
     },
     ServiceList,
-    /// Tracked connections.
-    CtList,
+    /// Tracked connections, one page: the first `limit` (at most
+    /// [`CT_PAGE_MAX`], [`CT_PAGE_DEFAULT`] when absent) after the cursor
+    /// `after` (the `next` of the page before). Answered with
+    /// [`Reply::CtPage`]; [`crate::Client::conntrack`] pages through all.
+    CtList {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
     /// Forgets every tracked connection and affinity entry.
     CtFlush,
     CtStats,
@@ -327,6 +349,9 @@ pub enum Reply {
     Neighbours(Vec<NeighInfo>),
     Services(Vec<ServiceInfo>),
     Conntrack(Vec<CtEntry>),
+    /// One page of `ct list`; `next` is the cursor of the next page, absent
+    /// on the last. (`vswitchctl` joins the pages into [`Reply::Conntrack`].)
+    CtPage(CtPage),
     CtStats(CtStats),
 }
 
@@ -345,16 +370,35 @@ mod tests {
         let j = serde_json::to_string(&r).unwrap();
         assert_eq!(
             j,
-            r#"{"version":1,"command":{"op":"port_del","args":{"name":"p1"}}}"#
+            r#"{"version":2,"command":{"op":"port_del","args":{"name":"p1"}}}"#
         );
         assert_eq!(serde_json::from_str::<Request>(&j).unwrap(), r);
         let show = serde_json::to_string(&Request::new(Command::Show)).unwrap();
-        assert_eq!(show, r#"{"version":1,"command":{"op":"show"}}"#);
+        assert_eq!(show, r#"{"version":2,"command":{"op":"show"}}"#);
+    }
+
+    #[test]
+    fn ct_list_pages() {
+        // No cursor, no limit: the first page.
+        let r: Request =
+            serde_json::from_str(r#"{"version":2,"command":{"op":"ct_list","args":{}}}"#).unwrap();
+        assert_eq!(
+            r.command,
+            Command::CtList {
+                after: None,
+                limit: None
+            }
+        );
+        let j = r#"{"version":2,"command":{"op":"ct_list","args":{"after":"00ff","limit":5}}}"#;
+        let r: Request = serde_json::from_str(j).unwrap();
+        assert_eq!(serde_json::to_string(&r).unwrap(), j);
+        let last = serde_json::to_string(&Reply::CtPage(CtPage::default())).unwrap();
+        assert_eq!(last, r#"{"kind":"ct_page","data":{"entries":[]}}"#);
     }
 
     #[test]
     fn port_spec_defaults() {
-        let j = r#"{"version":1,"command":{"op":"port_add","args":{"name":"p1"}}}"#;
+        let j = r#"{"version":2,"command":{"op":"port_add","args":{"name":"p1"}}}"#;
         let r: Request = serde_json::from_str(j).unwrap();
         assert_eq!(r.command, Command::PortAdd(PortSpec::afxdp("p1")));
     }
@@ -362,10 +406,10 @@ mod tests {
     #[test]
     fn rejects_unknown_and_malformed() {
         for bad in [
-            r#"{"version":1,"command":{"op":"explode"}}"#,
-            r#"{"version":1,"command":{"op":"port_add","args":{"name":"p","bogus":1}}}"#,
-            r#"{"version":1,"command":{"op":"fdb_add","args":{"mac":"nope","port":"p"}}}"#,
-            r#"{"version":1}"#,
+            r#"{"version":2,"command":{"op":"explode"}}"#,
+            r#"{"version":2,"command":{"op":"port_add","args":{"name":"p","bogus":1}}}"#,
+            r#"{"version":2,"command":{"op":"fdb_add","args":{"mac":"nope","port":"p"}}}"#,
+            r#"{"version":2}"#,
             r#"not json"#,
         ] {
             assert!(serde_json::from_str::<Request>(bad).is_err(), "{bad}");
@@ -378,9 +422,9 @@ mod tests {
         let j = serde_json::to_string(&r).unwrap();
         assert_eq!(
             j,
-            r#"{"version":1,"ok":false,"error":"port 'x' does not exist"}"#
+            r#"{"version":2,"ok":false,"error":"port 'x' does not exist"}"#
         );
         let ok = serde_json::to_string(&Response::ok(Reply::Done)).unwrap();
-        assert_eq!(ok, r#"{"version":1,"ok":true,"reply":{"kind":"done"}}"#);
+        assert_eq!(ok, r#"{"version":2,"ok":true,"reply":{"kind":"done"}}"#);
     }
 }

@@ -91,6 +91,11 @@ struct Args {
     /// How TAP ports move frames.
     #[arg(long, value_enum, default_value_t = TapIoArg::IoUring)]
     tap_io: TapIoArg,
+    /// A group (name or gid) whose members may use the control socket
+    /// besides root: the socket file is given to it (mode 0660) and each
+    /// client's credentials are checked when it connects.
+    #[arg(long, value_name = "GROUP", value_parser = server::peer::resolve_group)]
+    socket_group: Option<server::peer::Group>,
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
@@ -187,6 +192,7 @@ fn keep_controller_off(available: &[usize], workers: &[usize]) {
 
 fn run(args: Args) -> anyhow::Result<()> {
     raise_memlock_limit();
+    server::raise_fd_limit();
     let available: Vec<usize> = core_affinity::get_core_ids()
         .unwrap_or_default()
         .into_iter()
@@ -210,7 +216,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     if let Some(why) = &saved.recovered {
         tracing::error!("{why}");
     }
-    let listener = server::bind(&args.socket).map_err(|e| {
+    let access = server::peer::Access::new(args.socket_group.clone());
+    let listener = server::bind(&args.socket, args.socket_group.as_ref()).map_err(|e| {
         anyhow::anyhow!("cannot bind control socket {}: {e}", args.socket.display())
     })?;
     install_signal_handlers();
@@ -238,7 +245,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let mut ctl = Controller::new(settings, workers, shared, conntrack);
     ctl.restore(saved.state, saved.recovered);
     tracing::info!(socket = %args.socket.display(), cores = ?cores, "vswitchd ready");
-    let result = server::run(&mut ctl, listener, &STOP);
+    let result = server::run(&mut ctl, listener, &access, &STOP);
     tracing::info!("vswitchd stopping");
     ctl.shutdown();
     let _ = std::fs::remove_file(&args.socket);

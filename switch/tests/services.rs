@@ -350,6 +350,32 @@ fn ct_list(d: &Daemon) -> Vec<CtEntry> {
     d.ctl_json(&["ct", "list"])
 }
 
+/// `ct list`, asked for on the socket `limit` at a time.
+fn ct_pages(d: &Daemon, limit: u32) -> Vec<CtEntry> {
+    let mut client = ctl::Client::connect(&d.socket).unwrap();
+    let (mut all, mut after, mut pages) = (Vec::new(), None, 0);
+    loop {
+        let reply = client
+            .call(ctl::Command::CtList {
+                after: after.take(),
+                limit: Some(limit),
+            })
+            .unwrap();
+        let ctl::Reply::CtPage(page) = reply else {
+            panic!("not a page: {reply:?}");
+        };
+        assert!(page.entries.len() <= limit as usize);
+        pages += 1;
+        all.extend(page.entries);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert!(pages > 1, "{} flows in one page of {limit}", all.len());
+    all
+}
+
 fn ct_stats(d: &Daemon) -> CtStats {
     d.ctl_json(&["ct", "stats"])
 }
@@ -1241,6 +1267,21 @@ fn endpoints_leaving_or_coming_move_few_other_flows() {
             .collect()
     };
     let before = flows(d);
+    // `ct list` comes in pages: pages of 300 asked for on the socket join
+    // into what vswitchctl printed (which asked for pages of 10,000).
+    let tuples = |l: Vec<CtEntry>| -> Vec<_> {
+        l.into_iter()
+            .map(|e| (e.src, e.dst, e.reply_src, e.reply_dst))
+            .collect()
+    };
+    let whole = tuples(ct_list(d));
+    let paged = tuples(ct_pages(d, 300));
+    assert!(whole.len() >= 1990 && paged.len() == whole.len());
+    let mut sorted = whole.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), whole.len(), "a flow listed twice");
+    assert_eq!(paged, whole);
     // (moved, of) among flows in both rounds not on `left` before and not
     // on `came` after.
     let compare = |after: &BTreeMap<u16, SocketAddr>, left: Option<&str>, came: Option<&str>| {

@@ -272,7 +272,9 @@ impl Controller {
             )),
             Command::NeighList => Ok(Reply::Neighbours(self.neigh_infos())),
             Command::ServiceList => Ok(self.service_list()),
-            Command::CtList => Ok(self.ct_list()),
+            Command::CtList { after, limit } => {
+                self.ct_list(after.as_deref(), limit).map_err(Refused)
+            }
             Command::CtFlush => {
                 self.conntrack.flush();
                 Ok(Reply::Done)

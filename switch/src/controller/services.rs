@@ -138,34 +138,51 @@ impl Controller {
         Reply::Services(infos)
     }
 
-    /// `ct list`.
-    pub(super) fn ct_list(&self) -> Reply {
+    /// `ct list`, one page. The cursor is the last tuple of the page before,
+    /// as 32 hex digits.
+    pub(super) fn ct_list(&self, after: Option<&str>, limit: Option<u32>) -> Result<Reply, String> {
+        let after = after
+            .map(|a| {
+                u128::from_str_radix(a, 16)
+                    .ok()
+                    .filter(|_| a.len() == 32)
+                    .ok_or_else(|| {
+                        format!("'{a}' is not a ct list cursor (32 hex digits from a page's next)")
+                    })
+            })
+            .transpose()?;
+        let limit = match limit.unwrap_or(ctl::CT_PAGE_DEFAULT) {
+            0 => return Err("a ct list page holds at least one entry".into()),
+            n => n.min(ctl::CT_PAGE_MAX) as usize,
+        };
         let now = clock::now_ms();
-        Reply::Conntrack(
-            self.conntrack
-                .flows(now)
-                .into_iter()
-                .map(|f| {
-                    let (src, dst, sport, dport, _) = flow_parts(f.orig);
-                    let (bip, bport) = endpoint_parts(f.backend);
-                    CtEntry {
-                        proto: unpacked(f.service).proto,
-                        src: socket(src, sport),
-                        dst: socket(dst, dport),
-                        reply_src: socket(bip, bport),
-                        reply_dst: socket(f.nat.src, f.nat.sport),
-                        service: unpacked(f.service),
-                        state: match f.state {
-                            FlowState::SynSent => CtState::SynSent,
-                            FlowState::Established => CtState::Established,
-                            FlowState::Closing => CtState::Closing,
-                            FlowState::Open => CtState::Open,
-                        },
-                        expires_secs: f.expires_ms.div_ceil(1000),
-                    }
-                })
-                .collect(),
-        )
+        let (flows, more) = self.conntrack.flows_page(now, after, limit);
+        let next = more
+            .then(|| flows.last().map(|f| format!("{:032x}", f.orig)))
+            .flatten();
+        let entries = flows
+            .into_iter()
+            .map(|f| {
+                let (src, dst, sport, dport, _) = flow_parts(f.orig);
+                let (bip, bport) = endpoint_parts(f.backend);
+                CtEntry {
+                    proto: unpacked(f.service).proto,
+                    src: socket(src, sport),
+                    dst: socket(dst, dport),
+                    reply_src: socket(bip, bport),
+                    reply_dst: socket(f.nat.src, f.nat.sport),
+                    service: unpacked(f.service),
+                    state: match f.state {
+                        FlowState::SynSent => CtState::SynSent,
+                        FlowState::Established => CtState::Established,
+                        FlowState::Closing => CtState::Closing,
+                        FlowState::Open => CtState::Open,
+                    },
+                    expires_secs: f.expires_ms.div_ceil(1000),
+                }
+            })
+            .collect();
+        Ok(Reply::CtPage(ctl::CtPage { entries, next }))
     }
 
     /// `ct stats`.

@@ -41,6 +41,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -387,6 +388,8 @@ pub struct DaemonOpts {
     pub cores: String,
     /// Further arguments (`--mac-aging`, `--mac-limit`, ...).
     pub extra: Vec<String>,
+    /// Open-file limit (soft and hard) vswitchd starts with.
+    pub open_files: Option<u64>,
 }
 
 impl Default for DaemonOpts {
@@ -394,6 +397,7 @@ impl Default for DaemonOpts {
         DaemonOpts {
             cores: pick_cores(1).unwrap(),
             extra: Vec::new(),
+            open_files: None,
         }
     }
 }
@@ -440,6 +444,21 @@ impl Daemon {
             }
             None => Command::new(vswitchd_bin()),
         };
+        if let Some(n) = opts.open_files {
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            // SAFETY: setrlimit is async-signal-safe; `lim` is copied in.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let child = cmd
             .arg("--socket")
             .arg(&socket)
@@ -925,6 +944,7 @@ impl TestEnv {
         let opts = DaemonOpts {
             cores: cores.to_string(),
             extra: Vec::new(),
+            open_files: None,
         };
         let d = Daemon::start_in(&node.dir, opts, Some(&node.name));
         self.node_daemons.push((node.name.clone(), d));

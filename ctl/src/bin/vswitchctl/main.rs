@@ -64,7 +64,12 @@ fn run(cli: &Cli) -> Result<String, Failure> {
     let command = cli.command.to_command()?;
     let request_failed = |e: ctl::ClientError| Failure::Request(e.to_string());
     let mut client = Client::connect(&cli.socket).map_err(request_failed)?;
-    let reply = client.call(command).map_err(request_failed)?;
+    let reply = match command {
+        // Pages are joined here: the daemon never builds the whole table.
+        ctl::Command::CtList { .. } => client.conntrack().map(Reply::Conntrack),
+        command => client.call(command),
+    }
+    .map_err(request_failed)?;
     render(&reply, cli.output)
 }
 

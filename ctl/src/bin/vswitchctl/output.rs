@@ -178,6 +178,7 @@ pub fn json(reply: &Reply) -> Result<String, serde_json::Error> {
         Reply::Neighbours(neighbours) => serde_json::to_string_pretty(neighbours)?,
         Reply::Services(services) => serde_json::to_string_pretty(services)?,
         Reply::Conntrack(entries) => serde_json::to_string_pretty(entries)?,
+        Reply::CtPage(page) => serde_json::to_string_pretty(page)?,
         Reply::CtStats(stats) => serde_json::to_string_pretty(stats)?,
     };
     text.push('\n');
@@ -197,6 +198,7 @@ pub fn text(reply: &Reply) -> String {
         Reply::Neighbours(neighbours) => neighbours_text(neighbours),
         Reply::Services(services) => services_text(services),
         Reply::Conntrack(entries) => conntrack_text(entries),
+        Reply::CtPage(page) => conntrack_text(&page.entries),
         Reply::CtStats(stats) => ct_stats_text(stats),
     }
 }

@@ -147,7 +147,10 @@ impl CtCmd {
     /// The protocol command for these arguments.
     pub(crate) fn to_command(&self) -> Command {
         match self {
-            CtCmd::List => Command::CtList,
+            CtCmd::List => Command::CtList {
+                after: None,
+                limit: None,
+            },
             CtCmd::Flush => Command::CtFlush,
             CtCmd::Stats => Command::CtStats,
         }
@@ -303,7 +306,13 @@ mod tests {
                 },
             ),
             (vec!["service", "list"], Command::ServiceList),
-            (vec!["ct", "list"], Command::CtList),
+            (
+                vec!["ct", "list"],
+                Command::CtList {
+                    after: None,
+                    limit: None,
+                },
+            ),
             (vec!["ct", "flush"], Command::CtFlush),
             (vec!["ct", "stats"], Command::CtStats),
         ];

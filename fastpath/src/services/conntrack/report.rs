@@ -7,8 +7,6 @@
 //! consistent per step. Reading changes nothing: expired flows found here
 //! are left for the sweep.
 
-use std::sync::atomic::Ordering;
-
 use super::shard::Shard;
 use super::walk::{STEP, Walk};
 use super::{Conntrack, FlowState, Nat, lock};
@@ -43,9 +41,20 @@ pub struct CtCounters {
 impl Conntrack {
     /// Every live flow (original direction), sorted by original tuple.
     pub fn flows(&self, now: u64) -> Vec<FlowView> {
-        // Room for a step's flows is made before each step: growing the
-        // list during one would copy it while a shard is held.
-        let mut out = Vec::with_capacity(self.total.load(Ordering::Relaxed) + STEP);
+        self.flows_page(now, None, usize::MAX).0
+    }
+
+    /// One page of [`Conntrack::flows`]: the first `limit` live flows whose
+    /// original tuple sorts after `after`, and whether more follow. Memory
+    /// is held for the page only (the table is walked whole each time), so
+    /// a client pages through a table of millions of flows without the
+    /// daemon building the whole list.
+    pub fn flows_page(&self, now: u64, after: Option<u128>, limit: usize) -> (Vec<FlowView>, bool) {
+        // The `limit` smallest tuples above `after`; a tuple whose flow was
+        // replaced during the walk (removed, made again in a slot not yet
+        // walked) is seen twice and kept once.
+        let mut page = std::collections::BTreeMap::<u128, FlowView>::new();
+        let mut more = false;
         let mut w = Walk::default();
         let view = |s: &mut Shard, k: u128| {
             let r = s.map.get(&k).filter(|r| r.orig && !r.flow.expired(now))?;
@@ -60,26 +69,39 @@ impl Conntrack {
                 expires_ms: (last + r.flow.timeout_ms()).saturating_sub(now),
             })
         };
+        // Views are made under a shard's lock and kept in a list made
+        // room for before each step (growing it under the lock would copy
+        // it there); the page is filled between steps.
+        let mut step: Vec<FlowView> = Vec::with_capacity(STEP);
         loop {
-            out.reserve(STEP);
-            let more = self.walk_step(
+            let walking = self.walk_step(
                 &mut w,
                 &mut |s, k| {
-                    if let Some(v) = view(s, k) {
-                        out.push(v);
+                    if after.is_none_or(|a| k > a)
+                        && let Some(v) = view(s, k)
+                    {
+                        step.push(v);
                     }
                 },
                 &mut |_| {},
             );
-            if !more {
+            for v in step.drain(..) {
+                if page.len() == limit && page.last_key_value().is_some_and(|(&k, _)| v.orig >= k) {
+                    more |= !page.contains_key(&v.orig);
+                    continue;
+                }
+                page.insert(v.orig, v);
+                if page.len() > limit {
+                    page.pop_last();
+                    more = true;
+                }
+            }
+            step.reserve(STEP);
+            if !walking {
                 break;
             }
         }
-        // A tuple whose flow was replaced during the walk (removed, made
-        // again in a slot not yet walked) is seen twice: one is kept.
-        out.sort_unstable_by_key(|f| f.orig);
-        out.dedup_by_key(|f| f.orig);
-        out
+        (page.into_values().collect(), more)
     }
 
     /// Counters, with the live entries counted now (a tuple whose flow is

@@ -475,3 +475,35 @@ fn the_eviction_queue_survives_interleaved_passes_evictions_and_reuse() {
     }
     assert!(ct.counters(20_000).evicted > 0);
 }
+
+#[test]
+fn pages_of_the_list_join_into_the_whole_list() {
+    let ct = Conntrack::new(1 << 16);
+    // Flows from two client ports, so in two shards: a page spans shards.
+    one_port_flows(&ct, 1_000);
+    for i in 0..1_000 {
+        let mut f = new_flow(6000, PROTO_TCP);
+        f.client.0 = C + i;
+        ct.create(&f, 0).unwrap();
+    }
+    let whole: Vec<u128> = ct.flows(1).iter().map(|f| f.orig).collect();
+    assert_eq!(whole.len(), 2_000);
+    for limit in [7, 1_000, 1_999, 2_000, 10_000] {
+        let (mut joined, mut after, mut pages) = (Vec::new(), None, 0);
+        loop {
+            let (page, more) = ct.flows_page(1, after, limit);
+            assert!(page.len() <= limit);
+            pages += 1;
+            joined.extend(page.iter().map(|f| f.orig));
+            if !more {
+                break;
+            }
+            after = Some(page.last().expect("a page before more").orig);
+        }
+        assert_eq!(joined, whole, "limit {limit}");
+        assert_eq!(pages, whole.len().div_ceil(limit), "limit {limit}");
+    }
+    // A cursor past the end: an empty last page.
+    let (page, more) = ct.flows_page(1, Some(u128::MAX), 10);
+    assert!(page.is_empty() && !more);
+}

@@ -1,0 +1,434 @@
+//! The control socket under hostile or heavy use: peers that are not
+//! allowed, more connections and bytes than the daemon will hold, a
+//! thousand clients and a 100 MB burst of requests while pods keep
+//! forwarding and the switch keeps learning.
+//!
+//! Needs root (to run clients as other users); see `common/mod.rs`.
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Attach, CmdResult, Daemon, DaemonOpts, TestEnv, run_cmd, vswitchctl_bin, wait_for};
+
+const NOBODY: &str = "65534";
+const GROUP: &str = "4242";
+
+/// vswitchctl copied where another user may run it (the build tree may be
+/// in a directory only root can enter).
+fn public_ctl(env: &TestEnv) -> PathBuf {
+    fs::set_permissions(&env.dir, fs::Permissions::from_mode(0o755)).unwrap();
+    let dst = env.dir.join("vswitchctl");
+    fs::copy(vswitchctl_bin(), &dst).unwrap();
+    fs::set_permissions(&dst, fs::Permissions::from_mode(0o755)).unwrap();
+    dst
+}
+
+/// Runs `ctl --socket S args` as user nobody with the given `setpriv`
+/// options (groups, capabilities).
+fn ctl_as(ctl: &Path, d: &Daemon, setpriv: &[&str], args: &[&str]) -> CmdResult {
+    run_cmd(
+        Command::new("setpriv")
+            .args(["--reuid", NOBODY])
+            .args(setpriv)
+            .arg(ctl)
+            .arg("--socket")
+            .arg(&d.socket)
+            .args(args),
+    )
+}
+
+#[test]
+fn peers_other_than_root_and_the_socket_group_are_refused() {
+    let Some(mut env) = TestEnv::new("peers_other_than_root_and_the_socket_group_are_refused")
+    else {
+        return;
+    };
+    let ctl = public_ctl(&env);
+    env.start_daemon_with(DaemonOpts {
+        extra: vec!["--socket-group".into(), GROUP.into()],
+        ..DaemonOpts::default()
+    });
+    let d = env.daemon();
+    let meta = fs::metadata(&d.socket).unwrap();
+    assert_eq!(
+        meta.gid(),
+        4242,
+        "the socket file belongs to --socket-group"
+    );
+    assert_eq!(meta.mode() & 0o777, 0o660);
+
+    // Members of the group, as primary or supplementary group, are served.
+    for groups in [
+        &["--regid", GROUP, "--clear-groups"][..],
+        &["--regid", NOBODY, "--groups", GROUP],
+    ] {
+        let r = ctl_as(&ctl, d, groups, &["addr", "list"]);
+        assert!(
+            r.success(),
+            "group member refused ({groups:?}): {}",
+            r.stderr
+        );
+    }
+
+    // Others cannot open the socket file ...
+    let outsider = ["--regid", NOBODY, "--clear-groups"];
+    let r = ctl_as(&ctl, d, &outsider, &["addr", "list"]);
+    assert!(
+        !r.success() && r.stderr.contains("cannot connect") && r.stderr.contains("denied"),
+        "{}",
+        r.stderr
+    );
+    // ... and one that can (CAP_DAC_OVERRIDE ignores the file's mode) is
+    // refused by the daemon, which reads its credentials: its request
+    // changes nothing.
+    let dac = [
+        &outsider[..],
+        &[
+            "--inh-caps",
+            "+dac_override",
+            "--ambient-caps",
+            "+dac_override",
+        ],
+    ]
+    .concat();
+    let r = ctl_as(&ctl, d, &dac, &["addr", "add", "10.99.0.1/24"]);
+    assert_eq!(r.status.code(), Some(1), "{r:?}");
+    let err = r.stderr.trim_end();
+    assert!(
+        err.lines().count() == 1
+            && err.contains("permission denied")
+            && err.contains("group 4242 (gid 4242)")
+            && err.contains("uid 65534 gid 65534"),
+        "{err}"
+    );
+    assert!(d.ctl_ok(&["addr", "list"]).stdout.lines().count() <= 1);
+    assert!(d.log_tail(20).contains("control connection refused"));
+
+    // Without --socket-group only root (and the daemon's own user) are let
+    // in, whatever the file's mode says.
+    let d = env.take_daemon();
+    d.stop();
+    env.start_daemon();
+    let d = env.daemon();
+    fs::set_permissions(&d.socket, fs::Permissions::from_mode(0o666)).unwrap();
+    let r = ctl_as(&ctl, d, &["--regid", GROUP, "--clear-groups"], &["show"]);
+    assert!(
+        !r.success() && r.stderr.contains("root only"),
+        "{}",
+        r.stderr
+    );
+    d.ctl_ok(&["show"]);
+}
+
+/// A child process killed if the test ends before it is reaped.
+struct Reaped(Option<Child>);
+
+impl Reaped {
+    /// Stops the child with SIGINT (ping prints its summary) and returns
+    /// its output.
+    fn interrupt(&mut self) -> String {
+        let child = self.0.take().unwrap();
+        // SAFETY: a plain signal to our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Raises this process's open-file limit to its hard limit.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is an rlimit.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = lim.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+}
+
+fn connect(d: &Daemon) -> UnixStream {
+    let s = UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s
+}
+
+/// A request line.
+fn request(op: &str) -> String {
+    format!(
+        "{{\"version\":{},\"command\":{{\"op\":\"{op}\"}}}}\n",
+        ctl::PROTOCOL_VERSION
+    )
+}
+
+fn read_line(s: &mut BufReader<UnixStream>) -> serde_json::Value {
+    let mut line = String::new();
+    s.read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_thousand_clients_and_a_100_mb_burst_leave_forwarding_and_learning_going() {
+    let Some(mut env) = TestEnv::with_daemon(
+        "a_thousand_clients_and_a_100_mb_burst_leave_forwarding_and_learning_going",
+    ) else {
+        return;
+    };
+    raise_fd_limit();
+    let a = env.add_pod("a", Attach::Tap);
+    let b = env.add_pod("b", Attach::Tap);
+    let c = env.add_pod("c", Attach::Afxdp);
+    env.ping(&a, &b);
+    let d = env.daemon();
+    let pid = d.pid();
+
+    // A thousand clients at once, each with one request in flight.
+    let began = Instant::now();
+    let mut clients: Vec<_> = (0..1000).map(|_| connect(d)).collect();
+    for s in &mut clients {
+        s.write_all(request("show").as_bytes()).unwrap();
+    }
+    for s in clients {
+        let v = read_line(&mut BufReader::new(s));
+        assert_eq!(v["ok"], true, "{v}");
+    }
+    eprintln!("1,000 clients served in {:?}", began.elapsed());
+
+    // A pod pings another through the switch during the burst.
+    let mut ping = Reaped(Some(
+        Command::new("ip")
+            .args([
+                "netns", "exec", &a.name, "ping", "-q", "-i", "0.01", "-w", "120",
+            ])
+            .arg(b.ip.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    thread::sleep(Duration::from_millis(500));
+
+    // 100 MB of requests, 100 bytes each, from one client that reads the
+    // answers as they come (another thread).
+    const LINE: usize = 100;
+    const LINES: usize = 1_000_000;
+    let mut line = request("addr_list").trim_end().to_string();
+    line.push_str(&" ".repeat(LINE - 1 - line.len()));
+    line.push('\n');
+    let burst = connect(d);
+    let mut reader = BufReader::with_capacity(1 << 20, burst.try_clone().unwrap());
+    let writing = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let writing = writing.clone();
+        let mut w = burst;
+        thread::spawn(move || {
+            let chunk = line.repeat(10_000);
+            let began = Instant::now();
+            for _ in 0..LINES / 10_000 {
+                w.write_all(chunk.as_bytes()).unwrap();
+            }
+            writing.store(false, Ordering::Relaxed);
+            began.elapsed()
+        })
+    };
+    let answers = thread::spawn(move || {
+        let mut buf = String::new();
+        let (mut n, mut ok) = (0, 0);
+        while n < LINES {
+            buf.clear();
+            if reader.read_line(&mut buf).unwrap() == 0 {
+                break;
+            }
+            n += 1;
+            ok += usize::from(buf.starts_with("{\"version\":2,\"ok\":true"));
+        }
+        (n, ok)
+    });
+
+    // Meanwhile a pod that has not sent yet is learned, and another client
+    // is answered, promptly.
+    thread::sleep(Duration::from_millis(200));
+    assert!(
+        writing.load(Ordering::Relaxed),
+        "the burst ended too soon to test anything"
+    );
+    let learn_began = Instant::now();
+    let learned = wait_for(Duration::from_secs(10), || {
+        common::netns_exec(&c.name, &["ping", "-c", "1", "-W", "1", &a.ip.to_string()]);
+        d.fdb()
+            .iter()
+            .any(|e| e.mac == c.mac && e.port == c.name)
+            .then_some(learn_began.elapsed())
+    })
+    .expect("a new pod's MAC was not learned during the burst");
+    let t = Instant::now();
+    d.ctl_ok(&["port", "list"]);
+    let other_client = t.elapsed();
+    let rss_during = rss_kib(pid);
+    let still_bursting = writing.load(Ordering::Relaxed);
+
+    let write_time = writer.join().unwrap();
+    let (n, ok) = answers.join().unwrap();
+    let burst_time = learn_began.elapsed();
+    let out = ping.interrupt();
+    eprintln!(
+        "burst: {n} answers ({ok} ok), written in {write_time:?}; new MAC learned after \
+         {learned:?}; another client answered in {other_client:?}; vswitchd RSS {rss_during} KiB \
+         during the burst; ping: {}",
+        out.lines()
+            .filter(|l| l.contains("packet loss") || l.contains("rtt"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    assert_eq!(
+        (n, ok),
+        (LINES, LINES),
+        "every request of the burst answered, ok"
+    );
+    assert!(
+        still_bursting,
+        "the burst ended before the checks during it ({burst_time:?})"
+    );
+    assert!(
+        learned < Duration::from_secs(2),
+        "learning waited {learned:?} behind the burst"
+    );
+    assert!(
+        other_client < Duration::from_secs(1),
+        "another client waited {other_client:?}"
+    );
+    let loss: f64 = out
+        .split(", ")
+        .find_map(|f| f.strip_suffix("% packet loss"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no ping summary: {out}"));
+    assert!(
+        loss <= 1.0,
+        "pods lost {loss}% of pings during the burst:\n{out}"
+    );
+    assert!(
+        rss_during < 256 << 10,
+        "vswitchd held {rss_during} KiB during the burst"
+    );
+}
+
+#[test]
+fn connections_and_buffered_bytes_are_capped() {
+    let Some(mut env) = TestEnv::new("connections_and_buffered_bytes_are_capped") else {
+        return;
+    };
+    // 1,100 files: room for 76 control connections beside the 1,024 kept
+    // for ports and the rest.
+    env.start_daemon_with(DaemonOpts {
+        open_files: Some(1100),
+        ..DaemonOpts::default()
+    });
+    let d = env.daemon();
+    let held: Vec<_> = (0..76).map(|_| connect(d)).collect();
+    let mut extra = BufReader::new(connect(d));
+    let _ = extra.get_mut().write_all(request("show").as_bytes());
+    let v = read_line(&mut extra);
+    assert_eq!(v["ok"], false);
+    let err = v["error"].as_str().unwrap();
+    assert!(err.contains("at most 76 control connections"), "{err}");
+    // vswitchctl says so in one line.
+    let r = d.ctl(&["show"]);
+    assert!(
+        !r.success() && r.stderr.contains("at most 76"),
+        "{}",
+        r.stderr
+    );
+    drop(held);
+    let served = wait_for(Duration::from_secs(5), || {
+        d.ctl(&["show"]).success().then_some(())
+    });
+    assert!(served.is_some(), "closed connections were not let go");
+
+    // Five clients each send 60 MiB of one line, without its end: the
+    // daemon holds 256 MiB of requests at most, and the client that would
+    // pass it is told so.
+    let pid = d.pid();
+    let rss_before = rss_kib(pid);
+    let senders: Vec<_> = (0..5)
+        .map(|_| {
+            let mut s = connect(d);
+            thread::spawn(move || {
+                let chunk = vec![b'x'; 1 << 20];
+                let mut sent = 0;
+                for _ in 0..60 {
+                    if s.write_all(&chunk).is_err() {
+                        break;
+                    }
+                    sent += 1;
+                }
+                (s, sent)
+            })
+        })
+        .collect();
+    // Those that are held wait for the line to end; the refused one's
+    // write fails. Neither blocks forever: the held ones end once read.
+    let mut refused = Vec::new();
+    let mut kept = Vec::new();
+    for t in senders {
+        let (s, sent) = t.join().unwrap();
+        if sent < 60 {
+            refused.push(s);
+        } else {
+            kept.push(s);
+        }
+    }
+    assert_eq!(refused.len(), 1, "one of five 60 MiB lines is past 256 MiB");
+    let v = read_line(&mut BufReader::new(refused.pop().unwrap()));
+    let err = v["error"].as_str().unwrap();
+    assert!(err.contains("control buffers are full"), "{err}");
+    let rss = rss_kib(pid);
+    assert!(
+        rss < rss_before + (256 << 10) + (32 << 10),
+        "vswitchd grew from {rss_before} KiB to {rss} KiB"
+    );
+    // The held lines end and are answered (malformed); others are served.
+    for s in &mut kept {
+        s.write_all(b"\n").unwrap();
+    }
+    for s in kept {
+        let v = read_line(&mut BufReader::new(s));
+        assert_eq!(v["ok"], false);
+    }
+    d.ctl_ok(&["show"]);
+    let mut s = BufReader::new(connect(d));
+    s.get_mut().write_all(request("show").as_bytes()).unwrap();
+    assert_eq!(read_line(&mut s)["ok"], true);
+    let mut rest = Vec::new();
+    s.get_mut().shutdown(std::net::Shutdown::Write).unwrap();
+    s.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+}
