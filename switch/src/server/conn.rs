@@ -269,13 +269,14 @@ mod tests {
         let (mut c, mut peer) = pair();
         peer.set_nonblocking(true).unwrap();
         let line = [b'x'; 99].iter().chain(b"\n").copied().collect::<Vec<u8>>();
-        let mut sent = 0;
-        // Fill the socket and the read-ahead.
+        let (mut sent, mut at) = (0, 0);
+        // Fill the socket and the read-ahead, whole lines only.
         while sent < 3 * READ_AHEAD {
-            match peer.write(&line) {
-                Ok(_) => sent += 1,
+            match peer.write(&line[at..]) {
+                Ok(n) if at + n == line.len() => (sent, at) = (sent + 1, 0),
+                Ok(n) => at += n,
                 Err(_) => {
-                    if c.fill(usize::MAX) == Fill::Paused {
+                    if c.fill(usize::MAX) == Fill::Paused && at == 0 {
                         break;
                     }
                 }
