@@ -70,7 +70,7 @@ impl Client {
     /// Every tracked connection, asked for a page at a time.
     pub fn conntrack(&mut self) -> Result<Vec<CtEntry>, ClientError> {
         let mut all = Vec::new();
-        let mut after = None;
+        let (mut after, mut last) = (None, None::<String>);
         loop {
             let reply = self.call(Command::CtList {
                 after: after.take(),
@@ -83,7 +83,16 @@ impl Client {
             };
             all.extend(page.entries);
             match page.next {
-                Some(next) => after = Some(next),
+                // Cursors are fixed-width hex: each must sort after the last.
+                Some(next) if last.as_ref().is_none_or(|l| next > *l) => {
+                    last = Some(next.clone());
+                    after = Some(next);
+                }
+                Some(next) => {
+                    return Err(ClientError::Malformed(format!(
+                        "ct list cursor {next} does not advance"
+                    )));
+                }
                 None => return Ok(all),
             }
         }

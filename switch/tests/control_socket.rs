@@ -8,7 +8,7 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -111,7 +111,7 @@ fn peers_other_than_root_and_the_socket_group_are_refused() {
             && err.contains("uid 65534 gid 65534"),
         "{err}"
     );
-    assert!(d.ctl_ok(&["addr", "list"]).stdout.lines().count() <= 1);
+    assert!(!d.ctl_ok(&["addr", "list"]).stdout.contains("10.99.0.1"));
     assert!(d.log_tail(20).contains("control connection refused"));
 
     // Without --socket-group only root (and the daemon's own user) are let
@@ -154,8 +154,9 @@ impl Drop for Reaped {
     }
 }
 
-/// Raises this process's open-file limit to its hard limit.
-fn raise_fd_limit() {
+/// Raises this process's open-file limit to its hard limit, which must be
+/// at least `need`.
+fn raise_fd_limit(need: u64) {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -166,6 +167,11 @@ fn raise_fd_limit() {
         lim.rlim_cur = lim.rlim_max;
         assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
     }
+    assert!(
+        lim.rlim_max >= need,
+        "this test needs {need} open files, the hard limit is {} (ulimit -Hn)",
+        lim.rlim_max
+    );
 }
 
 fn connect(d: &Daemon) -> UnixStream {
@@ -204,13 +210,14 @@ fn a_thousand_clients_and_a_100_mb_burst_leave_forwarding_and_learning_going() {
     ) else {
         return;
     };
-    raise_fd_limit();
+    raise_fd_limit(2_100);
     let a = env.add_pod("a", Attach::Tap);
     let b = env.add_pod("b", Attach::Tap);
     let c = env.add_pod("c", Attach::Afxdp);
     env.ping(&a, &b);
     let d = env.daemon();
     let pid = d.pid();
+    let rss_before = rss_kib(pid);
 
     // A thousand clients at once, each with one request in flight.
     let began = Instant::now();
@@ -237,33 +244,37 @@ fn a_thousand_clients_and_a_100_mb_burst_leave_forwarding_and_learning_going() {
     ));
     thread::sleep(Duration::from_millis(500));
 
-    // 100 MB of requests, 100 bytes each, from one client that reads the
-    // answers as they come (another thread).
+    // At least 100 MB of requests, 100 bytes each, from one client that
+    // reads the answers as they come (another thread); it goes on sending
+    // until the checks below are done.
     const LINE: usize = 100;
-    const LINES: usize = 1_000_000;
+    const CHUNK_LINES: usize = 10_000;
+    const MIN_LINES: usize = 1_000_000;
     let mut line = request("addr_list").trim_end().to_string();
     line.push_str(&" ".repeat(LINE - 1 - line.len()));
     line.push('\n');
     let burst = connect(d);
     let mut reader = BufReader::with_capacity(1 << 20, burst.try_clone().unwrap());
-    let writing = Arc::new(AtomicBool::new(true));
+    let checked = Arc::new(AtomicBool::new(false));
     let writer = {
-        let writing = writing.clone();
+        let checked = checked.clone();
         let mut w = burst;
         thread::spawn(move || {
-            let chunk = line.repeat(10_000);
+            let chunk = line.repeat(CHUNK_LINES);
             let began = Instant::now();
-            for _ in 0..LINES / 10_000 {
+            let mut lines = 0;
+            while lines < MIN_LINES || !checked.load(Ordering::Relaxed) {
                 w.write_all(chunk.as_bytes()).unwrap();
+                lines += CHUNK_LINES;
             }
-            writing.store(false, Ordering::Relaxed);
-            began.elapsed()
+            w.shutdown(std::net::Shutdown::Write).unwrap();
+            (lines, began.elapsed())
         })
     };
     let answers = thread::spawn(move || {
         let mut buf = String::new();
         let (mut n, mut ok) = (0, 0);
-        while n < LINES {
+        loop {
             buf.clear();
             if reader.read_line(&mut buf).unwrap() == 0 {
                 break;
@@ -277,10 +288,6 @@ fn a_thousand_clients_and_a_100_mb_burst_leave_forwarding_and_learning_going() {
     // Meanwhile a pod that has not sent yet is learned, and another client
     // is answered, promptly.
     thread::sleep(Duration::from_millis(200));
-    assert!(
-        writing.load(Ordering::Relaxed),
-        "the burst ended too soon to test anything"
-    );
     let learn_began = Instant::now();
     let learned = wait_for(Duration::from_secs(10), || {
         common::netns_exec(&c.name, &["ping", "-c", "1", "-W", "1", &a.ip.to_string()]);
@@ -294,30 +301,21 @@ fn a_thousand_clients_and_a_100_mb_burst_leave_forwarding_and_learning_going() {
     d.ctl_ok(&["port", "list"]);
     let other_client = t.elapsed();
     let rss_during = rss_kib(pid);
-    let still_bursting = writing.load(Ordering::Relaxed);
+    checked.store(true, Ordering::Relaxed);
 
-    let write_time = writer.join().unwrap();
+    let (lines, write_time) = writer.join().unwrap();
     let (n, ok) = answers.join().unwrap();
-    let burst_time = learn_began.elapsed();
     let out = ping.interrupt();
     eprintln!(
-        "burst: {n} answers ({ok} ok), written in {write_time:?}; new MAC learned after \
-         {learned:?}; another client answered in {other_client:?}; vswitchd RSS {rss_during} KiB \
-         during the burst; ping: {}",
+        "burst: {lines} requests written in {write_time:?}, {n} answers ({ok} ok); new MAC \
+         learned after {learned:?}; another client answered in {other_client:?}; vswitchd RSS \
+         {rss_before} KiB before, {rss_during} KiB during the burst; ping: {}",
         out.lines()
             .filter(|l| l.contains("packet loss") || l.contains("rtt"))
             .collect::<Vec<_>>()
             .join("; ")
     );
-    assert_eq!(
-        (n, ok),
-        (LINES, LINES),
-        "every request of the burst answered, ok"
-    );
-    assert!(
-        still_bursting,
-        "the burst ended before the checks during it ({burst_time:?})"
-    );
+    assert_eq!((n, ok), (lines, lines), "every request answered, ok");
     assert!(
         learned < Duration::from_secs(2),
         "learning waited {learned:?} behind the burst"
@@ -326,41 +324,67 @@ fn a_thousand_clients_and_a_100_mb_burst_leave_forwarding_and_learning_going() {
         other_client < Duration::from_secs(1),
         "another client waited {other_client:?}"
     );
-    let loss: f64 = out
-        .split(", ")
-        .find_map(|f| f.strip_suffix("% packet loss"))
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no ping summary: {out}"));
+    // "N packets transmitted, M received": only the ping in flight when
+    // it was stopped may be missing.
+    let count = |what: &str| -> u64 {
+        out.lines()
+            .find(|l| l.contains("packets transmitted"))
+            .unwrap_or_default()
+            .split(", ")
+            .find_map(|f| f.strip_suffix(what))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no ping summary: {out}"))
+    };
+    let (sent, got) = (count(" packets transmitted"), count(" received"));
     assert!(
-        loss <= 1.0,
-        "pods lost {loss}% of pings during the burst:\n{out}"
+        got + 1 >= sent && sent > 50,
+        "pods lost pings during the burst:\n{out}"
     );
     assert!(
-        rss_during < 256 << 10,
-        "vswitchd held {rss_during} KiB during the burst"
+        rss_during < rss_before + (64 << 10),
+        "vswitchd grew from {rss_before} KiB to {rss_during} KiB during the burst"
     );
 }
 
 #[test]
-fn connections_and_buffered_bytes_are_capped() {
-    let Some(mut env) = TestEnv::new("connections_and_buffered_bytes_are_capped") else {
+fn connections_bytes_and_stalled_clients_are_capped() {
+    let Some(mut env) = TestEnv::new("connections_bytes_and_stalled_clients_are_capped") else {
         return;
     };
+    let ctl = public_ctl(&env);
     // 1,100 files: room for 76 control connections beside the 1,024 kept
-    // for ports and the rest.
+    // for ports and the rest; root has 16 more.
     env.start_daemon_with(DaemonOpts {
         open_files: Some(1100),
+        extra: vec!["--socket-group".into(), GROUP.into()],
         ..DaemonOpts::default()
     });
     let d = env.daemon();
-    let held: Vec<_> = (0..76).map(|_| connect(d)).collect();
-    let mut extra = BufReader::new(connect(d));
-    let _ = extra.get_mut().write_all(request("show").as_bytes());
-    let v = read_line(&mut extra);
-    assert_eq!(v["ok"], false);
-    let err = v["error"].as_str().unwrap();
-    assert!(err.contains("at most 76 control connections"), "{err}");
-    // vswitchctl says so in one line.
+    let mut held: Vec<_> = (0..76).map(|_| connect(d)).collect();
+    // Show each is being served before counting on it.
+    for s in &mut held {
+        s.write_all(request("addr_list").as_bytes()).unwrap();
+    }
+    for s in &held {
+        read_line(&mut BufReader::new(s.try_clone().unwrap()));
+    }
+    let member = ["--regid", GROUP, "--clear-groups"];
+    let r = ctl_as(&ctl, d, &member, &["show"]);
+    assert!(
+        !r.success() && r.stderr.contains("at most 76 control connections"),
+        "{}",
+        r.stderr
+    );
+    // Root still gets in: its 16 connections beyond the limit.
+    d.ctl_ok(&["show"]);
+    held.extend((0..16).map(|_| connect(d)));
+    for s in held.iter_mut().skip(76) {
+        s.write_all(request("addr_list").as_bytes()).unwrap();
+        assert_eq!(
+            read_line(&mut BufReader::new(s.try_clone().unwrap()))["ok"],
+            true
+        );
+    }
     let r = d.ctl(&["show"]);
     assert!(
         !r.success() && r.stderr.contains("at most 76"),
@@ -369,13 +393,13 @@ fn connections_and_buffered_bytes_are_capped() {
     );
     drop(held);
     let served = wait_for(Duration::from_secs(5), || {
-        d.ctl(&["show"]).success().then_some(())
+        ctl_as(&ctl, d, &member, &["show"]).success().then_some(())
     });
     assert!(served.is_some(), "closed connections were not let go");
 
     // Five clients each send 60 MiB of one line, without its end: the
     // daemon holds 256 MiB of requests at most, and the client that would
-    // pass it is told so.
+    // pass it is told so. Others are still served meanwhile.
     let pid = d.pid();
     let rss_before = rss_kib(pid);
     let senders: Vec<_> = (0..5)
@@ -383,24 +407,17 @@ fn connections_and_buffered_bytes_are_capped() {
             let mut s = connect(d);
             thread::spawn(move || {
                 let chunk = vec![b'x'; 1 << 20];
-                let mut sent = 0;
-                for _ in 0..60 {
-                    if s.write_all(&chunk).is_err() {
-                        break;
-                    }
-                    sent += 1;
-                }
-                (s, sent)
+                let refused = (0..60).any(|_| s.write_all(&chunk).is_err());
+                (s, refused)
             })
         })
         .collect();
-    // Those that are held wait for the line to end; the refused one's
-    // write fails. Neither blocks forever: the held ones end once read.
-    let mut refused = Vec::new();
-    let mut kept = Vec::new();
+    // The held ones finish writing once read; the refused one's write
+    // fails. Neither blocks forever.
+    let (mut refused, mut kept) = (Vec::new(), Vec::new());
     for t in senders {
-        let (s, sent) = t.join().unwrap();
-        if sent < 60 {
+        let (s, was_refused) = t.join().unwrap();
+        if was_refused {
             refused.push(s);
         } else {
             kept.push(s);
@@ -410,12 +427,13 @@ fn connections_and_buffered_bytes_are_capped() {
     let v = read_line(&mut BufReader::new(refused.pop().unwrap()));
     let err = v["error"].as_str().unwrap();
     assert!(err.contains("control buffers are full"), "{err}");
+    d.ctl_ok(&["show"]);
     let rss = rss_kib(pid);
     assert!(
         rss < rss_before + (256 << 10) + (32 << 10),
         "vswitchd grew from {rss_before} KiB to {rss} KiB"
     );
-    // The held lines end and are answered (malformed); others are served.
+    // The held lines end and are answered (malformed).
     for s in &mut kept {
         s.write_all(b"\n").unwrap();
     }
@@ -423,12 +441,42 @@ fn connections_and_buffered_bytes_are_capped() {
         let v = read_line(&mut BufReader::new(s));
         assert_eq!(v["ok"], false);
     }
+
+    // A client that sends but never reads is left waiting, then let go
+    // once its answers have waited 10 s: it reads what was sent, then the
+    // end.
+    let mut lazy = connect(d);
+    let began = Instant::now();
+    lazy.set_write_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let req = request("show");
+    let mut sent = 0;
+    // Until vswitchd stops reading (its answers to send and its read-ahead
+    // full; a line cut off there never completes).
+    while sent < 1_000_000 && lazy.write_all(req.as_bytes()).is_ok() {
+        sent += 1;
+    }
+    assert!(
+        sent < 1_000_000,
+        "vswitchd kept reading from a client that does not read"
+    );
     d.ctl_ok(&["show"]);
-    let mut s = BufReader::new(connect(d));
-    s.get_mut().write_all(request("show").as_bytes()).unwrap();
-    assert_eq!(read_line(&mut s)["ok"], true);
-    let mut rest = Vec::new();
-    s.get_mut().shutdown(std::net::Shutdown::Write).unwrap();
-    s.read_to_end(&mut rest).unwrap();
-    assert!(rest.is_empty());
+    thread::sleep(Duration::from_secs(12));
+    let mut answers = 0;
+    for line in BufReader::new(lazy).lines() {
+        match line {
+            Ok(_) => answers += 1,
+            // Closed with requests unread: the kernel says "reset" once
+            // the answers sent before are read.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("after {answers} answers: {e}"),
+        }
+    }
+    eprintln!(
+        "a client that did not read: {sent} requests sent, {answers} answered before it was \
+         let go after {:?}",
+        began.elapsed()
+    );
+    assert!(answers < sent, "{answers} of {sent}");
+    assert!(d.log_tail(20).contains("took no answer"));
 }

@@ -21,13 +21,17 @@
 //! - `HANDOFF`: in transit to another worker;
 //! - a port id: lent to that port (a kernel fill or TX ring).
 //!
-//! All `unsafe` about raw frame memory is in this file.
+//! All `unsafe` about raw frame memory is in this module: the region here,
+//! the accessors of a frame's bytes (only of frames the worker holds) in
+//! `access.rs`, other workers' read-only view in `view.rs`.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::cell::Cell;
 use std::ptr::NonNull;
 
 use crate::PortId;
 
+mod access;
 mod view;
 pub use view::PoolView;
 
@@ -62,7 +66,9 @@ pub struct PoolCounts {
     pub lent: u32,
     pub worker: u32,
     pub handoff: u32,
-    /// Double frees and descriptors handed back that were not lent out.
+    /// Double frees, descriptors handed back that were not lent out, and
+    /// frames the worker does not hold that it was about to read, write or
+    /// send (each refused: an empty buffer, the frame skipped).
     pub errors: u64,
 }
 
@@ -79,7 +85,8 @@ pub struct FramePool {
     owner: Vec<u16>,
     lent: u32,
     handoff: u32,
-    errors: u64,
+    /// A `Cell` so that a read-only access refused can count too.
+    errors: Cell<u64>,
     layout: Layout,
 }
 
@@ -132,7 +139,7 @@ impl FramePool {
                 .collect(),
             lent: 0,
             handoff: 0,
-            errors: 0,
+            errors: Cell::new(0),
             layout,
         }
     }
@@ -173,20 +180,6 @@ impl FramePool {
         addr < self.umem_len
     }
 
-    /// The `N` bytes in front of a regular frame's data (the end of its
-    /// headroom), where an AF_XDP socket's TX metadata goes; `None` for an
-    /// address that is not a regular frame's.
-    #[inline]
-    pub fn headroom_tail_mut<const N: usize>(&mut self, addr: u32) -> Option<&mut [u8; N]> {
-        if addr / FRAME_SIZE >= self.count || addr % FRAME_SIZE != HEADROOM || N > HEADROOM as usize
-        {
-            return None;
-        }
-        // SAFETY: the N bytes end where the frame's data starts and lie in
-        // its headroom, within the region; the caller holds the frame.
-        Some(unsafe { &mut *self.base.as_ptr().add(addr as usize - N).cast::<[u8; N]>() })
-    }
-
     /// Where the frames are (regular and big together).
     pub fn counts(&self) -> PoolCounts {
         let free = self.available();
@@ -197,7 +190,7 @@ impl FramePool {
             lent: self.lent,
             handoff: self.handoff,
             worker: count - free - self.lent - self.handoff,
-            errors: self.errors,
+            errors: self.errors.get(),
         }
     }
 
@@ -220,11 +213,42 @@ impl FramePool {
     /// How many bytes the frame at canonical address `addr` holds; `None`
     /// for an address that is not a frame's canonical one.
     #[inline]
-    fn capacity(&self, addr: u32) -> Option<u32> {
+    fn frame_capacity(&self, addr: u32) -> Option<u32> {
         if addr / FRAME_SIZE < self.count && addr % FRAME_SIZE == HEADROOM {
             return Some(FRAME_CAPACITY);
         }
         self.big_capacity(addr)
+    }
+
+    /// [`FramePool::frame_capacity`] of a frame the worker holds; `None`,
+    /// counted as an error, for any other address: not a frame's, or a
+    /// frame another owner has (the free list, a port's kernel ring, the
+    /// worker it was handed to). Every accessor of frame memory goes
+    /// through this or `span`, so none reaches memory the kernel or another
+    /// worker may be using.
+    #[inline]
+    fn capacity(&self, addr: u32) -> Option<u32> {
+        match self.frame_capacity(addr) {
+            Some(cap) if self.owner[(addr / FRAME_SIZE) as usize] == WORKER => Some(cap),
+            _ => {
+                self.error();
+                None
+            }
+        }
+    }
+
+    /// Whether the worker holds the frame at `addr` (a frame's canonical
+    /// address, taken from the free list or handed back by a port, and not
+    /// since freed, lent or handed off).
+    #[inline]
+    pub fn holds(&self, addr: u32) -> bool {
+        self.frame_capacity(addr).is_some() && self.owner[(addr / FRAME_SIZE) as usize] == WORKER
+    }
+
+    /// Counts an error (see [`PoolCounts::errors`]).
+    #[inline(never)]
+    pub fn error(&self) {
+        self.errors.set(self.errors.get() + 1);
     }
 
     #[inline(never)]
@@ -270,7 +294,7 @@ impl FramePool {
     #[inline]
     pub fn free(&mut self, addr: u32) {
         let Some(idx) = self.index(addr) else {
-            self.errors += 1;
+            self.error();
             return;
         };
         match self.owner[idx] {
@@ -279,7 +303,7 @@ impl FramePool {
             _ => {
                 // Already free, or lent to a port: returning it would let
                 // two users write the same memory.
-                self.errors += 1;
+                self.error();
                 return;
             }
         }
@@ -305,7 +329,7 @@ impl FramePool {
                 self.owner[idx] = port;
                 self.lent += 1;
             }
-            _ => self.errors += 1,
+            _ => self.error(),
         }
     }
 
@@ -315,11 +339,11 @@ impl FramePool {
     #[inline]
     pub fn reclaim(&mut self, addr: u32, port: PortId) -> Option<u32> {
         let Some(idx) = self.index(addr) else {
-            self.errors += 1;
+            self.error();
             return None;
         };
         if self.owner[idx] != port {
-            self.errors += 1;
+            self.error();
             return None;
         }
         self.owner[idx] = WORKER;
@@ -350,209 +374,8 @@ impl FramePool {
                 self.owner[idx] = HANDOFF;
                 self.handoff += 1;
             }
-            _ => self.errors += 1,
+            _ => self.error(),
         }
-    }
-
-    /// Moves packet data that the kernel placed at `addr` (which may not be
-    /// the canonical offset) so it starts at the canonical address `canon`.
-    /// Returns the length kept, or `None` if `addr`/`len` fall outside the frame.
-    pub fn normalize(&mut self, addr: u32, canon: u32, len: u32) -> Option<u32> {
-        if !self.in_umem(canon) || canon % FRAME_SIZE != HEADROOM {
-            return None;
-        }
-        let frame_start = canon - HEADROOM;
-        let end = addr.checked_add(len);
-        if addr < frame_start
-            || end.is_none_or(|end| end > frame_start + FRAME_SIZE)
-            || len > FRAME_CAPACITY
-        {
-            return None;
-        }
-        if addr != canon {
-            // SAFETY: both ranges lie within this frame (checked above) and
-            // the frame is held by the worker; `copy` handles overlap.
-            unsafe {
-                let p = self.base.as_ptr();
-                std::ptr::copy(p.add(addr as usize), p.add(canon as usize), len as usize);
-            }
-        }
-        Some(len)
-    }
-
-    /// The packet data of a frame: `len` bytes, at most the frame's
-    /// capacity; empty for an address that is not a frame's.
-    #[inline]
-    pub fn data(&self, addr: u32, len: u32) -> &[u8] {
-        let (start, len) = self.span(addr, len);
-        // SAFETY: `span` keeps the range within one frame of the region (or
-        // empty). Frames held by the worker are not written by the kernel.
-        unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(start), len) }
-    }
-
-    /// The packet data of a frame, writable; `len` up to the frame's capacity.
-    #[inline]
-    pub fn data_mut(&mut self, addr: u32, len: u32) -> &mut [u8] {
-        let (start, len) = self.span(addr, len);
-        // SAFETY: as in `data`; `&mut self` excludes other access from this
-        // thread, and the worker only writes frames it holds.
-        unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(start), len) }
-    }
-
-    /// Where `len` bytes of the frame at `addr` are (cut to its
-    /// capacity); an empty range at the region's start if `addr` is not a
-    /// frame's. Regular frames take the short way.
-    #[inline(always)]
-    fn span(&self, addr: u32, len: u32) -> (usize, usize) {
-        if addr / FRAME_SIZE < self.count && addr % FRAME_SIZE == HEADROOM {
-            return (addr as usize, len.min(FRAME_CAPACITY) as usize);
-        }
-        self.big_span(addr, len)
-    }
-
-    #[inline(never)]
-    fn big_span(&self, addr: u32, len: u32) -> (usize, usize) {
-        match self.big_capacity(addr) {
-            Some(cap) => (addr as usize, len.min(cap) as usize),
-            None => (0, 0),
-        }
-    }
-
-    /// A frame's whole buffer (its capacity), writable: for rewriting a
-    /// packet into a longer one (an ICMP error quoting it).
-    #[inline]
-    pub fn frame_mut(&mut self, addr: u32) -> &mut [u8] {
-        self.data_mut(addr, u32::MAX)
-    }
-
-    /// The frame's packet data with `front` bytes of its headroom before it
-    /// (for a TAP port's virtio-net header), writable; `len` counts the
-    /// packet data only and is cut to the frame's capacity.
-    #[inline]
-    pub fn with_headroom_mut(&mut self, addr: u32, front: u32, len: u32) -> &mut [u8] {
-        let Some(cap) = self.capacity(addr).filter(|_| front <= HEADROOM) else {
-            return &mut [];
-        };
-        // SAFETY: the headroom's `front` bytes and the data up to the
-        // capacity lie within the frame (checked above); as in `data_mut`.
-        unsafe {
-            std::slice::from_raw_parts_mut(
-                self.base.as_ptr().add((addr - front) as usize),
-                (front + len.min(cap)) as usize,
-            )
-        }
-    }
-
-    /// Two distinct frames at once: `src` to read, `dst` to write (lengths
-    /// cut to their capacities); `None` if either is not a frame or they
-    /// are the same.
-    #[inline]
-    pub fn pair_mut(
-        &mut self,
-        src: u32,
-        src_len: u32,
-        dst: u32,
-        dst_len: u32,
-    ) -> Option<(&[u8], &mut [u8])> {
-        let (scap, dcap) = (self.capacity(src)?, self.capacity(dst)?);
-        if src == dst {
-            return None;
-        }
-        let base = self.base.as_ptr();
-        // SAFETY: both are canonical addresses of distinct frames of this
-        // region, each range within its frame (so they do not overlap);
-        // `&mut self` excludes other access for the borrows' lifetime.
-        unsafe {
-            Some((
-                std::slice::from_raw_parts(base.add(src as usize), src_len.min(scap) as usize),
-                std::slice::from_raw_parts_mut(base.add(dst as usize), dst_len.min(dcap) as usize),
-            ))
-        }
-    }
-
-    /// Copies `len` bytes of frame `src` and the `front` bytes of headroom
-    /// before them into frame `dst` (held by the worker). Returns false,
-    /// copying nothing, if they do not fit or are not frames.
-    pub fn copy_into(&mut self, src: u32, dst: u32, front: u32, len: u32) -> bool {
-        let (Some(scap), Some(dcap)) = (self.capacity(src), self.capacity(dst)) else {
-            return false;
-        };
-        if src == dst || front > HEADROOM || len > scap.min(dcap) {
-            return false;
-        }
-        let base = self.base.as_ptr();
-        // SAFETY: distinct frames, both ranges within their frames (the
-        // headroom and `len` bytes of data, checked above).
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                base.add((src - front) as usize),
-                base.add((dst - front) as usize),
-                (front + len) as usize,
-            )
-        };
-        true
-    }
-
-    /// Where the `front` bytes of headroom and `len` bytes of data of a
-    /// frame are, for a port's read(2)/write(2) into it: the frame must be
-    /// held by the worker while the pointer is used. `None` if `addr` is
-    /// not a frame or they do not fit.
-    pub fn raw_span(&mut self, addr: u32, front: u32, len: u32) -> Option<(*mut u8, usize)> {
-        let cap = self.capacity(addr)?;
-        if front > HEADROOM || len > cap {
-            return None;
-        }
-        // SAFETY: the headroom's `front` bytes lie within the frame.
-        let p = unsafe { self.base.as_ptr().add((addr - front) as usize) };
-        Some((p, (front + len) as usize))
-    }
-
-    /// Copies a frame into a newly allocated one (a big one only when the
-    /// data needs it).
-    #[inline]
-    pub fn copy_frame(&mut self, addr: u32, len: u32) -> Option<u32> {
-        let Some(cap) = self.capacity(addr) else {
-            self.errors += 1;
-            return None;
-        };
-        let len = len.min(cap);
-        let new = self.alloc_for(len)?;
-        let base = self.base.as_ptr();
-        // SAFETY: both are canonical frame addresses of this pool (one held,
-        // one just allocated, so distinct) and `len` fits a frame.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                base.add(addr as usize),
-                base.add(new as usize),
-                len as usize,
-            )
-        };
-        Some(new)
-    }
-
-    /// Allocates a frame and fills it with `bytes` (a big frame when they
-    /// need one and one is free; truncated to the capacity).
-    #[inline]
-    pub fn write_frame(&mut self, bytes: &[u8]) -> Option<(u32, u32)> {
-        if bytes.len() > FRAME_CAPACITY as usize {
-            return self.write_big_frame(bytes);
-        }
-        let addr = self.alloc()?;
-        self.data_mut(addr, bytes.len() as u32)
-            .copy_from_slice(bytes);
-        Some((addr, bytes.len() as u32))
-    }
-
-    #[inline(never)]
-    fn write_big_frame(&mut self, bytes: &[u8]) -> Option<(u32, u32)> {
-        let (addr, cap) = match self.alloc_big() {
-            Some(a) => (a, BIG_CAPACITY),
-            None => (self.alloc()?, FRAME_CAPACITY),
-        };
-        let len = bytes.len().min(cap as usize);
-        self.data_mut(addr, len as u32)
-            .copy_from_slice(&bytes[..len]);
-        Some((addr, len as u32))
     }
 
     /// A read-only handle on the whole region for other workers (handoff).
@@ -583,114 +406,4 @@ impl Drop for FramePool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn alloc_free_and_accounting() {
-        let mut p = FramePool::heap(4);
-        let a = p.alloc().unwrap();
-        assert_eq!(a, HEADROOM);
-        let b = p.alloc().unwrap();
-        p.lend(b, 7);
-        assert_eq!(
-            p.counts(),
-            PoolCounts {
-                total: 4,
-                free: 2,
-                lent: 1,
-                worker: 1,
-                handoff: 0,
-                errors: 0
-            }
-        );
-        assert_eq!(p.reclaim(b, 8), None, "wrong port");
-        assert_eq!(p.counts().errors, 1);
-        assert_eq!(
-            p.reclaim(b + 10, 7),
-            Some(b),
-            "offset within the frame is canonicalised"
-        );
-        p.free(b);
-        p.free(b);
-        assert_eq!(p.counts().errors, 2, "double free detected");
-        p.free(a);
-        assert_eq!(p.available(), 4);
-    }
-
-    #[test]
-    fn exhaustion_and_copies() {
-        let mut p = FramePool::heap(2);
-        let (a, len) = p.write_frame(&[1, 2, 3]).unwrap();
-        assert_eq!(p.data(a, len), &[1, 2, 3]);
-        let c = p.copy_frame(a, len).unwrap();
-        assert_eq!(p.data(c, len), &[1, 2, 3]);
-        assert!(p.alloc().is_none());
-        assert!(p.copy_frame(a, len).is_none());
-    }
-
-    #[test]
-    fn bad_addresses_are_harmless() {
-        let mut p = FramePool::heap(2);
-        assert!(p.data(FRAME_SIZE * 9 + HEADROOM, 10).is_empty());
-        assert!(p.data(5, 10).is_empty());
-        assert_eq!(p.reclaim(FRAME_SIZE * 100, 1), None);
-        p.free(FRAME_SIZE * 100);
-        assert_eq!(p.counts().errors, 2);
-    }
-
-    #[test]
-    fn big_frames_hold_gso_frames_and_are_kept_apart() {
-        let mut p = FramePool::with_big(2, 2);
-        assert_eq!(p.total(), 4);
-        let big = vec![7u8; 60_000];
-        let (a, len) = p.write_frame(&big).unwrap();
-        assert_eq!(len, 60_000);
-        assert!(!p.in_umem(a), "a big frame is not in the UMEM");
-        assert_eq!(p.data(a, len), &big[..]);
-        assert_eq!(p.available_big(), 1);
-        let c = p.copy_frame(a, len).unwrap();
-        assert_eq!(p.data(c, len).len(), 60_000);
-        assert!(p.copy_frame(a, len).is_none(), "no big frame left");
-        // A short copy of a big frame takes a regular one.
-        let s = p.copy_frame(a, 100).unwrap();
-        assert!(p.in_umem(s));
-        // Inside a big frame but not its start: not a frame.
-        assert!(p.data(a + FRAME_SIZE, 10).is_empty());
-        p.free(a);
-        p.free(c);
-        p.free(s);
-        p.free(a);
-        assert_eq!(p.counts().errors, 1, "double free of a big frame detected");
-        assert_eq!(p.available(), 4);
-        assert_eq!(p.umem().len(), 2 * FRAME_SIZE as usize);
-        let w = p.with_headroom_mut(HEADROOM, 10, 5);
-        assert_eq!(w.len(), 15);
-        assert!(p.with_headroom_mut(HEADROOM, HEADROOM + 1, 5).is_empty());
-        // A pool without big frames keeps GSO-sized data out.
-        let mut q = FramePool::new(1);
-        assert_eq!(q.write_frame(&big).unwrap().1, FRAME_CAPACITY);
-    }
-
-    #[test]
-    fn reclaim_port_recovers_lent_frames() {
-        let mut p = FramePool::heap(8);
-        for _ in 0..5 {
-            let a = p.alloc().unwrap();
-            p.lend(a, 3);
-        }
-        assert_eq!(p.reclaim_port(3), 5);
-        assert_eq!(p.available(), 8);
-        assert_eq!(p.counts().lent, 0);
-    }
-
-    #[test]
-    fn normalize_moves_data() {
-        let mut p = FramePool::heap(1);
-        let a = p.alloc().unwrap();
-        p.data_mut(a, 4).copy_from_slice(&[0, 0, 9, 9]);
-        assert_eq!(p.normalize(a + 2, a, 2), Some(2));
-        assert_eq!(p.data(a, 2), &[9, 9]);
-        assert_eq!(p.normalize(a, a, FRAME_CAPACITY + 1), None);
-    }
-}
+mod tests;

@@ -19,6 +19,13 @@ impl Worker {
     /// which is counted on the port whose ring (or handoff queue) was full.
     pub(super) fn flush(&mut self, snap: &Snapshot) {
         while let Some((port, list)) = self.outputs.next_dirty() {
+            // A frame the worker no longer holds (freed, lent to a ring or
+            // handed off: a bug elsewhere) is neither sent nor handed on:
+            // counted as a pool error and left to its owner.
+            if list.iter().any(|f| !self.pool.holds(f.addr)) {
+                let pool = &self.pool;
+                list.retain(|f| pool.holds(f.addr) || (pool.error(), false).1);
+            }
             let slot = usize::from(self.slot_of[usize::from(port) % MAX_PORTS]);
             let local_up = slot != usize::from(NO_SLOT) && self.ports[slot].up;
             if local_up {
@@ -143,5 +150,70 @@ impl Worker {
                 self.in_transit[dst] -= 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crossbeam_channel::bounded;
+
+    use super::*;
+    use crate::counters::WorkerCounters;
+    use crate::pool::FramePool;
+    use crate::port::memory::MemPort;
+    use crate::services::conntrack::Conntrack;
+    use crate::snapshot;
+    use crate::worker::handoff::Mesh;
+    use crate::worker::{PollMode, WorkerParts, WorkerStatus};
+
+    /// A frame queued for a port that the worker no longer holds (lent to
+    /// a ring, freed: a bug elsewhere) is neither sent nor freed again:
+    /// counted as a pool error, the rest of the list goes out.
+    #[test]
+    fn frames_not_held_are_skipped_and_counted() {
+        let pool = FramePool::new(64);
+        let mesh = Arc::new(Mesh::new(vec![pool.view()]));
+        let (_cmd_tx, cmds) = bounded(1);
+        let (learn_tx, _learn_rx) = bounded(16);
+        let (events, _events_rx) = bounded(16);
+        let mut w = Worker::new(WorkerParts {
+            id: 0,
+            pool,
+            snapshot: snapshot::shared(Snapshot::default()),
+            counters: Arc::new(WorkerCounters::new()),
+            status: Arc::new(WorkerStatus::default()),
+            learn_tx,
+            cmds,
+            events,
+            mesh,
+            poll: PollMode::Busy,
+            conntrack: Arc::new(Conntrack::new(64)),
+        });
+        let (port, wire) = MemPort::new(1);
+        w.add_port(1, Box::new(port));
+        let frame = |w: &mut Worker, byte: u8| {
+            let (addr, len) = w.pool.write_frame(&[byte; 60]).unwrap();
+            TxFrame::new(addr, len, 0)
+        };
+        let (a, lent, freed, b) = (
+            frame(&mut w, 1),
+            frame(&mut w, 2),
+            frame(&mut w, 3),
+            frame(&mut w, 4),
+        );
+        w.pool.lend(lent.addr, 9);
+        w.pool.free(freed.addr);
+        for f in [a, lent, freed, b] {
+            w.outputs.push(1, f);
+        }
+        let before = w.pool.counts();
+        w.flush(&Snapshot::default());
+        let sent: Vec<u8> = wire.lock().unwrap().outbox.iter().map(|f| f[0]).collect();
+        assert_eq!(sent, [1, 4]);
+        let after = w.pool.counts();
+        assert_eq!(after.errors, before.errors + 2);
+        assert_eq!((after.lent, after.free), (1, before.free + 2), "{after:?}");
     }
 }

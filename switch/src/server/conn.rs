@@ -9,6 +9,7 @@
 
 use std::io::{self, Read, Write};
 use std::ops::Range;
+use std::time::{Duration, Instant};
 
 use ctl::Response;
 use mio::net::UnixStream;
@@ -16,8 +17,16 @@ use mio::net::UnixStream;
 /// Longest request line accepted (a batch of 10,000 Services is ~1.5 MB).
 pub const MAX_LINE: usize = 64 << 20;
 /// Requests are read ahead of being served up to this many bytes; beyond,
-/// the client waits in its own `write` (the socket's buffer is full).
+/// the client waits in its own `write` (the socket's buffer is full). Also
+/// the most one turn reads.
 pub const READ_AHEAD: usize = 1 << 20;
+/// Bytes of requests each connection may hold whatever the daemon's total
+/// (so that a full total never turns away a client sending a short
+/// request).
+pub const ALLOWANCE: usize = 64 << 10;
+/// A client with answers waiting that takes none of them for this long is
+/// disconnected.
+pub const STALL: Duration = Duration::from_secs(10);
 /// Answers are not produced while this many bytes wait to be sent: a client
 /// that sends but does not read is left waiting, not buffered for.
 pub const OUT_HIGH: usize = 1 << 20;
@@ -55,6 +64,8 @@ pub struct Conn {
     pub queued: bool,
     /// The last read paused with bytes maybe left in the socket.
     pub paused: bool,
+    /// When the client last took answers (or had none waiting).
+    last_taken: Instant,
 }
 
 impl Conn {
@@ -70,12 +81,23 @@ impl Conn {
             closing: false,
             queued: false,
             paused: false,
+            last_taken: Instant::now(),
         }
     }
 
-    /// Bytes this connection holds in memory (both directions).
-    pub fn held(&self) -> usize {
-        self.inbuf.len() + self.out.len()
+    /// Bytes of requests this connection holds.
+    pub fn held_in(&self) -> usize {
+        self.inbuf.len()
+    }
+
+    /// Bytes of answers this connection holds.
+    pub fn held_out(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Answers have waited for the client longer than [`STALL`].
+    pub fn stalled(&self, now: Instant) -> bool {
+        self.pending_out() > 0 && now.duration_since(self.last_taken) > STALL
     }
 
     pub fn pending_out(&self) -> usize {
@@ -88,14 +110,17 @@ impl Conn {
         self.pending_out() == 0 && (self.closing || (self.eof && self.line_end().is_none()))
     }
 
-    /// Reads what the client sent, up to [`READ_AHEAD`] beyond a complete
-    /// line, and never so much that the daemon's buffers together pass
-    /// `room` more bytes.
+    /// Reads what the client sent: at most [`READ_AHEAD`] bytes a call,
+    /// none while [`READ_AHEAD`] bytes beyond a complete line wait, and,
+    /// past this connection's [`ALLOWANCE`], never so much that the
+    /// requests all connections hold pass `room` more bytes: a client
+    /// whose unfinished line would is refused.
     pub fn fill(&mut self, mut room: usize) -> Fill {
         self.paused = false;
+        let mut read = 0;
         while !self.eof && !self.closing {
             let ahead = self.inbuf.len() - self.start;
-            if ahead >= READ_AHEAD && self.line_end().is_some() {
+            if read >= READ_AHEAD || (ahead >= READ_AHEAD && self.line_end().is_some()) {
                 self.paused = true;
                 return Fill::Paused;
             }
@@ -104,7 +129,7 @@ impl Conn {
                 return Fill::Refused;
             }
             self.compact_in();
-            if room < CHUNK {
+            if room < CHUNK && ahead >= ALLOWANCE {
                 if self.line_end().is_some() {
                     self.paused = true;
                     return Fill::Paused;
@@ -121,7 +146,10 @@ impl Conn {
             self.inbuf.truncate(len + *r.as_ref().unwrap_or(&0));
             match r {
                 Ok(0) => self.eof = true,
-                Ok(n) => room -= n,
+                Ok(n) => {
+                    room = room.saturating_sub(n);
+                    read += n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => self.closing = true,
@@ -161,8 +189,10 @@ impl Conn {
         self.line_end().is_some()
     }
 
-    /// Drops consumed bytes once they are at least half the buffer.
-    fn compact_in(&mut self) {
+    /// Drops consumed bytes once they are at least half the buffer (all of
+    /// them, and most of its room, when everything is consumed): after each
+    /// read and at the end of each turn.
+    pub fn compact_in(&mut self) {
         if self.start == self.inbuf.len() {
             self.inbuf.clear();
             (self.start, self.scanned) = (0, 0);
@@ -203,7 +233,10 @@ impl Conn {
         while self.sent < self.out.len() {
             match self.stream.write(&self.out[self.sent..]) {
                 Ok(0) => self.broken(),
-                Ok(n) => self.sent += n,
+                Ok(n) => {
+                    self.sent += n;
+                    self.last_taken = Instant::now();
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => self.broken(),
@@ -212,6 +245,7 @@ impl Conn {
         if self.sent == self.out.len() {
             self.out.clear();
             self.sent = 0;
+            self.last_taken = Instant::now();
             if self.out.capacity() > IDLE_CAPACITY {
                 self.out.shrink_to(IDLE_CAPACITY);
             }
@@ -261,7 +295,9 @@ mod tests {
         peer.write_all(b" end\n").unwrap();
         c.fill(usize::MAX);
         assert_eq!(lines(&mut c), ["third end\n"]);
-        assert_eq!(c.held() - c.start, 0, "everything consumed");
+        assert_eq!(c.held_in() - c.start, 0, "everything consumed");
+        c.compact_in();
+        assert_eq!(c.held_in(), 0, "consumed bytes are let go");
     }
 
     #[test]
@@ -284,39 +320,52 @@ mod tests {
             }
         }
         assert!(c.paused);
-        let mut served = 0;
+        let (mut served, mut peak) = (0, c.inbuf.capacity());
         loop {
             while let Some(r) = c.next_line() {
                 assert_eq!(c.line(r).len(), 100);
                 served += 1;
             }
-            if c.fill(usize::MAX) == Fill::Drained && !c.has_line() {
+            let fill = c.fill(usize::MAX);
+            peak = peak.max(c.inbuf.capacity());
+            if fill == Fill::Drained && !c.has_line() {
                 break;
             }
         }
         assert_eq!(served, sent);
-        assert!(
-            c.inbuf.capacity() <= READ_AHEAD + 2 * CHUNK,
-            "{}",
-            c.inbuf.capacity()
-        );
+        // The read-ahead and a read, in a Vec that doubles as it grows.
+        assert!(peak <= 2 * (READ_AHEAD + CHUNK), "{peak}");
     }
 
     #[test]
-    fn limits_refuse_with_an_answer() {
+    fn a_full_total_refuses_only_a_growing_line() {
+        // Within its allowance a connection is read whatever the total.
         let (mut c, mut peer) = pair();
-        peer.write_all(b"partial line without end").unwrap();
+        peer.write_all(b"{}\n").unwrap();
+        assert_eq!(c.fill(0), Fill::Drained);
+        assert!(c.has_line() && !c.closing);
+
+        // An unfinished line past the allowance, and no room: refused,
+        // with an answer.
+        let (mut c, mut peer) = pair();
+        peer.write_all(&vec![b'x'; ALLOWANCE + CHUNK]).unwrap();
+        assert_eq!(c.fill(usize::MAX), Fill::Drained);
+        peer.write_all(b"more").unwrap();
         assert_eq!(c.fill(CHUNK - 1), Fill::Refused);
-        assert!(c.closing && c.held() > 0);
+        assert!(c.closing && c.held_in() == 0 && c.pending_out() > 0);
         c.flush();
         drop(c);
         let mut answer = String::new();
         std::io::BufRead::read_line(&mut std::io::BufReader::new(peer), &mut answer).unwrap();
         assert!(answer.contains("control buffers are full"), "{answer}");
-        // With a complete line waiting, no room means a pause, not a refusal.
+
+        // With a complete line waiting, no room means a pause, not a
+        // refusal.
         let (mut c, mut peer) = pair();
         peer.write_all(b"{}\n").unwrap();
-        c.fill(usize::MAX);
+        peer.write_all(&vec![b'x'; ALLOWANCE + CHUNK]).unwrap();
+        assert_eq!(c.fill(usize::MAX), Fill::Drained);
+        peer.write_all(b"more").unwrap();
         assert_eq!(c.fill(0), Fill::Paused);
         assert!(!c.closing);
     }

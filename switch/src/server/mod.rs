@@ -36,9 +36,17 @@ use crate::controller::Controller;
 const LISTENER: Token = Token(0);
 /// Longest time the loop sleeps.
 const TICK: Duration = Duration::from_millis(10);
-/// Most bytes held for all connections together (requests read ahead,
-/// answers unsent): four of the longest requests at once.
-const TOTAL_HELD: usize = 4 * conn::MAX_LINE;
+/// Most bytes of requests held for all connections together, beyond each
+/// one's [`conn::ALLOWANCE`]: four of the longest requests at once.
+const TOTAL_IN: usize = 4 * conn::MAX_LINE;
+/// Most bytes of answers held for all connections together (each also
+/// stops at [`OUT_HIGH`] plus one answer); past it, requests wait to be
+/// served until clients take answers.
+const TOTAL_OUT: usize = 256 << 20;
+/// Connections only root may take beyond [`max_conns`].
+const ROOT_RESERVE: usize = 16;
+/// Most connections accepted in one round.
+const ACCEPTS: usize = 64;
 /// Most connections at once, whatever the file descriptor limit allows.
 const MAX_CONNS: usize = 4096;
 /// Descriptors kept for everything but control connections (ports,
@@ -156,16 +164,21 @@ pub fn run(
     let mut s = Server {
         conns: HashMap::new(),
         ready: VecDeque::new(),
+        parked: Vec::new(),
         next: 1,
-        held: 0,
+        held_in: 0,
+        held_out: 0,
         max_conns: max_conns(),
         access,
+        refusals: Throttle::default(),
+        last_sweep: Instant::now(),
     };
-    // An accept that failed (out of descriptors) is retried each round:
-    // the listener reports only new connections.
+    // Accepting goes on in the next round when a round accepted its most,
+    // or an accept failed (out of descriptors): the listener reports only
+    // new connections.
     let mut accept_again = false;
     while !stop.load(Ordering::Relaxed) {
-        let timeout = if s.ready.is_empty() {
+        let timeout = if s.ready.is_empty() && !accept_again {
             TICK
         } else {
             Duration::ZERO
@@ -190,6 +203,7 @@ pub fn run(
             accept_again = s.accept(&listener, &poll);
         }
         s.round(ctl, &poll);
+        s.sweep(&poll);
         ctl.tick();
     }
     Ok(())
@@ -200,36 +214,51 @@ struct Server<'a> {
     /// Connections with something to do: an event came, or a turn ended
     /// with requests left.
     ready: VecDeque<Token>,
+    /// Connections with requests left that wait for room under
+    /// [`TOTAL_OUT`].
+    parked: Vec<Token>,
     next: usize,
-    /// Bytes all connections hold.
-    held: usize,
+    /// Bytes of requests all connections hold.
+    held_in: usize,
+    /// Bytes of answers all connections hold.
+    held_out: usize,
     max_conns: usize,
     access: &'a Access,
+    refusals: Throttle,
+    last_sweep: Instant,
 }
 
 impl Server<'_> {
-    /// Accepts waiting connections; true if one failed and should be
-    /// retried.
+    /// Accepts up to [`ACCEPTS`] waiting connections; true if more may
+    /// wait or one failed (retried next round).
     fn accept(&mut self, listener: &UnixListener, poll: &Poll) -> bool {
-        loop {
+        for _ in 0..ACCEPTS {
             let mut stream = match listener.accept() {
                 Ok((stream, _)) => stream,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    tracing::warn!("accepting a control connection failed: {e}");
+                    self.refusals.note(|n| {
+                        tracing::warn!("accepting control connections failed ({n}×): {e}")
+                    });
                     return true;
                 }
             };
-            let admitted = peer::peer(&stream)
+            let peer = peer::peer(&stream)
                 .map_err(|e| format!("cannot read the client's credentials: {e}"))
-                .and_then(|p| self.access.check(&p));
-            if let Err(why) = admitted {
-                tracing::warn!("control connection refused: {why}");
-                refuse_now(&mut stream, &why);
-                continue;
-            }
-            if self.conns.len() >= self.max_conns {
+                .and_then(|p| self.access.check(&p).map(|()| p));
+            let peer = match peer {
+                Ok(p) => p,
+                Err(why) => {
+                    self.refusals
+                        .note(|n| tracing::warn!("control connection refused ({n}×): {why}"));
+                    refuse_now(&mut stream, &why);
+                    continue;
+                }
+            };
+            // Root keeps a few connections however many others hold.
+            let limit = self.max_conns + if peer.uid == 0 { ROOT_RESERVE } else { 0 };
+            if self.conns.len() >= limit {
                 refuse_now(
                     &mut stream,
                     &format!(
@@ -255,12 +284,16 @@ impl Server<'_> {
             self.conns.insert(token, c);
             self.ready.push_back(token);
         }
+        true
     }
 
     /// One turn for each connection that was ready when the round began,
     /// until [`ROUND_TIME`] is spent; the rest wait for the next round,
     /// ahead of those queued during this one.
     fn round(&mut self, ctl: &mut Controller, poll: &Poll) {
+        if self.held_out < TOTAL_OUT {
+            self.ready.extend(self.parked.drain(..));
+        }
         let began = Instant::now();
         let mut turns = self.ready.len();
         while turns > 0 && began.elapsed() < ROUND_TIME {
@@ -272,39 +305,104 @@ impl Server<'_> {
                 continue;
             };
             c.queued = false;
-            let before = c.held();
-            let room = TOTAL_HELD.saturating_sub(self.held);
-            let again = turn(ctl, c, room);
-            self.held = self.held - before + c.held();
+            let (in_before, out_before) = (c.held_in(), c.held_out());
+            let room = Room {
+                requests: TOTAL_IN.saturating_sub(self.held_in),
+                answers: TOTAL_OUT.saturating_sub(self.held_out),
+            };
+            let next = turn(ctl, c, room);
+            self.held_in = self.held_in - in_before + c.held_in();
+            self.held_out = self.held_out - out_before + c.held_out();
             if c.done() {
-                if let Some(mut c) = self.conns.remove(&token) {
-                    self.held -= c.held();
-                    let _ = poll.registry().deregister(&mut c.stream);
-                }
-            } else if again {
-                c.queued = true;
-                self.ready.push_back(token);
+                self.close(token, poll);
+                continue;
             }
+            match next {
+                Next::Again => self.ready.push_back(token),
+                Next::Parked => self.parked.push(token),
+                Next::Wait => continue,
+            }
+            c.queued = true;
         }
+    }
+
+    /// Once a second: disconnects clients that stopped taking their
+    /// answers ([`conn::STALL`]).
+    fn sweep(&mut self, poll: &Poll) {
+        let now = Instant::now();
+        if now.duration_since(self.last_sweep) < Duration::from_secs(1) {
+            return;
+        }
+        self.last_sweep = now;
+        let stalled: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.stalled(now))
+            .map(|(t, _)| *t)
+            .collect();
+        if !stalled.is_empty() {
+            tracing::warn!(
+                "disconnected {} control client(s) that took no answer for {:?}",
+                stalled.len(),
+                conn::STALL
+            );
+        }
+        for token in stalled {
+            self.close(token, poll);
+        }
+    }
+
+    fn close(&mut self, token: Token, poll: &Poll) {
+        if let Some(mut c) = self.conns.remove(&token) {
+            self.held_in -= c.held_in();
+            self.held_out -= c.held_out();
+            let _ = poll.registry().deregister(&mut c.stream);
+        }
+        // A closed connection's token may still be queued or parked: it is
+        // skipped there (tokens are never reused).
     }
 }
 
+/// Room left under the daemon's totals at the start of a turn.
+#[derive(Debug, Clone, Copy)]
+struct Room {
+    requests: usize,
+    answers: usize,
+}
+
+/// What a connection does after its turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Another turn next round: requests left, or a read paused.
+    Again,
+    /// Requests left, but no room for their answers under [`TOTAL_OUT`]:
+    /// back once there is.
+    Parked,
+    /// Nothing until the socket says so (new requests, or room to send).
+    Wait,
+}
+
 /// One client's turn: sends what it can, reads, serves up to
-/// [`TURN_LINES`] requests or [`TURN_TIME`], sends again. True if it has
-/// more to do without waiting for the socket.
-fn turn(ctl: &mut Controller, c: &mut Conn, room: usize) -> bool {
+/// [`TURN_LINES`] requests or [`TURN_TIME`], sends again.
+fn turn(ctl: &mut Controller, c: &mut Conn, room: Room) -> Next {
     c.flush();
-    if c.pending_out() < OUT_HIGH && c.fill(room) == Fill::Refused {
+    if c.pending_out() < OUT_HIGH && c.fill(room.requests) == Fill::Refused {
         c.flush();
-        return false;
+        return Next::Wait;
     }
     let began = Instant::now();
+    let out_before = c.held_out();
     let mut served = 0;
+    let mut parked = false;
     while !c.closing
         && c.pending_out() < OUT_HIGH
         && served < TURN_LINES
         && began.elapsed() < TURN_TIME
     {
+        if c.held_out().saturating_sub(out_before) >= room.answers {
+            parked = true;
+            break;
+        }
         let Some(line) = c.next_line() else {
             break;
         };
@@ -317,10 +415,38 @@ fn turn(ctl: &mut Controller, c: &mut Conn, room: usize) -> bool {
         c.respond(&resp);
     }
     c.flush();
+    c.compact_in();
     // Edge-triggered readiness: a paused read or requests left over are
     // resumed by the next round, not by an event. A full answer buffer
     // waits for the socket to take it.
-    !c.closing && c.pending_out() < OUT_HIGH && (c.paused || c.has_line())
+    if c.closing || c.pending_out() >= OUT_HIGH || !(c.paused || c.has_line()) {
+        Next::Wait
+    } else if parked {
+        Next::Parked
+    } else {
+        Next::Again
+    }
+}
+
+/// Counts repeated events and says so at most once a second.
+#[derive(Default)]
+struct Throttle {
+    last: Option<Instant>,
+    count: u64,
+}
+
+impl Throttle {
+    fn note(&mut self, log: impl FnOnce(u64)) {
+        self.count += 1;
+        if self
+            .last
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            log(self.count);
+            self.count = 0;
+            self.last = Some(Instant::now());
+        }
+    }
 }
 
 /// Tells a client it is not served, without waiting for it.

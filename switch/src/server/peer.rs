@@ -5,7 +5,9 @@
 //! The socket file's mode (0660, group set to `--socket-group`) already
 //! keeps others from connecting; the check here is what holds when it does
 //! not: a process with `CAP_DAC_OVERRIDE` but no other privilege, a socket
-//! file whose mode an operator widened, a descriptor passed on.
+//! file whose mode an operator widened. (The credentials are those of the
+//! process that connected: a connection an admitted process hands on stays
+//! admitted, as with any unix socket.)
 
 use std::ffi::CString;
 use std::io;
@@ -29,25 +31,35 @@ pub fn resolve_group(spec: &str) -> Result<Group, String> {
         });
     }
     let name = CString::new(spec).map_err(|_| format!("'{spec}' is not a group name"))?;
-    let mut buf = vec![0 as libc::c_char; 16 << 10];
     // SAFETY: a group is plain C data, valid all zero.
     let mut grp: libc::group = unsafe { std::mem::zeroed() };
     let mut found: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: every pointer refers to live memory of the stated size.
-    let rc = unsafe {
-        libc::getgrnam_r(
-            name.as_ptr(),
-            &mut grp,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut found,
-        )
-    };
-    if rc != 0 {
-        return Err(format!(
-            "cannot look up group '{spec}': {}",
-            io::Error::from_raw_os_error(rc)
-        ));
+    // A group with many members (from LDAP, say) needs a larger buffer:
+    // ERANGE says so. Only the gid is kept, not pointers into the buffer.
+    let mut size = 16 << 10;
+    loop {
+        let mut buf = vec![0 as libc::c_char; size];
+        // SAFETY: every pointer refers to live memory of the stated size.
+        let rc = unsafe {
+            libc::getgrnam_r(
+                name.as_ptr(),
+                &mut grp,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        if rc == libc::ERANGE && size < 16 << 20 {
+            size *= 4;
+            continue;
+        }
+        if rc != 0 {
+            return Err(format!(
+                "cannot look up group '{spec}': {}",
+                io::Error::from_raw_os_error(rc)
+            ));
+        }
+        break;
     }
     if found.is_null() {
         return Err(format!("no group named '{spec}'"));
@@ -156,9 +168,14 @@ impl Access {
         {
             return Ok(());
         }
+        let user = if self.owner == 0 {
+            String::new()
+        } else {
+            format!(", uid {} (vswitchd's user)", self.owner)
+        };
         let allowed = match &self.group {
-            Some(g) => format!("root or members of group {} (gid {})", g.name, g.gid),
-            None => "root only (vswitchd runs without --socket-group)".to_string(),
+            Some(g) => format!("root{user} or members of group {} (gid {})", g.name, g.gid),
+            None => format!("root{user} only (vswitchd runs without --socket-group)"),
         };
         Err(format!(
             "permission denied: the control socket admits {allowed}; this client is uid {} gid {} (pid {})",
@@ -197,7 +214,8 @@ mod tests {
         assert!(a.check(&peer_of(65534, 65534, &[27, 4242])).is_ok());
         let e = a.check(&peer_of(65534, 65534, &[27])).unwrap_err();
         assert!(
-            e.contains("group vswitch (gid 4242)") && e.contains("uid 65534"),
+            e.contains("root, uid 1000 (vswitchd's user) or members of group vswitch (gid 4242)")
+                && e.contains("uid 65534"),
             "{e}"
         );
         let none = Access {

@@ -446,28 +446,41 @@ impl Port for AfXdpPort {
             self.kick_tx()?;
             return Ok(0);
         }
-        for (i, f) in frames[..n as usize].iter().enumerate() {
+        let mut posted = 0u32;
+        for f in &frames[..n as usize] {
+            // Only a frame the worker holds goes to the kernel: another
+            // (already lent, freed or handed off) is counted and skipped,
+            // never posted.
+            if !pool.holds(f.addr) {
+                pool.error();
+                continue;
+            }
             let options = if f.gso.is_partial() {
                 self.partial(pool, f)
             } else {
                 0
             };
             pool.lend(f.addr, self.owner);
-            // SAFETY: within the reserved range.
+            // SAFETY: within the reserved range (`posted` < `n`).
             unsafe {
                 *libxdp_sys::xsk_ring_prod__tx_desc(
                     &mut self.xsk.socket.tx,
-                    idx.wrapping_add(i as u32),
+                    idx.wrapping_add(posted),
                 ) = xdp_desc {
                     addr: u64::from(f.addr),
                     len: f.len,
                     options,
                 };
             }
+            posted += 1;
         }
-        // SAFETY: submits exactly the slots reserved and written above.
-        unsafe { libxdp_sys::xsk_ring_prod__submit(&mut self.xsk.socket.tx, n) };
-        self.in_tx += n;
+        // The slots reserved for skipped frames are given back (what
+        // libxdp's consumer-side `cancel` does): the next reservation
+        // starts right after the last descriptor written.
+        self.xsk.socket.tx.cached_prod -= n - posted;
+        // SAFETY: submits exactly the slots written above.
+        unsafe { libxdp_sys::xsk_ring_prod__submit(&mut self.xsk.socket.tx, posted) };
+        self.in_tx += posted;
         // The frames are the kernel's now whatever the kick says: report
         // them sent, and a failed kick from `maintain`.
         if let Err(e) = self.kick_tx() {
