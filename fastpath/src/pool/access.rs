@@ -75,7 +75,12 @@ impl FramePool {
     #[inline(always)]
     fn span(&self, addr: u32, len: u32) -> (usize, usize) {
         let idx = addr / FRAME_SIZE;
-        if idx < self.count && addr % FRAME_SIZE == HEADROOM && self.owner[idx as usize] == WORKER {
+        if idx < self.count
+            && addr % FRAME_SIZE == HEADROOM
+            // SAFETY: `idx < count`, and `owner` has a slot for every
+            // regular frame and more (`with_big`).
+            && unsafe { *self.owner.get_unchecked(idx as usize) } == WORKER
+        {
             return (addr as usize, len.min(FRAME_CAPACITY) as usize);
         }
         self.other_span(addr, len)

@@ -132,6 +132,12 @@ impl Port for MemPort {
         }
         let n = w.tx_limit.map_or(frames.len(), |l| l.min(frames.len()));
         for f in &frames[..n] {
+            // Like the real ports: a frame the worker does not hold is
+            // counted and skipped.
+            if !pool.holds(f.addr) {
+                pool.error();
+                continue;
+            }
             w.outbox.push(pool.data(f.addr, f.len).to_vec());
             pool.free(f.addr);
         }

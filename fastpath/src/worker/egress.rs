@@ -19,13 +19,6 @@ impl Worker {
     /// which is counted on the port whose ring (or handoff queue) was full.
     pub(super) fn flush(&mut self, snap: &Snapshot) {
         while let Some((port, list)) = self.outputs.next_dirty() {
-            // A frame the worker no longer holds (freed, lent to a ring or
-            // handed off: a bug elsewhere) is neither sent nor handed on:
-            // counted as a pool error and left to its owner.
-            if list.iter().any(|f| !self.pool.holds(f.addr)) {
-                let pool = &self.pool;
-                list.retain(|f| pool.holds(f.addr) || (pool.error(), false).1);
-            }
             let slot = usize::from(self.slot_of[usize::from(port) % MAX_PORTS]);
             let local_up = slot != usize::from(NO_SLOT) && self.ports[slot].up;
             if local_up {
@@ -64,6 +57,13 @@ impl Worker {
             {
                 let queue = self.mesh.forward(self.id, w);
                 for f in list.iter() {
+                    // A frame the worker does not hold (a bug elsewhere) is
+                    // not handed on: counted, left to its owner. (Ports
+                    // check the frames they are given themselves.)
+                    if !self.pool.holds(f.addr) {
+                        self.pool.error();
+                        continue;
+                    }
                     let desc = HandoffDesc {
                         addr: f.addr,
                         len: f.len,
@@ -169,8 +169,8 @@ mod tests {
     use crate::worker::{PollMode, WorkerParts, WorkerStatus};
 
     /// A frame queued for a port that the worker no longer holds (lent to
-    /// a ring, freed: a bug elsewhere) is neither sent nor freed again:
-    /// counted as a pool error, the rest of the list goes out.
+    /// a ring, freed: a bug elsewhere) is neither sent nor freed again by
+    /// the port: counted as a pool error, the rest of the list goes out.
     #[test]
     fn frames_not_held_are_skipped_and_counted() {
         let pool = FramePool::new(64);

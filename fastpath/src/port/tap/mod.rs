@@ -288,8 +288,13 @@ impl TapPort {
     }
 
     /// Puts the frame's virtio-net header (with offloads) in its headroom
-    /// and says what to write.
-    fn write_span(&self, pool: &mut FramePool, f: &TxFrame) -> (usize, usize) {
+    /// and says what to write; `None` (counted as a pool error) for a frame
+    /// the worker does not hold, which is skipped: not written, not freed.
+    fn write_span(&self, pool: &mut FramePool, f: &TxFrame) -> Option<(usize, usize)> {
+        if !pool.holds(f.addr) {
+            pool.error();
+            return None;
+        }
         let front = if self.vnet {
             // A header the frame's own headers cannot give (they were
             // checked when it arrived) degrades to "nothing to do".
@@ -305,7 +310,7 @@ impl TapPort {
             0
         };
         let buf = pool.with_headroom_mut(f.addr, front, f.len);
-        (buf.as_ptr() as usize, buf.len())
+        Some((buf.as_ptr() as usize, buf.len()))
     }
 
     fn rx_syscalls(
@@ -351,7 +356,9 @@ impl TapPort {
         before: usize,
     ) -> Result<usize, PortGone> {
         for (i, f) in frames.iter().enumerate() {
-            let (p, len) = self.write_span(pool, f);
+            let Some((p, len)) = self.write_span(pool, f) else {
+                continue;
+            };
             // SAFETY: `p` is readable for `len` bytes (a frame the worker
             // holds) during the call.
             let r = unsafe { libc::write(self.fd.as_raw_fd(), p as *const libc::c_void, len) };

@@ -215,12 +215,20 @@ impl Uring {
         while done < frames.len() {
             let end = frames.len().min(done + DEPTH);
             let mut k = 0;
+            // Frames not held (skipped: a no-op request keeps each result at
+            // its frame's index).
+            let mut skipped = [false; DEPTH];
             for (i, f) in frames[done..end].iter().enumerate() {
-                let (p, len) = port.write_span(pool, f);
-                let sqe = opcode::Write::new(fd, p as *const u8, len as u32)
-                    .rw_flags(libc::RWF_NOWAIT)
-                    .build()
-                    .user_data(i as u64);
+                let sqe = match port.write_span(pool, f) {
+                    Some((p, len)) => opcode::Write::new(fd, p as *const u8, len as u32)
+                        .rw_flags(libc::RWF_NOWAIT)
+                        .build(),
+                    None => {
+                        skipped[i] = true;
+                        opcode::Nop::new().build()
+                    }
+                }
+                .user_data(i as u64);
                 // SAFETY: the frame is held by the worker and stays as it is
                 // until `run` below has collected the request's completion,
                 // or the ring is dropped unsubmitted.
@@ -232,6 +240,9 @@ impl Uring {
             let ran = self.run(k);
             for (i, f) in frames[done..done + k].iter().enumerate() {
                 let r = self.results[i];
+                if skipped[i] {
+                    continue;
+                }
                 if r >= 0 {
                     pool.free(f.addr);
                     port.link_down = false;
