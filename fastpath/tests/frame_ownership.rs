@@ -49,6 +49,11 @@ fn tap_ports_skip_frames_the_worker_does_not_hold() {
             .unwrap()
             .pop()
             .unwrap();
+        assert_eq!(
+            port.io(),
+            io,
+            "the TAP writes another way than asked (io_uring needs Linux 6.4+)"
+        );
         let up = Command::new("ip")
             .args(["link", "set", ifname, "up"])
             .status()

@@ -154,6 +154,32 @@ impl Drop for Reaped {
     }
 }
 
+/// Sends 60 MiB of one unfinished line to the socket `argv[1]`; prints
+/// `held` once all is sent (then ends the line when told on stdin) or
+/// `refused`, then the daemon's answer.
+const LONG_LINE: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+chunk = b"x" * (1 << 20)
+try:
+    for _ in range(60):
+        s.sendall(chunk)
+    print("held", flush=True)
+    sys.stdin.readline()
+    s.sendall(b"\n")
+except (BrokenPipeError, ConnectionResetError):
+    print("refused", flush=True)
+print(s.makefile("rb").readline().decode().strip(), flush=True)
+"#;
+
+/// A line of a child's output, without its end.
+fn next_line(r: &mut impl BufRead) -> String {
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    line.trim_end().to_string()
+}
+
 /// Raises this process's open-file limit to its hard limit, which must be
 /// at least `need`.
 fn raise_fd_limit(need: u64) {
@@ -397,35 +423,38 @@ fn connections_bytes_and_stalled_clients_are_capped() {
     });
     assert!(served.is_some(), "closed connections were not let go");
 
-    // Five clients each send 60 MiB of one line, without its end: the
-    // daemon holds 256 MiB of requests at most, and the client that would
-    // pass it is told so. Others are still served meanwhile.
+    // Five clients of the socket group (root is not held back by others)
+    // each send 60 MiB of one line, without its end: the daemon holds
+    // 256 MiB of their requests at most, and the one that would pass it is
+    // told so. Root is still served meanwhile.
     let pid = d.pid();
     let rss_before = rss_kib(pid);
-    let senders: Vec<_> = (0..5)
+    let mut senders: Vec<_> = (0..5)
         .map(|_| {
-            let mut s = connect(d);
-            thread::spawn(move || {
-                let chunk = vec![b'x'; 1 << 20];
-                let refused = (0..60).any(|_| s.write_all(&chunk).is_err());
-                (s, refused)
-            })
+            Reaped(Some(
+                Command::new("setpriv")
+                    .args(["--reuid", NOBODY, "--regid", GROUP, "--clear-groups"])
+                    .args(["/usr/bin/python3", "-c", LONG_LINE])
+                    .arg(&d.socket)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            ))
         })
         .collect();
-    // The held ones finish writing once read; the refused one's write
-    // fails. Neither blocks forever.
-    let (mut refused, mut kept) = (Vec::new(), Vec::new());
-    for t in senders {
-        let (s, was_refused) = t.join().unwrap();
-        if was_refused {
-            refused.push(s);
-        } else {
-            kept.push(s);
-        }
-    }
-    assert_eq!(refused.len(), 1, "one of five 60 MiB lines is past 256 MiB");
-    let v = read_line(&mut BufReader::new(refused.pop().unwrap()));
-    let err = v["error"].as_str().unwrap();
+    let mut outs: Vec<_> = senders
+        .iter_mut()
+        .map(|c| BufReader::new(c.0.as_mut().unwrap().stdout.take().unwrap()))
+        .collect();
+    let first: Vec<String> = outs.iter_mut().map(next_line).collect();
+    let refused: Vec<usize> = (0..5).filter(|&i| first[i] == "refused").collect();
+    assert_eq!(
+        refused.len(),
+        1,
+        "one of five 60 MiB lines is past 256 MiB: {first:?}"
+    );
+    let err = next_line(&mut outs[refused[0]]);
     assert!(err.contains("control buffers are full"), "{err}");
     d.ctl_ok(&["show"]);
     let rss = rss_kib(pid);
@@ -434,13 +463,15 @@ fn connections_bytes_and_stalled_clients_are_capped() {
         "vswitchd grew from {rss_before} KiB to {rss} KiB"
     );
     // The held lines end and are answered (malformed).
-    for s in &mut kept {
-        s.write_all(b"\n").unwrap();
+    for (i, c) in senders.iter_mut().enumerate() {
+        if first[i] == "held" {
+            let stdin = c.0.as_mut().unwrap().stdin.as_mut().unwrap();
+            stdin.write_all(b"\n").unwrap();
+            let answer = next_line(&mut outs[i]);
+            assert!(answer.contains("\"ok\":false"), "{answer}");
+        }
     }
-    for s in kept {
-        let v = read_line(&mut BufReader::new(s));
-        assert_eq!(v["ok"], false);
-    }
+    drop(senders);
 
     // A client that sends but never reads is left waiting, then let go
     // once its answers have waited 10 s: it reads what was sent, then the

@@ -293,22 +293,31 @@ impl FramePool {
     /// Returns a frame held by the worker to the free list.
     #[inline]
     pub fn free(&mut self, addr: u32) {
-        let Some(idx) = self.index(addr) else {
-            self.error();
-            return;
-        };
-        match self.owner[idx] {
-            WORKER => {}
-            HANDOFF => self.handoff -= 1,
-            _ => {
-                // Already free, or lent to a port: returning it would let
-                // two users write the same memory.
-                self.error();
-                return;
+        self.free_from(addr, WORKER);
+    }
+
+    /// Returns a frame another worker has finished with (handed off, now
+    /// handed back) to the free list.
+    #[inline]
+    pub fn free_returned(&mut self, addr: u32) {
+        self.free_from(addr, HANDOFF);
+    }
+
+    /// Frees a frame whose owner is `state`; any other (already free, lent
+    /// to a port, in transit when the worker was to hold it) is counted and
+    /// left alone: freeing it would let two users write the same memory.
+    #[inline]
+    fn free_from(&mut self, addr: u32, state: u16) {
+        match self.index(addr) {
+            Some(idx) if self.owner[idx] == state => {
+                if state == HANDOFF {
+                    self.handoff -= 1;
+                }
+                self.owner[idx] = FREE;
+                self.release(idx);
             }
+            _ => self.error(),
         }
-        self.owner[idx] = FREE;
-        self.release(idx);
     }
 
     #[inline]

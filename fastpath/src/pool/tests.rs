@@ -157,7 +157,15 @@ fn frames_not_held_are_out_of_reach() {
     // What the kernel and the other worker own is untouched.
     assert_eq!(p.reclaim(lent, 3), Some(lent));
     assert_eq!(p.data(lent, 64), &[1; 64][..]);
+    // A frame in transit goes back only as the other worker returns it:
+    // freed as if the worker held it, it stays where it is (counted).
     p.free(handed);
+    assert_eq!(p.counts().handoff, 1);
+    assert_eq!(p.counts().errors, errors + 1);
+    p.free_returned(handed);
+    assert_eq!(p.counts().handoff, 0);
+    p.free_returned(handed);
+    assert_eq!(p.counts().errors, errors + 2, "returned twice");
     let again = p.alloc().unwrap();
     assert!(p.holds(again));
 }

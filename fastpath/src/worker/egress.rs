@@ -146,7 +146,7 @@ impl Worker {
                 continue;
             }
             while let Some(addr) = self.mesh.back(self.id, dst).pop() {
-                self.pool.free(addr);
+                self.pool.free_returned(addr);
                 self.in_transit[dst] -= 1;
             }
         }

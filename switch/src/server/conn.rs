@@ -27,6 +27,8 @@ pub const ALLOWANCE: usize = 64 << 10;
 /// A client with answers waiting that takes none of them for this long is
 /// disconnected.
 pub const STALL: Duration = Duration::from_secs(10);
+/// A request line longer than [`ALLOWANCE`] must end within this long.
+pub const LINE_TIME: Duration = Duration::from_secs(30);
 /// Answers are not produced while this many bytes wait to be sent: a client
 /// that sends but does not read is left waiting, not buffered for.
 pub const OUT_HIGH: usize = 1 << 20;
@@ -66,6 +68,10 @@ pub struct Conn {
     pub paused: bool,
     /// When the client last took answers (or had none waiting).
     last_taken: Instant,
+    /// Since when an unfinished line longer than [`ALLOWANCE`] is held.
+    long_line_since: Option<Instant>,
+    /// The client is root: the daemon's totals do not hold it back.
+    pub root: bool,
 }
 
 impl Conn {
@@ -82,6 +88,8 @@ impl Conn {
             queued: false,
             paused: false,
             last_taken: Instant::now(),
+            long_line_since: None,
+            root: false,
         }
     }
 
@@ -100,6 +108,13 @@ impl Conn {
         self.pending_out() > 0 && now.duration_since(self.last_taken) > STALL
     }
 
+    /// An unfinished line longer than [`ALLOWANCE`] has been held longer
+    /// than [`LINE_TIME`].
+    pub fn line_overdue(&self, now: Instant) -> bool {
+        self.long_line_since
+            .is_some_and(|t| now.duration_since(t) > LINE_TIME)
+    }
+
     pub fn pending_out(&self) -> usize {
         self.out.len() - self.sent
     }
@@ -115,7 +130,15 @@ impl Conn {
     /// past this connection's [`ALLOWANCE`], never so much that the
     /// requests all connections hold pass `room` more bytes: a client
     /// whose unfinished line would is refused.
-    pub fn fill(&mut self, mut room: usize) -> Fill {
+    pub fn fill(&mut self, room: usize) -> Fill {
+        let f = self.read_some(room);
+        if f != Fill::Refused {
+            self.note_long_line();
+        }
+        f
+    }
+
+    fn read_some(&mut self, mut room: usize) -> Fill {
         self.paused = false;
         let mut read = 0;
         while !self.eof && !self.closing {
@@ -156,6 +179,16 @@ impl Conn {
             }
         }
         Fill::Drained
+    }
+
+    /// Starts or stops the clock of an unfinished long line.
+    fn note_long_line(&mut self) {
+        let long = self.inbuf.len() - self.start > ALLOWANCE && self.line_end().is_none();
+        match (long, self.long_line_since) {
+            (true, None) => self.long_line_since = Some(Instant::now()),
+            (false, Some(_)) => self.long_line_since = None,
+            _ => {}
+        }
     }
 
     /// The next complete request line, consumed (its range in the buffer:
@@ -208,6 +241,10 @@ impl Conn {
 
     /// Queues an answer.
     pub fn respond(&mut self, resp: &Response) {
+        if self.pending_out() == 0 {
+            // The stall clock starts with the first answer waiting.
+            self.last_taken = Instant::now();
+        }
         let start = self.out.len();
         if let Err(e) = serde_json::to_writer(&mut self.out, resp) {
             self.out.truncate(start);
@@ -226,6 +263,7 @@ impl Conn {
         self.closing = true;
         self.inbuf = Vec::new();
         (self.start, self.scanned) = (0, 0);
+        self.long_line_since = None;
     }
 
     /// Sends what the socket takes now.
@@ -335,6 +373,33 @@ mod tests {
         assert_eq!(served, sent);
         // The read-ahead and a read, in a Vec that doubles as it grows.
         assert!(peak <= 2 * (READ_AHEAD + CHUNK), "{peak}");
+    }
+
+    #[test]
+    fn a_long_line_has_a_deadline_and_answers_a_stall_clock() {
+        let (mut c, mut peer) = pair();
+        peer.write_all(&vec![b'x'; ALLOWANCE / 2]).unwrap();
+        c.fill(usize::MAX);
+        let later = Instant::now() + LINE_TIME + Duration::from_secs(1);
+        assert!(
+            !c.line_overdue(later),
+            "a short unfinished line has no deadline"
+        );
+        peer.write_all(&vec![b'x'; ALLOWANCE]).unwrap();
+        c.fill(usize::MAX);
+        assert!(!c.line_overdue(Instant::now()));
+        assert!(c.line_overdue(later));
+        peer.write_all(b"\n").unwrap();
+        c.fill(usize::MAX);
+        assert!(!c.line_overdue(later), "the line ended");
+
+        // The stall clock starts with the first answer waiting, not at the
+        // last send.
+        let (mut c, _peer) = pair();
+        c.last_taken = Instant::now() - STALL * 2;
+        c.respond(&Response::error("x"));
+        assert!(!c.stalled(Instant::now()));
+        assert!(c.stalled(Instant::now() + STALL + Duration::from_secs(1)));
     }
 
     #[test]

@@ -170,15 +170,15 @@ pub fn run(
         held_out: 0,
         max_conns: max_conns(),
         access,
-        refusals: Throttle::default(),
+        log: Logs::default(),
         last_sweep: Instant::now(),
     };
-    // Accepting goes on in the next round when a round accepted its most,
-    // or an accept failed (out of descriptors): the listener reports only
-    // new connections.
-    let mut accept_again = false;
+    // Accepting goes on in the next round when a round accepted its most
+    // (at once), or an accept failed, out of descriptors say (after a
+    // tick): the listener reports only new connections.
+    let mut accept_again = Accept::Drained;
     while !stop.load(Ordering::Relaxed) {
-        let timeout = if s.ready.is_empty() && !accept_again {
+        let timeout = if s.ready.is_empty() && accept_again != Accept::More {
             TICK
         } else {
             Duration::ZERO
@@ -191,15 +191,21 @@ pub fn run(
         }
         for ev in events.iter() {
             if ev.token() == LISTENER {
-                accept_again = true;
-            } else if let Some(c) = s.conns.get_mut(&ev.token())
-                && !c.queued
-            {
-                c.queued = true;
-                s.ready.push_back(ev.token());
+                accept_again = Accept::More;
+            } else if let Some(c) = s.conns.get_mut(&ev.token()) {
+                if !c.queued {
+                    c.queued = true;
+                    s.ready.push_back(ev.token());
+                } else if c.pending_out() > 0 {
+                    // Waiting for its turn (or parked), it still gets its
+                    // answers as fast as it takes them.
+                    let before = c.held_out();
+                    c.flush();
+                    s.held_out = s.held_out - before + c.held_out();
+                }
             }
         }
-        if accept_again {
+        if accept_again != Accept::Drained {
             accept_again = s.accept(&listener, &poll);
         }
         s.round(ctl, &poll);
@@ -224,24 +230,42 @@ struct Server<'a> {
     held_out: usize,
     max_conns: usize,
     access: &'a Access,
-    refusals: Throttle,
+    log: Logs,
     last_sweep: Instant,
 }
 
+/// How accepting ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accept {
+    /// No connection waits.
+    Drained,
+    /// The round's most were accepted: more may wait.
+    More,
+    /// An accept failed: tried again after a tick.
+    Failed,
+}
+
+/// Repeated events logged at most once a second each.
+#[derive(Default)]
+struct Logs {
+    peers: Throttle,
+    limits: Throttle,
+    accept: Throttle,
+}
+
 impl Server<'_> {
-    /// Accepts up to [`ACCEPTS`] waiting connections; true if more may
-    /// wait or one failed (retried next round).
-    fn accept(&mut self, listener: &UnixListener, poll: &Poll) -> bool {
+    /// Accepts up to [`ACCEPTS`] waiting connections.
+    fn accept(&mut self, listener: &UnixListener, poll: &Poll) -> Accept {
         for _ in 0..ACCEPTS {
             let mut stream = match listener.accept() {
                 Ok((stream, _)) => stream,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Accept::Drained,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    self.refusals.note(|n| {
+                    self.log.accept.note(|n| {
                         tracing::warn!("accepting control connections failed ({n}×): {e}")
                     });
-                    return true;
+                    return Accept::Failed;
                 }
             };
             let peer = peer::peer(&stream)
@@ -250,7 +274,8 @@ impl Server<'_> {
             let peer = match peer {
                 Ok(p) => p,
                 Err(why) => {
-                    self.refusals
+                    self.log
+                        .peers
                         .note(|n| tracing::warn!("control connection refused ({n}×): {why}"));
                     refuse_now(&mut stream, &why);
                     continue;
@@ -259,13 +284,14 @@ impl Server<'_> {
             // Root keeps a few connections however many others hold.
             let limit = self.max_conns + if peer.uid == 0 { ROOT_RESERVE } else { 0 };
             if self.conns.len() >= limit {
-                refuse_now(
-                    &mut stream,
-                    &format!(
-                        "vswitchd serves at most {} control connections at once: try again",
-                        self.max_conns
-                    ),
+                let why = format!(
+                    "vswitchd serves at most {} control connections at once: try again",
+                    self.max_conns
                 );
+                self.log.limits.note(|n| {
+                    tracing::warn!("control client refused ({n}×): {why}");
+                });
+                refuse_now(&mut stream, &why);
                 continue;
             }
             let token = Token(self.next);
@@ -279,12 +305,13 @@ impl Server<'_> {
                 continue;
             }
             let mut c = Conn::new(stream);
+            c.root = peer.uid == 0;
             // What it sent before we watched it is read now.
             c.queued = true;
             self.conns.insert(token, c);
             self.ready.push_back(token);
         }
-        true
+        Accept::More
     }
 
     /// One turn for each connection that was ready when the round began,
@@ -306,11 +333,25 @@ impl Server<'_> {
             };
             c.queued = false;
             let (in_before, out_before) = (c.held_in(), c.held_out());
-            let room = Room {
-                requests: TOTAL_IN.saturating_sub(self.held_in),
-                answers: TOTAL_OUT.saturating_sub(self.held_out),
+            // Root is not held back by what others hold (its own
+            // connection's limits still apply).
+            let room = if c.root {
+                Room {
+                    requests: usize::MAX,
+                    answers: usize::MAX,
+                }
+            } else {
+                Room {
+                    requests: TOTAL_IN.saturating_sub(self.held_in),
+                    answers: TOTAL_OUT.saturating_sub(self.held_out),
+                }
             };
             let next = turn(ctl, c, room);
+            if next == Next::Refused {
+                self.log.limits.note(|n| {
+                    tracing::warn!("control client refused ({n}×): a request passed a limit");
+                });
+            }
             self.held_in = self.held_in - in_before + c.held_in();
             self.held_out = self.held_out - out_before + c.held_out();
             if c.done() {
@@ -320,20 +361,47 @@ impl Server<'_> {
             match next {
                 Next::Again => self.ready.push_back(token),
                 Next::Parked => self.parked.push(token),
-                Next::Wait => continue,
+                Next::Wait | Next::Refused => continue,
             }
             c.queued = true;
         }
     }
 
     /// Once a second: disconnects clients that stopped taking their
-    /// answers ([`conn::STALL`]).
+    /// answers ([`conn::STALL`]) and refuses lines that do not end
+    /// ([`conn::LINE_TIME`]).
     fn sweep(&mut self, poll: &Poll) {
         let now = Instant::now();
         if now.duration_since(self.last_sweep) < Duration::from_secs(1) {
             return;
         }
         self.last_sweep = now;
+        self.parked.retain(|t| self.conns.contains_key(t));
+        let mut overdue = Vec::new();
+        for (t, c) in &mut self.conns {
+            if c.line_overdue(now) {
+                let (i, o) = (c.held_in(), c.held_out());
+                c.refuse(format!(
+                    "request not completed within {} s",
+                    conn::LINE_TIME.as_secs()
+                ));
+                c.flush();
+                self.held_in = self.held_in - i + c.held_in();
+                self.held_out = self.held_out - o + c.held_out();
+                if c.done() {
+                    overdue.push(*t);
+                }
+            }
+        }
+        if !overdue.is_empty() {
+            tracing::warn!(
+                "refused {} control request(s) that did not end",
+                overdue.len()
+            );
+        }
+        for token in overdue {
+            self.close(token, poll);
+        }
         let stalled: Vec<Token> = self
             .conns
             .iter()
@@ -380,6 +448,8 @@ enum Next {
     Parked,
     /// Nothing until the socket says so (new requests, or room to send).
     Wait,
+    /// Refused (a limit passed): closing once its answer is sent.
+    Refused,
 }
 
 /// One client's turn: sends what it can, reads, serves up to
@@ -388,7 +458,7 @@ fn turn(ctl: &mut Controller, c: &mut Conn, room: Room) -> Next {
     c.flush();
     if c.pending_out() < OUT_HIGH && c.fill(room.requests) == Fill::Refused {
         c.flush();
-        return Next::Wait;
+        return Next::Refused;
     }
     let began = Instant::now();
     let out_before = c.held_out();

@@ -477,7 +477,8 @@ impl Port for AfXdpPort {
         // The slots reserved for skipped frames are given back (what
         // libxdp's consumer-side `cancel` does): the next reservation
         // starts right after the last descriptor written.
-        self.xsk.socket.tx.cached_prod -= n - posted;
+        let cached = &mut self.xsk.socket.tx.cached_prod;
+        *cached = cached.wrapping_sub(n - posted);
         // SAFETY: submits exactly the slots written above.
         unsafe { libxdp_sys::xsk_ring_prod__submit(&mut self.xsk.socket.tx, posted) };
         self.in_tx += posted;
