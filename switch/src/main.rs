@@ -96,6 +96,10 @@ struct Args {
     /// client's credentials are checked when it connects.
     #[arg(long, value_name = "GROUP", value_parser = server::peer::resolve_group)]
     socket_group: Option<server::peer::Group>,
+    /// Serve Prometheus metrics on this address and port (`GET /metrics`,
+    /// e.g. `127.0.0.1:9477`); off by default.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
@@ -216,6 +220,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     if let Some(why) = &saved.recovered {
         tracing::error!("{why}");
     }
+    let metrics = args
+        .metrics
+        .map(|addr| {
+            server::http::bind(addr)
+                .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))
+        })
+        .transpose()?;
     let access = server::peer::Access::new(args.socket_group.clone());
     let listener = server::bind(&args.socket, args.socket_group.as_ref()).map_err(|e| {
         anyhow::anyhow!("cannot bind control socket {}: {e}", args.socket.display())
@@ -245,7 +256,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let mut ctl = Controller::new(settings, workers, shared, conntrack);
     ctl.restore(saved.state, saved.recovered);
     tracing::info!(socket = %args.socket.display(), cores = ?cores, "vswitchd ready");
-    let result = server::run(&mut ctl, listener, &access, &STOP);
+    let result = server::run(&mut ctl, listener, metrics, &access, &STOP);
     tracing::info!("vswitchd stopping");
     ctl.shutdown();
     let _ = std::fs::remove_file(&args.socket);

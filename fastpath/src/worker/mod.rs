@@ -89,6 +89,12 @@ const SCRUB_IDLE: usize = 64;
 #[derive(Default)]
 pub struct WorkerStatus {
     pub loops: AtomicU64,
+    /// Loops that moved at least one frame.
+    pub busy_loops: AtomicU64,
+    /// Receive bursts that brought frames, and the frames they brought
+    /// (their ratio: the mean batch size).
+    pub bursts: AtomicU64,
+    pub burst_frames: AtomicU64,
     pub frames_total: AtomicU64,
     pub frames_free: AtomicU64,
     pub frames_in_rings: AtomicU64,
@@ -145,6 +151,8 @@ pub struct Worker {
     pollfds: Vec<libc::pollfd>,
     idle: u32,
     loops: u64,
+    /// Loops with work, bursts with frames, frames of those bursts.
+    activity: [u64; 3],
     gone: Vec<(usize, PortGone)>,
     /// Some port went down and the controller has not been told yet.
     unreported: bool,
@@ -202,6 +210,7 @@ impl Worker {
             pollfds: Vec::new(),
             idle: 0,
             loops: 0,
+            activity: [0; 3],
             gone: Vec::new(),
             unreported: false,
         };
@@ -443,6 +452,8 @@ impl Worker {
                 continue;
             }
             work += n;
+            self.activity[1] += 1;
+            self.activity[2] += n as u64;
             let mut bytes = 0u64;
             for rx in &self.rx[..n] {
                 self.batch.push(Pkt {
@@ -482,6 +493,7 @@ impl Worker {
         self.handle_gone();
         self.current = Some(snap);
         self.loops += 1;
+        self.activity[0] += u64::from(work > 0);
         if self.loops.is_multiple_of(1024) {
             self.publish_status();
         }
@@ -570,6 +582,9 @@ impl Worker {
         let c = self.pool.counts();
         let s = &self.status;
         s.loops.store(self.loops, Relaxed);
+        s.busy_loops.store(self.activity[0], Relaxed);
+        s.bursts.store(self.activity[1], Relaxed);
+        s.burst_frames.store(self.activity[2], Relaxed);
         s.frames_total.store(u64::from(c.total), Relaxed);
         s.frames_free.store(u64::from(c.free), Relaxed);
         s.frames_in_rings.store(u64::from(c.lent), Relaxed);

@@ -48,6 +48,7 @@ use ipnet::IpNet;
 
 mod drops;
 mod kernel;
+pub mod metrics;
 mod ports;
 mod restore;
 mod services;
@@ -138,6 +139,8 @@ struct PortFacts {
 pub struct Controller {
     settings: Settings,
     started: Instant,
+    /// State-file writes done and failed (`--metrics`).
+    state_writes: std::cell::Cell<[u64; 2]>,
     ports: BTreeMap<String, PortRecord>,
     ids: Vec<Option<String>>,
     /// The configuration (see `crate::model`); the records in `ports`
@@ -206,6 +209,7 @@ impl Controller {
         Controller {
             settings,
             started: Instant::now(),
+            state_writes: Default::default(),
             ports: BTreeMap::new(),
             ids: vec![None; MAX_PORTS],
             model: Model::default(),
@@ -501,7 +505,13 @@ impl Controller {
 
     /// Writes `model` to the state file.
     fn persist(&self, model: &Model) -> Result<(), Refused> {
-        state::save(&self.settings.state, &model.state(self.router_mac)).map_err(|e| {
+        let r = state::save(&self.settings.state, &model.state(self.router_mac));
+        let [done, failed] = self.state_writes.get();
+        self.state_writes.set(match r {
+            Ok(()) => [done + 1, failed],
+            Err(_) => [done, failed + 1],
+        });
+        r.map_err(|e| {
             Refused(format!(
                 "cannot write state file {}: {e}",
                 self.settings.state.display()

@@ -15,6 +15,7 @@
 //! from until it does.
 
 mod conn;
+pub mod http;
 pub mod peer;
 
 use std::collections::{HashMap, VecDeque};
@@ -32,6 +33,7 @@ use mio::{Events, Interest, Poll, Token};
 use self::conn::{Conn, Fill, OUT_HIGH};
 use self::peer::{Access, Group};
 use crate::controller::Controller;
+use crate::controller::metrics::ControlCounts;
 
 const LISTENER: Token = Token(0);
 /// Longest time the loop sleeps.
@@ -154,12 +156,14 @@ pub fn serve_line(ctl: &mut Controller, line: &[u8]) -> Response {
 pub fn run(
     ctl: &mut Controller,
     mut listener: UnixListener,
+    metrics: Option<mio::net::TcpListener>,
     access: &Access,
     stop: &AtomicBool,
 ) -> io::Result<()> {
     let mut poll = Poll::new()?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let mut http = metrics.map(|l| http::Http::new(l, &poll)).transpose()?;
     let mut events = Events::with_capacity(256);
     let mut s = Server {
         conns: HashMap::new(),
@@ -172,6 +176,7 @@ pub fn run(
         access,
         log: Logs::default(),
         last_sweep: Instant::now(),
+        counts: ControlCounts::default(),
     };
     // Accepting goes on in the next round when a round accepted its most
     // (at once), or an accept failed, out of descriptors say (after a
@@ -190,6 +195,13 @@ pub fn run(
             return Err(e);
         }
         for ev in events.iter() {
+            if let Some(h) = &mut http
+                && h.owns(ev.token())
+            {
+                s.counts.connections = s.conns.len() as u64;
+                h.event(ev.token(), &poll, ctl, &s.counts);
+                continue;
+            }
             if ev.token() == LISTENER {
                 accept_again = Accept::More;
             } else if let Some(c) = s.conns.get_mut(&ev.token()) {
@@ -209,7 +221,11 @@ pub fn run(
             accept_again = s.accept(&listener, &poll);
         }
         s.round(ctl, &poll);
-        s.sweep(&poll);
+        if s.sweep(&poll)
+            && let Some(h) = &mut http
+        {
+            h.sweep(&poll);
+        }
         ctl.tick();
     }
     Ok(())
@@ -232,6 +248,7 @@ struct Server<'a> {
     access: &'a Access,
     log: Logs,
     last_sweep: Instant,
+    counts: ControlCounts,
 }
 
 /// How accepting ended.
@@ -274,6 +291,7 @@ impl Server<'_> {
             let peer = match peer {
                 Ok(p) => p,
                 Err(why) => {
+                    self.counts.refused += 1;
                     self.log
                         .peers
                         .note(|n| tracing::warn!("control connection refused ({n}×): {why}"));
@@ -288,6 +306,7 @@ impl Server<'_> {
                     "vswitchd serves at most {} control connections at once: try again",
                     self.max_conns
                 );
+                self.counts.refused += 1;
                 self.log.limits.note(|n| {
                     tracing::warn!("control client refused ({n}×): {why}");
                 });
@@ -346,8 +365,9 @@ impl Server<'_> {
                     answers: TOTAL_OUT.saturating_sub(self.held_out),
                 }
             };
-            let next = turn(ctl, c, room);
+            let next = turn(ctl, c, room, &mut self.counts);
             if next == Next::Refused {
+                self.counts.refused += 1;
                 self.log.limits.note(|n| {
                     tracing::warn!("control client refused ({n}×): a request passed a limit");
                 });
@@ -369,11 +389,11 @@ impl Server<'_> {
 
     /// Once a second: disconnects clients that stopped taking their
     /// answers ([`conn::STALL`]) and refuses lines that do not end
-    /// ([`conn::LINE_TIME`]).
-    fn sweep(&mut self, poll: &Poll) {
+    /// ([`conn::LINE_TIME`]). True if it ran.
+    fn sweep(&mut self, poll: &Poll) -> bool {
         let now = Instant::now();
         if now.duration_since(self.last_sweep) < Duration::from_secs(1) {
-            return;
+            return false;
         }
         self.last_sweep = now;
         self.parked.retain(|t| self.conns.contains_key(t));
@@ -399,6 +419,7 @@ impl Server<'_> {
                 overdue.len()
             );
         }
+        self.counts.refused += overdue.len() as u64;
         for token in overdue {
             self.close(token, poll);
         }
@@ -415,9 +436,11 @@ impl Server<'_> {
                 conn::STALL
             );
         }
+        self.counts.refused += stalled.len() as u64;
         for token in stalled {
             self.close(token, poll);
         }
+        true
     }
 
     fn close(&mut self, token: Token, poll: &Poll) {
@@ -454,7 +477,7 @@ enum Next {
 
 /// One client's turn: sends what it can, reads, serves up to
 /// [`TURN_LINES`] requests or [`TURN_TIME`], sends again.
-fn turn(ctl: &mut Controller, c: &mut Conn, room: Room) -> Next {
+fn turn(ctl: &mut Controller, c: &mut Conn, room: Room, counts: &mut ControlCounts) -> Next {
     c.flush();
     if c.pending_out() < OUT_HIGH && c.fill(room.requests) == Fill::Refused {
         c.flush();
@@ -482,6 +505,8 @@ fn turn(ctl: &mut Controller, c: &mut Conn, room: Room) -> Next {
         }
         served += 1;
         let resp = serve_line(ctl, line);
+        counts.requests += 1;
+        counts.errors += u64::from(!resp.ok);
         c.respond(&resp);
     }
     c.flush();
