@@ -16,6 +16,9 @@ PACKAGES=(
     # the Service tests and the demo run HTTP/UDP servers (python3's
     # http.server is not in python3-minimal) and curl them.
     python3-minimal python3 curl
+    # tests/deploy.rs renders the manual pages; setpriv (util-linux) runs
+    # vswitchd and clients with fewer capabilities or as another user.
+    man-db groff-base util-linux
 )
 
 log() { echo "deps.sh: $*" >&2; }

@@ -100,6 +100,12 @@ struct Args {
     /// e.g. `127.0.0.1:9477`); off by default.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<std::net::SocketAddr>,
+    /// Print the manual page (roff) and exit (scripts/install.sh).
+    #[arg(long, hide = true)]
+    man: bool,
+    /// Print a shell completion script and exit (scripts/install.sh).
+    #[arg(long, hide = true, value_name = "SHELL")]
+    completion: Option<clap_complete::Shell>,
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
@@ -263,6 +269,28 @@ fn run(args: Args) -> anyhow::Result<()> {
     result.map_err(Into::into)
 }
 
+/// `--man`, `--completion SHELL`: text made from the options' definitions.
+fn print_generated(args: &Args) -> ExitCode {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    let written = match args.completion {
+        Some(shell) => {
+            clap_complete::generate(shell, &mut Args::command(), "vswitchd", &mut out);
+            Ok(())
+        }
+        None => clap_mangen::Man::new(Args::command())
+            .section("8")
+            .render(&mut out),
+    };
+    match written.and_then(|()| std::io::Write::write_all(&mut std::io::stdout(), &out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vswitchd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -272,6 +300,9 @@ fn main() -> ExitCode {
         )
         .init();
     let args = Args::parse();
+    if args.man || args.completion.is_some() {
+        return print_generated(&args);
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

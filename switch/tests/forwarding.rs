@@ -141,6 +141,7 @@ fn two_workers_forward_between_their_ports() {
         cores,
         extra: Vec::new(),
         open_files: None,
+        wrapper: Vec::new(),
     });
     let pods: Vec<Pod> = [
         ("a", Attach::Afxdp),

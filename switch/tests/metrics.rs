@@ -124,14 +124,29 @@ fn a_scrape_shows_what_the_switch_did() {
     assert!(writes >= 3.0, "{writes}");
     assert_eq!(must(body, "vswitch_state_write_errors_total"), 0.0);
 
-    // The counters move with what happens next.
+    // A page is made at most once a second: asked again at once, the same.
+    let again = curl(&[&url]);
+    assert_eq!(again.split_once("\r\n\r\n").unwrap().1, body);
+
+    // The counters move with what happens next, and none goes down.
     let before = must(
         body,
         &format!("vswitch_port_receive_packets_total{{port=\"{}\"}}", a.name),
     );
     env.ping(&b, &a);
     d.ctl_ok(&["service", "del", "10.96.0.10:80/tcp"]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let page = curl(&[&url]);
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let (name, v) = line.rsplit_once(' ').unwrap();
+        if name.contains("_total") {
+            let now = must(&page, name);
+            assert!(
+                now >= v.parse::<f64>().unwrap(),
+                "{name} went down: {v} -> {now}"
+            );
+        }
+    }
     let after = must(
         &page,
         &format!("vswitch_port_receive_packets_total{{port=\"{}\"}}", a.name),
@@ -146,6 +161,12 @@ fn a_scrape_shows_what_the_switch_did() {
     assert!(other.starts_with("HTTP/1.1 404"), "{other}");
     let post = curl(&["-X", "POST", &url]);
     assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    let head = curl(&["-I", &url]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.ends_with("\r\n\r\n"),
+        "a HEAD answer has no body: {head}"
+    );
 }
 
 #[test]

@@ -89,8 +89,10 @@ const SCRUB_IDLE: usize = 64;
 #[derive(Default)]
 pub struct WorkerStatus {
     pub loops: AtomicU64,
-    /// Loops that moved at least one frame.
+    /// Loops that moved at least one frame, and loops that did not (each
+    /// only grows: a reader of both never sees either go down).
     pub busy_loops: AtomicU64,
+    pub idle_loops: AtomicU64,
     /// Receive bursts that brought frames, and the frames they brought
     /// (their ratio: the mean batch size).
     pub bursts: AtomicU64,
@@ -583,6 +585,7 @@ impl Worker {
         let s = &self.status;
         s.loops.store(self.loops, Relaxed);
         s.busy_loops.store(self.activity[0], Relaxed);
+        s.idle_loops.store(self.loops - self.activity[0], Relaxed);
         s.bursts.store(self.activity[1], Relaxed);
         s.burst_frames.store(self.activity[2], Relaxed);
         s.frames_total.store(u64::from(c.total), Relaxed);

@@ -142,7 +142,7 @@ impl Controller {
     fn worker_metrics(&self, m: &mut Metrics) {
         let loops = m.counters(
             "worker_loops",
-            "Poll loops of a worker, busy (moved a frame) or idle: busy / all is how busy it is",
+            "Poll loops of a worker, busy (moved a frame) or idle: busy / all is the share of polls that found work",
         );
         let bursts = m.counters(
             "worker_bursts",
@@ -160,9 +160,10 @@ impl Controller {
         for (id, h) in self.workers.handles.iter().enumerate() {
             let s = &h.status;
             let w = || vec![("worker", id.to_string())];
-            let all = s.loops.load(Relaxed);
-            let busy = s.busy_loops.load(Relaxed).min(all);
-            for (state, n) in [("busy", busy), ("idle", all - busy)] {
+            for (state, n) in [
+                ("busy", s.busy_loops.load(Relaxed)),
+                ("idle", s.idle_loops.load(Relaxed)),
+            ] {
                 loops
                     .get_or_create(&vec![
                         ("worker", id.to_string()),
@@ -220,6 +221,11 @@ impl Controller {
             c.full,
         );
         m.counter("conntrack_expired", "Connections that timed out", c.expired);
+        m.gauge(
+            "conntrack_affinity_entries",
+            "Client-IP affinity entries",
+            c.affinity,
+        );
         m.gauge(
             "services",
             "Services configured",

@@ -2,7 +2,10 @@
 //! over HTTP/1.x, served in the control thread's event loop like the
 //! control socket (the page is made from the controller's own state). One
 //! request per connection, answered and closed; at most [`MAX_CONNS`]
-//! connections, [`MAX_REQUEST`] bytes of request and [`TIMEOUT`] each.
+//! connections (a new one pushes out the oldest that has not sent its
+//! request yet), [`MAX_REQUEST`] bytes of request and [`TIMEOUT`] each. A
+//! page is made at most once per [`FRESH`]: scrapes in between get the same
+//! page, so a client asking in a loop cannot keep the controller busy.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -20,6 +23,8 @@ pub const LISTENER: Token = Token(usize::MAX);
 const MAX_CONNS: usize = 16;
 const MAX_REQUEST: usize = 8 << 10;
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a page is served again before it is made anew.
+const FRESH: Duration = Duration::from_secs(1);
 
 struct Conn {
     stream: TcpStream,
@@ -33,6 +38,8 @@ pub struct Http {
     listener: TcpListener,
     conns: HashMap<Token, Conn>,
     next: usize,
+    /// The last page and when it was made.
+    page: Option<(Instant, String)>,
 }
 
 /// Binds the metrics listener.
@@ -48,6 +55,7 @@ impl Http {
             listener,
             conns: HashMap::new(),
             next: LISTENER.0 - 1,
+            page: None,
         })
     }
 
@@ -65,8 +73,17 @@ impl Http {
         let Some(c) = self.conns.get_mut(&token) else {
             return;
         };
-        if c.out.is_empty() {
-            read_request(c, ctl, counts);
+        if c.out.is_empty()
+            && let Some(req) = read_request(c)
+        {
+            let page = &mut self.page;
+            let mut page = || {
+                if page.as_ref().is_none_or(|(t, _)| t.elapsed() >= FRESH) {
+                    *page = Some((Instant::now(), ctl.metrics(counts)));
+                }
+                page.as_ref().map(|(_, p)| p.clone()).unwrap_or_default()
+            };
+            c.out = answer(&req, &mut page);
         }
         if flush(c) {
             self.close(token, poll);
@@ -85,8 +102,26 @@ impl Http {
                 }
             };
             if self.conns.len() >= MAX_CONNS {
-                let _ = stream.write(&response(503, "text/plain", b"too many connections\n"));
-                continue;
+                // The oldest that has not sent its request goes; with none
+                // such, the newcomer is told to come back.
+                let idle = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| c.out.is_empty())
+                    .min_by_key(|(_, c)| c.since)
+                    .map(|(t, _)| *t);
+                match idle {
+                    Some(t) => self.close(t, poll),
+                    None => {
+                        let _ = stream.write(&response(
+                            503,
+                            "text/plain",
+                            b"too many connections\n",
+                            true,
+                        ));
+                        continue;
+                    }
+                }
             }
             let token = Token(self.next);
             self.next -= 1;
@@ -131,8 +166,8 @@ impl Http {
 }
 
 /// Reads the request; once its head is complete (or too long, or cut
-/// off), makes the answer.
-fn read_request(c: &mut Conn, ctl: &Controller, counts: &ControlCounts) {
+/// off), returns what was read.
+fn read_request(c: &mut Conn) -> Option<Vec<u8>> {
     let mut buf = [0u8; 2048];
     loop {
         match c.stream.read(&mut buf) {
@@ -143,41 +178,51 @@ fn read_request(c: &mut Conn, ctl: &Controller, counts: &ControlCounts) {
                     break;
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => break,
         }
     }
-    c.out = answer(&c.request, ctl, counts);
+    Some(std::mem::take(&mut c.request))
 }
 
 fn head_end(req: &[u8]) -> Option<usize> {
     req.windows(4).position(|w| w == b"\r\n\r\n")
 }
 
-/// The answer to a request (its head, at least).
-fn answer(req: &[u8], ctl: &Controller, counts: &ControlCounts) -> Vec<u8> {
-    if head_end(req).is_none() {
-        return response(400, "text/plain", b"incomplete or too long request\n");
+/// The answer to a request (its head, at least); `page` makes the metrics.
+fn answer(req: &[u8], page: &mut impl FnMut() -> String) -> Vec<u8> {
+    if head_end(req).is_none_or(|end| end > MAX_REQUEST) {
+        return response(400, "text/plain", b"incomplete or too long request\n", true);
     }
     let line = req.split(|&b| b == b'\r').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split(' ');
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
+    // HEAD: the same answer without its body.
+    let body = method == "GET";
     match (method, path) {
-        ("GET", "/metrics") => response(
+        ("GET" | "HEAD", "/metrics") => response(
             200,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            ctl.metrics(counts).as_bytes(),
+            page().as_bytes(),
+            body,
         ),
-        ("GET", "/") => response(200, "text/plain", b"vswitchd: metrics at /metrics\n"),
-        ("GET", _) => response(404, "text/plain", b"not found: metrics are at /metrics\n"),
-        _ => response(405, "text/plain", b"only GET\n"),
+        ("GET" | "HEAD", "/") => {
+            response(200, "text/plain", b"vswitchd: metrics at /metrics\n", body)
+        }
+        ("GET" | "HEAD", _) => response(
+            404,
+            "text/plain",
+            b"not found: metrics are at /metrics\n",
+            body,
+        ),
+        _ => response(405, "text/plain", b"only GET and HEAD\n", true),
     }
 }
 
-fn response(code: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
+fn response(code: u16, content_type: &str, body: &[u8], with_body: bool) -> Vec<u8> {
     let reason = match code {
         200 => "OK",
         400 => "Bad Request",
@@ -185,13 +230,19 @@ fn response(code: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
         405 => "Method Not Allowed",
         _ => "Service Unavailable",
     };
-    let allow = if code == 405 { "Allow: GET\r\n" } else { "" };
+    let allow = if code == 405 {
+        "Allow: GET, HEAD\r\n"
+    } else {
+        ""
+    };
     let mut out = format!(
         "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
         body.len()
     )
     .into_bytes();
-    out.extend_from_slice(body);
+    if with_body {
+        out.extend_from_slice(body);
+    }
     out
 }
 

@@ -390,6 +390,9 @@ pub struct DaemonOpts {
     pub extra: Vec<String>,
     /// Open-file limit (soft and hard) vswitchd starts with.
     pub open_files: Option<u64>,
+    /// A command vswitchd is started through (`setpriv ...`), which ends
+    /// by executing it in place.
+    pub wrapper: Vec<String>,
 }
 
 impl Default for DaemonOpts {
@@ -398,6 +401,7 @@ impl Default for DaemonOpts {
             cores: pick_cores(1).unwrap(),
             extra: Vec::new(),
             open_files: None,
+            wrapper: Vec::new(),
         }
     }
 }
@@ -440,6 +444,11 @@ impl Daemon {
             Some(ns) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns]).arg(vswitchd_bin());
+                c
+            }
+            None if !opts.wrapper.is_empty() => {
+                let mut c = Command::new(&opts.wrapper[0]);
+                c.args(&opts.wrapper[1..]).arg(vswitchd_bin());
                 c
             }
             None => Command::new(vswitchd_bin()),
@@ -945,6 +954,7 @@ impl TestEnv {
             cores: cores.to_string(),
             extra: Vec::new(),
             open_files: None,
+            wrapper: Vec::new(),
         };
         let d = Daemon::start_in(&node.dir, opts, Some(&node.name));
         self.node_daemons.push((node.name.clone(), d));

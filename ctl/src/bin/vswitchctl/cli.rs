@@ -100,6 +100,18 @@ pub(crate) enum Cmd {
         #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
     },
+    /// Print a shell completion script (asks nothing of vswitchd).
+    ///
+    /// For example `vswitchctl completion bash >
+    /// /usr/share/bash-completion/completions/vswitchctl`
+    /// (scripts/install.sh installs them).
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print vswitchctl's manual page (roff), as scripts/install.sh installs it.
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -355,6 +367,11 @@ impl Cmd {
             Cmd::Batch { file } => Command::Batch {
                 commands: batch_commands(&read_batch(file.as_deref())?)?,
             },
+            Cmd::Completion { .. } | Cmd::Man => {
+                return Err(Failure::Usage(
+                    "'completion' and 'man' print text; they are not requests".into(),
+                ));
+            }
         })
     }
 }

@@ -27,11 +27,11 @@ mod test_utils;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 use ctl::{Client, Reply};
 
-use crate::cli::{Cli, Format};
+use crate::cli::{Cli, Cmd, Format};
 use crate::output::one_line;
 
 /// Exit code of a request that failed.
@@ -61,6 +61,22 @@ impl Failure {
 
 /// Validates, sends the one request, and returns the text to print.
 fn run(cli: &Cli) -> Result<String, Failure> {
+    match cli.command {
+        Cmd::Completion { shell } => {
+            return generated(|out| {
+                clap_complete::generate(shell, &mut Cli::command(), "vswitchctl", out);
+                Ok(())
+            });
+        }
+        Cmd::Man => {
+            return generated(|out| {
+                clap_mangen::Man::new(Cli::command())
+                    .section("8")
+                    .render(out)
+            });
+        }
+        _ => {}
+    }
     let command = cli.command.to_command()?;
     let request_failed = |e: ctl::ClientError| Failure::Request(e.to_string());
     let mut client = Client::connect(&cli.socket).map_err(request_failed)?;
@@ -71,6 +87,13 @@ fn run(cli: &Cli) -> Result<String, Failure> {
     }
     .map_err(request_failed)?;
     render(&reply, cli.output)
+}
+
+/// Text a generator writes (a completion script, the manual page).
+fn generated(write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> Result<String, Failure> {
+    let mut out = Vec::new();
+    write(&mut out).map_err(|e| Failure::Request(format!("cannot generate: {e}")))?;
+    String::from_utf8(out).map_err(|e| Failure::Request(format!("cannot generate: {e}")))
 }
 
 fn render(reply: &Reply, format: Format) -> Result<String, Failure> {
