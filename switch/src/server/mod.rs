@@ -12,7 +12,9 @@
 //! hundred lines or a few milliseconds; the others, and the controller's
 //! housekeeping, come between turns). A client over a limit gets one error
 //! line and is closed; a client that does not read its answers is not read
-//! from until it does.
+//! from until it does, and let go when an answer has waited
+//! [`conn::STALL`]. Root is held to its own connections' limits only, not
+//! to the totals others use up. Limits: docs/cli.md "The control socket".
 
 mod conn;
 pub mod http;
@@ -38,8 +40,9 @@ use crate::controller::metrics::ControlCounts;
 const LISTENER: Token = Token(0);
 /// Longest time the loop sleeps.
 const TICK: Duration = Duration::from_millis(10);
-/// Most bytes of requests held for all connections together, beyond each
-/// one's [`conn::ALLOWANCE`]: four of the longest requests at once.
+/// Most bytes of requests held for all non-root connections together
+/// (every connection's bytes count; one holding less than
+/// [`conn::ALLOWANCE`] is read regardless): four of the longest requests.
 const TOTAL_IN: usize = 4 * conn::MAX_LINE;
 /// Most bytes of answers held for all connections together (each also
 /// stops at [`OUT_HIGH`] plus one answer); past it, requests wait to be
