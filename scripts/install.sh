@@ -35,6 +35,9 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
+# Absolute paths: the unit's ExecStart must be one.
+PREFIX=$(realpath -m "$PREFIX")
+UNIT_DIR=$(realpath -m "$UNIT_DIR")
 cd "$REPO"
 if [[ $BUILD == 1 ]]; then
     cargo build --release --bin vswitchd --bin vswitchctl
@@ -51,7 +54,7 @@ FISH_DIR=$PREFIX/share/fish/vendor_completions.d
 install -d "$PREFIX/bin" "$MAN" "$BASH_DIR" "$ZSH_DIR" "$FISH_DIR"
 install -m 0755 "$BIN/vswitchd" "$BIN/vswitchctl" "$PREFIX/bin/"
 "$BIN/vswitchd" --man >"$MAN/vswitchd.8"
-"$BIN/vswitchctl" man >"$MAN/vswitchctl.8"
+"$BIN/vswitchctl" man --dir "$MAN"
 "$BIN/vswitchd" --completion bash >"$BASH_DIR/vswitchd"
 "$BIN/vswitchctl" completion bash >"$BASH_DIR/vswitchctl"
 "$BIN/vswitchd" --completion zsh >"$ZSH_DIR/_vswitchd"

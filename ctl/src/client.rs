@@ -11,7 +11,10 @@ use crate::service::CtEntry;
 /// Why a request could not be completed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot connect to vswitchd at {path}: {source} (is vswitchd running?)")]
+    #[error(
+        "cannot connect to vswitchd at {path}: {source} ({})",
+        connect_hint(source)
+    )]
     Connect { path: PathBuf, source: io::Error },
     #[error("control socket I/O failed: {0}")]
     Io(#[from] io::Error),
@@ -24,6 +27,16 @@ pub enum ClientError {
     /// The daemon refused the request; the message is the daemon's.
     #[error("{0}")]
     Refused(String),
+}
+
+/// What to check when the socket cannot be reached.
+fn connect_hint(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => {
+            "only root and the members of vswitchd's --socket-group may use it"
+        }
+        _ => "is vswitchd running?",
+    }
 }
 
 /// A connection to vswitchd.

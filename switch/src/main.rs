@@ -71,7 +71,7 @@ struct Args {
     /// else a random locally administered address, then kept).
     #[arg(long)]
     router_mac: Option<ctl::MacAddr>,
-    /// Seconds before a neighbour not confirmed by ARP is forgotten.
+    /// Seconds before a neighbour not confirmed by ARP/ND is forgotten.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     neigh_timeout: u64,
     /// Most tracked Service connections (a full table evicts connections
@@ -81,7 +81,7 @@ struct Args {
     /// Smallest Maglev table size: every Service's table has this many
     /// slots (the next prime) while it has at most a hundredth as many
     /// ready endpoints, so that endpoints coming and going move few flows;
-    /// beyond that 16,381, 65,521, ... slots (at least 100 per endpoint).
+    /// beyond that 4,093, 16,381, 65,521, ... slots (at least 100 per endpoint).
     #[arg(long, default_value_t = fastpath::services::maglev::DEFAULT_MIN_SIZE, value_parser = clap::value_parser!(u32).range(2..=1_000_003))]
     maglev_size: u32,
     /// The ports Services may use as NodePorts (Kubernetes' default range;
@@ -92,13 +92,13 @@ struct Args {
     #[arg(long, value_enum, default_value_t = TapIoArg::IoUring)]
     tap_io: TapIoArg,
     /// A group (name or gid) whose members may use the control socket
-    /// besides root: the socket file is given to it (mode 0660) and each
+    /// besides root and vswitchd's own user: the socket file is given to it (mode 0660) and each
     /// client's credentials are checked when it connects.
     #[arg(long, value_name = "GROUP", value_parser = server::peer::resolve_group)]
     socket_group: Option<server::peer::Group>,
     /// Serve Prometheus metrics on this address and port (`GET /metrics`,
     /// e.g. `127.0.0.1:9477`); off by default.
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_metrics_addr)]
     metrics: Option<std::net::SocketAddr>,
     /// Print the manual page (roff) and exit (scripts/install.sh).
     #[arg(long, hide = true)]
@@ -123,6 +123,12 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
         return Err(format!("'{s}': the first port is above the last"));
     }
     Ok((lo, hi))
+}
+
+fn parse_metrics_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!("'{s}' is not a numeric address and port, such as 127.0.0.1:9477 or [::1]:9477")
+    })
 }
 
 fn parse_ct_max(s: &str) -> Result<usize, String> {

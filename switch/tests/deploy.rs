@@ -167,6 +167,12 @@ fn install_puts_binaries_manuals_completions_and_the_unit_in_place() {
             &["--socket-group", "--metrics", "--ct-max"][..],
         ),
         ("vswitchctl.8", &["port", "service", "completion"]),
+        // One page per command, as the main page refers to them.
+        (
+            "vswitchctl-port-add.8",
+            &["--netns", "--queues", "--offload"],
+        ),
+        ("vswitchctl-service-add.8", &["--backend", "--node-port"]),
     ] {
         let r = run_cmd(
             Command::new("man")

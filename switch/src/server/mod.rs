@@ -282,9 +282,9 @@ impl Server<'_> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Accept::Drained,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    self.log.accept.note(|n| {
-                        tracing::warn!("accepting control connections failed ({n}×): {e}")
-                    });
+                    self.log
+                        .accept
+                        .note(format!("accepting control connections failed: {e}"));
                     return Accept::Failed;
                 }
             };
@@ -297,7 +297,7 @@ impl Server<'_> {
                     self.counts.refused += 1;
                     self.log
                         .peers
-                        .note(|n| tracing::warn!("control connection refused ({n}×): {why}"));
+                        .note(format!("control connection refused: {why}"));
                     refuse_now(&mut stream, &why);
                     continue;
                 }
@@ -310,9 +310,9 @@ impl Server<'_> {
                     self.max_conns
                 );
                 self.counts.refused += 1;
-                self.log.limits.note(|n| {
-                    tracing::warn!("control client refused ({n}×): {why}");
-                });
+                self.log
+                    .limits
+                    .note(format!("control client refused: {why}"));
                 refuse_now(&mut stream, &why);
                 continue;
             }
@@ -371,9 +371,9 @@ impl Server<'_> {
             let next = turn(ctl, c, room, &mut self.counts);
             if next == Next::Refused {
                 self.counts.refused += 1;
-                self.log.limits.note(|n| {
-                    tracing::warn!("control client refused ({n}×): a request passed a limit");
-                });
+                self.log
+                    .limits
+                    .note("control client refused: a request passed a limit".into());
             }
             self.held_in = self.held_in - in_before + c.held_in();
             self.held_out = self.held_out - out_before + c.held_out();
@@ -399,6 +399,13 @@ impl Server<'_> {
             return false;
         }
         self.last_sweep = now;
+        for t in [
+            &mut self.log.peers,
+            &mut self.log.limits,
+            &mut self.log.accept,
+        ] {
+            t.flush();
+        }
         self.parked.retain(|t| self.conns.contains_key(t));
         let mut overdue = Vec::new();
         for (t, c) in &mut self.conns {
@@ -526,24 +533,42 @@ fn turn(ctl: &mut Controller, c: &mut Conn, room: Room, counts: &mut ControlCoun
     }
 }
 
-/// Counts repeated events and says so at most once a second.
+/// Logs repeated events at most once a second: the latest, with how many
+/// there were since the last line (those of the last second are logged by
+/// the once-a-second sweep, so none goes unreported).
 #[derive(Default)]
 struct Throttle {
     last: Option<Instant>,
     count: u64,
+    latest: String,
 }
 
 impl Throttle {
-    fn note(&mut self, log: impl FnOnce(u64)) {
+    fn note(&mut self, msg: String) {
         self.count += 1;
-        if self
-            .last
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        self.latest = msg;
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        if self.count == 0
+            || self
+                .last
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
         {
-            log(self.count);
-            self.count = 0;
-            self.last = Some(Instant::now());
+            return;
         }
+        if self.count == 1 {
+            tracing::warn!("{}", self.latest);
+        } else {
+            tracing::warn!(
+                "{} ({} such since the last report)",
+                self.latest,
+                self.count
+            );
+        }
+        self.count = 0;
+        self.last = Some(Instant::now());
     }
 }
 

@@ -174,6 +174,9 @@ impl Access {
             format!(", uid {} (vswitchd's user)", self.owner)
         };
         let allowed = match &self.group {
+            Some(g) if g.name == g.gid.to_string() => {
+                format!("root{user} or members of group {}", g.gid)
+            }
             Some(g) => format!("root{user} or members of group {} (gid {})", g.name, g.gid),
             None => format!("root{user} only (vswitchd runs without --socket-group)"),
         };

@@ -109,9 +109,14 @@ pub(crate) enum Cmd {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print vswitchctl's manual page (roff), as scripts/install.sh installs it.
+    /// Print vswitchctl's manual page (roff), or write it and one page per
+    /// command (vswitchctl-port-add.8, ...) into DIR, as scripts/install.sh
+    /// installs them.
     #[command(hide = true)]
-    Man,
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -367,7 +372,7 @@ impl Cmd {
             Cmd::Batch { file } => Command::Batch {
                 commands: batch_commands(&read_batch(file.as_deref())?)?,
             },
-            Cmd::Completion { .. } | Cmd::Man => {
+            Cmd::Completion { .. } | Cmd::Man { .. } => {
                 return Err(Failure::Usage(
                     "'completion' and 'man' print text; they are not requests".into(),
                 ));

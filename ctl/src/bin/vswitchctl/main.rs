@@ -68,12 +68,17 @@ fn run(cli: &Cli) -> Result<String, Failure> {
                 Ok(())
             });
         }
-        Cmd::Man => {
-            return generated(|out| {
-                clap_mangen::Man::new(Cli::command())
-                    .section("8")
-                    .render(out)
-            });
+        Cmd::Man { ref dir } => {
+            return match dir {
+                Some(dir) => man_pages(Cli::command(), "vswitchctl", dir)
+                    .map(|()| String::new())
+                    .map_err(|e| Failure::Request(format!("cannot write manual pages: {e}"))),
+                None => generated(|out| {
+                    clap_mangen::Man::new(Cli::command())
+                        .section("8")
+                        .render(out)
+                }),
+            };
         }
         _ => {}
     }
@@ -87,6 +92,25 @@ fn run(cli: &Cli) -> Result<String, Failure> {
     }
     .map_err(request_failed)?;
     render(&reply, cli.output)
+}
+
+/// Writes the manual page of `cmd` as `name.8` into `dir`, and one for
+/// each of its commands (`name-port.8`, `name-port-add.8`, ...), which the
+/// pages refer to.
+fn man_pages(cmd: clap::Command, name: &str, dir: &std::path::Path) -> io::Result<()> {
+    let cmd = cmd.name(name.to_string());
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd.clone())
+        .section("8")
+        .render(&mut out)?;
+    std::fs::write(dir.join(format!("{name}.8")), out)?;
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
+        man_pages(sub.clone(), &format!("{name}-{}", sub.get_name()), dir)?;
+    }
+    Ok(())
 }
 
 /// Text a generator writes (a completion script, the manual page).
