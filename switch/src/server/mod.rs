@@ -254,6 +254,15 @@ struct Server<'a> {
     counts: ControlCounts,
 }
 
+/// Why a new client is refused (each kind logged on its own).
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    /// Not admitted (`peer`).
+    Peer,
+    /// Over the connection limit.
+    Limit,
+}
+
 /// How accepting ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Accept {
@@ -294,11 +303,7 @@ impl Server<'_> {
             let peer = match peer {
                 Ok(p) => p,
                 Err(why) => {
-                    self.counts.refused += 1;
-                    self.log
-                        .peers
-                        .note(format!("control connection refused: {why}"));
-                    refuse_now(&mut stream, &why);
+                    self.refuse(&mut stream, &why, Refusal::Peer);
                     continue;
                 }
             };
@@ -309,11 +314,7 @@ impl Server<'_> {
                     "vswitchd serves at most {} control connections at once: try again",
                     self.max_conns
                 );
-                self.counts.refused += 1;
-                self.log
-                    .limits
-                    .note(format!("control client refused: {why}"));
-                refuse_now(&mut stream, &why);
+                self.refuse(&mut stream, &why, Refusal::Limit);
                 continue;
             }
             let token = Token(self.next);
@@ -334,6 +335,17 @@ impl Server<'_> {
             self.ready.push_back(token);
         }
         Accept::More
+    }
+
+    /// Tells a new client why it is not served, counts and logs it.
+    fn refuse(&mut self, stream: &mut UnixStream, why: &str, kind: Refusal) {
+        self.counts.refused += 1;
+        let (log, what) = match kind {
+            Refusal::Peer => (&mut self.log.peers, "control connection refused"),
+            Refusal::Limit => (&mut self.log.limits, "control client refused"),
+        };
+        log.note(format!("{what}: {why}"));
+        refuse_now(stream, why);
     }
 
     /// One turn for each connection that was ready when the round began,
