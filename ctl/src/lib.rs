@@ -12,11 +12,13 @@ pub mod mac;
 pub mod proto;
 pub mod reply;
 pub mod service;
+pub mod trace;
 
 pub use client::{Client, ClientError};
 pub use mac::MacAddr;
 pub use proto::*;
 pub use service::*;
+pub use trace::*;
 
 /// Default path of the control socket.
 pub const DEFAULT_SOCKET: &str = "/run/vswitch/vswitchd.sock";

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::mac::MacAddr;
 use crate::service::{CtEntry, CtStats, ServiceInfo, ServiceKey, ServiceSpec};
+use crate::trace::{TraceFrame, TraceReport, WatchData, WatchSpec};
 
 /// Version of this protocol. Bumped on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 2;
@@ -146,6 +147,22 @@ pub enum Command {
     /// and one snapshot: how a controller applies thousands at once.
     Batch {
         commands: Vec<Command>,
+    },
+    /// Runs a frame through the current configuration as if it had arrived
+    /// on `port`, sending nothing, and reports each stage's decision.
+    TraceInject {
+        port: String,
+        frame: TraceFrame,
+    },
+    /// Starts a capture or live trace on a port.
+    WatchStart(WatchSpec),
+    /// Takes what a watch recorded since the last read.
+    WatchRead {
+        id: u64,
+    },
+    /// Stops a watch (what it recorded and was not read is discarded).
+    WatchStop {
+        id: u64,
     },
 }
 
@@ -353,6 +370,14 @@ pub enum Reply {
     /// on the last. (`vswitchctl` joins the pages into [`Reply::Conntrack`].)
     CtPage(CtPage),
     CtStats(CtStats),
+    /// What the switch did with an injected frame (`trace inject`).
+    Trace(TraceReport),
+    /// A capture or live trace started; read it with `watch_read`.
+    WatchStarted {
+        id: u64,
+    },
+    /// What a watch recorded since the last read.
+    WatchData(WatchData),
 }
 
 pub use crate::reply::*;

@@ -54,6 +54,7 @@ pub mod events;
 pub mod gso;
 pub mod l2;
 pub mod l3;
+pub mod observe;
 pub mod pipeline;
 pub mod pool;
 pub mod port;

@@ -30,25 +30,45 @@ use crate::l2::{forward, learn, security};
 use crate::l3::{arp, nd, routing, vxlan};
 use crate::services;
 
-/// Runs one batch through the pipeline. Afterwards every frame of the batch
-/// is queued in `cx.outputs`, held by the resolver (waiting for a
-/// neighbour), or freed (counted as a drop unless the switch itself
-/// consumed it).
-#[inline(never)]
-pub fn process(batch: &mut Batch, cx: &mut Ctx<'_>) {
-    parse::run(batch, cx);
-    security::run(batch, cx);
-    csum::run(batch, cx);
-    learn::run(batch, cx);
-    arp::run(batch, cx);
-    nd::run(batch, cx);
-    vxlan::run(batch, cx);
-    services::stage::run(batch, cx);
-    routing::run(batch, cx);
-    forward::run(batch, cx);
-    output::run(batch, cx);
-    batch.clear();
+/// One stage: what every stage's `run` is.
+pub type Stage = fn(&mut Batch, &mut Ctx<'_>);
+
+/// Declares the pipeline once: [`process`] calls the stages in order (direct
+/// calls the compiler inlines), [`STAGES`] names the same list for the
+/// stage-by-stage runs of `vswitchctl trace`.
+macro_rules! pipeline {
+    ($($name:literal => $stage:path,)*) => {
+        /// Every stage, named, in pipeline order.
+        pub const STAGES: &[(&str, Stage)] = &[$(($name, $stage as Stage)),*];
+
+        /// Runs one batch through the pipeline. Afterwards every frame of the batch
+        /// is queued in `cx.outputs`, held by the resolver (waiting for a
+        /// neighbour), or freed (counted as a drop unless the switch itself
+        /// consumed it).
+        #[inline(never)]
+        pub fn process(batch: &mut Batch, cx: &mut Ctx<'_>) {
+            $($stage(batch, cx);)*
+            batch.clear();
+        }
+    };
 }
+
+pipeline! {
+    "parse" => parse::run,
+    "security" => security::run,
+    "csum" => csum::run,
+    "learn" => learn::run,
+    "arp" => arp::run,
+    "nd" => nd::run,
+    "vxlan" => vxlan::run,
+    "service" => services::stage::run,
+    "routing" => routing::run,
+    "forward" => forward::run,
+    "output" => output::run,
+}
+
+/// Where [`process_held`] starts in [`STAGES`].
+pub const HELD_FROM: &str = "routing";
 
 /// Runs frames that waited for a neighbour through the stages after the
 /// one that held them: routing (which holds frames), forwarding and

@@ -19,6 +19,16 @@ impl Worker {
     /// which is counted on the port whose ring (or handoff queue) was full.
     pub(super) fn flush(&mut self, snap: &Snapshot) {
         while let Some((port, list)) = self.outputs.next_dirty() {
+            if !self.watches.is_empty() {
+                let frames: Vec<(u32, u32)> = list.iter().map(|f| (f.addr, f.len)).collect();
+                super::watch::capture(
+                    &self.watches,
+                    &self.pool,
+                    port,
+                    crate::observe::Dir::Out,
+                    &frames,
+                );
+            }
             let slot = usize::from(self.slot_of[usize::from(port) % MAX_PORTS]);
             let local_up = slot != usize::from(NO_SLOT) && self.ports[slot].up;
             if local_up {

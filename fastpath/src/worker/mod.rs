@@ -18,10 +18,11 @@
 
 mod egress;
 pub mod handoff;
+mod status;
+mod watch;
 
 use std::os::fd::RawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -32,6 +33,7 @@ use crate::ctx::Ctx;
 pub use crate::events::WorkerEvent;
 use crate::l2::fdb::{LearnEvent, Learner};
 use crate::l3::resolver::Resolver;
+use crate::observe::Watch;
 use crate::pipeline;
 use crate::pool::FramePool;
 use crate::port::{Port, PortGone, RxFrame};
@@ -40,6 +42,7 @@ use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::tx::Outputs;
 use crate::{MAX_PORTS, PortId};
 use handoff::Mesh;
+pub use status::WorkerStatus;
 
 /// How an idle worker waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +79,10 @@ pub enum WorkerCmd {
         done: Sender<()>,
         remove: bool,
     },
+    /// Feed a capture or live trace ([`crate::observe`]).
+    Watch(Arc<Watch>),
+    /// Stop feeding the watch of this id.
+    Unwatch(u64),
     /// Leave the loop.
     Stop,
 }
@@ -84,26 +91,6 @@ pub enum WorkerCmd {
 /// ([`FlowCache::scrub`]): busy, and idle.
 const SCRUB_BUSY: usize = 4;
 const SCRUB_IDLE: usize = 64;
-
-/// What a worker publishes about itself (written by the worker, read by the controller).
-#[derive(Default)]
-pub struct WorkerStatus {
-    pub loops: AtomicU64,
-    /// Loops that moved at least one frame, and loops that did not (each
-    /// only grows: a reader of both never sees either go down).
-    pub busy_loops: AtomicU64,
-    pub idle_loops: AtomicU64,
-    /// Receive bursts that brought frames, and the frames they brought
-    /// (their ratio: the mean batch size).
-    pub bursts: AtomicU64,
-    pub burst_frames: AtomicU64,
-    pub frames_total: AtomicU64,
-    pub frames_free: AtomicU64,
-    pub frames_in_rings: AtomicU64,
-    pub frames_in_flight: AtomicU64,
-    pub frame_errors: AtomicU64,
-    pub learn_overflows: AtomicU64,
-}
 
 struct Slot {
     id: PortId,
@@ -158,6 +145,8 @@ pub struct Worker {
     gone: Vec<(usize, PortGone)>,
     /// Some port went down and the controller has not been told yet.
     unreported: bool,
+    /// Captures and live traces being fed (almost always none).
+    watches: Vec<Arc<Watch>>,
 }
 
 impl Drop for Worker {
@@ -215,6 +204,7 @@ impl Worker {
             activity: [0; 3],
             gone: Vec::new(),
             unreported: false,
+            watches: Vec::new(),
         };
         w.publish_status();
         w
@@ -253,6 +243,9 @@ impl Worker {
     pub fn handle_commands(&mut self) -> bool {
         let mut added = Vec::new();
         let go_on = self.take_commands(&mut added);
+        if !self.watches.is_empty() {
+            self.prune_watches();
+        }
         if !added.is_empty() {
             self.fill_rings();
             for a in added.into_iter().flatten() {
@@ -280,6 +273,8 @@ impl Worker {
                     self.del_port(id, remove);
                     let _ = done.send(());
                 }
+                Ok(WorkerCmd::Watch(t)) => self.add_watch(t),
+                Ok(WorkerCmd::Unwatch(id)) => self.watches.retain(|t| t.id != id),
                 Ok(WorkerCmd::Stop) => return false,
                 Err(crossbeam_channel::TryRecvError::Empty) => return true,
                 Err(crossbeam_channel::TryRecvError::Disconnected) => return false,
@@ -468,7 +463,16 @@ impl Worker {
             if self.ports[i].big {
                 self.batch.set_big();
             }
-            self.process(&snap, now, false);
+            let marks = if self.watches.is_empty() {
+                Vec::new()
+            } else {
+                self.watch_rx(id)
+            };
+            if marks.is_empty() {
+                self.process(&snap, now, false);
+            } else {
+                self.process_traced(&snap, now, &marks);
+            }
             self.flush(&snap);
         }
         if self.resolver.retry_due(fresh, now) {
@@ -577,23 +581,5 @@ impl Worker {
             self.unreported |= !s.reported;
         }
         self.rebuild_pollfds();
-    }
-
-    /// Publishes pool accounting and liveness for the controller.
-    pub fn publish_status(&self) {
-        let c = self.pool.counts();
-        let s = &self.status;
-        s.loops.store(self.loops, Relaxed);
-        s.busy_loops.store(self.activity[0], Relaxed);
-        s.idle_loops.store(self.loops - self.activity[0], Relaxed);
-        s.bursts.store(self.activity[1], Relaxed);
-        s.burst_frames.store(self.activity[2], Relaxed);
-        s.frames_total.store(u64::from(c.total), Relaxed);
-        s.frames_free.store(u64::from(c.free), Relaxed);
-        s.frames_in_rings.store(u64::from(c.lent), Relaxed);
-        s.frames_in_flight
-            .store(u64::from(c.worker + c.handoff), Relaxed);
-        s.frame_errors.store(c.errors, Relaxed);
-        s.learn_overflows.store(self.learner.overflows, Relaxed);
     }
 }

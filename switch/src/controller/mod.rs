@@ -20,7 +20,7 @@
 //! Parts: `ports` (lifecycle), `kernel` (the router's snapshot part and
 //! what follows from it in the kernel: routes, the uplink's maps,
 //! promiscuous mode), `services` (the Service table and `ct`), `show`
-//! (read-only replies).
+//! (read-only replies), `observe` (`trace` and `capture`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -49,6 +49,7 @@ use ipnet::IpNet;
 mod drops;
 mod kernel;
 pub mod metrics;
+mod observe;
 mod ports;
 mod restore;
 mod services;
@@ -179,6 +180,8 @@ pub struct Controller {
     service_table: Arc<fastpath::services::table::ServiceTable>,
     /// The Service connection table the workers share.
     conntrack: Arc<Conntrack>,
+    /// Captures and live traces running.
+    watches: observe::Watches,
 }
 
 /// A random locally administered unicast MAC.
@@ -234,6 +237,7 @@ impl Controller {
             promisc: None,
             service_table: Arc::default(),
             conntrack,
+            watches: Default::default(),
         }
     }
 
@@ -284,6 +288,10 @@ impl Controller {
                 Ok(Reply::Done)
             }
             Command::CtStats => Ok(self.ct_stats()),
+            Command::TraceInject { port, frame } => self.trace_inject(&port, &frame),
+            Command::WatchStart(spec) => self.watch_start(&spec),
+            Command::WatchRead { id } => self.watch_read(id),
+            Command::WatchStop { id } => self.watch_stop(id),
             other => Err(Refused(format!("unexpected request {other:?}"))),
         }
     }
@@ -449,6 +457,7 @@ impl Controller {
             changed |= self.check_interfaces();
             changed |= self.revive_ports();
             self.conntrack.sweep(clock::now_ms());
+            self.expire_watches();
         }
         if changed {
             self.publish();

@@ -18,6 +18,7 @@ use ipnet::{IpNet, Ipv4Net};
 
 use crate::Failure;
 use crate::batch::{batch_commands, read_batch};
+pub(crate) use crate::observe::{CaptureArgs, TraceCmd};
 use crate::service::{CtCmd, ServiceCmd};
 
 /// The largest VXLAN network identifier (24 bits); 0 is not used.
@@ -86,6 +87,11 @@ pub(crate) enum Cmd {
     /// Show or flush the connection tracking table of Service traffic.
     #[command(subcommand)]
     Ct(CtCmd),
+    /// Follow a packet through the switch's stages: a made-up one
+    /// (inject) or the next real ones (live).
+    #[command(subcommand)]
+    Trace(TraceCmd),
+    Capture(CaptureArgs),
     /// Apply many Service commands at once, all or nothing.
     ///
     /// Each line of FILE (or of standard input, with '-' or no FILE) is a
@@ -372,6 +378,12 @@ impl Cmd {
             Cmd::Batch { file } => Command::Batch {
                 commands: batch_commands(&read_batch(file.as_deref())?)?,
             },
+            Cmd::Trace(TraceCmd::Inject(args)) => args.to_command()?,
+            Cmd::Trace(TraceCmd::Live(_)) | Cmd::Capture(_) => {
+                return Err(Failure::Usage(
+                    "'trace live' and 'capture' are many requests, not one".into(),
+                ));
+            }
             Cmd::Completion { .. } | Cmd::Man { .. } => {
                 return Err(Failure::Usage(
                     "'completion' and 'man' print text; they are not requests".into(),

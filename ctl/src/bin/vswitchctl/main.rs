@@ -19,6 +19,7 @@
 
 mod batch;
 mod cli;
+mod observe;
 mod output;
 mod service;
 #[cfg(test)]
@@ -82,8 +83,19 @@ fn run(cli: &Cli) -> Result<String, Failure> {
         }
         _ => {}
     }
-    let command = cli.command.to_command()?;
     let request_failed = |e: ctl::ClientError| Failure::Request(e.to_string());
+    match &cli.command {
+        Cmd::Trace(cli::TraceCmd::Live(args)) => {
+            let mut client = Client::connect(&cli.socket).map_err(request_failed)?;
+            return observe::live(&mut client, args, cli.output);
+        }
+        Cmd::Capture(args) => {
+            let mut client = Client::connect(&cli.socket).map_err(request_failed)?;
+            return observe::capture(&mut client, args);
+        }
+        _ => {}
+    }
+    let command = cli.command.to_command()?;
     let mut client = Client::connect(&cli.socket).map_err(request_failed)?;
     let reply = match command {
         // Pages are joined here: the daemon never builds the whole table.

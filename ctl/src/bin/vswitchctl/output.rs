@@ -180,6 +180,11 @@ pub fn json(reply: &Reply) -> Result<String, serde_json::Error> {
         Reply::Conntrack(entries) => serde_json::to_string_pretty(entries)?,
         Reply::CtPage(page) => serde_json::to_string_pretty(page)?,
         Reply::CtStats(stats) => serde_json::to_string_pretty(stats)?,
+        Reply::Trace(report) => serde_json::to_string_pretty(report)?,
+        Reply::WatchStarted { id } => {
+            serde_json::to_string_pretty(&serde_json::json!({ "id": id }))?
+        }
+        Reply::WatchData(data) => serde_json::to_string_pretty(data)?,
     };
     text.push('\n');
     Ok(text)
@@ -200,6 +205,15 @@ pub fn text(reply: &Reply) -> String {
         Reply::Conntrack(entries) => conntrack_text(entries),
         Reply::CtPage(page) => conntrack_text(&page.entries),
         Reply::CtStats(stats) => ct_stats_text(stats),
+        Reply::Trace(report) => crate::observe::trace_text(report),
+        Reply::WatchStarted { id } => format!("watch {id}\n"),
+        Reply::WatchData(data) => format!(
+            "{} frames, {} traces, {} dropped{}\n",
+            data.frames.len(),
+            data.traces.len(),
+            data.dropped,
+            if data.done { ", done" } else { "" }
+        ),
     }
 }
 

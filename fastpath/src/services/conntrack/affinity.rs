@@ -15,12 +15,12 @@ pub(super) type AffinityMap = HashMap<u128, (u64, u64), FlowHash>;
 
 impl Conntrack {
     #[inline]
-    fn affinity_key(service: u64, client: u32) -> u128 {
+    pub(super) fn affinity_key(service: u64, client: u32) -> u128 {
         u128::from(service) << 32 | u128::from(client)
     }
 
     #[inline]
-    fn affinity_shard(&self, k: u128) -> usize {
+    pub(super) fn affinity_shard(&self, k: u128) -> usize {
         (self.hash.of(k) >> 32) as usize % SHARDS
     }
 

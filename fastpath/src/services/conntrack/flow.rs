@@ -67,6 +67,17 @@ impl Flow {
         }
     }
 
+    /// A copy of `f`'s state now (a scratch table's flow, see `copy`).
+    pub(super) fn copy_of(f: &Flow) -> Flow {
+        Flow {
+            service: f.service,
+            backend: f.backend,
+            proto: f.proto,
+            bits: AtomicU8::new(f.bits()),
+            last: AtomicU64::new(f.last()),
+        }
+    }
+
     #[inline]
     pub(super) fn bits(&self) -> u8 {
         self.bits.load(Relaxed)

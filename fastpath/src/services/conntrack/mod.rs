@@ -51,6 +51,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 mod affinity;
 mod cache;
+mod copy;
 mod create;
 mod flow;
 mod key;

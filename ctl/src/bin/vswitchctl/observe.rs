@@ -1,0 +1,324 @@
+//! `trace` and `capture`: see what the switch does with packets.
+//!
+//! `trace inject` is one request. `trace live` and `capture` start a watch
+//! in the daemon and read it until it ends (its count or duration), then
+//! print (trace) or write pcapng (capture, with the pcap-file crate,
+//! readable by tcpdump and Wireshark). Interrupted, they leave the daemon
+//! to stop the watch once it goes unread (`ctl::WATCH_IDLE_MS`); a capture
+//! file written so far stays whole, block by block.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+use ctl::{
+    Client, Command, Direction, MacAddr, Reply, TraceFrame, TraceReport, TraceStep, WatchData,
+    WatchKindSpec, WatchSpec, from_hex, parse_packet,
+};
+use pcap_file::DataLink;
+use pcap_file::pcapng::PcapNgWriter;
+use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
+use pcap_file::pcapng::blocks::interface_description::{
+    InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
+
+use crate::Failure;
+use crate::cli::Format;
+use crate::output::{Align, Table, one_line};
+
+/// How long a reader waits before asking again when nothing came.
+const POLL: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TraceCmd {
+    /// Run a packet through the switch as if it had arrived on PORT, send
+    /// nothing, and print what each stage decided.
+    ///
+    /// FRAME is `tcp SRC:PORT -> DST:PORT [syn|ack|fin|rst|psh ...]` (a SYN
+    /// without flags), `udp SRC:PORT -> DST:PORT`, `icmp SRC -> DST` (an
+    /// echo request), `arp SRC -> DST` (who-has DST), or `hex BYTES` (a
+    /// whole Ethernet frame). IPv6 ends are written [ADDR]:PORT. The MACs
+    /// default to one the switch learned on PORT and to the neighbour's (or
+    /// the router's) MAC. The run uses the configuration the workers use
+    /// and a copy of the connection's conntrack entry; it changes nothing.
+    Inject(InjectArgs),
+    /// Print what the switch does with the next packets arriving on PORT,
+    /// stage by stage.
+    Live(LiveArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InjectArgs {
+    /// The port the packet arrives on.
+    port: String,
+    /// Source MAC of the frame.
+    #[arg(long, value_name = "MAC")]
+    src_mac: Option<MacAddr>,
+    /// Destination MAC of the frame.
+    #[arg(long, value_name = "MAC")]
+    dst_mac: Option<MacAddr>,
+    /// TTL (hop limit) of the packet; 64 by default.
+    #[arg(long)]
+    ttl: Option<u8>,
+    /// The packet (see above).
+    #[arg(required = true, num_args = 1.., allow_hyphen_values = true, trailing_var_arg = true, value_name = "FRAME")]
+    frame: Vec<String>,
+}
+
+impl InjectArgs {
+    pub(crate) fn to_command(&self) -> Result<Command, Failure> {
+        let frame = if self.frame[0] == "hex" {
+            if self.src_mac.is_some() || self.dst_mac.is_some() || self.ttl.is_some() {
+                return Err(Failure::Usage(
+                    "--src-mac, --dst-mac and --ttl describe a packet; a hex frame is sent as it is".into(),
+                ));
+            }
+            let bytes = self.frame[1..].join("");
+            from_hex(&bytes).map_err(Failure::Usage)?;
+            TraceFrame::Hex { bytes }
+        } else {
+            let mut p = parse_packet(&self.frame).map_err(Failure::Usage)?;
+            p.src_mac = self.src_mac;
+            p.dst_mac = self.dst_mac;
+            p.ttl = self.ttl;
+            TraceFrame::Packet(p)
+        };
+        Ok(Command::TraceInject {
+            port: self.port.clone(),
+            frame,
+        })
+    }
+}
+
+/// Filter expressions, for the help of both commands.
+const FILTER_HELP: &str = "Keep only frames matching EXPR: terms joined by 'and', each maybe \
+preceded by 'not': arp, ip, ip6, icmp, icmp6, tcp, udp, vxlan, [src|dst] host ADDR, src ADDR, \
+dst ADDR, [src|dst] port N, ether [src|dst|host] MAC";
+
+#[derive(Debug, Args)]
+pub(crate) struct LiveArgs {
+    /// The port whose arriving packets are traced.
+    port: String,
+    #[arg(long, value_name = "EXPR", help = FILTER_HELP)]
+    filter: Option<String>,
+    /// Stop after this many packets.
+    #[arg(long, short = 'c', default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    count: u64,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    duration: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Dir {
+    In,
+    Out,
+    Both,
+}
+
+/// Write what crosses PORT to a pcapng file (tcpdump -r, Wireshark).
+///
+/// `in` frames are those received from the port, `out` those the switch
+/// queued to send on it. Ends after --count frames or --duration seconds;
+/// without either, at Ctrl-C. A reader too slow for the traffic loses
+/// frames (counted and reported at the end), never slowing the switch.
+#[derive(Debug, Args)]
+pub(crate) struct CaptureArgs {
+    /// The port to capture on.
+    port: String,
+    /// Which frames: received (in), sent (out) or both.
+    #[arg(long, short = 'd', value_enum, default_value_t = Dir::Both)]
+    direction: Dir,
+    /// Stop after this many frames.
+    #[arg(long, short = 'c', value_parser = clap::value_parser!(u64).range(1..))]
+    count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    duration: Option<u64>,
+    /// Keep at most this many bytes of each frame.
+    #[arg(long, short = 's', default_value_t = ctl::SNAPLEN_DEFAULT, value_parser = clap::value_parser!(u32).range(14..=i64::from(ctl::SNAPLEN_DEFAULT)))]
+    snaplen: u32,
+    #[arg(long, value_name = "EXPR", help = FILTER_HELP)]
+    filter: Option<String>,
+    /// The pcapng file to write; '-' writes to standard output.
+    #[arg(short = 'w', value_name = "FILE", required = true)]
+    write: PathBuf,
+}
+
+/// Starts a watch and hands each read to `each` until the watch is done.
+fn follow(
+    client: &mut Client,
+    spec: WatchSpec,
+    mut each: impl FnMut(&WatchData) -> Result<(), Failure>,
+) -> Result<u64, Failure> {
+    let failed = |e: ctl::ClientError| Failure::Request(e.to_string());
+    let id = match client.call(Command::WatchStart(spec)).map_err(failed)? {
+        Reply::WatchStarted { id } => id,
+        other => return Err(Failure::Request(format!("unexpected reply {other:?}"))),
+    };
+    loop {
+        let data = match client.call(Command::WatchRead { id }).map_err(failed)? {
+            Reply::WatchData(d) => d,
+            other => return Err(Failure::Request(format!("unexpected reply {other:?}"))),
+        };
+        each(&data)?;
+        if data.done {
+            return Ok(data.dropped);
+        }
+        if data.frames.is_empty() && data.traces.is_empty() {
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+/// `trace live`: prints each traced packet as it comes.
+pub(crate) fn live(client: &mut Client, a: &LiveArgs, format: Format) -> Result<String, Failure> {
+    let spec = WatchSpec {
+        port: a.port.clone(),
+        kind: WatchKindSpec::Trace,
+        direction: Direction::In,
+        filter: a.filter.clone(),
+        count: Some(a.count),
+        duration_ms: a.duration.map(|s| s * 1000),
+        snaplen: None,
+    };
+    let mut out = std::io::stdout().lock();
+    let dropped = follow(client, spec, |d| {
+        for t in &d.traces {
+            let text = match format {
+                Format::Json => serde_json::to_string(t).unwrap_or_default() + "\n",
+                Format::Text => {
+                    format!(
+                        "{} worker {}: {}\n",
+                        clock(t.ts_ns),
+                        t.worker,
+                        one_line(&t.ingress)
+                    ) + &steps_text(&t.steps)
+                }
+            };
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(|e| Failure::Request(format!("cannot write: {e}")))?;
+        }
+        Ok(())
+    })?;
+    if dropped > 0 {
+        eprintln!("vswitchctl: {dropped} packets not traced: this reader fell behind");
+    }
+    Ok(String::new())
+}
+
+/// `capture`: writes pcapng as frames come.
+pub(crate) fn capture(client: &mut Client, a: &CaptureArgs) -> Result<String, Failure> {
+    let spec = WatchSpec {
+        port: a.port.clone(),
+        kind: WatchKindSpec::Capture,
+        direction: match a.direction {
+            Dir::In => Direction::In,
+            Dir::Out => Direction::Out,
+            Dir::Both => Direction::Both,
+        },
+        filter: a.filter.clone(),
+        count: a.count,
+        duration_ms: a.duration.map(|s| s * 1000),
+        snaplen: Some(a.snaplen),
+    };
+    let cannot = |e: &dyn std::fmt::Display| {
+        Failure::Request(format!("cannot write {}: {e}", a.write.display()))
+    };
+    let sink: Box<dyn Write> = if a.write.as_os_str() == "-" {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(std::fs::File::create(&a.write).map_err(|e| cannot(&e))?)
+    };
+    let mut w = PcapNgWriter::new(std::io::BufWriter::new(sink)).map_err(|e| cannot(&e))?;
+    w.write_pcapng_block(InterfaceDescriptionBlock {
+        linktype: DataLink::ETHERNET,
+        snaplen: a.snaplen,
+        options: vec![
+            InterfaceDescriptionOption::IfName(Cow::Owned(a.port.clone())),
+            InterfaceDescriptionOption::IfDescription(Cow::Borrowed("vswitch port")),
+            // Timestamps in nanoseconds.
+            InterfaceDescriptionOption::IfTsResol(9),
+        ],
+    })
+    .map_err(|e| cannot(&e))?;
+    let mut frames = 0u64;
+    let dropped = follow(client, spec, |d| {
+        for f in &d.frames {
+            let data =
+                from_hex(&f.data).map_err(|e| Failure::Request(format!("broken reply: {e}")))?;
+            w.write_pcapng_block(EnhancedPacketBlock {
+                interface_id: 0,
+                timestamp: Duration::from_nanos(f.ts_ns),
+                original_len: f.len,
+                data: Cow::Owned(data),
+                // The direction bits of epb_flags: 1 inbound, 2 outbound.
+                options: vec![EnhancedPacketOption::Flags(match f.dir {
+                    Direction::Out => 2,
+                    _ => 1,
+                })],
+            })
+            .map_err(|e| cannot(&e))?;
+            frames += 1;
+        }
+        w.get_mut().flush().map_err(|e| cannot(&e))
+    })?;
+    eprintln!(
+        "vswitchctl: {frames} frames captured on {}{}",
+        a.port,
+        if dropped > 0 {
+            format!(", {dropped} dropped (the reader fell behind)")
+        } else {
+            String::new()
+        }
+    );
+    Ok(String::new())
+}
+
+/// `HH:MM:SS.micros` (UTC) of a Unix time in nanoseconds.
+fn clock(ts_ns: u64) -> String {
+    let s = ts_ns / 1_000_000_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:06}",
+        s / 3600 % 24,
+        s / 60 % 60,
+        s % 60,
+        ts_ns % 1_000_000_000 / 1000
+    )
+}
+
+/// Each stage: its name, the verdict after it, the packet if it changed.
+fn steps_text(steps: &[TraceStep]) -> String {
+    let mut t = Table::new(&[
+        ("stage", Align::Left),
+        ("verdict", Align::Left),
+        ("packet after the stage (when changed)", Align::Left),
+    ])
+    .indent(2);
+    for s in steps {
+        t.row([
+            s.stage.clone(),
+            s.verdict.clone(),
+            s.frame.clone().unwrap_or_default(),
+        ]);
+    }
+    t.render()
+}
+
+/// `trace inject`'s report.
+pub(crate) fn trace_text(r: &TraceReport) -> String {
+    let mut out = format!("in on {}: {}\n\n", one_line(&r.port), one_line(&r.ingress));
+    out.push_str(&steps_text(&r.steps));
+    let _ = writeln!(out, "\nverdict: {}", one_line(&r.verdict));
+    for s in &r.sent {
+        let _ = writeln!(out, "sent on {}: {}", one_line(&s.port), one_line(&s.frame));
+    }
+    for n in &r.notes {
+        let _ = writeln!(out, "note: {}", one_line(n));
+    }
+    out
+}
