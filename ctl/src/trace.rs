@@ -70,22 +70,28 @@ pub struct PacketSpec {
     pub ttl: Option<u8>,
 }
 
-/// Parses `PROTO SRC[:PORT] -> DST[:PORT] [FLAG...]`:
+/// Parses `PROTO SRC[:PORT] to DST[:PORT] [FLAG...]`:
 ///
 /// ```text
-/// tcp 10.244.1.11:40000 -> 10.96.0.10:80 syn
-/// udp [fd00::5]:5353 -> [fd00::10]:53
-/// icmp 10.244.1.11 -> 10.244.2.7
-/// arp 10.244.1.11 -> 10.244.1.1        (who-has 10.244.1.1)
+/// tcp 10.244.1.11:40000 to 10.96.0.10:80 syn
+/// udp [fd00::5]:5353 to [fd00::10]:53
+/// icmp 10.244.1.11 to 10.244.2.7
+/// arp 10.244.1.11 to 10.244.1.1        (who-has 10.244.1.1)
 /// ```
 ///
+/// `->` (quoted: a shell takes `>` for a redirection) may stand for `to`.
 /// TCP without flags is a SYN. Addresses must be of one family.
 pub fn parse_packet(words: &[String]) -> Result<PacketSpec, String> {
-    let usage = "expected PROTO SRC[:PORT] -> DST[:PORT] [FLAGS], such as 'tcp 10.244.1.11:40000 -> 10.96.0.10:80 syn'";
+    let usage = "expected PROTO SRC[:PORT] to DST[:PORT] [FLAGS], such as 'tcp 10.244.1.11:40000 to 10.96.0.10:80 syn'";
     let [proto, src, arrow, dst, rest @ ..] = words else {
         return Err(usage.into());
     };
-    if arrow != "->" && arrow != ">" {
+    if arrow == "-" {
+        return Err(format!(
+            "{usage} (an unquoted '->' is cut by the shell at '>': write 'to' or quote it)"
+        ));
+    }
+    if arrow != "to" && arrow != "->" {
         return Err(usage.into());
     }
     let proto = match proto.to_ascii_lowercase().as_str() {
@@ -330,7 +336,11 @@ mod tests {
 
     #[test]
     fn packets_parse() {
-        let p = parse_packet(&words("tcp 10.244.1.11:40000 -> 10.96.0.10:80")).unwrap();
+        let p = parse_packet(&words("tcp 10.244.1.11:40000 to 10.96.0.10:80")).unwrap();
+        assert_eq!(
+            p,
+            parse_packet(&words("tcp 10.244.1.11:40000 -> 10.96.0.10:80")).unwrap()
+        );
         assert_eq!(p.proto, TraceProto::Tcp);
         assert_eq!((p.sport, p.dport), (40000, 80));
         assert_eq!(p.flags, vec![TcpFlag::Syn]);
@@ -342,6 +352,8 @@ mod tests {
         assert_eq!((p.proto, p.sport), (TraceProto::Icmp, 0));
         for (bad, want) in [
             ("tcp 1.2.3.4:1 5.6.7.8:2", "expected PROTO"),
+            ("tcp 1.2.3.4:1 - syn", "write 'to' or quote it"),
+            ("tcp 1.2.3.4:1 > 5.6.7.8:2", "expected PROTO"),
             ("sctp 1.2.3.4:1 -> 5.6.7.8:2", "unknown protocol"),
             ("tcp 1.2.3.4 -> 5.6.7.8:2", "not ADDR:PORT"),
             ("tcp 1.2.3.4:0 -> 5.6.7.8:2", "port 0"),

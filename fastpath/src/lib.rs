@@ -34,7 +34,8 @@
 //! bounded channel and read the published [`l2::fdb::FdbView`].
 //!
 //! Invariants:
-//! - The forwarding path never blocks or allocates per packet, and takes no
+//! - The forwarding path never blocks or allocates per packet (except for a
+//!   port being watched, see [`observe`]), and takes no
 //!   lock per packet except conntrack shard locks for Service packets that
 //!   miss the worker's flow cache (see [`services::conntrack`]).
 //! - Every frame of a pool is, at any time, in exactly one place: the free

@@ -151,3 +151,86 @@ fn frames_beyond_the_handoff_depth_count_as_tx_ring_full_on_the_target_port() {
     }
     sw.assert_no_leaks();
 }
+
+/// A capture of a port owned by worker 1 sees each frame sent on it once,
+/// also the frames worker 0 hands over; a live trace of a port of worker
+/// 0 records each packet's stages, and the traced packets go where
+/// untraced ones go. Nothing leaks, no frame is read that the worker does
+/// not hold.
+#[test]
+fn watches_see_each_frame_once_across_workers() {
+    use fastpath::observe::{Filter, Record, Watch, WatchKind};
+    use std::sync::Arc;
+    let mut sw = two_workers([256, 256]);
+    let (a, b) = (mac(0xa), mac(0xb));
+    sw.table.add_static(key(b), 2);
+    sw.table.add_static(key(a), 0);
+    sw.publish();
+    let capture = Arc::new(Watch::new(
+        1,
+        2,
+        WatchKind::Capture { snaplen: 64 },
+        true,
+        true,
+        Filter::default(),
+        None,
+    ));
+    let trace = Arc::new(Watch::new(
+        2,
+        0,
+        WatchKind::Trace,
+        true,
+        false,
+        Filter::default(),
+        Some(3),
+    ));
+    sw.watch(Arc::clone(&capture));
+    sw.watch(Arc::clone(&trace));
+    // Five frames from port 0 (worker 0) to b behind port 2 (worker 1),
+    // and two back.
+    for tag in 0..5 {
+        sw.inject(0, frame_len(b, a, tag, 300));
+    }
+    for tag in 5..7 {
+        sw.inject(2, frame_len(a, b, tag, 300));
+    }
+    sw.run();
+    assert_eq!(sw.take_sent(2).len(), 5);
+    assert_eq!(sw.take_sent(0).len(), 2);
+    let frames: Vec<_> = capture
+        .take(usize::MAX)
+        .into_iter()
+        .map(|r| match r {
+            Record::Frame(f) => (f.dir, f.len, f.data.len()),
+            Record::Trace(_) => panic!("a capture records frames"),
+        })
+        .collect();
+    use fastpath::observe::Dir;
+    let out = frames.iter().filter(|f| f.0 == Dir::Out).count();
+    let inn = frames.iter().filter(|f| f.0 == Dir::In).count();
+    assert_eq!((out, inn), (5, 2), "each frame once: {frames:?}");
+    assert!(frames.iter().all(|f| f.1 == 300 && f.2 == 64), "{frames:?}");
+    assert_eq!(capture.dropped(), 0);
+
+    let traces: Vec<_> = trace
+        .take(usize::MAX)
+        .into_iter()
+        .map(|r| match r {
+            Record::Trace(t) => t,
+            Record::Frame(_) => panic!("a trace records traces"),
+        })
+        .collect();
+    assert_eq!(traces.len(), 3, "the count is kept");
+    assert!(!trace.active() && trace.ended());
+    for t in &traces {
+        let stages: Vec<&str> = t.steps.iter().map(|s| s.stage).collect();
+        let all: Vec<&str> = fastpath::pipeline::STAGES.iter().map(|s| s.0).collect();
+        assert_eq!(stages, all);
+        assert_eq!(
+            t.steps.last().unwrap().verdict,
+            fastpath::batch::Verdict::Unicast(2)
+        );
+    }
+    sw.assert_drops(&[]);
+    sw.assert_no_leaks();
+}

@@ -109,6 +109,26 @@ impl FdbView {
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
+
+    /// A copy whose entries' last-seen times are its own: what a dry run
+    /// (`vswitchctl trace inject`) learns from, so that it refreshes no
+    /// real entry.
+    pub fn detached(&self) -> FdbView {
+        let map = self
+            .map
+            .iter()
+            .map(|(mac, s)| {
+                let seen = Arc::new(AtomicU64::new(s.seen.load(Relaxed)));
+                let slot = FdbSlot {
+                    port: s.port,
+                    is_static: s.is_static,
+                    seen,
+                };
+                (*mac, slot)
+            })
+            .collect();
+        FdbView { map: Arc::new(map) }
+    }
 }
 
 /// How an entry was made.

@@ -129,6 +129,6 @@ mod tests {
         p.src = "fd00::2".parse().unwrap();
         p.proto = Proto::Udp;
         let d = describe(&build(&p).unwrap());
-        assert!(d.contains("IPv6 fd00::2:40000 > fd00::1:80 UDP"), "{d}");
+        assert!(d.contains("IPv6 [fd00::2]:40000 > [fd00::1]:80 UDP"), "{d}");
     }
 }

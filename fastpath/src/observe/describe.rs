@@ -3,6 +3,7 @@
 //! trace shows is not what the stages believe, but what the bytes say).
 
 use std::fmt::Write;
+use std::net::{IpAddr, SocketAddr};
 
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 
@@ -72,8 +73,8 @@ fn line(frame: &[u8], s: &mut String, depth: u8) {
             ends(
                 s,
                 &pkt.transport,
-                &h.source_addr().to_string(),
-                &h.destination_addr().to_string(),
+                h.source_addr().into(),
+                h.destination_addr().into(),
             );
             let _ = write!(s, ", ttl {}", h.ttl());
             if h.is_fragmenting_payload() {
@@ -86,8 +87,8 @@ fn line(frame: &[u8], s: &mut String, depth: u8) {
             ends(
                 s,
                 &pkt.transport,
-                &h.source_addr().to_string(),
-                &h.destination_addr().to_string(),
+                h.source_addr().into(),
+                h.destination_addr().into(),
             );
             let _ = write!(s, ", hlim {}", h.hop_limit());
         }
@@ -110,8 +111,10 @@ fn line(frame: &[u8], s: &mut String, depth: u8) {
     }
 }
 
-/// `src[:port] > dst[:port] PROTO details`.
-fn ends(s: &mut String, t: &Option<TransportSlice<'_>>, src: &str, dst: &str) {
+/// `src[:port] > dst[:port] PROTO details` (IPv6 with ports as
+/// `[addr]:port`).
+fn ends(s: &mut String, t: &Option<TransportSlice<'_>>, src: IpAddr, dst: IpAddr) {
+    let at = |a: IpAddr, p: u16| SocketAddr::new(a, p);
     match t {
         Some(TransportSlice::Tcp(t)) => {
             let mut flags = String::new();
@@ -128,17 +131,17 @@ fn ends(s: &mut String, t: &Option<TransportSlice<'_>>, src: &str, dst: &str) {
             }
             let _ = write!(
                 s,
-                "{src}:{} > {dst}:{} TCP [{flags}]",
-                t.source_port(),
-                t.destination_port()
+                "{} > {} TCP [{flags}]",
+                at(src, t.source_port()),
+                at(dst, t.destination_port())
             );
         }
         Some(TransportSlice::Udp(u)) => {
             let _ = write!(
                 s,
-                "{src}:{} > {dst}:{} UDP",
-                u.source_port(),
-                u.destination_port()
+                "{} > {} UDP",
+                at(src, u.source_port()),
+                at(dst, u.destination_port())
             );
         }
         Some(TransportSlice::Icmpv4(i)) => {

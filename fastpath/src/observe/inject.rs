@@ -2,7 +2,8 @@
 //! it had arrived on a port, with scratch state and nothing sent.
 //!
 //! What the dry run uses: the snapshot the workers use (ports, FDB,
-//! routes, neighbours, Services); a copy of the frame's flow and its
+//! routes, neighbours, Services), with the FDB's last-seen times copied (so
+//! learning refreshes no real entry); a copy of the frame's flow and its
 //! client's affinity from the real connection table, if they exist, so a
 //! tracked flow keeps its endpoint; a fresh pool, output lists, learner,
 //! resolver and flow cache of its own. What it leaves alone: the real
@@ -84,6 +85,10 @@ pub fn inject(
     let mut learner = Learner::new(learn_tx);
     let mut resolver = Resolver::new(events_tx);
     let mut flows = FlowCache::default();
+    let snap = &Snapshot {
+        fdb: snap.fdb.detached(),
+        ..snap.clone()
+    };
     let (addr, len) = pool.write_frame(frame).ok_or("no scratch frame is free")?;
     let mut batch = Batch::new();
     batch.push(Pkt::new(addr, len, port));

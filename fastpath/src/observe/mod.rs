@@ -22,7 +22,7 @@ pub mod filter;
 pub mod inject;
 pub mod trace;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 
 use crossbeam_queue::ArrayQueue;
 
@@ -117,6 +117,9 @@ pub struct Watch {
     left: AtomicU64,
     dropped: AtomicU64,
     stopped: AtomicBool,
+    /// Records claimed and not yet queued: a watch has ended only when it
+    /// wants no more records and none is on its way (see [`Watch::ended`]).
+    pending: AtomicU64,
 }
 
 impl Watch {
@@ -142,6 +145,7 @@ impl Watch {
             left: AtomicU64::new(count.unwrap_or(u64::MAX)),
             dropped: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
+            pending: AtomicU64::new(0),
         }
     }
 
@@ -151,9 +155,24 @@ impl Watch {
         !self.stopped.load(Relaxed) && self.left.load(Relaxed) > 0
     }
 
+    /// True while the watch wants frames that leave through its port.
+    #[inline]
+    pub fn wants_tx(&self, port: crate::PortId) -> bool {
+        self.port == port && self.tx
+    }
+
     /// The watch wants no more records (the workers let go of it).
     pub fn stop(&self) {
-        self.stopped.store(true, Relaxed);
+        self.stopped.store(true, SeqCst);
+    }
+
+    /// True once the watch wants no more records and no worker is about to
+    /// queue one: what is in the queue then is the last of it. (A worker
+    /// announces a record in `pending` before it checks whether the watch
+    /// still wants it, so a stop or the last claim seen here is never
+    /// followed by a record this missed.)
+    pub fn ended(&self) -> bool {
+        !self.active() && self.pending.load(SeqCst) == 0
     }
 
     /// Records lost because the queue was full.
@@ -164,18 +183,26 @@ impl Watch {
     /// Whether a record of `bytes` copied bytes would fit now; counts it
     /// as dropped when it would not. Claims one of the records still
     /// wanted when it would.
+    /// A claim that returns true must be followed by [`Watch::push`].
     pub(crate) fn claim(&self, bytes: usize) -> bool {
-        if self.queued_bytes.load(Relaxed) + bytes > QUEUE_BYTES || self.queue.is_full() {
-            self.dropped.fetch_add(1, Relaxed);
-            return false;
+        self.pending.fetch_add(1, SeqCst);
+        let ok = !self.stopped.load(SeqCst)
+            && if self.queued_bytes.load(Relaxed) + bytes > QUEUE_BYTES || self.queue.is_full() {
+                self.dropped.fetch_add(1, Relaxed);
+                false
+            } else {
+                self.left
+                    .fetch_update(SeqCst, SeqCst, |n| match n {
+                        0 => None,
+                        u64::MAX => Some(u64::MAX),
+                        n => Some(n - 1),
+                    })
+                    .is_ok()
+            };
+        if !ok {
+            self.pending.fetch_sub(1, SeqCst);
         }
-        self.left
-            .fetch_update(Relaxed, Relaxed, |n| match n {
-                0 => None,
-                u64::MAX => Some(u64::MAX),
-                n => Some(n - 1),
-            })
-            .is_ok()
+        ok
     }
 
     /// Queues a record [claimed](Watch::claim) before (for a trace, with
@@ -187,6 +214,7 @@ impl Watch {
             self.queued_bytes.fetch_sub(bytes, Relaxed);
             self.dropped.fetch_add(1, Relaxed);
         }
+        self.pending.fetch_sub(1, SeqCst);
     }
 
     /// Takes queued records, until about `max_bytes` of copied frames.

@@ -67,9 +67,6 @@ pipeline! {
     "output" => output::run,
 }
 
-/// Where [`process_held`] starts in [`STAGES`].
-pub const HELD_FROM: &str = "routing";
-
 /// Runs frames that waited for a neighbour through the stages after the
 /// one that held them: routing (which holds frames), forwarding and
 /// output. The stages before it already ran on them (a frame translated

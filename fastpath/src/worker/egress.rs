@@ -8,6 +8,7 @@ use crate::MAX_PORTS;
 use crate::batch::BATCH_SIZE;
 use crate::drop::DropReason;
 use crate::gso;
+use crate::observe::Dir;
 use crate::snapshot::Snapshot;
 use crate::tx::TxFrame;
 
@@ -19,19 +20,15 @@ impl Worker {
     /// which is counted on the port whose ring (or handoff queue) was full.
     pub(super) fn flush(&mut self, snap: &Snapshot) {
         while let Some((port, list)) = self.outputs.next_dirty() {
-            if !self.watches.is_empty() {
-                let frames: Vec<(u32, u32)> = list.iter().map(|f| (f.addr, f.len)).collect();
-                super::watch::capture(
-                    &self.watches,
-                    &self.pool,
-                    port,
-                    crate::observe::Dir::Out,
-                    &frames,
-                );
-            }
             let slot = usize::from(self.slot_of[usize::from(port) % MAX_PORTS]);
             let local_up = slot != usize::from(NO_SLOT) && self.ports[slot].up;
             if local_up {
+                // Frames are captured where they are sent: a frame handed to
+                // another worker is captured there, once.
+                if !self.watches.is_empty() && self.watches.iter().any(|w| w.wants_tx(port)) {
+                    let frames = list.iter().map(|f| (f.addr, f.len));
+                    super::watch::capture(&self.watches, &self.pool, port, Dir::Out, frames);
+                }
                 if self.ports[slot].port.takes_gso() {
                     gso::coalesce::coalesce(&mut self.pool, list);
                 }

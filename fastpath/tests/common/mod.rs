@@ -350,6 +350,15 @@ impl TestSwitch {
     }
 
     /// One `run_once` on every worker, in id order; returns the frames handled.
+    /// Hands `w` to every worker (as the controller does) and lets them
+    /// take it.
+    pub fn watch(&mut self, w: Arc<fastpath::observe::Watch>) {
+        for (cmds, worker) in self.cmds.iter().zip(&mut self.workers) {
+            cmds.send(WorkerCmd::Watch(Arc::clone(&w))).unwrap();
+            assert!(worker.handle_commands());
+        }
+    }
+
     pub fn step(&mut self) -> usize {
         self.workers.iter_mut().map(Worker::run_once).sum()
     }

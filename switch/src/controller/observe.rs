@@ -8,7 +8,7 @@
 //! (its client went away) is stopped by `expire_watches`; so is one past
 //! its duration. At most [`WATCHES_MAX`] run at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,7 +38,14 @@ const SNAPLEN_MAX: u32 = ctl::SNAPLEN_DEFAULT;
 pub(super) struct Watches {
     next: u64,
     running: HashMap<u64, Running>,
+    /// Watches stopped lately and why, to answer a late reader clearly.
+    ended: VecDeque<(u64, &'static str)>,
 }
+
+/// How many stopped watches `Watches::ended` remembers.
+const ENDED_KEPT: usize = 64;
+/// Longest duration a watch may ask for (a day).
+const DURATION_MAX_MS: u64 = 86_400_000;
 
 struct Running {
     watch: Arc<Watch>,
@@ -247,8 +254,16 @@ impl Controller {
         if spec.count == Some(0) {
             return Err(Refused("--count must be at least 1".into()));
         }
-        if spec.duration_ms == Some(0) {
-            return Err(Refused("--duration must be more than 0".into()));
+        if spec
+            .duration_ms
+            .is_some_and(|d| d == 0 || d > DURATION_MAX_MS)
+        {
+            return Err(Refused("--duration must be 1 second to 1 day".into()));
+        }
+        if spec.kind == WatchKindSpec::Trace && spec.direction == Direction::Out {
+            return Err(Refused(
+                "a live trace follows the packets arriving on the port (direction in)".into(),
+            ));
         }
         let kind = match spec.kind {
             WatchKindSpec::Capture => {
@@ -274,7 +289,7 @@ impl Controller {
                 .is_err()
             {
                 watch.stop();
-                self.unwatch(id);
+                self.unwatch(id, "");
                 return Err(Refused("a worker is not taking commands; try again".into()));
             }
         }
@@ -294,11 +309,9 @@ impl Controller {
     /// What a watch recorded since the last read; a finished watch is
     /// forgotten once its last records are read.
     pub(super) fn watch_read(&mut self, id: u64) -> Result<Reply, Refused> {
-        let r = self
-            .watches
-            .running
-            .get_mut(&id)
-            .ok_or_else(|| Refused(format!("no capture or trace {id} is running")))?;
+        let Some(r) = self.watches.running.get_mut(&id) else {
+            return Err(self.not_running(id));
+        };
         r.last_read = Instant::now();
         if r.until.is_some_and(|t| Instant::now() >= t) {
             r.watch.stop();
@@ -310,7 +323,7 @@ impl Controller {
         };
         // Whether it had ended before the queue was read: then what was
         // read is the last of it.
-        let ended = !watch.active();
+        let ended = watch.ended();
         for rec in watch.take(READ_BYTES) {
             match rec {
                 Record::Frame(f) => data.frames.push(WatchFrame {
@@ -332,7 +345,7 @@ impl Controller {
         }
         data.done = ended && watch.drained();
         if data.done {
-            self.unwatch(id);
+            self.unwatch(id, "it ended");
         }
         Ok(Reply::WatchData(data))
     }
@@ -340,20 +353,49 @@ impl Controller {
     /// Stops a watch.
     pub(super) fn watch_stop(&mut self, id: u64) -> Result<Reply, Refused> {
         if !self.watches.running.contains_key(&id) {
-            return Err(Refused(format!("no capture or trace {id} is running")));
+            return Err(self.not_running(id));
         }
-        self.unwatch(id);
+        self.unwatch(id, "it was stopped");
         Ok(Reply::Done)
     }
 
-    fn unwatch(&mut self, id: u64) {
+    fn not_running(&self, id: u64) -> Refused {
+        match self.watches.ended.iter().find(|(e, _)| *e == id) {
+            Some((_, why)) => Refused(format!("capture or trace {id} is over: {why}")),
+            None => Refused(format!("no capture or trace {id} is running")),
+        }
+    }
+
+    /// Stops watch `id`, remembering `why` (empty: forget it).
+    fn unwatch(&mut self, id: u64, why: &'static str) {
         if let Some(r) = self.watches.running.remove(&id) {
             r.watch.stop();
+        }
+        if !why.is_empty() {
+            if self.watches.ended.len() == ENDED_KEPT {
+                self.watches.ended.pop_front();
+            }
+            self.watches.ended.push_back((id, why));
         }
         for h in &self.workers.handles {
             // A worker that misses this lets go of the watch anyway: it is
             // stopped.
             let _ = h.cmds.try_send(WorkerCmd::Unwatch(id));
+        }
+    }
+
+    /// Stops the watches of port `id` (it is being removed: its id may be
+    /// given to another port).
+    pub(super) fn unwatch_port(&mut self, id: PortId) {
+        let on: Vec<u64> = self
+            .watches
+            .running
+            .iter()
+            .filter(|(_, r)| r.watch.port == id)
+            .map(|(w, _)| *w)
+            .collect();
+        for w in on {
+            self.unwatch(w, "its port was removed");
         }
     }
 
@@ -373,7 +415,7 @@ impl Controller {
                 watch = id,
                 "capture or trace not read for {idle:?}: stopped"
             );
-            self.unwatch(id);
+            self.unwatch(id, "nobody read it for 10 s");
         }
         for r in self.watches.running.values() {
             if r.until.is_some_and(|t| now >= t) {

@@ -417,6 +417,7 @@ impl Controller {
     pub(super) fn unlink_port(&mut self, name: &str) -> Option<PortRecord> {
         let rec = self.ports.remove(name)?;
         self.ids[usize::from(rec.id)] = None;
+        self.unwatch_port(rec.id);
         self.macs.remove_port(rec.id);
         self.neigh.remove_port(rec.id);
         self.neigh_view = self.neigh.view();

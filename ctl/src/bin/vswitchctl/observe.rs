@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -37,10 +38,10 @@ pub(crate) enum TraceCmd {
     /// Run a packet through the switch as if it had arrived on PORT, send
     /// nothing, and print what each stage decided.
     ///
-    /// FRAME is `tcp SRC:PORT -> DST:PORT [syn|ack|fin|rst|psh ...]` (a SYN
-    /// without flags), `udp SRC:PORT -> DST:PORT`, `icmp SRC -> DST` (an
-    /// echo request), `arp SRC -> DST` (who-has DST), or `hex BYTES` (a
-    /// whole Ethernet frame). IPv6 ends are written [ADDR]:PORT. The MACs
+    /// FRAME is `tcp SRC:PORT to DST:PORT [syn|ack|fin|rst|psh ...]` (a SYN
+    /// without flags), `udp SRC:PORT to DST:PORT`, `icmp SRC to DST` (an
+    /// echo request), `arp SRC to DST` (who-has DST), or `hex BYTES` (a
+    /// whole Ethernet frame); '->' may stand for 'to', quoted. IPv6 ends are written [ADDR]:PORT. The MACs
     /// default to one the switch learned on PORT and to the neighbour's (or
     /// the router's) MAC. The run uses the configuration the workers use
     /// and a copy of the connection's conntrack entry; it changes nothing.
@@ -108,7 +109,7 @@ pub(crate) struct LiveArgs {
     #[arg(long, short = 'c', default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     count: u64,
     /// Stop after this many seconds.
-    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     duration: Option<u64>,
 }
 
@@ -122,8 +123,8 @@ pub(crate) enum Dir {
 /// Write what crosses PORT to a pcapng file (tcpdump -r, Wireshark).
 ///
 /// `in` frames are those received from the port, `out` those the switch
-/// queued to send on it. Ends after --count frames or --duration seconds;
-/// without either, at Ctrl-C. A reader too slow for the traffic loses
+/// queued to send on it. Ends after --count frames or --duration seconds
+/// (at most a day), or at Ctrl-C. A reader too slow for the traffic loses
 /// frames (counted and reported at the end), never slowing the switch.
 #[derive(Debug, Args)]
 pub(crate) struct CaptureArgs {
@@ -136,7 +137,7 @@ pub(crate) struct CaptureArgs {
     #[arg(long, short = 'c', value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
     /// Stop after this many seconds.
-    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     duration: Option<u64>,
     /// Keep at most this many bytes of each frame.
     #[arg(long, short = 's', default_value_t = ctl::SNAPLEN_DEFAULT, value_parser = clap::value_parser!(u32).range(14..=i64::from(ctl::SNAPLEN_DEFAULT)))]
@@ -148,25 +149,41 @@ pub(crate) struct CaptureArgs {
     write: PathBuf,
 }
 
-/// Starts a watch and hands each read to `each` until the watch is done.
+/// Set by Ctrl-C (SIGINT) while a watch is followed.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Starts a watch and hands each read to `each` until the watch is done or
+/// Ctrl-C; returns the frames or packets the watch lost. On Ctrl-C and on
+/// a failure of `each` (a closed pipe) the watch is stopped at once.
 fn follow(
     client: &mut Client,
     spec: WatchSpec,
     mut each: impl FnMut(&WatchData) -> Result<(), Failure>,
 ) -> Result<u64, Failure> {
     let failed = |e: ctl::ClientError| Failure::Request(e.to_string());
+    // A second handler is refused (one invocation follows one watch).
+    let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
     let id = match client.call(Command::WatchStart(spec)).map_err(failed)? {
         Reply::WatchStarted { id } => id,
         other => return Err(Failure::Request(format!("unexpected reply {other:?}"))),
     };
+    let mut dropped = 0;
     loop {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            let _ = client.call(Command::WatchStop { id });
+            return Ok(dropped);
+        }
         let data = match client.call(Command::WatchRead { id }).map_err(failed)? {
             Reply::WatchData(d) => d,
             other => return Err(Failure::Request(format!("unexpected reply {other:?}"))),
         };
-        each(&data)?;
+        dropped = data.dropped;
+        if let Err(e) = each(&data) {
+            let _ = client.call(Command::WatchStop { id });
+            return Err(e);
+        }
         if data.done {
-            return Ok(data.dropped);
+            return Ok(dropped);
         }
         if data.frames.is_empty() && data.traces.is_empty() {
             std::thread::sleep(POLL);
@@ -182,7 +199,7 @@ pub(crate) fn live(client: &mut Client, a: &LiveArgs, format: Format) -> Result<
         direction: Direction::In,
         filter: a.filter.clone(),
         count: Some(a.count),
-        duration_ms: a.duration.map(|s| s * 1000),
+        duration_ms: a.duration.map(|s| s.saturating_mul(1000)),
         snaplen: None,
     };
     let mut out = std::io::stdout().lock();
@@ -223,7 +240,7 @@ pub(crate) fn capture(client: &mut Client, a: &CaptureArgs) -> Result<String, Fa
         },
         filter: a.filter.clone(),
         count: a.count,
-        duration_ms: a.duration.map(|s| s * 1000),
+        duration_ms: a.duration.map(|s| s.saturating_mul(1000)),
         snaplen: Some(a.snaplen),
     };
     let cannot = |e: &dyn std::fmt::Display| {
@@ -321,4 +338,19 @@ pub(crate) fn trace_text(r: &TraceReport) -> String {
         let _ = writeln!(out, "note: {}", one_line(n));
     }
     out
+}
+
+/// A raw watch reply (`trace live` and `capture` print their own).
+pub(crate) fn watch_text(reply: &Reply) -> String {
+    match reply {
+        Reply::WatchStarted { id } => format!("watch {id}\n"),
+        Reply::WatchData(d) => format!(
+            "{} frames, {} traces, {} dropped{}\n",
+            d.frames.len(),
+            d.traces.len(),
+            d.dropped,
+            if d.done { ", done" } else { "" }
+        ),
+        _ => String::new(),
+    }
 }

@@ -206,14 +206,7 @@ pub fn text(reply: &Reply) -> String {
         Reply::CtPage(page) => conntrack_text(&page.entries),
         Reply::CtStats(stats) => ct_stats_text(stats),
         Reply::Trace(report) => crate::observe::trace_text(report),
-        Reply::WatchStarted { id } => format!("watch {id}\n"),
-        Reply::WatchData(data) => format!(
-            "{} frames, {} traces, {} dropped{}\n",
-            data.frames.len(),
-            data.traces.len(),
-            data.dropped,
-            if data.done { ", done" } else { "" }
-        ),
+        Reply::WatchStarted { .. } | Reply::WatchData(_) => crate::observe::watch_text(reply),
     }
 }
 
