@@ -62,10 +62,20 @@ if command -v rustup >/dev/null 2>&1; then
             rustup component add "$comp"
         fi
     done
+    # The fuzz pass (scripts/fuzz.sh): a nightly toolchain and cargo-fuzz.
+    if ! rustup toolchain list | grep -q '^nightly'; then
+        log "adding the nightly toolchain (cargo fuzz)"
+        rustup toolchain install nightly --profile minimal
+    fi
 else
     for tool in clippy-driver rustfmt; do
         command -v "$tool" >/dev/null 2>&1 || log "warning: $tool not found and rustup is not available"
     done
+fi
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    log "installing cargo-fuzz (scripts/fuzz.sh)"
+    cargo install cargo-fuzz --locked --version 0.13.2
 fi
 
 # libxdp pins XDP programs in bpffs when it is there and falls back when it

@@ -45,6 +45,10 @@ echo "tests skipped: $(wc -l <"$skip_log")"
 sed 's/^/  skipped /' "$skip_log"
 rm -f "$skip_log"
 
+# A time-boxed fuzz pass over the committed corpus (longer runs: scripts/fuzz.sh --runs N).
+step "scripts/fuzz.sh --secs 20 (every cargo-fuzz target from its corpus)"
+scripts/fuzz.sh --secs 20
+
 # The benchmark tools end to end, at smoke size (they assert no speed).
 step "scripts/bench-veth.sh --quick (vswitch peers)"
 quick_out=$(mktemp -d)

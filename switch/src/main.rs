@@ -4,13 +4,6 @@
 //! file, then becomes the controller: it serves the control socket and owns
 //! the configuration. See ARCHITECTURE.md for the big picture.
 
-mod controller;
-mod model;
-mod os;
-mod server;
-mod state;
-mod workers;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -23,8 +16,9 @@ use fastpath::services::conntrack::Conntrack;
 use fastpath::snapshot::{self, Snapshot};
 use fastpath::worker::PollMode;
 
-use crate::controller::{Controller, Settings};
-use crate::workers::Workers;
+use switch::controller::{Controller, Settings};
+use switch::workers::{self, Workers};
+use switch::{server, state};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Poll {
