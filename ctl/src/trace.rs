@@ -101,7 +101,7 @@ pub fn parse_packet(words: &[String]) -> Result<PacketSpec, String> {
         "arp" => TraceProto::Arp,
         p => {
             return Err(format!(
-                "unknown protocol '{p}': expected tcp, udp, icmp or arp"
+                "unknown protocol '{p}': expected tcp, udp, icmp, arp or hex"
             ));
         }
     };

@@ -182,7 +182,14 @@ fn trace_inject_shows_each_stage_and_changes_nothing() {
         &a.name,
         &["udp", "10.77.0.11:5000", "to", "192.0.2.1:53"],
     );
-    assert_eq!(r.verdict, format!("unicast {}", a.name), "{r:#?}");
+    assert_eq!(
+        r.verdict,
+        format!(
+            "drop no_route (the switch answers the sender: unicast {})",
+            a.name
+        ),
+        "{r:#?}"
+    );
     assert!(r.sent[0].frame.contains("ICMP unreachable"), "{r:#?}");
     // An ARP request for the router, as raw bytes: answered by the switch.
     let m = a.mac.0;
@@ -215,6 +222,35 @@ fn trace_inject_shows_each_stage_and_changes_nothing() {
     let bad = d.ctl(&["trace", "inject", &a.name, "tcp", "10.77.0.11", "to", GW]);
     assert_eq!(bad.status.code(), Some(2), "a usage error: {}", bad.stderr);
     assert!(bad.stderr.contains("not ADDR:PORT"), "{}", bad.stderr);
+    // Options after FRAME, and one quoted FRAME.
+    let late = d.ctl(&[
+        "trace",
+        "inject",
+        &a.name,
+        "icmp",
+        "10.77.0.11",
+        "to",
+        GW,
+        "--ttl",
+        "1",
+    ]);
+    assert_eq!(late.status.code(), Some(2), "{}", late.stderr);
+    assert!(
+        late.stderr.contains("options go before PORT"),
+        "{}",
+        late.stderr
+    );
+    let one: TraceReport = d.ctl_json(&[
+        "trace",
+        "inject",
+        &a.name,
+        &format!("icmp 10.77.0.11 to {GW}"),
+    ]);
+    assert_eq!(
+        one.verdict,
+        format!("unicast {}", a.name),
+        "the router answers: {one:#?}"
+    );
 }
 
 #[test]
@@ -278,13 +314,35 @@ fn trace_live_follows_real_packets_through_the_stages() {
             format!("unicast {}", b.name)
         );
     }
-    // The text form, with nothing to trace: ends at its duration.
-    let text = d.ctl_ok(&["trace", "live", &a.name, "--duration", "1"]);
-    assert!(
-        text.stdout.is_empty() || text.stdout.contains("STAGE"),
-        "{}",
-        text.stdout
+    // A duration alone: every packet until it is over (more than the 10
+    // a count defaults to), in the text form.
+    let live = Command::new(common::vswitchctl_bin())
+        .args([
+            "--socket",
+            d.socket.to_str().unwrap(),
+            "trace",
+            "live",
+            &a.name,
+        ])
+        .args(["--filter", "icmp", "--duration", "3"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let ping = netns_exec(
+        &a.name,
+        &["ping", "-c", "12", "-i", "0.1", &b.ip.to_string()],
     );
+    assert!(ping.success(), "{}", ping.stdout);
+    let out = live.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let traced = text
+        .lines()
+        .filter(|l| l.contains("ICMP echo request"))
+        .count();
+    assert_eq!(traced, 12, "{text}");
+    assert_eq!(text.matches("  STAGE").count(), 12, "{text}");
 }
 
 /// Reads a pcapng file with tcpdump: one line per frame.
@@ -357,10 +415,19 @@ fn capture_writes_pcapng_that_tcpdump_reads() {
         "the wire length is kept: {lines:#?}"
     );
 
-    // Bad requests are refused, clearly.
+    // Bad requests are refused, clearly, and leave an earlier capture
+    // file alone.
+    let kept = format!("{}/in.pcapng", env.dir.display());
+    let before = std::fs::read(&kept).unwrap();
+    d.ctl_refused(&["capture", "nope", "-w", &kept], "no port named 'nope'");
     d.ctl_refused(
-        &["capture", "nope", "-w", "/dev/null"],
-        "no port named 'nope'",
+        &["capture", &b.name, "--filter", "bogus", "-w", &kept],
+        "unknown term 'bogus'",
+    );
+    assert_eq!(
+        std::fs::read(&kept).unwrap(),
+        before,
+        "the file is untouched"
     );
     d.ctl_refused(
         &[
@@ -438,7 +505,11 @@ fn a_capture_nobody_reads_loses_frames_not_traffic_and_goes_away() {
     let err = client
         .call(ctl::Command::WatchStart(spec.clone()))
         .unwrap_err();
-    assert!(err.to_string().contains("stop one first"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("running already; one ends when its reader stops it"),
+        "{err}"
+    );
     for m in more {
         client.call(ctl::Command::WatchStop { id: m }).unwrap();
     }

@@ -26,6 +26,9 @@ pub fn mac(b: &[u8]) -> String {
 pub fn describe(frame: &[u8]) -> String {
     let mut s = String::new();
     line(frame, &mut s, 0);
+    if s.contains(['\n', '\r']) {
+        s = s.replace(['\n', '\r'], " ");
+    }
     s
 }
 

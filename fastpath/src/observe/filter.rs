@@ -56,8 +56,13 @@ impl Filter {
         while i < words.len() {
             if !terms.is_empty() {
                 if words[i] != "and" {
+                    let or = if words[i] == "or" {
+                        "; there is no 'or'"
+                    } else {
+                        ""
+                    };
                     return Err(format!(
-                        "filter: expected 'and' before '{}' (terms are joined by 'and'; there is no 'or')",
+                        "filter: expected 'and' before '{}' (terms are joined by 'and'{or})",
                         words[i]
                     ));
                 }

@@ -50,6 +50,9 @@ pub struct Injected {
     /// MAC addresses the learning stage would report, with their port.
     pub learned: Vec<(MacKey, PortId)>,
     pub tracking: Option<Tracking>,
+    /// Drops counted on the way, by reason: a packet the switch answers
+    /// (an ICMP error, a TCP reset) is counted as dropped too.
+    pub dropped: Vec<&'static str>,
 }
 
 /// Runs `frame`, arrived on `port`, through the pipeline over `snap` (see
@@ -114,6 +117,12 @@ pub fn inject(
     }
     sent.sort();
     let learned = learn_rx.try_iter().map(|e| (e.mac, e.port)).collect();
+    let counted = counters.port(port).read();
+    let dropped = crate::drop::DropReason::ALL
+        .iter()
+        .filter(|r| counted.drop_count(**r) > 0)
+        .map(|r| r.name())
+        .collect();
     let tracking = if tracked {
         Some(Tracking::Tracked)
     } else if scratch.counters(now).created > 0 {
@@ -127,6 +136,7 @@ pub fn inject(
         sent,
         learned,
         tracking,
+        dropped,
     })
 }
 

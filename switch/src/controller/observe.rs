@@ -128,10 +128,22 @@ impl Controller {
             ),
             None => {}
         }
-        let verdict = r
+        let mut verdict = r
             .steps
             .last()
             .map_or_else(|| "pending".into(), |s| self.verdict_text(s.verdict));
+        let answered = r
+            .steps
+            .last()
+            .is_some_and(|s| !matches!(s.verdict, Verdict::Drop(_)));
+        if answered && !r.dropped.is_empty() {
+            // The packet itself went no further: what left is the switch's
+            // answer to it (an ICMP error, a TCP reset).
+            verdict = format!(
+                "drop {} (the switch answers the sender: {verdict})",
+                r.dropped.join(", ")
+            );
+        }
         Ok(Reply::Trace(TraceReport {
             port: port.to_string(),
             ingress: r.ingress,
@@ -196,8 +208,8 @@ impl Controller {
                 }
                 None => {
                     notes.push(format!(
-                        "dst MAC {}: the router's (give --dst-mac)",
-                        self.router_mac
+                        "dst MAC {}: the router's (the switch knows no MAC for {}; a pod would ARP for a neighbour on its own subnet: give --dst-mac)",
+                        self.router_mac, spec.dst
                     ));
                     self.router_mac.0
                 }
@@ -247,7 +259,7 @@ impl Controller {
         let port = self.port_by_name(&spec.port)?;
         if self.watches.running.len() >= WATCHES_MAX {
             return Err(Refused(format!(
-                "{WATCHES_MAX} captures and traces are running already; stop one first"
+                "{WATCHES_MAX} captures and traces are running already; one ends when its reader stops it, or 10 s after its last read"
             )));
         }
         let filter = Filter::parse(spec.filter.as_deref().unwrap_or("")).map_err(Refused)?;

@@ -71,17 +71,39 @@ pub(crate) struct InjectArgs {
 
 impl InjectArgs {
     pub(crate) fn to_command(&self) -> Result<Command, Failure> {
-        let frame = if self.frame[0] == "hex" {
+        // FRAME takes every word after PORT; an option among them was
+        // meant for vswitchctl. One quoted FRAME is split into its words.
+        if let Some(o) = self
+            .frame
+            .iter()
+            .find(|w| w.starts_with('-') && *w != "->" && *w != "-")
+        {
+            return Err(Failure::Usage(format!(
+                "'{o}' after FRAME: options go before PORT (vswitchctl [-o json] trace inject [OPTIONS] PORT FRAME)"
+            )));
+        }
+        let words: Vec<String> = self
+            .frame
+            .iter()
+            .flat_map(|w| w.split_whitespace())
+            .map(String::from)
+            .collect();
+        let frame = if words.first().is_some_and(|w| w == "hex") {
+            if words.len() == 1 {
+                return Err(Failure::Usage(
+                    "hex: give the frame's bytes, such as 'hex ffffffffffff0200...'".into(),
+                ));
+            }
             if self.src_mac.is_some() || self.dst_mac.is_some() || self.ttl.is_some() {
                 return Err(Failure::Usage(
                     "--src-mac, --dst-mac and --ttl describe a packet; a hex frame is sent as it is".into(),
                 ));
             }
-            let bytes = self.frame[1..].join("");
+            let bytes = words[1..].join("");
             from_hex(&bytes).map_err(Failure::Usage)?;
             TraceFrame::Hex { bytes }
         } else {
-            let mut p = parse_packet(&self.frame).map_err(Failure::Usage)?;
+            let mut p = parse_packet(&words).map_err(Failure::Usage)?;
             p.src_mac = self.src_mac;
             p.dst_mac = self.dst_mac;
             p.ttl = self.ttl;
@@ -105,9 +127,9 @@ pub(crate) struct LiveArgs {
     port: String,
     #[arg(long, value_name = "EXPR", help = FILTER_HELP)]
     filter: Option<String>,
-    /// Stop after this many packets.
-    #[arg(long, short = 'c', default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-    count: u64,
+    /// Stop after this many packets (10 unless --duration is given).
+    #[arg(long, short = 'c', value_parser = clap::value_parser!(u64).range(1..))]
+    count: Option<u64>,
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     duration: Option<u64>,
@@ -139,8 +161,8 @@ pub(crate) struct CaptureArgs {
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     duration: Option<u64>,
-    /// Keep at most this many bytes of each frame.
-    #[arg(long, short = 's', default_value_t = ctl::SNAPLEN_DEFAULT, value_parser = clap::value_parser!(u32).range(14..=i64::from(ctl::SNAPLEN_DEFAULT)))]
+    /// Keep at most this many bytes of each frame (0: all of it).
+    #[arg(long, short = 's', default_value_t = ctl::SNAPLEN_DEFAULT, value_parser = snaplen)]
     snaplen: u32,
     #[arg(long, value_name = "EXPR", help = FILTER_HELP)]
     filter: Option<String>,
@@ -152,14 +174,18 @@ pub(crate) struct CaptureArgs {
 /// Set by Ctrl-C (SIGINT) while a watch is followed.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Starts a watch and hands each read to `each` until the watch is done or
-/// Ctrl-C; returns the frames or packets the watch lost. On Ctrl-C and on
-/// a failure of `each` (a closed pipe) the watch is stopped at once.
-fn follow(
+/// Starts a watch; once the daemon has taken it, `open` makes what the
+/// reads go to (a capture file is created only then: a refused request
+/// leaves an existing file alone), and each read is handed to `each` until
+/// the watch is done, Ctrl-C, or `each` says the reader is gone (a closed
+/// pipe). Returns what `open` made and the frames or packets the watch
+/// lost. The watch is stopped at once on Ctrl-C and on any failure.
+fn follow<S>(
     client: &mut Client,
     spec: WatchSpec,
-    mut each: impl FnMut(&WatchData) -> Result<(), Failure>,
-) -> Result<u64, Failure> {
+    open: impl FnOnce() -> Result<S, Failure>,
+    mut each: impl FnMut(&mut S, &WatchData) -> Result<Flow, Failure>,
+) -> Result<(S, u64), Failure> {
     let failed = |e: ctl::ClientError| Failure::Request(e.to_string());
     // A second handler is refused (one invocation follows one watch).
     let _ = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst));
@@ -167,23 +193,37 @@ fn follow(
         Reply::WatchStarted { id } => id,
         other => return Err(Failure::Request(format!("unexpected reply {other:?}"))),
     };
+    let mut sink = match open() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = client.call(Command::WatchStop { id });
+            return Err(e);
+        }
+    };
     let mut dropped = 0;
     loop {
         if INTERRUPTED.load(Ordering::SeqCst) {
             let _ = client.call(Command::WatchStop { id });
-            return Ok(dropped);
+            return Ok((sink, dropped));
         }
         let data = match client.call(Command::WatchRead { id }).map_err(failed)? {
             Reply::WatchData(d) => d,
             other => return Err(Failure::Request(format!("unexpected reply {other:?}"))),
         };
         dropped = data.dropped;
-        if let Err(e) = each(&data) {
-            let _ = client.call(Command::WatchStop { id });
-            return Err(e);
+        match each(&mut sink, &data) {
+            Ok(Flow::More) => {}
+            Ok(Flow::ReaderGone) => {
+                let _ = client.call(Command::WatchStop { id });
+                return Ok((sink, dropped));
+            }
+            Err(e) => {
+                let _ = client.call(Command::WatchStop { id });
+                return Err(e);
+            }
         }
         if data.done {
-            return Ok(dropped);
+            return Ok((sink, dropped));
         }
         if data.frames.is_empty() && data.traces.is_empty() {
             std::thread::sleep(POLL);
@@ -191,37 +231,64 @@ fn follow(
     }
 }
 
+/// Whether a follower goes on.
+enum Flow {
+    More,
+    /// Whoever reads the output went away (a closed pipe): end quietly.
+    ReaderGone,
+}
+
+/// A write's outcome as a [`Flow`]: a closed pipe ends the run quietly.
+fn written(r: std::io::Result<()>, what: &str) -> Result<Flow, Failure> {
+    match r {
+        Ok(()) => Ok(Flow::More),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Flow::ReaderGone),
+        Err(e) => Err(Failure::Request(format!("cannot write {what}: {e}"))),
+    }
+}
+
 /// `trace live`: prints each traced packet as it comes.
 pub(crate) fn live(client: &mut Client, a: &LiveArgs, format: Format) -> Result<String, Failure> {
+    // A duration alone traces every packet until it is over.
+    let count = a
+        .count
+        .or(if a.duration.is_some() { None } else { Some(10) });
     let spec = WatchSpec {
         port: a.port.clone(),
         kind: WatchKindSpec::Trace,
         direction: Direction::In,
         filter: a.filter.clone(),
-        count: Some(a.count),
+        count,
         duration_ms: a.duration.map(|s| s.saturating_mul(1000)),
         snaplen: None,
     };
-    let mut out = std::io::stdout().lock();
-    let dropped = follow(client, spec, |d| {
-        for t in &d.traces {
-            let text = match format {
-                Format::Json => serde_json::to_string(t).unwrap_or_default() + "\n",
-                Format::Text => {
-                    format!(
-                        "{} worker {}: {}\n",
-                        clock(t.ts_ns),
-                        t.worker,
-                        one_line(&t.ingress)
-                    ) + &steps_text(&t.steps)
+    let (_, dropped) = follow(
+        client,
+        spec,
+        || Ok(std::io::stdout().lock()),
+        |out, d| {
+            for t in &d.traces {
+                let text = match format {
+                    Format::Json => serde_json::to_string(t).unwrap_or_default() + "\n",
+                    Format::Text => {
+                        format!(
+                            "{} worker {}: {}\n",
+                            clock(t.ts_ns),
+                            t.worker,
+                            one_line(&t.ingress)
+                        ) + &steps_text(&t.steps)
+                    }
+                };
+                if let Flow::ReaderGone = written(
+                    out.write_all(text.as_bytes()).and_then(|()| out.flush()),
+                    "-",
+                )? {
+                    return Ok(Flow::ReaderGone);
                 }
-            };
-            out.write_all(text.as_bytes())
-                .and_then(|()| out.flush())
-                .map_err(|e| Failure::Request(format!("cannot write: {e}")))?;
-        }
-        Ok(())
-    })?;
+            }
+            Ok(Flow::More)
+        },
+    )?;
     if dropped > 0 {
         eprintln!("vswitchctl: {dropped} packets not traced: this reader fell behind");
     }
@@ -230,6 +297,12 @@ pub(crate) fn live(client: &mut Client, a: &LiveArgs, format: Format) -> Result<
 
 /// `capture`: writes pcapng as frames come.
 pub(crate) fn capture(client: &mut Client, a: &CaptureArgs) -> Result<String, Failure> {
+    // 0, as for tcpdump: the whole frame.
+    let snaplen = if a.snaplen == 0 {
+        ctl::SNAPLEN_DEFAULT
+    } else {
+        a.snaplen
+    };
     let spec = WatchSpec {
         port: a.port.clone(),
         kind: WatchKindSpec::Capture,
@@ -241,34 +314,35 @@ pub(crate) fn capture(client: &mut Client, a: &CaptureArgs) -> Result<String, Fa
         filter: a.filter.clone(),
         count: a.count,
         duration_ms: a.duration.map(|s| s.saturating_mul(1000)),
-        snaplen: Some(a.snaplen),
+        snaplen: Some(snaplen),
     };
-    let cannot = |e: &dyn std::fmt::Display| {
-        Failure::Request(format!("cannot write {}: {e}", a.write.display()))
+    let name = a.write.display().to_string();
+    let cannot = |e: &dyn std::fmt::Display| Failure::Request(format!("cannot write {name}: {e}"));
+    let open = || {
+        let sink: Box<dyn Write> = if a.write.as_os_str() == "-" {
+            Box::new(std::io::stdout().lock())
+        } else {
+            Box::new(std::fs::File::create(&a.write).map_err(|e| cannot(&e))?)
+        };
+        let mut w = PcapNgWriter::new(std::io::BufWriter::new(sink)).map_err(|e| cannot(&e))?;
+        w.write_pcapng_block(InterfaceDescriptionBlock {
+            linktype: DataLink::ETHERNET,
+            snaplen,
+            options: vec![
+                InterfaceDescriptionOption::IfName(Cow::Owned(a.port.clone())),
+                InterfaceDescriptionOption::IfDescription(Cow::Borrowed("vswitch port")),
+                // Timestamps in nanoseconds.
+                InterfaceDescriptionOption::IfTsResol(9),
+            ],
+        })
+        .map_err(|e| cannot(&e))?;
+        Ok((w, 0u64))
     };
-    let sink: Box<dyn Write> = if a.write.as_os_str() == "-" {
-        Box::new(std::io::stdout().lock())
-    } else {
-        Box::new(std::fs::File::create(&a.write).map_err(|e| cannot(&e))?)
-    };
-    let mut w = PcapNgWriter::new(std::io::BufWriter::new(sink)).map_err(|e| cannot(&e))?;
-    w.write_pcapng_block(InterfaceDescriptionBlock {
-        linktype: DataLink::ETHERNET,
-        snaplen: a.snaplen,
-        options: vec![
-            InterfaceDescriptionOption::IfName(Cow::Owned(a.port.clone())),
-            InterfaceDescriptionOption::IfDescription(Cow::Borrowed("vswitch port")),
-            // Timestamps in nanoseconds.
-            InterfaceDescriptionOption::IfTsResol(9),
-        ],
-    })
-    .map_err(|e| cannot(&e))?;
-    let mut frames = 0u64;
-    let dropped = follow(client, spec, |d| {
+    let ((_, frames), dropped) = follow(client, spec, open, |(w, frames), d| {
         for f in &d.frames {
             let data =
                 from_hex(&f.data).map_err(|e| Failure::Request(format!("broken reply: {e}")))?;
-            w.write_pcapng_block(EnhancedPacketBlock {
+            let block = EnhancedPacketBlock {
                 interface_id: 0,
                 timestamp: Duration::from_nanos(f.ts_ns),
                 original_len: f.len,
@@ -278,14 +352,22 @@ pub(crate) fn capture(client: &mut Client, a: &CaptureArgs) -> Result<String, Fa
                     Direction::Out => 2,
                     _ => 1,
                 })],
-            })
-            .map_err(|e| cannot(&e))?;
-            frames += 1;
+            };
+            match w.write_pcapng_block(block) {
+                Ok(_) => *frames += 1,
+                Err(pcap_file::PcapError::IoError(e)) => {
+                    if let Flow::ReaderGone = written(Err(e), &name)? {
+                        return Ok(Flow::ReaderGone);
+                    }
+                }
+                Err(e) => return Err(cannot(&e)),
+            }
         }
-        w.get_mut().flush().map_err(|e| cannot(&e))
+        written(w.get_mut().flush(), &name)
     })?;
     eprintln!(
-        "vswitchctl: {frames} frames captured on {}{}",
+        "vswitchctl: {frames} frame{} captured on {}{}",
+        if frames == 1 { "" } else { "s" },
         a.port,
         if dropped > 0 {
             format!(", {dropped} dropped (the reader fell behind)")
@@ -294,6 +376,19 @@ pub(crate) fn capture(client: &mut Client, a: &CaptureArgs) -> Result<String, Fa
         }
     );
     Ok(String::new())
+}
+
+/// 0 or 14 to [`ctl::SNAPLEN_DEFAULT`].
+fn snaplen(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if n == 0 || (14..=ctl::SNAPLEN_DEFAULT).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "0 (the whole frame) or 14 to {}",
+            ctl::SNAPLEN_DEFAULT
+        ))
+    }
 }
 
 /// `HH:MM:SS.micros` (UTC) of a Unix time in nanoseconds.
@@ -332,7 +427,12 @@ pub(crate) fn trace_text(r: &TraceReport) -> String {
     out.push_str(&steps_text(&r.steps));
     let _ = writeln!(out, "\nverdict: {}", one_line(&r.verdict));
     for s in &r.sent {
-        let _ = writeln!(out, "sent on {}: {}", one_line(&s.port), one_line(&s.frame));
+        let _ = writeln!(
+            out,
+            "would send on {}: {}",
+            one_line(&s.port),
+            one_line(&s.frame)
+        );
     }
     for n in &r.notes {
         let _ = writeln!(out, "note: {}", one_line(n));
