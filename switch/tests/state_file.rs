@@ -2,7 +2,8 @@
 //! changes nothing (memory, disk, kernel: XDP program, promiscuous mode,
 //! routes, uplink maps), an entry a restart cannot apply stays in the file
 //! and is shown, and a state file that cannot be parsed is moved aside and
-//! the last good copy used.
+//! the last good copy used. A state directory that is full or read-only
+//! refuses requests with the system's reason and changes nothing.
 //!
 //! Writes are made to fail by putting a directory where vswitchd writes its
 //! temporary file (`.state.json.tmp`): root ignores file modes, not that.
@@ -299,4 +300,117 @@ fn a_corrupt_state_file_falls_back_to_the_last_good_copy() {
     // And the recovered configuration is written back as the state file.
     let file = fs::read_to_string(&state).unwrap();
     assert!(file.contains("10.244.1.1/24"), "{file}");
+}
+
+/// A small tmpfs mounted for the test, unmounted when dropped.
+struct SmallFs(PathBuf);
+
+impl SmallFs {
+    fn new(dir: PathBuf) -> Self {
+        fs::create_dir_all(&dir).unwrap();
+        let r = common::run_cmd(
+            std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+                .arg(&dir),
+        );
+        assert!(r.success(), "mount tmpfs: {}", r.stderr);
+        SmallFs(dir)
+    }
+
+    fn remount(&self, how: &str) {
+        let r = common::run_cmd(
+            std::process::Command::new("mount")
+                .args(["-o", &format!("remount,{how}")])
+                .arg(&self.0),
+        );
+        assert!(r.success(), "remount {how}: {}", r.stderr);
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_or_read_only_state_directory_refuses_requests_clearly() {
+    let Some(env) = TestEnv::new("a_full_or_read_only_state_directory_refuses_requests_clearly")
+    else {
+        return;
+    };
+    // The state file alone on a small file system (the socket and log
+    // beside it would keep it from going read-only).
+    let small = SmallFs::new(env.dir.join("small"));
+    let d = Daemon::start(
+        &env.dir,
+        DaemonOpts {
+            state_dir: Some(small.0.clone()),
+            ..DaemonOpts::default()
+        },
+    );
+    d.ctl_ok(&["addr", "add", "10.244.1.1/24"]);
+    let (config0, file0) = (config(&d), fs::read(&d.state).unwrap());
+
+    // Full: the write fails with ENOSPC.
+    let fill = small.0.join("fill");
+    let r = common::run_cmd(
+        std::process::Command::new("dd")
+            .args(["if=/dev/zero", "bs=4k"])
+            .arg(format!("of={}", fill.display())),
+    );
+    assert!(
+        !r.success() && r.stderr.contains("No space left"),
+        "{}",
+        r.stderr
+    );
+    let refused: [&[&str]; 3] = [
+        &["addr", "add", "10.244.2.1/24"],
+        &[
+            "service",
+            "add",
+            "10.96.0.10:80/tcp",
+            "--backend",
+            "10.244.1.5:80",
+        ],
+        &["port", "add", "p9", "--type", "tap"],
+    ];
+    for args in refused {
+        d.ctl_refused(args, "No space left on device");
+        assert_eq!(config(&d), config0, "{args:?} changed the configuration");
+        assert_eq!(
+            fs::read(&d.state).unwrap(),
+            file0,
+            "{args:?} changed the file"
+        );
+    }
+    assert!(
+        !ip(&["link", "show", "p9"]).success(),
+        "the TAP was not left behind"
+    );
+
+    // Read-only: EROFS.
+    fs::remove_file(&fill).unwrap();
+    small.remount("ro");
+    for args in refused {
+        d.ctl_refused(args, "Read-only file system");
+        assert_eq!(config(&d), config0, "{args:?} changed the configuration");
+    }
+    assert_eq!(fs::read(&d.state).unwrap(), file0);
+
+    // Writable again: the same requests work.
+    small.remount("rw");
+    d.ctl_ok(&["addr", "add", "10.244.2.1/24"]);
+    d.ctl_ok(&[
+        "service",
+        "add",
+        "10.96.0.10:80/tcp",
+        "--backend",
+        "10.244.1.5:80",
+    ]);
+    assert_ne!(config(&d), config0);
+    d.stop();
 }

@@ -393,6 +393,8 @@ pub struct DaemonOpts {
     /// A command vswitchd is started through (`setpriv ...`), which ends
     /// by executing it in place.
     pub wrapper: Vec<String>,
+    /// Where the state file lives, if not beside the socket and log.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for DaemonOpts {
@@ -402,6 +404,7 @@ impl Default for DaemonOpts {
             extra: Vec::new(),
             open_files: None,
             wrapper: Vec::new(),
+            state_dir: None,
         }
     }
 }
@@ -425,7 +428,7 @@ impl Daemon {
     /// vswitchd ...`, as a simulated node's switch runs), or in ours.
     pub fn start_in(dir: &Path, opts: DaemonOpts, netns: Option<&str>) -> Daemon {
         let socket = dir.join("vswitchd.sock");
-        let state = dir.join("state.json");
+        let state = opts.state_dir.as_deref().unwrap_or(dir).join("state.json");
         let log = dir.join("vswitchd.log");
         let mut logf = OpenOptions::new()
             .create(true)
@@ -952,9 +955,7 @@ impl TestEnv {
         fs::create_dir_all(&node.dir).unwrap();
         let opts = DaemonOpts {
             cores: cores.to_string(),
-            extra: Vec::new(),
-            open_files: None,
-            wrapper: Vec::new(),
+            ..DaemonOpts::default()
         };
         let d = Daemon::start_in(&node.dir, opts, Some(&node.name));
         self.node_daemons.push((node.name.clone(), d));
