@@ -139,9 +139,7 @@ fn two_workers_forward_between_their_ports() {
     };
     env.start_daemon_with(DaemonOpts {
         cores,
-        extra: Vec::new(),
-        open_files: None,
-        wrapper: Vec::new(),
+        ..DaemonOpts::default()
     });
     let pods: Vec<Pod> = [
         ("a", Attach::Afxdp),
