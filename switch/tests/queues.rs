@@ -111,9 +111,7 @@ fn queues_of_a_port_are_served_by_several_workers() {
     let cores = pick_cores(2).expect("this test needs two usable cores");
     let opts = DaemonOpts {
         cores,
-        extra: Vec::new(),
-        open_files: None,
-        wrapper: Vec::new(),
+        ..DaemonOpts::default()
     };
     env.start_daemon_with(opts.clone());
     let a = env.add_pod_with(PodSpec::new("a", Attach::Afxdp, "10.77.0.11/24").queues(2));
