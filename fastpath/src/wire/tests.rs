@@ -343,3 +343,29 @@ fn nd_options_are_walked_and_checked() {
     m[nd::FIXED_LEN + 1] = 3;
     assert_eq!(nd::Nd::new(&m[..]).unwrap().link_layer_option(), None);
 }
+
+/// An echo request whose id, sequence and data are zero becomes an
+/// all-zero echo reply: its checksum must be 0xffff (+0's complement), not
+/// the 0x0000 the incremental update gives (found by `fuzz/` `pipeline`).
+#[test]
+fn an_all_zero_echo_reply_gets_the_checksum_receivers_accept() {
+    use crate::wire::checksum::checksum;
+    use crate::wire::icmp::{self, Icmp};
+    for data_len in [0usize, 8] {
+        let mut msg = vec![0u8; 8 + data_len];
+        msg[0] = icmp::ECHO_REQUEST;
+        let c = checksum(&msg);
+        msg[2..4].copy_from_slice(&c.to_be_bytes());
+        Icmp::new(&mut msg[..]).unwrap().set_type(icmp::ECHO_REPLY);
+        assert_eq!(&msg[2..4], &[0xff, 0xff], "{msg:02x?}");
+        assert_eq!(checksum(&msg), 0, "the reply verifies");
+    }
+    // Any other message keeps the plain incremental update.
+    let mut msg = vec![0u8; 16];
+    msg[0] = icmp::ECHO_REQUEST;
+    msg[7] = 1;
+    let c = checksum(&msg);
+    msg[2..4].copy_from_slice(&c.to_be_bytes());
+    Icmp::new(&mut msg[..]).unwrap().set_type(icmp::ECHO_REPLY);
+    assert_eq!(checksum(&msg), 0);
+}
