@@ -280,15 +280,34 @@ pub fn complete(frame: &mut [u8], gso: Gso) -> bool {
     true
 }
 
-/// Completes the checksum at `field` over the bytes from `start` on, as a
-/// NIC would: the field holds the pseudo-header sum. A result of 0 is sent
+/// Completes the checksum at `field` over the bytes from `start` to the
+/// end of the IP packet, as a NIC would: the field holds the pseudo-header
+/// sum. Bytes after the packet (Ethernet padding, trailing garbage) are
+/// not the packet's (found by `fuzz/` `pipeline`). A result of 0 is sent
 /// as 0xffff (0 would mean "no checksum" in UDP; for TCP they are equal).
 pub fn complete_partial(frame: &mut [u8], start: usize, field: usize) {
-    let Some(data) = frame.get(start..) else {
+    let Some(data) = frame.get(start..ip_end(frame)) else {
         return;
     };
     let c = crate::wire::checksum::fold(sum(data, 0));
     write_u16(frame, field, if c == 0 { 0xffff } else { c });
+}
+
+/// Where the IP packet in `frame` ends, by its own length field (IPv4
+/// total length, IPv6 payload length), at most the frame's end; the
+/// frame's end when it is neither.
+fn ip_end(frame: &[u8]) -> usize {
+    let len = |at: usize| {
+        frame
+            .get(at..at + 2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+    };
+    let end = match frame.get(12..14) {
+        Some([0x08, 0x00]) => len(ETH_LEN + 2).map(|t| ETH_LEN + t),
+        Some([0x86, 0xdd]) => len(ETH_LEN + 4).map(|p| ETH_LEN + 40 + p),
+        _ => None,
+    };
+    end.map_or(frame.len(), |e| e.min(frame.len()))
 }
 
 /// Where a GSO frame's headers are, read from the frame itself.

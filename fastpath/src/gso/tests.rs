@@ -324,3 +324,27 @@ fn the_largest_segment_is_what_the_mtu_check_sees() {
     assert_eq!(segment_ip_len(&small, g), Some(140), "one short segment");
     assert_eq!(segment_ip_len(&f[..30], g), None);
 }
+
+/// A partial checksum is completed over the IP packet only: bytes after it
+/// (Ethernet padding, garbage a pod appends) are not summed (found by
+/// `fuzz/` `pipeline`).
+#[test]
+fn completion_stops_at_the_end_of_the_ip_packet() {
+    for make in [v4 as fn(bool, &[u8]) -> Vec<u8>, v6] {
+        for tcp in [true, false] {
+            let whole = make(tcp, b"some payload");
+            let (at, marker) = partial_of(&whole);
+            let mut f = whole.clone();
+            f[at..at + 2].copy_from_slice(&marker.to_be_bytes());
+            f.extend_from_slice(&[0xa5; 22]);
+            let g = crate::pipeline::csum::mark(&f, read_u16(&f, 12)).expect("partial");
+            assert!(complete(&mut f, g));
+            assert_eq!(
+                &f[..whole.len()],
+                &whole[..],
+                "completed as the sender's stack would"
+            );
+            assert!(verifies(&f[..whole.len()]));
+        }
+    }
+}
