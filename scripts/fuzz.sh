@@ -11,7 +11,8 @@
 # each, the time-boxed pass the test command (scripts/test.sh) runs.
 # A crash fails the run and leaves its input in fuzz/artifacts/TARGET/
 # (reproduce: cd fuzz && cargo +nightly fuzz run -O TARGET FILE); make it a
-# regression test and keep the input in the corpus.
+# regression test and keep the input in fuzz/regressions/TARGET/, which
+# every run reads too.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../fuzz"
@@ -35,7 +36,10 @@ for t in "${targets[@]}"; do
     mkdir -p "corpus/$t"
     printf '==> fuzz %s (%s)\n' "$t" "${limit[*]}"
     rc=0
-    cargo +nightly fuzz run -O "$t" "corpus/$t" -- "${limit[@]}" -print_final_stats=1 \
+    # Inputs of bugs found earlier run first, every time (regressions/).
+    dirs=("corpus/$t")
+    [[ -d regressions/$t ]] && dirs+=("regressions/$t")
+    cargo +nightly fuzz run -O "$t" "${dirs[@]}" -- "${limit[@]}" -print_final_stats=1 \
         -close_fd_mask=3 >"$log" 2>&1 || rc=$?
     grep -E '^stat::(number_of_executed_units|average_exec_per_sec)' "$log" || true
     if [[ $rc -ne 0 ]]; then
