@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::flood::Kind;
 use crate::frame::{Sizes, Vary};
 use crate::generator::GenConfig;
 use crate::nic::DriverKind;
@@ -40,6 +41,9 @@ pub enum Cmd {
     Report(ReportArgs),
     /// Write a result file for a value measured by another tool (iperf3, ping).
     Record(RecordArgs),
+    /// Flood an interface with frames a switch must survive: random source
+    /// MACs, ARP or ND for the router, SYNs to a VIP, garbage.
+    Flood(FloodArgs),
 }
 
 /// A rate in frames/s, or `None` for as fast as the generator goes.
@@ -264,6 +268,61 @@ pub struct GenArgs {
     pub frame: FrameArgs,
     #[command(flatten)]
     pub out: OutArgs,
+}
+
+#[derive(Args)]
+pub struct FloodArgs {
+    /// Interface to send from.
+    #[arg(long)]
+    pub iface: String,
+    /// Network namespace of the interface (a name under /run/netns or a path).
+    #[arg(long)]
+    pub netns: Option<String>,
+    #[arg(long, value_enum, default_value_t = DriverKind::Auto)]
+    pub driver: DriverKind,
+    /// What to send.
+    #[arg(long, value_enum)]
+    pub kind: Kind,
+    /// The address asked for (arp: IPv4, nd: IPv6) or connected to (syn: IPv4).
+    #[arg(long)]
+    pub target: Option<std::net::IpAddr>,
+    /// TCP port of the SYNs.
+    #[arg(long, default_value_t = 80)]
+    pub dst_port: u16,
+    /// Destination MAC of SYNs (default: resolved) and garbage (default: broadcast).
+    #[arg(long, value_parser = parse_mac_arg)]
+    pub dst_mac: Option<[u8; 6]>,
+    /// arp, syn: draw each frame's sender address from this network
+    /// (ADDR/LEN) instead of using the interface's own.
+    #[arg(long, value_parser = parse_net)]
+    pub sender_net: Option<(Ipv4Addr, u8)>,
+    /// Seed of the random MACs, addresses and bytes (default: random).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Frames per second (500k, 2M, ...) or `max`.
+    #[arg(long, default_value = "max", value_parser = parse_rate)]
+    pub rate: Rate,
+    /// Seconds to send.
+    #[arg(long, default_value = "10", value_parser = parse_seconds)]
+    pub duration: f64,
+    /// Core to pin the sender to.
+    #[arg(long)]
+    pub core: Option<usize>,
+    /// Write what was sent as JSON to FILE.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// Parses `ADDR/LEN` (IPv4).
+pub fn parse_net(s: &str) -> Result<(Ipv4Addr, u8), String> {
+    let bad = || format!("'{s}' is not an IPv4 network ADDR/LEN (e.g. 10.244.0.0/16)");
+    let (a, l) = s.split_once('/').ok_or_else(bad)?;
+    let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;
+    let len: u8 = l.parse().map_err(|_| bad())?;
+    if len > 32 {
+        return Err(bad());
+    }
+    Ok((addr, len))
 }
 
 #[derive(Args)]

@@ -19,6 +19,7 @@
 //! [`results`] (result files), [`report`].
 
 mod cli;
+mod flood;
 mod frame;
 mod generator;
 mod ndr;
@@ -40,7 +41,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 
-use cli::{Cli, Cmd, GenArgs, NdrArgs, RecordArgs, ReportArgs, SinkArgs, TrialArgs};
+use cli::{Cli, Cmd, FloodArgs, GenArgs, NdrArgs, RecordArgs, ReportArgs, SinkArgs, TrialArgs};
 pub use cli::{fmt_mac, parse_mac};
 use receiver::SinkConfig;
 use results::{Metric, fmt_pps, print_table, trial_rows};
@@ -55,6 +56,7 @@ fn main() {
         Cmd::Ndr(a) => cmd_ndr(a),
         Cmd::Report(a) => cmd_report(a),
         Cmd::Record(a) => cmd_record(a),
+        Cmd::Flood(a) => cmd_flood(a),
     };
     if let Err(e) = r {
         eprintln!("vswitch-bench: error: {e:#}");
@@ -107,6 +109,46 @@ fn cmd_gen(a: GenArgs) -> anyhow::Result<()> {
     out.generated = Some(r);
     out.config = serde_json::json!({"iface": a.iface, "netns": a.netns, "rate": a.rate.0, "size": f.size.label(), "flows": f.flows});
     a.out.write(&out)
+}
+
+fn cmd_flood(a: FloodArgs) -> anyhow::Result<()> {
+    let seed = a.seed.unwrap_or_else(|| fastrand::u64(..));
+    let cfg = flood::FloodConfig {
+        netns: a.netns,
+        iface: a.iface.clone(),
+        driver: a.driver,
+        kind: a.kind,
+        target: a.target,
+        dst_port: a.dst_port,
+        dst_mac: a.dst_mac,
+        sender_net: a.sender_net,
+        seed,
+        core: a.core,
+    };
+    let r = flood::run(cfg, a.rate.0, Duration::from_secs_f64(a.duration))?;
+    eprintln!(
+        "flood: {:?} from {} ({}), {} distinct frames, seed {seed}",
+        r.kind, a.iface, r.driver, r.distinct
+    );
+    print_table(&[
+        vec![
+            "SENT".into(),
+            "OFFERED".into(),
+            "SECONDS".into(),
+            "TX_ERRORS".into(),
+        ],
+        vec![
+            r.sent.to_string(),
+            fmt_pps(r.offered_pps),
+            format!("{:.3}", r.elapsed_s),
+            r.tx_errors.to_string(),
+        ],
+    ]);
+    if let Some(p) = &a.json {
+        std::fs::write(p, serde_json::to_string_pretty(&r)? + "\n")
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
 }
 
 fn cmd_sink(a: SinkArgs) -> anyhow::Result<()> {
