@@ -17,8 +17,11 @@
 # The TCP transfer goes through the Service 10.96.0.11:5201 (endpoint b, so
 # routed and NATed: conntrack keeps it), the ping straight to b (switched).
 # The SYN flood goes to another Service, 10.96.0.10:80 (endpoint b, nc
-# listening). The router has 10.244.1.1/24 and fd00:1::1/64. vswitchd runs
-# with --ct-max 16384 so that a SYN flood (65,536 flows) fills conntrack.
+# listening), from spoofed sources in 10.244.9.0/24: b answers each through
+# the router, no client confirms (half-open flows). The ARP flood asks for
+# the router from every address of 10.244.1.0/24. The router has
+# 10.244.1.1/24 and fd00:1::1/64. vswitchd runs with --ct-max 16384 so that
+# a SYN flood (65,536 flows) fills conntrack.
 #
 # Writes DIR/floods.json (one object per flood and baseline) and
 # DIR/floods.md (a table); needs release binaries (cargo build --release).
@@ -108,7 +111,7 @@ period() {
         macs|garbage) fl=(--kind "$kind") ;;
         arp) fl=(--kind arp --target 10.244.1.1 --sender-net 10.244.1.0/24) ;;
         nd) fl=(--kind nd --target fd00:1::1) ;;
-        syn) fl=(--kind syn --target 10.96.0.10 --dst-port 80) ;;
+        syn) fl=(--kind syn --target 10.96.0.10 --dst-port 80 --sender-net 10.244.9.0/24) ;;
     esac
     if [ "$kind" != none ]; then
         taskset -c "$others" "$BIN/vswitch-bench" flood --netns vsfl-x --iface eth0 \
@@ -187,4 +190,35 @@ for round in $(seq "$ROUNDS"); do
         period "$kind" "$round" | tee -a "$OUT/floods.json"
     done
 done
-echo "flood.sh: results in $OUT" >&2
+python3 - "$OUT/floods.json" >"$OUT/floods.md" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+med = lambda v: statistics.median(v) if v else 0
+print("| flood | frames/s offered | TCP via VIP, Gbit/s: quiet / flood | ping lost: quiet / flood | ping avg ms: quiet / flood | switch's drops during the flood (median) | vswitchd RSS peak, MiB |")
+print("|---|---|---|---|---|---|---|")
+kinds = []
+for r in rows:
+    if r["kind"] != "none" and r["kind"] not in kinds:
+        kinds.append(r["kind"])
+for k in kinds:
+    fl, base = [], []
+    for i, r in enumerate(rows):
+        if r["kind"] == k:
+            fl.append(r)
+            base.append(rows[i - 1])
+    drops = {}
+    for r in fl:
+        for reason, n in r["drops"].items():
+            drops.setdefault(reason, []).append(n)
+    d = ", ".join(f"{reason} {round(med(v)):,}" for reason, v in sorted(drops.items(), key=lambda kv: -med(kv[1])))
+    lost = lambda rs: f'{sum(r["ping_lost"] for r in rs)}/{sum(r["ping_sent"] for r in rs)}'
+    print(f'| {k} | {round(med([r["flood_pps"] for r in fl])):,} '
+          f'| {med([r["tcp_gbps"] for r in base]):.2f} / {med([r["tcp_gbps"] for r in fl]):.2f} '
+          f'| {lost(base)} / {lost(fl)} '
+          f'| {med([r["ping_avg_ms"] or 0 for r in base]):.2f} / {med([r["ping_avg_ms"] or 0 for r in fl]):.2f} '
+          f'| {d} | {max(r["rss_kib_peak"] for r in fl) / 1024:.1f} |')
+print()
+print(f'Rounds: {len(rows) // (2 * max(len(kinds), 1))}; medians over rounds, losses summed; '
+      f'RSS before the first flood {rows[0]["rss_kib_before"] / 1024:.1f} MiB, after the last {rows[-1]["rss_kib_after"] / 1024:.1f} MiB.')
+PY
+echo "flood.sh: results in $OUT (floods.json, floods.md)" >&2

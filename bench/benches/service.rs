@@ -206,8 +206,9 @@ fn established(group: &mut BenchmarkGroup<'_, WallTime>, routes: &ClusterRoutes)
                 .map(|i| tcp_to_vip(IP_A, 10_000 + i as u16))
                 .collect();
             let rig = service_rig(routes, one_service(routes), templates).settle(name);
-            // Answer every flow (what the endpoints' SYN-ACKs would do),
-            // so that the measured frames hit established flows.
+            // Answer every flow (what the endpoints' SYN-ACKs would do) and
+            // confirm it (the clients' ACKs), so that the measured frames
+            // hit established flows.
             let now = fastpath::clock::now_ms();
             let flows = rig.conntrack.flows(now);
             assert_eq!(flows.len(), FLOWS, "{name}: one flow per client port");
@@ -216,6 +217,8 @@ fn established(group: &mut BenchmarkGroup<'_, WallTime>, routes: &ClusterRoutes)
                 let reply = flow_key(n.dst, n.src, n.dport, n.sport, PROTO_TCP);
                 let flags = Some(tcp_flags::SYN | tcp_flags::ACK);
                 assert!(rig.conntrack.lookup(reply, false, flags, now).is_some());
+                let ack = Some(tcp_flags::ACK);
+                assert!(rig.conntrack.lookup(f.orig, true, ack, now).is_some());
             }
             let flows = rig.conntrack.flows(now);
             assert!(flows.iter().all(|f| f.state == FlowState::Established));

@@ -216,7 +216,10 @@ pub struct ServiceInfo {
 pub enum CtState {
     /// Only the client has spoken (a SYN): embryonic, evicted first.
     SynSent,
-    /// Both sides have spoken.
+    /// The endpoint answered (a SYN-ACK), the client has not spoken since:
+    /// embryonic too (a SYN flood from spoofed addresses leaves these).
+    SynRecv,
+    /// The client spoke after the endpoint's answer (the handshake's ACK).
     Established,
     /// A FIN or RST was seen: expires soon.
     Closing,
@@ -228,6 +231,7 @@ impl fmt::Display for CtState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             CtState::SynSent => "syn_sent",
+            CtState::SynRecv => "syn_recv",
             CtState::Established => "established",
             CtState::Closing => "closing",
             CtState::Open => "open",
@@ -258,7 +262,8 @@ pub struct CtEntry {
 pub struct CtStats {
     /// Live connections.
     pub entries: u64,
-    /// Connections in `syn_sent`.
+    /// Connections not established: `syn_sent`, `syn_recv`, and datagram
+    /// flows never answered.
     pub embryonic: u64,
     /// Most connections the table holds (`vswitchd --ct-max`).
     pub limit: u64,

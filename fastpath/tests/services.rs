@@ -85,8 +85,14 @@ fn a_connection_to_a_vip_reaches_a_routed_endpoint_and_the_reply_comes_from_the_
     assert_frame(&o, A.port, (A.mac, ROUTER), (VIP, VPORT), (A.ip, 40000), 63);
     assert_eq!(o.payload, b"HTTP/1.1 200 OK\r\n\r\nhello, odd");
 
+    // Answered, not yet confirmed by the client: embryonic; its ACK
+    // establishes the flow.
     let flows = sw.conntrack.flows(clock::now_ms());
     assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0].state, FlowState::SynRecv);
+    let ack = tcp((A.mac, ROUTER), (A.ip, 40000), (VIP, VPORT), ACK, b"");
+    send(&mut sw, A.port, ack);
+    let flows = sw.conntrack.flows(clock::now_ms());
     assert_eq!(flows[0].state, FlowState::Established);
     assert_eq!(flows[0].backend, endpoint(v4(B.ip), BPORT));
     sw.assert_drops(&[]);
@@ -452,7 +458,7 @@ fn an_endpoint_reaching_itself_through_its_service_is_source_translated() {
     assert!(o.tcp().syn && o.tcp().ack);
     let flows = sw.conntrack.flows(clock::now_ms());
     assert_eq!(flows.len(), 1);
-    assert_eq!(flows[0].state, FlowState::Established);
+    assert_eq!(flows[0].state, FlowState::SynRecv);
     sw.assert_drops(&[]);
     sw.assert_no_leaks();
 }
@@ -474,6 +480,8 @@ fn fins_from_both_sides_or_a_reset_close_a_flow() {
     backend_of(&mut sw, A, 40000, SYN);
     assert_eq!(state(&sw, 40000).0, FlowState::SynSent);
     send(&mut sw, B.port, from_backend(B, (A.ip, 40000), SYN | ACK));
+    assert_eq!(state(&sw, 40000).0, FlowState::SynRecv);
+    backend_of(&mut sw, A, 40000, ACK);
     assert_eq!(state(&sw, 40000).0, FlowState::Established);
     backend_of(&mut sw, A, 40000, FIN | ACK);
     assert_eq!(state(&sw, 40000).0, FlowState::Established, "half closed");

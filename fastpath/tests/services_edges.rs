@@ -307,7 +307,8 @@ fn a_flow_between_workers_is_translated_both_ways() {
     set_service(&mut sw, service(&[B], &[]));
     let (b, seen) = connect(&mut sw, A, 40000);
     assert_eq!((b, seen), (B, 40000));
-    assert_eq!(sw.worker_stats(1, B.port).tx_packets, 1);
+    // The SYN and the handshake's ACK to B, the SYN-ACK to A.
+    assert_eq!(sw.worker_stats(1, B.port).tx_packets, 2);
     assert_eq!(sw.worker_stats(0, A.port).tx_packets, 1);
     // More of the same flow, both ways.
     for _ in 0..3 {
@@ -377,8 +378,8 @@ fn a_syn_flood_evicts_unanswered_flows_never_an_established_one() {
 }
 
 #[test]
-fn a_table_full_of_answered_flows_refuses_new_ones() {
-    // One flow per shard: answered flows fill the table shard by shard.
+fn a_table_full_of_established_flows_refuses_new_ones() {
+    // One flow per shard: established flows fill the table shard by shard.
     let limit = fastpath::services::conntrack::SHARDS;
     let mut sw = switch_with(
         Config {
@@ -401,6 +402,7 @@ fn a_table_full_of_answered_flows_refuses_new_ones() {
             let seen = parse(B.port, &f).from().1;
             let o = send(&mut sw, B.port, from_backend(B, (A.ip, seen), SYN | ACK));
             assert_eq!(o.to(), (A.ip, sport));
+            send(&mut sw, A.port, to_vip(A, sport, ACK));
             answered.push(sport);
         }
         sw.assert_silent_except(&[]);
@@ -409,7 +411,7 @@ fn a_table_full_of_answered_flows_refuses_new_ones() {
     let refused = tried - limit as u64;
     sw.assert_drops(&[(A.port, DropReason::ConntrackFull, refused)]);
 
-    // Every shard holds an answered flow: a new flow has nowhere to go.
+    // Every shard holds an established flow: a new flow has nowhere to go.
     send_nothing_out(&mut sw, C.port, to_vip(C, 40000, SYN));
     sw.assert_drops(&[
         (A.port, DropReason::ConntrackFull, refused),

@@ -372,6 +372,27 @@ fn drain(w: &mut Worker, all_good: bool) {
     assert_eq!(c.free + c.worker, total, "{c:?}");
 }
 
+/// Runs `batch` through the pipeline (`held`: as frames retried after
+/// waiting for a neighbour) with `w`'s state.
+fn run(w: &mut Worker, batch: &mut Batch, snap: &Snapshot, now: u64, held: bool) {
+    let mut cx = Ctx {
+        snap,
+        pool: &mut w.pool,
+        outputs: &mut w.outputs,
+        counters: &w.counters,
+        learner: &mut w.learner,
+        resolver: &mut w.resolver,
+        flows: &mut w.flows,
+        conntrack: &w.conntrack,
+        now,
+    };
+    if held {
+        pipeline::process_held(batch, &mut cx);
+    } else {
+        pipeline::process(batch, &mut cx);
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let snap = snapshot();
     let frames = frames(data);
@@ -396,18 +417,7 @@ fuzz_target!(|data: &[u8]| {
             if port == TAP {
                 batch.set_big();
             }
-            let mut cx = Ctx {
-                snap,
-                pool: &mut w.pool,
-                outputs: &mut w.outputs,
-                counters: &w.counters,
-                learner: &mut w.learner,
-                resolver: &mut w.resolver,
-                flows: &mut w.flows,
-                conntrack: &w.conntrack,
-                now,
-            };
-            pipeline::process(&mut batch, &mut cx);
+            run(w, &mut batch, snap, now, false);
             drain(w, all_good);
         }
         // Frames held for a neighbour: retried once (as after a new
@@ -418,18 +428,7 @@ fuzz_target!(|data: &[u8]| {
             w.resolver
                 .take_held(&mut batch, &mut w.pool, &w.counters, before, now);
             batch.set_big();
-            let mut cx = Ctx {
-                snap,
-                pool: &mut w.pool,
-                outputs: &mut w.outputs,
-                counters: &w.counters,
-                learner: &mut w.learner,
-                resolver: &mut w.resolver,
-                flows: &mut w.flows,
-                conntrack: &w.conntrack,
-                now,
-            };
-            pipeline::process_held(&mut batch, &mut cx);
+            run(w, &mut batch, snap, now, true);
             w.resolver.retried();
             drain(w, false);
             if w.resolver.held() >= before {

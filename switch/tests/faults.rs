@@ -308,3 +308,58 @@ fn burst_script(from: &Pod, to: &Pod, count: u64) -> String {
          for _ in range({count}):\n    s.send(f)\n"
     )
 }
+
+/// The pod's veth is deleted (its namespace stays) and created again with
+/// the same names, MAC and address (as a runtime re-creating a pod's
+/// interface would): the port goes down, comes back up on the new
+/// interface by itself (re-attach), and the pod reaches the others.
+#[test]
+fn a_veth_deleted_and_created_again_comes_back() {
+    let Some(mut env) = TestEnv::new("a_veth_deleted_and_created_again_comes_back") else {
+        return;
+    };
+    env.start_daemon();
+    let a = env.add_pod("a", Attach::Afxdp);
+    let b = env.add_pod("b", Attach::Afxdp);
+    let t = env.add_pod("t", Attach::Tap);
+    env.ping_all(&[&a, &b, &t]);
+    let link = netns_exec(&b.name, &["cat", "/sys/class/net/eth0/address"]);
+    let mac = link.stdout.trim().to_string();
+    assert_eq!(mac.len(), 17, "{link:?}");
+    let r = common::ip(&["link", "del", "dev", &b.name]);
+    assert!(r.success(), "{}", r.stderr);
+    let d = env.daemon();
+    let down = wait_for(Duration::from_secs(5), || {
+        (d.port(&b.name).state == PortState::Down).then_some(())
+    });
+    assert!(down.is_some(), "{:#?}", d.port(&b.name));
+    env.ping(&a, &t);
+
+    let r = common::ip(&[
+        "link", "add", &b.name, "type", "veth", "peer", "name", "eth0", "netns", &b.name,
+    ]);
+    assert!(r.success(), "{}", r.stderr);
+    let cidr = b.cidr();
+    for args in [
+        &["ip", "link", "set", "eth0", "address", &mac][..],
+        &["ip", "link", "set", "eth0", "up"],
+        &["ip", "addr", "add", &cidr, "dev", "eth0"],
+    ] {
+        let r = netns_exec(&b.name, args);
+        assert!(r.success(), "{args:?}: {}", r.stderr);
+    }
+    let r = common::ip(&["link", "set", &b.name, "up"]);
+    assert!(r.success(), "{}", r.stderr);
+    // Re-attach attempts back off up to 30 s apart.
+    let up = wait_for(Duration::from_secs(40), || {
+        (d.port(&b.name).state == PortState::Up).then_some(())
+    });
+    assert!(
+        up.is_some(),
+        "port {} not up again on its new veth: {:#?}\n{}",
+        b.name,
+        d.port(&b.name),
+        d.log_tail(20)
+    );
+    env.ping_all(&[&a, &b, &t]);
+}

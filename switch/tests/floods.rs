@@ -27,8 +27,8 @@ const MAC_LIMIT: u64 = 256;
 const CT_MAX: u64 = 4096;
 /// The Service the TCP transfer goes through (endpoint b:5201).
 const IPERF_VIP: &str = "10.96.0.11";
-/// The Service the SYN flood goes to (endpoint b:80, nothing listening:
-/// b's kernel answers each SYN with a RST).
+/// The Service the SYN flood goes to (endpoint b:80, `nc` listening: b
+/// answers every SYN with a SYN-ACK).
 const SYN_VIP: &str = "10.96.0.10";
 const SECS: u32 = 3;
 
@@ -87,10 +87,13 @@ fn lab() -> Option<Lab> {
     env.ping_all(&[&x, &a, &b]);
     let b_ns = b.name.clone();
     env.spawn_background(Command::new("ip").args(["netns", "exec", &b_ns, "iperf3", "-s"]));
-    let up = wait_for(Duration::from_secs(5), || {
-        tcp_listening(&b_ns, 5201).then_some(())
-    });
-    assert!(up.is_some(), "iperf3 server in {b_ns} did not start");
+    env.spawn_background(Command::new("ip").args(["netns", "exec", &b_ns, "nc", "-lk", "80"]));
+    for port in [5201, 80] {
+        let up = wait_for(Duration::from_secs(5), || {
+            tcp_listening(&b_ns, port).then_some(())
+        });
+        assert!(up.is_some(), "nothing listens on {b_ns}:{port}");
+    }
     Some(Lab { env, x, a, b })
 }
 
@@ -336,9 +339,23 @@ fn the_switch_keeps_forwarding_for_others_through_floods() {
         "the router answered too few solicitations: {s:#?}"
     );
 
-    // SYNs to a VIP: conntrack stays within --ct-max, and the transfer
-    // through the other VIP (a tracked, established flow) went on.
-    let s = flood(&mut lab, "syn", &["--target", SYN_VIP, "--dst-port", "80"]);
+    // SYNs to a VIP from spoofed addresses off the pods' subnet: b answers
+    // each, through the router, and no client ever confirms. Conntrack
+    // stays within --ct-max, the transfer through the other VIP (an
+    // established flow) goes on, and the table full of half-open flows
+    // still takes a new connection (they are embryonic: evicted first).
+    let s = flood(
+        &mut lab,
+        "syn",
+        &[
+            "--target",
+            SYN_VIP,
+            "--dst-port",
+            "80",
+            "--sender-net",
+            "10.244.9.0/24",
+        ],
+    );
     let d = lab.env.daemon();
     let ct: CtStats = d.ctl_json(&["ct", "stats"]);
     assert!(ct.entries <= CT_MAX, "{ct:#?}");
@@ -346,7 +363,18 @@ fn the_switch_keeps_forwarding_for_others_through_floods() {
         ct.created > CT_MAX,
         "the flood did not reach the table's limit: {ct:#?}"
     );
+    assert!(
+        ct.embryonic * 10 >= ct.entries * 9,
+        "half-open flows not embryonic: {ct:#?}"
+    );
     assert!(s.tcp_bytes > 1_000_000, "{s:#?}");
+    let r = netns_exec(&lab.a.name, &["nc", "-z", "-w", "2", SYN_VIP, "80"]);
+    assert!(
+        r.success(),
+        "a new connection to the VIP failed after the SYN flood ({}): {ct:#?}\n{:?}",
+        r.stderr,
+        d.port_stats(&lab.a.name).drops.get("conntrack_full")
+    );
 
     // Garbage: what does not parse is dropped and counted (broadcast
     // frames that do, from the flooder's own MAC, are switched like any

@@ -508,3 +508,96 @@ fn services_with_endpoints_on_another_node() {
         "{flows:?}"
     );
 }
+
+/// Waits until `node`'s switch reports port `port` in `state`.
+fn wait_port_state(env: &TestEnv, node: &Node, port: &str, state: ctl::PortState, secs: u64) {
+    let d = env.node_daemon(&node.name);
+    let got = wait_for(Duration::from_secs(secs), || {
+        (d.port(port).state == state).then_some(())
+    });
+    assert!(
+        got.is_some(),
+        "{}'s {port} not {state:?} within {secs} s: {:#?}\n{}",
+        node.name,
+        d.port(port),
+        d.log_tail(20)
+    );
+}
+
+/// The wire between the two nodes disappears (both uplinks with it: a NIC
+/// unplugged, a driver reloaded) and is created again with the same names
+/// and addresses: both switches take their uplink down, then back up with
+/// the XDP program attached again, and pods and node kernels reach across.
+#[test]
+fn uplinks_deleted_and_created_again_come_back() {
+    let Some(mut env) = TestEnv::new("uplinks_recreated") else {
+        return;
+    };
+    let lab = two_nodes(&mut env);
+    let pb = lab.pb.ip.to_string();
+    ping_ns(&env, &lab.pa.name, &pb, 10, "before");
+    let r = ip(&["-n", &lab.na.name, "link", "del", "up0"]);
+    assert!(r.success(), "{}", r.stderr);
+    for node in [&lab.na, &lab.nb] {
+        wait_port_state(&env, node, "up0", ctl::PortState::Down, 5);
+    }
+    let r = netns_exec(&lab.pa.name, &["ping", "-c", "1", "-W", "1", &pb]);
+    assert!(!r.success(), "a pod reached the other node without a wire");
+
+    let r = ip(&[
+        "link",
+        "add",
+        "up0",
+        "netns",
+        &lab.na.name,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "up0",
+        "netns",
+        &lab.nb.name,
+    ]);
+    assert!(r.success(), "{}", r.stderr);
+    for (node, cidr) in [(&lab.na, "192.168.50.1/24"), (&lab.nb, "192.168.50.2/24")] {
+        for args in [
+            &["ethtool", "-K", "up0", "tx", "off"][..],
+            &["ip", "addr", "add", cidr, "dev", "up0"],
+            &["ip", "link", "set", "up0", "up"],
+        ] {
+            let r = netns_exec(&node.name, args);
+            assert!(r.success(), "{args:?}: {}", r.stderr);
+        }
+    }
+    // Re-attach attempts back off up to 30 s apart.
+    for node in [&lab.na, &lab.nb] {
+        wait_port_state(&env, node, "up0", ctl::PortState::Up, 40);
+        assert!(
+            xdp_attached(node),
+            "{}'s new up0 has no XDP program: {}",
+            node.name,
+            show_up0(node).stdout
+        );
+    }
+    ping_ns(
+        &env,
+        &lab.pa.name,
+        &pb,
+        10,
+        "pod to pod after the wire came back",
+    );
+    ping_ns(
+        &env,
+        &lab.pt.name,
+        &pb,
+        10,
+        "TAP pod to pod after the wire came back",
+    );
+    ping_ns(
+        &env,
+        &lab.na.name,
+        "192.168.50.2",
+        10,
+        "node to node after the wire came back",
+    );
+}

@@ -509,6 +509,24 @@ impl Worker {
     /// Runs the batch through the pipeline.
     #[inline]
     fn process(&mut self, snap: &Snapshot, now: u64, held: bool) {
+        self.with_ctx(snap, now, |batch, cx| {
+            if held {
+                pipeline::process_held(batch, cx);
+            } else {
+                pipeline::process(batch, cx);
+            }
+        });
+    }
+
+    /// Calls `f` with the batch and the pipeline's context over the rest of
+    /// this worker's state (what stages borrow, lent apart from the batch).
+    #[inline]
+    fn with_ctx<R>(
+        &mut self,
+        snap: &Snapshot,
+        now: u64,
+        f: impl FnOnce(&mut Batch, &mut Ctx<'_>) -> R,
+    ) -> R {
         let mut cx = Ctx {
             snap,
             pool: &mut self.pool,
@@ -520,11 +538,7 @@ impl Worker {
             conntrack: &self.conntrack,
             now,
         };
-        if held {
-            pipeline::process_held(&mut self.batch, &mut cx);
-        } else {
-            pipeline::process(&mut self.batch, &mut cx);
-        }
+        f(&mut self.batch, &mut cx)
     }
 
     /// Runs frames that wait for a neighbour through the pipeline again.

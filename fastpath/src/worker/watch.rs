@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use super::Worker;
 use crate::PortId;
-use crate::ctx::Ctx;
 use crate::observe::{self, Captured, Dir, Record, Traced, Watch, WatchKind};
 use crate::pool::FramePool;
 use crate::snapshot::Snapshot;
@@ -52,18 +51,7 @@ impl Worker {
         let mut idx: Vec<usize> = marks.iter().map(|m| m.0).collect();
         idx.sort_unstable();
         idx.dedup();
-        let mut cx = Ctx {
-            snap,
-            pool: &mut self.pool,
-            outputs: &mut self.outputs,
-            counters: &self.counters,
-            learner: &mut self.learner,
-            resolver: &mut self.resolver,
-            flows: &mut self.flows,
-            conntrack: &self.conntrack,
-            now,
-        };
-        let traces = observe::trace::run(&mut self.batch, &mut cx, &idx);
+        let traces = self.with_ctx(snap, now, |batch, cx| observe::trace::run(batch, cx, &idx));
         let ts_ns = observe::wall_ns();
         for &(i, k) in marks {
             let Some(pos) = idx.iter().position(|&x| x == i) else {

@@ -412,6 +412,12 @@ pub fn connect(sw: &mut TestSwitch, client: Pod, sport: u16) -> (Pod, u16) {
         (client.ip, sport),
         63,
     );
+    // The client's ACK completes the handshake: the flow is established.
+    let a = send(sw, client.port, to_vip(client, sport, ACK));
+    assert_eq!(
+        a.port, backend.port,
+        "the handshake's ACK reaches the endpoint"
+    );
     (backend, seen)
 }
 

@@ -174,6 +174,7 @@ impl Controller {
                     service: unpacked(f.service),
                     state: match f.state {
                         FlowState::SynSent => CtState::SynSent,
+                        FlowState::SynRecv => CtState::SynRecv,
                         FlowState::Established => CtState::Established,
                         FlowState::Closing => CtState::Closing,
                         FlowState::Open => CtState::Open,

@@ -5,7 +5,7 @@
 //! its reply tuple is claimed there too: the client's own port if free,
 //! else a port of the dynamic range that maps to the same shard, so both
 //! records of a flow always share one lock. A tuple held by a live record
-//! is never taken over; a full table first evicts an unanswered flow (the
+//! is never taken over; a full table first evicts an embryonic flow (the
 //! oldest queued of its shard, else of another shard it can lock without
 //! waiting) and refuses the new flow if there is none. Flow states are recycled:
 //! a new flow takes a removed flow's state that nothing refers to any more
@@ -225,7 +225,7 @@ impl Conntrack {
         // Compacted while it holds twice the shard's flows (at least 64),
         // [`COMPACT_PER_FLOW`] keys per new flow: while the queue stays that
         // long, a pass over it ends within a sixteenth as many new flows as
-        // it held keys, and then leaves at most the unanswered flows (plus those made during
+        // it held keys, and then leaves at most the embryonic flows (plus those made during
         // the pass), so the queue (and the set compaction uses) grows only
         // with the flows the shard holds, and no new flow holds the shard
         // for more than that many keys.
@@ -247,7 +247,7 @@ impl Conntrack {
         (1..=ELSEWHERE).find_map(|k| self.shards[(i + k) % SHARDS].try_lock()?.reuse())
     }
 
-    /// Evicts the oldest unanswered flow of another shard than `i` (whose
+    /// Evicts the oldest embryonic flow of another shard than `i` (whose
     /// lock the caller holds), for a new flow in a full table whose own
     /// shard has none. Shards are only tried (`try_lock`), never waited
     /// for: a thread holding one shard never blocks on another.

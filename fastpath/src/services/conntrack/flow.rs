@@ -15,8 +15,13 @@ use crate::services::table::PROTO_TCP;
 
 /// TCP: only the client has spoken.
 pub const TCP_SYN_SENT_MS: u64 = 60_000;
-/// TCP: both sides have spoken (nf_conntrack's default is 5 days; kube-proxy
-/// sets 1 day).
+/// TCP: the endpoint has answered, the client has not spoken since (a SYN
+/// answered by a SYN-ACK, never confirmed: what a SYN flood from spoofed
+/// addresses leaves; nf_conntrack's `syn_recv` timeout).
+pub const TCP_SYN_RECV_MS: u64 = 60_000;
+/// TCP: the client has spoken after the endpoint's answer (the handshake's
+/// ACK): established (nf_conntrack's default is 5 days; kube-proxy sets 1
+/// day).
 pub const TCP_ESTABLISHED_MS: u64 = 86_400_000;
 /// TCP: one side has sent a FIN.
 pub const TCP_HALF_CLOSED_MS: u64 = 120_000;
@@ -41,6 +46,8 @@ const FIN_ORIG: u8 = 2;
 const FIN_REPLY: u8 = 4;
 const RST: u8 = 8;
 pub(super) const DEAD: u8 = 16;
+/// The client spoke after the reply (TCP: the handshake completed).
+const CONFIRMED: u8 = 32;
 
 /// What one flow shares between its two records.
 #[derive(Debug)]
@@ -94,6 +101,13 @@ impl Flow {
         self.bits() & REPLIED != 0
     }
 
+    /// Whether the flow is established: answered, and for TCP confirmed by
+    /// the client after the answer. Flows that are not are embryonic: they
+    /// stay in the eviction queue, and a full table evicts them.
+    pub fn established(&self) -> bool {
+        established(self.proto, self.bits())
+    }
+
     /// How long the flow lives without traffic, given its state.
     pub fn timeout_ms(&self) -> u64 {
         timeout_ms(self.proto, self.bits())
@@ -107,8 +121,10 @@ impl Flow {
         }
         if b & RST != 0 || b & (FIN_ORIG | FIN_REPLY) == FIN_ORIG | FIN_REPLY {
             FlowState::Closing
-        } else if b & REPLIED != 0 {
+        } else if b & CONFIRMED != 0 {
             FlowState::Established
+        } else if b & REPLIED != 0 {
+            FlowState::SynRecv
         } else {
             FlowState::SynSent
         }
@@ -125,10 +141,18 @@ impl Flow {
     }
 
     /// Records a packet of the flow: its direction (a reply marks the flow
-    /// answered), TCP FIN/RST, and the time.
+    /// answered, the client's next packet confirms it), TCP FIN/RST, and
+    /// the time.
     #[inline]
     pub(super) fn touch(&self, orig: bool, tcp: Option<u8>, now: u64) {
-        let mut set = if orig { 0 } else { REPLIED };
+        let bits = self.bits();
+        let mut set = if !orig {
+            REPLIED
+        } else if bits & REPLIED != 0 {
+            CONFIRMED
+        } else {
+            0
+        };
         if let Some(f) = tcp {
             if f & tcp_flags::RST != 0 {
                 set |= RST;
@@ -142,7 +166,7 @@ impl Flow {
         if self.last.load(Relaxed) != now {
             self.last.store(now, Relaxed);
         }
-        if set != 0 && self.bits() & set != set {
+        if set != 0 && bits & set != set {
             self.bits.fetch_or(set, Relaxed);
         }
     }
@@ -160,9 +184,21 @@ pub(super) fn reopens(orig: bool, flow: &Flow, tcp: Option<u8>) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlowState {
     SynSent,
+    SynRecv,
     Established,
     Closing,
     Open,
+}
+
+/// Whether a flow of protocol `proto` with state bits `bits` is
+/// established (see [`Flow::established`]).
+#[inline]
+fn established(proto: u8, bits: u8) -> bool {
+    if proto == PROTO_TCP {
+        bits & CONFIRMED != 0
+    } else {
+        bits & REPLIED != 0
+    }
 }
 
 /// The timeout for a flow of protocol `proto` with state bits `bits`.
@@ -172,8 +208,10 @@ fn timeout_ms(proto: u8, bits: u8) -> u64 {
             TCP_CLOSED_MS
         } else if bits & (FIN_ORIG | FIN_REPLY) != 0 {
             TCP_HALF_CLOSED_MS
-        } else if bits & REPLIED != 0 {
+        } else if bits & CONFIRMED != 0 {
             TCP_ESTABLISHED_MS
+        } else if bits & REPLIED != 0 {
+            TCP_SYN_RECV_MS
         } else {
             TCP_SYN_SENT_MS
         }

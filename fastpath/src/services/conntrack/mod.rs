@@ -23,11 +23,13 @@
 //! on several workers may pass it by one each), so flows that share a
 //! client port (NTP, IKE, a fixed-port client), which all live in one
 //! shard, have the whole table. A new flow in a full table evicts the
-//! oldest queued flow that has had no reply yet (roughly the oldest: see
-//! `Shard::young`) (a TCP SYN, a UDP datagram never
-//! answered), of its own shard, else of another shard it can lock without
-//! waiting; if there is none, the new flow is refused (`conntrack_full`). Flows that have been answered are never
-//! evicted, so a flood of new flows cannot disturb established ones.
+//! oldest queued embryonic flow (roughly the oldest: see `Shard::young`):
+//! one not established (a TCP SYN never answered, or answered by a SYN-ACK
+//! the client never confirmed, as a SYN flood from spoofed addresses
+//! leaves; a UDP datagram never answered), of its own shard, else of
+//! another shard it can lock without waiting; if there is none, the new
+//! flow is refused (`conntrack_full`). Established flows are never evicted,
+//! so a flood of new flows cannot disturb established ones.
 //!
 //! Expiry (kernel-like timeouts, see [`timeout_ms`](Flow::timeout_ms)) is
 //! checked on lookup and by [`Conntrack::sweep`], which the controller runs
@@ -66,8 +68,8 @@ pub use cache::{FLOW_CACHE_SLOTS, FlowCache};
 pub use create::{CreateError, NewFlow, Tracked};
 use flow::DEAD;
 pub use flow::{
-    Flow, FlowState, TCP_CLOSED_MS, TCP_ESTABLISHED_MS, TCP_HALF_CLOSED_MS, TCP_SYN_SENT_MS,
-    UDP_REPLIED_MS, UDP_UNREPLIED_MS, tcp_flags,
+    Flow, FlowState, TCP_CLOSED_MS, TCP_ESTABLISHED_MS, TCP_HALF_CLOSED_MS, TCP_SYN_RECV_MS,
+    TCP_SYN_SENT_MS, UDP_REPLIED_MS, UDP_UNREPLIED_MS, tcp_flags,
 };
 use key::client_port;
 pub use key::{FlowHash, FlowHasher, Nat, flow_key, flow_parts};

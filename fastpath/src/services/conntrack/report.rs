@@ -118,7 +118,7 @@ impl Conntrack {
                     && !r.flow.expired(now)
                 {
                     c.entries += 1;
-                    if !r.flow.replied() {
+                    if !r.flow.established() {
                         c.embryonic += 1;
                     }
                 }

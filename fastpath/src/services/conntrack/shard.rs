@@ -85,7 +85,8 @@ pub(super) struct Shard {
     pub(super) total: Arc<AtomicUsize>,
     /// Keys of flows created here, roughly oldest first (a compaction pass
     /// puts the keys it keeps behind those queued during the pass):
-    /// candidates for eviction while they have had no reply. Stale keys are
+    /// candidates for eviction while they are embryonic (not established,
+    /// [`super::Flow::established`]). Stale keys are
     /// skipped and compacted.
     pub(super) young: VecDeque<u128>,
     pub(super) created: u64,
@@ -177,7 +178,7 @@ impl Shard {
 
     /// Panics unless `keys` lists exactly the records of `map`, each at
     /// its record's slot, and holes where `holes` says; and unless every
-    /// unanswered flow is in the eviction queue.
+    /// embryonic flow is in the eviction queue.
     #[cfg(test)]
     pub(super) fn check(&self) {
         assert_eq!(self.keys.len(), self.map.len() + self.holes.len());
@@ -195,8 +196,8 @@ impl Shard {
         assert!(self.compacting <= self.young.len());
         let queued: std::collections::HashSet<u128> = self.young.iter().copied().collect();
         for (k, r) in &self.map {
-            if r.orig && !r.flow.replied() && r.flow.bits() & super::flow::DEAD == 0 {
-                assert!(queued.contains(k), "an unanswered flow is queued");
+            if r.orig && !r.flow.established() && r.flow.bits() & super::flow::DEAD == 0 {
+                assert!(queued.contains(k), "an embryonic flow is queued");
             }
         }
     }
@@ -279,7 +280,7 @@ impl Shard {
         None
     }
 
-    /// Evicts the oldest unanswered flow; false if there is none (looking
+    /// Evicts the oldest embryonic flow; false if there is none (looking
     /// at a bounded number of candidates).
     pub(super) fn evict_one(&mut self, now: u64) -> bool {
         for _ in 0..64 {
@@ -290,7 +291,7 @@ impl Shard {
             let Some(rec) = self.map.get(&k).filter(|r| r.orig) else {
                 continue;
             };
-            if rec.flow.replied() && !rec.flow.expired(now) {
+            if rec.flow.established() && !rec.flow.expired(now) {
                 continue;
             }
             let other = rec.other(k);
@@ -327,7 +328,7 @@ impl Shard {
             };
             if let Some(r) = self.map.get_mut(&k)
                 && r.orig
-                && !r.flow.replied()
+                && !r.flow.established()
                 && r.pass != pass
             {
                 r.pass = pass;

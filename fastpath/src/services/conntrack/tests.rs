@@ -54,7 +54,11 @@ fn both_directions_are_found_and_translated() {
     );
     let flows = ct.flows(3);
     assert_eq!(flows.len(), 1);
-    assert_eq!(flows[0].state, FlowState::Established);
+    assert_eq!(flows[0].state, FlowState::SynRecv);
+    assert_eq!(ct.counters(3).embryonic, 1, "answered, not yet confirmed");
+    ct.lookup(orig, true, Some(tcp_flags::ACK), 4).unwrap();
+    assert_eq!(ct.flows(4)[0].state, FlowState::Established);
+    assert_eq!(ct.counters(4).embryonic, 0);
 }
 
 #[test]
@@ -118,6 +122,8 @@ fn full_table_evicts_unanswered_flows_never_answered_ones() {
             let reply = flow_key(B, C, 8080, nat_port, PROTO_TCP);
             ct.lookup(reply, false, Some(tcp_flags::SYN | tcp_flags::ACK), 0)
                 .unwrap();
+            let orig = flow_key(C, VIP, 10_000 + p, 80, PROTO_TCP);
+            ct.lookup(orig, true, Some(tcp_flags::ACK), 0).unwrap();
             answered.push(10_000 + p);
         }
     }
@@ -139,6 +145,34 @@ fn full_table_evicts_unanswered_flows_never_answered_ones() {
         );
     }
     assert_eq!(c.full, refused);
+}
+
+/// A SYN flood from spoofed addresses: every SYN is answered by the
+/// endpoint's SYN-ACK, which no client confirms. Such half-open flows are
+/// embryonic: evicted for new flows in a full table, and gone after
+/// `TCP_SYN_RECV_MS` rather than the established timeout.
+#[test]
+fn half_open_flows_are_evicted_and_expire_soon() {
+    let ct = Conntrack::new(SHARDS * 4);
+    let mut refused = 0;
+    for p in 0..(SHARDS * 40) as u16 {
+        let Ok(nat) = ct.create(&new_flow(20_000 + p, PROTO_TCP), 0) else {
+            refused += 1;
+            continue;
+        };
+        let reply = flow_key(B, C, 8080, nat.sport, PROTO_TCP);
+        ct.lookup(reply, false, Some(tcp_flags::SYN | tcp_flags::ACK), 0)
+            .unwrap();
+    }
+    let c = ct.counters(0);
+    assert_eq!(
+        refused, 0,
+        "a table full of half-open flows refused new ones: {c:?}"
+    );
+    assert!(c.evicted > 0 && c.entries <= ct.limit() as u64, "{c:?}");
+    assert_eq!(c.embryonic, c.entries, "{c:?}");
+    assert!(ct.flows(0).iter().all(|f| f.state == FlowState::SynRecv));
+    assert_eq!(ct.sweep(TCP_SYN_RECV_MS + 1), c.entries as usize);
 }
 
 #[test]
@@ -410,12 +444,14 @@ fn the_sweep_compacts_the_eviction_queue_keeping_order() {
     let ct = Conntrack::new(1 << 16);
     let keys = one_port_flows(&ct, 3000);
     let shard = ct.port_shard(5000);
-    // Answer every third flow; queue some keys twice, as reused tuples do.
+    // Establish every third flow (answered, then confirmed by the client);
+    // queue some keys twice, as reused tuples do.
     for k in keys.iter().step_by(3) {
         let (src, ..) = flow_parts(*k);
         let reply = flow_key(B, src, 8080, 5000, PROTO_TCP);
         ct.lookup(reply, false, Some(tcp_flags::SYN | tcp_flags::ACK), 1)
             .unwrap();
+        ct.lookup(*k, true, Some(tcp_flags::ACK), 1).unwrap();
     }
     lock(&ct.shards[shard])
         .young
