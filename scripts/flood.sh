@@ -35,12 +35,14 @@ while [ $# -gt 0 ]; do
         --rounds) ROUNDS=$2; shift 2 ;;
         --bin) BIN=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
         macs|arp|nd|syn|garbage) KINDS+=("$1"); shift ;;
         *) echo "flood.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
 [ ${#KINDS[@]} -gt 0 ] || KINDS=(macs arp nd syn garbage)
+[[ $SECS =~ ^[1-9][0-9]*$ && $ROUNDS =~ ^[1-9][0-9]*$ ]] ||
+    { echo "flood.sh: --secs and --rounds take whole numbers above 0" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "flood.sh: run as root" >&2; exit 1; }
 for t in iperf3 ping nc python3; do
     command -v "$t" >/dev/null || { echo "flood.sh: $t is missing (scripts/deps.sh installs it)" >&2; exit 1; }
@@ -61,8 +63,10 @@ worker=$((ncores - 1))
 others="0-$((worker > 0 ? worker - 1 : 0))"
 PODS=(vsfl-x vsfl-a vsfl-b)
 pids=()
+fpid=""
 cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    [ -n "$fpid" ] && kill "$fpid" 2>/dev/null
+    for p in ${pids[@]+"${pids[@]}"}; do kill "$p" 2>/dev/null || true; done
     for p in "${PODS[@]}"; do ip netns pids "$p" 2>/dev/null | xargs -r kill 2>/dev/null || true; done
     for p in "${PODS[@]}"; do "$SCRIPTS/pod.sh" del "$p" >/dev/null 2>&1 || true; done
     [ -n "${dpid:-}" ] && kill "$dpid" 2>/dev/null && wait "$dpid" 2>/dev/null
@@ -71,6 +75,7 @@ cleanup() {
     [ "$OUT" = "$work/out" ] || rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 "$BIN/vswitchd" --socket "$VSWITCH_SOCKET" --state "$work/state.json" --cores "$worker" --ct-max 16384 \
     >"$work/vswitchd.log" 2>&1 &
@@ -86,7 +91,7 @@ ctl service add 10.96.0.10:80/tcp --backend 10.244.1.12:80 >/dev/null
 ctl service add 10.96.0.11:5201/tcp --backend 10.244.1.12:5201 >/dev/null
 in_ns() { local ns=$1; shift; taskset -c "$others" ip netns exec "$ns" "$@"; }
 in_ns vsfl-b iperf3 -s -D >/dev/null
-(in_ns vsfl-b bash -c 'while :; do nc -l -p 80 </dev/null >/dev/null 2>&1 || sleep 0.1; done') &
+in_ns vsfl-b nc -lk 80 </dev/null >/dev/null 2>&1 &
 pids+=($!)
 in_ns vsfl-a ping -c 3 -i 0.2 -W 1 10.244.1.12 >/dev/null
 in_ns vsfl-x ping -c 1 -W 1 10.244.1.1 >/dev/null
@@ -101,11 +106,11 @@ period() {
     drops_json >"$tag.before.json"
     local rss0
     rss0=$(rss_kib)
-    in_ns vsfl-a iperf3 -c 10.96.0.11 -t "$SECS" -J >"$tag.iperf.json" 2>&1 &
+    in_ns vsfl-a iperf3 -c 10.96.0.11 -t "$SECS" -J >"$tag.iperf.json" 2>"$tag.iperf.err" &
     local ip=$!
     in_ns vsfl-a ping -q -i 0.01 -W 1 -w "$SECS" 10.244.1.12 >"$tag.ping.txt" 2>&1 &
     local pp=$!
-    local fp=""
+    fpid=""
     case "$kind" in
         none) ;;
         macs|garbage) fl=(--kind "$kind") ;;
@@ -117,7 +122,7 @@ period() {
         taskset -c "$others" "$BIN/vswitch-bench" flood --netns vsfl-x --iface eth0 \
             --driver packet "${fl[@]}" --duration "$SECS" --json "$tag.flood.json" \
             >"$tag.flood.txt" 2>&1 &
-        fp=$!
+        fpid=$!
     fi
     local peak=$rss0 r
     for _ in $(seq $((SECS * 4))); do
@@ -127,7 +132,10 @@ period() {
     done
     wait "$ip" || true
     wait "$pp" || true
-    [ -n "$fp" ] && { wait "$fp" || { echo "flood.sh: the $kind flood failed:" >&2; cat "$tag.flood.txt" >&2; exit 1; }; }
+    if [ -n "$fpid" ]; then
+        wait "$fpid" || { echo "flood.sh: the $kind flood failed:" >&2; cat "$tag.flood.txt" >&2; exit 1; }
+        fpid=""
+    fi
     sleep 1
     # A new connection to the VIP after the flood, and one during the next
     # period's start: does the Service still take new flows?
@@ -176,7 +184,7 @@ print(json.dumps({
     "drops": d,
     "fdb_learned": show.get("fdb", {}).get("learned_entries"),
     "neighbours": len(load("neigh.json") or []),
-    "ct": {k: ct.get(k) for k in ("entries", "created", "evicted", "full") if k in ct},
+    "ct": {k: ct.get(k) for k in ("entries", "embryonic", "created", "evicted", "full") if k in ct},
     "rss_kib_before": int(rss0), "rss_kib_peak": int(peak), "rss_kib_after": int(rss1),
 }))
 PY

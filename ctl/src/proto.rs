@@ -3,9 +3,9 @@
 //! Wire format: one JSON object per line in each direction.
 //!
 //! ```text
-//! → {"version":2,"command":{"op":"port_add","args":{"name":"pod1","type":"afxdp"}}}
-//! ← {"version":2,"ok":true,"reply":{"kind":"done"}}
-//! ← {"version":2,"ok":false,"error":"port 'pod1' already exists"}
+//! → {"version":3,"command":{"op":"port_add","args":{"name":"pod1","type":"afxdp"}}}
+//! ← {"version":3,"ok":true,"reply":{"kind":"done"}}
+//! ← {"version":3,"ok":false,"error":"port 'pod1' already exists"}
 //! ```
 //!
 //! The enums here are the public interface of the daemon: adding a command
@@ -22,7 +22,7 @@ use crate::service::{CtEntry, CtStats, ServiceInfo, ServiceKey, ServiceSpec};
 use crate::trace::{TraceFrame, TraceReport, WatchData, WatchSpec};
 
 /// Version of this protocol. Bumped on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Most `ct list` entries in one reply: a reply is built whole in the
 /// daemon's memory, a page of this size is ~3 MB of JSON.
@@ -395,18 +395,18 @@ mod tests {
         let j = serde_json::to_string(&r).unwrap();
         assert_eq!(
             j,
-            r#"{"version":2,"command":{"op":"port_del","args":{"name":"p1"}}}"#
+            r#"{"version":3,"command":{"op":"port_del","args":{"name":"p1"}}}"#
         );
         assert_eq!(serde_json::from_str::<Request>(&j).unwrap(), r);
         let show = serde_json::to_string(&Request::new(Command::Show)).unwrap();
-        assert_eq!(show, r#"{"version":2,"command":{"op":"show"}}"#);
+        assert_eq!(show, r#"{"version":3,"command":{"op":"show"}}"#);
     }
 
     #[test]
     fn ct_list_pages() {
         // No cursor, no limit: the first page.
         let r: Request =
-            serde_json::from_str(r#"{"version":2,"command":{"op":"ct_list","args":{}}}"#).unwrap();
+            serde_json::from_str(r#"{"version":3,"command":{"op":"ct_list","args":{}}}"#).unwrap();
         assert_eq!(
             r.command,
             Command::CtList {
@@ -414,7 +414,7 @@ mod tests {
                 limit: None
             }
         );
-        let j = r#"{"version":2,"command":{"op":"ct_list","args":{"after":"00ff","limit":5}}}"#;
+        let j = r#"{"version":3,"command":{"op":"ct_list","args":{"after":"00ff","limit":5}}}"#;
         let r: Request = serde_json::from_str(j).unwrap();
         assert_eq!(serde_json::to_string(&r).unwrap(), j);
         let last = serde_json::to_string(&Reply::CtPage(CtPage::default())).unwrap();
@@ -423,7 +423,7 @@ mod tests {
 
     #[test]
     fn port_spec_defaults() {
-        let j = r#"{"version":2,"command":{"op":"port_add","args":{"name":"p1"}}}"#;
+        let j = r#"{"version":3,"command":{"op":"port_add","args":{"name":"p1"}}}"#;
         let r: Request = serde_json::from_str(j).unwrap();
         assert_eq!(r.command, Command::PortAdd(PortSpec::afxdp("p1")));
     }
@@ -431,10 +431,10 @@ mod tests {
     #[test]
     fn rejects_unknown_and_malformed() {
         for bad in [
-            r#"{"version":2,"command":{"op":"explode"}}"#,
-            r#"{"version":2,"command":{"op":"port_add","args":{"name":"p","bogus":1}}}"#,
-            r#"{"version":2,"command":{"op":"fdb_add","args":{"mac":"nope","port":"p"}}}"#,
-            r#"{"version":2}"#,
+            r#"{"version":3,"command":{"op":"explode"}}"#,
+            r#"{"version":3,"command":{"op":"port_add","args":{"name":"p","bogus":1}}}"#,
+            r#"{"version":3,"command":{"op":"fdb_add","args":{"mac":"nope","port":"p"}}}"#,
+            r#"{"version":3}"#,
             r#"not json"#,
         ] {
             assert!(serde_json::from_str::<Request>(bad).is_err(), "{bad}");
@@ -447,9 +447,9 @@ mod tests {
         let j = serde_json::to_string(&r).unwrap();
         assert_eq!(
             j,
-            r#"{"version":2,"ok":false,"error":"port 'x' does not exist"}"#
+            r#"{"version":3,"ok":false,"error":"port 'x' does not exist"}"#
         );
         let ok = serde_json::to_string(&Response::ok(Reply::Done)).unwrap();
-        assert_eq!(ok, r#"{"version":2,"ok":true,"reply":{"kind":"done"}}"#);
+        assert_eq!(ok, r#"{"version":3,"ok":true,"reply":{"kind":"done"}}"#);
     }
 }

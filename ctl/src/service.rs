@@ -262,8 +262,9 @@ pub struct CtEntry {
 pub struct CtStats {
     /// Live connections.
     pub entries: u64,
-    /// Connections not established: `syn_sent`, `syn_recv`, and datagram
-    /// flows never answered.
+    /// Connections not established: `syn_sent`, `syn_recv`, `closing`
+    /// ones that never were (a SYN refused by a RST), and datagram flows
+    /// never answered.
     pub embryonic: u64,
     /// Most connections the table holds (`vswitchd --ct-max`).
     pub limit: u64,

@@ -50,7 +50,7 @@ pub enum DropReason {
     /// reset or ICMP port unreachable sent).
     NoEndpoints,
     /// A new Service flow, refused because the connection table is full
-    /// of answered flows.
+    /// of established flows.
     ConntrackFull,
     /// From a TAP port with offloads, with a virtio-net header that does
     /// not describe its frame (GSO size 0, a header length or checksum

@@ -59,15 +59,15 @@ for name, data in seeds.items():
     open(os.path.join(root, 'wire', name), 'wb').write(bytes([3]) + data[4:])
 
 control = {
-  'ports': '{"version":2,"command":{"op":"port_add","args":{"name":"p1","type":"afxdp"}}}\n'
-           '{"version":2,"command":{"op":"port_add","args":{"name":"t1","type":"tap","ips":["10.244.0.5"]}}}\n'
-           '{"version":2,"command":{"op":"port_del","args":{"name":"p1"}}}\n',
-  'router': '{"version":2,"command":{"op":"addr_add","args":{"addr":"10.244.0.1/24"}}}\n'
-            '{"version":2,"command":{"op":"route_add","args":{"prefix":"10.16.0.0/16","via":"10.244.0.9"}}}\n'
-            '{"version":2,"command":{"op":"route_del","args":{"prefix":"10.16.0.0/16"}}}\n',
-  'services': '{"version":2,"command":{"op":"service_add","args":{"service":"10.96.0.10:80/tcp","backends":["10.244.0.5:8080"]}}}\n'
-              '{"version":2,"command":{"op":"batch","args":{"commands":[{"op":"service_backends","args":{"service":"10.96.0.10:80/tcp","backends":[]}},{"op":"service_del","args":{"service":"10.96.0.10:80/tcp"}}]}}}\n',
-  'fdb': '{"version":2,"command":{"op":"fdb_add","args":{"mac":"02:00:00:00:00:01","port":"p1"}}}\n',
+  'ports': '{"version":3,"command":{"op":"port_add","args":{"name":"p1","type":"afxdp"}}}\n'
+           '{"version":3,"command":{"op":"port_add","args":{"name":"t1","type":"tap","ips":["10.244.0.5"]}}}\n'
+           '{"version":3,"command":{"op":"port_del","args":{"name":"p1"}}}\n',
+  'router': '{"version":3,"command":{"op":"addr_add","args":{"addr":"10.244.0.1/24"}}}\n'
+            '{"version":3,"command":{"op":"route_add","args":{"prefix":"10.16.0.0/16","via":"10.244.0.9"}}}\n'
+            '{"version":3,"command":{"op":"route_del","args":{"prefix":"10.16.0.0/16"}}}\n',
+  'services': '{"version":3,"command":{"op":"service_add","args":{"service":"10.96.0.10:80/tcp","backends":["10.244.0.5:8080"]}}}\n'
+              '{"version":3,"command":{"op":"batch","args":{"commands":[{"op":"service_backends","args":{"service":"10.96.0.10:80/tcp","backends":[]}},{"op":"service_del","args":{"service":"10.96.0.10:80/tcp"}}]}}}\n',
+  'fdb': '{"version":3,"command":{"op":"fdb_add","args":{"mac":"02:00:00:00:00:01","port":"p1"}}}\n',
 }
 os.makedirs(os.path.join(root, 'control'), exist_ok=True)
 for name, text in control.items():

@@ -69,7 +69,7 @@ struct Args {
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     neigh_timeout: u64,
     /// Most tracked Service connections (a full table evicts connections
-    /// never answered, then refuses new ones: `conntrack_full`).
+    /// not established, then refuses new ones: `conntrack_full`).
     #[arg(long, default_value_t = fastpath::services::conntrack::DEFAULT_LIMIT, value_parser = parse_ct_max)]
     ct_max: usize,
     /// Smallest Maglev table size: every Service's table has this many

@@ -454,18 +454,18 @@ fn bad_requests_change_nothing() {
     // Malformed lines straight on the socket, each on a fresh connection.
     let raw = [
         "not json",
-        "{\"version\":2,\"command\":{\"op\":\"explode\"}}",
+        "{\"version\":3,\"command\":{\"op\":\"explode\"}}",
         "{\"version\":99,\"command\":{\"op\":\"port_del\",\"args\":{\"name\":\"x\"}}}",
-        "{\"version\":2,\"command\":{\"op\":\"fdb_add\",\"args\":{\"mac\":\"nope\",\"port\":\"x\"}}}",
-        "{\"version\":2,\"command\":{\"op\":\"port_del\",\"args\":{}}}",
-        "{\"version\":2,\"command\":{\"op\":\"port_add\",\"args\":{\"name\":\"\"}}}",
-        "{\"version\":2,\"command\":{\"op\":\"port_add\",\"args\":{\"name\":\"x\",\"type\":\"bogus\"}}}",
-        "{\"version\":2}",
-        "{\"version\":2,\"command\":{\"op\":\"ct_list\",\"args\":{\"after\":\"zz\"}}}",
-        "{\"version\":2,\"command\":{\"op\":\"ct_list\",\"args\":{\"after\":\"ff\"}}}",
-        "{\"version\":2,\"command\":{\"op\":\"ct_list\",\"args\":{\"limit\":0}}}",
+        "{\"version\":3,\"command\":{\"op\":\"fdb_add\",\"args\":{\"mac\":\"nope\",\"port\":\"x\"}}}",
+        "{\"version\":3,\"command\":{\"op\":\"port_del\",\"args\":{}}}",
+        "{\"version\":3,\"command\":{\"op\":\"port_add\",\"args\":{\"name\":\"\"}}}",
+        "{\"version\":3,\"command\":{\"op\":\"port_add\",\"args\":{\"name\":\"x\",\"type\":\"bogus\"}}}",
+        "{\"version\":3}",
+        "{\"version\":3,\"command\":{\"op\":\"ct_list\",\"args\":{\"after\":\"zz\"}}}",
+        "{\"version\":3,\"command\":{\"op\":\"ct_list\",\"args\":{\"after\":\"ff\"}}}",
+        "{\"version\":3,\"command\":{\"op\":\"ct_list\",\"args\":{\"limit\":0}}}",
         "[]",
-        "{\"version\":2,\"command\":{\"op\":\"port_add\",\"args\":{\"name\":\"x\"}}",
+        "{\"version\":3,\"command\":{\"op\":\"port_add\",\"args\":{\"name\":\"x\"}}",
     ];
     for line in raw {
         let resp = ctl::Client::connect(&d.socket)
@@ -483,7 +483,7 @@ fn bad_requests_change_nothing() {
     }
 
     // Bytes that are not UTF-8, and a line cut off by a closing client.
-    for bytes in [&b"\xff\xfe\x00garbage\n"[..], &b"{\"version\":2,\"comm"[..]] {
+    for bytes in [&b"\xff\xfe\x00garbage\n"[..], &b"{\"version\":3,\"comm"[..]] {
         let mut s = UnixStream::connect(&d.socket).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s.write_all(bytes).unwrap();

@@ -306,7 +306,7 @@ fn a_thousand_clients_and_a_100_mb_burst_leave_forwarding_and_learning_going() {
                 break;
             }
             n += 1;
-            ok += usize::from(buf.starts_with("{\"version\":2,\"ok\":true"));
+            ok += usize::from(buf.starts_with("{\"version\":3,\"ok\":true"));
         }
         (n, ok)
     });

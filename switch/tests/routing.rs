@@ -621,7 +621,7 @@ fn bad_router_configuration_is_refused_and_changes_nothing() {
     // set sent over the socket as it is.
     let mut client = Client::connect(&d.socket).unwrap();
     let reply = client
-        .call_raw(r#"{"version":2,"command":{"op":"route_add","args":{"prefix":"10.9.0.1/16","via":"10.244.1.11"}}}"#)
+        .call_raw(r#"{"version":3,"command":{"op":"route_add","args":{"prefix":"10.9.0.1/16","via":"10.244.1.11"}}}"#)
         .unwrap();
     let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
     assert_eq!(v["ok"], false, "{reply}");

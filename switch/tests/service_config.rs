@@ -148,31 +148,31 @@ fn bad_service_configuration_is_refused_and_changes_nothing() {
     // The daemon checks whatever the client sends.
     let raw: &[(&str, &str)] = &[
         (
-            r#"{"version":2,"command":{"op":"service_add","args":{"service":"10.96.0.20:80/tcp","backends":["10.244.1.11:0"]}}}"#,
+            r#"{"version":3,"command":{"op":"service_add","args":{"service":"10.96.0.20:80/tcp","backends":["10.244.1.11:0"]}}}"#,
             "port 0",
         ),
         (
-            r#"{"version":2,"command":{"op":"service_add","args":{"service":"10.96.0.20:80/tcp","backends":["0.0.0.0:80"]}}}"#,
+            r#"{"version":3,"command":{"op":"service_add","args":{"service":"10.96.0.20:80/tcp","backends":["0.0.0.0:80"]}}}"#,
             "unicast",
         ),
         (
-            r#"{"version":2,"command":{"op":"service_add","args":{"service":"10.96.0.20:80/tcp","backends":["10.244.1.11:80"],"terminating":["10.244.1.11:80"]}}}"#,
+            r#"{"version":3,"command":{"op":"service_add","args":{"service":"10.96.0.20:80/tcp","backends":["10.244.1.11:80"],"terminating":["10.244.1.11:80"]}}}"#,
             "listed twice",
         ),
         (
-            r#"{"version":2,"command":{"op":"service_add","args":{"service":"10.96.0.20:80/tcp","affinity_timeout":0}}}"#,
+            r#"{"version":3,"command":{"op":"service_add","args":{"service":"10.96.0.20:80/tcp","affinity_timeout":0}}}"#,
             "affinity timeout",
         ),
         (
-            r#"{"version":2,"command":{"op":"service_add","args":{"service":"10.96.0.20:80/tcp","node_port":0}}}"#,
+            r#"{"version":3,"command":{"op":"service_add","args":{"service":"10.96.0.20:80/tcp","node_port":0}}}"#,
             "NodePort 0",
         ),
         (
-            r#"{"version":2,"command":{"op":"service_add","args":{"service":"10.96.0.20:80"}}}"#,
+            r#"{"version":3,"command":{"op":"service_add","args":{"service":"10.96.0.20:80"}}}"#,
             "VIP:PORT/PROTO",
         ),
         (
-            r#"{"version":2,"command":{"op":"batch","args":{"commands":[{"op":"port_list"}]}}}"#,
+            r#"{"version":3,"command":{"op":"batch","args":{"commands":[{"op":"port_list"}]}}}"#,
             "cannot be part of a batch",
         ),
     ];

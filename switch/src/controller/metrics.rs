@@ -201,7 +201,7 @@ impl Controller {
         );
         m.gauge(
             "conntrack_embryonic_entries",
-            "Tracked connections not answered yet",
+            "Tracked connections not established (syn_sent, syn_recv, datagrams never answered)",
             c.embryonic,
         );
         m.gauge(

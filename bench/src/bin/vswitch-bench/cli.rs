@@ -319,7 +319,7 @@ pub fn parse_net(s: &str) -> Result<(Ipv4Addr, u8), String> {
     let (a, l) = s.split_once('/').ok_or_else(bad)?;
     let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;
     let len: u8 = l.parse().map_err(|_| bad())?;
-    if len > 32 {
+    if len == 0 || len > 32 {
         return Err(bad());
     }
     Ok((addr, len))

@@ -4,8 +4,9 @@
 //! garbage.
 //!
 //! The frames are built once, before sending, into a pool the send loop
-//! cycles through (65,536 distinct frames, 8,192 for garbage): the loop
-//! only copies, so the pool's contents, not the generator's speed, decide
+//! cycles through (65,536 frames, 8,192 for garbage, one for `nd`; SYNs
+//! take source ports 1,024 to 65,535 in turn, so with one sender address a
+//! pool repeats a tuple every 64,512 SYNs): the loop only copies, so the pool's contents, not the generator's speed, decide
 //! what the switch sees. Headers and checksums are written by etherparse.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -33,8 +34,8 @@ pub enum Kind {
     /// IPv6 neighbour solicitations for --target, from the interface's
     /// IPv6 address (its link-local one when it has no other).
     Nd,
-    /// TCP SYNs to --target:--dst-port, each from a new source port (and
-    /// address, with --sender-net): new connections for conntrack.
+    /// TCP SYNs to --target:--dst-port, from source ports counting up (and
+    /// random addresses, with --sender-net): new connections for conntrack.
     Syn,
     /// Random bytes of random length, a quarter of them with a plausible
     /// Ethernet, IPv4, IPv6 or ARP start.
@@ -77,6 +78,8 @@ pub struct FloodReport {
 /// The addresses frames are built from.
 struct Me {
     mac: [u8; 6],
+    /// The largest frame the interface sends (MTU + Ethernet header).
+    max_frame: usize,
     ipv4: Option<Ipv4Addr>,
     ipv6: Option<Ipv6Addr>,
 }
@@ -101,6 +104,7 @@ fn flood(cfg: &FloodConfig, rate: Option<f64>, duration: Duration) -> anyhow::Re
     );
     let me = Me {
         mac: iface.mac,
+        max_frame: iface.mtu as usize + 14,
         ipv4: iface.ipv4,
         ipv6: own_ipv6(&cfg.iface)?,
     };
@@ -245,7 +249,7 @@ fn pool(cfg: &FloodConfig, me: &Me, rng: &mut fastrand::Rng) -> anyhow::Result<V
                 .collect()
         }
         Kind::Garbage => (0..GARBAGE_POOL)
-            .map(|_| garbage(rng, me.mac, cfg.dst_mac.unwrap_or([0xff; 6])))
+            .map(|_| garbage(rng, me.mac, cfg.dst_mac.unwrap_or([0xff; 6]), me.max_frame))
             .collect(),
     };
     Ok(frames)
@@ -351,12 +355,12 @@ fn syn(
     pad(f)
 }
 
-/// Random bytes, 14 to 1,514 of them; three in four start with this
+/// Random bytes, 14 to `max` (at most 1,514) of them; three in four start with this
 /// interface's MAC as source, `dst` as destination and a common EtherType
 /// (IPv4 with a version-4 first byte, IPv6, ARP, VLAN), so they reach past
 /// the first checks.
-fn garbage(rng: &mut fastrand::Rng, src: [u8; 6], dst: [u8; 6]) -> Vec<u8> {
-    let len = rng.usize(14..=1514);
+fn garbage(rng: &mut fastrand::Rng, src: [u8; 6], dst: [u8; 6], max: usize) -> Vec<u8> {
+    let len = rng.usize(14..=max.clamp(14, 1514));
     let mut f = vec![0u8; len];
     rng.fill(&mut f);
     let shape = rng.u8(..4);
@@ -472,6 +476,7 @@ mod tests {
         };
         let me = Me {
             mac: MAC,
+            max_frame: 1514,
             ipv4: Some(Ipv4Addr::new(10, 244, 1, 11)),
             ipv6: None,
         };

@@ -41,7 +41,7 @@ pub enum Tracked {
 /// Why a flow could not be created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreateError {
-    /// The shard is full of answered flows.
+    /// The shard is full of established flows.
     Full,
     /// No free port of the shard to translate the client to.
     NoPort,
@@ -116,8 +116,17 @@ impl Conntrack {
                 s.expired += 1;
             }
         }
-        self.create_locked(&mut s, i, f, orig_key, now)
-            .map(Tracked::Created)
+        let nat = self.create_locked(&mut s, i, f, orig_key, now)?;
+        // A TCP flow whose first packet is not a SYN was picked up
+        // mid-stream (a restarted daemon, a flushed table): the endpoint's
+        // answer establishes it (Linux conntrack's loose pick-up). Done
+        // under the shard's lock, before any reply can find the flow.
+        if tcp.is_some_and(|fl| fl & super::flow::tcp_flags::SYN == 0)
+            && let Some(r) = s.map.get(&orig_key)
+        {
+            r.flow.pick_up();
+        }
+        Ok(Tracked::Created(nat))
     }
 
     fn create_locked(

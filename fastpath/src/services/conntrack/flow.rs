@@ -46,8 +46,12 @@ const FIN_ORIG: u8 = 2;
 const FIN_REPLY: u8 = 4;
 const RST: u8 = 8;
 pub(super) const DEAD: u8 = 16;
-/// The client spoke after the reply (TCP: the handshake completed).
+/// TCP: the client acknowledged the endpoint's answer (the handshake's
+/// ACK), or the endpoint answered a flow picked up mid-stream.
 const CONFIRMED: u8 = 32;
+/// TCP: the flow's first packet was not a SYN (picked up mid-stream, after
+/// a restart or a flush): the endpoint's first answer confirms it.
+const PICKED_UP: u8 = 64;
 
 /// What one flow shares between its two records.
 #[derive(Debug)]
@@ -140,19 +144,32 @@ impl Flow {
         self.bits.fetch_or(DEAD, Relaxed);
     }
 
+    /// Marks a TCP flow whose first packet was not a SYN (see [`PICKED_UP`]).
+    pub(super) fn pick_up(&self) {
+        self.bits.fetch_or(PICKED_UP, Relaxed);
+    }
+
     /// Records a packet of the flow: its direction (a reply marks the flow
-    /// answered, the client's next packet confirms it), TCP FIN/RST, and
-    /// the time.
+    /// answered; the client's ACK after it, neither SYN nor RST, confirms a
+    /// TCP flow), TCP FIN/RST, and the time.
     #[inline]
     pub(super) fn touch(&self, orig: bool, tcp: Option<u8>, now: u64) {
+        // The TCP flags by full path: `RST` alone is this module's state bit.
+        let (syn, rst, ack) = (tcp_flags::SYN, tcp_flags::RST, tcp_flags::ACK);
         let bits = self.bits();
-        let mut set = if !orig {
-            REPLIED
-        } else if bits & REPLIED != 0 {
-            CONFIRMED
+        let mut set = 0;
+        if orig {
+            // A retransmitted SYN or a RST (a flooder's kernel refusing
+            // the answer to a SYN it never sent) confirms nothing.
+            if bits & REPLIED != 0 && tcp.is_some_and(|f| f & (syn | rst | ack) == ack) {
+                set |= CONFIRMED;
+            }
         } else {
-            0
-        };
+            set |= REPLIED;
+            if bits & PICKED_UP != 0 && tcp.is_some_and(|f| f & rst == 0) {
+                set |= CONFIRMED;
+            }
+        }
         if let Some(f) = tcp {
             if f & tcp_flags::RST != 0 {
                 set |= RST;

@@ -164,6 +164,9 @@ fn half_open_flows_are_evicted_and_expire_soon() {
         ct.lookup(reply, false, Some(tcp_flags::SYN | tcp_flags::ACK), 0)
             .unwrap();
     }
+    for s in &ct.shards {
+        lock(s).check();
+    }
     let c = ct.counters(0);
     assert_eq!(
         refused, 0,
@@ -173,6 +176,68 @@ fn half_open_flows_are_evicted_and_expire_soon() {
     assert_eq!(c.embryonic, c.entries, "{c:?}");
     assert!(ct.flows(0).iter().all(|f| f.state == FlowState::SynRecv));
     assert_eq!(ct.sweep(TCP_SYN_RECV_MS + 1), c.entries as usize);
+}
+
+/// Only the client's ACK after the endpoint's answer confirms a flow: not a
+/// retransmitted SYN, not a RST (a flooder's kernel refusing a SYN-ACK);
+/// such flows stay embryonic and evictable.
+#[test]
+fn only_the_handshakes_ack_establishes_a_flow() {
+    use tcp_flags::{ACK, RST, SYN};
+    let ct = Conntrack::new(1024);
+    let state = |ct: &Conntrack, p: u16| {
+        let k = flow_key(C, VIP, p, 80, PROTO_TCP);
+        ct.flows(5).into_iter().find(|f| f.orig == k).unwrap().state
+    };
+    for (p, client, want) in [
+        (1u16, SYN, FlowState::SynRecv),
+        (2, RST, FlowState::Closing),
+        (3, RST | ACK, FlowState::Closing),
+        (4, ACK, FlowState::Established),
+    ] {
+        let nat = ct.create(&new_flow(p, PROTO_TCP), 0).unwrap();
+        let reply = flow_key(B, C, 8080, nat.sport, PROTO_TCP);
+        ct.lookup(reply, false, Some(SYN | ACK), 1).unwrap();
+        ct.lookup(flow_key(C, VIP, p, 80, PROTO_TCP), true, Some(client), 2)
+            .unwrap();
+        assert_eq!(state(&ct, p), want, "client sent {client:#x}");
+    }
+    assert_eq!(ct.counters(5).embryonic, 3, "all but the ACKed flow");
+    for s in &ct.shards {
+        lock(s).check();
+    }
+}
+
+/// A flow whose first packet is not a SYN (picked up mid-stream after a
+/// restart or a flush) is established by the endpoint's answer, unless
+/// that answer is a RST.
+#[test]
+fn a_flow_picked_up_mid_stream_is_established_by_the_answer() {
+    use tcp_flags::{ACK, RST, SYN};
+    const PSH_ACK: u8 = 0x18;
+    let ct = Conntrack::new(1024);
+    let mut cache = FlowCache::default();
+    let state = |ct: &Conntrack, p: u16| {
+        let k = flow_key(C, VIP, p, 80, PROTO_TCP);
+        ct.flows(2).into_iter().find(|f| f.orig == k).unwrap().state
+    };
+    for (p, first, answer, want) in [
+        (1u16, PSH_ACK, ACK, FlowState::Established),
+        (2, PSH_ACK, RST, FlowState::Closing),
+        // A SYN opens a flow the usual way: its answer alone does not
+        // establish it.
+        (3, SYN, SYN | ACK, FlowState::SynRecv),
+    ] {
+        let f = new_flow(p, PROTO_TCP);
+        let Ok(Tracked::Created(nat)) =
+            ct.lookup_or_create(&mut cache, &f, Some(first), 0, |_, _| true)
+        else {
+            panic!("not created")
+        };
+        let reply = flow_key(B, C, 8080, nat.sport, PROTO_TCP);
+        ct.lookup(reply, false, Some(answer), 1).unwrap();
+        assert_eq!(state(&ct, p), want, "first {first:#x}, answer {answer:#x}");
+    }
 }
 
 #[test]
