@@ -5,9 +5,16 @@
 #
 #   scripts/flood.sh [--secs S] [--rounds N] [--out DIR] [--bin DIR] [KIND...]
 #
-# KIND: macs arp nd syn garbage (default: all). Each round runs every kind
-# once, with a quiet period (no flood) before each as its baseline, so every
-# flood is compared with the same pods, the same switch and the same minute.
+# KIND: macs arp nd syn garbage (default: all). Defaults: --secs 10,
+# --rounds 1, --bin target/release, --out a new /tmp/vswitch-flood.*/out.
+# Each round runs every kind once, with a quiet period (no flood) before
+# each as its baseline: the same pods, the same switch, the same minute.
+# A quiet period follows the earlier floods and finds the tables as they
+# left them (learned MACs, neighbours, conntrack entries not yet expired).
+# An interrupt (Ctrl-C) stops after the period under way and cleans up;
+# the periods done so far stay in floods.json.
+# The flooder sends through AF_PACKET from inside its pod; its pod's port
+# is an AF_XDP one like a's.
 #
 # Layout: vswitchd with one busy-polling worker on the last core; the flood,
 # iperf3 and ping share the other cores (on a 2-core machine, one). Pods:
@@ -96,7 +103,7 @@ pids+=($!)
 in_ns vsfl-a ping -c 3 -i 0.2 -W 1 10.244.1.12 >/dev/null
 in_ns vsfl-x ping -c 1 -W 1 10.244.1.1 >/dev/null
 
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$dpid/status"; }
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$dpid/status" 2>/dev/null || echo 0; }
 drops_json() { ctl -o json stats; }
 
 # One measured period: KIND (or "none") for SECS seconds while a sends TCP
@@ -158,7 +165,10 @@ def load(s):
 ip = load("iperf.json") or {}
 bps = ip.get("end", {}).get("sum_received", {}).get("bits_per_second", 0.0)
 iperf_error = ip.get("error")
-ping = open(f"{tag}.ping.txt").read()
+try:
+    ping = open(f"{tag}.ping.txt").read()
+except OSError:
+    ping = ""
 m = re.search(r"(\d+) packets transmitted, (\d+) received", ping)
 tx, rx = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 rtt = re.search(r"= [\d.]+/([\d.]+)/([\d.]+)/", ping)
@@ -190,6 +200,7 @@ print(json.dumps({
 PY
 }
 
+echo "scripts/flood.sh --secs $SECS --rounds $ROUNDS ${KINDS[*]}; commit $(git -C "$SCRIPTS" rev-parse --short HEAD 2>/dev/null || echo unknown); $(date -u +%FT%TZ); $(nproc) cores, kernel $(uname -r)" >"$OUT/command.txt"
 : >"$OUT/floods.json"
 for round in $(seq "$ROUNDS"); do
     for kind in "${KINDS[@]}"; do
@@ -202,7 +213,7 @@ python3 - "$OUT/floods.json" >"$OUT/floods.md" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 med = lambda v: statistics.median(v) if v else 0
-print("| flood | frames/s offered | TCP via VIP, Gbit/s: quiet / flood | ping lost: quiet / flood | ping avg ms: quiet / flood | switch's drops during the flood (median) | vswitchd RSS peak, MiB |")
+print("| flood | frames/s offered | TCP via VIP, Gbit/s: quiet / flood | pings lost of sent: quiet / flood | ping avg ms: quiet / flood | frames the switch dropped during a flood, all ports (median of rounds) | vswitchd RSS peak, MiB |")
 print("|---|---|---|---|---|---|---|")
 kinds = []
 for r in rows:
@@ -214,16 +225,21 @@ for k in kinds:
         if r["kind"] == k:
             fl.append(r)
             base.append(rows[i - 1])
-    drops = {}
-    for r in fl:
-        for reason, n in r["drops"].items():
-            drops.setdefault(reason, []).append(n)
+    reasons = sorted({reason for r in fl for reason in r["drops"]})
+    drops = {reason: [r["drops"].get(reason, 0) for r in fl] for reason in reasons}
     d = ", ".join(f"{reason} {round(med(v)):,}" for reason, v in sorted(drops.items(), key=lambda kv: -med(kv[1])))
-    lost = lambda rs: f'{sum(r["ping_lost"] for r in rs)}/{sum(r["ping_sent"] for r in rs)}'
+    lost = lambda rs: f'{sum(r["ping_lost"] for r in rs)} of {sum(r["ping_sent"] for r in rs)}'
+    def avg(rs):
+        v = [r["ping_avg_ms"] for r in rs if r["ping_avg_ms"] is not None]
+        return f"{med(v):.2f}" if len(v) == len(rs) else "no reply"
+    def tcp(rs):
+        failed = sum(1 for r in rs if r.get("tcp_error"))
+        s = f'{med([r["tcp_gbps"] for r in rs]):.2f}'
+        return s + (f" ({failed} failed)" if failed else "")
     print(f'| {k} | {round(med([r["flood_pps"] for r in fl])):,} '
-          f'| {med([r["tcp_gbps"] for r in base]):.2f} / {med([r["tcp_gbps"] for r in fl]):.2f} '
+          f'| {tcp(base)} / {tcp(fl)} '
           f'| {lost(base)} / {lost(fl)} '
-          f'| {med([r["ping_avg_ms"] or 0 for r in base]):.2f} / {med([r["ping_avg_ms"] or 0 for r in fl]):.2f} '
+          f'| {avg(base)} / {avg(fl)} '
           f'| {d} | {max(r["rss_kib_peak"] for r in fl) / 1024:.1f} |')
 print()
 print(f'Rounds: {len(rows) // (2 * max(len(kinds), 1))}; medians over rounds, losses summed; '

@@ -286,9 +286,9 @@ pub struct FloodArgs {
     /// The address asked for (arp: IPv4, nd: IPv6) or connected to (syn: IPv4).
     #[arg(long)]
     pub target: Option<std::net::IpAddr>,
-    /// TCP port of the SYNs.
-    #[arg(long, default_value_t = 80)]
-    pub dst_port: u16,
+    /// syn: the TCP port of the SYNs [default: 80].
+    #[arg(long)]
+    pub dst_port: Option<u16>,
     /// Destination MAC of SYNs (default: resolved) and garbage (default: broadcast).
     #[arg(long, value_parser = parse_mac_arg)]
     pub dst_mac: Option<[u8; 6]>,
@@ -320,7 +320,7 @@ pub fn parse_net(s: &str) -> Result<(Ipv4Addr, u8), String> {
     let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;
     let len: u8 = l.parse().map_err(|_| bad())?;
     if len == 0 || len > 32 {
-        return Err(bad());
+        return Err(format!("'{s}': the prefix length must be 1 to 32"));
     }
     Ok((addr, len))
 }

@@ -17,6 +17,7 @@ use clap::ValueEnum;
 use etherparse::{ArpHardwareId, ArpOperation, ArpPacket, EtherType, Icmpv6Type, PacketBuilder};
 use serde::Serialize;
 
+use crate::generator::GenReport;
 use crate::nic::{self, BURST, DriverKind, Iface};
 use crate::rate::{Pacer, now_ns};
 use crate::receiver::{place, where_};
@@ -37,9 +38,50 @@ pub enum Kind {
     /// TCP SYNs to --target:--dst-port, from source ports counting up (and
     /// random addresses, with --sender-net): new connections for conntrack.
     Syn,
-    /// Random bytes of random length, a quarter of them with a plausible
-    /// Ethernet, IPv4, IPv6 or ARP start.
+    /// Random bytes of random length up to the MTU, three in four with a
+    /// plausible Ethernet, IPv4, IPv6, ARP or VLAN start.
     Garbage,
+}
+
+impl Kind {
+    /// The name the command line takes (`syn`, `macs`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Macs => "macs",
+            Kind::Arp => "arp",
+            Kind::Nd => "nd",
+            Kind::Syn => "syn",
+            Kind::Garbage => "garbage",
+        }
+    }
+
+    /// Refuses options that mean nothing for this kind, rather than ignore
+    /// them.
+    pub fn check_options(
+        self,
+        target: bool,
+        dst_port: bool,
+        dst_mac: bool,
+        sender_net: bool,
+    ) -> anyhow::Result<()> {
+        let k = self.name();
+        let (t, p, m, s) = match self {
+            Kind::Macs => (false, false, false, false),
+            Kind::Arp => (true, false, false, true),
+            Kind::Nd => (true, false, false, false),
+            Kind::Syn => (true, true, true, true),
+            Kind::Garbage => (false, false, true, false),
+        };
+        for (given, applies, opt) in [
+            (target, t, "--target"),
+            (dst_port, p, "--dst-port"),
+            (dst_mac, m, "--dst-mac"),
+            (sender_net, s, "--sender-net"),
+        ] {
+            anyhow::ensure!(!given || applies, "{opt} does not apply to --kind {k}");
+        }
+        Ok(())
+    }
 }
 
 /// Distinct frames in the pool of every kind but garbage.
@@ -69,10 +111,9 @@ pub struct FloodReport {
     pub kind: Kind,
     pub driver: String,
     pub distinct: usize,
-    pub sent: u64,
-    pub elapsed_s: f64,
-    pub offered_pps: f64,
-    pub tx_errors: u64,
+    /// What was sent, as a generator reports it (`sent`, `offered_pps`, ...).
+    #[serde(flatten)]
+    pub sent: GenReport,
 }
 
 /// The addresses frames are built from.
@@ -115,7 +156,7 @@ fn flood(cfg: &FloodConfig, rate: Option<f64>, duration: Duration) -> anyhow::Re
     let start = now_ns();
     let end = start + duration.as_nanos() as u64;
     let mut pacer = Pacer::new(rate, start);
-    let (mut sent, mut errors, mut last) = (0u64, 0u64, start);
+    let (mut sent, mut bytes, mut errors, mut last) = (0u64, 0u64, 0u64, start);
     loop {
         let now = now_ns();
         if now >= end || crate::stop::requested() {
@@ -138,6 +179,9 @@ fn flood(cfg: &FloodConfig, rate: Option<f64>, duration: Duration) -> anyhow::Re
         };
         match tx.send(due, &mut fill) {
             Ok(k) => {
+                bytes += (base..base + k)
+                    .map(|i| frames[i % frames.len()].len() as u64 + 4)
+                    .sum::<u64>();
                 sent += k as u64;
                 pacer.sent(k as u64);
                 if k > 0 {
@@ -155,19 +199,11 @@ fn flood(cfg: &FloodConfig, rate: Option<f64>, duration: Duration) -> anyhow::Re
     for _ in 0..100 {
         let _ = tx.service();
     }
-    let elapsed_s = last.saturating_sub(start) as f64 / 1e9;
     Ok(FloodReport {
         kind: cfg.kind,
         driver: tx.describe(),
         distinct: frames.len(),
-        sent,
-        elapsed_s,
-        offered_pps: if elapsed_s > 0.0 {
-            sent as f64 / elapsed_s
-        } else {
-            0.0
-        },
-        tx_errors: errors,
+        sent: GenReport::new(sent, bytes, start, last, errors),
     })
 }
 
@@ -193,15 +229,15 @@ fn pool(cfg: &FloodConfig, me: &Me, rng: &mut fastrand::Rng) -> anyhow::Result<V
     let need_v4 = || {
         me.ipv4.ok_or_else(|| {
             anyhow::anyhow!(
-                "'{}' has no IPv4 address to send {:?} frames from",
+                "'{}' has no IPv4 address to send {} frames from",
                 cfg.iface,
-                cfg.kind
+                cfg.kind.name()
             )
         })
     };
     let target_v4 = || match cfg.target {
         Some(IpAddr::V4(t)) => Ok(t),
-        _ => anyhow::bail!("--kind {:?} needs an IPv4 --target", cfg.kind),
+        _ => anyhow::bail!("--kind {} needs an IPv4 --target", cfg.kind.name()),
     };
     let senders = |rng: &mut fastrand::Rng, own: Ipv4Addr| -> Ipv4Addr {
         match cfg.sender_net {

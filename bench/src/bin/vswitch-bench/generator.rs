@@ -63,6 +63,44 @@ pub struct GenReport {
     pub forgiven: u64,
 }
 
+impl GenReport {
+    /// A run that sent `sent` frames (`bytes`) between `start_ns` and
+    /// `last_ns` (its last frame), with `tx_errors` failed send calls.
+    pub fn new(sent: u64, bytes: u64, start_ns: u64, last_ns: u64, tx_errors: u64) -> Self {
+        let elapsed_s = last_ns.saturating_sub(start_ns) as f64 / 1e9;
+        GenReport {
+            sent,
+            bytes,
+            elapsed_s,
+            offered_pps: if elapsed_s > 0.0 {
+                sent as f64 / elapsed_s
+            } else {
+                0.0
+            },
+            tx_errors,
+            forgiven: 0,
+        }
+    }
+
+    /// Prints what was sent as a table on standard output.
+    pub fn print(&self) {
+        crate::results::print_table(&[
+            vec![
+                "SENT".into(),
+                "OFFERED".into(),
+                "SECONDS".into(),
+                "TX_ERRORS".into(),
+            ],
+            vec![
+                self.sent.to_string(),
+                crate::results::fmt_pps(self.offered_pps),
+                format!("{:.3}", self.elapsed_s),
+                self.tx_errors.to_string(),
+            ],
+        ]);
+    }
+}
+
 /// The facts a generator found at start.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GenInfo {
@@ -356,18 +394,9 @@ impl GenSide {
             }
             None => None,
         };
-        let elapsed_s = (last.saturating_sub(start)) as f64 / 1e9;
         let g = GenReport {
-            sent,
-            bytes,
-            elapsed_s,
-            offered_pps: if elapsed_s > 0.0 {
-                sent as f64 / elapsed_s
-            } else {
-                0.0
-            },
-            tx_errors: errors,
             forgiven: pacer.forgiven(),
+            ..GenReport::new(sent, bytes, start, last, errors)
         };
         Ok((g, report))
     }

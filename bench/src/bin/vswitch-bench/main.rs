@@ -89,20 +89,7 @@ fn cmd_gen(a: GenArgs) -> anyhow::Result<()> {
         a.count,
         Duration::ZERO,
     )?;
-    print_table(&[
-        vec![
-            "SENT".into(),
-            "OFFERED".into(),
-            "SECONDS".into(),
-            "TX_ERRORS".into(),
-        ],
-        vec![
-            r.sent.to_string(),
-            fmt_pps(r.offered_pps),
-            format!("{:.3}", r.elapsed_s),
-            r.tx_errors.to_string(),
-        ],
-    ]);
+    r.print();
     let core = a.core.map_or("unpinned".into(), |c| c.to_string());
     let mut out = a.out.result("gen", &format!("generator core {core}"));
     out.generator = Some(g.info.clone());
@@ -112,6 +99,23 @@ fn cmd_gen(a: GenArgs) -> anyhow::Result<()> {
 }
 
 fn cmd_flood(a: FloodArgs) -> anyhow::Result<()> {
+    a.kind.check_options(
+        a.target.is_some(),
+        a.dst_port.is_some(),
+        a.dst_mac.is_some(),
+        a.sender_net.is_some(),
+    )?;
+    anyhow::ensure!(
+        a.driver != nic::DriverKind::Udp,
+        "--driver udp is for the sink only"
+    );
+    // The result file is opened before sending: a bad path fails at once.
+    let json = match &a.json {
+        Some(p) => {
+            Some(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?)
+        }
+        None => None,
+    };
     let seed = a.seed.unwrap_or_else(|| fastrand::u64(..));
     let cfg = flood::FloodConfig {
         netns: a.netns,
@@ -119,7 +123,7 @@ fn cmd_flood(a: FloodArgs) -> anyhow::Result<()> {
         driver: a.driver,
         kind: a.kind,
         target: a.target,
-        dst_port: a.dst_port,
+        dst_port: a.dst_port.unwrap_or(80),
         dst_mac: a.dst_mac,
         sender_net: a.sender_net,
         seed,
@@ -127,25 +131,16 @@ fn cmd_flood(a: FloodArgs) -> anyhow::Result<()> {
     };
     let r = flood::run(cfg, a.rate.0, Duration::from_secs_f64(a.duration))?;
     eprintln!(
-        "flood: {:?} from {} ({}), {} distinct frames, seed {seed}",
-        r.kind, a.iface, r.driver, r.distinct
+        "flood: {} from {} ({}), {} distinct frames, seed {seed}",
+        r.kind.name(),
+        a.iface,
+        r.driver,
+        r.distinct
     );
-    print_table(&[
-        vec![
-            "SENT".into(),
-            "OFFERED".into(),
-            "SECONDS".into(),
-            "TX_ERRORS".into(),
-        ],
-        vec![
-            r.sent.to_string(),
-            fmt_pps(r.offered_pps),
-            format!("{:.3}", r.elapsed_s),
-            r.tx_errors.to_string(),
-        ],
-    ]);
-    if let Some(p) = &a.json {
-        std::fs::write(p, serde_json::to_string_pretty(&r)? + "\n")
+    r.sent.print();
+    if let (Some(mut f), Some(p)) = (json, &a.json) {
+        use std::io::Write;
+        f.write_all((serde_json::to_string_pretty(&r)? + "\n").as_bytes())
             .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(())
