@@ -15,9 +15,9 @@ use crate::services::table::PROTO_TCP;
 
 /// TCP: only the client has spoken.
 pub const TCP_SYN_SENT_MS: u64 = 60_000;
-/// TCP: the endpoint has answered, the client has not spoken since (a SYN
-/// answered by a SYN-ACK, never confirmed: what a SYN flood from spoofed
-/// addresses leaves; nf_conntrack's `syn_recv` timeout).
+/// TCP: the endpoint has answered, the client has not acknowledged it (a
+/// SYN answered by a SYN-ACK, never confirmed: what a SYN flood leaves;
+/// nf_conntrack's `syn_recv` timeout).
 pub const TCP_SYN_RECV_MS: u64 = 60_000;
 /// TCP: the client has spoken after the endpoint's answer (the handshake's
 /// ACK): established (nf_conntrack's default is 5 days; kube-proxy sets 1
