@@ -7,7 +7,9 @@
 # Targets: pipeline (every port role through the whole pipeline), wire
 # (the frame views, the trace description, the filter language), vnet_hdr
 # (the TAP's virtio-net header), control (requests applied to the
-# configuration model, the state file). Default: every target for 20 s
+# configuration model, the state file), batch (vswitchctl batch files,
+# parsed as vswitchctl parses them, applied to the model). Default: every
+# target for 20 s
 # each, the time-boxed pass the test command (scripts/test.sh) runs.
 # A crash fails the run and leaves its input in fuzz/artifacts/TARGET/
 # (reproduce: cd fuzz && cargo +nightly fuzz run -O TARGET FILE); make it a
@@ -15,19 +17,20 @@
 # every run reads too.
 set -euo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/../fuzz"
+self=$(realpath "${BASH_SOURCE[0]}")
+cd "$(dirname "$self")/../fuzz"
 limit=(-max_total_time=20)
 targets=()
 while [[ $# -gt 0 ]]; do
     case $1 in
         --secs) limit=(-max_total_time="$2"); shift 2 ;;
         --runs) limit=(-runs="$2"); shift 2 ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$self"; exit 0 ;;
         -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
         *) targets+=("$1"); shift ;;
     esac
 done
-[[ ${#targets[@]} -gt 0 ]] || targets=(pipeline wire vnet_hdr control)
+[[ ${#targets[@]} -gt 0 ]] || targets=(pipeline wire vnet_hdr control batch)
 
 cargo +nightly fuzz build -O
 log=$(mktemp)

@@ -7,6 +7,7 @@
 //! the one definition of the protocol: the daemon and `vswitchctl` both use
 //! them, so the two cannot drift apart.
 
+pub mod cli;
 pub mod client;
 pub mod mac;
 pub mod proto;

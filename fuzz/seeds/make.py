@@ -2,7 +2,7 @@
 """Writes the seed inputs of the fuzz targets into fuzz/corpus/<target>/:
 frames of every kind the switch handles, for `pipeline` in its record
 format (checksums left zero: flag bit 0 has the target make them right),
-and requests for `control`. Run once; the fuzzer grows the corpus."""
+requests for `control` and batch files for `batch`. Run once; the fuzzer grows the corpus."""
 import os, struct
 
 ROUTER = bytes([2, 0xaa, 0, 0, 0, 1])
@@ -72,5 +72,20 @@ control = {
 os.makedirs(os.path.join(root, 'control'), exist_ok=True)
 for name, text in control.items():
     open(os.path.join(root, 'control', name), 'w').write(text)
+batch = {
+  'services': '# Services of namespace default\n'
+              'service add 10.96.0.10:80/tcp --backend 10.244.1.5:8080 --backend 10.244.2.7:8080\n'
+              '\n   # indented comment\n'
+              '\tservice   backends 10.96.0.10:80/tcp 10.244.1.5:8080 --terminating 10.244.2.7:8080\n'
+              'service add [fd00::10]:53/udp --affinity-timeout 30 --may-exist\n'
+              'service add 10.96.0.11:443/tcp --node-port 30443 --backend 10.244.1.6:8443\n'
+              'service del 10.96.0.99:443/tcp --if-exists\n',
+  'refused': 'service add 10.96.0.10:80/tcp\nport add veth1\n',
+  'help': 'service add --help\n',
+  'bad_value': 'service add 10.96.0.10:80/tcp --backend [fd00::1]:80\n',
+}
+os.makedirs(os.path.join(root, 'batch'), exist_ok=True)
+for name, text in batch.items():
+    open(os.path.join(root, 'batch', name), 'w').write(text)
 os.makedirs(os.path.join(root, 'vnet_hdr'), exist_ok=True)
 open(os.path.join(root, 'vnet_hdr', 'gso'), 'wb').write(seeds['tap_gso'][4:])

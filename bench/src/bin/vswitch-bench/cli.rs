@@ -236,8 +236,9 @@ impl OutArgs {
     }
 }
 
+/// Where and how fast `gen` and `flood` send.
 #[derive(Args)]
-pub struct GenArgs {
+pub struct SendArgs {
     /// Interface to send from.
     #[arg(long)]
     pub iface: String,
@@ -252,6 +253,15 @@ pub struct GenArgs {
     /// Seconds to send.
     #[arg(long, default_value = "10", value_parser = parse_seconds)]
     pub duration: f64,
+    /// Core to pin the sender to.
+    #[arg(long)]
+    pub core: Option<usize>,
+}
+
+#[derive(Args)]
+pub struct GenArgs {
+    #[command(flatten)]
+    pub send: SendArgs,
     /// Stop after this many frames.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
@@ -261,9 +271,6 @@ pub struct GenArgs {
     /// Trial tag in the stamps (a sink given --tag counts only these).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub tag: u16,
-    /// Core to pin the generator to.
-    #[arg(long)]
-    pub core: Option<usize>,
     #[command(flatten)]
     pub frame: FrameArgs,
     #[command(flatten)]
@@ -272,14 +279,8 @@ pub struct GenArgs {
 
 #[derive(Args)]
 pub struct FloodArgs {
-    /// Interface to send from.
-    #[arg(long)]
-    pub iface: String,
-    /// Network namespace of the interface (a name under /run/netns or a path).
-    #[arg(long)]
-    pub netns: Option<String>,
-    #[arg(long, value_enum, default_value_t = DriverKind::Auto)]
-    pub driver: DriverKind,
+    #[command(flatten)]
+    pub send: SendArgs,
     /// What to send.
     #[arg(long, value_enum)]
     pub kind: Kind,
@@ -299,15 +300,6 @@ pub struct FloodArgs {
     /// Seed of the random MACs, addresses and bytes (default: random).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Frames per second (500k, 2M, ...) or `max`.
-    #[arg(long, default_value = "max", value_parser = parse_rate)]
-    pub rate: Rate,
-    /// Seconds to send.
-    #[arg(long, default_value = "10", value_parser = parse_seconds)]
-    pub duration: f64,
-    /// Core to pin the sender to.
-    #[arg(long)]
-    pub core: Option<usize>,
     /// Write what was sent as JSON to FILE.
     #[arg(long)]
     pub json: Option<PathBuf>,

@@ -67,34 +67,40 @@ fn main() {
 fn cmd_gen(a: GenArgs) -> anyhow::Result<()> {
     let f = &a.frame;
     let g = generator::Generator::start(
-        f.gen_config(&a.netns, &a.iface, a.driver, a.stream, a.core),
+        f.gen_config(
+            &a.send.netns,
+            &a.send.iface,
+            a.send.driver,
+            a.stream,
+            a.send.core,
+        ),
         None,
     )?;
     eprintln!(
         "gen: {} on {} ({}), {} -> {} {}:{}, {} at {}",
         g.info.driver,
-        a.iface,
+        a.send.iface,
         g.info.src_mac,
         g.info.src_ip,
         g.info.dst_mac,
         f.dst_ip,
         f.dst_port,
         f.size.label(),
-        a.rate.0.map_or("max".into(), fmt_pps)
+        a.send.rate.0.map_or("max".into(), fmt_pps)
     );
     let (r, _) = g.run(
         a.tag,
-        a.rate.0,
-        Duration::from_secs_f64(a.duration),
+        a.send.rate.0,
+        Duration::from_secs_f64(a.send.duration),
         a.count,
         Duration::ZERO,
     )?;
     r.print();
-    let core = a.core.map_or("unpinned".into(), |c| c.to_string());
+    let core = a.send.core.map_or("unpinned".into(), |c| c.to_string());
     let mut out = a.out.result("gen", &format!("generator core {core}"));
     out.generator = Some(g.info.clone());
     out.generated = Some(r);
-    out.config = serde_json::json!({"iface": a.iface, "netns": a.netns, "rate": a.rate.0, "size": f.size.label(), "flows": f.flows});
+    out.config = serde_json::json!({"iface": a.send.iface, "netns": a.send.netns, "rate": a.send.rate.0, "size": f.size.label(), "flows": f.flows});
     a.out.write(&out)
 }
 
@@ -106,7 +112,7 @@ fn cmd_flood(a: FloodArgs) -> anyhow::Result<()> {
         a.sender_net.is_some(),
     )?;
     anyhow::ensure!(
-        a.driver != nic::DriverKind::Udp,
+        a.send.driver != nic::DriverKind::Udp,
         "--driver udp is for the sink only"
     );
     // The result file is opened before sending: a bad path fails at once.
@@ -118,22 +124,22 @@ fn cmd_flood(a: FloodArgs) -> anyhow::Result<()> {
     };
     let seed = a.seed.unwrap_or_else(|| fastrand::u64(..));
     let cfg = flood::FloodConfig {
-        netns: a.netns,
-        iface: a.iface.clone(),
-        driver: a.driver,
+        netns: a.send.netns,
+        iface: a.send.iface.clone(),
+        driver: a.send.driver,
         kind: a.kind,
         target: a.target,
         dst_port: a.dst_port.unwrap_or(80),
         dst_mac: a.dst_mac,
         sender_net: a.sender_net,
         seed,
-        core: a.core,
+        core: a.send.core,
     };
-    let r = flood::run(cfg, a.rate.0, Duration::from_secs_f64(a.duration))?;
+    let r = flood::run(cfg, a.send.rate.0, Duration::from_secs_f64(a.send.duration))?;
     eprintln!(
         "flood: {} from {} ({}), {} distinct frames, seed {seed}",
         r.kind.name(),
-        a.iface,
+        a.send.iface,
         r.driver,
         r.distinct
     );

@@ -12,16 +12,14 @@
 //! (caught before connecting) or 1 for a request that failed (no daemon,
 //! refused, broken reply).
 //!
-//! Code map: `cli` holds the clap definition of the command line and its
-//! conversion to a [`ctl::Command`], with the Service and connection
-//! tracking nouns in `service`; `batch` parses the lines of a `batch` input;
-//! this file runs one invocation and keeps the exit-code contract above.
+//! Code map: the clap definition of the command line, its conversion to a
+//! [`ctl::Command`] and the `batch` parser are the library's [`ctl::cli`]
+//! (so the fuzz targets reach them); `observe` follows `trace live` and
+//! `capture` watches, `output` prints replies, and this file runs one
+//! invocation and keeps the exit-code contract above.
 
-mod batch;
-mod cli;
 mod observe;
 mod output;
-mod service;
 #[cfg(test)]
 mod test_utils;
 
@@ -32,32 +30,13 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 use ctl::{Client, Reply};
 
-use crate::cli::{Cli, Cmd, Format};
 use crate::output::one_line;
+use ctl::cli::{Cli, Cmd, Failure, Format, TraceCmd, usage_line};
 
-/// Exit code of a request that failed.
-const EXIT_REQUEST_FAILED: u8 = 1;
-/// Exit code of bad arguments (clap uses the same for its own errors).
-const EXIT_USAGE: u8 = 2;
-
-/// Why an invocation failed; each maps to an exit code.
-#[derive(Debug, PartialEq, Eq)]
-enum Failure {
-    /// The arguments make no sense; nothing was sent.
-    Usage(String),
-    /// The request could not be completed.
-    Request(String),
-}
-
-impl Failure {
-    fn report(&self) -> ExitCode {
-        let (code, msg) = match self {
-            Failure::Usage(m) => (EXIT_USAGE, m),
-            Failure::Request(m) => (EXIT_REQUEST_FAILED, m),
-        };
-        eprintln!("vswitchctl: {}", one_line(msg));
-        ExitCode::from(code)
-    }
+/// Prints the failure as the contract says and gives its exit code.
+fn report(failure: &Failure) -> ExitCode {
+    eprintln!("vswitchctl: {}", one_line(failure.message()));
+    ExitCode::from(failure.exit_code())
 }
 
 /// Validates, sends the one request, and returns the text to print.
@@ -85,7 +64,7 @@ fn run(cli: &Cli) -> Result<String, Failure> {
     }
     let request_failed = |e: ctl::ClientError| Failure::Request(e.to_string());
     match &cli.command {
-        Cmd::Trace(cli::TraceCmd::Live(args)) => {
+        Cmd::Trace(TraceCmd::Live(args)) => {
             let mut client = Client::connect(&cli.socket).map_err(request_failed)?;
             return observe::live(&mut client, args, cli.output);
         }
@@ -140,27 +119,6 @@ fn render(reply: &Reply, format: Format) -> Result<String, Failure> {
     }
 }
 
-/// A clap error as one line: its message and tips, without the usage block.
-fn usage_line(err: &clap::Error) -> String {
-    let text = err.render().to_string();
-    if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-        // Clap would print the whole help; one line naming the usage is enough.
-        let usage = text
-            .lines()
-            .find_map(|l| l.strip_prefix("Usage: "))
-            .unwrap_or("vswitchctl");
-        return format!("incomplete command, usage: {} (see '--help')", usage.trim());
-    }
-    let text = text.split("\nUsage:").next().unwrap_or_default();
-    let text = text
-        .split("\nFor more information")
-        .next()
-        .unwrap_or_default();
-    let text = text.trim_start().strip_prefix("error:").unwrap_or(text);
-    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    format!("{line} (see '--help')")
-}
-
 /// Writes `text` to stdout. A reader that went away (`vswitchctl show | head`)
 /// is not an error.
 fn print(text: &str) -> Result<(), Failure> {
@@ -181,20 +139,20 @@ fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
-        Err(e) => return Failure::Usage(usage_line(&e)).report(),
+        Err(e) => return report(&Failure::Usage(usage_line(&e))),
     };
     match run(&cli).and_then(|text| print(&text)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(f) => f.report(),
+        Err(f) => report(&f),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use ctl::{Command, Encap, PortStats, Response, RouteSpec};
+    use ctl::{Command, Encap, PortStats, Response, RouteSpec, ServiceSpec};
 
     use super::*;
-    use crate::test_utils::{ep, fake_daemon, ip, key, parse, static_route};
+    use crate::test_utils::{fake_daemon, parse};
 
     #[test]
     fn route_add_round_trip_through_a_fake_daemon() {
@@ -220,9 +178,11 @@ mod tests {
         assert_eq!(
             request.command,
             Command::RouteAdd(RouteSpec {
-                via: Some(ip("192.168.50.2")),
+                prefix: "10.244.2.0/24".parse().unwrap(),
+                via: Some("192.168.50.2".parse().unwrap()),
+                dev: None,
                 encap: Some(Encap::Vxlan { vni: 42 }),
-                ..static_route("10.244.2.0/24")
+                may_exist: false,
             })
         );
     }
@@ -336,12 +296,12 @@ mod tests {
     #[test]
     fn service_list_round_trip_through_a_fake_daemon() {
         let services = vec![ctl::ServiceInfo {
-            service: key("10.96.0.10:80/tcp"),
+            service: "10.96.0.10:80/tcp".parse().unwrap(),
             affinity_timeout: None,
             node_port: Some(30_080),
             table_size: 65_537,
             backends: vec![ctl::BackendInfo {
-                addr: ep("10.244.1.5:8080"),
+                addr: "10.244.1.5:8080".parse().unwrap(),
                 state: ctl::BackendState::Ready,
                 active: 4,
             }],
@@ -387,5 +347,56 @@ mod tests {
     fn done_prints_nothing_as_text_and_empty_object_as_json() {
         assert_eq!(render(&Reply::Done, Format::Text), Ok(String::new()));
         assert_eq!(render(&Reply::Done, Format::Json), Ok("{}\n".to_string()));
+    }
+
+    #[test]
+    fn batch_reads_a_file_and_sends_one_request() {
+        let path =
+            std::env::temp_dir().join(format!("vswitchctl-{}-batch.txt", std::process::id()));
+        std::fs::write(
+            &path,
+            "service add 10.96.0.10:80/tcp --backend 10.244.1.5:8080\n\
+             service del 10.96.0.11:80/tcp\n",
+        )
+        .unwrap();
+        let (sock, daemon) = fake_daemon("batch", Response::ok(Reply::Done));
+        let got = run(&parse(&[
+            "--socket",
+            sock.to_str().unwrap(),
+            "batch",
+            path.to_str().unwrap(),
+        ])
+        .unwrap());
+        let request = daemon.join().unwrap();
+        let _ = std::fs::remove_file(&sock);
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(got, Ok(String::new()));
+        assert_eq!(
+            request.command,
+            Command::Batch {
+                commands: vec![
+                    Command::ServiceAdd(ServiceSpec::new(
+                        "10.96.0.10:80/tcp".parse().unwrap(),
+                        vec!["10.244.1.5:8080".parse().unwrap()]
+                    )),
+                    Command::ServiceDel {
+                        service: "10.96.0.11:80/tcp".parse().unwrap(),
+                        if_exists: false,
+                    },
+                ]
+            }
+        );
+        let missing = std::env::temp_dir().join("vswitchctl-no-such-batch.txt");
+        match parse(&["batch", missing.to_str().unwrap()])
+            .unwrap()
+            .command
+            .to_command()
+        {
+            Err(Failure::Usage(m)) => assert!(
+                m.starts_with(&format!("cannot read {}: ", missing.display())),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 }

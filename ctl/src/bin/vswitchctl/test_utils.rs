@@ -1,58 +1,17 @@
-//! Helpers shared by the unit tests of every module: parsing arguments as
-//! `vswitchctl` would, short constructors for addresses and Services, and a
-//! one-shot fake vswitchd.
+//! Helpers of the binary's unit tests: parsing arguments as `vswitchctl`
+//! would and a one-shot fake vswitchd.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, SocketAddr};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::thread;
 
 use clap::Parser;
-use ctl::{Command, Request, Response, RouteSpec, ServiceKey};
-use ipnet::IpNet;
-
-use crate::cli::Cli;
-use crate::{EXIT_USAGE, Failure, usage_line};
+use ctl::cli::Cli;
+use ctl::{Request, Response};
 
 pub(crate) fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
     Cli::try_parse_from(std::iter::once("vswitchctl").chain(args.iter().copied()))
-}
-
-pub(crate) fn command(args: &[&str]) -> Result<Command, Failure> {
-    parse(args).expect("arguments parse").command.to_command()
-}
-
-/// The one-line message a usage error prints, from clap or from our own checks.
-pub(crate) fn usage_error(args: &[&str]) -> String {
-    match parse(args) {
-        Err(e) => {
-            assert_eq!(e.exit_code(), i32::from(EXIT_USAGE), "{args:?}");
-            usage_line(&e)
-        }
-        Ok(cli) => match cli.command.to_command() {
-            Err(Failure::Usage(m)) => m,
-            other => panic!("{args:?} must be a usage error, got {other:?}"),
-        },
-    }
-}
-
-pub(crate) fn net(s: &str) -> IpNet {
-    s.parse().unwrap()
-}
-
-pub(crate) fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-pub(crate) fn static_route(prefix: &str) -> RouteSpec {
-    RouteSpec {
-        prefix: net(prefix),
-        via: None,
-        dev: None,
-        encap: None,
-        may_exist: false,
-    }
 }
 
 /// A one-shot fake vswitchd: answers the first request with `response`
@@ -76,12 +35,4 @@ pub(crate) fn fake_daemon(
         serde_json::from_str(&line).expect("request is valid protocol")
     });
     (path, handle)
-}
-
-pub(crate) fn key(s: &str) -> ServiceKey {
-    s.parse().unwrap()
-}
-
-pub(crate) fn ep(s: &str) -> SocketAddr {
-    s.parse().unwrap()
 }

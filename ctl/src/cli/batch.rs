@@ -9,13 +9,10 @@
 use std::io::{self, Read};
 use std::path::Path;
 
+use super::{Cmd, Failure, ServiceCmd, usage_line};
+use crate::Command;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, FromArgMatches, Parser};
-use ctl::Command;
-
-use crate::cli::Cmd;
-use crate::service::ServiceCmd;
-use crate::{Failure, usage_line};
 
 /// One line of a `batch` input: a command without the program name and
 /// without the global options, parsed with the same [`Cmd`] definition.
@@ -38,7 +35,7 @@ impl Cmd {
 }
 
 /// Reads the input of `batch`: FILE, or standard input for `-` or none.
-pub(crate) fn read_batch(file: Option<&Path>) -> Result<String, Failure> {
+pub fn read_batch(file: Option<&Path>) -> Result<String, Failure> {
     match file.filter(|p| *p != Path::new("-")) {
         Some(path) => std::fs::read_to_string(path)
             .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display()))),
@@ -54,53 +51,80 @@ pub(crate) fn read_batch(file: Option<&Path>) -> Result<String, Failure> {
 
 /// Parses the lines of a `batch` input into the commands of one
 /// [`Command::Batch`], or the first bad line as `line N: <why>`.
-pub(crate) fn batch_commands(text: &str) -> Result<Vec<Command>, Failure> {
-    // Built once: clap's definition is the costly part of parsing, and a
-    // controller's batch may hold tens of thousands of lines.
-    let mut parser = BatchLine::command();
-    let mut commands = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let at_line = |msg: String| Failure::Usage(format!("line {}: {msg}", index + 1));
-        let cmd = parser
-            .try_get_matches_from_mut(line.split_whitespace())
-            .and_then(|matches| BatchLine::from_arg_matches(&matches))
-            .map(|batch_line| batch_line.command);
-        let cmd = match cmd {
-            Ok(cmd) => cmd,
-            Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
-                return Err(at_line(
-                    "--help and --version cannot be used in a batch".to_string(),
-                ));
-            }
-            Err(e) => return Err(at_line(usage_line(&e))),
-        };
-        if !cmd.batchable() {
-            let name: Vec<&str> = line.split_whitespace().take(2).collect();
-            return Err(at_line(format!(
-                "'{}' cannot be batched; a batch holds only 'service add', \
-                 'service backends' and 'service del'",
-                name.join(" ")
-            )));
-        }
-        commands.push(cmd.to_command().map_err(|f| match f {
-            Failure::Usage(m) => at_line(m),
-            other => other,
-        })?);
+pub fn batch_commands(text: &str) -> Result<Vec<Command>, Failure> {
+    BatchParser::new().parse(text)
+}
+
+/// The parser of `batch` input, kept to parse many inputs: clap's
+/// definition is the costly part of parsing (a controller's batch may hold
+/// tens of thousands of lines, and the fuzz target parses millions of
+/// inputs), so it is built once. A line's meaning does not depend on the
+/// lines or inputs parsed before it.
+#[derive(Debug)]
+pub struct BatchParser {
+    clap: clap::Command,
+}
+
+impl Default for BatchParser {
+    fn default() -> Self {
+        Self::new()
     }
-    Ok(commands)
+}
+
+impl BatchParser {
+    pub fn new() -> Self {
+        BatchParser {
+            clap: BatchLine::command(),
+        }
+    }
+
+    /// The commands of `text`, or its first bad line as `line N: <why>`.
+    pub fn parse(&mut self, text: &str) -> Result<Vec<Command>, Failure> {
+        let mut commands = Vec::new();
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let at_line = |msg: String| Failure::Usage(format!("line {}: {msg}", index + 1));
+            let cmd = self
+                .clap
+                .try_get_matches_from_mut(line.split_whitespace())
+                .and_then(|matches| BatchLine::from_arg_matches(&matches))
+                .map(|batch_line| batch_line.command);
+            let cmd = match cmd {
+                Ok(cmd) => cmd,
+                Err(e)
+                    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) =>
+                {
+                    return Err(at_line(
+                        "--help and --version cannot be used in a batch".to_string(),
+                    ));
+                }
+                Err(e) => return Err(at_line(usage_line(&e))),
+            };
+            if !cmd.batchable() {
+                let name: Vec<&str> = line.split_whitespace().take(2).collect();
+                return Err(at_line(format!(
+                    "'{}' cannot be batched; a batch holds only 'service add', \
+                     'service backends' and 'service del'",
+                    name.join(" ")
+                )));
+            }
+            commands.push(cmd.to_command().map_err(|f| match f {
+                Failure::Usage(m) => at_line(m),
+                other => other,
+            })?);
+        }
+        Ok(commands)
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use ctl::{Reply, Response, ServiceSpec};
-
     use super::*;
-    use crate::run;
-    use crate::test_utils::{command, ep, fake_daemon, key, parse};
+    use crate::ServiceSpec;
+    use crate::cli::test_utils::{ep, key};
 
     #[test]
     fn batch_parses_each_line_like_the_command_line() {
@@ -221,52 +245,5 @@ service del 10.96.0.99:443/tcp --if-exists
                 )
             })
         );
-    }
-
-    #[test]
-    fn batch_reads_a_file_and_sends_one_request() {
-        let path =
-            std::env::temp_dir().join(format!("vswitchctl-{}-batch.txt", std::process::id()));
-        std::fs::write(
-            &path,
-            "service add 10.96.0.10:80/tcp --backend 10.244.1.5:8080\n\
-             service del 10.96.0.11:80/tcp\n",
-        )
-        .unwrap();
-        let (sock, daemon) = fake_daemon("batch", Response::ok(Reply::Done));
-        let got = run(&parse(&[
-            "--socket",
-            sock.to_str().unwrap(),
-            "batch",
-            path.to_str().unwrap(),
-        ])
-        .unwrap());
-        let request = daemon.join().unwrap();
-        let _ = std::fs::remove_file(&sock);
-        let _ = std::fs::remove_file(&path);
-        assert_eq!(got, Ok(String::new()));
-        assert_eq!(
-            request.command,
-            Command::Batch {
-                commands: vec![
-                    Command::ServiceAdd(ServiceSpec::new(
-                        key("10.96.0.10:80/tcp"),
-                        vec![ep("10.244.1.5:8080")]
-                    )),
-                    Command::ServiceDel {
-                        service: key("10.96.0.11:80/tcp"),
-                        if_exists: false,
-                    },
-                ]
-            }
-        );
-        let missing = std::env::temp_dir().join("vswitchctl-no-such-batch.txt");
-        match command(&["batch", missing.to_str().unwrap()]) {
-            Err(Failure::Usage(m)) => assert!(
-                m.starts_with(&format!("cannot read {}: ", missing.display())),
-                "{m}"
-            ),
-            other => panic!("{other:?}"),
-        }
     }
 }

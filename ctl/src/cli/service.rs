@@ -9,16 +9,16 @@ use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 
 use clap::{Args, Subcommand, ValueEnum};
-use ctl::{Command, DEFAULT_AFFINITY_TIMEOUT, ServiceKey, ServiceSpec, parse_endpoint};
 
-use crate::Failure;
+use super::Failure;
+use crate::{Command, DEFAULT_AFFINITY_TIMEOUT, ServiceKey, ServiceSpec, parse_endpoint};
 
 /// The longest ClientIP affinity timeout in seconds (one day, as kube-proxy
 /// allows).
 const AFFINITY_TIMEOUT_MAX: i64 = 86_400;
 
 #[derive(Debug, Subcommand)]
-pub(crate) enum ServiceCmd {
+pub enum ServiceCmd {
     /// Add a Service: `service add 10.96.0.10:80/tcp --backend 10.244.1.5:8080`.
     Add(ServiceAddArgs),
     /// Replace the endpoints of a Service.
@@ -51,7 +51,7 @@ pub(crate) enum ServiceCmd {
 }
 
 #[derive(Debug, Args)]
-pub(crate) struct ServiceAddArgs {
+pub struct ServiceAddArgs {
     /// The Service: VIP, port and protocol (tcp, udp or sctp), such as
     /// 10.96.0.10:80/tcp or [fd00::10]:53/udp.
     #[arg(value_name = "VIP:PORT/PROTO", value_parser = service_key)]
@@ -97,7 +97,7 @@ pub(crate) struct ServiceAddArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub(crate) enum CtCmd {
+pub enum CtCmd {
     /// List tracked connections: the client's view and the backend's.
     List,
     /// Forget every tracked connection and affinity entry.
@@ -119,7 +119,7 @@ enum CliAffinity {
 impl ServiceCmd {
     /// The protocol command for these arguments, or a usage error for
     /// combinations clap cannot express.
-    pub(crate) fn to_command(&self) -> Result<Command, Failure> {
+    pub fn to_command(&self) -> Result<Command, Failure> {
         Ok(match self {
             ServiceCmd::Add(args) => Command::ServiceAdd(args.to_spec()?),
             ServiceCmd::Backends {
@@ -145,7 +145,7 @@ impl ServiceCmd {
 
 impl CtCmd {
     /// The protocol command for these arguments.
-    pub(crate) fn to_command(&self) -> Command {
+    pub fn to_command(&self) -> Command {
         match self {
             CtCmd::List => Command::CtList {
                 after: None,
@@ -218,7 +218,7 @@ fn service_key(s: &str) -> Result<ServiceKey, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_utils::{command, ep, key, usage_error};
+    use crate::cli::test_utils::{command, ep, key, usage_error};
 
     #[test]
     fn service_and_ct_subcommands_map_to_one_command() {
