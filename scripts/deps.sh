@@ -19,6 +19,9 @@ PACKAGES=(
     # tests/deploy.rs renders the manual pages; setpriv (util-linux) runs
     # vswitchd and clients with fewer capabilities or as another user.
     man-db groff-base util-linux
+    # tests/cni.rs: the CNI plugin delegates IPAM to host-local and is
+    # chained with tuning (/usr/lib/cni).
+    containernetworking-plugins
 )
 
 log() { echo "deps.sh: $*" >&2; }

@@ -1,0 +1,143 @@
+//! ADD: an address from IPAM, a port on vswitchd, the pod's interface
+//! configured; all of it undone when a step fails.
+
+use std::fs::File;
+
+use ctl::{MacAddr, PortSpec, PortType};
+use ipnet::IpNet;
+
+use crate::env::{Env, Verb};
+use crate::link::{self, IfConfig};
+use crate::spec::{Attach, CniResult, Error, Interface, NetConf, code};
+use crate::store::{Record, Store};
+use crate::switch::Switch;
+use crate::{del, ipam, plan};
+
+pub fn add(conf: &NetConf, raw: &[u8], env: &Env) -> Result<CniResult, Error> {
+    let Some(ipam_plugin) = conf.ipam_plugin() else {
+        return Err(Error::new(
+            code::INVALID_CONFIG,
+            "the configuration has no 'ipam': vswitch-cni takes the pod's addresses \
+             from an IPAM plugin, such as {\"type\": \"host-local\", ...}",
+        ));
+    };
+    let prev = match &conf.prev_result {
+        Some(v) => Some(CniResult::from_value(v)?),
+        None => None,
+    };
+    let store = Store::open(&conf.data_dir(), &conf.name)?;
+    let ns = link::open_netns(&env.netns)?;
+    if link::exists(Some(&ns), &env.ifname)? {
+        return Err(Error::new(
+            code::EXISTS,
+            format!("the pod already has an interface {}", env.ifname),
+        ));
+    }
+    // vswitchd first: away, it would leave an address leased for nothing.
+    let mut sw = Switch::connect(&conf.socket())?;
+    del::remove_pending(&store, &mut sw);
+    let addrs = sw.addrs()?;
+    let ports = sw.ports()?;
+    let routes = sw.routes()?;
+    let mtu = plan::mtu(conf.mtu, &ports, &routes, link::host_mtu);
+
+    let leased = ipam::delegate(ipam_plugin, Verb::Add, env, raw)?.expect("ADD has a result");
+    let undo_ipam = || {
+        let _ = ipam::delegate(ipam_plugin, Verb::Del, env, raw);
+    };
+    let (mut ips, routes) = plan::addressing(&leased, &addrs);
+    let nets: Vec<IpNet> = ips.iter().map(|ip| ip.address).collect();
+    let mac = plan::pod_mac(&nets, &env.container_id, &env.ifname);
+    let record = Record {
+        container_id: env.container_id.clone(),
+        ifname: env.ifname.clone(),
+        netns: env.netns.clone(),
+        port: plan::port_name(&env.container_id, &env.ifname),
+        attach: conf.attach,
+        ips: nets.iter().map(IpNet::addr).collect(),
+        mac: plan::mac_text(mac),
+        port_pending: false,
+    };
+    let cfg = IfConfig {
+        mac: None,
+        mtu,
+        addrs: nets,
+        routes: routes.clone(),
+    };
+    if let Err(e) = attach(&mut sw, &ns, env, &record, mac, cfg).and_then(|()| store.put(&record)) {
+        detach(&mut sw, &record);
+        undo_ipam();
+        return Err(e);
+    }
+
+    // The result: what came before in the chain, then ours.
+    let mut result = prev.unwrap_or_default();
+    if conf.attach == Attach::Afxdp {
+        result.interfaces.push(Interface {
+            name: record.port.clone(),
+            mac: link::host_mac(&record.port).map(plan::mac_text),
+            sandbox: None,
+            mtu: Some(mtu),
+        });
+    }
+    let sandbox = result.interfaces.len();
+    result.interfaces.push(Interface {
+        name: env.ifname.clone(),
+        mac: Some(record.mac.clone()),
+        sandbox: Some(env.netns.clone()),
+        mtu: Some(mtu),
+    });
+    for ip in &mut ips {
+        ip.interface = Some(sandbox);
+    }
+    result.ips.extend(ips);
+    result.routes.extend(routes);
+    if result.dns == Default::default() {
+        result.dns = leased.dns;
+    }
+    Ok(result.converted(&conf.cni_version))
+}
+
+/// The port and the pod's interface, in the order each attach mode needs.
+fn attach(
+    sw: &mut Switch,
+    ns: &File,
+    env: &Env,
+    r: &Record,
+    mac: [u8; 6],
+    mut cfg: IfConfig,
+) -> Result<(), Error> {
+    let spec = PortSpec {
+        mac: Some(MacAddr(mac)),
+        ips: r.ips.clone(),
+        ..PortSpec::afxdp(&r.port)
+    };
+    match r.attach {
+        // vswitchd creates the TAP in the pod, named and with the MAC.
+        Attach::Tap => {
+            sw.port_add(PortSpec {
+                port_type: PortType::Tap,
+                netns: Some(env.netns.clone()),
+                ifname: Some(env.ifname.clone()),
+                ..spec
+            })?;
+            link::configure(ns, &env.ifname, &cfg)
+        }
+        // The veth first, so that the port attaches to a configured link.
+        Attach::Afxdp => {
+            let peer = plan::peer_name(&env.container_id, &env.ifname);
+            link::create_veth(&r.port, &peer, ns, &env.ifname, cfg.mtu)?;
+            cfg.mac = Some(mac);
+            link::configure(ns, &env.ifname, &cfg)?;
+            sw.port_add(spec)
+        }
+    }
+}
+
+/// Undoes [`attach`] as far as it got.
+fn detach(sw: &mut Switch, r: &Record) {
+    let _ = sw.port_del(&r.port);
+    if r.attach == Attach::Afxdp {
+        let _ = link::delete(None, &r.port);
+    }
+}
