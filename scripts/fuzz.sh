@@ -2,15 +2,15 @@
 # Runs the cargo-fuzz targets of fuzz/ (nightly, AddressSanitizer) over
 # their corpus in fuzz/corpus/TARGET, which the runs grow.
 #
-#   scripts/fuzz.sh [--secs N | --runs N] [--jobs N] [TARGET...]
+#   scripts/fuzz.sh [--secs N | --runs N] [TARGET...]
 #
 # Targets: pipeline (every port role through the whole pipeline), wire
 # (the frame views, the trace description, the filter language), vnet_hdr
 # (the TAP's virtio-net header), control (requests applied to the
 # configuration model, the state file), batch (vswitchctl batch files,
 # parsed as vswitchctl parses them, applied to the model). Default: every
-# target for 20 s
-# each, the time-boxed pass the test command (scripts/test.sh) runs.
+# target for 20 s each, the time-boxed pass the test command
+# (scripts/test.sh) runs.
 # A crash fails the run and leaves its input in fuzz/artifacts/TARGET/
 # (reproduce: cd fuzz && cargo +nightly fuzz run -O TARGET FILE); make it a
 # regression test and keep the input in fuzz/regressions/TARGET/, which

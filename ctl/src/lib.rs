@@ -1,4 +1,6 @@
-//! The vswitch control protocol and its client.
+//! The vswitch control protocol and its client, and vswitchctl's command
+//! line ([`cli`]: the clap definition and the `batch` parser, here so the
+//! fuzz targets reach them).
 //!
 //! `vswitchd` listens on a unix stream socket (default [`DEFAULT_SOCKET`]).
 //! A client writes one JSON [`Request`] per line and reads one JSON

@@ -3,9 +3,10 @@
 //! configuration model as the daemon applies them.
 //!
 //! Invariants: nothing panics; a request that parses serialises and parses
-//! back equal; a refused request leaves the model as it was; the state
-//! file's form of every model reached reads back equal (the file never
-//! loses what it held).
+//! back equal; the state file's form of every model reached reads back
+//! equal (the file never loses what it held). A refused request leaves the
+//! model as it was by construction (`Model::apply` works on a copy), so
+//! that is not checked here.
 
 #![no_main]
 
@@ -31,7 +32,6 @@ fuzz_target!(|data: &[u8]| {
         let again: Request = serde_json::from_str(&serde_json::to_string(&req).unwrap())
             .expect("a request serialises to what parses");
         assert_eq!(again, req);
-        let before = model.clone();
         match model.apply(&req.command, &facts) {
             Ok(next) => {
                 let st = next.state(MacAddr([2, 0, 0, 0, 0, 1]));
@@ -40,10 +40,7 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(back, st, "the state file keeps the model");
                 model = next;
             }
-            Err(e) => {
-                assert!(!e.0.is_empty(), "a refusal says why");
-                assert_eq!(model, before, "a refused request changes nothing");
-            }
+            Err(e) => assert!(!e.0.is_empty(), "a refusal says why"),
         }
     }
 });

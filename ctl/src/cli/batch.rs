@@ -72,6 +72,7 @@ impl Default for BatchParser {
 }
 
 impl BatchParser {
+    /// A parser with clap's definition built.
     pub fn new() -> Self {
         BatchParser {
             clap: BatchLine::command(),

@@ -1,8 +1,8 @@
 //! The command line of vswitchctl as a library: the clap definition
 //! ([`Cli`], [`Cmd`]), each command's conversion to exactly one
 //! [`Command`], and the parser of `batch` input. The binary runs what this
-//! parses; the fuzz target `control` feeds `batch` input to
-//! [`batch_commands`] as a user's file would reach it.
+//! parses; the fuzz target `batch` feeds arbitrary `batch` input to
+//! [`BatchParser`] as a user's file would reach it.
 //!
 //! Code map: this file holds the top level; `port` the port and fdb nouns,
 //! `route` the addr, route and neigh nouns, `service` the Service and
