@@ -64,7 +64,11 @@ pub fn add(conf: &NetConf, raw: &[u8], env: &Env) -> Result<CniResult, Error> {
         addrs: nets,
         routes: routes.clone(),
     };
-    if let Err(e) = attach(&mut sw, &ns, env, &record, mac, cfg).and_then(|()| store.put(&record)) {
+    if let Err(e) = attach(&mut sw, &ns, env, &record, mac, cfg) {
+        undo_ipam();
+        return Err(e);
+    }
+    if let Err(e) = store.put(&record) {
         detach(&mut sw, &record);
         undo_ipam();
         return Err(e);
@@ -98,7 +102,9 @@ pub fn add(conf: &NetConf, raw: &[u8], env: &Env) -> Result<CniResult, Error> {
     Ok(result.converted(&conf.cni_version))
 }
 
-/// The port and the pod's interface, in the order each attach mode needs.
+/// The port and the pod's interface, in the order each attach mode needs;
+/// on failure, what this call made is removed again (and nothing else: a
+/// port or link of that name someone else made stays).
 fn attach(
     sw: &mut Switch,
     ns: &File,
@@ -121,20 +127,23 @@ fn attach(
                 ifname: Some(env.ifname.clone()),
                 ..spec
             })?;
-            link::configure(ns, &env.ifname, &cfg)
+            link::configure(ns, &env.ifname, &cfg).inspect_err(|_| detach(sw, r))
         }
         // The veth first, so that the port attaches to a configured link.
         Attach::Afxdp => {
             let peer = plan::peer_name(&env.container_id, &env.ifname);
             link::create_veth(&r.port, &peer, ns, &env.ifname, cfg.mtu)?;
             cfg.mac = Some(mac);
-            link::configure(ns, &env.ifname, &cfg)?;
-            sw.port_add(spec)
+            link::configure(ns, &env.ifname, &cfg)
+                .and_then(|()| sw.port_add(spec))
+                .inspect_err(|_| {
+                    let _ = link::delete(None, &r.port);
+                })
         }
     }
 }
 
-/// Undoes [`attach`] as far as it got.
+/// Undoes a whole [`attach`].
 fn detach(sw: &mut Switch, r: &Record) {
     let _ = sw.port_del(&r.port);
     if r.attach == Attach::Afxdp {

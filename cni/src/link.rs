@@ -126,38 +126,50 @@ pub fn delete(ns: Option<&File>, name: &str) -> Result<bool, Error> {
 
 /// Creates the veth pair `host` ↔ `peer` in the host's namespace, moves
 /// `peer` into `ns` as `ifname`, and sets the host end's MTU and brings it
-/// up. On failure the pair is removed again.
+/// up. A pair it made is removed again when a later step fails; a name
+/// taken by someone else's link is an error that removes nothing.
 pub fn create_veth(host: &str, peer: &str, ns: &File, ifname: &str, mtu: u32) -> Result<(), Error> {
     let (host, peer, ifname) = (host.to_string(), peer.to_string(), ifname.to_string());
     let ns_fd = ns.as_raw_fd();
-    let made = netlink(None, &format!("create the veth pair {host}"), |h| {
-        let host = host.clone();
-        async move {
+    let (h2, p2) = (host.clone(), peer.clone());
+    netlink(
+        None,
+        &format!("create the veth pair {host}"),
+        |h| async move {
             h.link()
-                .add(LinkVeth::new(&host, &peer).mtu(mtu).build())
-                .execute()
-                .await?;
-            let peer_idx = index(&h, &peer)
-                .await?
-                .ok_or(rtnetlink::Error::RequestFailed)?;
-            h.link()
-                .set(
-                    LinkUnspec::new_with_index(peer_idx)
-                        .setns_by_fd(ns_fd)
-                        .name(ifname)
-                        .build(),
-                )
-                .execute()
-                .await?;
-            let host_idx = index(&h, &host)
-                .await?
-                .ok_or(rtnetlink::Error::RequestFailed)?;
-            h.link()
-                .set(LinkUnspec::new_with_index(host_idx).up().build())
+                .add(LinkVeth::new(&h2, &p2).mtu(mtu).build())
                 .execute()
                 .await
-        }
-    });
+        },
+    )?;
+    let made = netlink(
+        None,
+        &format!("move {peer} into the pod as {ifname}"),
+        |h| {
+            let host = host.clone();
+            async move {
+                let peer_idx = index(&h, &peer)
+                    .await?
+                    .ok_or(rtnetlink::Error::RequestFailed)?;
+                h.link()
+                    .set(
+                        LinkUnspec::new_with_index(peer_idx)
+                            .setns_by_fd(ns_fd)
+                            .name(ifname)
+                            .build(),
+                    )
+                    .execute()
+                    .await?;
+                let host_idx = index(&h, &host)
+                    .await?
+                    .ok_or(rtnetlink::Error::RequestFailed)?;
+                h.link()
+                    .set(LinkUnspec::new_with_index(host_idx).up().build())
+                    .execute()
+                    .await
+            }
+        },
+    );
     if made.is_err() {
         let _ = delete(None, &host);
     }

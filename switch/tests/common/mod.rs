@@ -256,15 +256,26 @@ pub fn vswitchd_bin() -> PathBuf {
 
 /// Path of vswitchctl: `$VSWITCHCTL`, else next to vswitchd.
 pub fn vswitchctl_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("VSWITCHCTL") {
+    sibling_bin("VSWITCHCTL", "vswitchctl", "ctl")
+}
+
+/// Path of the CNI plugin: `$VSWITCH_CNI`, else next to vswitchd.
+pub fn cni_bin() -> PathBuf {
+    sibling_bin("VSWITCH_CNI", "vswitch-cni", "cni")
+}
+
+/// A binary of another crate of the workspace: `$var`, else the one built
+/// next to vswitchd.
+fn sibling_bin(var: &str, name: &str, krate: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(var) {
         return PathBuf::from(p);
     }
-    let p = Path::new(env!("CARGO_BIN_EXE_vswitchd")).with_file_name("vswitchctl");
+    let p = Path::new(env!("CARGO_BIN_EXE_vswitchd")).with_file_name(name);
     assert!(
         p.exists(),
-        "vswitchctl not found at {}: it belongs to the ctl crate, which `cargo test -p switch` does \
+        "{name} not found at {}: it belongs to the {krate} crate, which `cargo test -p switch` does \
          not build; run `cargo build --release --workspace` (or `cargo build --workspace` for a debug \
-         test run) first, as scripts/test.sh does, or set VSWITCHCTL",
+         test run) first, as scripts/test.sh does, or set {var}",
         p.display()
     );
     p
