@@ -20,8 +20,9 @@ PACKAGES=(
     # vswitchd and clients with fewer capabilities or as another user.
     man-db groff-base util-linux
     # tests/cni.rs: the CNI plugin delegates IPAM to host-local and is
-    # chained with tuning (/usr/lib/cni).
-    containernetworking-plugins
+    # chained with tuning (/usr/lib/cni); podman (with runc, and a
+    # busybox-static root filesystem) attaches containers through it.
+    containernetworking-plugins podman runc busybox-static
 )
 
 log() { echo "deps.sh: $*" >&2; }

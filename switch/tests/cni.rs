@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{TestEnv, cni_bin, ip, netns_exec, wait_for};
+use common::{TestEnv, cannot_run, cni_bin, ip, netns_exec, wait_for};
 use serde_json::{Value, json};
 
 /// Where Debian's containernetworking-plugins are.
@@ -71,11 +71,6 @@ struct Cni {
 
 impl Cni {
     fn new(env: &TestEnv) -> Cni {
-        assert!(
-            Path::new(PLUGINS).join("host-local").exists(),
-            "{PLUGINS}/host-local is missing: install containernetworking-plugins \
-             (scripts/deps.sh does)"
-        );
         Cni {
             bin: cni_bin(),
             dir: env.dir.clone(),
@@ -224,7 +219,27 @@ fn with_prev(conf: &Value, prev: &Value) -> Value {
     c
 }
 
+/// Whether every file of `paths` exists; if not, the test cannot run
+/// ([`cannot_run`]: a failure unless the run allows skipping).
+fn needs(name: &str, paths: &[&str], package: &str) -> bool {
+    if let Some(p) = paths.iter().find(|p| !Path::new(p).exists()) {
+        cannot_run(
+            name,
+            &format!("{p} is missing: install {package} (scripts/deps.sh does)"),
+        );
+        return false;
+    }
+    true
+}
+
 fn start(name: &str) -> Option<(TestEnv, Cni)> {
+    if !needs(
+        name,
+        &["/usr/lib/cni/host-local", "/usr/lib/cni/tuning"],
+        "containernetworking-plugins",
+    ) {
+        return None;
+    }
     let env = TestEnv::with_daemon(name)?;
     env.daemon().ctl_ok(&["addr", "add", "10.78.0.1/24"]);
     env.daemon().ctl_ok(&["addr", "add", "fd00:78::1/64"]);
@@ -736,4 +751,180 @@ fn bad_configs_and_environments_fail_clearly_and_leave_nothing() {
     }
     env.daemon().ctl_ok(&["port", "del", &name]);
     assert_nothing_left(&env, &cni, "refused ADDs");
+}
+
+/// podman with its own configuration, storage and network directory under
+/// a test's directory (nothing in /etc is touched), as the platform notes
+/// in shared/design.md say podman 4.3 runs here: runc, cgroupfs, the CNI
+/// network backend, ulimits it may set, a busybox root filesystem.
+struct Podman {
+    dir: PathBuf,
+}
+
+impl Podman {
+    fn new(dir: &Path, socket: &Path) -> Podman {
+        let dir = dir.join("podman");
+        let (bin, net, rootfs) = (dir.join("bin"), dir.join("net"), dir.join("rootfs"));
+        for d in [&bin, &net, &rootfs.join("bin"), &rootfs.join("www")] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        for d in ["proc", "sys", "dev", "etc", "tmp"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::copy("/usr/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        for applet in ["sh", "sleep", "ping", "nc", "httpd", "ip", "printf"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        }
+        std::fs::write(rootfs.join("www/index.html"), "served by c2\n").unwrap();
+        // The plugin installed as `vswitch`, beside Debian's plugins.
+        std::os::unix::fs::symlink(cni_bin(), bin.join("vswitch")).unwrap();
+        for p in ["host-local", "loopback"] {
+            std::os::unix::fs::symlink(Path::new(PLUGINS).join(p), bin.join(p)).unwrap();
+        }
+        std::fs::write(
+            dir.join("containers.conf"),
+            format!(
+                "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
+                 [network]\nnetwork_backend = \"cni\"\nnetwork_config_dir = \"{}\"\n\
+                 cni_plugin_dirs = [\"{}\"]\n\
+                 [engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+                net.display(),
+                bin.display()
+            ),
+        )
+        .unwrap();
+        let conflist = json!({
+            "cniVersion": "1.0.0",
+            "name": "vswitchnet",
+            "plugins": [{
+                "type": "vswitch",
+                "socket": socket,
+                "dataDir": dir.join("cni"),
+                "ipam": {"type": "host-local", "dataDir": dir.join("ipam"),
+                         "ranges": [[{"subnet": "10.78.0.0/24"}]]},
+            }],
+        });
+        std::fs::write(net.join("vswitchnet.conflist"), conflist.to_string()).unwrap();
+        Podman { dir }
+    }
+
+    fn run(&self, args: &[&str]) -> common::CmdResult {
+        common::run_cmd(
+            Command::new("podman")
+                .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
+                .arg("--root")
+                .arg(self.dir.join("storage"))
+                .arg("--runroot")
+                .arg(self.dir.join("run"))
+                .args(["--storage-driver", "vfs"])
+                .args(args),
+        )
+    }
+
+    fn run_ok(&self, args: &[&str]) -> String {
+        let r = self.run(args);
+        assert!(r.success(), "podman {args:?}: {}{}", r.stdout, r.stderr);
+        r.stdout.trim().to_string()
+    }
+
+    /// `podman run -d` of a container on the vswitch network.
+    fn start(&self, name: &str, cmd: &[&str]) {
+        let rootfs = self.dir.join("rootfs");
+        let mut args = vec!["run", "-d", "--name", name, "--network", "vswitchnet"];
+        args.extend(["--cap-add", "NET_RAW", "--rootfs", rootfs.to_str().unwrap()]);
+        args.extend(cmd);
+        self.run_ok(&args);
+    }
+
+    fn ip_of(&self, name: &str) -> String {
+        self.run_ok(&[
+            "inspect",
+            name,
+            "--format",
+            "{{.NetworkSettings.Networks.vswitchnet.IPAddress}}",
+        ])
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.run(&["rm", "--all", "--force", "--time", "0"]);
+    }
+}
+
+#[test]
+fn podman_containers_reach_each_other_and_a_service() {
+    let name = "podman_containers_reach_each_other_and_a_service";
+    if !needs(
+        name,
+        &["/usr/bin/podman", "/usr/sbin/runc"],
+        "podman and runc",
+    ) || !needs(name, &["/usr/bin/busybox"], "busybox-static")
+    {
+        return;
+    }
+    let Some((env, cni)) = start(name) else {
+        return;
+    };
+    let podman = Podman::new(&env.dir, &cni.socket);
+    podman.start("c1", &["/bin/sleep", "600"]);
+    podman.start("c2", &["/bin/httpd", "-f", "-p", "80", "-h", "/www"]);
+    let (ip1, ip2) = (podman.ip_of("c1"), podman.ip_of("c2"));
+    assert!(
+        ip1.starts_with("10.78.0.") && ip2.starts_with("10.78.0.") && ip1 != ip2,
+        "{ip1} {ip2}"
+    );
+    let d = env.daemon();
+    let ports = d.port_list();
+    assert_eq!(ports.len(), 2, "one port per container: {ports:#?}");
+    d.wait_ports_up(&[&ports[0].name, &ports[1].name]);
+
+    let ping = podman.run(&["exec", "c1", "ping", "-c", "2", "-W", "2", &ip2]);
+    assert!(
+        ping.success(),
+        "c1 pings c2: {}{}",
+        ping.stdout,
+        ping.stderr
+    );
+    d.ctl_ok(&[
+        "service",
+        "add",
+        "10.96.0.78:80/tcp",
+        "--backend",
+        &format!("{ip2}:80"),
+    ]);
+    let get = "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 3 10.96.0.78 80";
+    let page = podman.run(&["exec", "c1", "sh", "-c", get]);
+    assert!(
+        page.success() && page.stdout.contains("served by c2"),
+        "c1 reaches c2 through the Service VIP: {}{}",
+        page.stdout,
+        page.stderr
+    );
+
+    podman.run_ok(&["rm", "--force", "--time", "0", "c1", "c2"]);
+    let left = wait_for(Duration::from_secs(5), || {
+        d.port_list().is_empty().then_some(())
+    });
+    assert!(
+        left.is_some(),
+        "podman rm leaves no port: {:#?}",
+        d.port_list()
+    );
+    let records = std::fs::read_dir(podman.dir.join("cni/vswitchnet"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .count();
+    assert_eq!(records, 0, "podman rm leaves no record");
+    let leases = std::fs::read_dir(podman.dir.join("ipam/vswitchnet"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n != "lock" && !n.starts_with("last_reserved_ip")
+        })
+        .count();
+    assert_eq!(leases, 0, "podman rm leaves no lease");
+    d.ctl_ok(&["service", "del", "10.96.0.78:80/tcp"]);
 }
