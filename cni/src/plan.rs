@@ -68,14 +68,25 @@ pub fn mtu(
     routes: &[RouteInfo],
     uplink_mtu: impl Fn(&str) -> Option<u32>,
 ) -> u32 {
+    let uplink = ports.iter().find(|p| p.role == PortRole::Uplink);
+    mtu_of(
+        configured,
+        uplink.map(|p| p.name.as_str()),
+        routes,
+        uplink_mtu,
+    )
+}
+
+fn mtu_of(
+    configured: Option<u32>,
+    uplink: Option<&str>,
+    routes: &[RouteInfo],
+    uplink_mtu: impl Fn(&str) -> Option<u32>,
+) -> u32 {
     if let Some(m) = configured {
         return m;
     }
-    let uplink = ports
-        .iter()
-        .find(|p| p.role == PortRole::Uplink)
-        .and_then(|p| uplink_mtu(&p.name))
-        .unwrap_or(DEFAULT_MTU);
+    let uplink = uplink.and_then(uplink_mtu).unwrap_or(DEFAULT_MTU);
     if routes
         .iter()
         .any(|r| matches!(r.encap, Some(Encap::Vxlan { .. })))
@@ -235,7 +246,21 @@ mod tests {
     #[test]
     fn the_mtu_leaves_room_for_vxlan() {
         let uplink = |_: &str| Some(9000);
-        assert_eq!(mtu(Some(1400), &[], &[], uplink), 1400);
-        assert_eq!(mtu(None, &[], &[], uplink), DEFAULT_MTU);
+        let vxlan = [RouteInfo {
+            prefix: "10.244.2.0/24".parse().unwrap(),
+            via: Some("192.168.1.2".parse().unwrap()),
+            dev: None,
+            encap: Some(Encap::Vxlan { vni: 1 }),
+            origin: ctl::RouteOrigin::Static,
+        }];
+        assert_eq!(mtu_of(Some(1400), Some("eth1"), &vxlan, uplink), 1400);
+        assert_eq!(mtu_of(None, None, &[], uplink), DEFAULT_MTU);
+        assert_eq!(mtu_of(None, None, &vxlan, uplink), DEFAULT_MTU - 50);
+        assert_eq!(mtu_of(None, Some("eth1"), &[], uplink), 9000);
+        assert_eq!(mtu_of(None, Some("eth1"), &vxlan, uplink), 8950);
+        assert_eq!(
+            mtu_of(None, Some("eth1"), &vxlan, |_| None),
+            DEFAULT_MTU - 50
+        );
     }
 }

@@ -137,9 +137,23 @@ fn install_puts_binaries_manuals_completions_and_the_unit_in_place() {
             .args(["--no-build", "--systemd", "--prefix"])
             .arg(&prefix)
             .arg("--unit-dir")
-            .arg(&units),
+            .arg(&units)
+            .arg("--cni-dir")
+            .arg(env.dir.join("cni")),
     );
     assert!(r.success(), "{}{}", r.stdout, r.stderr);
+    // The CNI plugin, under the name a network configuration's "type" gives.
+    let plugin = run_cmd(
+        Command::new(env.dir.join("cni/vswitch"))
+            .env("CNI_COMMAND", "VERSION")
+            .stdin(std::process::Stdio::null()),
+    );
+    assert!(
+        plugin.success() && plugin.stdout.contains("supportedVersions"),
+        "{}{}",
+        plugin.stdout,
+        plugin.stderr
+    );
     for f in [
         "bin/vswitchd",
         "bin/vswitchctl",
