@@ -8,7 +8,7 @@ use ipnet::IpNet;
 
 use crate::env::{Env, Verb};
 use crate::link::{self, IfConfig};
-use crate::spec::{Attach, CniResult, Error, Interface, NetConf, code};
+use crate::spec::{self, Attach, CniResult, Error, Interface, NetConf, code};
 use crate::store::{Record, Store};
 use crate::switch::Switch;
 use crate::{del, ipam, plan};
@@ -47,8 +47,18 @@ pub fn add(conf: &NetConf, raw: &[u8], env: &Env) -> Result<CniResult, Error> {
     };
     let (mut ips, routes) = plan::addressing(&leased, &addrs);
     let nets: Vec<IpNet> = ips.iter().map(|ip| ip.address).collect();
+    if mtu < spec::MTU_MIN_V6 && nets.iter().any(|n| n.addr().is_ipv6()) {
+        undo_ipam();
+        return Err(Error::new(
+            code::INVALID_CONFIG,
+            format!(
+                "mtu {mtu} is below IPv6's minimum of {}, and the pod has an IPv6 address",
+                spec::MTU_MIN_V6
+            ),
+        ));
+    }
     let mac = plan::pod_mac(&nets, &env.container_id, &env.ifname);
-    let record = Record {
+    let mut record = Record {
         container_id: env.container_id.clone(),
         ifname: env.ifname.clone(),
         netns: env.netns.clone(),
@@ -56,6 +66,9 @@ pub fn add(conf: &NetConf, raw: &[u8], env: &Env) -> Result<CniResult, Error> {
         attach: conf.attach,
         ips: nets.iter().map(IpNet::addr).collect(),
         mac: plan::mac_text(mac),
+        routes: routes.clone(),
+        mtu,
+        creating: true,
         port_pending: false,
     };
     let cfg = IfConfig {
@@ -64,12 +77,20 @@ pub fn add(conf: &NetConf, raw: &[u8], env: &Env) -> Result<CniResult, Error> {
         addrs: nets,
         routes: routes.clone(),
     };
-    if let Err(e) = attach(&mut sw, &ns, env, &record, mac, cfg) {
+    // The record first: an ADD cut short leaves what DEL and GC need.
+    if let Err(e) = store.put(&record) {
         undo_ipam();
         return Err(e);
     }
+    if let Err(e) = attach(&mut sw, &ns, env, &record, mac, cfg) {
+        let _ = store.remove(&record.attachment());
+        undo_ipam();
+        return Err(e);
+    }
+    record.creating = false;
     if let Err(e) = store.put(&record) {
         detach(&mut sw, &record);
+        let _ = store.remove(&record.attachment());
         undo_ipam();
         return Err(e);
     }
@@ -82,6 +103,7 @@ pub fn add(conf: &NetConf, raw: &[u8], env: &Env) -> Result<CniResult, Error> {
             mac: link::host_mac(&record.port).map(plan::mac_text),
             sandbox: None,
             mtu: Some(mtu),
+            extra: Default::default(),
         });
     }
     let sandbox = result.interfaces.len();
@@ -90,6 +112,7 @@ pub fn add(conf: &NetConf, raw: &[u8], env: &Env) -> Result<CniResult, Error> {
         mac: Some(record.mac.clone()),
         sandbox: Some(env.netns.clone()),
         mtu: Some(mtu),
+        extra: Default::default(),
     });
     for ip in &mut ips {
         ip.interface = Some(sandbox);

@@ -81,7 +81,8 @@ pub fn check(conf: &NetConf, raw: &[u8], env: &Env) -> Result<(), Error> {
             env.ifname, iface.mac
         )));
     }
-    if let Some(mtu) = iface.mtu
+    // The result's MTU (from 1.1.0), else the one ADD gave.
+    if let Some(mtu) = iface.mtu.or((record.mtu != 0).then_some(record.mtu))
         && mtu != st.mtu
     {
         return Err(failed(format!(
@@ -97,7 +98,9 @@ pub fn check(conf: &NetConf, raw: &[u8], env: &Env) -> Result<(), Error> {
             )));
         }
     }
-    for r in &prev.routes {
+    // The routes this plugin gave the pod (others in prevResult belong to
+    // other plugins of the chain, through other interfaces).
+    for r in &record.routes {
         let through: Vec<&IpNet> = st
             .routes
             .iter()
@@ -116,8 +119,9 @@ pub fn check(conf: &NetConf, raw: &[u8], env: &Env) -> Result<(), Error> {
     Ok(())
 }
 
-/// STATUS: ready while vswitchd answers; 50 while it does not.
-pub fn status(conf: &NetConf) -> Result<(), Error> {
+/// STATUS: ready while vswitchd answers (50 while it does not) and the
+/// IPAM plugin says it is ready (when it speaks STATUS: 1.1.0).
+pub fn status(conf: &NetConf, raw: &[u8], env: &Env) -> Result<(), Error> {
     conf.require("1.1.0", "STATUS")?;
     Switch::connect(&conf.socket())
         .and_then(|mut sw| sw.alive())
@@ -127,5 +131,9 @@ pub fn status(conf: &NetConf) -> Result<(), Error> {
                 "vswitchd is not available: pods cannot be attached",
             )
             .with_details(e.msg)
-        })
+        })?;
+    if let Some(plugin) = conf.ipam_plugin() {
+        ipam::delegate(plugin, Verb::Status, env, raw)?;
+    }
+    Ok(())
 }

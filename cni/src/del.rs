@@ -7,7 +7,7 @@ use crate::env::{Env, Verb};
 use crate::spec::{Attach, Attachment, Error, NetConf, code};
 use crate::store::{Record, Store};
 use crate::switch::Switch;
-use crate::{ipam, link, plan};
+use crate::{ipam, link};
 
 /// DEL: whatever of the attachment remains goes. Missing pieces (the
 /// container, its namespace, the port, the record) are not errors. When
@@ -20,21 +20,18 @@ pub fn del(conf: &NetConf, raw: &[u8], env: &Env) -> Result<(), Error> {
         container_id: env.container_id.clone(),
         ifname: env.ifname.clone(),
     };
-    let record = store.get(&key)?.unwrap_or_else(|| Record {
-        container_id: env.container_id.clone(),
-        ifname: env.ifname.clone(),
-        netns: env.netns.clone(),
-        port: plan::port_name(&env.container_id, &env.ifname),
-        attach: conf.attach,
-        ips: Vec::new(),
-        mac: String::new(),
-        port_pending: false,
-    });
+    let record = store.get(&key)?;
     let mut sw = Switch::connect(&conf.socket()).ok();
     if let Some(sw) = sw.as_mut() {
         remove_pending(&store, sw);
     }
-    let removed = release(&store, sw.as_mut(), &record)?;
+    // Without a record this plugin made nothing (or ADD failed and took
+    // back what it made): a port or link of the name it would have used
+    // is someone else's. IPAM's DEL runs all the same.
+    let removed = match &record {
+        Some(r) => release(&store, sw.as_mut(), r)?,
+        None => false,
+    };
     if let Some(plugin) = conf.ipam_plugin() {
         ipam::delegate(plugin, Verb::Del, env, raw)?;
     }
@@ -114,6 +111,13 @@ pub fn gc(conf: &NetConf, raw: &[u8], env: &Env) -> Result<(), Error> {
         if let Err(e) = done {
             first_error.get_or_insert(e);
         }
+    }
+    // The IPAM plugin collects what it holds for attachments that are gone
+    // (when it speaks GC: 1.1.0).
+    if let Some(plugin) = conf.ipam_plugin()
+        && let Err(e) = ipam::delegate(plugin, Verb::Gc, env, raw)
+    {
+        first_error.get_or_insert(e);
     }
     first_error.map_or(Ok(()), Err)
 }

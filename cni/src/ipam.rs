@@ -14,8 +14,10 @@ use crate::env::{Env, Verb};
 use crate::spec::{CniResult, Error, SUPPORTED, code, version};
 
 /// Runs the IPAM plugin `plugin` for `verb` with the configuration `conf`
-/// (the bytes the runtime gave). ADD returns its result; the other verbs
-/// return `None` on success.
+/// (the bytes the runtime gave). ADD returns its result (a result this
+/// plugin cannot use is an error, and the lease goes back); the other
+/// verbs return `None` on success. GC and STATUS go only to a plugin that
+/// speaks them (1.1.0); to one that does not, they are nothing to do.
 pub fn delegate(
     plugin: &str,
     verb: Verb,
@@ -23,8 +25,76 @@ pub fn delegate(
     conf: &[u8],
 ) -> Result<Option<CniResult>, Error> {
     let bin = find(plugin, &env.path)?;
-    let conf = &in_version_of(&bin, conf)?;
-    let mut child = Command::new(&bin)
+    let mut value: serde_json::Value = serde_json::from_slice(conf).map_err(|e| {
+        Error::new(code::DECODE, "cannot decode the network configuration")
+            .with_details(e.to_string())
+    })?;
+    let ours = value["cniVersion"].as_str().unwrap_or_default().to_string();
+    let theirs = versions(&bin, &ours);
+    if matches!(verb, Verb::Gc | Verb::Status)
+        && !theirs.iter().any(|v| version(v) >= version("1.1.0"))
+    {
+        return Ok(None);
+    }
+    let conf = if theirs.is_empty() || theirs.contains(&ours) {
+        conf.to_vec()
+    } else {
+        let common = theirs
+            .iter()
+            .filter(|v| SUPPORTED.contains(&v.as_str()))
+            .filter(|v| version(v) >= version("0.4.0") && version(v) <= version(&ours))
+            .max_by_key(|v| version(v))
+            .ok_or_else(|| {
+                Error::new(
+                    code::INCOMPATIBLE_VERSION,
+                    format!(
+                        "the IPAM plugin {plugin} speaks {} and not {ours}",
+                        theirs.join(", ")
+                    ),
+                )
+            })?;
+        value["cniVersion"] = common.clone().into();
+        serde_json::to_vec(&value).expect("JSON serialises")
+    };
+    let out = run(&bin, plugin, verb, env, &conf)?;
+    if verb != Verb::Add {
+        return Ok(None);
+    }
+    let result = serde_json::from_slice::<serde_json::Value>(&out)
+        .map_err(|e| {
+            Error::new(
+                code::IPAM,
+                format!("the IPAM plugin {plugin} printed no result"),
+            )
+            .with_details(e.to_string())
+        })
+        .and_then(|v| CniResult::from_value(&v))
+        .and_then(|r| {
+            if r.ips.is_empty() {
+                Err(Error::new(
+                    code::IPAM,
+                    format!("the IPAM plugin {plugin} gave no address"),
+                ))
+            } else {
+                Ok(r)
+            }
+        });
+    if result.is_err() {
+        // Whatever it leased goes back.
+        let _ = run(&bin, plugin, Verb::Del, env, &conf);
+    }
+    result.map(Some)
+}
+
+/// Runs the plugin at `bin` for `verb`; its stdout, or its error.
+fn run(
+    bin: &std::path::Path,
+    plugin: &str,
+    verb: Verb,
+    env: &Env,
+    conf: &[u8],
+) -> Result<Vec<u8>, Error> {
+    let mut child = Command::new(bin)
         .env("CNI_COMMAND", verb.name())
         .env("CNI_CONTAINERID", &env.container_id)
         .env("CNI_NETNS", &env.netns)
@@ -55,35 +125,12 @@ pub fn delegate(
     if !out.status.success() {
         return Err(plugin_error(plugin, verb, &out.stdout, &out.stderr));
     }
-    if verb != Verb::Add {
-        return Ok(None);
-    }
-    let value: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
-        Error::new(
-            code::IPAM,
-            format!("the IPAM plugin {plugin} printed no result"),
-        )
-        .with_details(e.to_string())
-    })?;
-    let result = CniResult::from_value(&value)?;
-    if result.ips.is_empty() {
-        return Err(Error::new(
-            code::IPAM,
-            format!("the IPAM plugin {plugin} gave no address"),
-        ));
-    }
-    Ok(Some(result))
+    Ok(out.stdout)
 }
 
-/// `conf` in a version the plugin at `bin` speaks: as it is when the
-/// plugin speaks its version, else with `cniVersion` set to the newest
-/// version from 0.4.0 on that both speak.
-fn in_version_of(bin: &std::path::Path, conf: &[u8]) -> Result<Vec<u8>, Error> {
-    let mut value: serde_json::Value = serde_json::from_slice(conf).map_err(|e| {
-        Error::new(code::DECODE, "cannot decode the network configuration")
-            .with_details(e.to_string())
-    })?;
-    let ours = value["cniVersion"].as_str().unwrap_or_default().to_string();
+/// The versions the plugin at `bin` says it speaks (empty when it does
+/// not answer VERSION).
+fn versions(bin: &std::path::Path, ours: &str) -> Vec<String> {
     let out = Command::new(bin)
         .env("CNI_COMMAND", "VERSION")
         .stdin(Stdio::piped())
@@ -95,38 +142,11 @@ fn in_version_of(bin: &std::path::Path, conf: &[u8]) -> Result<Vec<u8>, Error> {
                 let _ = stdin.write_all(format!("{{\"cniVersion\":\"{ours}\"}}").as_bytes());
             }
             child.wait_with_output()
-        })
-        .map_err(|e| {
-            Error::new(
-                code::IO,
-                format!("cannot run the IPAM plugin {}", bin.display()),
-            )
-            .with_details(e.to_string())
-        })?;
-    let theirs: Vec<String> = serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .ok()
+        });
+    out.ok()
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
         .and_then(|v| serde_json::from_value(v["supportedVersions"].clone()).ok())
-        .unwrap_or_default();
-    if theirs.is_empty() || theirs.contains(&ours) {
-        return Ok(conf.to_vec());
-    }
-    let common = theirs
-        .iter()
-        .filter(|v| SUPPORTED.contains(&v.as_str()))
-        .filter(|v| version(v) >= version("0.4.0") && version(v) <= version(&ours))
-        .max_by_key(|v| version(v));
-    let Some(common) = common else {
-        return Err(Error::new(
-            code::INCOMPATIBLE_VERSION,
-            format!(
-                "the IPAM plugin {} speaks {} and not {ours}",
-                bin.display(),
-                theirs.join(", ")
-            ),
-        ));
-    };
-    value["cniVersion"] = common.clone().into();
-    Ok(serde_json::to_vec(&value).expect("JSON serialises"))
+        .unwrap_or_default()
 }
 
 /// The plugin's own CNI error, passed on with its code, or one made from

@@ -338,7 +338,16 @@ fn route_of(m: &RouteMessage, oif: u32) -> Option<Route> {
             _ => {}
         }
     }
-    if out != Some(oif) {
+    // The main table only (the dump holds the local table's too).
+    let table = m
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(m.header.table));
+    if out != Some(oif) || table != u32::from(libc::RT_TABLE_MAIN) {
         return None;
     }
     let len = m.header.destination_prefix_length;
@@ -349,7 +358,11 @@ fn route_of(m: &RouteMessage, oif: u32) -> Option<Route> {
         }
         None => IpNet::new(Ipv4Addr::UNSPECIFIED.into(), 0).ok()?,
     };
-    Some(Route { dst, gw })
+    Some(Route {
+        dst,
+        gw,
+        extra: Default::default(),
+    })
 }
 
 fn addr(a: &RouteAddress) -> Option<IpAddr> {

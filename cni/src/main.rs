@@ -44,7 +44,7 @@ fn run(env: &Env, raw: &[u8]) -> Result<Output, (Error, String)> {
             "supportedVersions": SUPPORTED,
         })));
     }
-    let conf = NetConf::parse(raw).map_err(|e| (e, LATEST.to_string()))?;
+    let conf = NetConf::parse(raw).map_err(|e| (e, spec::answer_version(raw)))?;
     let version = conf.cni_version.clone();
     let with_version = |e: Error| (e, version.clone());
     match env.verb {
@@ -52,7 +52,7 @@ fn run(env: &Env, raw: &[u8]) -> Result<Output, (Error, String)> {
             .map(|r| Output::Json(serde_json::to_value(r).expect("a result serialises"))),
         Verb::Del => del::del(&conf, raw, env).map(|()| Output::Nothing),
         Verb::Check => check::check(&conf, raw, env).map(|()| Output::Nothing),
-        Verb::Status => check::status(&conf).map(|()| Output::Nothing),
+        Verb::Status => check::status(&conf, raw, env).map(|()| Output::Nothing),
         Verb::Gc => conf
             .require("1.1.0", "GC")
             .and_then(|()| del::gc(&conf, raw, env))
@@ -63,16 +63,21 @@ fn run(env: &Env, raw: &[u8]) -> Result<Output, (Error, String)> {
 }
 
 fn main() -> ExitCode {
-    let env = match Env::read(|k| std::env::var(k).ok()) {
-        Ok(env) => env,
-        Err(e) => return fail(&e, LATEST),
-    };
+    // Run by hand with no environment: say so rather than wait for stdin.
+    if std::env::var_os("CNI_COMMAND").is_none() {
+        let e = Env::read(|_| None).expect_err("no CNI_COMMAND is an error");
+        return fail(&e, LATEST);
+    }
     let mut raw = Vec::new();
     if let Err(e) = std::io::stdin().read_to_end(&mut raw) {
         let e = Error::new(code::IO, "cannot read the configuration from stdin")
             .with_details(e.to_string());
         return fail(&e, LATEST);
     }
+    let env = match Env::read(|k| std::env::var(k).ok()) {
+        Ok(env) => env,
+        Err(e) => return fail(&e, &spec::answer_version(&raw)),
+    };
     match run(&env, &raw) {
         Ok(Output::Json(v)) => {
             let mut out = std::io::stdout().lock();

@@ -17,8 +17,10 @@ pub const VXLAN_OVERHEAD: u32 = 50;
 pub const DEFAULT_MTU: u32 = 1500;
 
 /// The port's name in vswitchd (and the veth host end's): `vs` and 12 hex
-/// digits of a hash of the attachment, unique per container and interface
-/// and within Linux's 15 characters.
+/// digits (48 bits) of a hash of the container id and interface, within
+/// Linux's 15 characters. Distinct in practice, not by construction: a
+/// clash is a refused ADD (vswitchd has the port), never a shared port,
+/// and DEL finds the name in the attachment's record, not by hashing.
 pub fn port_name(container_id: &str, ifname: &str) -> String {
     format!("vs{:012x}", hash(container_id, ifname) & 0xffff_ffff_ffff)
 }
@@ -118,6 +120,7 @@ pub fn addressing(ipam: &CniResult, addrs: &[AddrInfo]) -> (Vec<IpConfig>, Vec<R
             address: ip.address,
             gateway: gateway(&ip.address, addrs).or(ip.gateway),
             interface: None,
+            extra: ip.extra.clone(),
         })
         .collect();
     let gw_of = |v4: bool| {
@@ -135,7 +138,11 @@ pub fn addressing(ipam: &CniResult, addrs: &[AddrInfo]) -> (Vec<IpConfig>, Vec<R
                 } else {
                     "::/0".parse().expect("a prefix")
                 };
-                Some(Route { dst, gw: Some(gw) })
+                Some(Route {
+                    dst,
+                    gw: Some(gw),
+                    extra: Default::default(),
+                })
             })
             .collect()
     } else {
@@ -144,6 +151,7 @@ pub fn addressing(ipam: &CniResult, addrs: &[AddrInfo]) -> (Vec<IpConfig>, Vec<R
             .map(|r| Route {
                 dst: r.dst,
                 gw: r.gw.or_else(|| gw_of(r.dst.addr().is_ipv4())),
+                extra: r.extra.clone(),
             })
             .collect()
     };

@@ -2,10 +2,11 @@
 //! the network configuration the runtime gives on stdin, the result and the
 //! error the plugin prints, and the version rules between them.
 //!
-//! Types by hand with serde: the few CNI crates on crates.io are
-//! unmaintained or stop at spec 0.4/1.0 (no GC, no STATUS, no
-//! `cni.dev/valid-attachments`), and the protocol is a handful of JSON
-//! objects.
+//! Types by hand with serde: the protocol is a handful of JSON objects,
+//! and the plugin needs exact control of what it writes per version and
+//! of fields it does not know (a `prevResult` is passed on whole, unknown
+//! fields included), which a small hand-made set of types gives without
+//! tying the plugin to a young crate's choices.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -139,14 +140,22 @@ pub const DEFAULT_DATA_DIR: &str = "/var/lib/cni/vswitch";
 pub const MTU_MAX: u32 = 9000;
 /// The smallest MTU IPv4 allows.
 pub const MTU_MIN: u32 = 576;
+/// The smallest MTU IPv6 allows (a pod with an IPv6 address needs it).
+pub const MTU_MIN_V6: u32 = 1280;
 
 impl NetConf {
-    /// Parses and checks the configuration; `verb_needs_ipam` for the verbs
-    /// that delegate to it.
+    /// Parses and checks the configuration: input that is not JSON is a
+    /// decoding error (6), a key of the wrong type or value an invalid
+    /// configuration (7).
     pub fn parse(bytes: &[u8]) -> Result<NetConf, Error> {
         let conf: NetConf = serde_json::from_slice(bytes).map_err(|e| {
-            Error::new(code::DECODE, "cannot decode the network configuration")
-                .with_details(e.to_string())
+            if e.classify() == serde_json::error::Category::Data {
+                Error::new(code::INVALID_CONFIG, "invalid network configuration")
+                    .with_details(e.to_string())
+            } else {
+                Error::new(code::DECODE, "cannot decode the network configuration")
+                    .with_details(e.to_string())
+            }
         })?;
         if !valid_network_name(&conf.name) {
             return Err(Error::new(
@@ -233,6 +242,17 @@ pub fn valid_network_name(name: &str) -> bool {
     crate::env::valid_container_id(name)
 }
 
+/// The version to answer in: the configuration's `cniVersion` when it is
+/// one this plugin speaks (even if the rest does not parse), else the
+/// newest.
+pub fn answer_version(bytes: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|v| v.get("cniVersion")?.as_str().map(str::to_string))
+        .filter(|v| SUPPORTED.contains(&v.as_str()))
+        .unwrap_or_else(|| LATEST.to_string())
+}
+
 /// `MAJOR.MINOR.PATCH` as numbers, for comparing.
 pub fn version(v: &str) -> Option<(u32, u32, u32)> {
     let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
@@ -252,6 +272,9 @@ pub struct Interface {
     /// From 1.1.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// Fields this plugin does not use (`socketPath`, `pciID`, ...), kept.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// An address of a result.
@@ -266,6 +289,8 @@ pub struct IpConfig {
     /// Index into the result's `interfaces`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<usize>,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A route of a result.
@@ -274,6 +299,10 @@ pub struct Route {
     pub dst: IpNet,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gw: Option<IpAddr>,
+    /// Other attributes (`mtu`, `priority`, `table`, `scope`): passed on;
+    /// the plugin installs the destination and gateway only.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The DNS settings of a result, passed on from IPAM.
@@ -308,6 +337,8 @@ pub struct CniResult {
     pub routes: Vec<Route>,
     #[serde(default, skip_serializing_if = "Dns::is_empty")]
     pub dns: Dns,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl CniResult {

@@ -1,8 +1,10 @@
 //! What the plugin created, one record per attachment, under
-//! `dataDir/NETWORK/`: DEL finds the port and the veth from it even when
-//! the container is gone, GC lists the attachments it owns, and a port
-//! vswitchd could not remove (it was restarting) stays marked until a
-//! later call removes it. A lock file serialises the plugin's calls on one
+//! `dataDir/NETWORK/`, written before anything is made: DEL finds the port
+//! and the veth from it even when the container is gone (and without a
+//! record removes no port or link: what it would name may be someone
+//! else's), GC lists the attachments it owns, and a port vswitchd could
+//! not remove (it was restarting) stays marked until a later call removes
+//! it. A lock file serialises the plugin's calls on one
 //! network, so concurrent ADDs and DELs of different containers never see
 //! each other's half-made state.
 
@@ -14,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{Attach, Attachment, Error, code};
+use crate::spec::{Attach, Attachment, Error, Route, code};
 
 /// One attachment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +31,16 @@ pub struct Record {
     pub attach: Attach,
     pub ips: Vec<IpAddr>,
     pub mac: String,
+    /// The routes ADD gave the pod (what CHECK checks).
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// The MTU ADD gave the pod's interface.
+    #[serde(default)]
+    pub mtu: u32,
+    /// Written before ADD makes anything, cleared once all is made: a
+    /// record still `creating` is an ADD that was cut short.
+    #[serde(default)]
+    pub creating: bool,
     /// DEL could not reach vswitchd: the port is still to be removed.
     #[serde(default)]
     pub port_pending: bool,
@@ -77,9 +89,11 @@ impl Store {
         Ok(Store { dir, _lock: lock })
     }
 
+    /// `ID:IFNAME.json`: neither a container id nor an interface name may
+    /// hold ':', so two attachments never share a file.
     fn path(&self, a: &Attachment) -> PathBuf {
         self.dir
-            .join(format!("{}-{}.json", a.container_id, a.ifname))
+            .join(format!("{}:{}.json", a.container_id, a.ifname))
     }
 
     pub fn get(&self, a: &Attachment) -> Result<Option<Record>, Error> {

@@ -311,6 +311,7 @@ fn add_check_del_for_tap_and_afxdp_pods() {
         vec!["ping", "-c", "2", "-W", "2", b4],
         vec!["ping", "-6", "-c", "2", "-W", "2", b6],
         vec!["ping", "-c", "1", "-W", "2", "10.78.0.1"],
+        vec!["ping", "-6", "-c", "1", "-W", "2", "fd00:78::1"],
     ] {
         let r = netns_exec(&a.0, &args);
         assert!(
@@ -406,7 +407,7 @@ fn version_status_gc_and_vswitchd_away() {
     assert!(r.ok, "GC: {} {}", r.out, r.stderr);
     let ports = env.daemon().port_list();
     assert_eq!(ports.len(), 1, "GC keeps the valid port only: {ports:#?}");
-    assert_eq!(cni.records(), vec!["cx-eth0.json".to_string()]);
+    assert_eq!(cni.records(), vec!["cx:eth0.json".to_string()]);
     let kept: Vec<String> = rx["ips"]
         .as_array()
         .unwrap()
@@ -464,7 +465,7 @@ fn version_status_gc_and_vswitchd_away() {
     assert!(cni.leases().is_empty(), "DEL released the lease");
     assert_eq!(
         cni.records(),
-        vec!["cx-eth0.json".to_string()],
+        vec!["cx:eth0.json".to_string()],
         "the port is still to remove"
     );
 
@@ -486,15 +487,65 @@ fn chained_with_tuning_and_given_a_prev_result() {
         return;
     };
     let ns = Netns::new(format!("{}t", env.tag));
-    // An earlier plugin's result is passed on, ours appended after it.
-    let prev = json!({"cniVersion": "1.0.0", "interfaces": [{"name": "lo", "sandbox": ns.path()}],
-        "ips": [{"address": "127.0.0.1/8", "interface": 0}]});
+    // An earlier plugin of the chain made side0 with a route through it;
+    // its result is passed on whole (fields this plugin does not know
+    // included), ours appended after it.
+    for args in [
+        vec![
+            "-n", &ns.0, "link", "add", "side0", "type", "veth", "peer", "name", "side1",
+        ],
+        vec!["-n", &ns.0, "link", "set", "side0", "up"],
+        vec!["-n", &ns.0, "link", "set", "side1", "up"],
+        vec!["-n", &ns.0, "addr", "add", "192.0.2.9/24", "dev", "side0"],
+        vec![
+            "-n",
+            &ns.0,
+            "route",
+            "add",
+            "198.51.100.0/24",
+            "via",
+            "192.0.2.1",
+            "dev",
+            "side0",
+        ],
+    ] {
+        let r = ip(&args);
+        assert!(r.success(), "ip {args:?}: {}", r.stderr);
+    }
+    let prev = json!({"cniVersion": "1.0.0",
+        "interfaces": [{"name": "side0", "sandbox": ns.path(), "socketPath": "/run/x.sock"}],
+        "ips": [{"address": "192.0.2.9/24", "interface": 0}],
+        "routes": [{"dst": "198.51.100.0/24", "gw": "192.0.2.1", "priority": 5}]});
     let conf = cni.conf("1.0.0", "tap");
     let r = cni.add("ct", &ns, &with_prev(&conf, &prev));
-    assert_eq!(r["interfaces"][0]["name"], "lo", "{r}");
+    assert_eq!(r["interfaces"][0], prev["interfaces"][0], "{r}");
     assert_eq!(r["interfaces"][1]["name"], "eth0", "{r}");
-    assert_eq!(r["ips"][0]["address"], "127.0.0.1/8");
+    assert_eq!(r["ips"][0], prev["ips"][0]);
     assert_eq!(r["ips"][1]["interface"], 1, "{r}");
+    assert_eq!(r["routes"][0], prev["routes"][0], "{r}");
+    // CHECK of the chained result checks ours (the earlier plugin's route
+    // goes through its own interface)...
+    let chk = cni.call("CHECK", "ct", &ns.path(), "eth0", &with_prev(&conf, &r));
+    assert!(chk.ok, "CHECK in a chain: {} {}", chk.out, chk.stderr);
+    // ...and sees a changed MTU and a lost route.
+    assert!(ip(&["-n", &ns.0, "link", "set", "eth0", "mtu", "1400"]).success());
+    let chk = cni.call("CHECK", "ct", &ns.path(), "eth0", &with_prev(&conf, &r));
+    assert_eq!(chk.code(), 103, "{}", chk.out);
+    assert!(
+        chk.out["msg"].as_str().unwrap().contains("MTU"),
+        "{}",
+        chk.out
+    );
+    assert!(ip(&["-n", &ns.0, "link", "set", "eth0", "mtu", "1500"]).success());
+    assert!(ip(&["-n", &ns.0, "route", "del", "default"]).success());
+    let chk = cni.call("CHECK", "ct", &ns.path(), "eth0", &with_prev(&conf, &r));
+    assert_eq!(chk.code(), 103, "{}", chk.out);
+    assert!(
+        chk.out["msg"].as_str().unwrap().contains("0.0.0.0/0"),
+        "{}",
+        chk.out
+    );
+    assert!(ip(&["-n", &ns.0, "route", "add", "default", "via", "10.78.0.1"]).success());
 
     // Debian's tuning plugin after ours: it takes our result and sets a
     // sysctl of the pod's interface.
@@ -512,15 +563,57 @@ fn chained_with_tuning_and_given_a_prev_result() {
         tuning.to_string().as_bytes(),
     );
     assert!(t.ok, "tuning after vswitch: {} {}", t.out, t.stderr);
-    assert_eq!(
-        t.out["interfaces"], r["interfaces"],
-        "tuning passes our result on"
-    );
+    let names = |v: &Value| -> Vec<String> {
+        v["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].to_string())
+            .collect()
+    };
+    // (tuning, a 1.0.0 plugin, drops the 1.1.0 field socketPath itself.)
+    assert_eq!(names(&t.out), names(&r), "tuning passes our result on");
+    assert_eq!(t.out["ips"], r["ips"]);
     let v = netns_exec(&ns.0, &["cat", "/proc/sys/net/ipv4/conf/eth0/arp_notify"]);
     assert_eq!(v.stdout.trim(), "1");
     let del = cni.call("DEL", "ct", &ns.path(), "eth0", &conf);
     assert!(del.ok, "{} {}", del.out, del.stderr);
     assert_nothing_left(&env, &cni, "DEL after a chain");
+}
+
+#[test]
+fn attachments_whose_names_run_together_stay_apart() {
+    let Some((env, cni)) = start("attachments_whose_names_run_together_stay_apart") else {
+        return;
+    };
+    // Container a-b with interface c, and container a with interface b-c.
+    let (x, y) = (
+        Netns::new(format!("{}x", env.tag)),
+        Netns::new(format!("{}y", env.tag)),
+    );
+    let conf = cni.conf("1.0.0", "tap");
+    for (id, ifname, ns) in [("a-b", "c", &x), ("a", "b-c", &y)] {
+        let c = cni.call("ADD", id, &ns.path(), ifname, &conf);
+        assert!(c.ok, "ADD {id}/{ifname}: {} {}", c.out, c.stderr);
+    }
+    assert_eq!(cni.records().len(), 2, "{:?}", cni.records());
+    let del = cni.call("DEL", "a-b", &x.path(), "c", &conf);
+    assert!(del.ok, "{} {}", del.out, del.stderr);
+    let ports = env.daemon().port_list();
+    assert_eq!(ports.len(), 1, "{ports:#?}");
+    assert_eq!(
+        ports[0].ifname.as_deref(),
+        Some("b-c"),
+        "the other attachment's port stays"
+    );
+    assert_eq!(
+        cni.leases().len(),
+        2,
+        "the other attachment keeps its leases"
+    );
+    let del = cni.call("DEL", "a", &y.path(), "b-c", &conf);
+    assert!(del.ok, "{} {}", del.out, del.stderr);
+    assert_nothing_left(&env, &cni, "DEL of both");
 }
 
 #[test]
@@ -621,6 +714,10 @@ fn bad_configs_and_environments_fail_clearly_and_leave_nothing() {
     no_ipam.as_object_mut().unwrap().remove("ipam");
     let mut bad_socket = good.clone();
     bad_socket["socket"] = json!("/nonexistent/vswitchd.sock");
+    let mut bad_attach = good.clone();
+    bad_attach["attach"] = json!("veth");
+    let mut small_mtu = good.clone();
+    small_mtu["mtu"] = json!(1000);
     let mut bad_subnet = good.clone();
     bad_subnet["ipam"]["ranges"] = json!([[{"subnet": "10.78.0.0/33"}]]);
     let cases: Vec<Case> = vec![
@@ -691,6 +788,18 @@ fn bad_configs_and_environments_fail_clearly_and_leave_nothing() {
             bad_socket.to_string().into_bytes(),
             11,
         ),
+        (
+            "an attach mode that does not exist",
+            vars(&path, "eth0", "c1"),
+            bad_attach.to_string().into_bytes(),
+            7,
+        ),
+        (
+            "an MTU too small for the pod's IPv6 address",
+            vars(&path, "eth0", "c1"),
+            small_mtu.to_string().into_bytes(),
+            7,
+        ),
     ];
     for (what, vars, stdin, want) in cases {
         let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -698,6 +807,13 @@ fn bad_configs_and_environments_fail_clearly_and_leave_nothing() {
         let code = c.code();
         if want != 0 {
             assert_eq!(code, want, "{what}: {}", c.out);
+        }
+        let asked = serde_json::from_slice::<Value>(&stdin).ok();
+        if asked.is_some_and(|v| v["cniVersion"] == "1.0.0") && what != "no CNI_COMMAND" {
+            assert_eq!(
+                c.out["cniVersion"], "1.0.0",
+                "{what}: answered in the configuration's version"
+            );
         }
         let msg = c.out["msg"].as_str().unwrap_or_default();
         assert!(
@@ -729,9 +845,17 @@ fn bad_configs_and_environments_fail_clearly_and_leave_nothing() {
     env.daemon()
         .ctl_ok(&["port", "add", &name, "--type", "tap"]);
     for attach in ["tap", "afxdp"] {
-        let c = cni.call("ADD", "taken", &path, "eth0", &cni.conf("1.0.0", attach));
+        let conf = cni.conf("1.0.0", attach);
+        let c = cni.call("ADD", "taken", &path, "eth0", &conf);
         let code = c.code();
         assert!(code == 100 || code == 101, "{attach}: {}", c.out);
+        // The runtime's DEL after a failed ADD leaves the other port alone.
+        let del = cni.call("DEL", "taken", &path, "eth0", &conf);
+        assert!(
+            del.ok,
+            "{attach}: DEL after a failed ADD: {} {}",
+            del.out, del.stderr
+        );
         assert!(
             cni.leases().is_empty(),
             "{attach}: the lease went back: {:?}",
