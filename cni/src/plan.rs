@@ -204,12 +204,14 @@ mod tests {
                     address: "10.244.1.5/24".parse().unwrap(),
                     gateway: Some("10.244.1.254".parse().unwrap()),
                     interface: None,
+                    extra: Default::default(),
                 },
                 IpConfig {
                     version: None,
                     address: "fd00:1::5/64".parse().unwrap(),
                     gateway: None,
                     interface: None,
+                    extra: Default::default(),
                 },
             ],
             ..CniResult::default()
@@ -227,11 +229,13 @@ mod tests {
             vec![
                 Route {
                     dst: "0.0.0.0/0".parse().unwrap(),
-                    gw: Some("10.244.1.1".parse().unwrap())
+                    gw: Some("10.244.1.1".parse().unwrap()),
+                    extra: Default::default()
                 },
                 Route {
                     dst: "::/0".parse().unwrap(),
-                    gw: Some("fd00:1::1".parse().unwrap())
+                    gw: Some("fd00:1::1".parse().unwrap()),
+                    extra: Default::default()
                 },
             ]
         );
@@ -240,6 +244,7 @@ mod tests {
             routes: vec![Route {
                 dst: "10.96.0.0/12".parse().unwrap(),
                 gw: None,
+                extra: Default::default(),
             }],
             ..ipam.clone()
         };

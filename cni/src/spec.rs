@@ -410,7 +410,7 @@ mod tests {
             ),
             (
                 br#"{"cniVersion":"1.0.0","name":"n","type":"vswitch","attach":"veth"}"#,
-                code::DECODE,
+                code::INVALID_CONFIG,
             ),
             (
                 br#"{"cniVersion":"1.0.0","name":"n","type":"vswitch","ipam":{}}"#,
@@ -436,12 +436,14 @@ mod tests {
                 mac: Some("0a:58:0a:f4:01:05".into()),
                 sandbox: Some("/var/run/netns/x".into()),
                 mtu: Some(1500),
+                extra: Default::default(),
             }],
             ips: vec![IpConfig {
                 version: None,
                 address: "10.244.1.5/24".parse().unwrap(),
                 gateway: Some("10.244.1.1".parse().unwrap()),
                 interface: Some(0),
+                extra: Default::default(),
             }],
             ..CniResult::default()
         };
