@@ -5,11 +5,14 @@
 //!
 //! Code map: `services` turns Services and their EndpointSlices into
 //! vswitchd Services; `nodes` turns Nodes into the switch's gateway
-//! addresses and routes.
+//! addresses and routes; `diff` turns the difference between what
+//! vswitchd holds and the desired state into control requests.
 //!
-//! (The watch of the API and the application of the difference to
-//! vswitchd are not written yet: this crate is the pure part of the agent.)
+//! (The watch of the API, the marking of what the agent owns in vswitchd
+//! and the sending of the requests are not written yet: this crate is the
+//! pure part of the agent.)
 
+pub mod diff;
 mod nodes;
 mod services;
 
