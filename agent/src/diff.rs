@@ -4,7 +4,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ctl::{Command, RouteSpec, ServiceKey, ServiceSpec};
+use std::net::SocketAddr;
+
+use ctl::{
+    AddrInfo, BackendState, Command, RouteInfo, RouteOrigin, RouteSpec, ServiceInfo, ServiceKey,
+    ServiceSpec,
+};
 use ipnet::IpNet;
 
 use crate::Desired;
@@ -15,6 +20,61 @@ pub struct Current {
     pub services: BTreeMap<ServiceKey, ServiceSpec>,
     pub addrs: BTreeSet<IpNet>,
     pub routes: BTreeMap<IpNet, RouteSpec>,
+}
+
+impl Current {
+    /// The agent's part (marked [`crate::OWNER`]) of what vswitchd lists
+    /// (`service list`, `addr list`, `route list`).
+    pub fn from_lists(services: &[ServiceInfo], addrs: &[AddrInfo], routes: &[RouteInfo]) -> Self {
+        let ours = |o: &Option<String>| o.as_deref() == Some(crate::OWNER);
+        let with = |state| {
+            move |s: &ServiceInfo| -> Vec<SocketAddr> {
+                s.backends
+                    .iter()
+                    .filter(|b| b.state == state)
+                    .map(|b| b.addr)
+                    .collect()
+            }
+        };
+        Current {
+            services: services
+                .iter()
+                .filter(|s| ours(&s.owner))
+                .map(|s| {
+                    let spec = ServiceSpec {
+                        service: s.service,
+                        backends: with(BackendState::Ready)(s),
+                        terminating: with(BackendState::Terminating)(s),
+                        affinity_timeout: s.affinity_timeout,
+                        node_port: s.node_port,
+                        owner: s.owner.clone(),
+                        may_exist: false,
+                    };
+                    (s.service, spec)
+                })
+                .collect(),
+            addrs: addrs
+                .iter()
+                .filter(|a| ours(&a.owner))
+                .map(|a| a.addr)
+                .collect(),
+            routes: routes
+                .iter()
+                .filter(|r| r.origin == RouteOrigin::Static && ours(&r.owner))
+                .map(|r| {
+                    let spec = RouteSpec {
+                        prefix: r.prefix,
+                        via: r.via,
+                        dev: r.dev.clone(),
+                        encap: r.encap,
+                        owner: r.owner.clone(),
+                        may_exist: false,
+                    };
+                    (r.prefix, spec)
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The requests, in the order they must go: routes that go or change
@@ -37,6 +97,7 @@ pub fn requests(current: &Current, desired: &Desired) -> Vec<Command> {
     }
     for addr in desired.addrs.difference(&current.addrs) {
         out.push(Command::AddrAdd {
+            owner: Some(crate::OWNER.to_string()),
             addr: *addr,
             may_exist: true,
         });
@@ -99,8 +160,6 @@ fn service_changes(
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-
     use ctl::Encap;
 
     use super::*;
@@ -117,6 +176,7 @@ mod tests {
 
     fn route(prefix: &str, via: &str, vni: Option<u32>) -> RouteSpec {
         RouteSpec {
+            owner: Some(crate::OWNER.to_string()),
             prefix: prefix.parse().unwrap(),
             via: Some(via.parse().unwrap()),
             dev: None,

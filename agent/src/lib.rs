@@ -8,9 +8,9 @@
 //! addresses and routes; `diff` turns the difference between what
 //! vswitchd holds and the desired state into control requests.
 //!
-//! (The watch of the API, the marking of what the agent owns in vswitchd
-//! and the sending of the requests are not written yet: this crate is the
-//! pure part of the agent.)
+//! (The watch of the API and the agent's process are not written yet: this
+//! crate is the pure part of the agent, which `tests/sync.rs` drives
+//! against a real vswitchd.)
 
 pub mod diff;
 mod nodes;
@@ -22,6 +22,11 @@ use ctl::{RouteSpec, ServiceKey, ServiceSpec};
 use ipnet::IpNet;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+
+/// The owner the agent marks its Services, routes and addresses with in
+/// vswitchd, so that it changes only what it made and leaves what was
+/// made by hand alone.
+pub const OWNER: &str = "vswitch-agent";
 
 /// What the agent has seen of the API.
 #[derive(Debug, Clone, Default)]

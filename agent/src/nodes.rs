@@ -45,6 +45,7 @@ pub(crate) fn add(d: &mut Desired, cluster: &Cluster, opts: &Options) {
             d.routes.insert(
                 cidr,
                 RouteSpec {
+                    owner: Some(crate::OWNER.to_string()),
                     prefix: cidr,
                     via: Some(*via),
                     dev: None,

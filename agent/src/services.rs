@@ -114,8 +114,9 @@ fn service(d: &mut Desired, svc: &Service, id: &str, slices: &[&EndpointSlice], 
             d.note(
                 id,
                 format!(
-                    "port {}: protocol {:?} is not TCP, UDP or SCTP",
-                    port.port, port.protocol
+                    "port {}: protocol {} is not served (vswitch balances TCP and UDP)",
+                    port.port,
+                    port.protocol.as_deref().unwrap_or("TCP")
                 ),
             );
             continue;
@@ -161,6 +162,7 @@ fn service(d: &mut Desired, svc: &Service, id: &str, slices: &[&EndpointSlice], 
             d.services.insert(
                 key,
                 ServiceSpec {
+                    owner: Some(crate::OWNER.to_string()),
                     service: key,
                     backends: ready.into_iter().collect(),
                     terminating: terminating.into_iter().collect(),
@@ -191,6 +193,10 @@ fn ips(d: &mut Desired, id: &str, texts: Vec<String>) -> Vec<IpAddr> {
     let mut out = Vec::new();
     for t in texts {
         match t.parse::<IpAddr>() {
+            Ok(ip) if ip.is_ipv6() => d.note(
+                id,
+                format!("{ip}: not served (vswitch's Service VIPs are IPv4)"),
+            ),
             Ok(ip) if !out.contains(&ip) => out.push(ip),
             Ok(_) => {}
             Err(_) => d.note(id, format!("'{t}' is not an IP address")),
@@ -199,11 +205,11 @@ fn ips(d: &mut Desired, id: &str, texts: Vec<String>) -> Vec<IpAddr> {
     out
 }
 
+/// The protocols vswitchd balances (not SCTP).
 fn proto(port: &ServicePort) -> Option<Proto> {
     match port.protocol.as_deref().unwrap_or("TCP") {
         "TCP" => Some(Proto::Tcp),
         "UDP" => Some(Proto::Udp),
-        "SCTP" => Some(Proto::Sctp),
         _ => None,
     }
 }

@@ -96,6 +96,9 @@ pub enum Command {
         addr: IpNet,
         #[serde(default, skip_serializing_if = "is_false")]
         may_exist: bool,
+        /// The program that adds it (see [`RouteSpec::owner`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
     },
     AddrDel {
         addr: IpNet,
@@ -182,6 +185,10 @@ pub struct RouteSpec {
     /// Encapsulation towards `via` (VXLAN across nodes without a shared L2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encap: Option<Encap>,
+    /// The program that made the route (`vswitch-agent`), so it finds
+    /// what it owns; none for routes made by hand. Stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// Request option, never stored: the same route already existing is not an error.
     #[serde(default, skip_serializing_if = "is_false")]
     pub may_exist: bool,

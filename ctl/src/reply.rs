@@ -18,6 +18,9 @@ use crate::proto::{Encap, PortSpec, PortType, XdpMode};
 pub struct AddrInfo {
     pub addr: IpNet,
     pub mac: MacAddr,
+    /// The program that added it; none for one added by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// Where a route came from.
@@ -60,6 +63,9 @@ pub struct RouteInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encap: Option<Encap>,
     pub origin: RouteOrigin,
+    /// Static routes: the program that added it; none for one added by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// State of a neighbour entry.

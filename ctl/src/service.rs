@@ -147,6 +147,10 @@ pub struct ServiceSpec {
     /// addresses, from outside the node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_port: Option<u16>,
+    /// The program that made the Service (`vswitch-agent`), so it finds
+    /// what it owns; none for Services made by hand. Stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// Request option, never stored: the same Service already existing
     /// with exactly these settings is not an error.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -161,6 +165,7 @@ impl ServiceSpec {
     /// A Service with these ready backends and no options.
     pub fn new(service: ServiceKey, backends: Vec<SocketAddr>) -> Self {
         ServiceSpec {
+            owner: None,
             service,
             backends,
             terminating: Vec::new(),
@@ -205,6 +210,9 @@ pub struct ServiceInfo {
     pub affinity_timeout: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_port: Option<u16>,
+    /// The program that made it; none for one made by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// Size of the Maglev lookup table (a prime).
     pub table_size: u32,
     pub backends: Vec<BackendInfo>,

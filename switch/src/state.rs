@@ -7,6 +7,7 @@
 //! file that cannot be parsed at start is moved aside (`<file>.corrupt-<unix
 //! time>`) and the copy is used instead (see [`load_or_recover`]).
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::Path;
@@ -39,6 +40,10 @@ pub struct State {
     pub router_mac: Option<MacAddr>,
     #[serde(default)]
     pub addrs: Vec<IpNet>,
+    /// The program that added each address that one added (see
+    /// `ctl::RouteSpec::owner`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub addr_owners: BTreeMap<IpNet, String>,
     #[serde(default)]
     pub routes: Vec<RouteSpec>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -53,6 +58,7 @@ impl Default for State {
             fdb: Vec::new(),
             router_mac: None,
             addrs: Vec::new(),
+            addr_owners: BTreeMap::new(),
             routes: Vec::new(),
             services: Vec::new(),
         }

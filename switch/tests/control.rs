@@ -744,3 +744,102 @@ fn the_controller_stays_off_the_workers_cores() {
         "no worker thread vswitch-w0 in /proc/{pid}/task"
     );
 }
+
+/// What a program adds with its name as the owner (as vswitch-agent does)
+/// is listed with it and keeps it across a restart; what is added by hand
+/// has none, and a program's `may_exist` does not take it over.
+#[test]
+fn owners_are_listed_and_kept_across_a_restart() {
+    let Some(mut env) = TestEnv::with_daemon("owners_are_listed_and_kept_across_a_restart") else {
+        return;
+    };
+    let owner = Some("vswitch-agent".to_string());
+    let call = |d: &Daemon, cmd: ctl::Command| {
+        let mut c = ctl::Client::connect(&d.socket).unwrap();
+        c.call(cmd).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let d = env.daemon();
+    d.ctl_ok(&["addr", "add", "10.79.1.1/24"]);
+    call(
+        d,
+        ctl::Command::AddrAdd {
+            addr: "10.79.2.1/24".parse().unwrap(),
+            may_exist: false,
+            owner: owner.clone(),
+        },
+    );
+    // may_exist on the hand-made address: accepted, still hand-made.
+    call(
+        d,
+        ctl::Command::AddrAdd {
+            addr: "10.79.1.1/24".parse().unwrap(),
+            may_exist: true,
+            owner: owner.clone(),
+        },
+    );
+    call(
+        d,
+        ctl::Command::RouteAdd(ctl::RouteSpec {
+            prefix: "10.79.9.0/24".parse().unwrap(),
+            via: Some("10.79.2.9".parse().unwrap()),
+            dev: None,
+            encap: None,
+            owner: owner.clone(),
+            may_exist: false,
+        }),
+    );
+    let svc = ctl::ServiceSpec {
+        owner: owner.clone(),
+        ..ctl::ServiceSpec::new("10.96.7.1:80/tcp".parse().unwrap(), vec![])
+    };
+    call(d, ctl::Command::ServiceAdd(svc));
+    d.ctl_ok(&["service", "add", "10.96.7.2:80/tcp"]);
+
+    let check = |d: &Daemon, when: &str| {
+        let addrs = d.ctl_value(&["addr", "list"]);
+        let owner_of = |list: &serde_json::Value, field: &str, key: &str| {
+            list.as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e[field] == key)
+                .unwrap_or_else(|| panic!("{when}: no {key} in {list}"))
+                .get("owner")
+                .cloned()
+        };
+        assert_eq!(
+            owner_of(&addrs, "addr", "10.79.2.1/24"),
+            Some("vswitch-agent".into()),
+            "{when}"
+        );
+        assert_eq!(
+            owner_of(&addrs, "addr", "10.79.1.1/24"),
+            None,
+            "{when}: hand-made stays so"
+        );
+        let routes = d.ctl_value(&["route", "list"]);
+        assert_eq!(
+            owner_of(&routes, "prefix", "10.79.9.0/24"),
+            Some("vswitch-agent".into()),
+            "{when}"
+        );
+        let services = d.ctl_value(&["service", "list"]);
+        assert_eq!(
+            owner_of(&services, "service", "10.96.7.1:80/tcp"),
+            Some("vswitch-agent".into()),
+            "{when}"
+        );
+        assert_eq!(
+            owner_of(&services, "service", "10.96.7.2:80/tcp"),
+            None,
+            "{when}"
+        );
+    };
+    check(env.daemon(), "before the restart");
+    // service backends keeps the owner.
+    env.daemon()
+        .ctl_ok(&["service", "backends", "10.96.7.1:80/tcp", "10.79.2.5:8080"]);
+    let d = env.take_daemon();
+    d.stop();
+    env.start_daemon();
+    check(env.daemon(), "after a restart");
+}

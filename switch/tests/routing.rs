@@ -480,6 +480,7 @@ fn traffic_keeps_flowing_during_1000_route_changes() {
             (None, Some(a.name.clone()))
         };
         let add = CtlCommand::RouteAdd(RouteSpec {
+            owner: None,
             prefix,
             via,
             dev,

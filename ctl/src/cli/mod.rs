@@ -189,6 +189,7 @@ impl Cmd {
             Cmd::Fdb(FdbCmd::Flush) => Command::FdbFlush,
             Cmd::Stats { port } => Command::Stats { port: port.clone() },
             Cmd::Addr(AddrCmd::Add { addr, may_exist }) => Command::AddrAdd {
+                owner: None,
                 addr: *addr,
                 may_exist: *may_exist,
             },

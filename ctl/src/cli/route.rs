@@ -140,6 +140,7 @@ impl RouteAddArgs {
             ));
         }
         Ok(RouteSpec {
+            owner: None,
             prefix: self.prefix,
             via,
             dev,

@@ -171,6 +171,7 @@ impl ServiceAddArgs {
             (None | Some(CliAffinity::ClientIp), Some(secs)) => Some(secs),
         };
         Ok(ServiceSpec {
+            owner: None,
             service: self.service,
             backends: self.backends.clone(),
             terminating: self.terminating.clone(),

@@ -41,6 +41,7 @@ pub(super) fn ip(s: &str) -> IpAddr {
 
 pub(super) fn static_route(prefix: &str) -> RouteSpec {
     RouteSpec {
+        owner: None,
         prefix: net(prefix),
         via: None,
         dev: None,

@@ -265,6 +265,7 @@ fn addr_commands_keep_host_bits() {
         (
             vec!["addr", "add", "10.244.1.1/24"],
             Command::AddrAdd {
+                owner: None,
                 addr: net("10.244.1.1/24"),
                 may_exist: false,
             },
@@ -272,6 +273,7 @@ fn addr_commands_keep_host_bits() {
         (
             vec!["addr", "add", "fd00:10:244:1::1/64", "--may-exist"],
             Command::AddrAdd {
+                owner: None,
                 addr: net("fd00:10:244:1::1/64"),
                 may_exist: true,
             },

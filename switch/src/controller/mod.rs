@@ -269,6 +269,7 @@ impl Controller {
                     .addrs
                     .iter()
                     .map(|a| AddrInfo {
+                        owner: self.model.router.addr_owners.get(a).cloned(),
                         addr: *a,
                         mac: self.router_mac,
                     })

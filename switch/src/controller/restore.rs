@@ -29,6 +29,7 @@ impl Controller {
         }
         for addr in st.addrs {
             let cmd = Command::AddrAdd {
+                owner: st.addr_owners.get(&addr).cloned(),
                 addr,
                 may_exist: false,
             };

@@ -118,6 +118,7 @@ impl Controller {
                     )
                     .map_or(0, |s| s.table_size);
                 ServiceInfo {
+                    owner: spec.owner.clone(),
                     service: spec.service,
                     affinity_timeout: spec.affinity_timeout,
                     node_port: spec.node_port,

@@ -169,8 +169,13 @@ impl Model {
             Command::FdbDel { mac } => {
                 self.fdb.remove(mac).ok_or(FdbError::NoEntry(*mac))?;
             }
-            Command::AddrAdd { addr, may_exist } => {
-                self.router.add_addr(*addr, *may_exist, views)?;
+            Command::AddrAdd {
+                addr,
+                may_exist,
+                owner,
+            } => {
+                self.router
+                    .add_addr(*addr, *may_exist, owner.as_deref(), views)?;
             }
             Command::AddrDel { addr, if_exists } => {
                 self.router.del_addr(*addr, *if_exists, views)?;
@@ -289,6 +294,7 @@ impl Model {
                 .collect(),
             router_mac: Some(router_mac),
             addrs: self.router.addrs.iter().copied().collect(),
+            addr_owners: self.router.addr_owners.clone(),
             routes: self.router.routes.values().cloned().collect(),
             services: self.services.values().cloned().collect(),
         };

@@ -128,15 +128,20 @@ pub struct BuiltRoute {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RouterModel {
     pub addrs: BTreeSet<IpNet>,
+    /// The program that added an address, for those one added.
+    pub addr_owners: BTreeMap<IpNet, String>,
     pub routes: BTreeMap<IpNet, RouteSpec>,
 }
 
 impl RouterModel {
-    /// `addr add`: nothing changes when the address is there and `may_exist`.
+    /// `addr add`: nothing changes when the address is there and
+    /// `may_exist` (its owner included: a program's `may_exist` does not
+    /// take over an address added by hand).
     pub fn add_addr(
         &mut self,
         addr: IpNet,
         may_exist: bool,
+        owner: Option<&str>,
         ports: &[PortView],
     ) -> Result<(), RouteError> {
         if self.addrs.contains(&addr) {
@@ -148,6 +153,9 @@ impl RouterModel {
         }
         self.check_addr(addr, ports)?;
         self.addrs.insert(addr);
+        if let Some(o) = owner {
+            self.addr_owners.insert(addr, o.to_string());
+        }
         Ok(())
     }
 
@@ -167,6 +175,7 @@ impl RouterModel {
         }
         self.check_addr_del(addr, ports)?;
         self.addrs.remove(&addr);
+        self.addr_owners.remove(&addr);
         Ok(())
     }
 
@@ -256,6 +265,7 @@ impl RouterModel {
     pub fn check_addr_del(&self, net: IpNet, ports: &[PortView]) -> Result<(), RouteError> {
         let rest = RouterModel {
             addrs: self.addrs.iter().copied().filter(|a| *a != net).collect(),
+            addr_owners: BTreeMap::new(),
             routes: BTreeMap::new(),
         };
         for r in self.routes.values() {
@@ -384,6 +394,7 @@ impl RouterModel {
                 prefix,
                 hop,
                 info: RouteInfo {
+                    owner: None,
                     prefix,
                     via,
                     dev,
@@ -472,6 +483,7 @@ impl RouterModel {
                     prefix: r.prefix,
                     hop,
                     info: RouteInfo {
+                        owner: r.owner.clone(),
                         prefix: r.prefix,
                         via: r.via,
                         dev: r.dev.clone(),
@@ -601,6 +613,7 @@ mod tests {
 
     fn route(prefix: &str, via: Option<&str>, dev: Option<&str>) -> RouteSpec {
         RouteSpec {
+            owner: None,
             prefix: net(prefix),
             via: via.map(ip),
             dev: dev.map(str::to_string),

@@ -178,6 +178,7 @@ mod tests {
         assert_eq!(
             request.command,
             Command::RouteAdd(RouteSpec {
+                owner: None,
                 prefix: "10.244.2.0/24".parse().unwrap(),
                 via: Some("192.168.50.2".parse().unwrap()),
                 dev: None,
@@ -296,6 +297,7 @@ mod tests {
     #[test]
     fn service_list_round_trip_through_a_fake_daemon() {
         let services = vec![ctl::ServiceInfo {
+            owner: None,
             service: "10.96.0.10:80/tcp".parse().unwrap(),
             affinity_timeout: None,
             node_port: Some(30_080),

@@ -765,10 +765,12 @@ mod tests {
     fn addrs_keep_host_bits() {
         let addrs = [
             AddrInfo {
+                owner: None,
                 addr: "10.244.1.1/24".parse().unwrap(),
                 mac: "02:00:5e:00:01:01".parse().unwrap(),
             },
             AddrInfo {
+                owner: None,
                 addr: "fd00:10:244:1::1/64".parse().unwrap(),
                 mac: "02:00:5e:00:01:01".parse().unwrap(),
             },
@@ -784,6 +786,7 @@ fd00:10:244:1::1/64  02:00:5e:00:01:01
 
     fn route(prefix: &str, via: Option<&str>, dev: Option<&str>, origin: RouteOrigin) -> RouteInfo {
         RouteInfo {
+            owner: None,
             prefix: prefix.parse().unwrap(),
             via: via.map(|v| v.parse().unwrap()),
             dev: dev.map(str::to_string),
@@ -1006,6 +1009,7 @@ MAC                PORT     KIND       AGE
         assert!(text(&Reply::Routes(vec![r])).contains(" vxlan vni 42 "));
 
         let a = AddrInfo {
+            owner: None,
             addr: "10.244.1.1/24".parse().unwrap(),
             mac: "02:00:5e:00:01:01".parse().unwrap(),
         };
@@ -1030,6 +1034,7 @@ MAC                PORT     KIND       AGE
 
     fn service(key: &str, backends: &[(&str, BackendState, u64)]) -> ServiceInfo {
         ServiceInfo {
+            owner: None,
             service: key.parse().unwrap(),
             affinity_timeout: None,
             node_port: None,
