@@ -23,14 +23,22 @@ limit=(-max_total_time=20)
 targets=()
 while [[ $# -gt 0 ]]; do
     case $1 in
-        --secs) limit=(-max_total_time="$2"); shift 2 ;;
-        --runs) limit=(-runs="$2"); shift 2 ;;
-        -h|--help) sed -n '2,17p' "$self"; exit 0 ;;
+        --secs|--runs)
+            [[ $# -ge 2 && $2 =~ ^[0-9]+$ ]] || { echo "fuzz.sh: $1 needs a number" >&2; exit 2; }
+            if [[ $1 == --secs ]]; then limit=(-max_total_time="$2"); else limit=(-runs="$2"); fi
+            shift 2 ;;
+        -h|--help) sed -n '2,17p' "$self" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
         *) targets+=("$1"); shift ;;
     esac
 done
 [[ ${#targets[@]} -gt 0 ]] || targets=(pipeline wire vnet_hdr control batch)
+for t in "${targets[@]}"; do
+    [[ -f fuzz_targets/$t.rs ]] || {
+        echo "fuzz.sh: no target '$t' (there are: $(cd fuzz_targets && ls *.rs | sed 's/\.rs$//' | tr '\n' ' '))" >&2
+        exit 2
+    }
+done
 
 cargo +nightly fuzz build -O
 log=$(mktemp)

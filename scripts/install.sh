@@ -46,7 +46,8 @@ cd "$REPO"
 if [[ $BUILD == 1 ]]; then
     cargo build --release --bin vswitchd --bin vswitchctl --bin vswitch-cni
 fi
-BIN=$REPO/target/release
+# Where cargo puts what it builds: $CARGO_TARGET_DIR when set.
+BIN=${CARGO_TARGET_DIR:-$REPO/target}/release
 for b in vswitchd vswitchctl vswitch-cni; do
     [[ -x $BIN/$b ]] || die "$BIN/$b is missing: build it first (or drop --no-build)"
 done

@@ -47,6 +47,24 @@ pub fn add(conf: &NetConf, raw: &[u8], env: &Env) -> Result<CniResult, Error> {
     };
     let (mut ips, routes) = plan::addressing(&leased, &addrs);
     let nets: Vec<IpNet> = ips.iter().map(|ip| ip.address).collect();
+    // The pods' gateway is the switch: without a router address on the
+    // subnet, nothing would answer for the gateway IPAM names.
+    if let Some(ip) = ips
+        .iter()
+        .find(|ip| plan::gateway(&ip.address, &addrs).is_none())
+    {
+        undo_ipam();
+        let net = ip.address.trunc();
+        let first = net.hosts().next().map_or(net.addr(), |h| h);
+        return Err(Error::new(
+            code::SWITCH_REFUSED,
+            format!(
+                "vswitchd has no router address on {net}, the pod's subnet: \
+                 add one first (vswitchctl addr add {first}/{})",
+                net.prefix_len()
+            ),
+        ));
+    }
     if mtu < spec::MTU_MIN_V6 && nets.iter().any(|n| n.addr().is_ipv6()) {
         undo_ipam();
         return Err(Error::new(

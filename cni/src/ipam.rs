@@ -184,8 +184,14 @@ fn find(plugin: &str, path: &[PathBuf]) -> Result<PathBuf, Error> {
         })
         .ok_or_else(|| {
             let dirs: Vec<String> = path.iter().map(|p| p.display().to_string()).collect();
+            // No CNI_PATH at all is the environment's fault, not the
+            // configuration's.
             Error::new(
-                code::INVALID_CONFIG,
+                if path.is_empty() {
+                    code::INVALID_ENV
+                } else {
+                    code::INVALID_CONFIG
+                },
                 format!(
                     "IPAM plugin '{plugin}' not found in CNI_PATH ({})",
                     if dirs.is_empty() {

@@ -166,6 +166,7 @@ mod tests {
 
     fn addr(s: &str) -> AddrInfo {
         AddrInfo {
+            owner: None,
             addr: s.parse().unwrap(),
             mac: MacAddr([2, 0xaa, 0, 0, 0, 1]),
         }
@@ -260,6 +261,7 @@ mod tests {
     fn the_mtu_leaves_room_for_vxlan() {
         let uplink = |_: &str| Some(9000);
         let vxlan = [RouteInfo {
+            owner: None,
             prefix: "10.244.2.0/24".parse().unwrap(),
             via: Some("192.168.1.2".parse().unwrap()),
             dev: None,

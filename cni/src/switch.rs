@@ -22,7 +22,14 @@ fn error(e: ClientError, what: &str) -> Error {
         ClientError::Refused(_) => code::SWITCH_REFUSED,
         ClientError::Malformed(_) | ClientError::Version(_) => code::IO,
     };
-    Error::new(c, format!("vswitchd: {what}: {e}"))
+    match e {
+        // The client's message names vswitchd and the socket already.
+        ClientError::Connect { .. } => Error::new(
+            c,
+            format!("{e}; or give the configuration's \"socket\" if it listens elsewhere"),
+        ),
+        e => Error::new(c, format!("vswitchd: {what}: {e}")),
+    }
 }
 
 impl Switch {

@@ -714,6 +714,8 @@ fn bad_configs_and_environments_fail_clearly_and_leave_nothing() {
     no_ipam.as_object_mut().unwrap().remove("ipam");
     let mut bad_socket = good.clone();
     bad_socket["socket"] = json!("/nonexistent/vswitchd.sock");
+    let mut no_gateway = good.clone();
+    no_gateway["ipam"]["ranges"] = json!([[{"subnet": "10.78.5.0/24"}]]);
     let mut bad_attach = good.clone();
     bad_attach["attach"] = json!("veth");
     let mut small_mtu = good.clone();
@@ -787,6 +789,12 @@ fn bad_configs_and_environments_fail_clearly_and_leave_nothing() {
             vars(&path, "eth0", "c1"),
             bad_socket.to_string().into_bytes(),
             11,
+        ),
+        (
+            "a subnet vswitchd has no router address on",
+            vars(&path, "eth0", "c1"),
+            no_gateway.to_string().into_bytes(),
+            100,
         ),
         (
             "an attach mode that does not exist",
@@ -878,8 +886,8 @@ fn bad_configs_and_environments_fail_clearly_and_leave_nothing() {
 }
 
 /// podman with its own configuration, storage and network directory under
-/// a test's directory (nothing in /etc is touched), as the platform notes
-/// in shared/design.md say podman 4.3 runs here: runc, cgroupfs, the CNI
+/// a test's directory (nothing in /etc is touched), as docs/cni.md says
+/// podman 4.3 runs on a machine like this one: runc, cgroupfs, the CNI
 /// network backend, ulimits it may set, a busybox root filesystem.
 struct Podman {
     dir: PathBuf,

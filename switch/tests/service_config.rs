@@ -199,7 +199,8 @@ fn bad_service_configuration_is_refused_and_changes_nothing() {
     let r = d.ctl(&["batch", batch.to_str().unwrap()]);
     assert_eq!(r.status.code(), Some(1), "{r:?}");
     assert!(
-        r.stderr.contains("batch command 3") && r.stderr.contains("nothing applied"),
+        // The third command is the file's fourth line (after a comment).
+        r.stderr.contains("line 4: ") && r.stderr.contains("nothing applied"),
         "{}",
         r.stderr
     );

@@ -81,6 +81,16 @@ impl BatchParser {
 
     /// The commands of `text`, or its first bad line as `line N: <why>`.
     pub fn parse(&mut self, text: &str) -> Result<Vec<Command>, Failure> {
+        Ok(self
+            .parse_numbered(text)?
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect())
+    }
+
+    /// The commands of `text`, each with the number of its line (from 1),
+    /// so that a refusal of the daemon's can name the line.
+    pub fn parse_numbered(&mut self, text: &str) -> Result<Vec<(usize, Command)>, Failure> {
         let mut commands = Vec::new();
         for (index, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -112,10 +122,11 @@ impl BatchParser {
                     name.join(" ")
                 )));
             }
-            commands.push(cmd.to_command().map_err(|f| match f {
+            let command = cmd.to_command().map_err(|f| match f {
                 Failure::Usage(m) => at_line(m),
                 other => other,
-            })?);
+            })?;
+            commands.push((index + 1, command));
         }
         Ok(commands)
     }

@@ -31,7 +31,7 @@ use clap::{CommandFactory, Parser};
 use ctl::{Client, Reply};
 
 use crate::output::one_line;
-use ctl::cli::{Cli, Cmd, Failure, Format, TraceCmd, usage_line};
+use ctl::cli::{BatchParser, Cli, Cmd, Failure, Format, TraceCmd, read_batch, usage_line};
 
 /// Prints the failure as the contract says and gives its exit code.
 fn report(failure: &Failure) -> ExitCode {
@@ -74,6 +74,9 @@ fn run(cli: &Cli) -> Result<String, Failure> {
         }
         _ => {}
     }
+    if let Cmd::Batch { file } = &cli.command {
+        return batch(cli, file.as_deref());
+    }
     let command = cli.command.to_command()?;
     let mut client = Client::connect(&cli.socket).map_err(request_failed)?;
     let reply = match command {
@@ -83,6 +86,31 @@ fn run(cli: &Cli) -> Result<String, Failure> {
     }
     .map_err(request_failed)?;
     render(&reply, cli.output)
+}
+
+/// `batch`: one request of every command of the input; the daemon's
+/// refusal ("batch command N: why") names the line of the input instead.
+fn batch(cli: &Cli, file: Option<&std::path::Path>) -> Result<String, Failure> {
+    let numbered = BatchParser::new().parse_numbered(&read_batch(file)?)?;
+    let lines: Vec<usize> = numbered.iter().map(|(line, _)| *line).collect();
+    let commands = numbered.into_iter().map(|(_, c)| c).collect();
+    let mut client = Client::connect(&cli.socket).map_err(|e| Failure::Request(e.to_string()))?;
+    match client.call(ctl::Command::Batch { commands }) {
+        Ok(reply) => render(&reply, cli.output),
+        Err(ctl::ClientError::Refused(m)) => {
+            let line = m
+                .strip_prefix("batch command ")
+                .and_then(|rest| rest.split_once(": "))
+                .and_then(|(n, why)| {
+                    Some((lines.get(n.parse::<usize>().ok()?.checked_sub(1)?)?, why))
+                });
+            Err(Failure::Request(match line {
+                Some((line, why)) => format!("line {line}: {why}"),
+                None => m,
+            }))
+        }
+        Err(e) => Err(Failure::Request(e.to_string())),
+    }
 }
 
 /// Writes the manual page of `cmd` as `name.8` into `dir`, and one for
