@@ -224,26 +224,15 @@ pub fn configure(ns: &File, ifname: &str, cfg: &IfConfig) -> Result<(), Error> {
 }
 
 fn route_message(r: &Route, oif: u32) -> Result<RouteMessage, rtnetlink::Error> {
-    Ok(match (r.dst, r.gw) {
-        (IpNet::V4(dst), gw) => {
-            let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
-                .destination_prefix(dst.addr(), dst.prefix_len())
-                .output_interface(oif);
-            if let Some(IpAddr::V4(gw)) = gw {
-                b = b.gateway(gw);
-            }
-            b.build()
-        }
-        (IpNet::V6(dst), gw) => {
-            let mut b = RouteMessageBuilder::<Ipv6Addr>::new()
-                .destination_prefix(dst.addr(), dst.prefix_len())
-                .output_interface(oif);
-            if let Some(IpAddr::V6(gw)) = gw {
-                b = b.gateway(gw);
-            }
-            b.build()
-        }
-    })
+    let invalid = |e: &dyn std::fmt::Display| rtnetlink::Error::InvalidNla(e.to_string());
+    let mut b = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(r.dst.addr(), r.dst.prefix_len())
+        .map_err(|e| invalid(&e))?
+        .output_interface(oif);
+    if let Some(gw) = r.gw {
+        b = b.gateway(gw).map_err(|e| invalid(&e))?;
+    }
+    Ok(b.build())
 }
 
 /// What an interface holds, for CHECK.
